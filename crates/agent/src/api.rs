@@ -1,0 +1,194 @@
+//! The agent's local HTTP API (loopback only), in Consul's shapes for what we cover. Catalog
+//! and health reads, config entries and members are forwarded to this DC's servers over mTLS
+//! (with `?dc=` carried along, so they reach other DCs through the gateways).
+
+use crate::definition::ServiceDefinition;
+use crate::local::Source;
+use crate::snapshots;
+use crate::state::Agent;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+type S = Arc<Agent>;
+
+pub fn router(agent: S) -> Router {
+    Router::new()
+        .route("/v1/agent/ready", get(ready))
+        .route("/v1/agent/self", get(self_info))
+        .route("/v1/agent/services", get(services))
+        .route("/v1/agent/checks", get(checks))
+        .route("/v1/agent/service/register", put(register))
+        .route("/v1/agent/service/deregister/{id}", put(deregister))
+        .route("/v1/agent/members", get(members))
+        .route("/v1/agent/connect/ca/roots", get(roots))
+        .route("/v1/agent/connect/ca/leaf/{service}", get(leaf))
+        .route("/v1/agent/proxy/snapshot/{id}", get(snapshot))
+        .fallback(forward)
+        .with_state(agent)
+}
+
+fn err(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (status, format!("{msg}\n")).into_response()
+}
+
+async fn ready(State(a): State<S>) -> Response {
+    match a.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => err(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+    }
+}
+
+async fn self_info(State(a): State<S>) -> Json<serde_json::Value> {
+    Json(json!({
+        "Config": { "Datacenter": a.cfg.datacenter, "NodeName": a.cfg.node_name, "AdvertiseAddr": a.cfg.advertise_addr.to_string() },
+        "Member": { "Name": a.cfg.node_name, "Addr": a.cfg.advertise_addr.to_string() },
+        "TrustDomain": a.conn().map(|c| c.trust_domain.clone()),
+    }))
+}
+
+async fn services(State(a): State<S>) -> Json<BTreeMap<String, serde_json::Value>> {
+    let dc = a.cfg.datacenter.clone();
+    Json(
+        a.local
+            .services()
+            .into_iter()
+            .map(|s| {
+                let v = json!({
+                    "ID": s.id, "Service": s.service, "Kind": s.kind, "Tags": s.tags, "Meta": s.meta,
+                    "Port": s.port, "Address": s.address, "TaggedAddresses": s.tagged_addresses,
+                    "Proxy": s.proxy, "Datacenter": dc,
+                });
+                (s.id, v)
+            })
+            .collect(),
+    )
+}
+
+async fn checks(State(a): State<S>) -> Json<BTreeMap<String, strait_catalog::Check>> {
+    Json(a.local.checks().into_iter().map(|c| (c.check_id.clone(), c)).collect())
+}
+
+/// `PUT /v1/agent/service/register`: a bad body is a 400 naming the field; nothing changes.
+async fn register(State(a): State<S>, body: Bytes) -> Response {
+    let def: ServiceDefinition = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => return err(StatusCode::BAD_REQUEST, format!("invalid service definition: {e}")),
+    };
+    match a.local.insert(def, Source::Api) {
+        Ok(id) => {
+            tracing::info!(service = %id, "service registered through the local API");
+            (StatusCode::OK, "").into_response()
+        }
+        Err(e) => err(StatusCode::BAD_REQUEST, format!("invalid service definition: {e:#}")),
+    }
+}
+
+async fn deregister(State(a): State<S>, Path(id): Path<String>) -> Response {
+    match a.local.remove(&id) {
+        Ok(true) => (StatusCode::OK, "").into_response(),
+        Ok(false) => err(StatusCode::NOT_FOUND, format!("unknown service ID {id:?}")),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}
+
+async fn members(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let path = match q.get("dc") {
+        Some(dc) => format!("/v1/internal/members?dc={dc}"),
+        None => "/v1/internal/members".to_string(),
+    };
+    relay(&a, Method::GET, &path, None).await
+}
+
+async fn roots(State(a): State<S>) -> Response {
+    relay(&a, Method::GET, "/v1/connect/ca/roots", None).await
+}
+
+/// Consul's leaf shape, including the private key: this API is loopback only.
+async fn leaf(State(a): State<S>, Path(service): Path<String>) -> Response {
+    if let Err(e) = strait_identity::spiffe::validate_name("service", &service) {
+        return err(StatusCode::BAD_REQUEST, e);
+    }
+    match snapshots::leaf(&a, &service).await {
+        Ok(l) => Json(json!({
+            "SerialNumber": l.serial, "CertPEM": l.chain_pem, "PrivateKeyPEM": l.key_pem,
+            "Service": service, "ServiceURI": l.spiffe_id, "ValidBefore": l.not_after_unix,
+        }))
+        .into_response(),
+        Err(e) => err(StatusCode::BAD_GATEWAY, format!("{e:#}")),
+    }
+}
+
+/// A proxy's snapshot; blocking on `?index=<version>` (up to `?wait=`, default 30s).
+async fn snapshot(State(a): State<S>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let after: u64 = q.get("index").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let wait = q
+        .get("wait")
+        .and_then(|w| w.trim_end_matches('s').parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(30))
+        .min(Duration::from_secs(300));
+    let mut gen = a.snapshot_gen.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let current = a.snapshots.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        match current {
+            Some(s) if s.version > after || timed_out => {
+                let mut resp = Json(&*s).into_response();
+                if let Ok(v) = HeaderValue::from_str(&s.version.to_string()) {
+                    resp.headers_mut().insert("x-consul-index", v);
+                }
+                return resp;
+            }
+            None if timed_out || !a.local.proxies().iter().any(|p| p.proxy_id == id) => {
+                return err(StatusCode::NOT_FOUND, format!("no proxy {id:?} is registered with this agent (or its snapshot is not built yet)"));
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = gen.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+async fn relay(a: &Agent, method: Method, path: &str, body: Option<Vec<u8>>) -> Response {
+    let wait = if path.contains("wait=") { Duration::from_secs(610) } else { Duration::from_secs(30) };
+    match a.call(method, path, body, wait).await {
+        Ok(r) => {
+            let mut resp = (r.status, r.body).into_response();
+            for name in ["x-consul-index", "content-type"] {
+                if let Some(v) = r.headers.get(name) {
+                    resp.headers_mut().insert(name, v.clone());
+                }
+            }
+            resp
+        }
+        Err(e) => err(StatusCode::BAD_GATEWAY, format!("{e:#}")),
+    }
+}
+
+/// Catalog, health, config and federation reads go to the servers as they are.
+async fn forward(State(a): State<S>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let allowed = ["/v1/catalog/", "/v1/health/", "/v1/config", "/v1/connect/", "/v1/internal/members", "/v1/internal/federation/states", "/v1/status/"];
+    if !allowed.iter().any(|p| path.starts_with(p)) {
+        return err(StatusCode::NOT_FOUND, format!("no such endpoint: {} {path}", req.method()));
+    }
+    let pq = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or(path);
+    let method = req.method().clone();
+    let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+        Ok(b) if b.is_empty() => None,
+        Ok(b) => Some(b.to_vec()),
+        Err(e) => return err(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+    };
+    relay(&a, method, &pq, body).await
+}

@@ -1,0 +1,71 @@
+//! Runs the local health checks: one task per check, restarted when definitions change.
+
+use crate::definition::{CheckSpec, Probe};
+use crate::local::LocalState;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Keeps one task per check in step with the local state until `shutdown`.
+pub async fn run(local: Arc<LocalState>, shutdown: CancellationToken) {
+    let mut changes = local.subscribe();
+    let mut tasks: HashMap<String, (CheckSpec, JoinHandle<()>)> = HashMap::new();
+    loop {
+        let specs = local.check_specs();
+        tasks.retain(|id, (spec, handle)| {
+            let keep = specs.iter().any(|s| s.check_id == *id && s == spec);
+            if !keep {
+                handle.abort();
+            }
+            keep
+        });
+        for spec in specs {
+            if !tasks.contains_key(&spec.check_id) {
+                let handle = tokio::spawn(run_check(local.clone(), spec.clone()));
+                tasks.insert(spec.check_id.clone(), (spec, handle));
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = changes.changed() => if r.is_err() { break },
+        }
+    }
+    for (_, (_, h)) in tasks {
+        h.abort();
+    }
+}
+
+async fn run_check(local: Arc<LocalState>, spec: CheckSpec) {
+    loop {
+        let (status, output) = match tokio::time::timeout(spec.timeout, probe(&local, &spec.probe)).await {
+            Ok(r) => r,
+            Err(_) => ("critical".to_string(), format!("timed out after {:?}", spec.timeout)),
+        };
+        local.set_status(&spec.check_id, &status, &output);
+        tokio::time::sleep(spec.interval).await;
+    }
+}
+
+async fn probe(local: &LocalState, probe: &Probe) -> (String, String) {
+    match probe {
+        Probe::Tcp { addr } => match TcpStream::connect(addr).await {
+            Ok(_) => ("passing".into(), format!("TCP connect {addr}: success")),
+            Err(e) => ("critical".into(), format!("TCP connect {addr}: {e}")),
+        },
+        Probe::Http { addr, path } => {
+            match strait_rpc::http::request(*addr, http::Method::GET, path, None).await {
+                Ok(r) if r.status.is_success() => ("passing".into(), format!("HTTP GET http://{addr}{path}: {}", r.status)),
+                Ok(r) if r.status.as_u16() == 429 => ("warning".into(), format!("HTTP GET http://{addr}{path}: {}", r.status)),
+                Ok(r) => ("critical".into(), format!("HTTP GET http://{addr}{path}: {}", r.status)),
+                Err(e) => ("critical".into(), format!("HTTP GET http://{addr}{path}: {e}")),
+            }
+        }
+        Probe::Alias { service_id } => {
+            let s = local.service_status(service_id);
+            let out = format!("service {service_id} is {s}");
+            (s, out)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `strait agent --config FILE`: raw TOML validated into [`AgentConfig`].
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// The agent's datacenter (must match its servers').
+    datacenter: String,
+    /// This VM's node name in the catalog.
+    node_name: String,
+    /// Where the agent keeps API-registered services and its key material.
+    data_dir: PathBuf,
+    /// The VM's address, used for services that do not name one.
+    advertise_addr: IpAddr,
+    /// Local HTTP API (Consul-compatible); must be loopback.
+    http_addr: SocketAddr,
+    /// mTLS API addresses of this DC's servers.
+    servers: Vec<SocketAddr>,
+    /// The DC's join token.
+    join_token: String,
+    /// Directory of service definition files (`*.json`, Consul's shape).
+    #[serde(default)]
+    config_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub datacenter: String,
+    pub node_name: String,
+    pub data_dir: PathBuf,
+    pub advertise_addr: IpAddr,
+    pub http_addr: SocketAddr,
+    pub servers: Vec<SocketAddr>,
+    pub join_token: String,
+    pub config_dir: Option<PathBuf>,
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<AgentConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read agent config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid agent config {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<AgentConfig> {
+        let raw: RawConfig = toml::from_str(text)?;
+        strait_identity::spiffe::validate_name("datacenter", &raw.datacenter)?;
+        strait_identity::spiffe::validate_name("node_name", &raw.node_name)?;
+        if !raw.http_addr.ip().is_loopback() {
+            bail!(
+                "field `http_addr` = {}: the agent's local API must listen on a loopback address",
+                raw.http_addr
+            );
+        }
+        if raw.servers.is_empty() {
+            bail!("field `servers` is empty: name at least one server's https_addr");
+        }
+        if raw.join_token.is_empty() {
+            bail!("field `join_token` is empty");
+        }
+        Ok(AgentConfig {
+            datacenter: raw.datacenter,
+            node_name: raw.node_name,
+            data_dir: raw.data_dir,
+            advertise_addr: raw.advertise_addr,
+            http_addr: raw.http_addr,
+            servers: raw.servers,
+            join_token: raw.join_token,
+            config_dir: raw.config_dir,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const GOOD: &str = r#"
+datacenter = "dc1"
+node_name = "web-1"
+data_dir = "/tmp/a"
+advertise_addr = "127.0.0.1"
+http_addr = "127.0.0.1:8500"
+servers = ["127.0.0.1:8300"]
+join_token = "secret"
+"#;
+
+    #[test]
+    fn parses() {
+        AgentConfig::parse(GOOD).unwrap();
+    }
+
+    #[test]
+    fn unknown_field_named() {
+        let e = AgentConfig::parse(&format!("{GOOD}serverz = []\n")).unwrap_err();
+        assert!(format!("{e:#}").contains("serverz"), "{e:#}");
+    }
+
+    #[test]
+    fn servers_required() {
+        let e = AgentConfig::parse(&GOOD.replace("servers = [\"127.0.0.1:8300\"]", "servers = []"))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("servers"), "{e:#}");
+    }
+}

@@ -1,0 +1,351 @@
+//! Service definitions in Consul's shape (`PUT /v1/agent/service/register` bodies and `*.json`
+//! files in the config directory), and what one expands to: catalog services (the service and
+//! its sidecar), check definitions, and proxy registrations for snapshots.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use strait_catalog::{MeshGatewayConfig, ProxyConfig, Service, ServiceAddress, Upstream};
+use strait_snapshot::{GatewayMode, ProxyKind, ProxyRegistration, UpstreamRegistration};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct ServiceDefinition {
+    #[serde(default, rename = "ID")]
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    #[serde(default)]
+    pub check: Option<CheckDefinition>,
+    #[serde(default)]
+    pub checks: Vec<CheckDefinition>,
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
+    #[serde(default)]
+    pub connect: Option<Connect>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct Connect {
+    #[serde(default)]
+    pub sidecar_service: Option<SidecarService>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct SidecarService {
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub proxy: Option<SidecarProxy>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct SidecarProxy {
+    #[serde(default)]
+    pub upstreams: Vec<Upstream>,
+    #[serde(default)]
+    pub mesh_gateway: MeshGatewayConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct CheckDefinition {
+    #[serde(default, rename = "CheckID")]
+    pub check_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, rename = "HTTP")]
+    pub http: String,
+    #[serde(default, rename = "TCP")]
+    pub tcp: String,
+    #[serde(default)]
+    pub interval: String,
+    #[serde(default)]
+    pub timeout: String,
+}
+
+/// What a check probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Probe {
+    /// GET `path` on `addr`; 2xx is passing, 429 warning, anything else critical.
+    Http { addr: SocketAddr, path: String },
+    /// A TCP connect to `addr`.
+    Tcp { addr: SocketAddr },
+    /// Mirrors the worst status of another service's checks (sidecar -> its app).
+    Alias { service_id: String },
+}
+
+/// A check as the agent runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSpec {
+    pub check_id: String,
+    pub name: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// One definition, expanded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expanded {
+    pub services: Vec<Service>,
+    pub checks: Vec<CheckSpec>,
+    pub proxies: Vec<ProxyRegistration>,
+}
+
+/// First port handed to sidecars that do not name one (Consul's default range).
+pub const SIDECAR_PORT_BASE: u16 = 21000;
+
+fn parse_duration(field: &str, v: &str, default: Duration) -> Result<Duration> {
+    if v.is_empty() {
+        return Ok(default);
+    }
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+    let n: u64 = num.parse().map_err(|_| anyhow::anyhow!("field {field} = {v:?}: expected a duration like 10s, 1m or 500ms"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => bail!("field {field} = {v:?}: unknown unit {unit:?} (use ms, s or m)"),
+    })
+}
+
+fn parse_http(field: &str, url: &str) -> Result<Probe> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("field {field} = {url:?}: only http:// URLs are supported"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let hostport = hostport.replace("localhost", "127.0.0.1");
+    let addr: SocketAddr = hostport
+        .parse()
+        .map_err(|_| anyhow::anyhow!("field {field} = {url:?}: host must be an IP address with a port"))?;
+    Ok(Probe::Http { addr, path: path.to_string() })
+}
+
+fn mode(m: &MeshGatewayConfig, field: &str) -> Result<GatewayMode> {
+    Ok(match m.mode.as_str() {
+        "" => GatewayMode::Default,
+        "local" => GatewayMode::Local,
+        "remote" => GatewayMode::Remote,
+        "none" => GatewayMode::None,
+        other => bail!("field {field} = {other:?}: expected local, remote or none"),
+    })
+}
+
+impl ServiceDefinition {
+    /// Validates and expands. `advertise` is the VM address; `sidecar_port` the port to use
+    /// for a sidecar that does not name one.
+    pub fn expand(&self, advertise: IpAddr, sidecar_port: u16) -> Result<Expanded> {
+        strait_identity::spiffe::validate_name("Name", &self.name)?;
+        let id = if self.id.is_empty() { self.name.clone() } else { self.id.clone() };
+        if id.is_empty() || id.len() > 128 || id.contains('/') {
+            bail!("field ID = {id:?}: must be 1-128 characters without '/'");
+        }
+        let address = if self.address.is_empty() { advertise.to_string() } else { self.address.clone() };
+        let ip: IpAddr = address
+            .parse()
+            .map_err(|_| anyhow::anyhow!("field Address = {address:?}: not an IP address"))?;
+        if !matches!(self.kind.as_str(), "" | "connect-proxy" | "mesh-gateway") {
+            bail!("field Kind = {:?}: expected \"\", connect-proxy or mesh-gateway", self.kind);
+        }
+        if self.port == 0 && self.kind != "" {
+            bail!("field Port: a {} needs a port", self.kind);
+        }
+        let mut out = Expanded { services: vec![], checks: vec![], proxies: vec![] };
+        let main = Service {
+            id: id.clone(),
+            service: self.name.clone(),
+            kind: self.kind.clone(),
+            address: address.clone(),
+            port: self.port,
+            tags: self.tags.clone(),
+            meta: self.meta.clone(),
+            tagged_addresses: self.tagged_addresses.clone(),
+            proxy: self.proxy.clone(),
+            ..Default::default()
+        };
+        for (i, c) in self.check.iter().chain(self.checks.iter()).enumerate() {
+            let field = if self.check.is_some() && i == 0 { "Check".to_string() } else { format!("Checks[{i}]") };
+            let probe = match (c.http.is_empty(), c.tcp.is_empty()) {
+                (false, true) => parse_http(&format!("{field}.HTTP"), &c.http)?,
+                (true, false) => Probe::Tcp {
+                    addr: c.tcp.replace("localhost", "127.0.0.1").parse().map_err(|_| {
+                        anyhow::anyhow!("field {field}.TCP = {:?}: expected ip:port", c.tcp)
+                    })?,
+                },
+                _ => bail!("field {field}: exactly one of HTTP or TCP must be set"),
+            };
+            out.checks.push(CheckSpec {
+                check_id: if c.check_id.is_empty() { format!("service:{id}:{}", i + 1) } else { c.check_id.clone() },
+                name: if c.name.is_empty() { format!("Service '{}' check", self.name) } else { c.name.clone() },
+                service_id: id.clone(),
+                service_name: self.name.clone(),
+                probe,
+                interval: parse_duration(&format!("{field}.Interval"), &c.interval, Duration::from_secs(10))?,
+                timeout: parse_duration(&format!("{field}.Timeout"), &c.timeout, Duration::from_secs(5))?,
+            });
+        }
+        if self.kind == "mesh-gateway" {
+            let wan = match main.tagged_addresses.get("wan") {
+                Some(w) => Some(SocketAddr::new(w.address.parse().map_err(|_| anyhow::anyhow!("field TaggedAddresses.wan.Address = {:?}: not an IP address", w.address))?, w.port)),
+                None => None,
+            };
+            out.proxies.push(ProxyRegistration {
+                proxy_id: id.clone(),
+                kind: ProxyKind::MeshGateway,
+                service: self.name.clone(),
+                bind: SocketAddr::new(ip, self.port),
+                wan,
+                local_app: None,
+                mode: GatewayMode::Default,
+                upstreams: vec![],
+            });
+        }
+        out.services.push(main);
+        if let Some(sc) = self.connect.as_ref().and_then(|c| c.sidecar_service.as_ref()) {
+            if self.port == 0 {
+                bail!("field Port: a service with Connect.SidecarService needs the port its sidecar forwards to");
+            }
+            self.expand_sidecar(&id, ip, sc, sidecar_port, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn expand_sidecar(&self, id: &str, ip: IpAddr, sc: &SidecarService, default_port: u16, out: &mut Expanded) -> Result<()> {
+        let sid = format!("{id}-sidecar-proxy");
+        let sip: IpAddr = if sc.address.is_empty() { ip } else {
+            sc.address.parse().map_err(|_| anyhow::anyhow!("field Connect.SidecarService.Address = {:?}: not an IP address", sc.address))?
+        };
+        let port = if sc.port == 0 { default_port } else { sc.port };
+        let proxy = sc.proxy.clone().unwrap_or_default();
+        let pmode = mode(&proxy.mesh_gateway, "Connect.SidecarService.Proxy.MeshGateway.Mode")?;
+        let mut upstreams = vec![];
+        for (i, u) in proxy.upstreams.iter().enumerate() {
+            let f = format!("Connect.SidecarService.Proxy.Upstreams[{i}]");
+            strait_identity::spiffe::validate_name(&format!("{f}.DestinationName"), &u.destination_name)?;
+            if u.local_bind_port == 0 {
+                bail!("field {f}.LocalBindPort is required");
+            }
+            let bind_ip: IpAddr = if u.local_bind_address.is_empty() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                u.local_bind_address.parse().map_err(|_| anyhow::anyhow!("field {f}.LocalBindAddress = {:?}: not an IP address", u.local_bind_address))?
+            };
+            upstreams.push(UpstreamRegistration {
+                destination: u.destination_name.clone(),
+                datacenter: u.datacenter.clone(),
+                bind: SocketAddr::new(bind_ip, u.local_bind_port),
+                mode: mode(&u.mesh_gateway, &format!("{f}.MeshGateway.Mode"))?,
+            });
+        }
+        out.services.push(Service {
+            id: sid.clone(),
+            service: format!("{}-sidecar-proxy", self.name),
+            kind: "connect-proxy".into(),
+            address: sip.to_string(),
+            port,
+            proxy: Some(ProxyConfig {
+                destination_service_name: self.name.clone(),
+                destination_service_id: id.to_string(),
+                local_service_address: ip.to_string(),
+                local_service_port: self.port,
+                mesh_gateway: proxy.mesh_gateway.clone(),
+                upstreams: proxy.upstreams.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let sname = format!("{}-sidecar-proxy", self.name);
+        out.checks.push(CheckSpec {
+            check_id: format!("service:{sid}:1"),
+            name: "Connect Sidecar Listening".into(),
+            service_id: sid.clone(),
+            service_name: sname.clone(),
+            probe: Probe::Tcp { addr: SocketAddr::new(sip, port) },
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(2),
+        });
+        out.checks.push(CheckSpec {
+            check_id: format!("service:{sid}:2"),
+            name: "Connect Sidecar Aliasing".into(),
+            service_id: sid.clone(),
+            service_name: sname,
+            probe: Probe::Alias { service_id: id.to_string() },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+        });
+        out.proxies.push(ProxyRegistration {
+            proxy_id: sid,
+            kind: ProxyKind::Sidecar,
+            service: self.name.clone(),
+            bind: SocketAddr::new(sip, port),
+            wan: None,
+            local_app: Some(SocketAddr::new(ip, self.port)),
+            mode: pmode,
+            upstreams,
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_sidecar_with_upstream() {
+        let d: ServiceDefinition = serde_json::from_str(r#"{"ID":"dashboard","Name":"dashboard","Port":9002,
+            "Check":{"HTTP":"http://127.0.0.1:9002/health","Interval":"1s"},
+            "Connect":{"SidecarService":{"Proxy":{"Upstreams":[{"DestinationName":"counting","Datacenter":"dc2","LocalBindPort":5000,"MeshGateway":{"Mode":"local"}}]}}}}"#).unwrap();
+        let e = d.expand("127.0.0.5".parse().unwrap(), 21000).unwrap();
+        assert_eq!(e.services.len(), 2);
+        assert_eq!(e.services[1].id, "dashboard-sidecar-proxy");
+        assert_eq!(e.proxies[0].upstreams[0].bind, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(e.proxies[0].upstreams[0].mode, GatewayMode::Local);
+        assert_eq!(e.proxies[0].local_app, Some("127.0.0.5:9002".parse().unwrap()));
+        assert_eq!(e.checks.len(), 3);
+    }
+
+    #[test]
+    fn bad_mode_names_the_field() {
+        let d: ServiceDefinition = serde_json::from_str(r#"{"Name":"a","Port":1,"Connect":{"SidecarService":{"Proxy":{"Upstreams":[{"DestinationName":"b","LocalBindPort":5,"MeshGateway":{"Mode":"sideways"}}]}}}}"#).unwrap();
+        let err = d.expand("127.0.0.1".parse().unwrap(), 21000).unwrap_err().to_string();
+        assert!(err.contains("Upstreams[0].MeshGateway.Mode"), "{err}");
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let err = serde_json::from_str::<ServiceDefinition>(r#"{"Name":"a","Prot":1}"#).unwrap_err().to_string();
+        assert!(err.contains("Prot"), "{err}");
+    }
+
+    #[test]
+    fn check_needs_one_probe() {
+        let d: ServiceDefinition = serde_json::from_str(r#"{"Name":"a","Port":1,"Check":{"Interval":"1s"}}"#).unwrap();
+        let err = d.expand("127.0.0.1".parse().unwrap(), 21000).unwrap_err().to_string();
+        assert!(err.contains("Check"), "{err}");
+    }
+}

@@ -1,0 +1,198 @@
+//! The agent's local state: service definitions (from the config directory and the local API),
+//! their expansion, and current check statuses. API-registered definitions are persisted in
+//! `data_dir/services.json` so an agent restart re-registers them; config-directory ones are
+//! re-read at start. Every change bumps a `watch` generation that wakes anti-entropy and the
+//! snapshot builder.
+
+use crate::definition::{CheckSpec, Expanded, ServiceDefinition, SIDECAR_PORT_BASE};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use strait_catalog::{Check, Service};
+use strait_snapshot::ProxyRegistration;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    File,
+    Api,
+}
+
+struct Entry {
+    def: ServiceDefinition,
+    source: Source,
+    expanded: Expanded,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// service ID -> entry
+    entries: BTreeMap<String, Entry>,
+    /// check ID -> (status, output)
+    status: BTreeMap<String, (String, String)>,
+}
+
+pub struct LocalState {
+    node: String,
+    advertise: IpAddr,
+    persist: PathBuf,
+    inner: Mutex<Inner>,
+    changed: watch::Sender<u64>,
+}
+
+impl LocalState {
+    pub fn new(node: &str, advertise: IpAddr, data_dir: &Path) -> LocalState {
+        LocalState {
+            node: node.to_string(),
+            advertise,
+            persist: data_dir.join("services.json"),
+            inner: Mutex::new(Inner::default()),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    /// Loads `*.json` definitions from `dir` (errors name the file) and the persisted API ones.
+    pub fn load(&self, dir: Option<&Path>) -> Result<()> {
+        let mut defs = vec![];
+        if let Some(dir) = dir {
+            let mut paths: Vec<_> = std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read config_dir {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            paths.sort();
+            for p in paths {
+                let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+                let def: ServiceDefinition = serde_json::from_str(&text)
+                    .with_context(|| format!("invalid service definition {}", p.display()))?;
+                defs.push((def, Source::File, p.display().to_string()));
+            }
+        }
+        if self.persist.exists() {
+            let text = std::fs::read_to_string(&self.persist)?;
+            let saved: Vec<ServiceDefinition> = serde_json::from_str(&text)
+                .with_context(|| format!("corrupt {}", self.persist.display()))?;
+            defs.extend(saved.into_iter().map(|d| (d, Source::Api, "local API".to_string())));
+        }
+        for (def, source, origin) in defs {
+            self.insert(def, source).with_context(|| format!("service definition from {origin}"))?;
+        }
+        Ok(())
+    }
+
+    fn next_sidecar_port(inner: &Inner) -> u16 {
+        let used: Vec<u16> = inner.entries.values().flat_map(|e| e.expanded.services.iter().map(|s| s.port)).collect();
+        (SIDECAR_PORT_BASE..).find(|p| !used.contains(p)).unwrap_or(SIDECAR_PORT_BASE)
+    }
+
+    /// Adds or replaces a definition. Invalid ones are refused and nothing changes.
+    pub fn insert(&self, def: ServiceDefinition, source: Source) -> Result<String> {
+        let mut inner = self.lock();
+        let port = Self::next_sidecar_port(&inner);
+        let expanded = def.expand(self.advertise, port)?;
+        let id = expanded.services[0].id.clone();
+        for c in &expanded.checks {
+            inner.status.entry(c.check_id.clone()).or_insert(("critical".into(), "not run yet".into()));
+        }
+        inner.entries.insert(id.clone(), Entry { def, source, expanded });
+        self.save(&inner)?;
+        drop(inner);
+        self.bump();
+        Ok(id)
+    }
+
+    pub fn remove(&self, id: &str) -> Result<bool> {
+        let mut inner = self.lock();
+        let Some(e) = inner.entries.remove(id) else { return Ok(false) };
+        for c in &e.expanded.checks {
+            inner.status.remove(&c.check_id);
+        }
+        self.save(&inner)?;
+        drop(inner);
+        self.bump();
+        Ok(true)
+    }
+
+    fn save(&self, inner: &Inner) -> Result<()> {
+        let api: Vec<&ServiceDefinition> = inner.entries.values().filter(|e| e.source == Source::Api).map(|e| &e.def).collect();
+        strait_identity::files::write_public(&self.persist, &serde_json::to_vec_pretty(&api)?)
+            .with_context(|| format!("cannot write {}", self.persist.display()))
+    }
+
+    pub fn set_status(&self, check_id: &str, status: &str, output: &str) {
+        let mut inner = self.lock();
+        let Some(cur) = inner.status.get_mut(check_id) else { return };
+        if cur.0 != status {
+            tracing::info!(check = check_id, from = %cur.0, to = status, output, "check status changed");
+            *cur = (status.to_string(), output.to_string());
+            drop(inner);
+            self.bump();
+        } else {
+            cur.1 = output.to_string();
+        }
+    }
+
+    /// Worst status of the checks of `service_id` (passing when it has none).
+    pub fn service_status(&self, service_id: &str) -> String {
+        let inner = self.lock();
+        let mut worst = "passing";
+        for e in inner.entries.values() {
+            for c in e.expanded.checks.iter().filter(|c| c.service_id == service_id) {
+                let s = inner.status.get(&c.check_id).map(|s| s.0.as_str()).unwrap_or("critical");
+                if s == "critical" || (s == "warning" && worst == "passing") {
+                    worst = if s == "critical" { "critical" } else { "warning" };
+                }
+            }
+        }
+        worst.to_string()
+    }
+
+    pub fn services(&self) -> Vec<Service> {
+        self.lock().entries.values().flat_map(|e| e.expanded.services.clone()).collect()
+    }
+
+    pub fn check_specs(&self) -> Vec<CheckSpec> {
+        self.lock().entries.values().flat_map(|e| e.expanded.checks.clone()).collect()
+    }
+
+    pub fn proxies(&self) -> Vec<ProxyRegistration> {
+        self.lock().entries.values().flat_map(|e| e.expanded.proxies.clone()).collect()
+    }
+
+    /// The catalog view of our checks, with current statuses.
+    pub fn checks(&self) -> Vec<Check> {
+        let inner = self.lock();
+        inner
+            .entries
+            .values()
+            .flat_map(|e| e.expanded.checks.iter())
+            .map(|c| {
+                let (status, output) = inner.status.get(&c.check_id).cloned().unwrap_or_default();
+                Check {
+                    node: self.node.clone(),
+                    check_id: c.check_id.clone(),
+                    name: c.name.clone(),
+                    status,
+                    output,
+                    service_id: c.service_id.clone(),
+                    service_name: c.service_name.clone(),
+                    ..Default::default()
+                }
+            })
+            .collect()
+    }
+}

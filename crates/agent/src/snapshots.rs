@@ -1,0 +1,176 @@
+//! Per-proxy snapshots: the agent follows its server's mesh view (blocking query), keeps a leaf
+//! certificate per local proxied service (renewed at half life), and rebuilds each local
+//! proxy's snapshot with the pure `strait_snapshot::build` whenever an input changes. Proxies
+//! follow their snapshot with blocking queries on its version.
+
+use crate::state::{Agent, LeafEntry};
+use anyhow::Result;
+use http::Method;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use strait_identity::spiffe::SpiffeId;
+use strait_rpc::proto::{MeshViewResponse, SignRequest, SignResponse};
+use strait_snapshot::{GatewayMode, Leaf, MeshView, ProxyRegistration, Secret};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Follows `/v1/internal/mesh-view` and publishes each new view.
+pub async fn follow_view(agent: Arc<Agent>, tx: watch::Sender<Option<Arc<MeshViewResponse>>>, shutdown: CancellationToken) {
+    let mut index = 0u64;
+    while !shutdown.is_cancelled() {
+        let path = format!("/v1/internal/mesh-view?index={index}&wait=30s");
+        let call = agent.call(Method::GET, &path, None, Duration::from_secs(40));
+        let r = tokio::select! { _ = shutdown.cancelled() => return, r = call => r };
+        match r.and_then(|r| Ok(r.json::<MeshViewResponse>(agent.cfg.servers[0], &path)?)) {
+            Ok(v) => {
+                if v.index != index || tx.borrow().is_none() {
+                    index = v.index;
+                    tx.send_replace(Some(Arc::new(v)));
+                    agent.mark_viewed();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "following the mesh view failed; retrying");
+                index = 0;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Issues (or returns the cached, still fresh) leaf for `service`.
+pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
+    let now = unix_now();
+    if let Some(l) = agent.leaves.lock().unwrap_or_else(|e| e.into_inner()).get(service) {
+        let half = l.issued_unix + (l.not_after_unix - l.issued_unix) / 2;
+        if now < half {
+            return Ok(l.clone());
+        }
+    }
+    let conn = agent.conn().ok_or_else(|| anyhow::anyhow!("not joined"))?;
+    let id = SpiffeId::service(&conn.trust_domain, &agent.cfg.datacenter, service);
+    let (key_pem, csr_pem) = strait_identity::ca::generate_key_and_csr(&id)?;
+    let path = "/v1/internal/sign";
+    let body = serde_json::to_vec(&SignRequest { service: service.to_string(), csr_pem })?;
+    let r = agent.call(Method::POST, path, Some(body), Duration::from_secs(10)).await?;
+    let s: SignResponse = r.json(agent.cfg.servers[0], path)?;
+    let entry = LeafEntry {
+        key_pem,
+        chain_pem: s.cert_chain_pem,
+        spiffe_id: s.spiffe_id,
+        serial: s.serial,
+        not_after_unix: s.not_after_unix,
+        issued_unix: now,
+    };
+    tracing::info!(service, serial = %entry.serial, "issued leaf certificate");
+    agent.leaves.lock().unwrap_or_else(|e| e.into_inner()).insert(service.to_string(), entry.clone());
+    Ok(entry)
+}
+
+/// For upstreams in mode `none` that target another DC: that DC's healthy sidecars.
+async fn remote_sidecars(agent: &Agent, view: &mut MeshView, proxies: &[ProxyRegistration]) {
+    for p in proxies {
+        for u in &p.upstreams {
+            let dc = if u.datacenter.is_empty() { &view.datacenter } else { &u.datacenter };
+            if *dc == view.datacenter || u.mode != GatewayMode::None {
+                continue;
+            }
+            let path = format!("/v1/health/connect/{}?dc={dc}&passing", u.destination);
+            let addrs = agent
+                .call(Method::GET, &path, None, Duration::from_secs(10))
+                .await
+                .and_then(|r| Ok(r.json::<Vec<strait_catalog::ServiceInstance>>(agent.cfg.servers[0], &path)?));
+            match addrs {
+                Ok(list) => {
+                    let a: Vec<SocketAddr> = list
+                        .iter()
+                        .filter_map(|i| format!("{}:{}", i.service.address, i.service.port).parse().ok())
+                        .collect();
+                    view.remote_sidecars.entry(dc.clone()).or_default().insert(u.destination.clone(), a);
+                }
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), upstream = %u.destination, dc, "cannot list remote sidecars"),
+            }
+        }
+    }
+}
+
+/// Rebuilds every local proxy's snapshot when the view, the local registrations or a leaf
+/// changes; renews leaves at half life.
+pub async fn build_loop(agent: Arc<Agent>, mut view_rx: watch::Receiver<Option<Arc<MeshViewResponse>>>, shutdown: CancellationToken) {
+    let mut local_rx = agent.local.subscribe();
+    // Versions start from the clock so they keep increasing across agent restarts.
+    let mut version = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)) as u64;
+    loop {
+        let mut retry = Duration::from_secs(30);
+        let current = view_rx.borrow().clone();
+        if let Some(v) = current {
+            let proxies = agent.local.proxies();
+            let mut view = v.view.clone();
+            remote_sidecars(&agent, &mut view, &proxies).await;
+            let mut next = BTreeMap::new();
+            for p in &proxies {
+                let l = match leaf(&agent, &p.service).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(proxy = %p.proxy_id, error = %format!("{e:#}"), "cannot get a leaf certificate; retrying");
+                        retry = Duration::from_secs(1);
+                        continue;
+                    }
+                };
+                let leaf = Leaf {
+                    cert_chain_pem: l.chain_pem.clone(),
+                    key_pem: Secret(l.key_pem.clone()),
+                    spiffe_id: l.spiffe_id.clone(),
+                    serial: l.serial.clone(),
+                    not_after_unix: l.not_after_unix,
+                };
+                let renew_at = l.issued_unix + (l.not_after_unix - l.issued_unix) / 2;
+                retry = retry.min(Duration::from_secs((renew_at - unix_now()).max(1) as u64));
+                match strait_snapshot::build(&view, p, leaf, v.roots_pem.clone(), 0) {
+                    Ok(s) => {
+                        next.insert(p.proxy_id.clone(), s);
+                    }
+                    Err(e) => tracing::warn!(proxy = %p.proxy_id, error = %e, "cannot build snapshot"),
+                }
+            }
+            let mut changed = false;
+            {
+                let mut snaps = agent.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+                let before = snaps.len();
+                snaps.retain(|id, _| next.contains_key(id));
+                changed |= before != snaps.len();
+                for (id, mut s) in next {
+                    let same = snaps.get(&id).is_some_and(|old| {
+                        let mut o = (**old).clone();
+                        o.version = 0;
+                        o == s
+                    });
+                    if !same {
+                        version += 1;
+                        s.version = version;
+                        snaps.insert(id, Arc::new(s));
+                        changed = true;
+                    }
+                }
+            }
+            if changed {
+                agent.publish_snapshots();
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = view_rx.changed() => if r.is_err() { return },
+            _ = local_rx.changed() => {}
+            _ = tokio::time::sleep(retry) => {}
+        }
+    }
+}

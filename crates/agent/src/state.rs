@@ -1,0 +1,96 @@
+//! The shared state of one agent process.
+
+use crate::config::AgentConfig;
+use crate::join::ServerConn;
+use crate::local::LocalState;
+use anyhow::{Context, Result};
+use http::Method;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use strait_rpc::Response;
+use strait_snapshot::Snapshot;
+use tokio::sync::watch;
+
+/// A service's leaf certificate and key, held by the agent and handed to local proxies.
+#[derive(Debug, Clone)]
+pub struct LeafEntry {
+    pub key_pem: String,
+    pub chain_pem: String,
+    pub spiffe_id: String,
+    pub serial: String,
+    pub not_after_unix: i64,
+    pub issued_unix: i64,
+}
+
+pub struct Agent {
+    pub cfg: AgentConfig,
+    pub local: Arc<LocalState>,
+    conn: RwLock<Option<Arc<ServerConn>>>,
+    /// service name -> leaf
+    pub leaves: Mutex<HashMap<String, LeafEntry>>,
+    /// proxy id -> its current snapshot
+    pub snapshots: Mutex<HashMap<String, Arc<Snapshot>>>,
+    /// Bumped whenever `snapshots` changes (wakes blocking snapshot queries).
+    pub snapshot_gen: watch::Sender<u64>,
+    synced: AtomicBool,
+    viewed: AtomicBool,
+}
+
+impl Agent {
+    pub fn new(cfg: AgentConfig, local: Arc<LocalState>) -> Agent {
+        Agent {
+            cfg,
+            local,
+            conn: RwLock::new(None),
+            leaves: Mutex::new(HashMap::new()),
+            snapshots: Mutex::new(HashMap::new()),
+            snapshot_gen: watch::channel(0).0,
+            synced: AtomicBool::new(false),
+            viewed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_conn(&self, conn: ServerConn) {
+        *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(conn));
+    }
+
+    pub fn conn(&self) -> Option<Arc<ServerConn>> {
+        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn mark_synced(&self) {
+        self.synced.store(true, Ordering::SeqCst);
+    }
+
+    pub fn mark_viewed(&self) {
+        self.viewed.store(true, Ordering::SeqCst);
+    }
+
+    /// Ready: joined, first anti-entropy sync done, first mesh view received.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.conn().is_none() {
+            return Err("not joined to a server yet");
+        }
+        if !self.synced.load(Ordering::SeqCst) {
+            return Err("first catalog sync not done yet");
+        }
+        if !self.viewed.load(Ordering::SeqCst) {
+            return Err("no mesh view from the server yet");
+        }
+        Ok(())
+    }
+
+    /// One mTLS request to this DC's servers (tries each configured server).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>, timeout: Duration) -> Result<Response> {
+        let conn = self.conn().context("the agent has not joined its servers yet")?;
+        strait_rpc::mesh::request_any(conn.tls.clone(), &self.cfg.servers, &conn.sni, method, path, body, timeout)
+            .await
+            .with_context(|| format!("cannot reach the servers {:?}", self.cfg.servers))
+    }
+
+    pub fn publish_snapshots(&self) {
+        self.snapshot_gen.send_modify(|g| *g += 1);
+    }
+}

@@ -1,0 +1,184 @@
+//! The [`Catalog`]: one DC's state in memory, written through to redb, with a watch on its
+//! index for blocking queries.
+//!
+//! Writers are serialised by a mutex and do their disk commit *before* taking the state's
+//! write lock, so readers (HTTP API, snapshot builders) only ever wait for an in-memory swap,
+//! never for an fsync. Write operations are synchronous; async callers with many writes
+//! should run them in `spawn_blocking`.
+
+use crate::error::Result;
+use crate::store::{Edit, State, Store};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A DC's catalog: nodes, services, checks, config entries, federation states.
+pub struct Catalog {
+    /// Everything, for reads without disk access.
+    state: RwLock<State>,
+    /// Serialises writers so each computes its change from the latest state.
+    writer: Mutex<()>,
+    store: Store,
+    /// Current index, for watchers and blocking queries.
+    index_tx: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("index", &self.index())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Catalog {
+    /// Opens (or creates) the catalog stored at `path`, restoring all state and the index.
+    pub fn open(path: impl AsRef<Path>) -> Result<Catalog> {
+        let (store, state) = Store::open(path.as_ref())?;
+        Ok(Catalog::from_parts(store, state))
+    }
+
+    /// An empty catalog kept only in memory (tests, lab experiments).
+    pub fn open_in_memory() -> Result<Catalog> {
+        let (store, state) = Store::in_memory()?;
+        Ok(Catalog::from_parts(store, state))
+    }
+
+    fn from_parts(store: Store, state: State) -> Catalog {
+        let (index_tx, _) = watch::channel(state.index);
+        Catalog {
+            state: RwLock::new(state),
+            writer: Mutex::new(()),
+            store,
+            index_tx,
+        }
+    }
+
+    /// The index of the last write (0 for a catalog never written).
+    pub fn index(&self) -> u64 {
+        self.read_state().index
+    }
+
+    /// A receiver of the current index, updated after every write.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.index_tx.subscribe()
+    }
+
+    /// Blocking-query wait: returns the current index as soon as it exceeds `after`, or at
+    /// `timeout`. As in Consul, `after == 0` and an `after` ahead of the catalog (a client
+    /// that talked to another server) return at once.
+    pub async fn wait_for_change(&self, after: u64, timeout: Duration) -> u64 {
+        let mut rx = self.index_tx.subscribe();
+        let current = *rx.borrow_and_update();
+        if after == 0 || current != after {
+            return current;
+        }
+        let wait = async {
+            loop {
+                if rx.changed().await.is_err() {
+                    return *rx.borrow();
+                }
+                let current = *rx.borrow_and_update();
+                if current > after {
+                    return current;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or_else(|_| self.index())
+    }
+
+    pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-written: it is only
+        // mutated by `State::apply`, which does not panic. So a poisoned lock is usable.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Held for the whole of a write operation: read current state, compute, commit.
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Persists `edit` at the next index, then publishes it. The caller holds the writer
+    /// lock and has checked that `edit` changes something.
+    pub(crate) fn commit(&self, _writer: &MutexGuard<'_, ()>, edit: Edit) -> Result<u64> {
+        let index = self.index() + 1;
+        self.store.commit(index, &edit)?;
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply(index, edit);
+        self.index_tx.send_replace(index);
+        tracing::trace!(index, "catalog write");
+        Ok(index)
+    }
+
+    /// The index the next write will get, for stamping ModifyIndex.
+    pub(crate) fn next_index(&self) -> u64 {
+        self.index() + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Node;
+    use std::sync::Arc;
+
+    fn node(name: &str) -> Node {
+        Node {
+            node: name.into(),
+            address: "10.0.0.1".into(),
+            ..Node::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn wait_returns_at_once_for_zero_or_stale_index() {
+        let cat = Catalog::open_in_memory().expect("catalog");
+        assert_eq!(cat.wait_for_change(0, Duration::from_secs(30)).await, 0);
+        cat.register(node("n1"), vec![], vec![]).expect("register");
+        assert_eq!(cat.wait_for_change(0, Duration::from_secs(30)).await, 1);
+        assert_eq!(cat.wait_for_change(99, Duration::from_secs(30)).await, 1);
+    }
+
+    #[tokio::test]
+    async fn wait_times_out_with_current_index() {
+        let cat = Catalog::open_in_memory().expect("catalog");
+        cat.register(node("n1"), vec![], vec![]).expect("register");
+        let start = std::time::Instant::now();
+        let idx = cat.wait_for_change(1, Duration::from_millis(100)).await;
+        assert_eq!(idx, 1);
+        assert!(start.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn wait_wakes_on_change() {
+        let cat = Arc::new(Catalog::open_in_memory().expect("catalog"));
+        cat.register(node("n1"), vec![], vec![]).expect("register");
+        let waiter = tokio::spawn({
+            let cat = cat.clone();
+            async move { cat.wait_for_change(1, Duration::from_secs(30)).await }
+        });
+        // Let the waiter subscribe first; the result is the same either way.
+        tokio::task::yield_now().await;
+        cat.register(node("n2"), vec![], vec![]).expect("register");
+        let idx = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woke before timeout")
+            .expect("join");
+        assert_eq!(idx, 2);
+    }
+
+    #[tokio::test]
+    async fn subscribe_sees_new_index() {
+        let cat = Catalog::open_in_memory().expect("catalog");
+        let mut rx = cat.subscribe();
+        assert_eq!(*rx.borrow_and_update(), 0);
+        cat.register(node("n1"), vec![], vec![]).expect("register");
+        rx.changed().await.expect("changed");
+        assert_eq!(*rx.borrow(), 1);
+    }
+}

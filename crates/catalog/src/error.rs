@@ -1,0 +1,66 @@
+//! Errors of catalog operations. Each names the node, service, check or field at fault so an
+//! HTTP 400/404 body tells the caller exactly what to fix.
+
+/// A catalog operation failed; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{what}: field {field} must not be empty")]
+    EmptyField { what: String, field: &'static str },
+    #[error("unknown node {node:?}")]
+    UnknownNode { node: String },
+    #[error("unknown service {service:?} on node {node:?}")]
+    UnknownService { node: String, service: String },
+    #[error("unknown check {check:?} on node {node:?}")]
+    UnknownCheck { node: String, check: String },
+    #[error("invalid check status {status:?} (expected passing, warning or critical)")]
+    InvalidStatus { status: String },
+    #[error("service {service:?}: invalid Kind {kind:?} (expected \"\", connect-proxy, mesh-gateway or strait-server)")]
+    InvalidKind { service: String, kind: String },
+    #[error("{what}: invalid {field} {mode:?} (expected \"\", local, remote or none)")]
+    InvalidMode {
+        what: String,
+        field: &'static str,
+        mode: String,
+    },
+    #[error("{what}: invalid {field} {value:?} (expected ip:port)")]
+    InvalidAddress {
+        what: String,
+        field: &'static str,
+        value: String,
+    },
+    #[error("check {check:?} names node {check_node:?} but is registered with node {node:?}")]
+    NodeMismatch {
+        node: String,
+        check: String,
+        check_node: String,
+    },
+    #[error("invalid config entry {kind:?}/{name:?}: {reason}")]
+    InvalidConfigEntry {
+        kind: String,
+        name: String,
+        reason: &'static str,
+    },
+    #[error("unknown config entry {kind:?}/{name:?}")]
+    UnknownConfigEntry { kind: String, name: String },
+    #[error("catalog store: {0}")]
+    Store(String),
+    #[error("catalog store: table {table}, key {key:?}: {reason}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        reason: String,
+    },
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+impl From<redb::Error> for CatalogError {
+    fn from(e: redb::Error) -> Self {
+        CatalogError::Store(e.to_string())
+    }
+}
+
+/// redb's operations return several error types, all convertible into `redb::Error`.
+pub(crate) fn store_err(e: impl Into<redb::Error>) -> CatalogError {
+    CatalogError::from(e.into())
+}

@@ -1,0 +1,24 @@
+//! strait-catalog: one DC's catalog, held by `strait server`.
+//!
+//! Flow position: agents register nodes, services and checks (and keep them in sync) ->
+//! [`Catalog`] (in memory, persisted to a redb file, one transaction per write) -> the HTTP
+//! API returns its Consul-shaped values directly, blocking queries wait on its index, and
+//! [`Catalog::mesh_instances`] feeds the snapshot builder (`strait-snapshot`).
+
+#![forbid(unsafe_code)]
+
+mod catalog;
+mod error;
+mod mesh;
+mod read;
+mod store;
+mod types;
+mod validate;
+mod write;
+
+pub use catalog::Catalog;
+pub use error::{CatalogError, Result};
+pub use types::{
+    config_kind, kind, status, Check, ConfigEntry, FederationState, MeshGatewayConfig, Node,
+    NodeServices, ProxyConfig, Service, ServiceAddress, ServiceInstance, SyncOutcome, Upstream,
+};

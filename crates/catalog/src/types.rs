@@ -1,0 +1,329 @@
+//! The catalog's values, in the JSON shapes of Consul's HTTP API (PascalCase field names) so
+//! the server's HTTP API can return them directly and existing clients understand them.
+//! Input types reject unknown fields: a typo in a registration is an error, not a silent drop.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use strait_snapshot::GatewayMode;
+
+/// `Service.Kind` values.
+pub mod kind {
+    /// An application service.
+    pub const TYPICAL: &str = "";
+    pub const CONNECT_PROXY: &str = "connect-proxy";
+    pub const MESH_GATEWAY: &str = "mesh-gateway";
+    /// A strait server, registered by the server itself.
+    pub const STRAIT_SERVER: &str = "strait-server";
+    pub const ALL: [&str; 4] = [TYPICAL, CONNECT_PROXY, MESH_GATEWAY, STRAIT_SERVER];
+}
+
+/// `Check.Status` values.
+pub mod status {
+    pub const PASSING: &str = "passing";
+    pub const WARNING: &str = "warning";
+    pub const CRITICAL: &str = "critical";
+    pub const ALL: [&str; 3] = [PASSING, WARNING, CRITICAL];
+}
+
+/// `ConfigEntry.Kind` values.
+pub mod config_kind {
+    /// Global defaults; its only valid name is `global`.
+    pub const PROXY_DEFAULTS: &str = "proxy-defaults";
+    /// Defaults of the service named by `Name`.
+    pub const SERVICE_DEFAULTS: &str = "service-defaults";
+}
+
+/// A machine (VM) in this DC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Node {
+    /// Node name, unique in the DC.
+    pub node: String,
+    /// LAN address; services without an address of their own use it.
+    pub address: String,
+    #[serde(default)]
+    pub datacenter: String,
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    /// Catalog index of the last change to this node; set by the catalog.
+    #[serde(default)]
+    pub modify_index: u64,
+}
+
+/// An address in `Service.TaggedAddresses` (`"wan"` for gateways).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ServiceAddress {
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub port: u16,
+}
+
+/// A service instance registered on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Service {
+    /// Unique on its node; defaults to the service name.
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    /// Service name.
+    pub service: String,
+    /// One of [`kind::ALL`].
+    #[serde(default)]
+    pub kind: String,
+    /// Empty: the node's address.
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    /// Connect proxies only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyConfig>,
+    /// Set by the catalog.
+    #[serde(default)]
+    pub modify_index: u64,
+}
+
+/// `Service.Proxy` of a connect proxy (sidecar).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// The service this sidecar fronts.
+    #[serde(default)]
+    pub destination_service_name: String,
+    #[serde(rename = "DestinationServiceID", default)]
+    pub destination_service_id: String,
+    #[serde(default)]
+    pub local_service_address: String,
+    #[serde(default)]
+    pub local_service_port: u16,
+    /// Consul's proxy mode (`transparent` / `direct`); kept for compatibility, unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub mesh_gateway: MeshGatewayConfig,
+    #[serde(default)]
+    pub upstreams: Vec<Upstream>,
+}
+
+/// `MeshGateway: {"Mode": "" | "local" | "remote" | "none"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct MeshGatewayConfig {
+    /// Empty: inherit from the next level of precedence.
+    #[serde(default)]
+    pub mode: String,
+}
+
+impl MeshGatewayConfig {
+    /// The typed mode, or `None` (the Option) when the string is not a valid mode.
+    pub fn gateway_mode(&self) -> Option<GatewayMode> {
+        match self.mode.as_str() {
+            "" | "default" => Some(GatewayMode::Default),
+            "local" => Some(GatewayMode::Local),
+            "remote" => Some(GatewayMode::Remote),
+            "none" => Some(GatewayMode::None),
+            _ => None,
+        }
+    }
+}
+
+/// An upstream of a connect proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Upstream {
+    pub destination_name: String,
+    /// Empty: the proxy's own DC.
+    #[serde(default)]
+    pub datacenter: String,
+    #[serde(default)]
+    pub local_bind_address: String,
+    #[serde(default)]
+    pub local_bind_port: u16,
+    #[serde(default)]
+    pub mesh_gateway: MeshGatewayConfig,
+}
+
+/// A health check of a node (`ServiceID` empty) or of one service on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Check {
+    /// Empty on input: the node it is registered with.
+    #[serde(default)]
+    pub node: String,
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+    /// Empty on input: the check ID.
+    #[serde(default)]
+    pub name: String,
+    /// One of [`status::ALL`]; empty on input means `critical` until the first result.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub output: String,
+    #[serde(rename = "ServiceID", default)]
+    pub service_id: String,
+    /// Filled in by the catalog from the service.
+    #[serde(default)]
+    pub service_name: String,
+    /// Set by the catalog.
+    #[serde(default)]
+    pub modify_index: u64,
+}
+
+/// Mesh gateway mode defaults (`proxy-defaults` named `global`, or `service-defaults`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ConfigEntry {
+    /// [`config_kind::PROXY_DEFAULTS`] or [`config_kind::SERVICE_DEFAULTS`].
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub mesh_gateway: MeshGatewayConfig,
+    /// Set by the catalog.
+    #[serde(default)]
+    pub modify_index: u64,
+}
+
+/// Where a DC's mesh gateways are reachable from other DCs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct FederationState {
+    pub datacenter: String,
+    /// WAN `ip:port` of each gateway.
+    #[serde(default)]
+    pub mesh_gateways: Vec<String>,
+    /// Catalog index of the last change; set by the catalog.
+    #[serde(default)]
+    pub updated_index: u64,
+}
+
+/// One instance as `/v1/health/service/:name` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceInstance {
+    pub node: Node,
+    pub service: Service,
+    /// Node-level checks and the service's own checks.
+    pub checks: Vec<Check>,
+}
+
+impl ServiceInstance {
+    /// Healthy means no check is critical (no check at all counts as healthy).
+    pub fn is_healthy(&self) -> bool {
+        self.checks.iter().all(|c| c.status != status::CRITICAL)
+    }
+
+    /// All checks passing (Consul's `?passing` filter).
+    pub fn is_passing(&self) -> bool {
+        self.checks.iter().all(|c| c.status == status::PASSING)
+    }
+}
+
+/// A node and its services, as `/v1/catalog/node-services/:node` returns them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeServices {
+    pub node: Node,
+    pub services: Vec<Service>,
+}
+
+/// Result of [`crate::Catalog::sync_node`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncOutcome {
+    /// Whether anything was written (and the index bumped).
+    pub changed: bool,
+    /// Catalog index after the sync.
+    pub index: u64,
+    /// IDs of services the sync removed from the node.
+    pub removed_services: Vec<String>,
+    /// IDs of checks the sync removed from the node.
+    pub removed_checks: Vec<String>,
+}
+
+/// Items stamped with the index of their last change.
+pub(crate) trait Indexed {
+    fn modify_index(&self) -> u64;
+    fn set_modify_index(&mut self, index: u64);
+}
+
+macro_rules! indexed {
+    ($ty:ty, $field:ident) => {
+        impl Indexed for $ty {
+            fn modify_index(&self) -> u64 {
+                self.$field
+            }
+            fn set_modify_index(&mut self, index: u64) {
+                self.$field = index;
+            }
+        }
+    };
+}
+indexed!(Node, modify_index);
+indexed!(Service, modify_index);
+indexed!(Check, modify_index);
+indexed!(ConfigEntry, modify_index);
+indexed!(FederationState, updated_index);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_json_uses_consul_field_names() {
+        let json = r#"{"ID":"web-sidecar-proxy","Service":"web-sidecar-proxy","Kind":"connect-proxy",
+            "Port":21000,"TaggedAddresses":{"wan":{"Address":"192.0.2.1","Port":8443}},
+            "Proxy":{"DestinationServiceName":"web","DestinationServiceID":"web",
+              "LocalServicePort":8080,"MeshGateway":{"Mode":"local"},
+              "Upstreams":[{"DestinationName":"counting","Datacenter":"dc2","LocalBindPort":5000,
+                "MeshGateway":{"Mode":"remote"}}]}}"#;
+        let svc: Service = serde_json::from_str(json).expect("parse");
+        let proxy = svc.proxy.as_ref().expect("proxy");
+        assert_eq!(proxy.destination_service_name, "web");
+        assert_eq!(
+            proxy.upstreams[0].mesh_gateway.gateway_mode(),
+            Some(GatewayMode::Remote)
+        );
+        assert_eq!(svc.tagged_addresses["wan"].port, 8443);
+        let out = serde_json::to_value(&svc).expect("json");
+        assert_eq!(out["ID"], "web-sidecar-proxy");
+        assert_eq!(out["Proxy"]["DestinationServiceID"], "web");
+        assert!(out["Proxy"].get("Mode").is_none());
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err =
+            serde_json::from_str::<Service>(r#"{"Service":"web","Prot":80}"#).expect_err("typo");
+        assert!(err.to_string().contains("Prot"), "{err}");
+        let err = serde_json::from_str::<Check>(r#"{"CheckID":"c","Staus":"passing"}"#)
+            .expect_err("typo");
+        assert!(err.to_string().contains("Staus"), "{err}");
+    }
+
+    #[test]
+    fn instance_health() {
+        let check = |s: &str| Check {
+            check_id: "c".into(),
+            status: s.into(),
+            ..Check::default()
+        };
+        let mut inst = ServiceInstance {
+            node: Node::default(),
+            service: Service::default(),
+            checks: vec![],
+        };
+        assert!(inst.is_healthy() && inst.is_passing());
+        inst.checks = vec![check("passing"), check("warning")];
+        assert!(inst.is_healthy() && !inst.is_passing());
+        inst.checks.push(check("critical"));
+        assert!(!inst.is_healthy());
+    }
+}

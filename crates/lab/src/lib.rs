@@ -1,0 +1,2 @@
+//! strait-lab
+pub mod topology;

@@ -1,0 +1,327 @@
+//! Topology -> process plan: which process runs on which VM, with which
+//! arguments, environment, files and readiness URL, in start order. Pure (no
+//! I/O, tokens passed in), so the whole lab layout is unit-tested; the
+//! supervisor only executes it.
+
+mod files;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::paths::LabPaths;
+use crate::topology::{
+    ServiceKind, Topology, Vm, GATEWAY_PORT, HTTP_API_PORT, SERVER_HTTPS_PORT,
+};
+
+/// What a process is, for ordering, progress lines and `lab stop|start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Server,
+    Agent,
+    Gateway,
+    /// A demo or command service (what `lab stop|start <service>` acts on).
+    App,
+    Sidecar,
+}
+
+/// Which executable to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Program {
+    /// The strait binary itself (`STRAIT_BIN` or the running executable).
+    Strait,
+    /// A user command (`kind = "command"`), looked up in `PATH` if relative.
+    Path(String),
+}
+
+/// A file the lab writes before starting a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    pub path: PathBuf,
+    pub contents: String,
+    /// Holds a token: written with mode 0600.
+    pub secret: bool,
+}
+
+/// One supervised process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    pub vm: String,
+    pub dc: String,
+    /// Unique per VM: `server`, `agent`, `gateway`, `<service>`, `<service>-sidecar`.
+    pub name: String,
+    pub role: Role,
+    /// For apps and sidecars: the service they belong to.
+    pub service: Option<String>,
+    pub program: Program,
+    pub args: Vec<String>,
+    /// Set on top of the lab's environment (demo variables are cleared first).
+    pub env: Vec<(String, String)>,
+    /// Written before start; not kept in state.json since they hold tokens.
+    #[serde(skip)]
+    pub files: Vec<FileSpec>,
+    /// Created before start (data dirs, config dirs).
+    pub dirs: Vec<PathBuf>,
+    /// Ready once a GET here answers 200.
+    pub ready_url: String,
+    /// The address users care about (shown in progress and status).
+    pub address: String,
+    /// Every address the process will listen on (checked free before `up`).
+    pub listens: Vec<SocketAddr>,
+    pub log: PathBuf,
+}
+
+impl ProcessSpec {
+    /// The progress line's summary, e.g. `gateway ready (127.20.1.11:8443)`.
+    pub fn ready_summary(&self) -> String {
+        format!("{} ready ({})", self.name, self.address)
+    }
+}
+
+/// Secrets of one lab run, generated fresh by each `lab up`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    /// Shared by all servers of the federation.
+    pub federation: String,
+    /// Per DC: what agents present to join.
+    pub join: BTreeMap<String, String>,
+}
+
+impl Tokens {
+    /// 32 random bytes, hex-encoded, per token.
+    pub fn generate(topology: &Topology) -> Tokens {
+        let fresh = || {
+            let mut bytes = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            hex::encode(bytes)
+        };
+        Tokens {
+            federation: fresh(),
+            join: topology
+                .datacenters
+                .iter()
+                .map(|dc| (dc.name.clone(), fresh()))
+                .collect(),
+        }
+    }
+
+    fn join(&self, dc: &str) -> String {
+        self.join.get(dc).cloned().unwrap_or_default()
+    }
+}
+
+fn addr(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(ip, port))
+}
+
+/// The start order: primary server -> primary gateways (agent + gateway) ->
+/// per secondary DC: server, gateways -> agents of services VMs -> apps -> sidecars.
+pub fn plan(topology: &Topology, paths: &LabPaths, tokens: &Tokens) -> Vec<ProcessSpec> {
+    let primary = topology.primary_dc();
+    let mut dcs: Vec<&str> = vec![primary];
+    dcs.extend(
+        topology
+            .datacenters
+            .iter()
+            .map(|d| d.name.as_str())
+            .filter(|d| *d != primary),
+    );
+    let primary_gateways: Vec<SocketAddr> = topology
+        .vms_in(primary)
+        .filter(|vm| vm.roles.gateway)
+        .map(|vm| addr(vm.address, GATEWAY_PORT))
+        .collect();
+
+    let mut out = Vec::new();
+    for dc in &dcs {
+        for vm in topology.vms_in(dc).filter(|vm| vm.roles.server) {
+            let gateways = if *dc == primary { &[][..] } else { &primary_gateways[..] };
+            out.push(server(topology, vm, paths, tokens, gateways));
+        }
+        for vm in topology.vms_in(dc).filter(|vm| vm.roles.gateway) {
+            out.push(agent(topology, vm, paths, tokens));
+            out.push(gateway(vm, paths));
+        }
+    }
+    let services_vms = || {
+        dcs.iter()
+            .flat_map(|dc| topology.vms_in(dc))
+            .filter(|vm| vm.roles.services)
+    };
+    for vm in services_vms().filter(|vm| !vm.roles.gateway) {
+        out.push(agent(topology, vm, paths, tokens));
+    }
+    for vm in services_vms() {
+        for service in &vm.services {
+            out.push(app(vm, service, paths));
+        }
+    }
+    for vm in services_vms() {
+        for (index, service) in vm.services.iter().enumerate() {
+            out.push(sidecar(vm, index, service, paths));
+        }
+    }
+    out
+}
+
+fn base(vm: &Vm, name: &str, role: Role, paths: &LabPaths) -> ProcessSpec {
+    ProcessSpec {
+        vm: vm.name.clone(),
+        dc: vm.dc.clone(),
+        name: name.to_owned(),
+        role,
+        service: None,
+        program: Program::Strait,
+        args: Vec::new(),
+        env: Vec::new(),
+        files: Vec::new(),
+        dirs: Vec::new(),
+        ready_url: String::new(),
+        address: String::new(),
+        listens: Vec::new(),
+        log: paths.log(&vm.name, name),
+    }
+}
+
+fn server(
+    topology: &Topology,
+    vm: &Vm,
+    paths: &LabPaths,
+    tokens: &Tokens,
+    primary_gateways: &[SocketAddr],
+) -> ProcessSpec {
+    let https = addr(vm.address, SERVER_HTTPS_PORT);
+    let http = addr(vm.address, HTTP_API_PORT);
+    let config = paths.config(&vm.name, "server.toml");
+    let data = paths.data(&vm.name, "server");
+    let contents = files::server_toml(&files::ServerToml {
+        datacenter: &vm.dc,
+        primary_datacenter: topology.primary_dc(),
+        node_name: &vm.name,
+        data_dir: &data,
+        https_addr: https,
+        http_addr: http,
+        join_token: &tokens.join(&vm.dc),
+        federation_token: &tokens.federation,
+        primary_gateways,
+    });
+    let mut p = base(vm, "server", Role::Server, paths);
+    p.args = vec!["server".into(), "--config".into(), config.display().to_string()];
+    p.files.push(FileSpec { path: config, contents, secret: true });
+    p.dirs.push(data);
+    p.ready_url = format!("http://{http}/v1/status/ready");
+    p.address = https.to_string();
+    p.listens = vec![https, http];
+    p
+}
+
+fn agent(topology: &Topology, vm: &Vm, paths: &LabPaths, tokens: &Tokens) -> ProcessSpec {
+    let http = addr(vm.address, HTTP_API_PORT);
+    let config = paths.config(&vm.name, "agent.toml");
+    let data = paths.data(&vm.name, "agent");
+    let config_dir = paths.agent_config_dir(&vm.name);
+    let servers: Vec<SocketAddr> = topology
+        .vms_in(&vm.dc)
+        .filter(|v| v.roles.server)
+        .map(|v| addr(v.address, SERVER_HTTPS_PORT))
+        .collect();
+    let contents = files::agent_toml(&files::AgentToml {
+        datacenter: &vm.dc,
+        node_name: &vm.name,
+        data_dir: &data,
+        advertise_addr: vm.address,
+        http_addr: http,
+        servers: &servers,
+        join_token: &tokens.join(&vm.dc),
+        config_dir: &config_dir,
+    });
+    let mut p = base(vm, "agent", Role::Agent, paths);
+    p.args = vec!["agent".into(), "--config".into(), config.display().to_string()];
+    p.files.push(FileSpec { path: config, contents, secret: true });
+    for (index, service) in vm.services.iter().enumerate() {
+        p.files.push(FileSpec {
+            path: config_dir.join(format!("{}.json", service.name)),
+            contents: files::service_definition(vm, index, service),
+            secret: false,
+        });
+    }
+    p.dirs = vec![data, config_dir];
+    p.ready_url = format!("http://{http}/v1/agent/ready");
+    p.address = http.to_string();
+    p.listens = vec![http];
+    p
+}
+
+fn gateway(vm: &Vm, paths: &LabPaths) -> ProcessSpec {
+    let agent = addr(vm.address, HTTP_API_PORT);
+    let listen = addr(vm.address, GATEWAY_PORT);
+    let admin = addr(vm.address, vm.gateway_admin_port());
+    let mut p = base(vm, "gateway", Role::Gateway, paths);
+    p.args = [
+        "gateway", "--mesh", "--agent", &agent.to_string(), "--address", &listen.to_string(),
+        "--wan-address", &listen.to_string(), "--admin", &admin.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    p.ready_url = format!("http://{admin}/ready");
+    p.address = listen.to_string();
+    p.listens = vec![listen, admin];
+    p
+}
+
+fn app(vm: &Vm, service: &crate::topology::Service, paths: &LabPaths) -> ProcessSpec {
+    let listen = addr(vm.address, service.port);
+    let mut p = base(vm, &service.name, Role::App, paths);
+    p.service = Some(service.name.clone());
+    p.env = vec![
+        ("PORT".into(), service.port.to_string()),
+        ("BIND_ADDR".into(), vm.address.to_string()),
+        ("STRAIT_HOSTNAME".into(), vm.name.clone()),
+    ];
+    match &service.kind {
+        ServiceKind::Counting => p.args = vec!["demo".into(), "counting".into()],
+        ServiceKind::Dashboard => {
+            p.args = vec!["demo".into(), "dashboard".into()];
+            // Validation guarantees a dashboard has an upstream; it shows the first.
+            if let Some(up) = service.upstreams.first() {
+                let url = format!("http://{}", addr(vm.address, up.local_bind_port));
+                p.env.push(("COUNTING_SERVICE_URL".into(), url));
+            }
+        }
+        ServiceKind::Command { argv } => {
+            p.program = Program::Path(argv.first().cloned().unwrap_or_default());
+            p.args = argv.iter().skip(1).cloned().collect();
+        }
+    }
+    p.ready_url = format!("http://{listen}{}", service.check_path);
+    p.address = listen.to_string();
+    p.listens = vec![listen];
+    p
+}
+
+fn sidecar(vm: &Vm, index: usize, service: &crate::topology::Service, paths: &LabPaths) -> ProcessSpec {
+    let agent = addr(vm.address, HTTP_API_PORT);
+    let admin = addr(vm.address, vm.sidecar_admin_port(index));
+    let public = addr(vm.address, service.sidecar_port);
+    let mut p = base(vm, &format!("{}-sidecar", service.name), Role::Sidecar, paths);
+    p.service = Some(service.name.clone());
+    p.args = [
+        "proxy", "--sidecar-for", &service.name, "--agent", &agent.to_string(), "--admin",
+        &admin.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    p.ready_url = format!("http://{admin}/ready");
+    p.address = public.to_string();
+    p.listens = vec![public, admin];
+    p.listens.extend(service.upstreams.iter().map(|u| addr(vm.address, u.local_bind_port)));
+    p
+}

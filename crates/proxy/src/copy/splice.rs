@@ -1,0 +1,258 @@
+//! TCP-to-TCP pass-through with splice(2): socket -> pipe -> socket, so payload bytes never
+//! enter user space. Used by the mesh gateway, which never decrypts.
+//!
+//! Readiness comes from tokio (`readable()` / `writable()` + `try_io`), so a would-block
+//! from splice clears exactly the readiness it should. The pipe is always drained before
+//! the next read from the socket, hence an EAGAIN from a socket->pipe splice can only mean
+//! "socket empty" and one from pipe->socket only "socket full". Where splice is not
+//! supported (EINVAL/ENOSYS on the first call) that direction copies through user space.
+#![allow(unsafe_code)]
+
+use super::{idle_error, Activity, Moved, COPY_BUF};
+use crate::metrics::ListenerMetrics;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Asked of each socket->pipe splice; the kernel moves at most the pipe's capacity.
+const SPLICE_LEN: usize = 1 << 20;
+
+/// How bytes are moved; user space exists for tests and for kernels without splice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Splice,
+    UserSpace,
+}
+
+/// Copies between two TCP streams until both directions reach EOF, an error occurs, or no
+/// byte moves for `idle`. `rx` counts downstream -> upstream.
+pub(crate) async fn splice_bidirectional(
+    downstream: &TcpStream,
+    upstream: &TcpStream,
+    metrics: &ListenerMetrics,
+    idle: Duration,
+    mode: Mode,
+) -> io::Result<Moved> {
+    let activity = Activity::default();
+    let both = async {
+        tokio::try_join!(
+            one_way(downstream, upstream, &metrics.bytes_rx, &activity, mode),
+            one_way(upstream, downstream, &metrics.bytes_tx, &activity, mode),
+        )
+    };
+    tokio::select! {
+        r = both => r.map(|(rx, tx)| Moved { rx, tx }),
+        _ = activity.idle(idle) => Err(idle_error(idle)),
+    }
+}
+
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds: [libc::c_int; 2] = [-1, -1];
+        // SAFETY: `fds` is a writable array of two c_ints, exactly what pipe2(2) fills in.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nothing else;
+        // each OwnedFd becomes their only owner and closes it on drop.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok(Pipe { read, write })
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are borrowed from live owners (a TcpStream and a Pipe) for
+    // the whole call; null offsets mean "use the file position", which sockets and pipes
+    // require; splice(2) touches no memory of ours.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Half-close: tells the peer of `stream` that no more bytes will come.
+fn shutdown_write(stream: &TcpStream) {
+    // SAFETY: the descriptor is valid while `stream` is borrowed; shutdown(2) takes no
+    // pointers. An error (ENOTCONN: the peer is gone) leaves nothing to do.
+    let _ = unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
+}
+
+fn unsupported(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS))
+}
+
+async fn one_way(
+    src: &TcpStream,
+    dst: &TcpStream,
+    total: &AtomicU64,
+    activity: &Activity,
+    mode: Mode,
+) -> io::Result<u64> {
+    if mode == Mode::UserSpace {
+        return user_space(src, dst, total, activity).await;
+    }
+    let pipe = match Pipe::new() {
+        Ok(pipe) => pipe,
+        Err(err) => {
+            tracing::debug!(%err, "no pipe for splice; copying through user space");
+            return user_space(src, dst, total, activity).await;
+        }
+    };
+    let (pipe_r, pipe_w) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
+    let (src_fd, dst_fd) = (src.as_raw_fd(), dst.as_raw_fd());
+    let mut moved = 0u64;
+    loop {
+        // The pipe is empty here: fill it from the source socket.
+        let n = loop {
+            src.readable().await?;
+            match src.try_io(Interest::READABLE, || splice(src_fd, pipe_w, SPLICE_LEN)) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if moved == 0 && unsupported(&e) => {
+                    tracing::debug!(err = %e, "splice unsupported; copying through user space");
+                    return user_space(src, dst, total, activity).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            shutdown_write(dst);
+            return Ok(moved);
+        }
+        total.fetch_add(n as u64, Relaxed);
+        activity.add(n as u64);
+        moved += n as u64;
+        // Drain the pipe completely into the destination socket.
+        let mut left = n;
+        while left > 0 {
+            dst.writable().await?;
+            match dst.try_io(Interest::WRITABLE, || splice(pipe_r, dst_fd, left)) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(m) => left -= m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+async fn user_space(
+    src: &TcpStream,
+    dst: &TcpStream,
+    total: &AtomicU64,
+    activity: &Activity,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut moved = 0u64;
+    loop {
+        src.readable().await?;
+        let n = match src.try_read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            shutdown_write(dst);
+            return Ok(moved);
+        }
+        total.fetch_add(n as u64, Relaxed);
+        activity.add(n as u64);
+        moved += n as u64;
+        let mut off = 0;
+        while off < n {
+            dst.writable().await?;
+            match dst.try_write(&buf[off..n]) {
+                Ok(m) => off += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// (client end, proxy's downstream end) and (proxy's upstream end, server end).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (client.expect("connect"), accepted.expect("accept").0)
+    }
+
+    async fn carries_both_ways(mode: Mode) {
+        let (mut client, down) = pair().await;
+        let (up, mut server) = pair().await;
+        let metrics = ListenerMetrics::default();
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let proxy = splice_bidirectional(&down, &up, &metrics, Duration::from_secs(10), mode);
+        let peers = async {
+            let send = async {
+                client.write_all(&payload).await.expect("client write");
+                client.shutdown().await.expect("client half-close");
+            };
+            let echo = async {
+                let mut got = Vec::new();
+                server.read_to_end(&mut got).await.expect("server read");
+                server.write_all(&got[..1000]).await.expect("server reply");
+                server.shutdown().await.expect("server half-close");
+                got
+            };
+            let ((), got) = tokio::join!(send, echo);
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.expect("client read");
+            (got, back)
+        };
+        let (moved, (got, back)) = tokio::join!(proxy, peers);
+        assert!(got == payload, "payload corrupted ({mode:?})");
+        assert_eq!(back, payload[..1000]);
+        let moved = moved.expect("copy");
+        assert_eq!(moved, Moved { rx: payload.len() as u64, tx: 1000 });
+        assert_eq!(metrics.bytes_rx.load(Relaxed), payload.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn splice_carries_both_ways_with_half_close() {
+        carries_both_ways(Mode::Splice).await;
+    }
+
+    #[tokio::test]
+    async fn user_space_carries_both_ways_with_half_close() {
+        carries_both_ways(Mode::UserSpace).await;
+    }
+
+    #[tokio::test]
+    async fn idle_timeout_ends_the_copy() {
+        let (_client, down) = pair().await;
+        let (up, _server) = pair().await;
+        let metrics = ListenerMetrics::default();
+        let err = splice_bidirectional(&down, &up, &metrics, Duration::from_millis(60), Mode::Splice)
+            .await
+            .expect_err("idle");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+}

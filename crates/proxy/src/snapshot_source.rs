@@ -1,0 +1,262 @@
+//! Where snapshots come from: a JSON file (re-read on SIGHUP) or the local agent's blocking
+//! query `GET /v1/agent/proxy/snapshot/<proxy_id>?index=<version>&wait=30s`.
+//!
+//! Both publish into one `watch` channel, and only a snapshot newer than the one published
+//! wins, so a stale answer never rolls a proxy back.
+
+use http::{Method, StatusCode};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use strait_snapshot::Snapshot;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Channel of the latest snapshot; `None` until the first one arrives.
+pub type SnapshotRx = watch::Receiver<Option<Arc<Snapshot>>>;
+pub type SnapshotTx = watch::Sender<Option<Arc<Snapshot>>>;
+
+/// How long the agent may hold a blocking query.
+const WAIT: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotSource {
+    /// A JSON [`Snapshot`] on disk.
+    File(PathBuf),
+    /// The local agent's HTTP API.
+    Agent { agent: SocketAddr, proxy_id: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("snapshot file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("snapshot file {path}: not a snapshot: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Reads and parses a snapshot file.
+pub fn load_file(path: &Path) -> Result<Snapshot, SourceError> {
+    let bytes = std::fs::read(path).map_err(|source| SourceError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| SourceError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Publishes `snapshot` if it is newer than the one in `tx`; returns whether it did.
+pub fn publish_if_newer(tx: &SnapshotTx, snapshot: Snapshot) -> bool {
+    let mut snapshot = Some(snapshot);
+    tx.send_if_modified(|current| {
+        let newer = match (current.as_ref(), snapshot.as_ref()) {
+            (Some(cur), Some(new)) => new.version > cur.version,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if newer {
+            *current = snapshot.take().map(Arc::new);
+        }
+        newer
+    })
+}
+
+impl SnapshotSource {
+    /// Follows the source until `shutdown`, publishing newer snapshots into `tx`.
+    pub async fn run(self, tx: SnapshotTx, shutdown: CancellationToken) {
+        match self {
+            SnapshotSource::File(path) => follow_file(path, tx, shutdown).await,
+            SnapshotSource::Agent { agent, proxy_id } => {
+                follow_agent(agent, proxy_id, tx, shutdown).await
+            }
+        }
+    }
+}
+
+async fn follow_file(path: PathBuf, tx: SnapshotTx, shutdown: CancellationToken) {
+    let mut hangup =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch SIGHUP; snapshot file will not be reloaded");
+                None
+            }
+        };
+    loop {
+        match load_file(&path) {
+            Ok(snapshot) => {
+                let version = snapshot.version;
+                if publish_if_newer(&tx, snapshot) {
+                    tracing::info!(path = %path.display(), version, "snapshot loaded");
+                } else {
+                    tracing::warn!(path = %path.display(), version,
+                        "snapshot version is not newer than the applied one; ignored");
+                }
+            }
+            Err(err) => tracing::error!(%err, "snapshot reload failed; keeping the current one"),
+        }
+        let Some(hangup) = hangup.as_mut() else {
+            shutdown.cancelled().await;
+            return;
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hangup.recv() => if got.is_none() { shutdown.cancelled().await; return },
+        }
+    }
+}
+
+async fn follow_agent(
+    agent: SocketAddr,
+    proxy_id: String,
+    tx: SnapshotTx,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let index = tx.borrow().as_ref().map_or(0, |s| s.version);
+        let path = format!("/v1/agent/proxy/snapshot/{proxy_id}?index={index}&wait=30s");
+        let request = strait_rpc::http::request_with_timeout(
+            agent,
+            Method::GET,
+            &path,
+            None,
+            WAIT + Duration::from_secs(10),
+        );
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = request => r,
+        };
+        let retry = match result {
+            Ok(resp) if resp.status == StatusCode::OK => {
+                match serde_json::from_slice::<Snapshot>(&resp.body) {
+                    Ok(snapshot) => {
+                        let version = snapshot.version;
+                        if publish_if_newer(&tx, snapshot) {
+                            tracing::info!(%agent, proxy_id, version, "snapshot received");
+                        }
+                        backoff = Duration::from_millis(200);
+                        false
+                    }
+                    Err(err) => {
+                        tracing::error!(%agent, proxy_id, %err, "agent sent an unreadable snapshot");
+                        true
+                    }
+                }
+            }
+            Ok(resp) if resp.status == StatusCode::NOT_FOUND => {
+                tracing::warn!(%agent, proxy_id,
+                    "agent does not know this proxy (is its service registered?); retrying");
+                true
+            }
+            Ok(resp) => {
+                tracing::warn!(%agent, proxy_id, status = %resp.status,
+                    body = %String::from_utf8_lossy(&resp.body).trim(), "snapshot query failed");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(%agent, proxy_id, %err, "snapshot query failed");
+                true
+            }
+        };
+        if retry {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// Registers the mesh gateway with the local agent, retrying until it answers 2xx.
+pub async fn register_gateway(
+    agent: SocketAddr,
+    body: serde_json::Value,
+    shutdown: &CancellationToken,
+) -> bool {
+    let body = body.to_string().into_bytes();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let request = strait_rpc::http::request(
+            agent,
+            Method::PUT,
+            "/v1/agent/service/register",
+            Some(body.clone()),
+        );
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            r = request => r,
+        };
+        match result.and_then(|r| r.ok(agent, "/v1/agent/service/register")) {
+            Ok(()) => return true,
+            Err(err) => tracing::warn!(%agent, %err, "gateway registration failed; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strait_snapshot::{Leaf, ProxyKind, Secret};
+
+    fn snapshot(version: u64) -> Snapshot {
+        Snapshot {
+            version,
+            proxy_id: "web-sidecar-proxy".into(),
+            kind: ProxyKind::Sidecar,
+            trust_domain: "td.strait".into(),
+            datacenter: "dc1".into(),
+            service: "web".into(),
+            leaf: Leaf {
+                cert_chain_pem: String::new(),
+                key_pem: Secret(String::new()),
+                spiffe_id: String::new(),
+                serial: String::new(),
+                not_after_unix: 0,
+            },
+            roots_pem: vec![],
+            sidecar: None,
+            gateway: None,
+        }
+    }
+
+    #[test]
+    fn only_newer_versions_are_published() {
+        let (tx, rx) = watch::channel(None);
+        assert!(publish_if_newer(&tx, snapshot(3)));
+        assert!(!publish_if_newer(&tx, snapshot(3)));
+        assert!(!publish_if_newer(&tx, snapshot(2)));
+        assert!(publish_if_newer(&tx, snapshot(4)));
+        assert_eq!(rx.borrow().as_ref().map(|s| s.version), Some(4));
+    }
+
+    #[test]
+    fn file_errors_name_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("snap.json");
+        let err = load_file(&path).expect_err("missing");
+        assert!(err.to_string().contains("snap.json"), "{err}");
+        std::fs::write(&path, b"{}").expect("write");
+        let err = load_file(&path).expect_err("not a snapshot");
+        assert!(err.to_string().contains("not a snapshot"), "{err}");
+        let json = serde_json::to_vec(&snapshot(7)).expect("json");
+        std::fs::write(&path, json).expect("write");
+        assert_eq!(load_file(&path).expect("load").version, 7);
+    }
+}

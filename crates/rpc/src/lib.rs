@@ -1,0 +1,16 @@
+//! strait-rpc: HTTP between strait processes.
+//!
+//! Servers, agents, the CLI and proxies all speak HTTP/1.1 with JSON bodies. Between hosts it
+//! always runs over mutual TLS ([`mesh`]); on loopback (an agent's local API, a server's local
+//! listener, proxy admin pages) it is plain ([`http`]). [`serve`] runs an axum router on either,
+//! handing handlers the caller's verified SPIFFE ID.
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod http;
+pub mod mesh;
+pub mod proto;
+pub mod serve;
+
+pub use error::RpcError;
+pub use http::Response;

@@ -1,0 +1,103 @@
+//! Bodies of strait's internal API (`/v1/internal/...`), shared by server, agent and CLI.
+//! Public endpoints use Consul's shapes (defined in `strait-catalog`); these are ours.
+
+use serde::{Deserialize, Serialize};
+use strait_catalog::{Check, Node, Service};
+use strait_snapshot::MeshView;
+
+/// Agent -> server: join with a CSR, authenticated by an HMAC under the DC's join token.
+/// `mac = bootstrap::mac(join_token, ["agent-join", node, datacenter, csr_pem, nonce])`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct JoinRequest {
+    pub node: String,
+    pub datacenter: String,
+    pub csr_pem: String,
+    pub nonce: String,
+    pub mac: String,
+}
+
+/// Server -> agent: its certificate and the federation roots, authenticated by
+/// `mac = bootstrap::mac(join_token, ["agent-joined", nonce, trust_domain, roots.join("\n"), cert_pem])`
+/// so an agent that has no roots yet can trust the answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct JoinResponse {
+    pub trust_domain: String,
+    pub roots_pem: Vec<String>,
+    pub cert_pem: String,
+    pub mac: String,
+}
+
+/// Secondary server -> primary: sign my intermediate CA.
+/// `mac = bootstrap::mac(federation_token, ["federation-join", datacenter, csr_pem, nonce])`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct FederationJoinRequest {
+    pub datacenter: String,
+    pub csr_pem: String,
+    pub nonce: String,
+    pub mac: String,
+}
+
+/// `mac = bootstrap::mac(federation_token, ["federation-joined", nonce, trust_domain, root_pem, intermediate_pem])`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct FederationJoinResponse {
+    pub trust_domain: String,
+    pub root_pem: String,
+    pub intermediate_pem: String,
+    pub mac: String,
+}
+
+/// Agent -> server: sign a certificate for `service` (or renew the agent's own when
+/// `service` is empty).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct SignRequest {
+    #[serde(default)]
+    pub service: String,
+    pub csr_pem: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct SignResponse {
+    /// Leaf first, then the DC's intermediate if any.
+    pub cert_chain_pem: String,
+    pub spiffe_id: String,
+    pub serial: String,
+    pub not_after_unix: i64,
+}
+
+/// Agent -> server (anti-entropy): the node's complete local state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct SyncRequest {
+    pub node: Node,
+    pub services: Vec<Service>,
+    pub checks: Vec<Check>,
+}
+
+/// Server -> agent: the DC's mesh view (blocking query on `index`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MeshViewResponse {
+    pub index: u64,
+    pub view: MeshView,
+    pub roots_pem: Vec<String>,
+}
+
+/// One node as `strait members` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Member {
+    pub node: String,
+    pub address: String,
+    pub datacenter: String,
+    /// "server" or "agent".
+    pub role: String,
+    /// "alive" (heard from recently), "failed" (not heard from), "unknown" (not yet heard
+    /// from since this server started).
+    pub status: String,
+}

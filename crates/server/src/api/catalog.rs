@@ -1,0 +1,166 @@
+//! Public read endpoints in Consul's shapes, plus config entries.
+
+use super::{authorize, block, indexed, ApiError, ApiResult, AppState, Origin, Params};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::{Extension, Json};
+use serde_json::json;
+use strait_catalog::{ConfigEntry, ServiceInstance};
+use strait_rpc::serve::Peer;
+
+/// Readers over mTLS: any certificate of the federation (agents, servers of any DC).
+fn can_read(origin: Origin, peer: &Peer) -> ApiResult<()> {
+    authorize(origin, peer, "read the catalog", |_| true)
+}
+
+pub async fn services(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Extension(peer): Extension<Peer>,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
+    can_read(origin, &peer)?;
+    let index = block(&s, &q).await?;
+    Ok(indexed(index, s.catalog.services()))
+}
+
+pub async fn nodes(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Extension(peer): Extension<Peer>,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
+    can_read(origin, &peer)?;
+    let index = block(&s, &q).await?;
+    Ok(indexed(index, s.catalog.nodes()))
+}
+
+fn passing_only(mut v: Vec<ServiceInstance>, q: &Params) -> Vec<ServiceInstance> {
+    if q.contains_key("passing") {
+        v.retain(|i| i.checks.iter().all(|c| c.status == "passing"));
+    }
+    v
+}
+
+pub async fn health_service(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
+    can_read(origin, &peer)?;
+    let index = block(&s, &q).await?;
+    Ok(indexed(index, passing_only(s.catalog.service_instances(&name), &q)))
+}
+
+pub async fn health_connect(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
+    can_read(origin, &peer)?;
+    let index = block(&s, &q).await?;
+    Ok(indexed(index, passing_only(s.catalog.connect_instances(&name), &q)))
+}
+
+/// `/v1/catalog/service/:name`: Consul's flattened node+service objects.
+pub async fn catalog_service(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
+    can_read(origin, &peer)?;
+    let index = block(&s, &q).await?;
+    let out: Vec<_> = s
+        .catalog
+        .service_instances(&name)
+        .into_iter()
+        .map(|i| {
+            json!({
+                "Node": i.node.node,
+                "Address": i.node.address,
+                "Datacenter": i.node.datacenter,
+                "ServiceID": i.service.id,
+                "ServiceName": i.service.service,
+                "ServiceKind": i.service.kind,
+                "ServiceAddress": i.service.address,
+                "ServicePort": i.service.port,
+                "ServiceTags": i.service.tags,
+                "ServiceMeta": i.service.meta,
+                "ServiceTaggedAddresses": i.service.tagged_addresses,
+                "ServiceProxy": i.service.proxy,
+            })
+        })
+        .collect();
+    Ok(indexed(index, out))
+}
+
+/// `/v1/connect/ca/roots` in Consul's shape.
+pub async fn ca_roots(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Extension(peer): Extension<Peer>,
+) -> ApiResult<Response> {
+    can_read(origin, &peer)?;
+    let ca = s
+        .ca_opt()
+        .ok_or_else(|| ApiError(http::StatusCode::SERVICE_UNAVAILABLE, "the CA is not up yet".into()))?;
+    let roots: Vec<_> = ca
+        .roots_pem
+        .iter()
+        .map(|pem| {
+            let info = strait_identity::ca::cert_info(pem).ok();
+            json!({
+                "ID": info.as_ref().map(|i| i.serial_hex.clone()).unwrap_or_default(),
+                "Name": "strait root CA",
+                "SerialNumber": info.as_ref().map(|i| i.serial_hex.clone()).unwrap_or_default(),
+                "NotAfter": info.as_ref().map(|i| i.not_after_unix).unwrap_or_default(),
+                "RootCert": pem,
+                "Active": true,
+            })
+        })
+        .collect();
+    let active = roots.first().and_then(|r| r["ID"].as_str()).unwrap_or_default().to_string();
+    Ok(indexed(
+        s.catalog.index(),
+        json!({ "ActiveRootID": active, "TrustDomain": ca.trust_domain, "Roots": roots }),
+    ))
+}
+
+pub async fn config_list(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Extension(peer): Extension<Peer>,
+    Path(kind): Path<String>,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
+    can_read(origin, &peer)?;
+    let index = block(&s, &q).await?;
+    let entries: Vec<ConfigEntry> = s
+        .catalog
+        .config_entries()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .collect();
+    Ok(indexed(index, entries))
+}
+
+/// `PUT /v1/config`: proxy-defaults / service-defaults (mesh gateway mode). Local callers
+/// only (operators on the server VM); over mTLS, servers of this DC.
+pub async fn config_set(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Extension(peer): Extension<Peer>,
+    Json(entry): Json<ConfigEntry>,
+) -> ApiResult<Response> {
+    authorize(origin, &peer, "write config entries", |id| {
+        matches!(id, strait_identity::spiffe::SpiffeId::Server { datacenter, .. } if *datacenter == s.cfg.datacenter)
+    })?;
+    s.catalog.set_config_entry(entry)?;
+    Ok(indexed(s.catalog.index(), true))
+}

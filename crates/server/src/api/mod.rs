@@ -1,0 +1,217 @@
+//! The server's HTTP API: one router, served on the loopback listener (`Origin::Local`, trusted
+//! like Consul's local API) and on the mTLS listener (`Origin::Mesh`, where every route but the
+//! token-authenticated joins needs a verified peer certificate).
+//!
+//! Reads accept `?dc=` (forwarded to that DC's servers through the gateways) and blocking
+//! queries (`?index=N&wait=30s`, answered with `X-Consul-Index`).
+
+mod catalog;
+mod internal;
+
+use crate::forward;
+use crate::state::Server;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use strait_identity::spiffe::SpiffeId;
+use strait_rpc::serve::Peer;
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Local,
+    Mesh,
+}
+
+pub type AppState = Arc<Server>;
+
+pub fn router(server: Arc<Server>, origin: Origin) -> Router {
+    Router::new()
+        .route("/v1/status/ready", get(internal::ready))
+        .route("/v1/status/leader", get(internal::leader))
+        .route("/v1/catalog/services", get(catalog::services))
+        .route("/v1/catalog/nodes", get(catalog::nodes))
+        .route("/v1/catalog/service/{name}", get(catalog::catalog_service))
+        .route("/v1/health/service/{name}", get(catalog::health_service))
+        .route("/v1/health/connect/{name}", get(catalog::health_connect))
+        .route("/v1/connect/ca/roots", get(catalog::ca_roots))
+        .route("/v1/config/{kind}", get(catalog::config_list))
+        .route("/v1/config", put(catalog::config_set))
+        .route("/v1/internal/members", get(internal::members))
+        .route("/v1/internal/mesh-view", get(internal::mesh_view))
+        .route("/v1/internal/join", post(internal::join))
+        .route("/v1/internal/sign", post(internal::sign))
+        .route("/v1/internal/sync", put(internal::sync))
+        .route("/v1/internal/federation/join", post(internal::federation_join))
+        .route("/v1/internal/federation/state", put(internal::federation_state))
+        .route("/v1/internal/federation/states", get(internal::federation_states))
+        .layer(middleware::from_fn_with_state(server.clone(), forward_dc))
+        .layer(Extension(origin))
+        .with_state(server)
+}
+
+/// An API error: a status and a message naming what was wrong.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::FORBIDDEN, msg.into())
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::NOT_FOUND, msg.into())
+    }
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+impl From<strait_catalog::CatalogError> for ApiError {
+    fn from(e: strait_catalog::CatalogError) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body with the `X-Consul-Index` header.
+pub fn indexed<T: Serialize>(index: u64, body: T) -> Response {
+    let mut resp = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
+        resp.headers_mut().insert("x-consul-index", v);
+    }
+    resp
+}
+
+/// Query parameters as a map (Consul ignores ones it does not know; so do we).
+pub type Params = HashMap<String, String>;
+
+/// Parses Consul durations: `30s`, `5m`, `100ms`, or plain seconds.
+pub fn parse_wait(v: &str) -> Result<Duration, ApiError> {
+    let bad = || ApiError::bad_request(format!("query parameter `wait` = {v:?}: expected a duration like 30s, 5m or 500ms"));
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return Err(bad()),
+    };
+    Ok(d.min(Duration::from_secs(600)))
+}
+
+/// Blocks while the catalog index is at most `?index=` (up to `?wait=`, default 5m); returns
+/// the index to answer with.
+pub async fn block(server: &Server, params: &Params) -> ApiResult<u64> {
+    let Some(index) = params.get("index") else {
+        return Ok(server.catalog.index());
+    };
+    let index: u64 = index
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("query parameter `index` = {index:?} is not a number")))?;
+    let wait = match params.get("wait") {
+        Some(w) => parse_wait(w)?,
+        None => Duration::from_secs(300),
+    };
+    Ok(server.catalog.wait_for_change(index, wait).await)
+}
+
+/// Authorisation for `Origin::Mesh`: the peer must hold a certificate that `allowed` accepts.
+/// Local callers are trusted.
+pub fn authorize(
+    origin: Origin,
+    peer: &Peer,
+    what: &str,
+    allowed: impl Fn(&SpiffeId) -> bool,
+) -> ApiResult<()> {
+    if origin == Origin::Local {
+        return Ok(());
+    }
+    match &peer.identity {
+        Some(id) if allowed(id) => Ok(()),
+        Some(id) => Err(ApiError::forbidden(format!("{id} may not {what}"))),
+        None => Err(ApiError::forbidden(format!(
+            "{what} needs a client certificate; {} presented none",
+            peer.addr
+        ))),
+    }
+}
+
+/// `?dc=X` for another DC: forward the request to X's servers through the gateways.
+async fn forward_dc(State(server): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(query) = req.uri().query() else {
+        return next.run(req).await;
+    };
+    let params: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (p.to_string(), String::new()),
+        })
+        .collect();
+    let dc = params.iter().find(|(k, _)| k == "dc").map(|(_, v)| v.clone());
+    let Some(dc) = dc.filter(|dc| !dc.is_empty() && *dc != server.cfg.datacenter) else {
+        return next.run(req).await;
+    };
+    let origin = req.extensions().get::<Origin>().copied().unwrap_or(Origin::Mesh);
+    let peer = req.extensions().get::<Peer>().cloned();
+    if origin == Origin::Mesh && peer.as_ref().and_then(|p| p.identity.as_ref()).is_none() {
+        return ApiError::forbidden("forwarding to another datacenter needs a client certificate").into_response();
+    }
+    if server.ca_opt().is_none() {
+        return ApiError(StatusCode::SERVICE_UNAVAILABLE, "the server is not ready yet".into()).into_response();
+    }
+    let rest: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k != "dc")
+        .map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") })
+        .collect();
+    let path = if rest.is_empty() {
+        req.uri().path().to_string()
+    } else {
+        format!("{}?{}", req.uri().path(), rest.join("&"))
+    };
+    let method = req.method().clone();
+    let body = match axum::body::to_bytes(req.into_body(), 4 << 20).await {
+        Ok(b) if b.is_empty() => None,
+        Ok(b) => Some(b.to_vec()),
+        Err(e) => return ApiError::bad_request(format!("reading the request body: {e}")).into_response(),
+    };
+    let wait = params
+        .iter()
+        .find(|(k, _)| k == "wait")
+        .and_then(|(_, v)| parse_wait(v).ok())
+        .unwrap_or(Duration::ZERO);
+    match forward::call(&server, &dc, method, &path, body, wait + Duration::from_secs(10)).await {
+        Ok(r) => {
+            let mut resp = (r.status, r.body).into_response();
+            for name in ["x-consul-index", "content-type"] {
+                if let Some(v) = r.headers.get(name) {
+                    resp.headers_mut().insert(name, v.clone());
+                }
+            }
+            resp
+        }
+        Err(e) => ApiError(StatusCode::BAD_GATEWAY, format!("{e:#}")).into_response(),
+    }
+}

@@ -1,0 +1,151 @@
+//! The DC's certificate authority on disk.
+//!
+//! Primary DC: a root CA created on first start (`ca/root.pem`, `ca/root.key`). Secondary DC:
+//! an intermediate whose key never leaves this server, signed by the primary over the
+//! federation link (`ca/intermediate.pem`, `ca/intermediate.key`, plus the root certificate).
+//! Key files are written 0600. The trust domain is chosen by the primary and stored beside.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use strait_identity::ca::{self, CaCert, IssuedCert};
+use strait_identity::files;
+use strait_identity::spiffe::{self, SpiffeId};
+
+const ROOT_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Lifetime of a secondary DC's intermediate CA.
+pub const INTERMEDIATE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A ready CA: what signs this DC's certificates, and the federation's roots.
+pub struct CaState {
+    pub trust_domain: String,
+    pub datacenter: String,
+    /// The federation's root certificate(s), PEM.
+    pub roots_pem: Vec<String>,
+    /// Signs leaves: the root in the primary, the intermediate in a secondary.
+    signer: CaCert,
+    /// PEM appended to every leaf (the intermediate), empty in the primary.
+    chain_pem: String,
+}
+
+/// A leaf with its chain, ready to hand out.
+pub struct SignedLeaf {
+    pub chain_pem: String,
+    pub issued: IssuedCert,
+}
+
+struct Paths {
+    trust_domain: PathBuf,
+    root_cert: PathBuf,
+    root_key: PathBuf,
+    inter_cert: PathBuf,
+    inter_key: PathBuf,
+}
+
+fn paths(data_dir: &Path) -> Paths {
+    let d = data_dir.join("ca");
+    Paths {
+        trust_domain: d.join("trust_domain"),
+        root_cert: d.join("root.pem"),
+        root_key: d.join("root.key"),
+        inter_cert: d.join("intermediate.pem"),
+        inter_key: d.join("intermediate.key"),
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+impl CaState {
+    /// Primary DC: loads the root CA, creating it (and the trust domain) on first start.
+    pub fn load_or_init_primary(data_dir: &Path, datacenter: &str) -> Result<CaState> {
+        let p = paths(data_dir);
+        if !p.root_cert.exists() {
+            let td = spiffe::new_trust_domain();
+            let root = ca::generate_root(&td, ROOT_TTL).context("generating the root CA")?;
+            files::write_secret(&p.root_key, root.key_pem.as_bytes())
+                .with_context(|| format!("writing {}", p.root_key.display()))?;
+            files::write_public(&p.root_cert, root.cert_pem.as_bytes())
+                .with_context(|| format!("writing {}", p.root_cert.display()))?;
+            files::write_public(&p.trust_domain, td.as_bytes())?;
+            tracing::info!(trust_domain = %td, "created the federation's root CA");
+        }
+        let td = read(&p.trust_domain)?.trim().to_string();
+        let root_pem = read(&p.root_cert)?;
+        let signer = CaCert::from_pem(&root_pem, &read(&p.root_key)?)
+            .with_context(|| format!("loading the root CA from {}", p.root_cert.display()))?;
+        Ok(CaState {
+            trust_domain: td,
+            datacenter: datacenter.to_string(),
+            roots_pem: vec![root_pem],
+            signer,
+            chain_pem: String::new(),
+        })
+    }
+
+    /// Secondary DC: loads the intermediate CA if this server joined the federation before.
+    pub fn load_secondary(data_dir: &Path, datacenter: &str) -> Result<Option<CaState>> {
+        let p = paths(data_dir);
+        if !p.inter_cert.exists() || !p.inter_key.exists() {
+            return Ok(None);
+        }
+        let inter_pem = read(&p.inter_cert)?;
+        let signer = CaCert::from_pem(&inter_pem, &read(&p.inter_key)?).with_context(|| {
+            format!(
+                "loading the intermediate CA from {}",
+                p.inter_cert.display()
+            )
+        })?;
+        Ok(Some(CaState {
+            trust_domain: read(&p.trust_domain)?.trim().to_string(),
+            datacenter: datacenter.to_string(),
+            roots_pem: vec![read(&p.root_cert)?],
+            signer,
+            chain_pem: inter_pem,
+        }))
+    }
+
+    /// Secondary DC: stores what the primary signed, then loads it.
+    pub fn save_secondary(
+        data_dir: &Path,
+        datacenter: &str,
+        trust_domain: &str,
+        root_pem: &str,
+        inter_pem: &str,
+        inter_key_pem: &str,
+    ) -> Result<CaState> {
+        let p = paths(data_dir);
+        files::write_secret(&p.inter_key, inter_key_pem.as_bytes())?;
+        files::write_public(&p.inter_cert, inter_pem.as_bytes())?;
+        files::write_public(&p.root_cert, root_pem.as_bytes())?;
+        files::write_public(&p.trust_domain, trust_domain.as_bytes())?;
+        Self::load_secondary(data_dir, datacenter)?
+            .context("the intermediate CA just written cannot be read back")
+    }
+
+    /// The PEM of the root (what a primary hands a joining secondary).
+    pub fn root_pem(&self) -> &str {
+        &self.roots_pem[0]
+    }
+
+    /// Primary only: signs a secondary DC's intermediate CA.
+    pub fn sign_intermediate(&self, csr_pem: &str, dc: &str) -> Result<IssuedCert> {
+        Ok(self
+            .signer
+            .sign_intermediate(csr_pem, dc, INTERMEDIATE_TTL)?)
+    }
+
+    /// Signs a certificate for `id` and appends this DC's chain.
+    pub fn sign(&self, csr_pem: &str, id: &SpiffeId, ttl: Duration) -> Result<SignedLeaf> {
+        let issued = self.signer.sign_leaf(csr_pem, id, ttl)?;
+        let mut chain_pem = issued.cert_pem.clone();
+        if !self.chain_pem.is_empty() {
+            if !chain_pem.ends_with('\n') {
+                chain_pem.push('\n');
+            }
+            chain_pem.push_str(&self.chain_pem);
+        }
+        Ok(SignedLeaf { chain_pem, issued })
+    }
+}

@@ -1,0 +1,160 @@
+//! `strait server --config FILE`: the raw TOML, and its validation into [`ServerConfig`].
+//! Unknown fields are errors; every message names the file, the field and the value.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The file as written by a user. Every field is documented in docs/configuration.md.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// This server's datacenter.
+    datacenter: String,
+    /// The DC that holds the root CA and the federation state. Defaults to `datacenter`.
+    primary_datacenter: Option<String>,
+    /// This server's node name in the catalog.
+    node_name: String,
+    /// Catalog database, CA keys and certificates live here.
+    data_dir: PathBuf,
+    /// mTLS API for agents and other servers (reached across DCs through gateways).
+    https_addr: SocketAddr,
+    /// Plain HTTP API for local use; must be a loopback address.
+    http_addr: SocketAddr,
+    /// Secret agents of this DC prove they know when they join.
+    join_token: String,
+    /// Secret shared by all servers of the federation (secondary -> primary join).
+    federation_token: String,
+    /// Secondary only: the primary DC's mesh gateway WAN addresses.
+    #[serde(default)]
+    primary_gateways: Vec<SocketAddr>,
+    /// Leaf certificate lifetime in hours (default 72).
+    #[serde(default)]
+    leaf_ttl_hours: Option<u64>,
+}
+
+/// A validated server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub datacenter: String,
+    pub primary_datacenter: String,
+    pub node_name: String,
+    pub data_dir: PathBuf,
+    pub https_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub join_token: String,
+    pub federation_token: String,
+    pub primary_gateways: Vec<SocketAddr>,
+    pub leaf_ttl: std::time::Duration,
+}
+
+impl ServerConfig {
+    pub fn is_primary(&self) -> bool {
+        self.datacenter == self.primary_datacenter
+    }
+
+    /// Reads and validates `path`; errors name the file and the field.
+    pub fn load(path: &Path) -> Result<ServerConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read server config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid server config {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<ServerConfig> {
+        let raw: RawConfig = toml::from_str(text)?;
+        let check_name = |field: &str, v: &str| {
+            strait_identity::spiffe::validate_name(field, v).map_err(anyhow::Error::from)
+        };
+        check_name("datacenter", &raw.datacenter)?;
+        check_name("node_name", &raw.node_name)?;
+        let primary = raw
+            .primary_datacenter
+            .unwrap_or_else(|| raw.datacenter.clone());
+        check_name("primary_datacenter", &primary)?;
+        if !raw.http_addr.ip().is_loopback() {
+            bail!(
+                "field `http_addr` = {}: the plain HTTP API must listen on a loopback address",
+                raw.http_addr
+            );
+        }
+        for (field, v) in [
+            ("join_token", &raw.join_token),
+            ("federation_token", &raw.federation_token),
+        ] {
+            if v.len() < 16 {
+                bail!("field `{field}` must be at least 16 characters (a random secret)");
+            }
+        }
+        let is_primary = primary == raw.datacenter;
+        if !is_primary && raw.primary_gateways.is_empty() {
+            bail!(
+                "field `primary_gateways` is empty: a secondary DC ({}) reaches the primary ({primary}) only through its mesh gateways",
+                raw.datacenter
+            );
+        }
+        if is_primary && !raw.primary_gateways.is_empty() {
+            bail!("field `primary_gateways` is only for secondary DCs; this server is in the primary DC {primary}");
+        }
+        let hours = raw.leaf_ttl_hours.unwrap_or(72);
+        if !(1..=24 * 365).contains(&hours) {
+            bail!("field `leaf_ttl_hours` = {hours}: must be between 1 and 8760");
+        }
+        Ok(ServerConfig {
+            datacenter: raw.datacenter,
+            primary_datacenter: primary,
+            node_name: raw.node_name,
+            data_dir: raw.data_dir,
+            https_addr: raw.https_addr,
+            http_addr: raw.http_addr,
+            join_token: raw.join_token,
+            federation_token: raw.federation_token,
+            primary_gateways: raw.primary_gateways,
+            leaf_ttl: std::time::Duration::from_secs(hours * 3600),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+datacenter = "dc2"
+primary_datacenter = "dc1"
+node_name = "s2"
+data_dir = "/tmp/x"
+https_addr = "127.0.0.1:8300"
+http_addr = "127.0.0.1:8500"
+join_token = "0123456789abcdef0"
+federation_token = "0123456789abcdef1"
+primary_gateways = ["127.0.0.2:8443"]
+"#;
+
+    #[test]
+    fn parses_a_secondary() {
+        let c = ServerConfig::parse(GOOD).unwrap();
+        assert!(!c.is_primary());
+        assert_eq!(c.leaf_ttl.as_secs(), 72 * 3600);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = ServerConfig::parse(&format!("{GOOD}\nbogus = 1\n")).unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+
+    #[test]
+    fn secondary_needs_gateways() {
+        let text = GOOD.replace("primary_gateways = [\"127.0.0.2:8443\"]", "");
+        let err = ServerConfig::parse(&text).unwrap_err();
+        assert!(format!("{err:#}").contains("primary_gateways"), "{err:#}");
+    }
+
+    #[test]
+    fn http_must_be_loopback() {
+        let text = GOOD.replace("http_addr = \"127.0.0.1:8500\"", "http_addr = \"0.0.0.0:8500\"");
+        let err = ServerConfig::parse(&text).unwrap_err();
+        assert!(format!("{err:#}").contains("http_addr"), "{err:#}");
+    }
+}

@@ -1,0 +1,145 @@
+//! The shared state of one server process.
+
+use crate::ca::CaState;
+use crate::config::ServerConfig;
+use anyhow::Result;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+use strait_catalog::{Catalog, Node, Service};
+use strait_identity::spiffe::SpiffeId;
+use strait_identity::tls::{self, Expect, Identity, Roots};
+use strait_rpc::proto::Member;
+
+/// A node not heard from for this long is reported as failed.
+pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Server {
+    pub cfg: ServerConfig,
+    pub catalog: Catalog,
+    ca: OnceLock<Arc<CaState>>,
+    /// Our certificate and the roots, for server -> server calls; replaced on renewal.
+    client_identity: RwLock<Option<Arc<(Identity, Roots)>>>,
+    /// Last time each agent synced (not persisted: after a restart members are "unknown"
+    /// until their next sync, a few seconds later).
+    last_seen: Mutex<HashMap<String, Instant>>,
+    ready: AtomicBool,
+    /// Why the server is not ready yet, for `/v1/status/ready`.
+    pub waiting_for: Mutex<String>,
+}
+
+impl Server {
+    pub fn new(cfg: ServerConfig, catalog: Catalog) -> Server {
+        Server {
+            cfg,
+            catalog,
+            ca: OnceLock::new(),
+            client_identity: RwLock::new(None),
+            last_seen: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+            waiting_for: Mutex::new("starting".into()),
+        }
+    }
+
+    pub fn set_ca(&self, ca: CaState) {
+        let _ = self.ca.set(Arc::new(ca));
+    }
+
+    /// The CA; only called once it is up (after `set_ca`).
+    pub fn ca(&self) -> &Arc<CaState> {
+        self.ca.get().expect("CA is brought up before the API needs it")
+    }
+
+    pub fn ca_opt(&self) -> Option<&Arc<CaState>> {
+        self.ca.get()
+    }
+
+    pub fn set_client_identity(&self, identity: Identity, roots: Roots) {
+        *self.client_identity.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::new((identity, roots)));
+    }
+
+    /// A TLS client config that presents our certificate and accepts only the servers of
+    /// `dc` (the exact SPIFFE ID `spiffe://<td>/server/dc/<dc>`).
+    pub fn client_tls_for(&self, dc: &str) -> Result<Arc<rustls::ClientConfig>> {
+        let guard = self
+            .client_identity
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let pair = guard.ok_or_else(|| anyhow::anyhow!("the server certificate is not issued yet"))?;
+        let expect = Expect::Exact(SpiffeId::server(&self.ca().trust_domain, dc));
+        Ok(tls::client_config(Some(&pair.0), &pair.1, expect)?)
+    }
+
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn set_waiting_for(&self, why: impl Into<String>) {
+        *self.waiting_for.lock().unwrap_or_else(|e| e.into_inner()) = why.into();
+    }
+
+    pub fn seen(&self, node: &str) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.to_string(), Instant::now());
+    }
+
+    /// Registers this server in its own catalog (node + `strait-server` service), so gateways
+    /// learn where to send `server.<dc>.<td>`.
+    pub fn register_self(&self) -> Result<()> {
+        let cfg = &self.cfg;
+        let node = Node {
+            node: cfg.node_name.clone(),
+            address: cfg.https_addr.ip().to_string(),
+            datacenter: cfg.datacenter.clone(),
+            meta: [("strait-role".to_string(), "server".to_string())].into(),
+            ..Default::default()
+        };
+        let service = Service {
+            id: "strait-server".into(),
+            service: "strait-server".into(),
+            kind: "strait-server".into(),
+            address: cfg.https_addr.ip().to_string(),
+            port: cfg.https_addr.port(),
+            ..Default::default()
+        };
+        self.catalog.sync_node(node, vec![service], vec![])?;
+        Ok(())
+    }
+
+    /// This DC's members: every catalog node with its liveness.
+    pub fn members(&self) -> Vec<Member> {
+        let seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        self.catalog
+            .nodes()
+            .into_iter()
+            .map(|n| {
+                let is_server = n.meta.get("strait-role").map(String::as_str) == Some("server");
+                let status = if n.node == self.cfg.node_name {
+                    "alive"
+                } else {
+                    match seen.get(&n.node) {
+                        Some(t) if t.elapsed() < MEMBER_TIMEOUT => "alive",
+                        Some(_) => "failed",
+                        None => "unknown",
+                    }
+                };
+                Member {
+                    node: n.node.clone(),
+                    address: n.address.clone(),
+                    datacenter: self.cfg.datacenter.clone(),
+                    role: if is_server { "server" } else { "agent" }.into(),
+                    status: status.into(),
+                }
+            })
+            .collect()
+    }
+}

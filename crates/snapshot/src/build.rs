@@ -1,0 +1,248 @@
+//! catalog view + proxy registration -> [`Snapshot`]. Pure: no I/O, no clock, no randomness.
+//!
+//! Runs in the agent every time the catalog or the proxy's registration changes; the result
+//! is compared with the previous snapshot so that only real changes bump the version a proxy
+//! sees. Every list is sorted and deduplicated so equal inputs give equal snapshots.
+
+use crate::types::{
+    GatewayMode, GatewaySnapshot, InstanceKind, Leaf, MeshView, ProxyKind, ProxyRegistration,
+    Secret, SidecarSnapshot, Snapshot, UpstreamRegistration, UpstreamSnapshot,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+/// Namespace of every service: strait has a single namespace for now.
+pub const NAMESPACE: &str = "default";
+
+/// Why a snapshot could not be built. Each variant names the proxy and the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("proxy {proxy:?}: field {field} is required")]
+    MissingField { proxy: String, field: &'static str },
+    #[error("proxy {proxy:?}: upstreams {first:?} and {second:?} both bind {bind}")]
+    DuplicateUpstreamBind {
+        proxy: String,
+        bind: SocketAddr,
+        first: String,
+        second: String,
+    },
+}
+
+/// Builds the snapshot of one proxy.
+///
+/// Empty endpoint lists are not an error: the proxy then refuses connections on that
+/// upstream and says why, which is more useful than having no snapshot at all.
+pub fn build(
+    view: &MeshView,
+    proxy: &ProxyRegistration,
+    leaf: Leaf,
+    roots_pem: Vec<String>,
+    version: u64,
+) -> Result<Snapshot, BuildError> {
+    let missing = |field: &'static str| BuildError::MissingField {
+        proxy: proxy.proxy_id.clone(),
+        field,
+    };
+    if view.trust_domain.is_empty() {
+        return Err(missing("view.trust_domain"));
+    }
+    if view.datacenter.is_empty() {
+        return Err(missing("view.datacenter"));
+    }
+    if proxy.service.is_empty() {
+        return Err(missing("service"));
+    }
+    let (sidecar, gateway) = match proxy.kind {
+        ProxyKind::Sidecar => (Some(build_sidecar(view, proxy)?), None),
+        ProxyKind::MeshGateway => (None, Some(build_gateway(view, proxy))),
+    };
+    let roots_pem: BTreeSet<String> = roots_pem.into_iter().collect();
+    Ok(Snapshot {
+        version,
+        proxy_id: proxy.proxy_id.clone(),
+        kind: proxy.kind,
+        trust_domain: view.trust_domain.clone(),
+        datacenter: view.datacenter.clone(),
+        service: proxy.service.clone(),
+        leaf,
+        roots_pem: roots_pem.into_iter().collect(),
+        sidecar,
+        gateway,
+    })
+}
+
+/// A copy safe to show on admin pages and in logs: the private key is replaced.
+pub fn redacted(snapshot: &Snapshot) -> Snapshot {
+    let mut copy = snapshot.clone();
+    copy.leaf.key_pem = Secret("<redacted>".to_string());
+    copy
+}
+
+/// SNI of `service` in `dc`: `<service>.default.<dc>.internal.<td>`.
+pub fn service_sni(service: &str, dc: &str, trust_domain: &str) -> String {
+    format!("{service}.{NAMESPACE}.{dc}.internal.{trust_domain}")
+}
+
+/// SPIFFE ID `service` in `dc` presents: `spiffe://<td>/ns/default/dc/<dc>/svc/<service>`.
+pub fn service_spiffe_id(service: &str, dc: &str, trust_domain: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{NAMESPACE}/dc/{dc}/svc/{service}")
+}
+
+/// Effective gateway mode: upstream > proxy > service defaults > proxy defaults > `Local`.
+pub fn effective_mode(
+    view: &MeshView,
+    proxy: &ProxyRegistration,
+    upstream: &UpstreamRegistration,
+) -> GatewayMode {
+    let service_default = view
+        .service_defaults_mode
+        .get(&proxy.service)
+        .copied()
+        .unwrap_or_default();
+    [
+        upstream.mode,
+        proxy.mode,
+        service_default,
+        view.proxy_defaults_mode,
+    ]
+    .into_iter()
+    .find(|mode| *mode != GatewayMode::Default)
+    .unwrap_or(GatewayMode::Local)
+}
+
+fn build_sidecar(
+    view: &MeshView,
+    proxy: &ProxyRegistration,
+) -> Result<SidecarSnapshot, BuildError> {
+    let local_app = proxy.local_app.ok_or_else(|| BuildError::MissingField {
+        proxy: proxy.proxy_id.clone(),
+        field: "local_app",
+    })?;
+    let mut by_bind: BTreeMap<SocketAddr, &str> = BTreeMap::new();
+    let mut upstreams = Vec::with_capacity(proxy.upstreams.len());
+    for upstream in &proxy.upstreams {
+        if upstream.destination.is_empty() {
+            return Err(BuildError::MissingField {
+                proxy: proxy.proxy_id.clone(),
+                field: "upstreams[].destination",
+            });
+        }
+        if let Some(first) = by_bind.insert(upstream.bind, &upstream.destination) {
+            return Err(BuildError::DuplicateUpstreamBind {
+                proxy: proxy.proxy_id.clone(),
+                bind: upstream.bind,
+                first: first.to_string(),
+                second: upstream.destination.clone(),
+            });
+        }
+        upstreams.push(build_upstream(view, proxy, upstream));
+    }
+    upstreams.sort_by(|a, b| {
+        (&a.destination, &a.datacenter, a.bind).cmp(&(&b.destination, &b.datacenter, b.bind))
+    });
+    Ok(SidecarSnapshot {
+        public_listener: proxy.bind,
+        local_app,
+        upstreams,
+    })
+}
+
+fn build_upstream(
+    view: &MeshView,
+    proxy: &ProxyRegistration,
+    upstream: &UpstreamRegistration,
+) -> UpstreamSnapshot {
+    let dc = if upstream.datacenter.is_empty() {
+        view.datacenter.as_str()
+    } else {
+        upstream.datacenter.as_str()
+    };
+    let dest = upstream.destination.as_str();
+    let mode = effective_mode(view, proxy, upstream);
+    let endpoints = if dc == view.datacenter {
+        sorted(
+            view.instances
+                .iter()
+                .filter(|i| i.healthy && i.kind == InstanceKind::ConnectProxy)
+                .filter(|i| i.destination_service.as_deref() == Some(dest))
+                .map(|i| i.addr),
+        )
+    } else {
+        match mode {
+            GatewayMode::Remote => sorted(view.federation.get(dc).into_iter().flatten().copied()),
+            GatewayMode::None => sorted(
+                view.remote_sidecars
+                    .get(dc)
+                    .and_then(|services| services.get(dest))
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            ),
+            // effective_mode never returns Default; treat it like the fallback, Local.
+            GatewayMode::Local | GatewayMode::Default => sorted(
+                view.instances
+                    .iter()
+                    .filter(|i| i.healthy && i.kind == InstanceKind::MeshGateway)
+                    .map(|i| i.addr),
+            ),
+        }
+    };
+    UpstreamSnapshot {
+        destination: dest.to_string(),
+        datacenter: dc.to_string(),
+        bind: upstream.bind,
+        sni: service_sni(dest, dc, &view.trust_domain),
+        spiffe_id: service_spiffe_id(dest, dc, &view.trust_domain),
+        mode,
+        endpoints,
+    }
+}
+
+fn build_gateway(view: &MeshView, proxy: &ProxyRegistration) -> GatewaySnapshot {
+    // Services whose sidecars are all unhealthy keep an empty entry, so the gateway can say
+    // "no healthy endpoints" rather than "unknown service".
+    let mut local: BTreeMap<String, BTreeSet<SocketAddr>> = BTreeMap::new();
+    for instance in &view.instances {
+        if instance.kind != InstanceKind::ConnectProxy {
+            continue;
+        }
+        let Some(dest) = instance.destination_service.as_deref() else {
+            continue;
+        };
+        let addrs = local.entry(dest.to_string()).or_default();
+        if instance.healthy {
+            addrs.insert(instance.addr);
+        }
+    }
+    let local_servers = sorted(
+        view.instances
+            .iter()
+            .filter(|i| i.healthy && i.kind == InstanceKind::Server)
+            .map(|i| i.addr),
+    );
+    let remote_gateways = view
+        .federation
+        .iter()
+        .filter(|(dc, _)| **dc != view.datacenter)
+        .map(|(dc, addrs)| (dc.clone(), sorted(addrs.iter().copied())))
+        .filter(|(_, addrs)| !addrs.is_empty())
+        .collect();
+    GatewaySnapshot {
+        lan: proxy.bind,
+        wan: proxy.wan.unwrap_or(proxy.bind),
+        local_services: local
+            .into_iter()
+            .map(|(name, addrs)| (name, addrs.into_iter().collect()))
+            .collect(),
+        local_servers,
+        remote_gateways,
+    }
+}
+
+fn sorted(addrs: impl Iterator<Item = SocketAddr>) -> Vec<SocketAddr> {
+    addrs.collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+#[cfg(test)]
+#[path = "build_tests.rs"]
+mod tests;

@@ -1,0 +1,379 @@
+//! Unit tests of [`super::build`]: mode precedence, endpoint selection per mode, health
+//! filtering, gateway tables, determinism and redaction.
+
+use super::*;
+use crate::types::Instance;
+
+const TD: &str = "a1b2c3d4.strait";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+fn leaf() -> Leaf {
+    Leaf {
+        cert_chain_pem: "CERT".into(),
+        key_pem: Secret("KEY".into()),
+        spiffe_id: service_spiffe_id("web", "dc1", TD),
+        serial: "01".into(),
+        not_after_unix: 1_700_000_000,
+    }
+}
+
+fn instance(id: &str, kind: InstanceKind, a: &str, dest: Option<&str>, healthy: bool) -> Instance {
+    Instance {
+        node: format!("node-{id}"),
+        service_id: id.into(),
+        service_name: id.into(),
+        kind,
+        addr: addr(a),
+        wan: None,
+        destination_service: dest.map(str::to_string),
+        healthy,
+    }
+}
+
+fn view() -> MeshView {
+    use InstanceKind::*;
+    MeshView {
+        trust_domain: TD.into(),
+        datacenter: "dc1".into(),
+        instances: vec![
+            instance("api-2", ConnectProxy, "10.0.0.3:21000", Some("api"), true),
+            instance("api-1", ConnectProxy, "10.0.0.2:21000", Some("api"), true),
+            instance("api-dup", ConnectProxy, "10.0.0.2:21000", Some("api"), true),
+            instance(
+                "api-sick",
+                ConnectProxy,
+                "10.0.0.4:21000",
+                Some("api"),
+                false,
+            ),
+            instance("api-app", Typical, "10.0.0.2:8080", None, true),
+            instance("db-sick", ConnectProxy, "10.0.0.9:21000", Some("db"), false),
+            instance("gw-1", MeshGateway, "10.0.0.20:8443", None, true),
+            instance("gw-sick", MeshGateway, "10.0.0.21:8443", None, false),
+            instance("server-1", Server, "10.0.0.10:8300", None, true),
+            instance("server-sick", Server, "10.0.0.11:8300", None, false),
+        ],
+        federation: BTreeMap::from([
+            ("dc1".into(), vec![addr("192.0.2.1:8443")]),
+            (
+                "dc2".into(),
+                vec![addr("192.0.2.3:8443"), addr("192.0.2.2:8443")],
+            ),
+            ("dc3".into(), vec![]),
+        ]),
+        remote_sidecars: BTreeMap::from([(
+            "dc2".into(),
+            BTreeMap::from([("counting".into(), vec![addr("10.2.0.5:21000")])]),
+        )]),
+        proxy_defaults_mode: GatewayMode::Default,
+        service_defaults_mode: BTreeMap::new(),
+    }
+}
+
+fn upstream(dest: &str, dc: &str, port: u16, mode: GatewayMode) -> UpstreamRegistration {
+    UpstreamRegistration {
+        destination: dest.into(),
+        datacenter: dc.into(),
+        bind: SocketAddr::from(([127, 0, 0, 1], port)),
+        mode,
+    }
+}
+
+fn sidecar(upstreams: Vec<UpstreamRegistration>) -> ProxyRegistration {
+    ProxyRegistration {
+        proxy_id: "web-sidecar-proxy".into(),
+        kind: ProxyKind::Sidecar,
+        service: "web".into(),
+        bind: addr("10.0.0.1:21000"),
+        wan: None,
+        local_app: Some(addr("127.0.0.1:8080")),
+        mode: GatewayMode::Default,
+        upstreams,
+    }
+}
+
+fn only_upstream(view: &MeshView, proxy: &ProxyRegistration) -> UpstreamSnapshot {
+    let snap = build(view, proxy, leaf(), vec![], 1).expect("build");
+    let sidecar = snap.sidecar.expect("sidecar part");
+    assert_eq!(sidecar.upstreams.len(), 1);
+    sidecar.upstreams.into_iter().next().expect("one upstream")
+}
+
+#[test]
+fn mode_precedence_upstream_proxy_service_defaults_proxy_defaults_local() {
+    use GatewayMode::*;
+    let mut v = view();
+    let mut p = sidecar(vec![upstream("counting", "dc2", 5000, Default)]);
+    assert_eq!(effective_mode(&v, &p, &p.upstreams[0]), Local, "fallback");
+    v.proxy_defaults_mode = None;
+    assert_eq!(effective_mode(&v, &p, &p.upstreams[0]), None);
+    v.service_defaults_mode.insert("other".into(), Local);
+    assert_eq!(
+        effective_mode(&v, &p, &p.upstreams[0]),
+        None,
+        "other service"
+    );
+    v.service_defaults_mode.insert("web".into(), Remote);
+    assert_eq!(effective_mode(&v, &p, &p.upstreams[0]), Remote);
+    p.mode = Local;
+    assert_eq!(effective_mode(&v, &p, &p.upstreams[0]), Local);
+    p.upstreams[0].mode = None;
+    assert_eq!(effective_mode(&v, &p, &p.upstreams[0]), None);
+}
+
+#[test]
+fn same_dc_upstream_uses_healthy_sidecars_sorted_and_deduped() {
+    let up = only_upstream(
+        &view(),
+        &sidecar(vec![upstream("api", "", 5000, GatewayMode::Remote)]),
+    );
+    assert_eq!(up.datacenter, "dc1");
+    assert_eq!(up.sni, "api.default.dc1.internal.a1b2c3d4.strait");
+    assert_eq!(
+        up.spiffe_id,
+        "spiffe://a1b2c3d4.strait/ns/default/dc/dc1/svc/api"
+    );
+    assert_eq!(
+        up.endpoints,
+        vec![addr("10.0.0.2:21000"), addr("10.0.0.3:21000")]
+    );
+    assert_eq!(
+        up.mode,
+        GatewayMode::Remote,
+        "mode resolved even when unused"
+    );
+    // Explicit own DC behaves like "".
+    let explicit = only_upstream(
+        &view(),
+        &sidecar(vec![upstream("api", "dc1", 5000, GatewayMode::Default)]),
+    );
+    assert_eq!(explicit.endpoints, up.endpoints);
+    assert_eq!(explicit.mode, GatewayMode::Local);
+}
+
+#[test]
+fn same_dc_upstream_with_only_unhealthy_sidecars_has_no_endpoints() {
+    let up = only_upstream(
+        &view(),
+        &sidecar(vec![upstream("db", "", 5000, GatewayMode::Default)]),
+    );
+    assert!(up.endpoints.is_empty());
+    let unknown = only_upstream(
+        &view(),
+        &sidecar(vec![upstream("nope", "", 5000, GatewayMode::Default)]),
+    );
+    assert!(unknown.endpoints.is_empty());
+}
+
+#[test]
+fn remote_dc_mode_local_uses_own_healthy_gateways() {
+    let up = only_upstream(
+        &view(),
+        &sidecar(vec![upstream(
+            "counting",
+            "dc2",
+            5000,
+            GatewayMode::Default,
+        )]),
+    );
+    assert_eq!(up.mode, GatewayMode::Local);
+    assert_eq!(up.sni, "counting.default.dc2.internal.a1b2c3d4.strait");
+    assert_eq!(
+        up.spiffe_id,
+        "spiffe://a1b2c3d4.strait/ns/default/dc/dc2/svc/counting"
+    );
+    assert_eq!(up.endpoints, vec![addr("10.0.0.20:8443")]);
+}
+
+#[test]
+fn remote_dc_mode_remote_uses_target_dc_gateways() {
+    let up = only_upstream(
+        &view(),
+        &sidecar(vec![upstream("counting", "dc2", 5000, GatewayMode::Remote)]),
+    );
+    assert_eq!(
+        up.endpoints,
+        vec![addr("192.0.2.2:8443"), addr("192.0.2.3:8443")]
+    );
+    let unknown_dc = only_upstream(
+        &view(),
+        &sidecar(vec![upstream("counting", "dc9", 5000, GatewayMode::Remote)]),
+    );
+    assert!(unknown_dc.endpoints.is_empty());
+}
+
+#[test]
+fn remote_dc_mode_none_uses_remote_sidecars() {
+    let mut v = view();
+    v.proxy_defaults_mode = GatewayMode::None;
+    let up = only_upstream(
+        &v,
+        &sidecar(vec![upstream(
+            "counting",
+            "dc2",
+            5000,
+            GatewayMode::Default,
+        )]),
+    );
+    assert_eq!(up.mode, GatewayMode::None);
+    assert_eq!(up.endpoints, vec![addr("10.2.0.5:21000")]);
+    let missing = only_upstream(
+        &v,
+        &sidecar(vec![upstream("other", "dc2", 5000, GatewayMode::Default)]),
+    );
+    assert!(missing.endpoints.is_empty());
+}
+
+#[test]
+fn sidecar_requires_local_app_and_names_proxy_and_field() {
+    let mut p = sidecar(vec![]);
+    p.local_app = None;
+    let err = build(&view(), &p, leaf(), vec![], 1).expect_err("no local_app");
+    assert_eq!(
+        err,
+        BuildError::MissingField {
+            proxy: "web-sidecar-proxy".into(),
+            field: "local_app"
+        }
+    );
+    assert!(err.to_string().contains("web-sidecar-proxy") && err.to_string().contains("local_app"));
+}
+
+#[test]
+fn missing_view_fields_and_duplicate_binds_are_errors() {
+    let mut v = view();
+    v.trust_domain.clear();
+    let err = build(&v, &sidecar(vec![]), leaf(), vec![], 1).expect_err("no td");
+    assert!(matches!(
+        err,
+        BuildError::MissingField {
+            field: "view.trust_domain",
+            ..
+        }
+    ));
+    let p = sidecar(vec![
+        upstream("api", "", 5000, GatewayMode::Default),
+        upstream("db", "", 5000, GatewayMode::Default),
+    ]);
+    let err = build(&view(), &p, leaf(), vec![], 1).expect_err("same bind");
+    assert!(
+        matches!(err, BuildError::DuplicateUpstreamBind { .. }),
+        "{err}"
+    );
+    let p = sidecar(vec![upstream("", "", 5000, GatewayMode::Default)]);
+    let err = build(&view(), &p, leaf(), vec![], 1).expect_err("empty destination");
+    assert!(matches!(
+        err,
+        BuildError::MissingField {
+            field: "upstreams[].destination",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn sidecar_fields_and_upstream_order_are_deterministic() {
+    let a = sidecar(vec![
+        upstream("counting", "dc2", 5001, GatewayMode::Default),
+        upstream("api", "", 5000, GatewayMode::Default),
+    ]);
+    let mut b = a.clone();
+    b.upstreams.reverse();
+    let mut v2 = view();
+    v2.instances.reverse();
+    let roots = vec!["R2".to_string(), "R1".to_string(), "R2".to_string()];
+    let sa = build(&view(), &a, leaf(), roots.clone(), 7).expect("a");
+    let sb = build(&v2, &b, leaf(), vec!["R1".into(), "R2".into()], 7).expect("b");
+    assert_eq!(sa, sb);
+    assert_eq!(sa.roots_pem, vec!["R1".to_string(), "R2".to_string()]);
+    assert_eq!(
+        (sa.version, sa.kind, sa.service.as_str()),
+        (7, ProxyKind::Sidecar, "web")
+    );
+    assert!(sa.gateway.is_none());
+    let sc = sa.sidecar.expect("sidecar");
+    assert_eq!(sc.public_listener, addr("10.0.0.1:21000"));
+    assert_eq!(sc.local_app, addr("127.0.0.1:8080"));
+    let names: Vec<_> = sc
+        .upstreams
+        .iter()
+        .map(|u| u.destination.as_str())
+        .collect();
+    assert_eq!(names, ["api", "counting"]);
+}
+
+fn gateway(wan: Option<&str>) -> ProxyRegistration {
+    ProxyRegistration {
+        proxy_id: "mesh-gateway".into(),
+        kind: ProxyKind::MeshGateway,
+        service: "mesh-gateway".into(),
+        bind: addr("10.0.0.20:8443"),
+        wan: wan.map(addr),
+        local_app: None,
+        mode: GatewayMode::Default,
+        upstreams: vec![],
+    }
+}
+
+#[test]
+fn gateway_tables_filter_health_and_own_dc() {
+    let snap = build(&view(), &gateway(None), leaf(), vec![], 3).expect("gateway");
+    assert!(snap.sidecar.is_none());
+    let gw = snap.gateway.expect("gateway part");
+    assert_eq!(gw.lan, addr("10.0.0.20:8443"));
+    assert_eq!(gw.wan, gw.lan, "wan defaults to bind");
+    assert_eq!(
+        gw.local_services,
+        BTreeMap::from([
+            (
+                "api".to_string(),
+                vec![addr("10.0.0.2:21000"), addr("10.0.0.3:21000")]
+            ),
+            ("db".to_string(), vec![]),
+        ])
+    );
+    assert_eq!(gw.local_servers, vec![addr("10.0.0.10:8300")]);
+    assert_eq!(
+        gw.remote_gateways,
+        BTreeMap::from([(
+            "dc2".to_string(),
+            vec![addr("192.0.2.2:8443"), addr("192.0.2.3:8443")]
+        )]),
+        "own DC and DCs without gateways are left out"
+    );
+    let with_wan = build(&view(), &gateway(Some("192.0.2.1:8443")), leaf(), vec![], 3)
+        .expect("gateway")
+        .gateway
+        .expect("gateway part");
+    assert_eq!(with_wan.wan, addr("192.0.2.1:8443"));
+}
+
+#[test]
+fn redacted_hides_only_the_key() {
+    let snap = build(&view(), &gateway(None), leaf(), vec!["R".into()], 3).expect("gateway");
+    let red = redacted(&snap);
+    assert_eq!(red.leaf.key_pem, Secret("<redacted>".into()));
+    let json = serde_json::to_string(&red).expect("json");
+    assert!(!json.contains("\"KEY\""), "{json}");
+    assert_eq!(red.leaf.cert_chain_pem, snap.leaf.cert_chain_pem);
+    let mut back = red.clone();
+    back.leaf.key_pem = snap.leaf.key_pem.clone();
+    assert_eq!(back, snap);
+}
+
+#[test]
+fn snapshot_round_trips_through_json() {
+    let p = sidecar(vec![upstream(
+        "counting",
+        "dc2",
+        5000,
+        GatewayMode::Default,
+    )]);
+    let snap = build(&view(), &p, leaf(), vec!["R".into()], 9).expect("build");
+    let json = serde_json::to_string(&snap).expect("json");
+    let back: Snapshot = serde_json::from_str(&json).expect("parse");
+    assert_eq!(back, snap);
+}

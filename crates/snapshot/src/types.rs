@@ -1,0 +1,194 @@
+//! The snapshot value and the inputs it is built from. Serialised as JSON between agent and
+//! proxy (`GET /v1/agent/proxy/snapshot/:proxy_id`, a blocking query on `version`).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// How an upstream in another DC is reached. Precedence when resolving: upstream > proxy >
+/// service defaults > proxy defaults; [`GatewayMode::Default`] means "not set at this level".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayMode {
+    /// Not set at this level: inherit.
+    #[default]
+    #[serde(alias = "")]
+    Default,
+    /// sidecar -> own DC's gateway -> target DC's gateway -> sidecar.
+    Local,
+    /// sidecar -> target DC's gateway -> sidecar.
+    Remote,
+    /// sidecar -> sidecar directly, where the network allows.
+    None,
+}
+
+/// A value that must never reach a log line or an admin page (private keys).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The proxy's own certificate: chain (leaf first, then intermediates) and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leaf {
+    /// PEM, leaf first then any intermediates up to (not including) the root.
+    pub cert_chain_pem: String,
+    /// PEM private key (PKCS#8). Redacted in admin output.
+    pub key_pem: Secret,
+    /// The only URI SAN of the leaf.
+    pub spiffe_id: String,
+    /// Hex serial number, for `/certs` and rotation logs.
+    pub serial: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub not_after_unix: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyKind {
+    Sidecar,
+    MeshGateway,
+}
+
+/// One proxy's complete configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Monotonic per proxy; a proxy applies a snapshot only if its version is newer.
+    pub version: u64,
+    /// The proxy's service ID in the agent (`web-sidecar-proxy`, `mesh-gateway`).
+    pub proxy_id: String,
+    pub kind: ProxyKind,
+    pub trust_domain: String,
+    pub datacenter: String,
+    /// For a sidecar: the service it fronts (its identity). For a gateway: its service name.
+    pub service: String,
+    pub leaf: Leaf,
+    /// PEM roots of the federation (the primary's root CA, plus any being rotated in).
+    pub roots_pem: Vec<String>,
+    pub sidecar: Option<SidecarSnapshot>,
+    pub gateway: Option<GatewaySnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SidecarSnapshot {
+    /// Public mTLS listener (the sidecar service's address and port).
+    pub public_listener: SocketAddr,
+    /// Where inbound connections are forwarded: the local app.
+    pub local_app: SocketAddr,
+    pub upstreams: Vec<UpstreamSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamSnapshot {
+    /// Destination service name.
+    pub destination: String,
+    pub datacenter: String,
+    /// Local listener, e.g. 127.0.0.1:5000.
+    pub bind: SocketAddr,
+    /// SNI sent in the ClientHello: `<service>.<ns>.<dc>.internal.<td>`.
+    pub sni: String,
+    /// The exact SPIFFE ID the destination must present.
+    pub spiffe_id: String,
+    /// Effective mode after precedence resolution (never `Default`).
+    pub mode: GatewayMode,
+    /// Healthy addresses to dial: sidecars (same DC or mode none) or gateways.
+    pub endpoints: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewaySnapshot {
+    /// LAN listener (where local sidecars and servers send).
+    pub lan: SocketAddr,
+    /// WAN address other DCs' gateways dial. May equal `lan`.
+    pub wan: SocketAddr,
+    /// service name -> healthy sidecar addresses in this DC.
+    pub local_services: BTreeMap<String, Vec<SocketAddr>>,
+    /// Servers of this DC (for SNI `server.<dc>.<td>`).
+    pub local_servers: Vec<SocketAddr>,
+    /// Other DC -> its gateways' WAN addresses.
+    pub remote_gateways: BTreeMap<String, Vec<SocketAddr>>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Inputs
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceKind {
+    /// An application service.
+    #[default]
+    Typical,
+    ConnectProxy,
+    MeshGateway,
+    /// A strait server (registered by the server itself as service `strait-server`).
+    Server,
+}
+
+/// A service instance in the agent's DC, as the catalog shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub node: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub kind: InstanceKind,
+    /// LAN address (service address, or the node's when the service has none).
+    pub addr: SocketAddr,
+    /// WAN address (gateways only).
+    pub wan: Option<SocketAddr>,
+    /// For a connect-proxy: the service it fronts.
+    pub destination_service: Option<String>,
+    /// All checks passing (no check counts as passing).
+    pub healthy: bool,
+}
+
+/// Everything outside the proxy's own registration that the snapshot depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MeshView {
+    pub trust_domain: String,
+    pub datacenter: String,
+    /// Instances in this DC.
+    pub instances: Vec<Instance>,
+    /// DC -> its mesh gateways' WAN addresses (federation states, replicated by the primary).
+    pub federation: BTreeMap<String, Vec<SocketAddr>>,
+    /// (dc, service) -> healthy sidecar addresses in that DC, fetched only for upstreams in
+    /// mode `none` that target another DC.
+    pub remote_sidecars: BTreeMap<String, BTreeMap<String, Vec<SocketAddr>>>,
+    /// Proxy defaults (global config entry).
+    pub proxy_defaults_mode: GatewayMode,
+    /// Service defaults: service name -> mode.
+    pub service_defaults_mode: BTreeMap<String, GatewayMode>,
+}
+
+/// The proxy's registration, as the agent holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyRegistration {
+    pub proxy_id: String,
+    pub kind: ProxyKind,
+    /// Sidecar: the destination service it fronts. Gateway: its own service name.
+    pub service: String,
+    /// Address the proxy's public listener binds (sidecar inbound / gateway LAN).
+    pub bind: SocketAddr,
+    /// Gateway only: WAN address.
+    pub wan: Option<SocketAddr>,
+    /// Sidecar only: the local app.
+    pub local_app: Option<SocketAddr>,
+    /// Proxy-level mode.
+    pub mode: GatewayMode,
+    pub upstreams: Vec<UpstreamRegistration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamRegistration {
+    pub destination: String,
+    /// Empty: the proxy's own DC.
+    pub datacenter: String,
+    pub bind: SocketAddr,
+    pub mode: GatewayMode,
+}

@@ -1,0 +1,93 @@
+//! The command line: roles (server, agent, proxy, gateway), the lab, the demo services, and
+//! commands for humans that talk to the local agent.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "strait", version, about = "A service mesh for virtual machines, federated through mesh gateways")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+impl Cli {
+    /// Proxies run one worker per core they are given; control-plane roles need two at most.
+    pub fn worker_threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        match self.cmd {
+            Command::Proxy(_) | Command::Gateway(_) => 1,
+            _ => cores.min(2),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a server (control plane of one datacenter).
+    Server {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run an agent (one per VM).
+    Agent {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a sidecar proxy.
+    Proxy(strait_proxy::SidecarArgs),
+    /// Run a mesh gateway.
+    Gateway(strait_proxy::GatewayArgs),
+    /// Bring up, inspect and tear down a whole multi-DC mesh on this machine.
+    Lab(strait_lab::LabArgs),
+    /// The demo services (counting, dashboard).
+    Demo(strait_lab::DemoArgs),
+    /// Nodes per datacenter, with status.
+    Members {
+        #[command(flatten)]
+        agent: AgentAddr,
+    },
+    /// Read the catalog.
+    Catalog {
+        #[command(subcommand)]
+        cmd: CatalogCommand,
+        #[command(flatten)]
+        agent: AgentAddr,
+    },
+    /// Configuration files.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCommand,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AgentAddr {
+    /// The local agent's HTTP API.
+    #[arg(long = "http-addr", env = "STRAIT_HTTP_ADDR", default_value = "127.0.0.1:8500", global = true)]
+    pub http_addr: SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Services and their tags.
+    Services {
+        /// Another datacenter (forwarded through the mesh gateways).
+        #[arg(long)]
+        dc: Option<String>,
+    },
+    /// Nodes and their addresses.
+    Nodes {
+        #[arg(long)]
+        dc: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a server or agent config file without starting anything.
+    Check {
+        file: PathBuf,
+    },
+}
