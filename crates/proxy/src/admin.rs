@@ -180,7 +180,10 @@ fn certs(snapshot: &Snapshot) -> Value {
 }
 
 fn not_yet() -> Response<Full<Bytes>> {
-    text(StatusCode::SERVICE_UNAVAILABLE, "no snapshot applied yet\n".into())
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no snapshot applied yet\n".into(),
+    )
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

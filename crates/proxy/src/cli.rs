@@ -40,7 +40,11 @@ pub struct CommonArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SidecarArgs {
     /// Service ID this sidecar fronts; the proxy ID is `<service-id>-sidecar-proxy`.
-    #[arg(long, value_name = "SERVICE_ID", required_unless_present = "snapshot_file")]
+    #[arg(
+        long,
+        value_name = "SERVICE_ID",
+        required_unless_present = "snapshot_file"
+    )]
     pub sidecar_for: Option<String>,
     /// Override the proxy ID asked from the agent.
     #[arg(long)]
@@ -239,15 +243,18 @@ mod tests {
         assert_eq!(options.grace, Duration::from_secs(10));
         assert_eq!(options.idle_timeout, Duration::from_secs(300));
         assert_eq!(options.max_connections, 10_000);
-        assert!(matches!(source, SnapshotSource::Agent { proxy_id, .. } if proxy_id == "web-sidecar-proxy"));
+        assert!(
+            matches!(source, SnapshotSource::Agent { proxy_id, .. } if proxy_id == "web-sidecar-proxy")
+        );
         assert!(Sidecar::try_parse_from(["proxy"]).is_err());
         assert!(Sidecar::try_parse_from(["proxy", "--snapshot-file", "/x.json"]).is_ok());
     }
 
     #[test]
     fn admin_must_be_loopback() {
-        let cli = Sidecar::try_parse_from(["proxy", "--sidecar-for", "web", "--admin", "0.0.0.0:19000"])
-            .expect("parse");
+        let cli =
+            Sidecar::try_parse_from(["proxy", "--sidecar-for", "web", "--admin", "0.0.0.0:19000"])
+                .expect("parse");
         let err = cli.args.validate().expect_err("non-loopback admin");
         assert!(err.to_string().contains("0.0.0.0:19000"), "{err}");
     }
@@ -259,11 +266,21 @@ mod tests {
             .expect("parse");
         let (options, source) = cli.args.validate().expect("valid");
         assert_eq!(options.max_hello_size, 16 * 1024);
-        assert!(matches!(source, SnapshotSource::Agent { proxy_id, .. } if proxy_id == "mesh-gateway"));
+        assert!(
+            matches!(source, SnapshotSource::Agent { proxy_id, .. } if proxy_id == "mesh-gateway")
+        );
         let cli = Gateway::try_parse_from([
-            "gw", "--mesh", "--address", "127.0.0.1:8443", "--max-hello-size", "10",
+            "gw",
+            "--mesh",
+            "--address",
+            "127.0.0.1:8443",
+            "--max-hello-size",
+            "10",
         ])
         .expect("parse");
-        assert_eq!(cli.args.validate().expect_err("tiny"), ArgsError::HelloSize(10));
+        assert_eq!(
+            cli.args.validate().expect_err("tiny"),
+            ArgsError::HelloSize(10)
+        );
     }
 }

@@ -93,9 +93,16 @@ impl Connections {
         self.tracker.close();
         let remaining = self.active();
         if remaining > 0 {
-            tracing::info!(remaining, grace_ms = grace.as_millis() as u64, "draining connections");
+            tracing::info!(
+                remaining,
+                grace_ms = grace.as_millis() as u64,
+                "draining connections"
+            );
         }
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 remaining = self.active(),
                 "grace period over; closing remaining connections"

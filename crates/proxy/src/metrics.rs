@@ -118,7 +118,10 @@ impl Metrics {
     /// The counters of listener `name`, created on first use and kept across restarts of the
     /// listener so that counters stay monotonic.
     pub fn listener(&self, name: &str) -> Arc<ListenerMetrics> {
-        let mut map = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         map.entry(name.to_string())
             .or_insert_with(|| {
                 Arc::new(ListenerMetrics {
@@ -145,7 +148,10 @@ impl Metrics {
     }
 
     fn listeners_sorted(&self) -> Vec<Arc<ListenerMetrics>> {
-        let map = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         map.values().cloned().collect()
     }
 
@@ -190,7 +196,7 @@ impl Metrics {
         let c = self.component;
         let listeners = self.listeners_sorted();
         let mut out = String::with_capacity(4096);
-        let per_listener: [(&str, &str, fn(&ListenerMetrics) -> u64); 4] = [
+        let per_listener: [(&str, &str, Getter); 4] = [
             ("connections_accepted_total", "counter", |l| {
                 l.accepted.load(Relaxed)
             }),
@@ -230,8 +236,16 @@ impl Metrics {
             }
         }
         let reasons = [
-            ("handshake_failures_total", Some("inbound"), &self.handshake_inbound),
-            ("handshake_failures_total", Some("outbound"), &self.handshake_outbound),
+            (
+                "handshake_failures_total",
+                Some("inbound"),
+                &self.handshake_inbound,
+            ),
+            (
+                "handshake_failures_total",
+                Some("outbound"),
+                &self.handshake_outbound,
+            ),
             ("hello_rejected_total", None, &self.hello_rejected),
         ];
         let mut typed = "";
@@ -274,6 +288,9 @@ impl Metrics {
         out
     }
 }
+
+/// Reads one counter of a listener.
+type Getter = fn(&ListenerMetrics) -> u64;
 
 /// Escapes a Prometheus label value.
 fn escape(value: &str) -> String {
@@ -332,8 +349,9 @@ mod tests {
         assert!(text.contains("strait_gateway_bytes_total{listener=\"lan\",direction=\"rx\"} 10"));
         assert!(text.contains("strait_gateway_connections_accepted_total{listener=\"lan\"} 1"));
         assert!(text.contains("strait_gateway_hello_rejected_total{reason=\"no_sni\"} 1"));
-        assert!(text
-            .contains("strait_gateway_routed_total{dc=\"dc1\",sni=\"web.default.dc1.internal.td\"} 3"));
+        assert!(text.contains(
+            "strait_gateway_routed_total{dc=\"dc1\",sni=\"web.default.dc1.internal.td\"} 3"
+        ));
         assert_eq!(m.routed("dc1", "web.default.dc1.internal.td"), 3);
         // The same listener name gives the same counters.
         assert_eq!(m.listener("lan").bytes_rx.load(Relaxed), 10);

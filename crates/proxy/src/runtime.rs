@@ -29,7 +29,10 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     /// Builds the shared pieces and starts the admin endpoint if `options.admin` is set.
-    pub(crate) async fn start(component: &'static str, options: Options) -> anyhow::Result<Runtime> {
+    pub(crate) async fn start(
+        component: &'static str,
+        options: Options,
+    ) -> anyhow::Result<Runtime> {
         let metrics = Metrics::new(component);
         let (applied, applied_rx) = watch::channel(None);
         let admin_stop = CancellationToken::new();

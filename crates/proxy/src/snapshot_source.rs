@@ -84,14 +84,13 @@ impl SnapshotSource {
 }
 
 async fn follow_file(path: PathBuf, tx: SnapshotTx, shutdown: CancellationToken) {
-    let mut hangup =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(err) => {
-                tracing::warn!(%err, "cannot watch SIGHUP; snapshot file will not be reloaded");
-                None
-            }
-        };
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(err) => {
+            tracing::warn!(%err, "cannot watch SIGHUP; snapshot file will not be reloaded");
+            None
+        }
+    };
     loop {
         match load_file(&path) {
             Ok(snapshot) => {

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}")]
     Connect {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("TLS handshake with {addr} (SNI {sni}) failed: {source}")]
+    #[error("TLS handshake with {addr} (SNI {sni}) failed")]
     Handshake {
         addr: SocketAddr,
         sni: String,
@@ -28,7 +28,7 @@ pub enum RpcError {
         status: u16,
         body: String,
     },
-    #[error("{addr} answered {path} with a body that is not the expected JSON: {source}")]
+    #[error("{addr} answered {path} with a body that is not the expected JSON")]
     Decode {
         addr: SocketAddr,
         path: String,

@@ -246,10 +246,10 @@ fn agent(topology: &Topology, vm: &Vm, paths: &LabPaths, tokens: &Tokens) -> Pro
     let mut p = base(vm, "agent", Role::Agent, paths);
     p.args = vec!["agent".into(), "--config".into(), config.display().to_string()];
     p.files.push(FileSpec { path: config, contents, secret: true });
-    for (index, service) in vm.services.iter().enumerate() {
+    for service in &vm.services {
         p.files.push(FileSpec {
             path: config_dir.join(format!("{}.json", service.name)),
-            contents: files::service_definition(vm, index, service),
+            contents: files::service_definition(vm, service),
             secret: false,
         });
     }

@@ -158,9 +158,15 @@ mod tests {
             client.write_all(b"hello").await.expect("write");
             client.shutdown().await.expect("shutdown");
             let mut got = Vec::new();
-            server.read_to_end(&mut got).await.expect("server reads to EOF");
+            server
+                .read_to_end(&mut got)
+                .await
+                .expect("server reads to EOF");
             assert_eq!(got, b"hello");
-            server.write_all(b"world!").await.expect("reply after half-close");
+            server
+                .write_all(b"world!")
+                .await
+                .expect("reply after half-close");
             server.shutdown().await.expect("shutdown");
             let mut back = Vec::new();
             client.read_to_end(&mut back).await.expect("client reads");

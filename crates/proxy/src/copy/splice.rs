@@ -231,7 +231,13 @@ mod tests {
         assert!(got == payload, "payload corrupted ({mode:?})");
         assert_eq!(back, payload[..1000]);
         let moved = moved.expect("copy");
-        assert_eq!(moved, Moved { rx: payload.len() as u64, tx: 1000 });
+        assert_eq!(
+            moved,
+            Moved {
+                rx: payload.len() as u64,
+                tx: 1000
+            }
+        );
         assert_eq!(metrics.bytes_rx.load(Relaxed), payload.len() as u64);
     }
 
@@ -250,9 +256,15 @@ mod tests {
         let (_client, down) = pair().await;
         let (up, _server) = pair().await;
         let metrics = ListenerMetrics::default();
-        let err = splice_bidirectional(&down, &up, &metrics, Duration::from_millis(60), Mode::Splice)
-            .await
-            .expect_err("idle");
+        let err = splice_bidirectional(
+            &down,
+            &up,
+            &metrics,
+            Duration::from_millis(60),
+            Mode::Splice,
+        )
+        .await
+        .expect_err("idle");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 }

@@ -36,19 +36,11 @@ impl HelloOutcome {
 }
 
 /// Incremental ClientHello reader: push bytes as they arrive.
+#[derive(Default)]
 pub struct HelloReader {
     acceptor: Acceptor,
     /// Set once the outcome is final; later pushes return it unchanged.
     done: Option<HelloOutcome>,
-}
-
-impl Default for HelloReader {
-    fn default() -> Self {
-        HelloReader {
-            acceptor: Acceptor::default(),
-            done: None,
-        }
-    }
 }
 
 impl HelloReader {
@@ -126,6 +118,19 @@ pub(crate) enum HelloError {
     /// The client closed before the hello was complete.
     Eof,
     Io(io::Error),
+}
+
+impl std::fmt::Display for HelloError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HelloError::Refused(outcome) => {
+                write!(f, "not a routable ClientHello: {}", outcome.reason())
+            }
+            HelloError::TooLarge => f.write_str("ClientHello larger than --max-hello-size"),
+            HelloError::Eof => f.write_str("client closed before its ClientHello was complete"),
+            HelloError::Io(err) => write!(f, "reading the ClientHello: {err}"),
+        }
+    }
 }
 
 impl HelloError {
@@ -215,10 +220,17 @@ pub(crate) mod tests {
     fn every_prefix_needs_more_and_every_split_agrees() {
         let hello = client_hello(Some(SNI));
         for cut in 0..hello.len() {
-            assert_eq!(parse_hello(&hello[..cut]), HelloOutcome::NeedMore, "cut {cut}");
+            assert_eq!(
+                parse_hello(&hello[..cut]),
+                HelloOutcome::NeedMore,
+                "cut {cut}"
+            );
             let mut reader = HelloReader::new();
             assert_eq!(reader.push(&hello[..cut]), HelloOutcome::NeedMore);
-            assert_eq!(reader.push(&hello[cut..]), HelloOutcome::ServerName(SNI.into()));
+            assert_eq!(
+                reader.push(&hello[cut..]),
+                HelloOutcome::ServerName(SNI.into())
+            );
         }
         let mut reader = HelloReader::new();
         for (i, byte) in hello.iter().enumerate() {
@@ -247,6 +259,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn bytes_after_the_hello_do_not_change_the_outcome() {
+        let hello = client_hello(Some(SNI));
+        let mut stream = hello.clone();
+        stream.extend_from_slice(&[0xff; 9000]);
+        for cut in (0..stream.len()).step_by(97) {
+            let mut reader = HelloReader::new();
+            let first = reader.push(&stream[..cut]);
+            let second = reader.push(&stream[cut..]);
+            let expected = HelloOutcome::ServerName(SNI.into());
+            assert_eq!(
+                if cut >= hello.len() { first } else { second },
+                expected,
+                "cut {cut}"
+            );
+        }
+        assert_eq!(parse_hello(&stream), HelloOutcome::ServerName(SNI.into()));
+    }
+
+    #[test]
     fn garbage_is_invalid() {
         let http = parse_hello(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(matches!(http, HelloOutcome::Invalid(_)), "{http:?}");
@@ -255,7 +286,10 @@ pub(crate) mod tests {
         assert!(matches!(alert, HelloOutcome::Invalid(_)), "{alert:?}");
         // A handshake record carrying something that is not a ClientHello.
         let server_hello = parse_hello(&[0x16, 0x03, 0x03, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00]);
-        assert!(matches!(server_hello, HelloOutcome::Invalid(_)), "{server_hello:?}");
+        assert!(
+            matches!(server_hello, HelloOutcome::Invalid(_)),
+            "{server_hello:?}"
+        );
         // Once final, the outcome sticks.
         let mut reader = HelloReader::new();
         let first = reader.push(b"garbage!");

@@ -1,0 +1,89 @@
+//! The files the lab writes for its processes, in the shapes the server, the
+//! agent and Consul-style service definitions expect.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::topology::{Service, Vm};
+
+/// `strait server --config FILE`.
+#[derive(Debug, Serialize)]
+pub(super) struct ServerToml<'a> {
+    pub datacenter: &'a str,
+    pub primary_datacenter: &'a str,
+    pub node_name: &'a str,
+    pub data_dir: &'a Path,
+    pub https_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub join_token: &'a str,
+    pub federation_token: &'a str,
+    /// Only secondaries have them; the primary's file leaves the key out.
+    #[serde(skip_serializing_if = "<[SocketAddr]>::is_empty")]
+    pub primary_gateways: &'a [SocketAddr],
+}
+
+/// `strait agent --config FILE`.
+#[derive(Debug, Serialize)]
+pub(super) struct AgentToml<'a> {
+    pub datacenter: &'a str,
+    pub node_name: &'a str,
+    pub data_dir: &'a Path,
+    pub advertise_addr: Ipv4Addr,
+    pub http_addr: SocketAddr,
+    pub servers: &'a [SocketAddr],
+    pub join_token: &'a str,
+    pub config_dir: &'a Path,
+}
+
+const HEADER: &str = "# Written by `strait lab up`; regenerated on every start.\n";
+
+pub(super) fn server_toml(config: &ServerToml<'_>) -> String {
+    // Serializing plain strings, paths and addresses cannot fail; an empty
+    // body would be caught by the server's own validation anyway.
+    format!("{HEADER}{}", toml::to_string(config).unwrap_or_default())
+}
+
+pub(super) fn agent_toml(config: &AgentToml<'_>) -> String {
+    format!("{HEADER}{}", toml::to_string(config).unwrap_or_default())
+}
+
+/// A service definition in the Consul API shape. Upstream listeners bind the
+/// VM's own address, since all local-driver VMs share 127.0.0.1.
+pub(super) fn service_definition(vm: &Vm, service: &Service) -> String {
+    let address = vm.address.to_string();
+    let upstreams: Vec<serde_json::Value> = service
+        .upstreams
+        .iter()
+        .map(|u| {
+            json!({
+                "DestinationName": u.destination,
+                "Datacenter": u.datacenter,
+                "LocalBindAddress": address,
+                "LocalBindPort": u.local_bind_port,
+                "MeshGateway": { "Mode": u.mesh_gateway.as_str() },
+            })
+        })
+        .collect();
+    let definition = json!({
+        "ID": service.name,
+        "Name": service.name,
+        "Address": address,
+        "Port": service.port,
+        "Check": {
+            "HTTP": format!("http://{address}:{}{}", service.port, service.check_path),
+            "Interval": "1s",
+        },
+        "Connect": {
+            "SidecarService": {
+                "Port": service.sidecar_port,
+                "Proxy": { "Upstreams": upstreams },
+            }
+        },
+    });
+    let mut text = serde_json::to_string_pretty(&definition).unwrap_or_default();
+    text.push('\n');
+    text
+}

@@ -1,0 +1,296 @@
+//! The mesh gateway: read the ClientHello's SNI without decrypting ([`hello`]), route it with
+//! [`GatewaySnapshot::route`] to a local service's sidecars, this DC's servers or another
+//! DC's gateways, replay the buffered hello to the chosen endpoint, then splice bytes both
+//! ways. A refused connection is closed and counted by reason; nothing else is affected.
+
+pub mod hello;
+
+use crate::cli::Options;
+use crate::copy::splice::{splice_bidirectional, Mode};
+use crate::listener::{accept_loop, connect};
+use crate::metrics::{ListenerMetrics, Metrics};
+use crate::runtime::Runtime;
+use crate::snapshot_source::SnapshotRx;
+use hello::read_hello;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use strait_snapshot::{GatewayRoute, GatewaySnapshot, Snapshot};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Routing table of one applied snapshot, with its counters resolved once.
+#[derive(Debug)]
+struct GatewayState {
+    snapshot: Arc<Snapshot>,
+    /// Local service name -> routed counter.
+    routed_local: HashMap<String, Arc<AtomicU64>>,
+    routed_servers: Arc<AtomicU64>,
+    /// Remote DC -> routed counter.
+    routed_remote: HashMap<String, Arc<AtomicU64>>,
+    /// Round-robin start over endpoints.
+    next: AtomicUsize,
+}
+
+impl GatewayState {
+    fn build(snapshot: Arc<Snapshot>, metrics: &Metrics) -> Result<GatewayState, String> {
+        let Some(gw) = snapshot.gateway.as_ref() else {
+            return Err(format!(
+                "snapshot {} of {:?} has no gateway section (is it a sidecar's?)",
+                snapshot.version, snapshot.proxy_id
+            ));
+        };
+        let (dc, td) = (&snapshot.datacenter, &snapshot.trust_domain);
+        let routed_local = gw
+            .local_services
+            .keys()
+            .map(|svc| {
+                let sni = strait_snapshot::service_sni(svc, dc, td);
+                (svc.clone(), metrics.routed_counter(dc, &sni))
+            })
+            .collect();
+        let routed_servers = metrics.routed_counter(dc, &format!("server.{dc}.{td}"));
+        let routed_remote = gw
+            .remote_gateways
+            .keys()
+            .map(|remote| (remote.clone(), metrics.routed_counter(remote, "*")))
+            .collect();
+        Ok(GatewayState {
+            routed_local,
+            routed_servers,
+            routed_remote,
+            next: AtomicUsize::new(0),
+            snapshot,
+        })
+    }
+
+    fn gateway(&self) -> &GatewaySnapshot {
+        // build() refused snapshots without a gateway section.
+        self.snapshot
+            .gateway
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("GatewayState::build checked the gateway section"))
+    }
+}
+
+/// What every connection task of the gateway reads.
+struct Shared {
+    options: Options,
+    metrics: Arc<Metrics>,
+    states: watch::Receiver<Option<Arc<GatewayState>>>,
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    metrics: Arc<Metrics>,
+    local_addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    applied: SnapshotRx,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GatewayHandle {
+    /// Bound addresses of the listeners, in the order they were given.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+    /// Resolves once a snapshot is applied (the gateway can route).
+    pub async fn ready(&self) {
+        let mut applied = self.applied.clone();
+        let _ = applied.wait_for(|s| s.is_some()).await;
+    }
+    /// Waits until shutdown and drain are complete.
+    pub async fn join(self) -> anyhow::Result<()> {
+        self.task
+            .await
+            .map_err(|e| anyhow::anyhow!("gateway task failed: {e}"))
+    }
+}
+
+/// Starts a gateway on already-bound `listeners` (name, listener), following `snapshots`.
+/// On `shutdown` it stops accepting and drains connections under `options.grace`.
+pub async fn start_gateway(
+    options: Options,
+    listeners: Vec<(String, TcpListener)>,
+    mut snapshots: SnapshotRx,
+    shutdown: CancellationToken,
+) -> anyhow::Result<GatewayHandle> {
+    let runtime = Runtime::start("gateway", options.clone()).await?;
+    let (states_tx, states) = watch::channel(None);
+    let shared = Arc::new(Shared {
+        options,
+        metrics: runtime.metrics.clone(),
+        states,
+    });
+    let mut local_addrs = Vec::with_capacity(listeners.len());
+    let mut tasks = JoinSet::new();
+    for (name, listener) in listeners {
+        local_addrs.push(listener.local_addr()?);
+        let lm = runtime.metrics.listener(&name);
+        let shared = shared.clone();
+        let conns = runtime.conns.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(accept_loop(
+            listener,
+            lm.clone(),
+            conns,
+            stop,
+            move |stream, peer| serve_conn(shared.clone(), lm.clone(), stream, peer),
+        ));
+    }
+    let handle = GatewayHandle {
+        metrics: runtime.metrics.clone(),
+        local_addrs,
+        admin_addr: runtime.admin_addr,
+        applied: runtime.applied_rx(),
+        task: tokio::spawn(async move {
+            loop {
+                let latest = snapshots.borrow_and_update().clone();
+                if let Some(snapshot) = latest {
+                    apply(&runtime, &states_tx, snapshot);
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    changed = snapshots.changed() => if changed.is_err() {
+                        shutdown.cancelled().await;
+                        break;
+                    },
+                }
+            }
+            while tasks.join_next().await.is_some() {}
+            runtime.shutdown(runtime.options.grace).await;
+        }),
+    };
+    Ok(handle)
+}
+
+fn apply(
+    runtime: &Runtime,
+    states: &watch::Sender<Option<Arc<GatewayState>>>,
+    snapshot: Arc<Snapshot>,
+) {
+    let current = runtime.applied.borrow().as_ref().map(|s| s.version);
+    if current.is_some_and(|v| v >= snapshot.version) {
+        return;
+    }
+    match GatewayState::build(snapshot.clone(), &runtime.metrics) {
+        Ok(state) => {
+            let gw = state.gateway();
+            tracing::info!(
+                version = snapshot.version,
+                local_services = gw.local_services.len(),
+                local_servers = gw.local_servers.len(),
+                remote_dcs = gw.remote_gateways.len(),
+                "gateway snapshot applied"
+            );
+            states.send_replace(Some(Arc::new(state)));
+            runtime.applied.send_replace(Some(snapshot));
+            runtime.metrics.snapshots_applied.fetch_add(1, Relaxed);
+        }
+        Err(err) => {
+            tracing::error!(%err, "snapshot refused; keeping the current one");
+            runtime.metrics.snapshots_rejected.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+async fn serve_conn(
+    shared: Arc<Shared>,
+    lm: Arc<ListenerMetrics>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let span = tracing::info_span!("gateway", client = %peer, sni = tracing::field::Empty);
+    async move {
+        if let Err(reason) = forward(&shared, &lm, stream).await {
+            shared.metrics.hello_rejected.inc(reason);
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Reads the hello, routes, connects and copies. Err is the refusal reason.
+async fn forward(
+    shared: &Shared,
+    lm: &ListenerMetrics,
+    stream: TcpStream,
+) -> Result<(), &'static str> {
+    let options = &shared.options;
+    let mut buf = Vec::with_capacity(4096);
+    let read = read_hello(&stream, &mut buf, options.max_hello_size);
+    let sni = match tokio::time::timeout(options.handshake_timeout, read).await {
+        Err(_) => {
+            tracing::debug!(bytes = buf.len(), "ClientHello timed out");
+            return Err("timeout");
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(reason = err.reason(), bytes = buf.len(), %err, "refused");
+            return Err(err.reason());
+        }
+        Ok(Ok(sni)) => sni,
+    };
+    tracing::Span::current().record("sni", sni.as_str());
+    let Some(state) = shared.states.borrow().clone() else {
+        return Err("not_ready");
+    };
+    let snapshot = &state.snapshot;
+    let route = state
+        .gateway()
+        .route(&sni, &snapshot.trust_domain, &snapshot.datacenter)
+        .map_err(|err| {
+            tracing::debug!(%err, "refused");
+            err.reason()
+        })?;
+    let (endpoints, counter) = match route {
+        GatewayRoute::LocalService { service, endpoints } => {
+            (endpoints, state.routed_local.get(service))
+        }
+        GatewayRoute::LocalServers(endpoints) => (endpoints, Some(&state.routed_servers)),
+        GatewayRoute::RemoteDc { dc, gateways } => (gateways, state.routed_remote.get(dc)),
+    };
+    let mut upstream = None;
+    let start = state.next.fetch_add(1, Relaxed);
+    for i in 0..endpoints.len() {
+        let endpoint = endpoints[(start + i) % endpoints.len()];
+        match connect(endpoint, options.connect_timeout).await {
+            Ok(s) => {
+                upstream = Some(s);
+                break;
+            }
+            Err(err) => {
+                lm.connect_errors.fetch_add(1, Relaxed);
+                tracing::warn!(%endpoint, %err, "endpoint unreachable; trying the next");
+            }
+        }
+    }
+    let Some(mut upstream) = upstream else {
+        return Err("upstream_unreachable");
+    };
+    if let Some(counter) = counter {
+        counter.fetch_add(1, Relaxed);
+    }
+    drop(state);
+    if let Err(err) = upstream.write_all(&buf).await {
+        tracing::debug!(%err, "upstream closed before the hello was replayed");
+        return Ok(());
+    }
+    lm.bytes_rx.fetch_add(buf.len() as u64, Relaxed);
+    drop(buf);
+    match splice_bidirectional(&stream, &upstream, lm, options.idle_timeout, Mode::Splice).await {
+        Ok(moved) => tracing::debug!(rx = moved.rx, tx = moved.tx, "closed"),
+        Err(err) => tracing::debug!(%err, "connection ended"),
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Inbound: a caller's sidecar (or gateway-carried connection) -> mTLS handshake with
+//! `ClientAuth::Required` -> the caller's verified SPIFFE ID goes into the connection's span
+//! -> plain TCP to the local app.
+
+use super::Shared;
+use crate::copy::copy_streams;
+use crate::listener::connect;
+use crate::metrics::ListenerMetrics;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use strait_identity::tls;
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    lm: Arc<ListenerMetrics>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let span = tracing::info_span!("inbound", client = %peer, peer_id = tracing::field::Empty);
+    serve_inner(&shared, &lm, stream).instrument(span).await
+}
+
+async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
+    let options = &shared.options;
+    let Some(state) = shared.states.borrow().clone() else {
+        return;
+    };
+    let acceptor = state.acceptor.clone();
+    let local_app = state.local_app;
+    drop(state);
+    let tls_stream =
+        match tokio::time::timeout(options.handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => tls_stream,
+            Ok(Err(err)) => {
+                let reason = handshake_reason(&err);
+                shared.metrics.handshake_inbound.inc(reason);
+                tracing::info!(reason, %err, "inbound handshake refused");
+                return;
+            }
+            Err(_) => {
+                shared.metrics.handshake_inbound.inc("timeout");
+                tracing::info!("inbound handshake timed out");
+                return;
+            }
+        };
+    match tls::peer_identity(tls_stream.get_ref().1) {
+        Some(id) => {
+            tracing::Span::current().record("peer_id", tracing::field::display(&id));
+        }
+        None => {
+            // ClientAuth::Required makes this unreachable; refuse rather than forward anonymously.
+            shared.metrics.handshake_inbound.inc("no_certificate");
+            tracing::warn!("handshake completed without a peer identity; closed");
+            return;
+        }
+    }
+    let app = match connect(local_app, options.connect_timeout).await {
+        Ok(app) => app,
+        Err(err) => {
+            lm.connect_errors.fetch_add(1, Relaxed);
+            tracing::warn!(%local_app, %err, "local app unreachable");
+            return;
+        }
+    };
+    tracing::debug!(%local_app, "forwarding to the local app");
+    match copy_streams(tls_stream, app, lm, options.idle_timeout).await {
+        Ok(moved) => tracing::debug!(rx = moved.rx, tx = moved.tx, "closed"),
+        Err(err) => tracing::debug!(%err, "connection ended"),
+    }
+}
+
+/// Metric label for a failed handshake: the identity crate's reason for a TLS error, else
+/// `io` (the peer went away mid-handshake).
+pub(crate) fn handshake_reason(err: &std::io::Error) -> &'static str {
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .map_or("io", tls::failure_reason)
+}
