@@ -73,21 +73,35 @@ async fn services(State(a): State<S>) -> Json<BTreeMap<String, serde_json::Value
 }
 
 async fn checks(State(a): State<S>) -> Json<BTreeMap<String, strait_catalog::Check>> {
-    Json(a.local.checks().into_iter().map(|c| (c.check_id.clone(), c)).collect())
+    Json(
+        a.local
+            .checks()
+            .into_iter()
+            .map(|c| (c.check_id.clone(), c))
+            .collect(),
+    )
 }
 
 /// `PUT /v1/agent/service/register`: a bad body is a 400 naming the field; nothing changes.
 async fn register(State(a): State<S>, body: Bytes) -> Response {
     let def: ServiceDefinition = match serde_json::from_slice(&body) {
         Ok(d) => d,
-        Err(e) => return err(StatusCode::BAD_REQUEST, format!("invalid service definition: {e}")),
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("invalid service definition: {e}"),
+            )
+        }
     };
     match a.local.insert(def, Source::Api) {
         Ok(id) => {
             tracing::info!(service = %id, "service registered through the local API");
             (StatusCode::OK, "").into_response()
         }
-        Err(e) => err(StatusCode::BAD_REQUEST, format!("invalid service definition: {e:#}")),
+        Err(e) => err(
+            StatusCode::BAD_REQUEST,
+            format!("invalid service definition: {e:#}"),
+        ),
     }
 }
 
@@ -127,7 +141,11 @@ async fn leaf(State(a): State<S>, Path(service): Path<String>) -> Response {
 }
 
 /// A proxy's snapshot; blocking on `?index=<version>` (up to `?wait=`, default 30s).
-async fn snapshot(State(a): State<S>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn snapshot(
+    State(a): State<S>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let after: u64 = q.get("index").and_then(|v| v.parse().ok()).unwrap_or(0);
     let wait = q
         .get("wait")
@@ -138,7 +156,12 @@ async fn snapshot(State(a): State<S>, Path(id): Path<String>, Query(q): Query<Ha
     let mut gen = a.snapshot_gen.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let current = a.snapshots.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+        let current = a
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned();
         let timed_out = tokio::time::Instant::now() >= deadline;
         match current {
             Some(s) if s.version > after || timed_out => {
@@ -161,7 +184,11 @@ async fn snapshot(State(a): State<S>, Path(id): Path<String>, Query(q): Query<Ha
 }
 
 async fn relay(a: &Agent, method: Method, path: &str, body: Option<Vec<u8>>) -> Response {
-    let wait = if path.contains("wait=") { Duration::from_secs(610) } else { Duration::from_secs(30) };
+    let wait = if path.contains("wait=") {
+        Duration::from_secs(610)
+    } else {
+        Duration::from_secs(30)
+    };
     match a.call(method, path, body, wait).await {
         Ok(r) => {
             let mut resp = (r.status, r.body).into_response();
@@ -179,11 +206,26 @@ async fn relay(a: &Agent, method: Method, path: &str, body: Option<Vec<u8>>) -> 
 /// Catalog, health, config and federation reads go to the servers as they are.
 async fn forward(State(a): State<S>, req: Request) -> Response {
     let path = req.uri().path().to_string();
-    let allowed = ["/v1/catalog/", "/v1/health/", "/v1/config", "/v1/connect/", "/v1/internal/members", "/v1/internal/federation/states", "/v1/status/"];
+    let allowed = [
+        "/v1/catalog/",
+        "/v1/health/",
+        "/v1/config",
+        "/v1/connect/",
+        "/v1/internal/members",
+        "/v1/internal/federation/states",
+        "/v1/status/",
+    ];
     if !allowed.iter().any(|p| path.starts_with(p)) {
-        return err(StatusCode::NOT_FOUND, format!("no such endpoint: {} {path}", req.method()));
+        return err(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {} {path}", req.method()),
+        );
     }
-    let pq = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or(path);
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or(path);
     let method = req.method().clone();
     let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
         Ok(b) if b.is_empty() => None,

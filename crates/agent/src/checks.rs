@@ -39,10 +39,14 @@ pub async fn run(local: Arc<LocalState>, shutdown: CancellationToken) {
 
 async fn run_check(local: Arc<LocalState>, spec: CheckSpec) {
     loop {
-        let (status, output) = match tokio::time::timeout(spec.timeout, probe(&local, &spec.probe)).await {
-            Ok(r) => r,
-            Err(_) => ("critical".to_string(), format!("timed out after {:?}", spec.timeout)),
-        };
+        let (status, output) =
+            match tokio::time::timeout(spec.timeout, probe(&local, &spec.probe)).await {
+                Ok(r) => r,
+                Err(_) => (
+                    "critical".to_string(),
+                    format!("timed out after {:?}", spec.timeout),
+                ),
+            };
         local.set_status(&spec.check_id, &status, &output);
         tokio::time::sleep(spec.interval).await;
     }
@@ -56,10 +60,22 @@ async fn probe(local: &LocalState, probe: &Probe) -> (String, String) {
         },
         Probe::Http { addr, path } => {
             match strait_rpc::http::request(*addr, http::Method::GET, path, None).await {
-                Ok(r) if r.status.is_success() => ("passing".into(), format!("HTTP GET http://{addr}{path}: {}", r.status)),
-                Ok(r) if r.status.as_u16() == 429 => ("warning".into(), format!("HTTP GET http://{addr}{path}: {}", r.status)),
-                Ok(r) => ("critical".into(), format!("HTTP GET http://{addr}{path}: {}", r.status)),
-                Err(e) => ("critical".into(), format!("HTTP GET http://{addr}{path}: {e}")),
+                Ok(r) if r.status.is_success() => (
+                    "passing".into(),
+                    format!("HTTP GET http://{addr}{path}: {}", r.status),
+                ),
+                Ok(r) if r.status.as_u16() == 429 => (
+                    "warning".into(),
+                    format!("HTTP GET http://{addr}{path}: {}", r.status),
+                ),
+                Ok(r) => (
+                    "critical".into(),
+                    format!("HTTP GET http://{addr}{path}: {}", r.status),
+                ),
+                Err(e) => (
+                    "critical".into(),
+                    format!("HTTP GET http://{addr}{path}: {e}"),
+                ),
             }
         }
         Probe::Alias { service_id } => {

@@ -121,7 +121,9 @@ fn parse_duration(field: &str, v: &str, default: Duration) -> Result<Duration> {
         return Ok(default);
     }
     let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
-    let n: u64 = num.parse().map_err(|_| anyhow::anyhow!("field {field} = {v:?}: expected a duration like 10s, 1m or 500ms"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        anyhow::anyhow!("field {field} = {v:?}: expected a duration like 10s, 1m or 500ms")
+    })?;
     Ok(match unit {
         "ms" => Duration::from_millis(n),
         "s" | "" => Duration::from_secs(n),
@@ -131,18 +133,21 @@ fn parse_duration(field: &str, v: &str, default: Duration) -> Result<Duration> {
 }
 
 fn parse_http(field: &str, url: &str) -> Result<Probe> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow::anyhow!("field {field} = {url:?}: only http:// URLs are supported"))?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        anyhow::anyhow!("field {field} = {url:?}: only http:// URLs are supported")
+    })?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let hostport = hostport.replace("localhost", "127.0.0.1");
-    let addr: SocketAddr = hostport
-        .parse()
-        .map_err(|_| anyhow::anyhow!("field {field} = {url:?}: host must be an IP address with a port"))?;
-    Ok(Probe::Http { addr, path: path.to_string() })
+    let addr: SocketAddr = hostport.parse().map_err(|_| {
+        anyhow::anyhow!("field {field} = {url:?}: host must be an IP address with a port")
+    })?;
+    Ok(Probe::Http {
+        addr,
+        path: path.to_string(),
+    })
 }
 
 fn mode(m: &MeshGatewayConfig, field: &str) -> Result<GatewayMode> {
@@ -160,21 +165,36 @@ impl ServiceDefinition {
     /// for a sidecar that does not name one.
     pub fn expand(&self, advertise: IpAddr, sidecar_port: u16) -> Result<Expanded> {
         strait_identity::spiffe::validate_name("Name", &self.name)?;
-        let id = if self.id.is_empty() { self.name.clone() } else { self.id.clone() };
+        let id = if self.id.is_empty() {
+            self.name.clone()
+        } else {
+            self.id.clone()
+        };
         if id.is_empty() || id.len() > 128 || id.contains('/') {
             bail!("field ID = {id:?}: must be 1-128 characters without '/'");
         }
-        let address = if self.address.is_empty() { advertise.to_string() } else { self.address.clone() };
+        let address = if self.address.is_empty() {
+            advertise.to_string()
+        } else {
+            self.address.clone()
+        };
         let ip: IpAddr = address
             .parse()
             .map_err(|_| anyhow::anyhow!("field Address = {address:?}: not an IP address"))?;
         if !matches!(self.kind.as_str(), "" | "connect-proxy" | "mesh-gateway") {
-            bail!("field Kind = {:?}: expected \"\", connect-proxy or mesh-gateway", self.kind);
+            bail!(
+                "field Kind = {:?}: expected \"\", connect-proxy or mesh-gateway",
+                self.kind
+            );
         }
-        if self.port == 0 && self.kind != "" {
+        if self.port == 0 && !self.kind.is_empty() {
             bail!("field Port: a {} needs a port", self.kind);
         }
-        let mut out = Expanded { services: vec![], checks: vec![], proxies: vec![] };
+        let mut out = Expanded {
+            services: vec![],
+            checks: vec![],
+            proxies: vec![],
+        };
         let main = Service {
             id: id.clone(),
             service: self.name.clone(),
@@ -188,29 +208,61 @@ impl ServiceDefinition {
             ..Default::default()
         };
         for (i, c) in self.check.iter().chain(self.checks.iter()).enumerate() {
-            let field = if self.check.is_some() && i == 0 { "Check".to_string() } else { format!("Checks[{i}]") };
+            let field = if self.check.is_some() && i == 0 {
+                "Check".to_string()
+            } else {
+                format!("Checks[{i}]")
+            };
             let probe = match (c.http.is_empty(), c.tcp.is_empty()) {
                 (false, true) => parse_http(&format!("{field}.HTTP"), &c.http)?,
                 (true, false) => Probe::Tcp {
-                    addr: c.tcp.replace("localhost", "127.0.0.1").parse().map_err(|_| {
-                        anyhow::anyhow!("field {field}.TCP = {:?}: expected ip:port", c.tcp)
-                    })?,
+                    addr: c
+                        .tcp
+                        .replace("localhost", "127.0.0.1")
+                        .parse()
+                        .map_err(|_| {
+                            anyhow::anyhow!("field {field}.TCP = {:?}: expected ip:port", c.tcp)
+                        })?,
                 },
                 _ => bail!("field {field}: exactly one of HTTP or TCP must be set"),
             };
             out.checks.push(CheckSpec {
-                check_id: if c.check_id.is_empty() { format!("service:{id}:{}", i + 1) } else { c.check_id.clone() },
-                name: if c.name.is_empty() { format!("Service '{}' check", self.name) } else { c.name.clone() },
+                check_id: if c.check_id.is_empty() {
+                    format!("service:{id}:{}", i + 1)
+                } else {
+                    c.check_id.clone()
+                },
+                name: if c.name.is_empty() {
+                    format!("Service '{}' check", self.name)
+                } else {
+                    c.name.clone()
+                },
                 service_id: id.clone(),
                 service_name: self.name.clone(),
                 probe,
-                interval: parse_duration(&format!("{field}.Interval"), &c.interval, Duration::from_secs(10))?,
-                timeout: parse_duration(&format!("{field}.Timeout"), &c.timeout, Duration::from_secs(5))?,
+                interval: parse_duration(
+                    &format!("{field}.Interval"),
+                    &c.interval,
+                    Duration::from_secs(10),
+                )?,
+                timeout: parse_duration(
+                    &format!("{field}.Timeout"),
+                    &c.timeout,
+                    Duration::from_secs(5),
+                )?,
             });
         }
         if self.kind == "mesh-gateway" {
             let wan = match main.tagged_addresses.get("wan") {
-                Some(w) => Some(SocketAddr::new(w.address.parse().map_err(|_| anyhow::anyhow!("field TaggedAddresses.wan.Address = {:?}: not an IP address", w.address))?, w.port)),
+                Some(w) => Some(SocketAddr::new(
+                    w.address.parse().map_err(|_| {
+                        anyhow::anyhow!(
+                            "field TaggedAddresses.wan.Address = {:?}: not an IP address",
+                            w.address
+                        )
+                    })?,
+                    w.port,
+                )),
                 None => None,
             };
             out.proxies.push(ProxyRegistration {
@@ -225,7 +277,11 @@ impl ServiceDefinition {
             });
         }
         out.services.push(main);
-        if let Some(sc) = self.connect.as_ref().and_then(|c| c.sidecar_service.as_ref()) {
+        if let Some(sc) = self
+            .connect
+            .as_ref()
+            .and_then(|c| c.sidecar_service.as_ref())
+        {
             if self.port == 0 {
                 bail!("field Port: a service with Connect.SidecarService needs the port its sidecar forwards to");
             }
@@ -234,25 +290,50 @@ impl ServiceDefinition {
         Ok(out)
     }
 
-    fn expand_sidecar(&self, id: &str, ip: IpAddr, sc: &SidecarService, default_port: u16, out: &mut Expanded) -> Result<()> {
+    fn expand_sidecar(
+        &self,
+        id: &str,
+        ip: IpAddr,
+        sc: &SidecarService,
+        default_port: u16,
+        out: &mut Expanded,
+    ) -> Result<()> {
         let sid = format!("{id}-sidecar-proxy");
-        let sip: IpAddr = if sc.address.is_empty() { ip } else {
-            sc.address.parse().map_err(|_| anyhow::anyhow!("field Connect.SidecarService.Address = {:?}: not an IP address", sc.address))?
+        let sip: IpAddr = if sc.address.is_empty() {
+            ip
+        } else {
+            sc.address.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "field Connect.SidecarService.Address = {:?}: not an IP address",
+                    sc.address
+                )
+            })?
         };
         let port = if sc.port == 0 { default_port } else { sc.port };
         let proxy = sc.proxy.clone().unwrap_or_default();
-        let pmode = mode(&proxy.mesh_gateway, "Connect.SidecarService.Proxy.MeshGateway.Mode")?;
+        let pmode = mode(
+            &proxy.mesh_gateway,
+            "Connect.SidecarService.Proxy.MeshGateway.Mode",
+        )?;
         let mut upstreams = vec![];
         for (i, u) in proxy.upstreams.iter().enumerate() {
             let f = format!("Connect.SidecarService.Proxy.Upstreams[{i}]");
-            strait_identity::spiffe::validate_name(&format!("{f}.DestinationName"), &u.destination_name)?;
+            strait_identity::spiffe::validate_name(
+                &format!("{f}.DestinationName"),
+                &u.destination_name,
+            )?;
             if u.local_bind_port == 0 {
                 bail!("field {f}.LocalBindPort is required");
             }
             let bind_ip: IpAddr = if u.local_bind_address.is_empty() {
                 IpAddr::from([127, 0, 0, 1])
             } else {
-                u.local_bind_address.parse().map_err(|_| anyhow::anyhow!("field {f}.LocalBindAddress = {:?}: not an IP address", u.local_bind_address))?
+                u.local_bind_address.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "field {f}.LocalBindAddress = {:?}: not an IP address",
+                        u.local_bind_address
+                    )
+                })?
             };
             upstreams.push(UpstreamRegistration {
                 destination: u.destination_name.clone(),
@@ -284,7 +365,9 @@ impl ServiceDefinition {
             name: "Connect Sidecar Listening".into(),
             service_id: sid.clone(),
             service_name: sname.clone(),
-            probe: Probe::Tcp { addr: SocketAddr::new(sip, port) },
+            probe: Probe::Tcp {
+                addr: SocketAddr::new(sip, port),
+            },
             interval: Duration::from_secs(2),
             timeout: Duration::from_secs(2),
         });
@@ -293,7 +376,9 @@ impl ServiceDefinition {
             name: "Connect Sidecar Aliasing".into(),
             service_id: sid.clone(),
             service_name: sname,
-            probe: Probe::Alias { service_id: id.to_string() },
+            probe: Probe::Alias {
+                service_id: id.to_string(),
+            },
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
         });
@@ -323,29 +408,44 @@ mod tests {
         let e = d.expand("127.0.0.5".parse().unwrap(), 21000).unwrap();
         assert_eq!(e.services.len(), 2);
         assert_eq!(e.services[1].id, "dashboard-sidecar-proxy");
-        assert_eq!(e.proxies[0].upstreams[0].bind, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(
+            e.proxies[0].upstreams[0].bind,
+            "127.0.0.1:5000".parse().unwrap()
+        );
         assert_eq!(e.proxies[0].upstreams[0].mode, GatewayMode::Local);
-        assert_eq!(e.proxies[0].local_app, Some("127.0.0.5:9002".parse().unwrap()));
+        assert_eq!(
+            e.proxies[0].local_app,
+            Some("127.0.0.5:9002".parse().unwrap())
+        );
         assert_eq!(e.checks.len(), 3);
     }
 
     #[test]
     fn bad_mode_names_the_field() {
         let d: ServiceDefinition = serde_json::from_str(r#"{"Name":"a","Port":1,"Connect":{"SidecarService":{"Proxy":{"Upstreams":[{"DestinationName":"b","LocalBindPort":5,"MeshGateway":{"Mode":"sideways"}}]}}}}"#).unwrap();
-        let err = d.expand("127.0.0.1".parse().unwrap(), 21000).unwrap_err().to_string();
+        let err = d
+            .expand("127.0.0.1".parse().unwrap(), 21000)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Upstreams[0].MeshGateway.Mode"), "{err}");
     }
 
     #[test]
     fn unknown_field_is_refused() {
-        let err = serde_json::from_str::<ServiceDefinition>(r#"{"Name":"a","Prot":1}"#).unwrap_err().to_string();
+        let err = serde_json::from_str::<ServiceDefinition>(r#"{"Name":"a","Prot":1}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Prot"), "{err}");
     }
 
     #[test]
     fn check_needs_one_probe() {
-        let d: ServiceDefinition = serde_json::from_str(r#"{"Name":"a","Port":1,"Check":{"Interval":"1s"}}"#).unwrap();
-        let err = d.expand("127.0.0.1".parse().unwrap(), 21000).unwrap_err().to_string();
+        let d: ServiceDefinition =
+            serde_json::from_str(r#"{"Name":"a","Port":1,"Check":{"Interval":"1s"}}"#).unwrap();
+        let err = d
+            .expand("127.0.0.1".parse().unwrap(), 21000)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Check"), "{err}");
     }
 }

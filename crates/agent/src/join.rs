@@ -20,7 +20,6 @@ use strait_snapshot::BOOTSTRAP_TRUST_DOMAIN as BOOTSTRAP_TD;
 /// An authenticated channel to this DC's servers.
 pub struct ServerConn {
     pub trust_domain: String,
-    pub roots_pem: Vec<String>,
     pub tls: Arc<rustls::ClientConfig>,
     pub sni: String,
     pub not_after_unix: i64,
@@ -37,7 +36,8 @@ pub enum JoinError {
 
 pub async fn join(cfg: &AgentConfig) -> Result<ServerConn, JoinError> {
     let placeholder = SpiffeId::agent(BOOTSTRAP_TD, &cfg.datacenter, &cfg.node_name);
-    let (key_pem, csr_pem) = ca::generate_key_and_csr(&placeholder).map_err(|e| JoinError::Unreachable(e.into()))?;
+    let (key_pem, csr_pem) =
+        ca::generate_key_and_csr(&placeholder).map_err(|e| JoinError::Unreachable(e.into()))?;
     let nonce = bootstrap::nonce();
     let token = &cfg.join_token;
     let req = JoinRequest {
@@ -45,7 +45,13 @@ pub async fn join(cfg: &AgentConfig) -> Result<ServerConn, JoinError> {
         datacenter: cfg.datacenter.clone(),
         mac: bootstrap::mac(
             token,
-            &[b"agent-join", cfg.node_name.as_bytes(), cfg.datacenter.as_bytes(), csr_pem.as_bytes(), nonce.as_bytes()],
+            &[
+                b"agent-join",
+                cfg.node_name.as_bytes(),
+                cfg.datacenter.as_bytes(),
+                csr_pem.as_bytes(),
+                nonce.as_bytes(),
+            ],
         ),
         csr_pem,
         nonce: nonce.clone(),
@@ -64,7 +70,9 @@ pub async fn join(cfg: &AgentConfig) -> Result<ServerConn, JoinError> {
     .await
     .map_err(|e| JoinError::Unreachable(e.into()))?;
     if resp.status.is_client_error() {
-        return Err(JoinError::Refused(String::from_utf8_lossy(&resp.body).trim().to_string()));
+        return Err(JoinError::Refused(
+            String::from_utf8_lossy(&resp.body).trim().to_string(),
+        ));
     }
     let ans: JoinResponse = resp
         .json(cfg.servers[0], path)
@@ -84,7 +92,8 @@ fn finish(cfg: &AgentConfig, nonce: &str, key_pem: &str, ans: JoinResponse) -> R
     if !bootstrap::verify_mac(&cfg.join_token, &parts, &ans.mac) {
         bail!("the join answer is not authenticated by our join_token (wrong server, or someone in the middle)");
     }
-    let identity = Identity::from_pem(&ans.cert_pem, key_pem).context("the certificate the server issued")?;
+    let identity =
+        Identity::from_pem(&ans.cert_pem, key_pem).context("the certificate the server issued")?;
     let roots = Roots::from_pems(&ans.roots_pem).context("the roots the server sent")?;
     let expect = Expect::Exact(SpiffeId::server(&ans.trust_domain, &cfg.datacenter));
     let tls = tls::client_config(Some(&identity), &roots, expect)?;
@@ -92,7 +101,6 @@ fn finish(cfg: &AgentConfig, nonce: &str, key_pem: &str, ans: JoinResponse) -> R
         sni: spiffe::server_sni(&cfg.datacenter, &ans.trust_domain),
         not_after_unix: identity.not_after_unix(),
         trust_domain: ans.trust_domain,
-        roots_pem: ans.roots_pem,
         tls,
     })
 }

@@ -29,24 +29,43 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
-    let local = Arc::new(local::LocalState::new(&cfg.node_name, cfg.advertise_addr, &cfg.data_dir));
+    let local = Arc::new(local::LocalState::new(
+        &cfg.node_name,
+        cfg.advertise_addr,
+        &cfg.data_dir,
+    ));
     local.load(cfg.config_dir.as_deref())?;
     let listener = TcpListener::bind(cfg.http_addr)
         .await
         .with_context(|| format!("cannot bind http_addr {}", cfg.http_addr))?;
     let agent = Arc::new(state::Agent::new(cfg.clone(), local.clone()));
-    tokio::spawn(strait_rpc::serve::serve_plain(listener, api::router(agent.clone()), shutdown.clone()));
+    tokio::spawn(strait_rpc::serve::serve_plain(
+        listener,
+        api::router(agent.clone()),
+        shutdown.clone(),
+    ));
     tokio::spawn(checks::run(local.clone(), shutdown.clone()));
 
     let mut not_after = join_until_done(&agent, &shutdown).await?;
     let (view_tx, view_rx) = tokio::sync::watch::channel(None);
     tokio::spawn(sync::run(agent.clone(), shutdown.clone()));
-    tokio::spawn(snapshots::follow_view(agent.clone(), view_tx, shutdown.clone()));
-    tokio::spawn(snapshots::build_loop(agent.clone(), view_rx, shutdown.clone()));
+    tokio::spawn(snapshots::follow_view(
+        agent.clone(),
+        view_tx,
+        shutdown.clone(),
+    ));
+    tokio::spawn(snapshots::build_loop(
+        agent.clone(),
+        view_rx,
+        shutdown.clone(),
+    ));
     tracing::info!(node = %cfg.node_name, dc = %cfg.datacenter, api = %cfg.http_addr, "agent joined");
     // Renew the agent's own certificate at half life by joining again.
     loop {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let wait = Duration::from_secs(((not_after - now) / 2).max(1) as u64);
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -65,7 +84,9 @@ async fn join_until_done(agent: &Arc<state::Agent>, shutdown: &CancellationToken
                 agent.set_conn(conn);
                 return Ok(na);
             }
-            Err(join::JoinError::Refused(msg)) => anyhow::bail!("joining datacenter {} refused: {msg}", agent.cfg.datacenter),
+            Err(join::JoinError::Refused(msg)) => {
+                anyhow::bail!("joining datacenter {} refused: {msg}", agent.cfg.datacenter)
+            }
             Err(join::JoinError::Unreachable(e)) => {
                 tracing::warn!(error = %format!("{e:#}"), servers = ?agent.cfg.servers, "cannot join yet; retrying");
             }

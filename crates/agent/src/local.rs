@@ -76,7 +76,8 @@ impl LocalState {
                 .collect();
             paths.sort();
             for p in paths {
-                let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
                 let def: ServiceDefinition = serde_json::from_str(&text)
                     .with_context(|| format!("invalid service definition {}", p.display()))?;
                 defs.push((def, Source::File, p.display().to_string()));
@@ -86,17 +87,28 @@ impl LocalState {
             let text = std::fs::read_to_string(&self.persist)?;
             let saved: Vec<ServiceDefinition> = serde_json::from_str(&text)
                 .with_context(|| format!("corrupt {}", self.persist.display()))?;
-            defs.extend(saved.into_iter().map(|d| (d, Source::Api, "local API".to_string())));
+            defs.extend(
+                saved
+                    .into_iter()
+                    .map(|d| (d, Source::Api, "local API".to_string())),
+            );
         }
         for (def, source, origin) in defs {
-            self.insert(def, source).with_context(|| format!("service definition from {origin}"))?;
+            self.insert(def, source)
+                .with_context(|| format!("service definition from {origin}"))?;
         }
         Ok(())
     }
 
     fn next_sidecar_port(inner: &Inner) -> u16 {
-        let used: Vec<u16> = inner.entries.values().flat_map(|e| e.expanded.services.iter().map(|s| s.port)).collect();
-        (SIDECAR_PORT_BASE..).find(|p| !used.contains(p)).unwrap_or(SIDECAR_PORT_BASE)
+        let used: Vec<u16> = inner
+            .entries
+            .values()
+            .flat_map(|e| e.expanded.services.iter().map(|s| s.port))
+            .collect();
+        (SIDECAR_PORT_BASE..)
+            .find(|p| !used.contains(p))
+            .unwrap_or(SIDECAR_PORT_BASE)
     }
 
     /// Adds or replaces a definition. Invalid ones are refused and nothing changes.
@@ -106,9 +118,19 @@ impl LocalState {
         let expanded = def.expand(self.advertise, port)?;
         let id = expanded.services[0].id.clone();
         for c in &expanded.checks {
-            inner.status.entry(c.check_id.clone()).or_insert(("critical".into(), "not run yet".into()));
+            inner
+                .status
+                .entry(c.check_id.clone())
+                .or_insert(("critical".into(), "not run yet".into()));
         }
-        inner.entries.insert(id.clone(), Entry { def, source, expanded });
+        inner.entries.insert(
+            id.clone(),
+            Entry {
+                def,
+                source,
+                expanded,
+            },
+        );
         self.save(&inner)?;
         drop(inner);
         self.bump();
@@ -117,7 +139,9 @@ impl LocalState {
 
     pub fn remove(&self, id: &str) -> Result<bool> {
         let mut inner = self.lock();
-        let Some(e) = inner.entries.remove(id) else { return Ok(false) };
+        let Some(e) = inner.entries.remove(id) else {
+            return Ok(false);
+        };
         for c in &e.expanded.checks {
             inner.status.remove(&c.check_id);
         }
@@ -128,14 +152,21 @@ impl LocalState {
     }
 
     fn save(&self, inner: &Inner) -> Result<()> {
-        let api: Vec<&ServiceDefinition> = inner.entries.values().filter(|e| e.source == Source::Api).map(|e| &e.def).collect();
+        let api: Vec<&ServiceDefinition> = inner
+            .entries
+            .values()
+            .filter(|e| e.source == Source::Api)
+            .map(|e| &e.def)
+            .collect();
         strait_identity::files::write_public(&self.persist, &serde_json::to_vec_pretty(&api)?)
             .with_context(|| format!("cannot write {}", self.persist.display()))
     }
 
     pub fn set_status(&self, check_id: &str, status: &str, output: &str) {
         let mut inner = self.lock();
-        let Some(cur) = inner.status.get_mut(check_id) else { return };
+        let Some(cur) = inner.status.get_mut(check_id) else {
+            return;
+        };
         if cur.0 != status {
             tracing::info!(check = check_id, from = %cur.0, to = status, output, "check status changed");
             *cur = (status.to_string(), output.to_string());
@@ -151,10 +182,23 @@ impl LocalState {
         let inner = self.lock();
         let mut worst = "passing";
         for e in inner.entries.values() {
-            for c in e.expanded.checks.iter().filter(|c| c.service_id == service_id) {
-                let s = inner.status.get(&c.check_id).map(|s| s.0.as_str()).unwrap_or("critical");
+            for c in e
+                .expanded
+                .checks
+                .iter()
+                .filter(|c| c.service_id == service_id)
+            {
+                let s = inner
+                    .status
+                    .get(&c.check_id)
+                    .map(|s| s.0.as_str())
+                    .unwrap_or("critical");
                 if s == "critical" || (s == "warning" && worst == "passing") {
-                    worst = if s == "critical" { "critical" } else { "warning" };
+                    worst = if s == "critical" {
+                        "critical"
+                    } else {
+                        "warning"
+                    };
                 }
             }
         }
@@ -162,15 +206,27 @@ impl LocalState {
     }
 
     pub fn services(&self) -> Vec<Service> {
-        self.lock().entries.values().flat_map(|e| e.expanded.services.clone()).collect()
+        self.lock()
+            .entries
+            .values()
+            .flat_map(|e| e.expanded.services.clone())
+            .collect()
     }
 
     pub fn check_specs(&self) -> Vec<CheckSpec> {
-        self.lock().entries.values().flat_map(|e| e.expanded.checks.clone()).collect()
+        self.lock()
+            .entries
+            .values()
+            .flat_map(|e| e.expanded.checks.clone())
+            .collect()
     }
 
     pub fn proxies(&self) -> Vec<ProxyRegistration> {
-        self.lock().entries.values().flat_map(|e| e.expanded.proxies.clone()).collect()
+        self.lock()
+            .entries
+            .values()
+            .flat_map(|e| e.expanded.proxies.clone())
+            .collect()
     }
 
     /// The catalog view of our checks, with current statuses.

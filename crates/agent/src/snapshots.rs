@@ -24,7 +24,11 @@ fn unix_now() -> i64 {
 }
 
 /// Follows `/v1/internal/mesh-view` and publishes each new view.
-pub async fn follow_view(agent: Arc<Agent>, tx: watch::Sender<Option<Arc<MeshViewResponse>>>, shutdown: CancellationToken) {
+pub async fn follow_view(
+    agent: Arc<Agent>,
+    tx: watch::Sender<Option<Arc<MeshViewResponse>>>,
+    shutdown: CancellationToken,
+) {
     let mut index = 0u64;
     while !shutdown.is_cancelled() {
         let path = format!("/v1/internal/mesh-view?index={index}&wait=30s");
@@ -50,7 +54,12 @@ pub async fn follow_view(agent: Arc<Agent>, tx: watch::Sender<Option<Arc<MeshVie
 /// Issues (or returns the cached, still fresh) leaf for `service`.
 pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
     let now = unix_now();
-    if let Some(l) = agent.leaves.lock().unwrap_or_else(|e| e.into_inner()).get(service) {
+    if let Some(l) = agent
+        .leaves
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(service)
+    {
         let half = l.issued_unix + (l.not_after_unix - l.issued_unix) / 2;
         if now < half {
             return Ok(l.clone());
@@ -60,8 +69,13 @@ pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
     let id = SpiffeId::service(&conn.trust_domain, &agent.cfg.datacenter, service);
     let (key_pem, csr_pem) = strait_identity::ca::generate_key_and_csr(&id)?;
     let path = "/v1/internal/sign";
-    let body = serde_json::to_vec(&SignRequest { service: service.to_string(), csr_pem })?;
-    let r = agent.call(Method::POST, path, Some(body), Duration::from_secs(10)).await?;
+    let body = serde_json::to_vec(&SignRequest {
+        service: service.to_string(),
+        csr_pem,
+    })?;
+    let r = agent
+        .call(Method::POST, path, Some(body), Duration::from_secs(10))
+        .await?;
     let s: SignResponse = r.json(agent.cfg.servers[0], path)?;
     let entry = LeafEntry {
         key_pem,
@@ -72,7 +86,11 @@ pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
         issued_unix: now,
     };
     tracing::info!(service, serial = %entry.serial, "issued leaf certificate");
-    agent.leaves.lock().unwrap_or_else(|e| e.into_inner()).insert(service.to_string(), entry.clone());
+    agent
+        .leaves
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(service.to_string(), entry.clone());
     Ok(entry)
 }
 
@@ -80,24 +98,43 @@ pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
 async fn remote_sidecars(agent: &Agent, view: &mut MeshView, proxies: &[ProxyRegistration]) {
     for p in proxies {
         for u in &p.upstreams {
-            let dc = if u.datacenter.is_empty() { &view.datacenter } else { &u.datacenter };
+            let dc = if u.datacenter.is_empty() {
+                &view.datacenter
+            } else {
+                &u.datacenter
+            };
             if *dc == view.datacenter || u.mode != GatewayMode::None {
                 continue;
             }
             let path = format!("/v1/health/connect/{}?dc={dc}&passing", u.destination);
-            let addrs = agent
-                .call(Method::GET, &path, None, Duration::from_secs(10))
-                .await
-                .and_then(|r| Ok(r.json::<Vec<strait_catalog::ServiceInstance>>(agent.cfg.servers[0], &path)?));
+            let addrs =
+                agent
+                    .call(Method::GET, &path, None, Duration::from_secs(10))
+                    .await
+                    .and_then(|r| {
+                        Ok(r.json::<Vec<strait_catalog::ServiceInstance>>(
+                            agent.cfg.servers[0],
+                            &path,
+                        )?)
+                    });
             match addrs {
                 Ok(list) => {
                     let a: Vec<SocketAddr> = list
                         .iter()
-                        .filter_map(|i| format!("{}:{}", i.service.address, i.service.port).parse().ok())
+                        .filter_map(|i| {
+                            format!("{}:{}", i.service.address, i.service.port)
+                                .parse()
+                                .ok()
+                        })
                         .collect();
-                    view.remote_sidecars.entry(dc.clone()).or_default().insert(u.destination.clone(), a);
+                    view.remote_sidecars
+                        .entry(dc.clone())
+                        .or_default()
+                        .insert(u.destination.clone(), a);
                 }
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), upstream = %u.destination, dc, "cannot list remote sidecars"),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), upstream = %u.destination, dc, "cannot list remote sidecars")
+                }
             }
         }
     }
@@ -105,10 +142,17 @@ async fn remote_sidecars(agent: &Agent, view: &mut MeshView, proxies: &[ProxyReg
 
 /// Rebuilds every local proxy's snapshot when the view, the local registrations or a leaf
 /// changes; renews leaves at half life.
-pub async fn build_loop(agent: Arc<Agent>, mut view_rx: watch::Receiver<Option<Arc<MeshViewResponse>>>, shutdown: CancellationToken) {
+pub async fn build_loop(
+    agent: Arc<Agent>,
+    mut view_rx: watch::Receiver<Option<Arc<MeshViewResponse>>>,
+    shutdown: CancellationToken,
+) {
     let mut local_rx = agent.local.subscribe();
     // Versions start from the clock so they keep increasing across agent restarts.
-    let mut version = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)) as u64;
+    let mut version = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)) as u64;
     loop {
         let mut retry = Duration::from_secs(30);
         let current = view_rx.borrow().clone();
@@ -139,7 +183,9 @@ pub async fn build_loop(agent: Arc<Agent>, mut view_rx: watch::Receiver<Option<A
                     Ok(s) => {
                         next.insert(p.proxy_id.clone(), s);
                     }
-                    Err(e) => tracing::warn!(proxy = %p.proxy_id, error = %e, "cannot build snapshot"),
+                    Err(e) => {
+                        tracing::warn!(proxy = %p.proxy_id, error = %e, "cannot build snapshot")
+                    }
                 }
             }
             let mut changed = false;

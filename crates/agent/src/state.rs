@@ -83,11 +83,27 @@ impl Agent {
     }
 
     /// One mTLS request to this DC's servers (tries each configured server).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>, timeout: Duration) -> Result<Response> {
-        let conn = self.conn().context("the agent has not joined its servers yet")?;
-        strait_rpc::mesh::request_any(conn.tls.clone(), &self.cfg.servers, &conn.sni, method, path, body, timeout)
-            .await
-            .with_context(|| format!("cannot reach the servers {:?}", self.cfg.servers))
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Response> {
+        let conn = self
+            .conn()
+            .context("the agent has not joined its servers yet")?;
+        strait_rpc::mesh::request_any(
+            conn.tls.clone(),
+            &self.cfg.servers,
+            &conn.sni,
+            method,
+            path,
+            body,
+            timeout,
+        )
+        .await
+        .with_context(|| format!("cannot reach the servers {:?}", self.cfg.servers))
     }
 
     pub fn publish_snapshots(&self) {

@@ -28,7 +28,11 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
         };
         let path = "/v1/internal/sync";
         let result = match serde_json::to_vec(&req) {
-            Ok(body) => agent.call(Method::PUT, path, Some(body), Duration::from_secs(10)).await,
+            Ok(body) => {
+                agent
+                    .call(Method::PUT, path, Some(body), Duration::from_secs(10))
+                    .await
+            }
             Err(e) => Err(e.into()),
         };
         let wait = match result.and_then(|r| Ok(r.ok(agent.cfg.servers[0], path)?)) {

@@ -59,8 +59,7 @@ pub async fn serve_tls(
         let router = router.clone();
         let acceptor = TlsAcceptor::from(tls.borrow().clone());
         async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::info!(peer = %addr, error = %e, "TLS handshake refused");

@@ -153,7 +153,10 @@ primary_gateways = ["127.0.0.2:8443"]
 
     #[test]
     fn http_must_be_loopback() {
-        let text = GOOD.replace("http_addr = \"127.0.0.1:8500\"", "http_addr = \"0.0.0.0:8500\"");
+        let text = GOOD.replace(
+            "http_addr = \"127.0.0.1:8500\"",
+            "http_addr = \"0.0.0.0:8500\"",
+        );
         let err = ServerConfig::parse(&text).unwrap_err();
         assert!(format!("{err:#}").contains("http_addr"), "{err:#}");
     }

@@ -51,14 +51,20 @@ pub async fn bring_up_ca(server: &Server) -> Result<CaState> {
 
 async fn join_once(server: &Server) -> Result<CaState> {
     let cfg = &server.cfg;
-    let (key_pem, csr_pem) = ca::generate_intermediate_csr(BOOTSTRAP_TRUST_DOMAIN, &cfg.datacenter)?;
+    let (key_pem, csr_pem) =
+        ca::generate_intermediate_csr(BOOTSTRAP_TRUST_DOMAIN, &cfg.datacenter)?;
     let nonce = bootstrap::nonce();
     let token = &cfg.federation_token;
     let req = FederationJoinRequest {
         datacenter: cfg.datacenter.clone(),
         mac: bootstrap::mac(
             token,
-            &[b"federation-join", cfg.datacenter.as_bytes(), csr_pem.as_bytes(), nonce.as_bytes()],
+            &[
+                b"federation-join",
+                cfg.datacenter.as_bytes(),
+                csr_pem.as_bytes(),
+                nonce.as_bytes(),
+            ],
         ),
         csr_pem,
         nonce: nonce.clone(),
@@ -87,7 +93,8 @@ async fn join_once(server: &Server) -> Result<CaState> {
     if !bootstrap::verify_mac(token, &parts, &ans.mac) {
         bail!("the primary's answer is not authenticated by our federation_token (wrong token, or someone in the middle)");
     }
-    let info = ca::cert_info(&ans.intermediate_pem).context("the signed intermediate does not parse")?;
+    let info =
+        ca::cert_info(&ans.intermediate_pem).context("the signed intermediate does not parse")?;
     if !info.is_ca {
         bail!("the primary returned a certificate that is not a CA");
     }
@@ -197,7 +204,14 @@ async fn replicate(server: Arc<Server>, shutdown: CancellationToken) {
     let mut index = 0u64;
     while !shutdown.is_cancelled() {
         let path = format!("/v1/internal/federation/states?index={index}&wait=30s");
-        let call = forward::call(&server, &primary, Method::GET, &path, None, Duration::from_secs(40));
+        let call = forward::call(
+            &server,
+            &primary,
+            Method::GET,
+            &path,
+            None,
+            Duration::from_secs(40),
+        );
         let resp = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = call => r,
@@ -208,7 +222,10 @@ async fn replicate(server: Arc<Server>, shutdown: CancellationToken) {
         });
         match states {
             Ok(states) => {
-                for st in states.into_iter().filter(|s| s.datacenter != server.cfg.datacenter) {
+                for st in states
+                    .into_iter()
+                    .filter(|s| s.datacenter != server.cfg.datacenter)
+                {
                     if let Err(e) = store_if_changed(&server, st) {
                         tracing::warn!(error = %format!("{e:#}"), "storing a replicated federation state failed");
                     }

@@ -25,7 +25,12 @@ pub fn routes_to(server: &Server, dc: &str) -> Vec<SocketAddr> {
         .collect();
     for state in server.catalog.federation_states() {
         if state.datacenter == dc {
-            out.extend(state.mesh_gateways.iter().filter_map(|g| g.parse::<SocketAddr>().ok()));
+            out.extend(
+                state
+                    .mesh_gateways
+                    .iter()
+                    .filter_map(|g| g.parse::<SocketAddr>().ok()),
+            );
         }
     }
     if dc == server.cfg.primary_datacenter {

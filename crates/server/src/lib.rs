@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
-    let catalog = strait_catalog::Catalog::open(&cfg.data_dir.join("catalog.redb"))
+    let catalog = strait_catalog::Catalog::open(cfg.data_dir.join("catalog.redb"))
         .with_context(|| format!("cannot open the catalog in {}", cfg.data_dir.display()))?;
     let http = TcpListener::bind(cfg.http_addr)
         .await

@@ -48,7 +48,9 @@ impl Server {
 
     /// The CA; only called once it is up (after `set_ca`).
     pub fn ca(&self) -> &Arc<CaState> {
-        self.ca.get().expect("CA is brought up before the API needs it")
+        self.ca
+            .get()
+            .expect("CA is brought up before the API needs it")
     }
 
     pub fn ca_opt(&self) -> Option<&Arc<CaState>> {
@@ -56,8 +58,10 @@ impl Server {
     }
 
     pub fn set_client_identity(&self, identity: Identity, roots: Roots) {
-        *self.client_identity.write().unwrap_or_else(|e| e.into_inner()) =
-            Some(Arc::new((identity, roots)));
+        *self
+            .client_identity
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new((identity, roots)));
     }
 
     /// A TLS client config that presents our certificate and accepts only the servers of
@@ -68,7 +72,8 @@ impl Server {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let pair = guard.ok_or_else(|| anyhow::anyhow!("the server certificate is not issued yet"))?;
+        let pair =
+            guard.ok_or_else(|| anyhow::anyhow!("the server certificate is not issued yet"))?;
         let expect = Expect::Exact(SpiffeId::server(&self.ca().trust_domain, dc));
         Ok(tls::client_config(Some(&pair.0), &pair.1, expect)?)
     }

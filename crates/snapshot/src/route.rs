@@ -81,10 +81,11 @@ impl GatewaySnapshot {
         };
         // A new secondary server or agent does not know the trust domain before its first
         // join; it names the servers under the bootstrap domain, and only the servers.
-        let target = parse(sni, trust_domain).or_else(|e| match parse(sni, BOOTSTRAP_TRUST_DOMAIN) {
-            Ok(t @ Target::Servers { .. }) => Ok(t),
-            _ => Err(e),
-        })?;
+        let target =
+            parse(sni, trust_domain).or_else(|e| match parse(sni, BOOTSTRAP_TRUST_DOMAIN) {
+                Ok(t @ Target::Servers { .. }) => Ok(t),
+                _ => Err(e),
+            })?;
         let dc = match target {
             Target::Service { dc, .. } | Target::Servers { dc } => dc,
         };
@@ -347,6 +348,8 @@ mod tests {
             g.route("server.dc1.bootstrap.strait", TD, "dc1"),
             Ok(GatewayRoute::LocalServers(_))
         ));
-        assert!(g.route("web.default.dc1.internal.bootstrap.strait", TD, "dc1").is_err());
+        assert!(g
+            .route("web.default.dc1.internal.bootstrap.strait", TD, "dc1")
+            .is_err());
     }
 }

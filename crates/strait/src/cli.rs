@@ -6,7 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "strait", version, about = "A service mesh for virtual machines, federated through mesh gateways")]
+#[command(
+    name = "strait",
+    version,
+    about = "A service mesh for virtual machines, federated through mesh gateways"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Command,
@@ -15,7 +19,9 @@ pub struct Cli {
 impl Cli {
     /// Proxies run one worker per core they are given; control-plane roles need two at most.
     pub fn worker_threads(&self) -> usize {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         match self.cmd {
             Command::Proxy(_) | Command::Gateway(_) => 1,
             _ => cores.min(2),
@@ -63,7 +69,12 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct AgentAddr {
     /// The local agent's HTTP API.
-    #[arg(long = "http-addr", env = "STRAIT_HTTP_ADDR", default_value = "127.0.0.1:8500", global = true)]
+    #[arg(
+        long = "http-addr",
+        env = "STRAIT_HTTP_ADDR",
+        default_value = "127.0.0.1:8500",
+        global = true
+    )]
     pub http_addr: SocketAddr,
 }
 
@@ -85,7 +96,5 @@ pub enum CatalogCommand {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate a server or agent config file without starting anything.
-    Check {
-        file: PathBuf,
-    },
+    Check { file: PathBuf },
 }

@@ -51,7 +51,10 @@ pub async fn health_service(
 ) -> ApiResult<Response> {
     can_read(origin, &peer)?;
     let index = block(&s, &q).await?;
-    Ok(indexed(index, passing_only(s.catalog.service_instances(&name), &q)))
+    Ok(indexed(
+        index,
+        passing_only(s.catalog.service_instances(&name), &q),
+    ))
 }
 
 pub async fn health_connect(
@@ -63,7 +66,10 @@ pub async fn health_connect(
 ) -> ApiResult<Response> {
     can_read(origin, &peer)?;
     let index = block(&s, &q).await?;
-    Ok(indexed(index, passing_only(s.catalog.connect_instances(&name), &q)))
+    Ok(indexed(
+        index,
+        passing_only(s.catalog.connect_instances(&name), &q),
+    ))
 }
 
 /// `/v1/catalog/service/:name`: Consul's flattened node+service objects.
@@ -107,9 +113,12 @@ pub async fn ca_roots(
     Extension(peer): Extension<Peer>,
 ) -> ApiResult<Response> {
     can_read(origin, &peer)?;
-    let ca = s
-        .ca_opt()
-        .ok_or_else(|| ApiError(http::StatusCode::SERVICE_UNAVAILABLE, "the CA is not up yet".into()))?;
+    let ca = s.ca_opt().ok_or_else(|| {
+        ApiError(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "the CA is not up yet".into(),
+        )
+    })?;
     let roots: Vec<_> = ca
         .roots_pem
         .iter()
@@ -125,7 +134,11 @@ pub async fn ca_roots(
             })
         })
         .collect();
-    let active = roots.first().and_then(|r| r["ID"].as_str()).unwrap_or_default().to_string();
+    let active = roots
+        .first()
+        .and_then(|r| r["ID"].as_str())
+        .unwrap_or_default()
+        .to_string();
     Ok(indexed(
         s.catalog.index(),
         json!({ "ActiveRootID": active, "TrustDomain": ca.trust_domain, "Roots": roots }),
@@ -158,9 +171,12 @@ pub async fn config_set(
     Extension(peer): Extension<Peer>,
     Json(entry): Json<ConfigEntry>,
 ) -> ApiResult<Response> {
-    authorize(origin, &peer, "write config entries", |id| {
-        matches!(id, strait_identity::spiffe::SpiffeId::Server { datacenter, .. } if *datacenter == s.cfg.datacenter)
-    })?;
+    authorize(
+        origin,
+        &peer,
+        "write config entries",
+        |id| matches!(id, strait_identity::spiffe::SpiffeId::Server { datacenter, .. } if *datacenter == s.cfg.datacenter),
+    )?;
     s.catalog.set_config_entry(entry)?;
     Ok(indexed(s.catalog.index(), true))
 }

@@ -23,8 +23,16 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     if s.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        let why = s.waiting_for.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response()
+        let why = s
+            .waiting_for
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response()
     }
 }
 
@@ -57,12 +65,23 @@ pub async fn mesh_view(
     Extension(peer): Extension<Peer>,
     Query(q): Query<Params>,
 ) -> ApiResult<Response> {
-    authorize(origin, &peer, "read the mesh view", |id| id.datacenter() == s.cfg.datacenter)?;
+    authorize(origin, &peer, "read the mesh view", |id| {
+        id.datacenter() == s.cfg.datacenter
+    })?;
     let index = block(&s, &q).await?;
-    let ca = s.ca_opt().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the CA is not up yet".into()))?;
+    let ca = s.ca_opt().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the CA is not up yet".into(),
+        )
+    })?;
     let mut federation: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
     for st in s.catalog.federation_states() {
-        let addrs = st.mesh_gateways.iter().filter_map(|g| g.parse().ok()).collect();
+        let addrs = st
+            .mesh_gateways
+            .iter()
+            .filter_map(|g| g.parse().ok())
+            .collect();
         federation.insert(st.datacenter.clone(), addrs);
     }
     let mut view = MeshView {
@@ -84,13 +103,21 @@ pub async fn mesh_view(
     }
     Ok(indexed(
         index,
-        MeshViewResponse { index, view, roots_pem: ca.roots_pem.clone() },
+        MeshViewResponse {
+            index,
+            view,
+            roots_pem: ca.roots_pem.clone(),
+        },
     ))
 }
 
 fn ca_of(s: &AppState) -> ApiResult<&std::sync::Arc<crate::ca::CaState>> {
-    s.ca_opt()
-        .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the CA is not up yet".into()))
+    s.ca_opt().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the CA is not up yet".into(),
+        )
+    })
 }
 
 /// An agent joins: proves it knows the DC's join token and gets its certificate.
@@ -120,11 +147,19 @@ pub async fn join(State(s): State<AppState>, Json(req): Json<JoinRequest>) -> Ap
     strait_identity::spiffe::validate_name("Node", &req.node)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = SpiffeId::agent(&ca.trust_domain, &s.cfg.datacenter, &req.node);
-    let signed = ca.sign(&req.csr_pem, &id, s.cfg.leaf_ttl).map_err(|e| ApiError::bad_request(format!("field CsrPem: {e:#}")))?;
+    let signed = ca
+        .sign(&req.csr_pem, &id, s.cfg.leaf_ttl)
+        .map_err(|e| ApiError::bad_request(format!("field CsrPem: {e:#}")))?;
     let roots = ca.roots_pem.join("\n");
     let mac = bootstrap::mac(
         token,
-        &[b"agent-joined", req.nonce.as_bytes(), ca.trust_domain.as_bytes(), roots.as_bytes(), signed.chain_pem.as_bytes()],
+        &[
+            b"agent-joined",
+            req.nonce.as_bytes(),
+            ca.trust_domain.as_bytes(),
+            roots.as_bytes(),
+            signed.chain_pem.as_bytes(),
+        ],
     );
     tracing::info!(node = %req.node, "agent joined");
     Ok(Json(JoinResponse {
@@ -144,13 +179,18 @@ pub async fn sign(
     Json(req): Json<SignRequest>,
 ) -> ApiResult<Response> {
     let dc = s.cfg.datacenter.clone();
-    authorize(origin, &peer, "request certificates", |id| {
-        matches!(id, SpiffeId::Agent { datacenter, .. } if *datacenter == dc)
-    })?;
+    authorize(
+        origin,
+        &peer,
+        "request certificates",
+        |id| matches!(id, SpiffeId::Agent { datacenter, .. } if *datacenter == dc),
+    )?;
     let ca = ca_of(&s)?;
     let id = if req.service.is_empty() {
         peer.identity.clone().ok_or_else(|| {
-            ApiError::bad_request("field Service is empty: only an agent can renew its own certificate")
+            ApiError::bad_request(
+                "field Service is empty: only an agent can renew its own certificate",
+            )
         })?
     } else {
         strait_identity::spiffe::validate_name("Service", &req.service)
@@ -178,11 +218,16 @@ pub async fn sync(
 ) -> ApiResult<Response> {
     let dc = s.cfg.datacenter.clone();
     let node = req.node.node.clone();
-    authorize(origin, &peer, &format!("sync node {node}"), |id| {
-        matches!(id, SpiffeId::Agent { datacenter, node: n, .. } if *datacenter == dc && *n == node)
-    })?;
+    authorize(
+        origin,
+        &peer,
+        &format!("sync node {node}"),
+        |id| matches!(id, SpiffeId::Agent { datacenter, node: n, .. } if *datacenter == dc && *n == node),
+    )?;
     if node == s.cfg.node_name {
-        return Err(ApiError::bad_request(format!("node {node} is this server's own node")));
+        return Err(ApiError::bad_request(format!(
+            "node {node} is this server's own node"
+        )));
     }
     req.node.datacenter = dc;
     s.catalog.sync_node(req.node, req.services, req.checks)?;
@@ -203,7 +248,12 @@ pub async fn federation_join(
     }
     let ca = ca_of(&s)?;
     let token = &s.cfg.federation_token;
-    let parts: [&[u8]; 4] = [b"federation-join", req.datacenter.as_bytes(), req.csr_pem.as_bytes(), req.nonce.as_bytes()];
+    let parts: [&[u8]; 4] = [
+        b"federation-join",
+        req.datacenter.as_bytes(),
+        req.csr_pem.as_bytes(),
+        req.nonce.as_bytes(),
+    ];
     if !bootstrap::verify_mac(token, &parts, &req.mac) {
         tracing::warn!(dc = %req.datacenter, "federation join refused: wrong federation token");
         return Err(ApiError::forbidden(format!(
@@ -219,7 +269,13 @@ pub async fn federation_join(
     let root = ca.root_pem().to_string();
     let mac = bootstrap::mac(
         token,
-        &[b"federation-joined", req.nonce.as_bytes(), ca.trust_domain.as_bytes(), root.as_bytes(), inter.cert_pem.as_bytes()],
+        &[
+            b"federation-joined",
+            req.nonce.as_bytes(),
+            ca.trust_domain.as_bytes(),
+            root.as_bytes(),
+            inter.cert_pem.as_bytes(),
+        ],
     );
     tracing::info!(dc = %req.datacenter, serial = %inter.serial_hex, "signed a secondary DC's intermediate CA");
     Ok(Json(FederationJoinResponse {
@@ -239,11 +295,16 @@ pub async fn federation_state(
     Json(state): Json<FederationState>,
 ) -> ApiResult<Response> {
     let dc = state.datacenter.clone();
-    authorize(origin, &peer, &format!("publish the federation state of {dc}"), |id| {
-        matches!(id, SpiffeId::Server { datacenter, .. } if *datacenter == dc)
-    })?;
+    authorize(
+        origin,
+        &peer,
+        &format!("publish the federation state of {dc}"),
+        |id| matches!(id, SpiffeId::Server { datacenter, .. } if *datacenter == dc),
+    )?;
     if !s.cfg.is_primary() {
-        return Err(ApiError::bad_request("federation states are published to the primary datacenter"));
+        return Err(ApiError::bad_request(
+            "federation states are published to the primary datacenter",
+        ));
     }
     federation::store_if_changed(&s, state).map_err(ApiError::internal)?;
     Ok(indexed(s.catalog.index(), true))

@@ -49,9 +49,18 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
         .route("/v1/internal/join", post(internal::join))
         .route("/v1/internal/sign", post(internal::sign))
         .route("/v1/internal/sync", put(internal::sync))
-        .route("/v1/internal/federation/join", post(internal::federation_join))
-        .route("/v1/internal/federation/state", put(internal::federation_state))
-        .route("/v1/internal/federation/states", get(internal::federation_states))
+        .route(
+            "/v1/internal/federation/join",
+            post(internal::federation_join),
+        )
+        .route(
+            "/v1/internal/federation/state",
+            put(internal::federation_state),
+        )
+        .route(
+            "/v1/internal/federation/states",
+            get(internal::federation_states),
+        )
         .layer(middleware::from_fn_with_state(server.clone(), forward_dc))
         .layer(Extension(origin))
         .with_state(server)
@@ -67,9 +76,6 @@ impl ApiError {
     }
     pub fn forbidden(msg: impl Into<String>) -> Self {
         ApiError(StatusCode::FORBIDDEN, msg.into())
-    }
-    pub fn not_found(msg: impl Into<String>) -> Self {
-        ApiError(StatusCode::NOT_FOUND, msg.into())
     }
     pub fn internal(e: impl std::fmt::Display) -> Self {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -104,7 +110,11 @@ pub type Params = HashMap<String, String>;
 
 /// Parses Consul durations: `30s`, `5m`, `100ms`, or plain seconds.
 pub fn parse_wait(v: &str) -> Result<Duration, ApiError> {
-    let bad = || ApiError::bad_request(format!("query parameter `wait` = {v:?}: expected a duration like 30s, 5m or 500ms"));
+    let bad = || {
+        ApiError::bad_request(format!(
+            "query parameter `wait` = {v:?}: expected a duration like 30s, 5m or 500ms"
+        ))
+    };
     let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => v.split_at(i),
         None => (v, "s"),
@@ -125,9 +135,11 @@ pub async fn block(server: &Server, params: &Params) -> ApiResult<u64> {
     let Some(index) = params.get("index") else {
         return Ok(server.catalog.index());
     };
-    let index: u64 = index
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("query parameter `index` = {index:?} is not a number")))?;
+    let index: u64 = index.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "query parameter `index` = {index:?} is not a number"
+        ))
+    })?;
     let wait = match params.get("wait") {
         Some(w) => parse_wait(w)?,
         None => Duration::from_secs(300),
@@ -169,22 +181,40 @@ async fn forward_dc(State(server): State<AppState>, req: Request, next: Next) ->
             None => (p.to_string(), String::new()),
         })
         .collect();
-    let dc = params.iter().find(|(k, _)| k == "dc").map(|(_, v)| v.clone());
+    let dc = params
+        .iter()
+        .find(|(k, _)| k == "dc")
+        .map(|(_, v)| v.clone());
     let Some(dc) = dc.filter(|dc| !dc.is_empty() && *dc != server.cfg.datacenter) else {
         return next.run(req).await;
     };
-    let origin = req.extensions().get::<Origin>().copied().unwrap_or(Origin::Mesh);
+    let origin = req
+        .extensions()
+        .get::<Origin>()
+        .copied()
+        .unwrap_or(Origin::Mesh);
     let peer = req.extensions().get::<Peer>().cloned();
     if origin == Origin::Mesh && peer.as_ref().and_then(|p| p.identity.as_ref()).is_none() {
-        return ApiError::forbidden("forwarding to another datacenter needs a client certificate").into_response();
+        return ApiError::forbidden("forwarding to another datacenter needs a client certificate")
+            .into_response();
     }
     if server.ca_opt().is_none() {
-        return ApiError(StatusCode::SERVICE_UNAVAILABLE, "the server is not ready yet".into()).into_response();
+        return ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is not ready yet".into(),
+        )
+        .into_response();
     }
     let rest: Vec<String> = params
         .iter()
         .filter(|(k, _)| k != "dc")
-        .map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") })
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}={v}")
+            }
+        })
         .collect();
     let path = if rest.is_empty() {
         req.uri().path().to_string()
@@ -195,14 +225,25 @@ async fn forward_dc(State(server): State<AppState>, req: Request, next: Next) ->
     let body = match axum::body::to_bytes(req.into_body(), 4 << 20).await {
         Ok(b) if b.is_empty() => None,
         Ok(b) => Some(b.to_vec()),
-        Err(e) => return ApiError::bad_request(format!("reading the request body: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::bad_request(format!("reading the request body: {e}")).into_response()
+        }
     };
     let wait = params
         .iter()
         .find(|(k, _)| k == "wait")
         .and_then(|(_, v)| parse_wait(v).ok())
         .unwrap_or(Duration::ZERO);
-    match forward::call(&server, &dc, method, &path, body, wait + Duration::from_secs(10)).await {
+    match forward::call(
+        &server,
+        &dc,
+        method,
+        &path,
+        body,
+        wait + Duration::from_secs(10),
+    )
+    .await
+    {
         Ok(r) => {
             let mut resp = (r.status, r.body).into_response();
             for name in ["x-consul-index", "content-type"] {

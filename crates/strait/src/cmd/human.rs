@@ -23,7 +23,11 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", s.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
@@ -38,16 +42,34 @@ pub async fn members(agent: SocketAddr) -> Result<()> {
     let mut rows = vec![];
     let mut dcs: Vec<Option<String>> = vec![None];
     let local: serde_json::Value = get(agent, "/v1/agent/self").await?;
-    let local_dc = local["Config"]["Datacenter"].as_str().unwrap_or_default().to_string();
-    dcs.extend(states.into_iter().map(|s| s.datacenter).filter(|d| *d != local_dc).map(Some));
+    let local_dc = local["Config"]["Datacenter"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    dcs.extend(
+        states
+            .into_iter()
+            .map(|s| s.datacenter)
+            .filter(|d| *d != local_dc)
+            .map(Some),
+    );
     for dc in dcs {
         let path = match &dc {
             Some(dc) => format!("/v1/agent/members?dc={dc}"),
             None => "/v1/agent/members".to_string(),
         };
         match get::<Vec<Member>>(agent, &path).await {
-            Ok(ms) => rows.extend(ms.into_iter().map(|m| vec![m.node, m.address, m.status, m.role, m.datacenter])),
-            Err(e) => rows.push(vec!["?".into(), "?".into(), format!("unreachable: {e:#}"), "?".into(), dc.unwrap_or_default()]),
+            Ok(ms) => rows.extend(
+                ms.into_iter()
+                    .map(|m| vec![m.node, m.address, m.status, m.role, m.datacenter]),
+            ),
+            Err(e) => rows.push(vec![
+                "?".into(),
+                "?".into(),
+                format!("unreachable: {e:#}"),
+                "?".into(),
+                dc.unwrap_or_default(),
+            ]),
         }
     }
     table(&["Node", "Address", "Status", "Type", "DC"], rows);
@@ -58,7 +80,8 @@ pub async fn catalog(agent: SocketAddr, cmd: CatalogCommand) -> Result<()> {
     let dcq = |dc: &Option<String>| dc.as_ref().map(|d| format!("?dc={d}")).unwrap_or_default();
     match cmd {
         CatalogCommand::Services { dc } => {
-            let s: BTreeMap<String, Vec<String>> = get(agent, &format!("/v1/catalog/services{}", dcq(&dc))).await?;
+            let s: BTreeMap<String, Vec<String>> =
+                get(agent, &format!("/v1/catalog/services{}", dcq(&dc))).await?;
             for name in s.keys() {
                 println!("{name}");
             }
@@ -67,7 +90,10 @@ pub async fn catalog(agent: SocketAddr, cmd: CatalogCommand) -> Result<()> {
             let nodes: Vec<Node> = get(agent, &format!("/v1/catalog/nodes{}", dcq(&dc))).await?;
             table(
                 &["Node", "Address", "DC"],
-                nodes.into_iter().map(|n| vec![n.node, n.address, n.datacenter]).collect(),
+                nodes
+                    .into_iter()
+                    .map(|n| vec![n.node, n.address, n.datacenter])
+                    .collect(),
             );
         }
     }

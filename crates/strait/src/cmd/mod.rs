@@ -12,7 +12,10 @@ fn shutdown_on_signals() -> CancellationToken {
     let t = token.clone();
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             return;
         };
         tokio::select! {
@@ -39,7 +42,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Gateway(args) => strait_proxy::run_gateway(args, shutdown_on_signals()).await,
         Command::Members { agent } => human::members(agent.http_addr).await,
         Command::Catalog { cmd, agent } => human::catalog(agent.http_addr, cmd).await,
-        Command::Config { cmd: ConfigCommand::Check { file } } => config_check(&file),
+        Command::Config {
+            cmd: ConfigCommand::Check { file },
+        } => config_check(&file),
     }
 }
 

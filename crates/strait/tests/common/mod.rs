@@ -27,7 +27,11 @@ impl Proc {
 
     pub fn start_env(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let log = dir.join(format!("{name}.log"));
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(strait_bin())
             .args(args)
             .envs(env.iter().copied())
@@ -36,7 +40,11 @@ impl Proc {
             .stderr(Stdio::from(out))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { name: name.to_string(), child, log }
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -45,7 +53,10 @@ impl Proc {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -76,7 +87,11 @@ impl Drop for Proc {
             self.stop();
         }
         if std::thread::panicking() {
-            eprintln!("---- log of {} ----\n{}", self.name, tail(&self.log_text(), 60));
+            eprintln!(
+                "---- log of {} ----\n{}",
+                self.name,
+                tail(&self.log_text(), 60)
+            );
         }
     }
 }
@@ -87,7 +102,12 @@ pub fn tail(s: &str, n: usize) -> String {
 }
 
 /// A minimal blocking HTTP/1.1 client for the tests: (status, body).
-pub fn http(method: &str, addr: SocketAddr, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+pub fn http(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     let body = body.unwrap_or("");
@@ -99,9 +119,16 @@ pub fn http(method: &str, addr: SocketAddr, path: &str, body: Option<&str>) -> s
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status: u16 = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(rest)
     } else {
         rest.to_string()
@@ -178,8 +205,15 @@ pub fn join_token(dc: &str) -> String {
 
 /// Writes a server config for `dc` at `ip` (https :8300, http :8500).
 pub fn server_config(dir: &Path, dc: &str, ip: &str, primary_gateways: &[&str]) -> PathBuf {
-    let pg: Vec<String> = primary_gateways.iter().map(|g| format!("\"{g}\"")).collect();
-    let primary = if primary_gateways.is_empty() { dc } else { "dc1" };
+    let pg: Vec<String> = primary_gateways
+        .iter()
+        .map(|g| format!("\"{g}\""))
+        .collect();
+    let primary = if primary_gateways.is_empty() {
+        dc
+    } else {
+        "dc1"
+    };
     write(
         &dir.join(format!("server-{dc}.toml")),
         &format!(
@@ -192,7 +226,14 @@ pub fn server_config(dir: &Path, dc: &str, ip: &str, primary_gateways: &[&str]) 
 }
 
 /// Writes an agent config for node `node` at `ip` whose server is at `server_ip`.
-pub fn agent_config(dir: &Path, dc: &str, node: &str, ip: &str, server_ip: &str, token: &str) -> PathBuf {
+pub fn agent_config(
+    dir: &Path,
+    dc: &str,
+    node: &str,
+    ip: &str,
+    server_ip: &str,
+    token: &str,
+) -> PathBuf {
     let svc_dir = dir.join(format!("services-{node}"));
     std::fs::create_dir_all(&svc_dir).unwrap();
     write(
@@ -213,17 +254,26 @@ pub fn services_dir(dir: &Path, node: &str) -> PathBuf {
 pub fn start_gateway_vm(dir: &Path, dc: &str, ip: &str, server_ip: &str) -> (Proc, Proc) {
     let node = format!("gateway-{dc}");
     let cfg = agent_config(dir, dc, &node, ip, server_ip, &join_token(dc));
-    let agent = Proc::start(dir, &format!("agent-{node}"), &["agent", "--config", cfg.to_str().unwrap()]);
+    let agent = Proc::start(
+        dir,
+        &format!("agent-{node}"),
+        &["agent", "--config", cfg.to_str().unwrap()],
+    );
     wait_ready(sa(&format!("{ip}:8500")), "/v1/agent/ready", &[&agent]);
     let gw = Proc::start(
         dir,
         &format!("gateway-{dc}"),
         &[
-            "gateway", "--mesh",
-            "--agent", &format!("{ip}:8500"),
-            "--address", &format!("{ip}:8443"),
-            "--wan-address", &format!("{ip}:8443"),
-            "--admin", &format!("{ip}:19000"),
+            "gateway",
+            "--mesh",
+            "--agent",
+            &format!("{ip}:8500"),
+            "--address",
+            &format!("{ip}:8443"),
+            "--wan-address",
+            &format!("{ip}:8443"),
+            "--admin",
+            &format!("{ip}:19000"),
         ],
     );
     wait_ready(sa(&format!("{ip}:19000")), "/ready", &[&agent, &gw]);
