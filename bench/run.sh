@@ -21,8 +21,8 @@ cd "$ROOT"
 log() { printf '%s\n' "$*" >&2; }
 
 command -v oha >/dev/null || cargo install oha --locked
-command -v iperf3 >/dev/null || { apt-get update -qq && apt-get install -y -qq iperf3; }
-command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+command -v iperf3 >/dev/null || { apt-get update -qq >&2 && apt-get install -y -qq iperf3 >&2; }
+command -v curl >/dev/null || { apt-get update -qq >&2 && apt-get install -y -qq curl >&2; }
 
 log "building release binaries"
 cargo build --release -q -p strait

@@ -57,10 +57,7 @@ pub async fn get(url: &str, timeout: Duration) -> Result<Response, GetError> {
     } else {
         format!("{authority}:80")
     };
-    let path = uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(&connect_to)
             .await

@@ -88,7 +88,9 @@ mod tests {
     fn relative_dir_becomes_absolute_and_layout_is_stable() {
         let p = LabPaths::new(Path::new("./.strait-lab")).expect("cwd exists");
         assert!(p.root().is_absolute());
-        assert!(p.log("vm1", "agent").ends_with(".strait-lab/vms/vm1/logs/agent.log"));
+        assert!(p
+            .log("vm1", "agent")
+            .ends_with(".strait-lab/vms/vm1/logs/agent.log"));
         assert!(p.agent_config_dir("vm1").ends_with("vms/vm1/agent.d"));
         assert!(p.data("vm1", "server").ends_with("vms/vm1/data/server"));
     }

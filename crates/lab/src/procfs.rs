@@ -68,7 +68,11 @@ pub fn is_recycled(pid: u32, start_time: Option<u64>) -> bool {
 /// Live (non-zombie) members of process group `pgid`.
 pub fn group_members(pgid: u32) -> Vec<u32> {
     if !have_procfs() {
-        return if signal::group_exists(pgid) { vec![pgid] } else { Vec::new() };
+        return if signal::group_exists(pgid) {
+            vec![pgid]
+        } else {
+            Vec::new()
+        };
     }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -88,7 +92,11 @@ mod tests {
         let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(
             parse_stat(line),
-            Some(Stat { state: 'S', pgrp: 4242, start_time: 987654 })
+            Some(Stat {
+                state: 'S',
+                pgrp: 4242,
+                start_time: 987654
+            })
         );
         assert_eq!(parse_stat("garbage"), None);
     }

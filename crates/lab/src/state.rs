@@ -32,7 +32,8 @@ pub struct ProcessRecord {
 
 impl ProcessRecord {
     pub fn is_alive(&self) -> bool {
-        self.pid.is_some_and(|pid| procfs::is_alive(pid, self.start_time))
+        self.pid
+            .is_some_and(|pid| procfs::is_alive(pid, self.start_time))
     }
 
     /// The group to signal, unless its leader's pid now names another process.
@@ -64,7 +65,10 @@ pub fn format_time(unix: u64) -> String {
     i64::try_from(unix)
         .ok()
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| format!("unix time {unix}"))
 }
 
@@ -147,7 +151,11 @@ impl Lock {
     pub fn acquire(paths: &LabPaths, down: &str) -> anyhow::Result<Lock> {
         for _ in 0..2 {
             let me = std::process::id();
-            let lock = Lock { pid: me, start_time: procfs::start_time(me), started_at: now() };
+            let lock = Lock {
+                pid: me,
+                start_time: procfs::start_time(me),
+                started_at: now(),
+            };
             let created = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -165,7 +173,10 @@ impl Lock {
                     let up_alive = existing
                         .as_ref()
                         .is_some_and(|l| procfs::is_alive(l.pid, l.start_time));
-                    let lab_alive = LabState::load(paths).ok().flatten().is_some_and(|s| s.any_alive());
+                    let lab_alive = LabState::load(paths)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| s.any_alive());
                     if up_alive || lab_alive {
                         return Err(AlreadyRunning {
                             dir: paths.root().to_owned(),
@@ -174,14 +185,24 @@ impl Lock {
                         }
                         .into());
                     }
-                    eprintln!("note: removing stale lock {} (no process of it is alive)", paths.lock().display());
-                    std::fs::remove_file(paths.lock())
-                        .with_context(|| format!("cannot remove stale lock {}", paths.lock().display()))?;
+                    eprintln!(
+                        "note: removing stale lock {} (no process of it is alive)",
+                        paths.lock().display()
+                    );
+                    std::fs::remove_file(paths.lock()).with_context(|| {
+                        format!("cannot remove stale lock {}", paths.lock().display())
+                    })?;
                 }
-                Err(e) => return Err(e).with_context(|| format!("cannot create {}", paths.lock().display())),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot create {}", paths.lock().display()))
+                }
             }
         }
-        bail!("cannot take the lock {}: another `strait lab up` is racing us", paths.lock().display())
+        bail!(
+            "cannot take the lock {}: another `strait lab up` is racing us",
+            paths.lock().display()
+        )
     }
 
     pub fn release(paths: &LabPaths) -> anyhow::Result<()> {
@@ -205,14 +226,28 @@ mod tests {
         // We are the holder and alive: a second acquire is refused.
         let err = Lock::acquire(&paths, "strait lab down --dir X").expect_err("running");
         let msg = err.to_string();
-        assert!(msg.contains("a lab is already running in") && msg.contains("strait lab down --dir X"), "{msg}");
+        assert!(
+            msg.contains("a lab is already running in") && msg.contains("strait lab down --dir X"),
+            "{msg}"
+        );
 
         // A lock whose holder is gone (pid of an exited child) and no live process: stale.
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let dead = child.id();
         child.wait().expect("wait");
-        let stale = Lock { pid: dead, start_time: Some(1), started_at: 1 };
-        write_file(&paths.lock(), &serde_json::to_vec(&stale).expect("json"), true).expect("write");
+        let stale = Lock {
+            pid: dead,
+            start_time: Some(1),
+            started_at: 1,
+        };
+        write_file(
+            &paths.lock(),
+            &serde_json::to_vec(&stale).expect("json"),
+            true,
+        )
+        .expect("write");
         let lock = Lock::acquire(&paths, "strait lab down").expect("stale lock replaced");
         assert_eq!(lock.pid, std::process::id());
         Lock::release(&paths).expect("release");
@@ -231,11 +266,20 @@ mod tests {
         let state = LabState {
             started_at: 5,
             topology: "t".into(),
-            processes: vec![ProcessRecord { spec: spec.clone(), pid: Some(std::process::id()), start_time: None, started_at: Some(5), stopped: false }],
+            processes: vec![ProcessRecord {
+                spec: spec.clone(),
+                pid: Some(std::process::id()),
+                start_time: None,
+                started_at: Some(5),
+                stopped: false,
+            }],
         };
         state.save(&paths).expect("save");
         let text = std::fs::read_to_string(paths.state()).expect("read");
-        assert!(!text.contains(&tokens.federation), "state.json must not hold tokens");
+        assert!(
+            !text.contains(&tokens.federation),
+            "state.json must not hold tokens"
+        );
         let loaded = LabState::require(&paths).expect("load");
         assert_eq!(loaded.processes[0].spec.args, spec.args);
         assert!(loaded.any_alive());

@@ -2,6 +2,7 @@
 //! process group with output to its log file, waits for its readiness URL, and
 //! stops process groups (TERM, grace, KILL, verify).
 
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,14 +11,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::http_get;
-use crate::plan::{Program, ProcessSpec};
+use crate::plan::{ProcessSpec, Program};
 use crate::procfs;
 use crate::signal::{self, Signal};
 use crate::state::{self, ProcessRecord};
 
 /// Variables the demo apps read; cleared so the user's shell cannot leak them
 /// into the wrong process.
-const CLEARED_ENV: [&str; 4] = ["PORT", "BIND_ADDR", "COUNTING_SERVICE_URL", "STRAIT_HOSTNAME"];
+const CLEARED_ENV: [&str; 4] = [
+    "PORT",
+    "BIND_ADDR",
+    "COUNTING_SERVICE_URL",
+    "STRAIT_HOSTNAME",
+];
 
 /// The strait executable for child processes: `STRAIT_BIN`, else ourselves.
 pub fn strait_bin() -> anyhow::Result<PathBuf> {
@@ -46,7 +52,7 @@ pub fn prepare(spec: &ProcessSpec) -> anyhow::Result<()> {
 /// Starts the process in its own process group (so it survives the `lab`
 /// command, ignores the terminal's Ctrl-C, and can be stopped as a group).
 pub fn spawn(spec: &ProcessSpec, strait: &Path) -> anyhow::Result<(Child, ProcessRecord)> {
-    let log = std::fs::OpenOptions::new()
+    let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&spec.log)
@@ -58,6 +64,15 @@ pub fn spawn(spec: &ProcessSpec, strait: &Path) -> anyhow::Result<(Child, Proces
         Program::Strait => strait.to_owned(),
         Program::Path(p) => PathBuf::from(p),
     };
+    // A marker per start, so restarts (`lab start`) are visible in the log.
+    writeln!(
+        log,
+        "--- strait lab: starting {} {} at {} ---",
+        program.display(),
+        spec.args.join(" "),
+        state::format_time(state::now())
+    )
+    .with_context(|| format!("cannot write log {}", spec.log.display()))?;
     let mut cmd = Command::new(&program);
     cmd.args(&spec.args)
         .stdin(Stdio::null())
@@ -69,7 +84,12 @@ pub fn spawn(spec: &ProcessSpec, strait: &Path) -> anyhow::Result<(Child, Proces
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
     let child = cmd.spawn().with_context(|| {
-        format!("{} {}: cannot start {}", spec.vm, spec.name, program.display())
+        format!(
+            "{} {}: cannot start {}",
+            spec.vm,
+            spec.name,
+            program.display()
+        )
     })?;
     let pid = child.id();
     let record = ProcessRecord {
@@ -92,21 +112,27 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     if tail.is_empty() {
         return "    (log is empty)".to_owned();
     }
-    tail.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    tail.iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Polls the readiness URL until it answers 200. Fails early if the process
 /// exits, and at `timeout`; both errors quote the log.
-pub async fn wait_ready(spec: &ProcessSpec, child: &mut Child, timeout: Duration) -> anyhow::Result<()> {
+pub async fn wait_ready(
+    spec: &ProcessSpec,
+    child: &mut Child,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(50);
-    let mut last = String::from("no answer yet");
     loop {
-        match http_get::get(&spec.ready_url, Duration::from_secs(1)).await {
+        let last = match http_get::get(&spec.ready_url, Duration::from_secs(1)).await {
             Ok(r) if r.status == http::StatusCode::OK => return Ok(()),
-            Ok(r) => last = format!("HTTP {}", r.status),
-            Err(e) => last = e.to_string(),
-        }
+            Ok(r) => format!("HTTP {}", r.status),
+            Err(e) => e.to_string(),
+        };
         if let Some(status) = child.try_wait().context("cannot check child status")? {
             bail!(
                 "{} {}: exited ({status}) before becoming ready\nlog {} (last lines):\n{}",
@@ -161,7 +187,10 @@ pub async fn stop_groups(groups: &[u32], grace: Duration) -> anyhow::Result<usiz
     }
     let left = wait_groups_gone(&stragglers, Duration::from_secs(5)).await;
     if !left.is_empty() {
-        let pids: Vec<u32> = left.iter().flat_map(|&g| procfs::group_members(g)).collect();
+        let pids: Vec<u32> = left
+            .iter()
+            .flat_map(|&g| procfs::group_members(g))
+            .collect();
         bail!("processes survived SIGKILL: {pids:?}");
     }
     Ok(stragglers.len())
@@ -169,4 +198,4 @@ pub async fn stop_groups(groups: &[u32], grace: Duration) -> anyhow::Result<usiz
 
 #[cfg(test)]
 #[path = "supervisor_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -46,7 +46,9 @@ pub enum Command {
     /// Run a mesh gateway.
     Gateway(strait_proxy::GatewayArgs),
     /// Bring up, inspect and tear down a whole multi-DC mesh on this machine.
+    Lab(strait_lab::LabArgs),
     /// The demo services (counting, dashboard).
+    Demo(strait_lab::DemoArgs),
     /// Nodes per datacenter, with status.
     Members {
         #[command(flatten)]

@@ -116,7 +116,13 @@ mod tests {
                 .await
                 .expect("get");
             let reply: CountReply = serde_json::from_slice(&r.body).expect("json");
-            assert_eq!(reply, CountReply { count: expected, hostname: "vm-7".into() });
+            assert_eq!(
+                reply,
+                CountReply {
+                    count: expected,
+                    hostname: "vm-7".into()
+                }
+            );
             let h = http_get::get(&format!("http://{addr}/health"), t)
                 .await
                 .expect("health");

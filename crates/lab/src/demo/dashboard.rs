@@ -33,7 +33,11 @@ pub struct DashboardArgs {
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1")]
     pub bind: IpAddr,
     /// Where the counting service answers (plain HTTP).
-    #[arg(long, env = "COUNTING_SERVICE_URL", default_value = "http://localhost:5000")]
+    #[arg(
+        long,
+        env = "COUNTING_SERVICE_URL",
+        default_value = "http://localhost:5000"
+    )]
     pub counting_url: String,
 }
 
@@ -67,7 +71,10 @@ async fn fetch_count(url: &str) -> Result<CountReply, String> {
         .await
         .map_err(|e| e.to_string())?;
     if !response.status.is_success() {
-        return Err(format!("counting at {url} answered HTTP {}", response.status));
+        return Err(format!(
+            "counting at {url} answered HTTP {}",
+            response.status
+        ));
     }
     serde_json::from_slice(&response.body)
         .map_err(|e| format!("counting at {url} sent an unexpected body: {e}"))
@@ -142,16 +149,30 @@ mod tests {
         let (status, body) = api(dash).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY);
         assert_eq!(body["reachable"], false);
-        assert!(body["error"].as_str().is_some_and(|e| e.contains(&counting_addr.to_string())), "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&counting_addr.to_string())),
+            "{body}"
+        );
 
-        let listener = tokio::net::TcpListener::bind(counting_addr).await.expect("rebind");
+        let listener = tokio::net::TcpListener::bind(counting_addr)
+            .await
+            .expect("rebind");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let counting = tokio::spawn(super::super::counting::serve(listener, "far-vm".into(), async {
-            let _ = rx.await;
-        }));
+        let counting = tokio::spawn(super::super::counting::serve(
+            listener,
+            "far-vm".into(),
+            async {
+                let _ = rx.await;
+            },
+        ));
         let (status, body) = api(dash).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body, json!({"count": 1, "hostname": "far-vm", "reachable": true}));
+        assert_eq!(
+            body,
+            json!({"count": 1, "hostname": "far-vm", "reachable": true})
+        );
 
         let _ = tx.send(());
         counting.await.expect("join").expect("counting stops");

@@ -16,9 +16,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::paths::LabPaths;
-use crate::topology::{
-    ServiceKind, Topology, Vm, GATEWAY_PORT, HTTP_API_PORT, SERVER_HTTPS_PORT,
-};
+use crate::topology::{ServiceKind, Topology, Vm, GATEWAY_PORT, HTTP_API_PORT, SERVER_HTTPS_PORT};
 
 /// What a process is, for ordering, progress lines and `lab stop|start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,7 +141,11 @@ pub fn plan(topology: &Topology, paths: &LabPaths, tokens: &Tokens) -> Vec<Proce
     let mut out = Vec::new();
     for dc in &dcs {
         for vm in topology.vms_in(dc).filter(|vm| vm.roles.server) {
-            let gateways = if *dc == primary { &[][..] } else { &primary_gateways[..] };
+            let gateways = if *dc == primary {
+                &[][..]
+            } else {
+                &primary_gateways[..]
+            };
             out.push(server(topology, vm, paths, tokens, gateways));
         }
         for vm in topology.vms_in(dc).filter(|vm| vm.roles.gateway) {
@@ -214,8 +216,16 @@ fn server(
         primary_gateways,
     });
     let mut p = base(vm, "server", Role::Server, paths);
-    p.args = vec!["server".into(), "--config".into(), config.display().to_string()];
-    p.files.push(FileSpec { path: config, contents, secret: true });
+    p.args = vec![
+        "server".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    p.files.push(FileSpec {
+        path: config,
+        contents,
+        secret: true,
+    });
     p.dirs.push(data);
     p.ready_url = format!("http://{http}/v1/status/ready");
     p.address = https.to_string();
@@ -244,8 +254,16 @@ fn agent(topology: &Topology, vm: &Vm, paths: &LabPaths, tokens: &Tokens) -> Pro
         config_dir: &config_dir,
     });
     let mut p = base(vm, "agent", Role::Agent, paths);
-    p.args = vec!["agent".into(), "--config".into(), config.display().to_string()];
-    p.files.push(FileSpec { path: config, contents, secret: true });
+    p.args = vec![
+        "agent".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    p.files.push(FileSpec {
+        path: config,
+        contents,
+        secret: true,
+    });
     for service in &vm.services {
         p.files.push(FileSpec {
             path: config_dir.join(format!("{}.json", service.name)),
@@ -266,8 +284,16 @@ fn gateway(vm: &Vm, paths: &LabPaths) -> ProcessSpec {
     let admin = addr(vm.address, vm.gateway_admin_port());
     let mut p = base(vm, "gateway", Role::Gateway, paths);
     p.args = [
-        "gateway", "--mesh", "--agent", &agent.to_string(), "--address", &listen.to_string(),
-        "--wan-address", &listen.to_string(), "--admin", &admin.to_string(),
+        "gateway",
+        "--mesh",
+        "--agent",
+        &agent.to_string(),
+        "--address",
+        &listen.to_string(),
+        "--wan-address",
+        &listen.to_string(),
+        "--admin",
+        &admin.to_string(),
     ]
     .map(String::from)
     .to_vec();
@@ -307,14 +333,29 @@ fn app(vm: &Vm, service: &crate::topology::Service, paths: &LabPaths) -> Process
     p
 }
 
-fn sidecar(vm: &Vm, index: usize, service: &crate::topology::Service, paths: &LabPaths) -> ProcessSpec {
+fn sidecar(
+    vm: &Vm,
+    index: usize,
+    service: &crate::topology::Service,
+    paths: &LabPaths,
+) -> ProcessSpec {
     let agent = addr(vm.address, HTTP_API_PORT);
     let admin = addr(vm.address, vm.sidecar_admin_port(index));
     let public = addr(vm.address, service.sidecar_port);
-    let mut p = base(vm, &format!("{}-sidecar", service.name), Role::Sidecar, paths);
+    let mut p = base(
+        vm,
+        &format!("{}-sidecar", service.name),
+        Role::Sidecar,
+        paths,
+    );
     p.service = Some(service.name.clone());
     p.args = [
-        "proxy", "--sidecar-for", &service.name, "--agent", &agent.to_string(), "--admin",
+        "proxy",
+        "--sidecar-for",
+        &service.name,
+        "--agent",
+        &agent.to_string(),
+        "--admin",
         &admin.to_string(),
     ]
     .map(String::from)
@@ -322,6 +363,11 @@ fn sidecar(vm: &Vm, index: usize, service: &crate::topology::Service, paths: &La
     p.ready_url = format!("http://{admin}/ready");
     p.address = public.to_string();
     p.listens = vec![public, admin];
-    p.listens.extend(service.upstreams.iter().map(|u| addr(vm.address, u.local_bind_port)));
+    p.listens.extend(
+        service
+            .upstreams
+            .iter()
+            .map(|u| addr(vm.address, u.local_bind_port)),
+    );
     p
 }

@@ -32,7 +32,10 @@ fn file<'a>(p: &'a ProcessSpec, name: &str) -> &'a FileSpec {
 #[test]
 fn start_order_follows_dependencies() {
     let (plan, _) = default_plan();
-    let order: Vec<(&str, &str)> = plan.iter().map(|p| (p.vm.as_str(), p.name.as_str())).collect();
+    let order: Vec<(&str, &str)> = plan
+        .iter()
+        .map(|p| (p.vm.as_str(), p.name.as_str()))
+        .collect();
     assert_eq!(
         order,
         [
@@ -56,7 +59,10 @@ fn start_order_follows_dependencies() {
 fn server_configs_match_the_server_contract() {
     let (plan, _) = default_plan();
     let primary = find(&plan, "primary-server", "server");
-    assert_eq!(primary.args, ["server", "--config", "/lab/vms/primary-server/server.toml"]);
+    assert_eq!(
+        primary.args,
+        ["server", "--config", "/lab/vms/primary-server/server.toml"]
+    );
     assert_eq!(primary.ready_url, "http://127.20.1.10:8500/v1/status/ready");
     let f = file(primary, "server.toml");
     assert!(f.secret);
@@ -64,7 +70,10 @@ fn server_configs_match_the_server_contract() {
     assert_eq!(v["datacenter"].as_str(), Some("dc1"));
     assert_eq!(v["primary_datacenter"].as_str(), Some("dc1"));
     assert_eq!(v["node_name"].as_str(), Some("primary-server"));
-    assert_eq!(v["data_dir"].as_str(), Some("/lab/vms/primary-server/data/server"));
+    assert_eq!(
+        v["data_dir"].as_str(),
+        Some("/lab/vms/primary-server/data/server")
+    );
     assert_eq!(v["https_addr"].as_str(), Some("127.20.1.10:8300"));
     assert_eq!(v["http_addr"].as_str(), Some("127.20.1.10:8500"));
     assert_eq!(v["join_token"].as_str(), Some("j1"));
@@ -77,7 +86,12 @@ fn server_configs_match_the_server_contract() {
     assert_eq!(v["primary_datacenter"].as_str(), Some("dc1"));
     assert_eq!(v["join_token"].as_str(), Some("j2"));
     assert_eq!(v["federation_token"].as_str(), Some("fed"));
-    let gws: Vec<&str> = v["primary_gateways"].as_array().expect("list").iter().filter_map(|g| g.as_str()).collect();
+    let gws: Vec<&str> = v["primary_gateways"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|g| g.as_str())
+        .collect();
     assert_eq!(gws, ["127.20.1.11:8443"]);
 }
 
@@ -93,9 +107,13 @@ fn agent_config_and_service_definition_match_the_agent_contract() {
     assert_eq!(v["servers"].as_array().map(|s| s.len()), Some(1));
     assert_eq!(v["servers"][0].as_str(), Some("127.20.1.10:8300"));
     assert_eq!(v["join_token"].as_str(), Some("j1"));
-    assert_eq!(v["config_dir"].as_str(), Some("/lab/vms/primary-services/agent.d"));
+    assert_eq!(
+        v["config_dir"].as_str(),
+        Some("/lab/vms/primary-services/agent.d")
+    );
 
-    let def: serde_json::Value = serde_json::from_str(&file(agent, "agent.d/dashboard.json").contents).expect("json");
+    let def: serde_json::Value =
+        serde_json::from_str(&file(agent, "agent.d/dashboard.json").contents).expect("json");
     assert_eq!(
         def,
         serde_json::json!({
@@ -111,7 +129,11 @@ fn agent_config_and_service_definition_match_the_agent_contract() {
     let gw_agent = find(&plan, "secondary-gateway", "agent");
     let v: toml::Value = toml::from_str(&file(gw_agent, "agent.toml").contents).expect("toml");
     assert_eq!(v["join_token"].as_str(), Some("j2"));
-    assert_eq!(gw_agent.files.len(), 1, "a gateway-only VM has no service definitions");
+    assert_eq!(
+        gw_agent.files.len(),
+        1,
+        "a gateway-only VM has no service definitions"
+    );
 }
 
 #[test]
@@ -120,28 +142,59 @@ fn gateway_sidecar_and_app_commands() {
     let gw = find(&plan, "primary-gateway", "gateway");
     assert_eq!(
         gw.args,
-        ["gateway", "--mesh", "--agent", "127.20.1.11:8500", "--address", "127.20.1.11:8443", "--wan-address", "127.20.1.11:8443", "--admin", "127.20.1.11:19000"]
+        [
+            "gateway",
+            "--mesh",
+            "--agent",
+            "127.20.1.11:8500",
+            "--address",
+            "127.20.1.11:8443",
+            "--wan-address",
+            "127.20.1.11:8443",
+            "--admin",
+            "127.20.1.11:19000"
+        ]
     );
     assert_eq!(gw.ready_url, "http://127.20.1.11:19000/ready");
     assert_eq!(gw.ready_summary(), "gateway ready (127.20.1.11:8443)");
 
     let sc = find(&plan, "secondary-services", "counting-sidecar");
-    assert_eq!(sc.args, ["proxy", "--sidecar-for", "counting", "--agent", "127.20.2.12:8500", "--admin", "127.20.2.12:19000"]);
+    assert_eq!(
+        sc.args,
+        [
+            "proxy",
+            "--sidecar-for",
+            "counting",
+            "--agent",
+            "127.20.2.12:8500",
+            "--admin",
+            "127.20.2.12:19000"
+        ]
+    );
     assert_eq!(sc.ready_url, "http://127.20.2.12:19000/ready");
     assert_eq!(sc.service.as_deref(), Some("counting"));
 
     let dash = find(&plan, "primary-services", "dashboard");
     assert_eq!(dash.role, Role::App);
     assert_eq!(dash.args, ["demo", "dashboard"]);
-    let env: BTreeMap<&str, &str> = dash.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env: BTreeMap<&str, &str> = dash
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     assert_eq!(env["PORT"], "9002");
     assert_eq!(env["BIND_ADDR"], "127.20.1.12");
     assert_eq!(env["COUNTING_SERVICE_URL"], "http://127.20.1.12:5000");
     assert_eq!(dash.ready_url, "http://127.20.1.12:9002/health");
-    assert_eq!(dash.log, Path::new("/lab/vms/primary-services/logs/dashboard.log"));
+    assert_eq!(
+        dash.log,
+        Path::new("/lab/vms/primary-services/logs/dashboard.log")
+    );
 
     let counting = find(&plan, "secondary-services", "counting");
-    assert!(counting.env.contains(&("STRAIT_HOSTNAME".into(), "secondary-services".into())));
+    assert!(counting
+        .env
+        .contains(&("STRAIT_HOSTNAME".into(), "secondary-services".into())));
 }
 
 #[test]
@@ -150,7 +203,12 @@ fn no_two_processes_listen_on_the_same_address() {
     let mut seen = HashSet::new();
     for p in &plan {
         for a in &p.listens {
-            assert!(seen.insert(*a), "{a} claimed twice (again by {} on {})", p.name, p.vm);
+            assert!(
+                seen.insert(*a),
+                "{a} claimed twice (again by {} on {})",
+                p.name,
+                p.vm
+            );
         }
     }
 }
@@ -182,12 +240,17 @@ check_path = "/"
     let paths = LabPaths::new(Path::new("/lab")).expect("absolute");
     let plan = plan(&topology, &paths, &Tokens::generate(&topology));
     let names: Vec<&str> = plan.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["server", "agent", "gateway", "tool", "tool-sidecar"]);
+    assert_eq!(
+        names,
+        ["server", "agent", "gateway", "tool", "tool-sidecar"]
+    );
     let tool = &plan[3];
     assert_eq!(tool.program, Program::Path("python3".into()));
     assert_eq!(tool.args, ["-m", "http.server"]);
     assert_eq!(tool.ready_url, "http://127.31.0.2:8000/");
-    assert!(plan[4].args.ends_with(&["--admin".to_owned(), "127.31.0.2:19001".to_owned()]));
+    assert!(plan[4]
+        .args
+        .ends_with(&["--admin".to_owned(), "127.31.0.2:19001".to_owned()]));
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! flow: file (or the built-in default) -> [`Topology`] -> `plan` -> supervisor.
 //! The built-in default goes through the same parser and validation as a user file.
 
+mod checks;
 mod raw;
 mod validate;
 

@@ -36,7 +36,12 @@ local_bind_port = 5000
 
 fn invalid(text: &str) -> (usize, String, String) {
     match Topology::parse(text, "t.toml") {
-        Err(TopologyError::Invalid { origin, line, field, message }) => {
+        Err(TopologyError::Invalid {
+            origin,
+            line,
+            field,
+            message,
+        }) => {
             assert_eq!(origin, "t.toml");
             (line, field, message)
         }
@@ -59,7 +64,14 @@ fn builtin_default_is_the_two_dc_demo() {
     let names: Vec<&str> = t.vms.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(
         names,
-        ["primary-server", "primary-gateway", "primary-services", "secondary-server", "secondary-gateway", "secondary-services"]
+        [
+            "primary-server",
+            "primary-gateway",
+            "primary-services",
+            "secondary-server",
+            "secondary-gateway",
+            "secondary-services"
+        ]
     );
     let dash = &t.vms[2].services[0];
     assert_eq!(dash.kind, ServiceKind::Dashboard);
@@ -67,7 +79,12 @@ fn builtin_default_is_the_two_dc_demo() {
     assert_eq!(dash.sidecar_port, 21000);
     assert_eq!(
         dash.upstreams,
-        [Upstream { destination: "counting".into(), datacenter: "dc2".into(), local_bind_port: 5000, mesh_gateway: MeshGatewayMode::Local }]
+        [Upstream {
+            destination: "counting".into(),
+            datacenter: "dc2".into(),
+            local_bind_port: 5000,
+            mesh_gateway: MeshGatewayMode::Local
+        }]
     );
     assert_eq!(t.vms[5].address, Ipv4Addr::new(127, 20, 2, 12));
     assert_eq!(t.vms[5].services[0].kind, ServiceKind::Counting);
@@ -102,7 +119,10 @@ fn unknown_role_and_mode_are_rejected() {
     let (line, message) = syntax(&ONE_DC.replace(r#"roles = ["server"]"#, r#"roles = ["sever"]"#));
     assert_eq!(line, 9);
     assert!(message.contains("sever"), "{message}");
-    let (_, message) = syntax(&ONE_DC.replace("local_bind_port = 5000", "local_bind_port = 5000\nmesh_gateway = \"far\""));
+    let (_, message) = syntax(&ONE_DC.replace(
+        "local_bind_port = 5000",
+        "local_bind_port = 5000\nmesh_gateway = \"far\"",
+    ));
     assert!(message.contains("far"), "{message}");
 }
 
@@ -121,7 +141,11 @@ fn no_primary() {
 
 #[test]
 fn more_than_one_primary() {
-    let text = ONE_DC.replacen("[[vm]]", "[[datacenter]]\nname = \"dc2\"\nprimary = true\n\n[[vm]]", 1);
+    let text = ONE_DC.replacen(
+        "[[vm]]",
+        "[[datacenter]]\nname = \"dc2\"\nprimary = true\n\n[[vm]]",
+        1,
+    );
     let (line, field, message) = invalid(&text);
     assert_eq!((line, field.as_str()), (7, "datacenter[1].primary"));
     assert!(message.contains("dc1 is already primary"), "{message}");
@@ -147,7 +171,10 @@ fn invalid_names() {
 fn unknown_dc_on_vm() {
     let (line, field, message) = invalid(&ONE_DC.replacen("dc = \"dc1\"", "dc = \"dc9\"", 1));
     assert_eq!((line, field.as_str()), (7, "vm[0].dc"));
-    assert!(message.contains("dc9") && message.contains("dc1"), "{message}");
+    assert!(
+        message.contains("dc9") && message.contains("dc1"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -156,7 +183,10 @@ fn duplicate_vm_name_and_address() {
     assert_eq!((line, field.as_str()), (12, "vm[1].name"));
     let (line, field, message) = invalid(&ONE_DC.replace("127.30.0.12", "127.30.0.10"));
     assert_eq!((line, field.as_str()), (14, "vm[1].address"));
-    assert!(message.contains("127.30.0.10") && message.contains("vm[0]"), "{message}");
+    assert!(
+        message.contains("127.30.0.10") && message.contains("vm[0]"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -171,15 +201,20 @@ fn address_must_be_ipv4_loopback() {
 fn role_errors() {
     let (line, field, _) = invalid(&ONE_DC.replace(r#"roles = ["server"]"#, "roles = []"));
     assert_eq!((line, field.as_str()), (9, "vm[0].roles"));
-    let (_, _, message) = invalid(&ONE_DC.replace(r#"roles = ["server"]"#, r#"roles = ["server", "gateway"]"#));
+    let (_, _, message) =
+        invalid(&ONE_DC.replace(r#"roles = ["server"]"#, r#"roles = ["server", "gateway"]"#));
     assert!(message.contains("cannot also be"), "{message}");
-    let (_, _, message) = invalid(&ONE_DC.replace(r#"roles = ["services"]"#, r#"roles = ["services", "services"]"#));
+    let (_, _, message) = invalid(&ONE_DC.replace(
+        r#"roles = ["services"]"#,
+        r#"roles = ["services", "services"]"#,
+    ));
     assert!(message.contains("twice"), "{message}");
 }
 
 #[test]
 fn service_needs_services_role() {
-    let (line, field, _) = invalid(&ONE_DC.replace(r#"roles = ["services"]"#, r#"roles = ["gateway"]"#));
+    let (line, field, _) =
+        invalid(&ONE_DC.replace(r#"roles = ["services"]"#, r#"roles = ["gateway"]"#));
     assert_eq!((line, field.as_str()), (18, "vm[1].service"));
 }
 
@@ -187,15 +222,33 @@ fn service_needs_services_role() {
 fn command_kind_needs_command_and_only_it() {
     let (line, field, _) = invalid(&ONE_DC.replace("kind = \"counting\"", "kind = \"command\""));
     assert_eq!((line, field.as_str()), (19, "vm[1].service[0].command"));
-    let (_, field, _) = invalid(&ONE_DC.replace("kind = \"counting\"", "kind = \"counting\"\ncommand = [\"x\"]"));
+    let (_, field, _) = invalid(&ONE_DC.replace(
+        "kind = \"counting\"",
+        "kind = \"counting\"\ncommand = [\"x\"]",
+    ));
     assert_eq!(field, "vm[1].service[0].command");
-    let t = Topology::parse(&ONE_DC.replace("kind = \"counting\"", "kind = \"command\"\ncommand = [\"srv\", \"-v\"]"), "t.toml").expect("valid");
-    assert_eq!(t.vms[1].services[0].kind, ServiceKind::Command { argv: vec!["srv".into(), "-v".into()] });
+    let t = Topology::parse(
+        &ONE_DC.replace(
+            "kind = \"counting\"",
+            "kind = \"command\"\ncommand = [\"srv\", \"-v\"]",
+        ),
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(
+        t.vms[1].services[0].kind,
+        ServiceKind::Command {
+            argv: vec!["srv".into(), "-v".into()]
+        }
+    );
 }
 
 #[test]
 fn dashboard_needs_an_upstream() {
-    let text = ONE_DC.replace("[[vm.service.upstream]]\ndestination = \"counting\"\nlocal_bind_port = 5000\n", "");
+    let text = ONE_DC.replace(
+        "[[vm.service.upstream]]\ndestination = \"counting\"\nlocal_bind_port = 5000\n",
+        "",
+    );
     let (line, field, _) = invalid(&text);
     assert_eq!((line, field.as_str()), (24, "vm[1].service[1].upstream"));
 }
@@ -208,38 +261,58 @@ fn duplicate_service_on_a_vm() {
 
 #[test]
 fn check_path_must_be_absolute() {
-    let (line, field, _) = invalid(&ONE_DC.replace("port = 9003", "port = 9003\ncheck_path = \"health\""));
+    let (line, field, _) =
+        invalid(&ONE_DC.replace("port = 9003", "port = 9003\ncheck_path = \"health\""));
     assert_eq!((line, field.as_str()), (21, "vm[1].service[0].check_path"));
 }
 
 #[test]
 fn upstream_to_unknown_service_or_dc() {
-    let (line, field, message) = invalid(&ONE_DC.replace("destination = \"counting\"", "destination = \"countin\""));
-    assert_eq!((line, field.as_str()), (28, "vm[1].service[1].upstream[0].destination"));
+    let (line, field, message) =
+        invalid(&ONE_DC.replace("destination = \"counting\"", "destination = \"countin\""));
+    assert_eq!(
+        (line, field.as_str()),
+        (28, "vm[1].service[1].upstream[0].destination")
+    );
     assert!(message.contains("counting, web"), "{message}");
-    let text = ONE_DC.replace("local_bind_port = 5000", "local_bind_port = 5000\ndatacenter = \"dc7\"");
+    let text = ONE_DC.replace(
+        "local_bind_port = 5000",
+        "local_bind_port = 5000\ndatacenter = \"dc7\"",
+    );
     let (line, field, _) = invalid(&text);
-    assert_eq!((line, field.as_str()), (30, "vm[1].service[1].upstream[0].datacenter"));
+    assert_eq!(
+        (line, field.as_str()),
+        (30, "vm[1].service[1].upstream[0].datacenter")
+    );
 }
 
 #[test]
 fn port_clashes() {
     let (line, field, message) = invalid(&ONE_DC.replace("port = 9003", "port = 8500"));
     assert_eq!((line, field.as_str()), (20, "vm[1].service[0].port"));
-    assert!(message.contains("127.30.0.12") && message.contains("HTTP API"), "{message}");
+    assert!(
+        message.contains("127.30.0.12") && message.contains("HTTP API"),
+        "{message}"
+    );
     let (line, field, message) = invalid(&ONE_DC.replace("port = 9002", "port = 9003"));
     assert_eq!((line, field.as_str()), (25, "vm[1].service[1].port"));
     assert!(message.contains("service counting"), "{message}");
-    let (line, field, _) = invalid(&ONE_DC.replace("local_bind_port = 5000", "local_bind_port = 21000"));
-    assert_eq!((line, field.as_str()), (29, "vm[1].service[1].upstream[0].local_bind_port"));
-    let (_, field, message) = invalid(&ONE_DC.replace("port = 9002", "port = 9002\nsidecar_port = 19000"));
+    let (line, field, _) =
+        invalid(&ONE_DC.replace("local_bind_port = 5000", "local_bind_port = 21000"));
+    assert_eq!(
+        (line, field.as_str()),
+        (29, "vm[1].service[1].upstream[0].local_bind_port")
+    );
+    let (_, field, message) =
+        invalid(&ONE_DC.replace("port = 9002", "port = 9002\nsidecar_port = 19000"));
     assert_eq!(field, "vm[1].service[1].sidecar_port");
     assert!(message.contains("admin endpoint"), "{message}");
 }
 
 #[test]
 fn one_server_per_dc() {
-    let (line, field, _) = invalid(&ONE_DC.replace(r#"roles = ["server"]"#, r#"roles = ["gateway"]"#));
+    let (line, field, _) =
+        invalid(&ONE_DC.replace(r#"roles = ["server"]"#, r#"roles = ["gateway"]"#));
     assert_eq!((line, field.as_str()), (2, "datacenter[0]"));
     let text = ONE_DC.replacen("[[vm]]", "[[vm]]\nname = \"server2\"\ndc = \"dc1\"\naddress = \"127.30.0.9\"\nroles = [\"server\"]\n\n[[vm]]", 1);
     let (line, field, message) = invalid(&text);
@@ -249,7 +322,9 @@ fn one_server_per_dc() {
 
 #[test]
 fn federated_dcs_need_gateways() {
-    let text = Topology::builtin().map(|_| DEFAULT_TOPOLOGY.replace(r#"roles = ["gateway"]"#, r#"roles = ["services"]"#)).expect("default parses");
+    let text = Topology::builtin()
+        .map(|_| DEFAULT_TOPOLOGY.replace(r#"roles = ["gateway"]"#, r#"roles = ["services"]"#))
+        .expect("default parses");
     let (line, field, message) = invalid(&text);
     assert_eq!(field, "datacenter[0]");
     assert_eq!(line, 5);
@@ -258,6 +333,10 @@ fn federated_dcs_need_gateways() {
 
 #[test]
 fn error_display_names_file_line_and_field() {
-    let e = Topology::parse(&ONE_DC.replace("port = 9003", "port = 0"), "lab.toml").expect_err("invalid");
-    assert_eq!(e.to_string(), "lab.toml:20: field `vm[1].service[0].port`: port 0 is not a fixed port");
+    let e = Topology::parse(&ONE_DC.replace("port = 9003", "port = 0"), "lab.toml")
+        .expect_err("invalid");
+    assert_eq!(
+        e.to_string(),
+        "lab.toml:20: field `vm[1].service[0].port`: port 0 is not a fixed port"
+    );
 }

@@ -1,21 +1,22 @@
-//! Raw topology -> validated [`Topology`]. Every semantic error carries the line
+//! Raw topology -> validated [`Topology`] (per-VM checks here, cross-VM ones in
+//! `checks.rs`). Every semantic error carries the line
 //! of the offending field (from `toml::Spanned`) and a path such as
 //! `vm[2].service[0].port`, so a user can jump straight to it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 
 use super::raw::{RawKind, RawMode, RawRole, RawService, RawTopology, RawVm};
 use super::{
     Datacenter, MeshGatewayMode, Roles, Service, ServiceKind, Topology, TopologyError, Upstream,
-    Vm, FIRST_SIDECAR_PORT, GATEWAY_PORT, HTTP_API_PORT, SERVER_HTTPS_PORT,
+    Vm, FIRST_SIDECAR_PORT, HTTP_API_PORT,
 };
 
 /// The source being validated, to turn byte spans into line numbers.
-struct Source<'a> {
-    text: &'a str,
-    origin: &'a str,
+pub(super) struct Source<'a> {
+    pub text: &'a str,
+    pub origin: &'a str,
 }
 
 impl Source<'_> {
@@ -28,7 +29,12 @@ impl Source<'_> {
             + 1
     }
 
-    fn err(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> TopologyError {
+    pub(super) fn err(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> TopologyError {
         TopologyError::Invalid {
             origin: self.origin.to_owned(),
             line: self.line(span.start),
@@ -37,7 +43,12 @@ impl Source<'_> {
         }
     }
 
-    fn check_name(&self, span: Range<usize>, field: &str, value: &str) -> Result<(), TopologyError> {
+    fn check_name(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        value: &str,
+    ) -> Result<(), TopologyError> {
         strait_identity::spiffe::validate_name(field, value)
             .map_err(|e| self.err(span, field, e.to_string()))
     }
@@ -48,7 +59,9 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Topology, TopologyError>
         let src = Source { text, origin };
         let start = e.span().map(|s| s.start).unwrap_or(0);
         let line = src.line(start);
-        let line_start = text[..start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let line_start = text[..start.min(text.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
         TopologyError::Syntax {
             origin: origin.to_owned(),
             line,
@@ -74,23 +87,31 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Topology, TopologyError>
             return Err(src.err(
                 rv.address.span(),
                 format!("vm[{i}].address"),
-                format!("address {} is already used by vm[{first}] ({})", vm.address, raw.vm[first].name.get_ref()),
+                format!(
+                    "address {} is already used by vm[{first}] ({})",
+                    vm.address,
+                    raw.vm[first].name.get_ref()
+                ),
             ));
         }
         vms.push(vm);
     }
     let topology = Topology { datacenters, vms };
-    per_dc_roles(&src, &raw, &topology)?;
-    upstreams(&src, &raw, &topology)?;
+    super::checks::per_dc_roles(&src, &raw, &topology)?;
+    super::checks::upstreams(&src, &raw, &topology)?;
     for (i, (rv, vm)) in raw.vm.iter().zip(&topology.vms).enumerate() {
-        ports(&src, i, rv, vm)?;
+        super::checks::ports(&src, i, rv, vm)?;
     }
     Ok(topology)
 }
 
 fn datacenters(src: &Source<'_>, raw: &RawTopology) -> Result<Vec<Datacenter>, TopologyError> {
     if raw.datacenter.is_empty() {
-        return Err(src.err(0..0, "datacenter", "at least one [[datacenter]] table is required"));
+        return Err(src.err(
+            0..0,
+            "datacenter",
+            "at least one [[datacenter]] table is required",
+        ));
     }
     let mut out: Vec<Datacenter> = Vec::new();
     let mut primary: Option<usize> = None;
@@ -98,7 +119,14 @@ fn datacenters(src: &Source<'_>, raw: &RawTopology) -> Result<Vec<Datacenter>, T
         let field = format!("datacenter[{i}].name");
         src.check_name(rd.name.span(), &field, rd.name.get_ref())?;
         if let Some(first) = out.iter().position(|d| &d.name == rd.name.get_ref()) {
-            return Err(src.err(rd.name.span(), field, format!("datacenter {:?} is already defined by datacenter[{first}]", rd.name.get_ref())));
+            return Err(src.err(
+                rd.name.span(),
+                field,
+                format!(
+                    "datacenter {:?} is already defined by datacenter[{first}]",
+                    rd.name.get_ref()
+                ),
+            ));
         }
         let is_primary = rd.primary.as_ref().is_some_and(|p| *p.get_ref());
         if let (true, Some(p)) = (is_primary, &rd.primary) {
@@ -106,16 +134,26 @@ fn datacenters(src: &Source<'_>, raw: &RawTopology) -> Result<Vec<Datacenter>, T
                 return Err(src.err(
                     p.span(),
                     format!("datacenter[{i}].primary"),
-                    format!("more than one primary datacenter: {} is already primary", out[first].name),
+                    format!(
+                        "more than one primary datacenter: {} is already primary",
+                        out[first].name
+                    ),
                 ));
             }
             primary = Some(i);
         }
-        out.push(Datacenter { name: rd.name.get_ref().clone(), primary: is_primary });
+        out.push(Datacenter {
+            name: rd.name.get_ref().clone(),
+            primary: is_primary,
+        });
     }
     if primary.is_none() {
         let span = raw.datacenter[0].name.span();
-        return Err(src.err(span, "datacenter[0].primary", "no datacenter has `primary = true`; exactly one must"));
+        return Err(src.err(
+            span,
+            "datacenter[0].primary",
+            "no datacenter has `primary = true`; exactly one must",
+        ));
     }
     Ok(out)
 }
@@ -124,10 +162,22 @@ fn vm(src: &Source<'_>, i: usize, rv: &RawVm, dcs: &[Datacenter]) -> Result<Vm, 
     src.check_name(rv.name.span(), &format!("vm[{i}].name"), rv.name.get_ref())?;
     if !dcs.iter().any(|d| &d.name == rv.dc.get_ref()) {
         let known: Vec<&str> = dcs.iter().map(|d| d.name.as_str()).collect();
-        return Err(src.err(rv.dc.span(), format!("vm[{i}].dc"), format!("unknown datacenter {:?} (defined: {})", rv.dc.get_ref(), known.join(", "))));
+        return Err(src.err(
+            rv.dc.span(),
+            format!("vm[{i}].dc"),
+            format!(
+                "unknown datacenter {:?} (defined: {})",
+                rv.dc.get_ref(),
+                known.join(", ")
+            ),
+        ));
     }
     let address: Ipv4Addr = rv.address.get_ref().parse().map_err(|_| {
-        src.err(rv.address.span(), format!("vm[{i}].address"), format!("{:?} is not an IPv4 address", rv.address.get_ref()))
+        src.err(
+            rv.address.span(),
+            format!("vm[{i}].address"),
+            format!("{:?} is not an IPv4 address", rv.address.get_ref()),
+        )
     })?;
     if !address.is_loopback() {
         return Err(src.err(
@@ -139,7 +189,11 @@ fn vm(src: &Source<'_>, i: usize, rv: &RawVm, dcs: &[Datacenter]) -> Result<Vm, 
     let mut roles = Roles::default();
     let roles_field = format!("vm[{i}].roles");
     if rv.roles.get_ref().is_empty() {
-        return Err(src.err(rv.roles.span(), roles_field, "a VM needs at least one role (server, gateway, services)"));
+        return Err(src.err(
+            rv.roles.span(),
+            roles_field,
+            "a VM needs at least one role (server, gateway, services)",
+        ));
     }
     for role in rv.roles.get_ref() {
         let slot = match role {
@@ -148,7 +202,11 @@ fn vm(src: &Source<'_>, i: usize, rv: &RawVm, dcs: &[Datacenter]) -> Result<Vm, 
             RawRole::Services => &mut roles.services,
         };
         if *slot {
-            return Err(src.err(rv.roles.span(), roles_field, format!("role {role:?} is listed twice")));
+            return Err(src.err(
+                rv.roles.span(),
+                roles_field,
+                format!("role {role:?} is listed twice"),
+            ));
         }
         *slot = true;
     }
@@ -160,48 +218,114 @@ fn vm(src: &Source<'_>, i: usize, rv: &RawVm, dcs: &[Datacenter]) -> Result<Vm, 
         ));
     }
     if !roles.services && !rv.service.is_empty() {
-        return Err(src.err(rv.service[0].name.span(), format!("vm[{i}].service"), "services need the `services` role on their VM"));
+        return Err(src.err(
+            rv.service[0].name.span(),
+            format!("vm[{i}].service"),
+            "services need the `services` role on their VM",
+        ));
     }
     let mut services: Vec<Service> = Vec::with_capacity(rv.service.len());
     for (j, rs) in rv.service.iter().enumerate() {
-        let s = service(src, &format!("vm[{i}].service[{j}]"), j, rs, rv.dc.get_ref())?;
+        let s = service(
+            src,
+            &format!("vm[{i}].service[{j}]"),
+            j,
+            rs,
+            rv.dc.get_ref(),
+        )?;
         if let Some(first) = services.iter().position(|o| o.name == s.name) {
-            return Err(src.err(rs.name.span(), format!("vm[{i}].service[{j}].name"), format!("service {:?} is already defined on this VM by service[{first}]", s.name)));
+            return Err(src.err(
+                rs.name.span(),
+                format!("vm[{i}].service[{j}].name"),
+                format!(
+                    "service {:?} is already defined on this VM by service[{first}]",
+                    s.name
+                ),
+            ));
         }
         services.push(s);
     }
-    Ok(Vm { name: rv.name.get_ref().clone(), dc: rv.dc.get_ref().clone(), address, roles, services })
+    Ok(Vm {
+        name: rv.name.get_ref().clone(),
+        dc: rv.dc.get_ref().clone(),
+        address,
+        roles,
+        services,
+    })
 }
 
-fn service(src: &Source<'_>, path: &str, index: usize, rs: &RawService, dc: &str) -> Result<Service, TopologyError> {
+fn service(
+    src: &Source<'_>,
+    path: &str,
+    index: usize,
+    rs: &RawService,
+    dc: &str,
+) -> Result<Service, TopologyError> {
     src.check_name(rs.name.span(), &format!("{path}.name"), rs.name.get_ref())?;
     if *rs.port.get_ref() == 0 {
-        return Err(src.err(rs.port.span(), format!("{path}.port"), "port 0 is not a fixed port"));
+        return Err(src.err(
+            rs.port.span(),
+            format!("{path}.port"),
+            "port 0 is not a fixed port",
+        ));
     }
     let kind = match (rs.kind.get_ref(), &rs.command) {
-        (RawKind::Command, Some(cmd)) if !cmd.get_ref().is_empty() => ServiceKind::Command { argv: cmd.get_ref().clone() },
-        (RawKind::Command, Some(cmd)) => return Err(src.err(cmd.span(), format!("{path}.command"), "must name a program")),
-        (RawKind::Command, None) => return Err(src.err(rs.kind.span(), format!("{path}.command"), "kind = \"command\" needs `command = [\"program\", \"arg\", ...]`")),
-        (_, Some(cmd)) => return Err(src.err(cmd.span(), format!("{path}.command"), "only allowed with kind = \"command\"")),
+        (RawKind::Command, Some(cmd)) if !cmd.get_ref().is_empty() => ServiceKind::Command {
+            argv: cmd.get_ref().clone(),
+        },
+        (RawKind::Command, Some(cmd)) => {
+            return Err(src.err(cmd.span(), format!("{path}.command"), "must name a program"))
+        }
+        (RawKind::Command, None) => {
+            return Err(src.err(
+                rs.kind.span(),
+                format!("{path}.command"),
+                "kind = \"command\" needs `command = [\"program\", \"arg\", ...]`",
+            ))
+        }
+        (_, Some(cmd)) => {
+            return Err(src.err(
+                cmd.span(),
+                format!("{path}.command"),
+                "only allowed with kind = \"command\"",
+            ))
+        }
         (RawKind::Counting, None) => ServiceKind::Counting,
         (RawKind::Dashboard, None) => ServiceKind::Dashboard,
     };
     if kind == ServiceKind::Dashboard && rs.upstream.is_empty() {
-        return Err(src.err(rs.kind.span(), format!("{path}.upstream"), "a dashboard needs an upstream (the counting service it shows)"));
+        return Err(src.err(
+            rs.kind.span(),
+            format!("{path}.upstream"),
+            "a dashboard needs an upstream (the counting service it shows)",
+        ));
     }
     let check_path = match &rs.check_path {
         Some(p) if p.get_ref().starts_with('/') => p.get_ref().clone(),
-        Some(p) => return Err(src.err(p.span(), format!("{path}.check_path"), format!("{:?} must start with '/'", p.get_ref()))),
+        Some(p) => {
+            return Err(src.err(
+                p.span(),
+                format!("{path}.check_path"),
+                format!("{:?} must start with '/'", p.get_ref()),
+            ))
+        }
         None => "/health".to_owned(),
     };
-    let default_sidecar = FIRST_SIDECAR_PORT.saturating_add(u16::try_from(index).unwrap_or(u16::MAX));
-    let sidecar_port = rs.sidecar_port.as_ref().map_or(default_sidecar, |p| *p.get_ref());
+    let default_sidecar =
+        FIRST_SIDECAR_PORT.saturating_add(u16::try_from(index).unwrap_or(u16::MAX));
+    let sidecar_port = rs
+        .sidecar_port
+        .as_ref()
+        .map_or(default_sidecar, |p| *p.get_ref());
     let upstreams = rs
         .upstream
         .iter()
         .map(|ru| Upstream {
             destination: ru.destination.get_ref().clone(),
-            datacenter: ru.datacenter.as_ref().map_or_else(|| dc.to_owned(), |d| d.get_ref().clone()),
+            datacenter: ru
+                .datacenter
+                .as_ref()
+                .map_or_else(|| dc.to_owned(), |d| d.get_ref().clone()),
             local_bind_port: *ru.local_bind_port.get_ref(),
             mesh_gateway: match ru.mesh_gateway.as_ref().map(|m| *m.get_ref()) {
                 None | Some(RawMode::Local) => MeshGatewayMode::Local,
@@ -210,96 +334,12 @@ fn service(src: &Source<'_>, path: &str, index: usize, rs: &RawService, dc: &str
             },
         })
         .collect();
-    Ok(Service { name: rs.name.get_ref().clone(), kind, port: *rs.port.get_ref(), check_path, sidecar_port, upstreams })
-}
-
-/// One server per DC (the server config has no peers yet); with more than one
-/// DC every DC needs a gateway, since federation and cross-DC traffic use them.
-fn per_dc_roles(src: &Source<'_>, raw: &RawTopology, t: &Topology) -> Result<(), TopologyError> {
-    for (d, dc) in t.datacenters.iter().enumerate() {
-        let span = raw.datacenter[d].name.span();
-        let servers: Vec<usize> = (0..t.vms.len()).filter(|&i| t.vms[i].dc == dc.name && t.vms[i].roles.server).collect();
-        match servers.as_slice() {
-            [] => return Err(src.err(span, format!("datacenter[{d}]"), format!("datacenter {} has no VM with the `server` role", dc.name))),
-            [_] => {}
-            [_, second, ..] => {
-                return Err(src.err(raw.vm[*second].roles.span(), format!("vm[{second}].roles"), format!("datacenter {} already has a server; the lab runs one server per datacenter", dc.name)))
-            }
-        }
-        if t.datacenters.len() > 1 && !t.vms_in(&dc.name).any(|vm| vm.roles.gateway) {
-            return Err(src.err(span, format!("datacenter[{d}]"), format!("datacenter {} has no VM with the `gateway` role; federated datacenters reach each other only through mesh gateways", dc.name)));
-        }
-    }
-    Ok(())
-}
-
-fn upstreams(src: &Source<'_>, raw: &RawTopology, t: &Topology) -> Result<(), TopologyError> {
-    let mut by_dc: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for vm in &t.vms {
-        by_dc.entry(&vm.dc).or_default().extend(vm.services.iter().map(|s| s.name.as_str()));
-    }
-    for (i, (rv, vm)) in raw.vm.iter().zip(&t.vms).enumerate() {
-        for (j, (rs, s)) in rv.service.iter().zip(&vm.services).enumerate() {
-            for (k, (ru, u)) in rs.upstream.iter().zip(&s.upstreams).enumerate() {
-                let path = format!("vm[{i}].service[{j}].upstream[{k}]");
-                if let Some(d) = &ru.datacenter {
-                    if !t.datacenters.iter().any(|dc| &dc.name == d.get_ref()) {
-                        return Err(src.err(d.span(), format!("{path}.datacenter"), format!("unknown datacenter {:?}", d.get_ref())));
-                    }
-                }
-                let known = by_dc.get(u.datacenter.as_str()).cloned().unwrap_or_default();
-                if !known.contains(&u.destination.as_str()) {
-                    let list = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
-                    return Err(src.err(
-                        ru.destination.span(),
-                        format!("{path}.destination"),
-                        format!("no service {:?} in datacenter {} (services there: {list})", u.destination, u.datacenter),
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Every listener of a VM binds `<address>:<port>`, so two of them clash.
-fn ports(src: &Source<'_>, i: usize, rv: &RawVm, vm: &Vm) -> Result<(), TopologyError> {
-    let mut used: HashMap<u16, String> = HashMap::new();
-    let mut fixed = Vec::new();
-    if vm.roles.server {
-        fixed.push((SERVER_HTTPS_PORT, "the server's mTLS API".to_owned()));
-    }
-    fixed.push((HTTP_API_PORT, "the server/agent HTTP API".to_owned()));
-    if vm.roles.gateway {
-        fixed.push((GATEWAY_PORT, "the mesh gateway".to_owned()));
-        fixed.push((vm.gateway_admin_port(), "the gateway admin endpoint".to_owned()));
-    }
-    for (j, s) in vm.services.iter().enumerate() {
-        fixed.push((vm.sidecar_admin_port(j), format!("the admin endpoint of {}'s sidecar", s.name)));
-    }
-    for (port, what) in fixed {
-        used.insert(port, what);
-    }
-    let mut claim = |port: u16, span: Range<usize>, field: String, what: String| match used.get(&port) {
-        Some(other) => Err(src.err(span, field, format!("port {port} on {} is already used by {other}", vm.address))),
-        None => {
-            used.insert(port, what);
-            Ok(())
-        }
-    };
-    for (j, (rs, s)) in rv.service.iter().zip(&vm.services).enumerate() {
-        let path = format!("vm[{i}].service[{j}]");
-        claim(s.port, rs.port.span(), format!("{path}.port"), format!("service {}", s.name))?;
-        let span = rs.sidecar_port.as_ref().map_or_else(|| rs.name.span(), |p| p.span());
-        claim(s.sidecar_port, span, format!("{path}.sidecar_port"), format!("{}'s sidecar", s.name))?;
-        for (k, (ru, u)) in rs.upstream.iter().zip(&s.upstreams).enumerate() {
-            claim(
-                u.local_bind_port,
-                ru.local_bind_port.span(),
-                format!("{path}.upstream[{k}].local_bind_port"),
-                format!("{}'s upstream {}", s.name, u.destination),
-            )?;
-        }
-    }
-    Ok(())
+    Ok(Service {
+        name: rs.name.get_ref().clone(),
+        kind,
+        port: *rs.port.get_ref(),
+        check_path,
+        sidecar_port,
+        upstreams,
+    })
 }

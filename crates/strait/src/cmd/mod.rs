@@ -40,6 +40,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Proxy(args) => strait_proxy::run_sidecar(args, shutdown_on_signals()).await,
         Command::Gateway(args) => strait_proxy::run_gateway(args, shutdown_on_signals()).await,
+        Command::Lab(args) => strait_lab::run_lab(args).await,
+        Command::Demo(args) => strait_lab::run_demo(args).await,
         Command::Members { agent } => human::members(agent.http_addr).await,
         Command::Catalog { cmd, agent } => human::catalog(agent.http_addr, cmd).await,
         Command::Config {

@@ -1,0 +1,217 @@
+//! `strait lab up`: topology -> plan -> start every process in dependency
+//! order, waiting for each to be ready before the next, with one progress line
+//! per step. The state is saved after every start, so `strait lab down` can
+//! clean up after a failed or interrupted `up`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::paths::LabPaths;
+use crate::plan::{self, ProcessSpec, Role, Tokens};
+use crate::state::{self, LabState, Lock};
+use crate::supervisor;
+use crate::topology::{Topology, DEFAULT_ORIGIN, DEFAULT_TOPOLOGY};
+
+/// What `up` needs besides the lab directory.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// `None`: the built-in two-DC demo.
+    pub topology: Option<PathBuf>,
+    /// Deadline for each process to become ready.
+    pub step_timeout: Duration,
+    /// The command that stops this lab, for messages.
+    pub down_command: String,
+}
+
+/// Reads the topology file (or the default) and validates it.
+pub fn load_topology(file: Option<&PathBuf>) -> anyhow::Result<(Topology, String, String)> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read topology file {}", path.display()))?;
+            let origin = path.display().to_string();
+            let topology = Topology::parse(&text, &origin)?;
+            Ok((topology, text, origin))
+        }
+        None => Ok((
+            Topology::builtin()?,
+            DEFAULT_TOPOLOGY.to_owned(),
+            DEFAULT_ORIGIN.to_owned(),
+        )),
+    }
+}
+
+/// Every listener of the plan must be free before anything starts, so a port
+/// taken by another program is reported up front, not as a crash at step 9.
+fn check_addresses_free(plan: &[ProcessSpec]) -> anyhow::Result<()> {
+    for spec in plan {
+        for addr in &spec.listens {
+            if let Err(e) = TcpListener::bind(addr) {
+                let hint = if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+                    "the local driver needs the whole 127.0.0.0/8 routed to the loopback device (Linux does this by default)"
+                } else {
+                    "is another lab or program using it? (`strait lab status`, `ss -ltnp`)"
+                };
+                bail!(
+                    "cannot listen on {addr}, needed by {} on {}: {e}; {hint}",
+                    spec.name,
+                    spec.vm
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes what a previous (stopped) lab left: its VM files and state.
+fn clear_previous(paths: &LabPaths) -> anyhow::Result<()> {
+    let vms = paths.vms();
+    if vms.exists() {
+        println!("removing the previous lab's files in {}", vms.display());
+        std::fs::remove_dir_all(&vms)
+            .with_context(|| format!("cannot remove {}", vms.display()))?;
+    }
+    match std::fs::remove_file(paths.state()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", paths.state().display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub async fn up(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<()> {
+    let (topology, text, origin) = load_topology(options.topology.as_ref())?;
+    std::fs::create_dir_all(paths.root())
+        .with_context(|| format!("cannot create lab directory {}", paths.root().display()))?;
+    Lock::acquire(paths, &options.down_command)?;
+    let Err(error) = start_all(paths, options, &topology, &text, &origin).await else {
+        return Ok(());
+    };
+    let state = LabState::load(paths).ok().flatten();
+    let last_vm = state
+        .as_ref()
+        .and_then(|s| s.processes.last())
+        .map_or_else(String::new, |p| format!(" {}", p.spec.vm));
+    if state.is_some_and(|s| s.any_alive()) {
+        Err(error.context(format!(
+            "the lab is partly up: inspect it with `strait lab status` and `strait lab logs{last_vm}`, stop it with `{}`",
+            options.down_command
+        )))
+    } else {
+        // Nothing is left running: free the directory for the next try.
+        Lock::release(paths)?;
+        Err(error.context("`strait lab up` failed; nothing is left running"))
+    }
+}
+
+async fn start_all(
+    paths: &LabPaths,
+    options: &UpOptions,
+    topology: &Topology,
+    text: &str,
+    origin: &str,
+) -> anyhow::Result<()> {
+    clear_previous(paths)?;
+    state::write_file(&paths.topology(), text.as_bytes(), false)?;
+    let tokens = Tokens::generate(topology);
+    let plan = plan::plan(topology, paths, &tokens);
+    check_addresses_free(&plan)?;
+    let strait = supervisor::strait_bin()?;
+    if plan.iter().any(|p| p.program == plan::Program::Strait) && !strait.is_file() {
+        bail!(
+            "strait executable {} not found (set STRAIT_BIN)",
+            strait.display()
+        );
+    }
+
+    let mut lab = LabState {
+        started_at: state::now(),
+        topology: origin.to_owned(),
+        processes: Vec::new(),
+    };
+    lab.save(paths)?;
+    println!(
+        "starting {} processes on {} VMs in {} datacenters (topology: {origin}; files in {})",
+        plan.len(),
+        topology.vms.len(),
+        topology.datacenters.len(),
+        paths.root().display()
+    );
+    let total = plan.len();
+    for (i, spec) in plan.iter().enumerate() {
+        supervisor::prepare(spec)?;
+        let (mut child, record) = supervisor::spawn(spec, &strait)?;
+        lab.processes.push(record);
+        lab.save(paths)?;
+        supervisor::wait_ready(spec, &mut child, options.step_timeout)
+            .await
+            .with_context(|| {
+                format!(
+                    "[{}/{total}] {} {}: {} failed",
+                    i + 1,
+                    spec.dc,
+                    spec.vm,
+                    spec.name
+                )
+            })?;
+        println!(
+            "[{}/{total}] {} {}: {}",
+            i + 1,
+            spec.dc,
+            spec.vm,
+            spec.ready_summary()
+        );
+    }
+
+    println!();
+    for p in plan
+        .iter()
+        .filter(|p| p.role == Role::App && p.args == ["demo", "dashboard"])
+    {
+        println!("dashboard: http://{}", p.address);
+    }
+    println!("status:    strait lab status");
+    println!("stop it:   {}", options.down_command);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_address_is_reported_with_its_owner() {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        let topology = Topology::builtin().expect("default");
+        let paths = LabPaths::new(std::path::Path::new("/lab")).expect("paths");
+        let mut plan = plan::plan(&topology, &paths, &Tokens::generate(&topology));
+        plan.truncate(1);
+        plan[0].listens = vec![addr];
+        let err = check_addresses_free(&plan).expect_err("taken");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&addr.to_string()) && msg.contains("primary-server"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_topology_touches_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[[datacenter]]\nname = \"dc1\"\n").expect("write");
+        let paths = LabPaths::new(&dir.path().join("lab")).expect("paths");
+        let options = UpOptions {
+            topology: Some(file),
+            step_timeout: Duration::from_secs(1),
+            down_command: "strait lab down".into(),
+        };
+        let err = up(&paths, &options).await.expect_err("no primary");
+        assert!(err.to_string().contains("bad.toml:2"), "{err}");
+        assert!(!paths.root().exists());
+    }
+}
