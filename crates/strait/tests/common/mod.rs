@@ -3,6 +3,8 @@
 //! 127.<net>.x.y addresses so tests can run in parallel.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

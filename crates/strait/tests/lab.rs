@@ -1,0 +1,413 @@
+//! End-to-end tests of `strait lab`: the default two-DC demo (dashboard in dc1, counting in
+//! dc2, through both mesh gateways), a three-DC topology with `remote` and `local` gateway
+//! modes, the dashboard page in headless Chromium, and `lab down` leaving no process.
+//!
+//! The default topology's addresses (127.20.x.y) are fixed, so only
+//! `default_lab_end_to_end` uses them; the three-DC test uses 127.21-23.x.y.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::lab::{alive, processes_mentioning, Lab};
+use common::{eventually, get, sa};
+
+/// `/api/count` of a dashboard: (reachable, count, hostname).
+fn dashboard_count(dash: SocketAddr) -> Option<(bool, u64, String)> {
+    let (status, body) = get(dash, "/api/count");
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    (status != 0).then(|| {
+        (
+            v["reachable"].as_bool().unwrap_or(false),
+            v["count"].as_u64().unwrap_or(0),
+            v["hostname"].as_str().unwrap_or("").to_string(),
+        )
+    })
+}
+
+/// Waits until the dashboard reports a count, then checks that counts keep increasing and
+/// come from `hostname`.
+fn assert_counts_increase(dash: SocketAddr, hostname: &str) {
+    let first = eventually(
+        &format!("{dash} to report a count"),
+        Duration::from_secs(30),
+        || dashboard_count(dash).filter(|c| c.0).map(|c| c.1),
+    );
+    let mut last = first;
+    for _ in 0..3 {
+        let (ok, count, host) = dashboard_count(dash).expect("dashboard answers");
+        assert!(ok, "counting became unreachable from {dash}");
+        assert_eq!(host, hostname, "count served by the wrong instance");
+        assert!(count > last, "count did not increase: {last} then {count}");
+        last = count;
+    }
+}
+
+/// Sum of the values of the metric lines that start with `name` and contain every label in
+/// `labels` (exact `key="value"` text).
+fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> u64 {
+    let (status, text) = get(admin, "/metrics");
+    assert_eq!(status, 200, "GET http://{admin}/metrics");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter(|l| labels.iter().all(|lab| l.contains(lab)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
+/// Speaks plain HTTP to a sidecar's mTLS port; returns whatever came back before the close.
+fn plaintext_exchange(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: counting\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Loads the dashboard in headless Chromium, saves a screenshot under `target/`, and returns
+/// the DOM after the page's script ran.
+fn chromium_dump(url: &str, screenshot: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=900,700",
+        "--virtual-time-budget=5000",
+    ];
+    let run = |extra: &str| {
+        let out = Command::new("chromium")
+            .args(common)
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(extra)
+            .arg(url)
+            .output()
+            .expect("chromium is installed (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "chromium {extra} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    std::fs::create_dir_all(screenshot.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(screenshot);
+    run(&format!("--screenshot={}", screenshot.display()));
+    assert!(
+        std::fs::metadata(screenshot).is_ok_and(|m| m.len() > 1000),
+        "no screenshot at {}",
+        screenshot.display()
+    );
+    run("--dump-dom")
+}
+
+/// The text of the element with `id` in a DOM dump.
+fn element_text<'a>(dom: &'a str, id: &str) -> &'a str {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
+    let rest = &dom[at..];
+    let start = rest.find('>').unwrap() + 1;
+    let end = rest[start..].find('<').unwrap() + start;
+    rest[start..end].trim()
+}
+
+fn artifact(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/test-artifacts")
+        .join(name)
+}
+
+#[test]
+fn default_lab_end_to_end() {
+    let mut lab = Lab::up(&[]);
+
+    // A second `up` on the same directory refuses and changes nothing.
+    let again = lab.run(&["up"]);
+    assert!(!again.status.success());
+    let msg = String::from_utf8_lossy(&again.stderr);
+    assert!(msg.contains("already running"), "{msg}");
+
+    // The dashboard's API reports increasing counts from counting in dc2...
+    let dash = sa("127.20.1.12:9002");
+    let gw1 = sa("127.20.1.11:19000");
+    let gw2 = sa("127.20.2.11:19000");
+    let to_dc2 = ["dc=\"dc2\"", "sni=\"*\""];
+    let to_counting = ["dc=\"dc2\"", "sni=\"counting.default.dc2.internal."];
+    let before = (
+        metric(gw1, "strait_gateway_routed_total", &to_dc2),
+        metric(gw2, "strait_gateway_routed_total", &to_counting),
+        metric(gw1, "strait_gateway_bytes_total", &[]),
+        metric(gw2, "strait_gateway_bytes_total", &[]),
+    );
+    assert_counts_increase(dash, "secondary-services");
+
+    // ...and the connections (and their bytes) crossed both gateways.
+    let after = (
+        metric(gw1, "strait_gateway_routed_total", &to_dc2),
+        metric(gw2, "strait_gateway_routed_total", &to_counting),
+        metric(gw1, "strait_gateway_bytes_total", &[]),
+        metric(gw2, "strait_gateway_bytes_total", &[]),
+    );
+    assert!(
+        after.0 >= before.0 + 3,
+        "dc1 gateway: {before:?} -> {after:?}"
+    );
+    assert!(
+        after.1 >= before.1 + 3,
+        "dc2 gateway: {before:?} -> {after:?}"
+    );
+    assert!(
+        after.2 > before.2 && after.3 > before.3,
+        "{before:?} -> {after:?}"
+    );
+
+    // A plaintext connection to counting's sidecar gets no answer: the mTLS handshake fails.
+    let counting_admin = sa("127.20.2.12:19000");
+    let inbound = ["direction=\"inbound\""];
+    let failures = metric(
+        counting_admin,
+        "strait_sidecar_handshake_failures_total",
+        &inbound,
+    );
+    let reply = plaintext_exchange(sa("127.20.2.12:21000"));
+    assert!(
+        !reply.contains("HTTP/1"),
+        "plaintext got an answer: {reply}"
+    );
+    eventually(
+        "the refused handshake counted",
+        Duration::from_secs(5),
+        || {
+            (metric(
+                counting_admin,
+                "strait_sidecar_handshake_failures_total",
+                &inbound,
+            ) > failures)
+                .then_some(())
+        },
+    );
+
+    // The page in a real browser shows a count from counting's host.
+    let dom = chromium_dump(&format!("http://{dash}/"), &artifact("dashboard.png"));
+    let count = element_text(&dom, "count");
+    assert!(
+        count.parse::<u64>().is_ok_and(|n| n > 0),
+        "no count on the page: {count:?}\n{dom}"
+    );
+    assert_eq!(element_text(&dom, "hostname"), "secondary-services");
+    assert_eq!(element_text(&dom, "status"), "connected");
+
+    // Stopping counting turns the dashboard to "unreachable"; starting it again recovers.
+    lab.ok(&["stop", "counting"]);
+    eventually(
+        "dashboard to report counting unreachable",
+        Duration::from_secs(10),
+        || dashboard_count(dash).filter(|c| !c.0).map(|_| ()),
+    );
+    let dom = chromium_dump(
+        &format!("http://{dash}/"),
+        &artifact("dashboard-unreachable.png"),
+    );
+    assert_eq!(element_text(&dom, "status"), "unreachable");
+    lab.ok(&["start", "counting"]);
+    assert_counts_increase(dash, "secondary-services");
+
+    // Status lists every process as running and ready.
+    let status = lab.ok(&["status"]);
+    for line in status.lines().filter(|l| l.contains("127.20.")) {
+        assert!(
+            line.contains("running") && line.contains("ready"),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        status.lines().filter(|l| l.contains("127.20.")).count(),
+        12,
+        "{status}"
+    );
+
+    // `down` stops every process the lab started.
+    let pids = lab.pids();
+    assert_eq!(pids.len(), 12);
+    lab.down();
+    eventually(
+        "every lab process to be gone",
+        Duration::from_secs(10),
+        || {
+            let left: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+            left.is_empty().then_some(())
+        },
+    );
+    assert_eq!(processes_mentioning(&lab.path().display().to_string()), Vec::<u32>::new());
+    assert_eq!(processes_mentioning("127.20.1.12:8500"), Vec::<u32>::new());
+}
+
+const THREE_DCS: &str = r#"
+[[datacenter]]
+name = "dc1"
+primary = true
+
+[[datacenter]]
+name = "dc2"
+
+[[datacenter]]
+name = "dc3"
+
+[[vm]]
+name = "dc1-server"
+dc = "dc1"
+address = "127.21.1.10"
+roles = ["server"]
+
+[[vm]]
+name = "dc1-gateway"
+dc = "dc1"
+address = "127.21.1.11"
+roles = ["gateway"]
+
+[[vm]]
+name = "dc1-web"
+dc = "dc1"
+address = "127.21.1.12"
+roles = ["services"]
+
+[[vm.service]]
+name = "dash-remote"
+kind = "dashboard"
+port = 9002
+
+[[vm.service.upstream]]
+destination = "counting-remote"
+datacenter = "dc3"
+local_bind_port = 5000
+mesh_gateway = "remote"
+
+[[vm.service]]
+name = "dash-local"
+kind = "dashboard"
+port = 9004
+
+[[vm.service.upstream]]
+destination = "counting-local"
+datacenter = "dc3"
+local_bind_port = 5001
+mesh_gateway = "local"
+
+[[vm]]
+name = "dc2-server"
+dc = "dc2"
+address = "127.22.1.10"
+roles = ["server"]
+
+[[vm]]
+name = "dc2-gateway"
+dc = "dc2"
+address = "127.22.1.11"
+roles = ["gateway"]
+
+[[vm]]
+name = "dc3-server"
+dc = "dc3"
+address = "127.23.1.10"
+roles = ["server"]
+
+[[vm]]
+name = "dc3-gateway"
+dc = "dc3"
+address = "127.23.1.11"
+roles = ["gateway"]
+
+[[vm]]
+name = "dc3-app"
+dc = "dc3"
+address = "127.23.1.12"
+roles = ["services"]
+
+[[vm.service]]
+name = "counting-remote"
+kind = "counting"
+port = 9003
+
+[[vm.service]]
+name = "counting-local"
+kind = "counting"
+port = 9005
+"#;
+
+#[test]
+fn three_datacenters_remote_and_local_gateway_modes() {
+    let topo_dir = tempfile::tempdir().unwrap();
+    let topo = Lab::topology_file(topo_dir.path(), "three.toml", THREE_DCS);
+    let mut lab = Lab::up(&["--topology", topo.to_str().unwrap()]);
+
+    let gw1 = sa("127.21.1.11:19000");
+    let gw3 = sa("127.23.1.11:19000");
+    let via_gw1 = ["dc=\"dc3\"", "sni=\"*\""];
+    let remote_sni = ["sni=\"counting-remote.default.dc3.internal."];
+    let local_sni = ["sni=\"counting-local.default.dc3.internal."];
+    let routed = |admin, labels: &[&str]| metric(admin, "strait_gateway_routed_total", labels);
+
+    // remote mode: dc1's sidecar goes straight to dc3's gateway; dc1's gateway is not used.
+    let before = (routed(gw1, &via_gw1), routed(gw3, &remote_sni));
+    assert_counts_increase(sa("127.21.1.12:9002"), "dc3-app");
+    let after = (routed(gw1, &via_gw1), routed(gw3, &remote_sni));
+    assert_eq!(after.0, before.0, "remote mode went through dc1's gateway");
+    assert!(
+        after.1 >= before.1 + 3,
+        "dc3 gateway: {before:?} -> {after:?}"
+    );
+
+    // local mode: through dc1's gateway, then dc3's.
+    let before = (routed(gw1, &via_gw1), routed(gw3, &local_sni));
+    assert_counts_increase(sa("127.21.1.12:9004"), "dc3-app");
+    let after = (routed(gw1, &via_gw1), routed(gw3, &local_sni));
+    assert!(
+        after.0 >= before.0 + 3,
+        "dc1 gateway: {before:?} -> {after:?}"
+    );
+    assert!(
+        after.1 >= before.1 + 3,
+        "dc3 gateway: {before:?} -> {after:?}"
+    );
+
+    // dc2 federates too: its catalog is visible from dc1.
+    let (status, body) = get(sa("127.21.1.12:8500"), "/v1/catalog/nodes?dc=dc2");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("dc2-gateway"), "{body}");
+
+    let pids = lab.pids();
+    lab.down();
+    eventually(
+        "every lab process to be gone",
+        Duration::from_secs(10),
+        || pids.iter().all(|&p| !alive(p)).then_some(()),
+    );
+}
+
+#[test]
+fn invalid_topology_names_line_and_field_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = Lab::topology_file(
+        dir.path(),
+        "bad.toml",
+        "[[datacenter]]\nname = \"dc1\"\nprimary = true\n\n[[vm]]\nname = \"a\"\ndc = \"dc1\"\naddress = \"10.0.0.1\"\nroles = [\"server\"]\n",
+    );
+    let lab_dir = dir.path().join("lab");
+    let out = common::lab::run_lab(&lab_dir, &["up", "--topology", topo.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:8"), "no file:line in: {err}");
+    assert!(err.contains("address"), "no field in: {err}");
+    assert!(!lab_dir.join("state.json").exists());
+}
