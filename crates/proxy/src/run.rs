@@ -61,6 +61,13 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyh
                     "lan": {"Address": lan.ip().to_string(), "Port": lan.port()},
                     "wan": {"Address": wan.ip().to_string(), "Port": wan.port()},
                 },
+                // As Consul does for gateways: a stopped gateway turns critical, and
+                // snapshots elsewhere stop routing to it.
+                "Check": {
+                    "Name": "Mesh Gateway Listening",
+                    "TCP": lan.to_string(),
+                    "Interval": "10s",
+                },
             });
             if !register_gateway(*agent, body, &shutdown).await {
                 return Ok(());
