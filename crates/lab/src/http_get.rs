@@ -18,6 +18,8 @@ pub enum GetError {
         authority: String,
         source: std::io::Error,
     },
+    #[error("{authority} closed the connection without answering")]
+    Closed { authority: String },
     #[error("HTTP exchange with {authority} failed: {source}")]
     Http {
         authority: String,
@@ -65,9 +67,18 @@ pub async fn get(url: &str, timeout: Duration) -> Result<Response, GetError> {
                 authority: authority.clone(),
                 source,
             })?;
-        let http_err = |source| GetError::Http {
-            authority: authority.clone(),
-            source,
+        // A proxy that accepts and then finds no healthy upstream closes without a word.
+        let http_err = |source: hyper::Error| {
+            if source.is_incomplete_message() || source.is_closed() {
+                GetError::Closed {
+                    authority: authority.clone(),
+                }
+            } else {
+                GetError::Http {
+                    authority: authority.clone(),
+                    source,
+                }
+            }
         };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
