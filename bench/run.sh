@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
 # Data-plane benchmark of strait's built-in proxy, with ratios to a direct baseline measured
-# in the same run:
+# in the same run (all on loopback, 127.60.0.0/16):
 #   direct:  client -> backend
 #   s2s:     client -> sidecar -> (mTLS) -> sidecar -> backend
 #   gw:      client -> sidecar -> gateway(dc1) -> gateway(dc2) -> sidecar -> backend
-# For each path: req/s (oha -z 10s -c 32), p50/p99 at a fixed 1000 req/s (oha -q 1000),
-# iperf3 bulk Gbit/s; per proxy: RSS (VmRSS) and CPU seconds (utime+stime) over its path's
-# runs. Prints markdown tables; logs and snapshots go to $OUT (default bench/out).
+# Each repetition measures, for each path in turn (direct, s2s, gw):
+#   ka     max req/s, keep-alive          oha -z $DURATION -c 32
+#   new    max req/s, a new connection per request (a TLS handshake per request on s2s/gw)
+#                                         oha -z $DURATION -c 32 --disable-keepalive
+#   fixed  p50/p99 at a fixed 1000 req/s  oha -z $FIXED_DURATION -c 32 -q 1000
+#   iperf  bulk Gbit/s                    iperf3 -t $IPERF_SECS
+# and, for the proxies on the path's HTTP route (s2s: 2, gw: 4), the CPU seconds
+# (utime+stime from /proc/<pid>/stat) each oha run cost them, per 100k requests.
+# RSS: VmRSS of every proxy once ready, before any traffic (idle), and VmHWM (peak) at the end.
+# The tables give medians over $REPEAT repetitions; raw numbers go to $OUT/results.tsv.
 #
-# Needs: a release build (done here), oha (cargo install oha --locked), iperf3 (apt-get),
-# python3 (JSON parsing), curl (readiness). Takes about 2 minutes once built.
+# Needs: a release build (done here; set CARGO_TARGET_DIR to build elsewhere), oha
+# (cargo install oha --locked), iperf3 (apt-get), python3, curl. One repetition takes about
+# 2 minutes once built.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/out}
 DURATION=${DURATION:-10s}
-IPERF_SECS=${IPERF_SECS:-10}
+FIXED_DURATION=${FIXED_DURATION:-15s}
+IPERF_SECS=${IPERF_SECS:-5}
+REPEAT=${REPEAT:-3}
 cd "$ROOT"
 
 log() { printf '%s\n' "$*" >&2; }
@@ -33,6 +43,9 @@ EXAMPLES=$TARGET/release/examples
 
 rm -rf "$OUT" && mkdir -p "$OUT"
 "$EXAMPLES/bench_topology" "$OUT"
+RESULTS=$OUT/results.tsv
+: >"$RESULTS"
+record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; } # rep subject metric value
 
 PIDS=()
 cleanup() {
@@ -41,21 +54,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$EXAMPLES/bench_backend" 127.0.0.1:18080 >"$OUT/backend.log" 2>&1 &
+read -r _ BACKEND_ADDR IPERF_ADDR < <(grep '^direct ' "$OUT/paths.txt")
+"$EXAMPLES/bench_backend" "$BACKEND_ADDR" >"$OUT/backend.log" 2>&1 &
 PIDS+=($!)
-iperf3 -s -B 127.0.0.1 -p 15201 >"$OUT/iperf3-server.log" 2>&1 &
+iperf3 -s -B "${IPERF_ADDR%:*}" -p "${IPERF_ADDR#*:}" >"$OUT/iperf3-server.log" 2>&1 &
 PIDS+=($!)
 
 declare -A PID_OF ADMIN_OF
+NAMES=()
 while read -r name args; do
     # shellcheck disable=SC2086 # args is a word list on purpose
-    RUST_LOG=warn "$STRAIT" $args >"$OUT/$name.log" 2>&1 &
+    "$STRAIT" $args >"$OUT/$name.log" 2>&1 &
     PIDS+=($!)
     PID_OF[$name]=$!
     ADMIN_OF[$name]=$(sed -E 's/.*--admin ([^ ]+).*/\1/' <<<"$args")
+    NAMES+=("$name")
 done <"$OUT/procs.txt"
 
-for name in "${!ADMIN_OF[@]}"; do
+for name in "${NAMES[@]}"; do
     for _ in $(seq 100); do
         curl -sf "http://${ADMIN_OF[$name]}/ready" >/dev/null && continue 2
         sleep 0.1
@@ -63,55 +79,97 @@ for name in "${!ADMIN_OF[@]}"; do
     log "$name never became ready; see $OUT/$name.log"
     exit 1
 done
-for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/ >/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do curl -sf "http://$BACKEND_ADDR/" >/dev/null && break; sleep 0.1; done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 CLK_TCK=$(getconf CLK_TCK)
+
+sleep 1
+for name in "${NAMES[@]}"; do record 0 "$name" rss_idle_kib "$(status_kib "${PID_OF[$name]}" VmRSS)"; done
 
 # oha prints JSON with --output-format json (newer) or -j/--json (older).
 if oha --help 2>&1 | grep -q -- '--output-format'; then OHA_JSON=(--output-format json); else OHA_JSON=(--json); fi
-oha_run() { oha --no-tui "${OHA_JSON[@]}" -z "$DURATION" "$@"; }
 
-declare -A RPS P50 P99 GBPS CPU RSS
-run_path() {
-    local path=$1 http_port=$2 iperf_port=$3; shift 3
-    local procs=("$@") before=()
-    for p in "${procs[@]}"; do before+=("$(cpu_ticks "${PID_OF[$p]}")"); done
-    log "[$path] oha -c 32"
-    RPS[$path]=$(oha_run -c 32 "http://127.0.0.1:$http_port/" |
-        python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"]["requestsPerSec"]))')
-    log "[$path] oha -q 1000"
-    read -r P50[$path] P99[$path] < <(oha_run -c 32 -q 1000 "http://127.0.0.1:$http_port/" |
-        python3 -c 'import json,sys; p=json.load(sys.stdin)["latencyPercentiles"]; print("%.3f %.3f" % (p["p50"]*1e3, p["p99"]*1e3))')
-    log "[$path] iperf3"
-    GBPS[$path]=$(iperf3 -c 127.0.0.1 -p "$iperf_port" -t "$IPERF_SECS" -J |
-        python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
-    local i=0
-    for p in "${procs[@]}"; do
-        local after; after=$(cpu_ticks "${PID_OF[$p]}")
-        CPU[$p]=$(python3 -c "print('%.1f' % (($after - ${before[$i]}) / $CLK_TCK))")
-        RSS[$p]=$(python3 -c "print('%.1f' % ($(rss_kib "${PID_OF[$p]}") / 1024))")
-        i=$((i + 1))
-    done
+# oha_run REP PATH MODE URL PROXIES... -- OHA_ARGS...: one oha run, recording req/s, the
+# request count, p50/p99 and the CPU ticks the path's proxies spent during it.
+oha_run() {
+    local rep=$1 path=$2 mode=$3 url=$4; shift 4
+    local procs=() before=0 after=0
+    while [ "$1" != -- ]; do procs+=("$1"); shift; done
+    shift
+    for p in "${procs[@]}"; do before=$((before + $(cpu_ticks "${PID_OF[$p]}"))); done
+    log "[rep $rep] $path $mode: oha $*"
+    oha --no-tui "${OHA_JSON[@]}" "$@" "$url" >"$OUT/oha-$rep-$path-$mode.json"
+    for p in "${procs[@]}"; do after=$((after + $(cpu_ticks "${PID_OF[$p]}"))); done
+    python3 - "$OUT/oha-$rep-$path-$mode.json" <<EOF >>"$RESULTS"
+import json, sys
+d = json.load(open(sys.argv[1]))
+n = sum(d.get("statusCodeDistribution", {}).values())
+errors = sum(d.get("errorDistribution", {}).values())
+p = d["latencyPercentiles"]
+for metric, value in [("rps", d["summary"]["requestsPerSec"]), ("requests", n),
+                      ("errors", errors), ("p50_ms", p["p50"] * 1e3), ("p99_ms", p["p99"] * 1e3),
+                      ("cpu_s", ($after - $before) / $CLK_TCK)]:
+    print("$rep\t$path\t${mode}_%s\t%s" % (metric, value))
+EOF
 }
 
-run_path direct 18080 15201
-run_path s2s 15001 15011 s1 s2 s2i
-run_path gw 15002 15012 s3 gw1 gw2 s4 s4i
+for rep in $(seq "$REPEAT"); do
+    while read -r path http iperf procs; do
+        # shellcheck disable=SC2086 # procs is a word list on purpose
+        set -- $procs
+        url="http://$http/"
+        oha --no-tui "${OHA_JSON[@]}" -n 2000 -c 32 "$url" >/dev/null # warm-up
+        oha_run "$rep" "$path" ka "$url" "$@" -- -z "$DURATION" -c 32
+        oha_run "$rep" "$path" new "$url" "$@" -- -z "$DURATION" -c 32 --disable-keepalive
+        oha_run "$rep" "$path" fixed "$url" "$@" -- -z "$FIXED_DURATION" -c 32 -q 1000
+        log "[rep $rep] $path: iperf3"
+        record "$rep" "$path" iperf_gbps "$(iperf3 -c "${iperf%:*}" -p "${iperf#*:}" -t "$IPERF_SECS" -J |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')"
+    done <"$OUT/paths.txt"
+done
+for name in "${NAMES[@]}"; do record 0 "$name" rss_peak_kib "$(status_kib "${PID_OF[$name]}" VmHWM)"; done
 
-ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
-echo
-echo "| path | req/s (c=32) | vs direct | p50 ms @1000 rps | p99 ms @1000 rps | iperf3 Gbit/s | vs direct |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-for path in direct s2s gw; do
-    echo "| $path | ${RPS[$path]} | $(ratio "${RPS[$path]}" "${RPS[direct]}") | ${P50[$path]} | ${P99[$path]} | ${GBPS[$path]} | $(ratio "${GBPS[$path]}" "${GBPS[direct]}") |"
-done
-echo
-echo "| proxy | role | path | RSS MiB (after load) | CPU s (its path's runs) |"
-echo "|---|---|---|---:|---:|"
-for p in s1 s2 s2i s3 gw1 gw2 s4 s4i; do
-    case $p in s1 | s3) role="client sidecar" ;; gw*) role="gateway" ;; *) role="server sidecar" ;; esac
-    case $p in s1 | s2 | s2i) path=s2s ;; *) path=gw ;; esac
-    echo "| $p | $role | $path | ${RSS[$p]} | ${CPU[$p]} |"
-done
+python3 - "$RESULTS" "$OUT/paths.txt" "$OUT/procs.txt" <<'EOF'
+import statistics, sys
+from collections import defaultdict
+values = defaultdict(list)
+for line in open(sys.argv[1]):
+    rep, subject, metric, value = line.rstrip("\n").split("\t")
+    values[(subject, metric)].append(float(value))
+med = lambda s, m: statistics.median(values[(s, m)])
+paths = [line.split() for line in open(sys.argv[2]) if line.strip()]
+reps = len(values[("direct", "ka_rps")])
+print(f"Medians of {reps} repetition(s); ratios and added latency are against direct in the same run.\n")
+print("| path | req/s keep-alive | vs direct | req/s new conn | vs direct | p50 ms @1000 rps | p99 ms @1000 rps | added p50 ms | added p99 ms | iperf3 Gbit/s | vs direct |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for path, *_ in paths:
+    ka, new, gb = med(path, "ka_rps"), med(path, "new_rps"), med(path, "iperf_gbps")
+    p50, p99 = med(path, "fixed_p50_ms"), med(path, "fixed_p99_ms")
+    # Added latency: per repetition (same conditions), then the median.
+    add = lambda m: statistics.median(
+        a - b for a, b in zip(values[(path, m)], values[("direct", m)]))
+    print(f"| {path} | {ka:.0f} | {ka / med('direct', 'ka_rps'):.2f} | {new:.0f} | "
+          f"{new / med('direct', 'new_rps'):.2f} | {p50:.3f} | {p99:.3f} | "
+          f"{add('fixed_p50_ms'):+.3f} | {add('fixed_p99_ms'):+.3f} | {gb:.2f} | "
+          f"{gb / med('direct', 'iperf_gbps'):.2f} |")
+print("\nCPU seconds per 100k requests, summed over the proxies on the HTTP route:\n")
+print("| path | proxies | keep-alive, max rate | new connections, max rate | keep-alive, 1000 req/s |")
+print("|---|---|---:|---:|---:|")
+for path, _, _, *procs in paths:
+    if not procs:
+        continue
+    per = lambda mode: statistics.median(
+        c / n * 1e5 for c, n in zip(values[(path, f"{mode}_cpu_s")], values[(path, f"{mode}_requests")]))
+    print(f"| {path} | {' '.join(procs)} | {per('ka'):.2f} | {per('new'):.2f} | {per('fixed'):.2f} |")
+errors = sum(v for (s, m), vs in values.items() if m.endswith("_errors") for v in vs)
+if errors:
+    print(f"\n**{errors:.0f} failed requests** (see oha-*.json)")
+print("\n| proxy | role | RSS MiB idle | peak RSS MiB (VmHWM) |")
+print("|---|---|---:|---:|")
+for line in open(sys.argv[3]):
+    name, kind = line.split()[:2]
+    role = "gateway" if kind == "gateway" else ("client sidecar" if name in ("s1", "s3") else "server sidecar")
+    print(f"| {name} | {role} | {med(name, 'rss_idle_kib') / 1024:.1f} | {med(name, 'rss_peak_kib') / 1024:.1f} |")
+EOF

@@ -4,6 +4,7 @@
 
 use crate::definition::ServiceDefinition;
 use crate::local::Source;
+use crate::metrics;
 use crate::snapshots;
 use crate::state::Agent;
 use axum::body::Bytes;
@@ -23,6 +24,7 @@ pub fn router(agent: S) -> Router {
     Router::new()
         .route("/v1/agent/ready", get(ready))
         .route("/v1/agent/self", get(self_info))
+        .route("/v1/agent/metrics", get(metrics::metrics))
         .route("/v1/agent/services", get(services))
         .route("/v1/agent/checks", get(checks))
         .route("/v1/agent/service/register", put(register))
@@ -32,6 +34,10 @@ pub fn router(agent: S) -> Router {
         .route("/v1/agent/connect/ca/leaf/{service}", get(leaf))
         .route("/v1/agent/proxy/snapshot/{id}", get(snapshot))
         .fallback(forward)
+        .layer(axum::middleware::from_fn(
+            strait_rpc::metrics::count_requests,
+        ))
+        .layer(axum::Extension(agent.http_requests.clone()))
         .with_state(agent)
 }
 

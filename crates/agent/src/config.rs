@@ -25,6 +25,9 @@ struct RawConfig {
     /// Directory of service definition files (`*.json`, Consul's shape).
     #[serde(default)]
     config_dir: Option<PathBuf>,
+    /// ADS (gRPC) address for Envoy proxies; must be loopback. Unset: no ADS server.
+    #[serde(default)]
+    grpc_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +40,7 @@ pub struct AgentConfig {
     pub servers: Vec<SocketAddr>,
     pub join_token: String,
     pub config_dir: Option<PathBuf>,
+    pub grpc_addr: Option<SocketAddr>,
 }
 
 impl AgentConfig {
@@ -56,6 +60,11 @@ impl AgentConfig {
                 raw.http_addr
             );
         }
+        if let Some(grpc) = raw.grpc_addr.filter(|a| !a.ip().is_loopback()) {
+            bail!(
+                "field `grpc_addr` = {grpc}: the agent's ADS server for Envoy must listen on a loopback address"
+            );
+        }
         if raw.servers.is_empty() {
             bail!("field `servers` is empty: name at least one server's https_addr");
         }
@@ -71,6 +80,7 @@ impl AgentConfig {
             servers: raw.servers,
             join_token: raw.join_token,
             config_dir: raw.config_dir,
+            grpc_addr: raw.grpc_addr,
         })
     }
 }
@@ -97,6 +107,15 @@ join_token = "secret"
     fn unknown_field_named() {
         let e = AgentConfig::parse(&format!("{GOOD}serverz = []\n")).unwrap_err();
         assert!(format!("{e:#}").contains("serverz"), "{e:#}");
+    }
+
+    #[test]
+    fn grpc_addr_optional_and_loopback() {
+        assert_eq!(AgentConfig::parse(GOOD).unwrap().grpc_addr, None);
+        let c = AgentConfig::parse(&format!("{GOOD}grpc_addr = \"127.0.0.1:8502\"\n")).unwrap();
+        assert_eq!(c.grpc_addr, Some("127.0.0.1:8502".parse().unwrap()));
+        let e = AgentConfig::parse(&format!("{GOOD}grpc_addr = \"0.0.0.0:8502\"\n")).unwrap_err();
+        assert!(format!("{e:#}").contains("grpc_addr"), "{e:#}");
     }
 
     #[test]

@@ -12,13 +12,17 @@ pub mod config;
 pub mod definition;
 mod join;
 mod local;
+mod metrics;
+mod reload;
 mod snapshots;
 mod state;
 mod sync;
+mod xds;
 
 pub use config::AgentConfig;
 
 use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -27,6 +31,24 @@ use tokio_util::sync::CancellationToken;
 /// Runs an agent until `shutdown`. Definition errors and a refused join token end it with an
 /// error; unreachable servers are retried.
 pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+    serve(cfg, None, shutdown).await
+}
+
+/// [`run`] for the config file at `path`, as a service: tells systemd `READY=1` once ready,
+/// and on SIGHUP re-reads the file and its `config_dir` ([`reload`]).
+pub async fn run_from_file(path: &Path, shutdown: CancellationToken) -> Result<()> {
+    let cfg = AgentConfig::load(path)?;
+    serve(cfg, Some(path.to_owned()), shutdown).await
+}
+
+async fn serve(cfg: AgentConfig, path: Option<PathBuf>, shutdown: CancellationToken) -> Result<()> {
+    // Registered first: from now on a SIGHUP waits for the reload loop instead of killing us.
+    let hangup = match &path {
+        Some(_) => {
+            Some(strait_systemd::reload::hangup().context("cannot install the SIGHUP handler")?)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
     let local = Arc::new(local::LocalState::new(
@@ -39,12 +61,18 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<()> {
         .await
         .with_context(|| format!("cannot bind http_addr {}", cfg.http_addr))?;
     let agent = Arc::new(state::Agent::new(cfg.clone(), local.clone()));
+    if let (Some(path), Some(hangup)) = (path, hangup) {
+        reload::spawn(agent.clone(), path, hangup, shutdown.clone());
+    }
     tokio::spawn(strait_rpc::serve::serve_plain(
         listener,
         api::router(agent.clone()),
         shutdown.clone(),
     ));
     tokio::spawn(checks::run(local.clone(), shutdown.clone()));
+    if let Some(grpc) = cfg.grpc_addr {
+        xds::start(agent.clone(), grpc, shutdown.clone()).await?;
+    }
 
     let mut not_after = join_until_done(&agent, &shutdown).await?;
     let (view_tx, view_rx) = tokio::sync::watch::channel(None);

@@ -14,6 +14,37 @@ use strait_catalog::{Check, Service};
 use strait_snapshot::ProxyRegistration;
 use tokio::sync::watch;
 
+/// What [`LocalState::replace_file_definitions`] did, by service ID.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FileChanges {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Reads the `*.json` service definitions of `dir`, sorted by file name, each with its path;
+/// errors name the file.
+pub fn read_config_dir(dir: Option<&Path>) -> Result<Vec<(ServiceDefinition, String)>> {
+    let Some(dir) = dir else {
+        return Ok(vec![]);
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read config_dir {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    let mut defs = vec![];
+    for p in paths {
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        let def: ServiceDefinition = serde_json::from_str(&text)
+            .with_context(|| format!("invalid service definition {}", p.display()))?;
+        defs.push((def, p.display().to_string()));
+    }
+    Ok(defs)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     File,
@@ -67,22 +98,10 @@ impl LocalState {
 
     /// Loads `*.json` definitions from `dir` (errors name the file) and the persisted API ones.
     pub fn load(&self, dir: Option<&Path>) -> Result<()> {
-        let mut defs = vec![];
-        if let Some(dir) = dir {
-            let mut paths: Vec<_> = std::fs::read_dir(dir)
-                .with_context(|| format!("cannot read config_dir {}", dir.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                .collect();
-            paths.sort();
-            for p in paths {
-                let text = std::fs::read_to_string(&p)
-                    .with_context(|| format!("cannot read {}", p.display()))?;
-                let def: ServiceDefinition = serde_json::from_str(&text)
-                    .with_context(|| format!("invalid service definition {}", p.display()))?;
-                defs.push((def, Source::File, p.display().to_string()));
-            }
-        }
+        let mut defs: Vec<_> = read_config_dir(dir)?
+            .into_iter()
+            .map(|(def, origin)| (def, Source::File, origin))
+            .collect();
         if self.persist.exists() {
             let text = std::fs::read_to_string(&self.persist)?;
             let saved: Vec<ServiceDefinition> = serde_json::from_str(&text)
@@ -98,6 +117,59 @@ impl LocalState {
                 .with_context(|| format!("service definition from {origin}"))?;
         }
         Ok(())
+    }
+
+    /// Makes the config-directory definitions exactly `defs` (from [`read_config_dir`]):
+    /// removes the ones gone, adds the new, replaces the changed. Every definition is
+    /// validated first, so one bad file changes nothing. Returns the IDs touched.
+    pub fn replace_file_definitions(
+        &self,
+        defs: Vec<(ServiceDefinition, String)>,
+    ) -> Result<FileChanges> {
+        let mut wanted: BTreeMap<String, (ServiceDefinition, String)> = BTreeMap::new();
+        for (def, origin) in defs {
+            let expanded = def
+                .expand(self.advertise, SIDECAR_PORT_BASE)
+                .with_context(|| format!("service definition from {origin}"))?;
+            let id = expanded.services[0].id.clone();
+            if let Some((_, first)) = wanted.get(&id) {
+                anyhow::bail!("service definition from {origin}: service ID {id:?} is also defined in {first}");
+            }
+            wanted.insert(id, (def, origin));
+        }
+        let (current, api): (BTreeMap<_, _>, BTreeMap<_, _>) = self
+            .lock()
+            .entries
+            .iter()
+            .map(|(id, e)| (id.clone(), (e.source, e.def.clone())))
+            .partition(|(_, (source, _))| *source == Source::File);
+        let current: BTreeMap<String, ServiceDefinition> = current
+            .into_iter()
+            .map(|(id, (_, def))| (id, def))
+            .collect();
+        let mut changes = FileChanges::default();
+        for id in current.keys().filter(|id| !wanted.contains_key(*id)) {
+            self.remove(id)?;
+            changes.removed.push(id.clone());
+        }
+        for (id, (def, origin)) in wanted {
+            if api.contains_key(&id) {
+                // As at start-up, a service registered through the API wins over a file.
+                tracing::warn!(service = %id, file = %origin,
+                    "service ID is registered through the local API; the file is ignored");
+                continue;
+            }
+            match current.get(&id) {
+                Some(old) if *old == def => continue,
+                Some(_) => changes.changed.push(id.clone()),
+                None => changes.added.push(id.clone()),
+            }
+            // Removed first so a changed service may keep its automatic sidecar port.
+            self.remove(&id)?;
+            self.insert(def, Source::File)
+                .with_context(|| format!("service definition from {origin}"))?;
+        }
+        Ok(changes)
     }
 
     fn next_sidecar_port(inner: &Inner) -> u16 {

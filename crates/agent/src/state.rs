@@ -36,6 +36,10 @@ pub struct Agent {
     pub snapshot_gen: watch::Sender<u64>,
     synced: AtomicBool,
     viewed: AtomicBool,
+    /// Background-loop counters, for `/v1/agent/metrics`.
+    pub counters: crate::metrics::Counters,
+    /// Local API requests by route and status, for `/v1/agent/metrics`.
+    pub http_requests: Arc<strait_rpc::metrics::HttpRequests>,
 }
 
 impl Agent {
@@ -49,6 +53,8 @@ impl Agent {
             snapshot_gen: watch::channel(0).0,
             synced: AtomicBool::new(false),
             viewed: AtomicBool::new(false),
+            counters: crate::metrics::Counters::default(),
+            http_requests: strait_rpc::metrics::HttpRequests::new(),
         }
     }
 

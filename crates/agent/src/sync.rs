@@ -4,6 +4,7 @@
 
 use crate::state::Agent;
 use http::Method;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use strait_catalog::Node;
@@ -37,10 +38,12 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
         };
         let wait = match result.and_then(|r| Ok(r.ok(agent.cfg.servers[0], path)?)) {
             Ok(()) => {
+                agent.counters.sync_ok.fetch_add(1, Relaxed);
                 agent.mark_synced();
                 SYNC_INTERVAL
             }
             Err(e) => {
+                agent.counters.sync_failed.fetch_add(1, Relaxed);
                 tracing::warn!(error = %format!("{e:#}"), "anti-entropy sync failed; retrying");
                 Duration::from_secs(1)
             }

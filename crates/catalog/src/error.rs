@@ -38,7 +38,7 @@ pub enum CatalogError {
     InvalidConfigEntry {
         kind: String,
         name: String,
-        reason: &'static str,
+        reason: String,
     },
     #[error("unknown config entry {kind:?}/{name:?}")]
     UnknownConfigEntry { kind: String, name: String },

@@ -232,6 +232,7 @@ mod tests {
                 mesh_gateway: MeshGatewayConfig {
                     mode: "local".into(),
                 },
+                sources: vec![],
                 modify_index: 0,
             })
             .expect("config");

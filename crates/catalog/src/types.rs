@@ -31,6 +31,14 @@ pub mod config_kind {
     pub const PROXY_DEFAULTS: &str = "proxy-defaults";
     /// Defaults of the service named by `Name`.
     pub const SERVICE_DEFAULTS: &str = "service-defaults";
+    /// Who may call the service named by `Name` (`*`: every service); see [`SourceIntention`].
+    pub const SERVICE_INTENTIONS: &str = "service-intentions";
+}
+
+/// `SourceIntention.Action` values.
+pub mod intention_action {
+    pub const ALLOW: &str = "allow";
+    pub const DENY: &str = "deny";
 }
 
 /// A machine (VM) in this DC.
@@ -178,18 +186,35 @@ pub struct Check {
     pub modify_index: u64,
 }
 
-/// Mesh gateway mode defaults (`proxy-defaults` named `global`, or `service-defaults`).
+/// A config entry, in Consul's shape: mesh gateway mode defaults (`proxy-defaults` named
+/// `global`, or `service-defaults`), or the intentions of a destination service
+/// (`service-intentions`, with `Sources`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ConfigEntry {
-    /// [`config_kind::PROXY_DEFAULTS`] or [`config_kind::SERVICE_DEFAULTS`].
+    /// One of [`config_kind`].
     pub kind: String,
     pub name: String,
     #[serde(default)]
     pub mesh_gateway: MeshGatewayConfig,
+    /// `service-intentions` only: who may call `Name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceIntention>,
     /// Set by the catalog.
     #[serde(default)]
     pub modify_index: u64,
+}
+
+/// One source of a `service-intentions` entry: may service `Name` (`*`: any) call the entry's
+/// destination? Enforced by the destination's sidecar on every new inbound connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct SourceIntention {
+    pub name: String,
+    /// [`intention_action::ALLOW`] or [`intention_action::DENY`].
+    pub action: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
 }
 
 /// Where a DC's mesh gateways are reachable from other DCs.

@@ -3,8 +3,8 @@
 
 use crate::error::{CatalogError, Result};
 use crate::types::{
-    config_kind, kind, status, Check, ConfigEntry, FederationState, MeshGatewayConfig, Node,
-    Service,
+    config_kind, intention_action, kind, status, Check, ConfigEntry, FederationState,
+    MeshGatewayConfig, Node, Service,
 };
 use std::net::SocketAddr;
 
@@ -136,10 +136,10 @@ pub(crate) fn check<'a>(
 
 /// Checks a config entry; a proxy-defaults entry without a name is named `global`.
 pub(crate) fn config_entry(mut entry: ConfigEntry) -> Result<ConfigEntry> {
-    let invalid = |entry: &ConfigEntry, reason| CatalogError::InvalidConfigEntry {
+    let invalid = |entry: &ConfigEntry, reason: &str| CatalogError::InvalidConfigEntry {
         kind: entry.kind.clone(),
         name: entry.name.clone(),
-        reason,
+        reason: reason.to_string(),
     };
     match entry.kind.as_str() {
         config_kind::PROXY_DEFAULTS => {
@@ -155,16 +155,57 @@ pub(crate) fn config_entry(mut entry: ConfigEntry) -> Result<ConfigEntry> {
                 return Err(invalid(&entry, "Name (the service) must not be empty"));
             }
         }
+        config_kind::SERVICE_INTENTIONS => {
+            if entry.name.is_empty() {
+                return Err(invalid(
+                    &entry,
+                    "Name (the destination service or *) must not be empty",
+                ));
+            }
+            if !entry.mesh_gateway.mode.is_empty() {
+                return Err(invalid(
+                    &entry,
+                    "MeshGateway is not a field of service-intentions",
+                ));
+            }
+            intention_sources(&entry).map_err(|reason| invalid(&entry, &reason))?;
+        }
         _ => {
             return Err(invalid(
                 &entry,
-                "Kind must be proxy-defaults or service-defaults",
+                "Kind must be proxy-defaults, service-defaults or service-intentions",
             ))
         }
+    }
+    if entry.kind != config_kind::SERVICE_INTENTIONS && !entry.sources.is_empty() {
+        return Err(invalid(
+            &entry,
+            "Sources belongs to service-intentions only",
+        ));
     }
     let what = || format!("config entry {}/{}", entry.kind, entry.name);
     mode(&entry.mesh_gateway, what, "MeshGateway.Mode")?;
     Ok(entry)
+}
+
+/// Each source names a service (or `*`) once, with action allow or deny.
+fn intention_sources(entry: &ConfigEntry) -> std::result::Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, src) in entry.sources.iter().enumerate() {
+        if src.name.is_empty() {
+            return Err(format!("Sources[{i}].Name must not be empty"));
+        }
+        if ![intention_action::ALLOW, intention_action::DENY].contains(&src.action.as_str()) {
+            return Err(format!(
+                "Sources[{i}].Action is {:?}; expected \"allow\" or \"deny\"",
+                src.action
+            ));
+        }
+        if !seen.insert(src.name.as_str()) {
+            return Err(format!("Sources[{i}].Name {:?} appears twice", src.name));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn federation_state(fed: &FederationState) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Unit tests of the catalog's write operations, reads and persistence.
 
-use crate::types::{kind, status, MeshGatewayConfig, ProxyConfig};
+use crate::types::{kind, status, MeshGatewayConfig, ProxyConfig, SourceIntention};
 use crate::{
     Catalog, CatalogError, Check, ConfigEntry, FederationState, Node, Service, SyncOutcome,
 };
@@ -330,6 +330,7 @@ fn config_entries_and_modes() {
         kind: k.into(),
         name: name.into(),
         mesh_gateway: MeshGatewayConfig { mode: mode.into() },
+        sources: vec![],
         modify_index: 0,
     };
     assert_eq!(
@@ -431,4 +432,39 @@ fn concurrent_writers_each_get_their_own_index() {
     all.sort();
     assert_eq!(all, (1..=100).collect::<Vec<u64>>());
     assert_eq!(cat.nodes().len(), 100);
+}
+
+#[test]
+fn service_intentions_are_validated_and_name_the_field() {
+    let cat = Catalog::open_in_memory().expect("catalog");
+    let src = |name: &str, action: &str| SourceIntention {
+        name: name.into(),
+        action: action.into(),
+        description: String::new(),
+    };
+    let entry = |name: &str, sources| ConfigEntry {
+        kind: "service-intentions".into(),
+        name: name.into(),
+        sources,
+        ..Default::default()
+    };
+    let ok = entry(
+        "counting",
+        vec![src("dashboard", "allow"), src("*", "deny")],
+    );
+    assert_eq!(cat.set_config_entry(ok.clone()), Ok(1));
+    assert_eq!(cat.config_entries()[0].sources, ok.sources);
+    let reason = |e: ConfigEntry| match cat.set_config_entry(e) {
+        Err(CatalogError::InvalidConfigEntry { reason, .. }) => reason,
+        other => panic!("expected InvalidConfigEntry, got {other:?}"),
+    };
+    assert!(reason(entry("counting", vec![src("web", "permit")])).contains("Sources[0].Action"));
+    assert!(reason(entry("counting", vec![src("", "deny")])).contains("Sources[0].Name"));
+    let twice = entry("counting", vec![src("web", "deny"), src("web", "allow")]);
+    assert!(reason(twice).contains("Sources[1].Name"));
+    assert!(reason(entry("", vec![])).contains("Name"));
+    let mut misplaced = entry("web", vec![src("api", "deny")]);
+    misplaced.kind = "service-defaults".into();
+    assert!(reason(misplaced).contains("Sources"));
+    assert_eq!(cat.config_entries().len(), 1, "nothing invalid was stored");
 }

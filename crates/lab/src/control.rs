@@ -1,6 +1,7 @@
-//! `strait lab stop|start <service>`: stop or restart one service's app
-//! process (not its sidecar), e.g. to watch the dashboard report counting as
-//! unreachable and then recover.
+//! `strait lab stop|start <name>`: stop or restart one service's app process
+//! (not its sidecar), e.g. to watch the dashboard report counting as
+//! unreachable and then recover; or a gateway or sidecar by its process name
+//! (`gateway`, `counting-sidecar`), e.g. to see what `strait doctor` reports.
 
 use std::time::Duration;
 
@@ -11,17 +12,21 @@ use crate::plan::Role;
 use crate::state::LabState;
 use crate::supervisor;
 
-/// Indexes of the app processes of `service` (optionally on one VM).
+/// Indexes of the app processes of `service`, or of the gateways or sidecars whose process
+/// name is `service` (optionally on one VM).
 fn matching(state: &LabState, service: &str, vm: Option<&str>) -> anyhow::Result<Vec<usize>> {
     let apps = || {
         state
             .processes
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.spec.role == Role::App)
+            .filter(|(_, p)| matches!(p.spec.role, Role::App | Role::Gateway | Role::Sidecar))
     };
     let found: Vec<usize> = apps()
-        .filter(|(_, p)| p.spec.service.as_deref() == Some(service))
+        .filter(|(_, p)| match p.spec.role {
+            Role::App => p.spec.service.as_deref() == Some(service),
+            _ => p.spec.name == service,
+        })
         .filter(|(_, p)| vm.is_none_or(|vm| p.spec.vm == vm))
         .map(|(i, _)| i)
         .collect();
@@ -32,7 +37,7 @@ fn matching(state: &LabState, service: &str, vm: Option<&str>) -> anyhow::Result
         known.dedup();
         let on = vm.map(|v| format!(" on {v}")).unwrap_or_default();
         bail!(
-            "no service {service:?}{on} in this lab (services: {})",
+            "no service, gateway or sidecar {service:?}{on} in this lab (processes: {})",
             known.join(", ")
         );
     }
@@ -151,6 +156,11 @@ mod tests {
         let after = LabState::require(&paths).expect("state");
         assert!(after.processes[0].stopped && !after.processes[0].is_alive());
         assert!(!after.processes[1].stopped, "the sidecar is untouched");
+        // A sidecar (or gateway) is named by its process name.
+        assert_eq!(
+            matching(&after, "counting-sidecar", Some("vm2")).expect("sidecar"),
+            vec![1]
+        );
     }
 
     #[tokio::test]

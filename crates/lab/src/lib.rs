@@ -20,6 +20,7 @@ pub mod state;
 pub mod status;
 pub mod supervisor;
 pub mod topology;
+pub mod units;
 pub mod up;
 
 use std::path::{Path, PathBuf};
@@ -50,6 +51,9 @@ pub enum LabCommand {
         /// Seconds each process has to become ready.
         #[arg(long, default_value_t = 60)]
         step_timeout: u64,
+        /// Data plane of gateways and sidecars on VMs whose topology entry names no `proxy`.
+        #[arg(long, value_enum, default_value = "builtin")]
+        proxy: topology::DataPlane,
     },
     /// Validate a topology and print the processes `up` would start, in order.
     Plan {
@@ -70,14 +74,15 @@ pub enum LabCommand {
         #[arg(long, short)]
         follow: bool,
     },
-    /// Stop one service's app process (its sidecar keeps running).
+    /// Stop one service's app process (its sidecar keeps running), or a gateway or sidecar by
+    /// process name (`gateway`, `<service>-sidecar`; see `strait lab status`).
     Stop {
         service: String,
         /// Only the instance on this VM.
         #[arg(long)]
         vm: Option<String>,
     },
-    /// Start a service stopped with `strait lab stop` again.
+    /// Start a service, gateway or sidecar stopped with `strait lab stop` again.
     Start {
         service: String,
         /// Only the instance on this VM.
@@ -147,11 +152,13 @@ pub async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
         LabCommand::Up {
             topology,
             step_timeout,
+            proxy,
         } => {
             let options = up::UpOptions {
                 topology,
                 step_timeout: Duration::from_secs(step_timeout),
                 down_command: down_command(&args.dir),
+                proxy,
             };
             up::up(&paths, &options).await
         }

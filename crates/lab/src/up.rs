@@ -13,7 +13,7 @@ use crate::paths::LabPaths;
 use crate::plan::{self, ProcessSpec, Role, Tokens};
 use crate::state::{self, LabState, Lock};
 use crate::supervisor;
-use crate::topology::{Topology, DEFAULT_ORIGIN, DEFAULT_TOPOLOGY};
+use crate::topology::{DataPlane, Topology, DEFAULT_ORIGIN, DEFAULT_TOPOLOGY};
 
 /// What `up` needs besides the lab directory.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct UpOptions {
     pub step_timeout: Duration,
     /// The command that stops this lab, for messages.
     pub down_command: String,
+    /// Data plane of VMs whose topology entry names none.
+    pub proxy: DataPlane,
 }
 
 /// Reads the topology file (or the default) and validates it.
@@ -84,6 +86,7 @@ fn clear_previous(paths: &LabPaths) -> anyhow::Result<()> {
 
 pub async fn up(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<()> {
     let (topology, text, origin) = load_topology(options.topology.as_ref())?;
+    let topology = topology.with_default_proxy(options.proxy);
     std::fs::create_dir_all(paths.root())
         .with_context(|| format!("cannot create lab directory {}", paths.root().display()))?;
     Lock::acquire(paths, &options.down_command)?;
@@ -126,6 +129,8 @@ async fn start_all(
             strait.display()
         );
     }
+    // The units a VM of this topology would run, beside the configs they name.
+    crate::units::write(&plan, paths, &strait)?;
 
     let mut lab = LabState {
         started_at: state::now(),
@@ -209,6 +214,7 @@ mod tests {
             topology: Some(file),
             step_timeout: Duration::from_secs(1),
             down_command: "strait lab down".into(),
+            proxy: DataPlane::Builtin,
         };
         let err = up(&paths, &options).await.expect_err("no primary");
         assert!(err.to_string().contains("bad.toml:2"), "{err}");

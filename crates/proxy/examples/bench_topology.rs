@@ -1,10 +1,13 @@
-//! Writes snapshot files and the process list for bench/run.sh:
-//! - sidecar -> sidecar:                 127.0.0.1:15001 (http), :15011 (iperf3)
-//! - sidecar -> gw(dc1) -> gw(dc2) -> sidecar: 127.0.0.1:15002 (http), :15012 (iperf3)
+//! Writes snapshot files, the process list and the paths for bench/run.sh. Everything lives
+//! on 127.60.0.0/16 (the bench's loopback range), one address per proxy:
+//! - direct:                                  backend 127.60.0.1:18080, iperf3 127.60.0.2:5201
+//! - s2s: s1 -> s2 (s2i for iperf3):          127.60.1.1:15000 (http), :15010 (iperf3)
+//! - gw:  s3 -> gw1 -> gw2 -> s4 (s4i):       127.60.2.1:15000 (http), :15010 (iperf3)
 //!
-//! The HTTP backend is expected on 127.0.0.1:18080 and iperf3 on 127.0.0.1:15201.
-//! Usage: `bench_topology OUT_DIR`. Writes `OUT_DIR/<proxy>.json` and `OUT_DIR/procs.txt`
-//! (one `name args...` line per proxy process, to run as `strait <args...>`).
+//! Usage: `bench_topology OUT_DIR`. Writes `OUT_DIR/<proxy>.json`, `OUT_DIR/procs.txt` (one
+//! `name args...` line per proxy process, to run as `strait <args...>`) and
+//! `OUT_DIR/paths.txt` (one `path http_addr iperf_addr http_proxies...` line per path; the
+//! listed proxies are the ones on the HTTP path, whose CPU is summed).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,8 +21,8 @@ use strait_snapshot::{
 };
 
 const TD: &str = "b3e4n5c6.strait";
-const BACKEND: &str = "127.0.0.1:18080";
-const IPERF: &str = "127.0.0.1:15201";
+const BACKEND: &str = "127.60.0.1:18080";
+const IPERF: &str = "127.60.0.2:5201";
 
 fn a(s: &str) -> SocketAddr {
     s.parse().expect("static address")
@@ -74,6 +77,7 @@ fn sidecar(
         leaf: pki.leaf(dc, service),
         roots_pem: vec![pki.ca.cert_pem.clone()],
         sidecar: Some(SidecarSnapshot {
+            intentions: Default::default(),
             public_listener: a(public),
             local_app: a(app),
             upstreams: ups,
@@ -122,77 +126,86 @@ fn main() -> anyhow::Result<()> {
     let out = Path::new(&out);
     std::fs::create_dir_all(out)?;
     let pki = Pki { ca: test_ca(TD) };
-    let (gw1, gw2) = ("127.0.0.1:18443", "127.0.0.1:28443");
+    let (gw1, gw2) = ("127.60.2.2:8443", "127.60.3.2:8443");
+    let sc = |dc: &str, svc: &str, ip: &str, app: &str, ups| {
+        sidecar(&pki, dc, svc, &format!("{ip}:21000"), app, ups)
+    };
+    // (name, IP: the admin endpoint listens on IP:19000, snapshot)
     let proxies: Vec<(&str, &str, Snapshot)> = vec![
         (
             "s1",
-            "19101",
-            sidecar(
-                &pki,
+            "127.60.1.1",
+            sc(
                 "dc1",
                 "web",
-                "127.0.0.1:21000",
+                "127.60.1.1",
                 BACKEND,
                 vec![
-                    upstream("backend", "dc1", "127.0.0.1:15001", &["127.0.0.1:21001"]),
-                    upstream("iperf", "dc1", "127.0.0.1:15011", &["127.0.0.1:21011"]),
+                    upstream("backend", "dc1", "127.60.1.1:15000", &["127.60.1.2:21000"]),
+                    upstream("iperf", "dc1", "127.60.1.1:15010", &["127.60.1.3:21000"]),
                 ],
             ),
         ),
         (
             "s2",
-            "19102",
-            sidecar(&pki, "dc1", "backend", "127.0.0.1:21001", BACKEND, vec![]),
+            "127.60.1.2",
+            sc("dc1", "backend", "127.60.1.2", BACKEND, vec![]),
         ),
         (
             "s2i",
-            "19103",
-            sidecar(&pki, "dc1", "iperf", "127.0.0.1:21011", IPERF, vec![]),
+            "127.60.1.3",
+            sc("dc1", "iperf", "127.60.1.3", IPERF, vec![]),
         ),
         (
             "s3",
-            "19104",
-            sidecar(
-                &pki,
+            "127.60.2.1",
+            sc(
                 "dc1",
                 "web",
-                "127.0.0.1:21020",
+                "127.60.2.1",
                 BACKEND,
                 vec![
-                    upstream("backend", "dc2", "127.0.0.1:15002", &[gw1]),
-                    upstream("iperf", "dc2", "127.0.0.1:15012", &[gw1]),
+                    upstream("backend", "dc2", "127.60.2.1:15000", &[gw1]),
+                    upstream("iperf", "dc2", "127.60.2.1:15010", &[gw1]),
                 ],
             ),
         ),
-        ("gw1", "19105", gateway("dc1", gw1, &[], &[("dc2", gw2)])),
+        (
+            "gw1",
+            "127.60.2.2",
+            gateway("dc1", gw1, &[], &[("dc2", gw2)]),
+        ),
         (
             "gw2",
-            "19106",
+            "127.60.3.2",
             gateway(
                 "dc2",
                 gw2,
-                &[("backend", "127.0.0.1:21002"), ("iperf", "127.0.0.1:21012")],
+                &[
+                    ("backend", "127.60.3.1:21000"),
+                    ("iperf", "127.60.3.3:21000"),
+                ],
                 &[],
             ),
         ),
         (
             "s4",
-            "19107",
-            sidecar(&pki, "dc2", "backend", "127.0.0.1:21002", BACKEND, vec![]),
+            "127.60.3.1",
+            sc("dc2", "backend", "127.60.3.1", BACKEND, vec![]),
         ),
         (
             "s4i",
-            "19108",
-            sidecar(&pki, "dc2", "iperf", "127.0.0.1:21012", IPERF, vec![]),
+            "127.60.3.3",
+            sc("dc2", "iperf", "127.60.3.3", IPERF, vec![]),
         ),
     ];
     let mut procs = String::new();
-    for (name, admin, snapshot) in proxies {
+    for (name, ip, snapshot) in proxies {
         let file = out.join(format!("{name}.json"));
         // Snapshots carry private keys: 0600.
         strait_identity::files::write_secret(&file, &serde_json::to_vec_pretty(&snapshot)?)?;
         let file = file.display();
-        let admin = format!("127.0.0.1:{admin}");
+        let admin = format!("{ip}:19000");
         match &snapshot.gateway {
             Some(gw) => writeln!(
                 procs,
@@ -203,6 +216,12 @@ fn main() -> anyhow::Result<()> {
         }
     }
     std::fs::write(out.join("procs.txt"), procs)?;
+    let paths = format!(
+        "direct {BACKEND} {IPERF}\n\
+         s2s 127.60.1.1:15000 127.60.1.1:15010 s1 s2\n\
+         gw 127.60.2.1:15000 127.60.2.1:15010 s3 gw1 gw2 s4\n"
+    );
+    std::fs::write(out.join("paths.txt"), paths)?;
     eprintln!("wrote {}", out.display());
     Ok(())
 }

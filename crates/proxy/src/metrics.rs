@@ -96,6 +96,9 @@ pub struct Metrics {
     pub hello_rejected: ReasonCounters,
     /// Gateway: routed connections by (datacenter, SNI or `*` for a remote DC).
     routed: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
+    /// Sidecar: inbound connections closed after the handshake because the caller's service
+    /// is denied by intentions.
+    pub intentions_denied: AtomicU64,
     /// Snapshots applied / refused (bad certificates, wrong kind).
     pub snapshots_applied: AtomicU64,
     pub snapshots_rejected: AtomicU64,
@@ -110,6 +113,7 @@ impl Metrics {
             handshake_outbound: ReasonCounters::default(),
             hello_rejected: ReasonCounters::default(),
             routed: Mutex::default(),
+            intentions_denied: AtomicU64::new(0),
             snapshots_applied: AtomicU64::new(0),
             snapshots_rejected: AtomicU64::new(0),
         })
@@ -186,6 +190,7 @@ impl Metrics {
             },
             "hello_rejected": self.hello_rejected.snapshot(),
             "routed": routed,
+            "intentions_denied": self.intentions_denied.load(Relaxed),
             "snapshots_applied": self.snapshots_applied.load(Relaxed),
             "snapshots_rejected": self.snapshots_rejected.load(Relaxed),
         })
@@ -209,7 +214,7 @@ impl Metrics {
             }),
         ];
         for (name, kind, get) in per_listener {
-            let _ = writeln!(out, "# TYPE strait_{c}_{name} {kind}");
+            family(&mut out, c, name, kind);
             for l in &listeners {
                 let extra = if name == "connections_rejected_total" {
                     ",reason=\"max_connections\""
@@ -224,7 +229,7 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(out, "# TYPE strait_{c}_bytes_total counter");
+        family(&mut out, c, "bytes_total", "counter");
         for l in &listeners {
             let name = escape(&l.name);
             for (dir, v) in [("rx", &l.bytes_rx), ("tx", &l.bytes_tx)] {
@@ -251,7 +256,7 @@ impl Metrics {
         let mut typed = "";
         for (name, direction, counters) in reasons {
             if typed != name {
-                let _ = writeln!(out, "# TYPE strait_{c}_{name} counter");
+                family(&mut out, c, name, "counter");
                 typed = name;
             }
             for (reason, v) in counters.snapshot() {
@@ -262,7 +267,7 @@ impl Metrics {
         {
             let map = self.routed.lock().unwrap_or_else(PoisonError::into_inner);
             if !map.is_empty() {
-                let _ = writeln!(out, "# TYPE strait_{c}_routed_total counter");
+                family(&mut out, c, "routed_total", "counter");
             }
             for ((dc, sni), v) in map.iter() {
                 let _ = writeln!(
@@ -274,7 +279,12 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(out, "# TYPE strait_{c}_snapshots_total counter");
+        if c == "sidecar" {
+            family(&mut out, c, "intentions_denied_total", "counter");
+            let denied = self.intentions_denied.load(Relaxed);
+            let _ = writeln!(out, "strait_{c}_intentions_denied_total {denied}");
+        }
+        family(&mut out, c, "snapshots_total", "counter");
         let _ = writeln!(
             out,
             "strait_{c}_snapshots_total{{result=\"applied\"}} {}",
@@ -291,6 +301,25 @@ impl Metrics {
 
 /// Reads one counter of a listener.
 type Getter = fn(&ListenerMetrics) -> u64;
+
+/// The `# HELP` and `# TYPE` lines of family `strait_<component>_<name>` (promtool wants both).
+fn family(out: &mut String, component: &str, name: &str, kind: &str) {
+    let help = match name {
+        "connections_accepted_total" => "TCP connections accepted, by listener.",
+        "connections_active" => "Connections being served now, by listener.",
+        "upstream_connect_errors_total" => "Failed dials towards upstream endpoints, by listener.",
+        "connections_rejected_total" => "Connections closed at once over --max-connections.",
+        "bytes_total" => "Bytes copied, by listener and direction (rx: from downstream).",
+        "handshake_failures_total" => "Failed TLS handshakes, by direction and reason.",
+        "hello_rejected_total" => "Connections closed before routing, by reason.",
+        "routed_total" => "Connections routed, by datacenter and SNI (* for a remote DC).",
+        "snapshots_total" => "Snapshots applied or rejected.",
+        "intentions_denied_total" => "Inbound connections refused by intentions.",
+        _ => "strait proxy counter.",
+    };
+    let _ = writeln!(out, "# HELP strait_{component}_{name} {help}");
+    let _ = writeln!(out, "# TYPE strait_{component}_{name} {kind}");
+}
 
 /// Escapes a Prometheus label value.
 fn escape(value: &str) -> String {

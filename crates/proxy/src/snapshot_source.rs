@@ -178,6 +178,29 @@ async fn follow_agent(
     }
 }
 
+/// The agent registration of a mesh gateway at `lan` (and `wan`), shared by `strait gateway`
+/// and `strait envoy run --gateway mesh`.
+pub fn gateway_registration(service: &str, lan: SocketAddr, wan: SocketAddr) -> serde_json::Value {
+    serde_json::json!({
+        "Kind": "mesh-gateway",
+        "ID": service,
+        "Name": service,
+        "Address": lan.ip().to_string(),
+        "Port": lan.port(),
+        "TaggedAddresses": {
+            "lan": {"Address": lan.ip().to_string(), "Port": lan.port()},
+            "wan": {"Address": wan.ip().to_string(), "Port": wan.port()},
+        },
+        // As Consul does for gateways: a stopped gateway turns critical, and
+        // snapshots elsewhere stop routing to it.
+        "Check": {
+            "Name": "Mesh Gateway Listening",
+            "TCP": lan.to_string(),
+            "Interval": "10s",
+        },
+    })
+}
+
 /// Registers the mesh gateway with the local agent, retrying until it answers 2xx.
 pub async fn register_gateway(
     agent: SocketAddr,

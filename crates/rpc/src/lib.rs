@@ -9,6 +9,7 @@
 mod error;
 pub mod http;
 pub mod mesh;
+pub mod metrics;
 pub mod proto;
 pub mod serve;
 

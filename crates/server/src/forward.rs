@@ -34,7 +34,7 @@ pub fn routes_to(server: &Server, dc: &str) -> Vec<SocketAddr> {
         }
     }
     if dc == server.cfg.primary_datacenter {
-        out.extend(server.cfg.primary_gateways.iter().copied());
+        out.extend(server.live.primary_gateways());
     }
     let mut seen = std::collections::HashSet::new();
     out.retain(|a| seen.insert(*a));

@@ -61,7 +61,7 @@ fn issue(server: &Server) -> Result<(Arc<rustls::ServerConfig>, i64)> {
     let id = SpiffeId::server(&ca.trust_domain, &server.cfg.datacenter);
     let (key_pem, csr_pem) = strait_identity::ca::generate_key_and_csr(&id)?;
     let signed = ca
-        .sign(&csr_pem, &id, server.cfg.leaf_ttl)
+        .sign(&csr_pem, &id, server.live.leaf_ttl())
         .context("signing the server certificate")?;
     let identity = Identity::from_pem(&signed.chain_pem, &key_pem)?;
     let roots = Roots::from_pems(&ca.roots_pem)?;

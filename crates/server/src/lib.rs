@@ -12,12 +12,14 @@ pub mod config;
 mod federation;
 mod forward;
 mod identity;
+pub mod reload;
 mod state;
 
 pub use config::ServerConfig;
 pub use state::Server;
 
 use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +28,28 @@ use tokio_util::sync::CancellationToken;
 /// loopback API first (so readiness can say what the server waits for), brings the CA up
 /// (joining the federation if this is a new secondary), then serves mTLS.
 pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
+    serve(cfg, None, shutdown).await
+}
+
+/// [`run`] for the config file at `path`, as a service: tells systemd `READY=1` once ready,
+/// and re-reads the file on SIGHUP ([`reload`]).
+pub async fn run_from_file(path: &Path, shutdown: CancellationToken) -> Result<()> {
+    let cfg = ServerConfig::load(path)?;
+    serve(cfg, Some(path.to_owned()), shutdown).await
+}
+
+async fn serve(
+    cfg: ServerConfig,
+    path: Option<PathBuf>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    // Registered first: from now on a SIGHUP waits for the reload loop instead of killing us.
+    let hangup = match &path {
+        Some(_) => {
+            Some(strait_systemd::reload::hangup().context("cannot install the SIGHUP handler")?)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
     let catalog = strait_catalog::Catalog::open(cfg.data_dir.join("catalog.redb"))
@@ -59,6 +83,10 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     server.register_self()?;
     federation::spawn(server.clone(), shutdown.clone());
     server.mark_ready();
+    if let (Some(path), Some(hangup)) = (path, hangup) {
+        strait_systemd::notify::ready(&format!("ready: dc {}", cfg.datacenter));
+        reload::spawn(server.clone(), path, hangup, shutdown.clone());
+    }
     tracing::info!(
         addr = %cfg.https_addr,
         dc = %cfg.datacenter,

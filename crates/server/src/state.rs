@@ -17,6 +17,8 @@ pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Server {
     pub cfg: ServerConfig,
+    /// The fields of `cfg` a SIGHUP reload may change; read these from here, not from `cfg`.
+    pub live: crate::reload::LiveConfig,
     pub catalog: Catalog,
     ca: OnceLock<Arc<CaState>>,
     /// Our certificate and the roots, for server -> server calls; replaced on renewal.
@@ -27,11 +29,14 @@ pub struct Server {
     ready: AtomicBool,
     /// Why the server is not ready yet, for `/v1/status/ready`.
     pub waiting_for: Mutex<String>,
+    /// API requests by route and status, for `/v1/agent/metrics` (both listeners).
+    pub http_requests: Arc<strait_rpc::metrics::HttpRequests>,
 }
 
 impl Server {
     pub fn new(cfg: ServerConfig, catalog: Catalog) -> Server {
         Server {
+            live: crate::reload::LiveConfig::new(&cfg),
             cfg,
             catalog,
             ca: OnceLock::new(),
@@ -39,6 +44,7 @@ impl Server {
             last_seen: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
             waiting_for: Mutex::new("starting".into()),
+            http_requests: strait_rpc::metrics::HttpRequests::new(),
         }
     }
 

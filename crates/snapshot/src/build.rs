@@ -5,8 +5,8 @@
 //! sees. Every list is sorted and deduplicated so equal inputs give equal snapshots.
 
 use crate::types::{
-    GatewayMode, GatewaySnapshot, InstanceKind, Leaf, MeshView, ProxyKind, ProxyRegistration,
-    Secret, SidecarSnapshot, Snapshot, UpstreamRegistration, UpstreamSnapshot,
+    GatewayMode, GatewaySnapshot, InstanceKind, Intentions, Leaf, MeshView, ProxyKind,
+    ProxyRegistration, Secret, SidecarSnapshot, Snapshot, UpstreamRegistration, UpstreamSnapshot,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -144,7 +144,21 @@ fn build_sidecar(
         public_listener: proxy.bind,
         local_app,
         upstreams,
+        intentions: resolve_intentions(view, &proxy.service),
     })
+}
+
+/// The rules that apply to `service`, in precedence order (see [`Intentions`]).
+pub fn resolve_intentions(view: &MeshView, service: &str) -> Intentions {
+    let mut rules = Vec::new();
+    for destination in [service, "*"] {
+        let Some(sources) = view.intentions.get(destination) else {
+            continue;
+        };
+        let (wild, exact): (Vec<_>, Vec<_>) = sources.iter().partition(|r| r.source == "*");
+        rules.extend(exact.into_iter().chain(wild).cloned());
+    }
+    Intentions { rules }
 }
 
 fn build_upstream(

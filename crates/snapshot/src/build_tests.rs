@@ -2,7 +2,7 @@
 //! filtering, gateway tables, determinism and redaction.
 
 use super::*;
-use crate::types::Instance;
+use crate::types::{Instance, IntentionRule};
 
 const TD: &str = "a1b2c3d4.strait";
 
@@ -70,6 +70,7 @@ fn view() -> MeshView {
         )]),
         proxy_defaults_mode: GatewayMode::Default,
         service_defaults_mode: BTreeMap::new(),
+        intentions: BTreeMap::new(),
     }
 }
 
@@ -376,4 +377,54 @@ fn snapshot_round_trips_through_json() {
     let json = serde_json::to_string(&snap).expect("json");
     let back: Snapshot = serde_json::from_str(&json).expect("parse");
     assert_eq!(back, snap);
+}
+
+#[test]
+fn intentions_resolve_in_precedence_order() {
+    let rule = |source: &str, allow: bool| IntentionRule {
+        source: source.into(),
+        allow,
+    };
+    let mut v = view();
+    let p = sidecar(vec![]);
+    let none = build(&v, &p, leaf(), vec![], 1).expect("build");
+    let open = none.sidecar.expect("sidecar").intentions;
+    assert!(open.allows("anyone"), "no intentions: allow");
+
+    // Wildcard destination: default deny, except web.
+    v.intentions
+        .insert("*".into(), vec![rule("*", false), rule("web", true)]);
+    // The proxy's own service: deny web explicitly, allow everyone else.
+    v.intentions
+        .insert(p.service.clone(), vec![rule("*", true), rule("web", false)]);
+    v.intentions
+        .insert("other".into(), vec![rule("api", false)]);
+    let ints = build(&v, &p, leaf(), vec![], 2)
+        .expect("build")
+        .sidecar
+        .expect("sidecar")
+        .intentions;
+    assert_eq!(
+        ints.rules,
+        [
+            rule("web", false),
+            rule("*", true),
+            rule("web", true),
+            rule("*", false)
+        ],
+        "exact destination first; within it exact source first; other services' ignored"
+    );
+    assert!(
+        !ints.allows("web"),
+        "exact source on exact destination wins"
+    );
+    assert!(
+        ints.allows("api"),
+        "exact destination's wildcard beats the global deny"
+    );
+
+    v.intentions.remove(&p.service);
+    let global = resolve_intentions(&v, &p.service);
+    assert!(global.allows("web"));
+    assert!(!global.allows("api"), "global default deny");
 }

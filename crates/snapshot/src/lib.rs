@@ -12,7 +12,8 @@ mod route;
 mod types;
 
 pub use build::{
-    build, effective_mode, redacted, service_sni, service_spiffe_id, BuildError, NAMESPACE,
+    build, effective_mode, redacted, resolve_intentions, service_sni, service_spiffe_id,
+    BuildError, NAMESPACE,
 };
 pub use route::{GatewayRoute, RouteError, BOOTSTRAP_TRUST_DOMAIN};
 pub use types::*;

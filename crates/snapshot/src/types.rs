@@ -82,6 +82,35 @@ pub struct SidecarSnapshot {
     /// Where inbound connections are forwarded: the local app.
     pub local_app: SocketAddr,
     pub upstreams: Vec<UpstreamSnapshot>,
+    /// Who may call this service; checked on every new inbound connection.
+    #[serde(default)]
+    pub intentions: Intentions,
+}
+
+/// The intentions of one destination service, resolved in precedence order (Consul's): exact
+/// destination before `*`, and within each, exact source before `*`. The first rule whose
+/// source matches decides; a caller no rule matches is allowed (Consul's default without
+/// ACLs). A `*` -> `*` deny turns that into default-deny.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Intentions {
+    pub rules: Vec<IntentionRule>,
+}
+
+/// One resolved intention: may `source` (a service name, or `*`) connect?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentionRule {
+    pub source: String,
+    pub allow: bool,
+}
+
+impl Intentions {
+    /// Whether the service named `source` may open a connection.
+    pub fn allows(&self, source: &str) -> bool {
+        self.rules
+            .iter()
+            .find(|r| r.source == "*" || r.source == source)
+            .is_none_or(|r| r.allow)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +193,10 @@ pub struct MeshView {
     pub proxy_defaults_mode: GatewayMode,
     /// Service defaults: service name -> mode.
     pub service_defaults_mode: BTreeMap<String, GatewayMode>,
+    /// `service-intentions` entries of this DC: destination (or `*`) -> its sources, in the
+    /// entry's order.
+    #[serde(default)]
+    pub intentions: BTreeMap<String, Vec<IntentionRule>>,
 }
 
 /// The proxy's registration, as the agent holds it.

@@ -5,10 +5,18 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// The version and the git commit it was built from (`-dirty`: with uncommitted changes).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STRAIT_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "strait",
-    version,
+    version = VERSION,
     about = "A service mesh for virtual machines, federated through mesh gateways"
 )]
 pub struct Cli {
@@ -45,10 +53,18 @@ pub enum Command {
     Proxy(strait_proxy::SidecarArgs),
     /// Run a mesh gateway.
     Gateway(strait_proxy::GatewayArgs),
+    /// Envoy as a sidecar or mesh gateway, configured by the local agent over xDS.
+    Envoy {
+        #[command(subcommand)]
+        cmd: crate::cmd::envoy::EnvoyCommand,
+    },
     /// Bring up, inspect and tear down a whole multi-DC mesh on this machine.
     Lab(strait_lab::LabArgs),
     /// The demo services (counting, dashboard).
     Demo(strait_lab::DemoArgs),
+    /// Check every hop (agent, servers, federation, a service and its upstream) and name the
+    /// broken one; exit code 0 only if every check passed.
+    Doctor(strait_doctor::DoctorArgs),
     /// Nodes per datacenter, with status.
     Members {
         #[command(flatten)]
@@ -66,6 +82,10 @@ pub enum Command {
         #[command(subcommand)]
         cmd: ConfigCommand,
     },
+    /// Install this VM's systemd units, config directory and system user (and the binary).
+    Install(crate::cmd::install::InstallArgs),
+    /// Print the version and the git commit this binary was built from.
+    Version,
 }
 
 #[derive(Debug, clap::Args)]

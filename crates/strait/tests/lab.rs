@@ -47,13 +47,23 @@ fn assert_counts_increase(dash: SocketAddr, hostname: &str) {
     }
 }
 
+/// Like [`assert_counts_increase`], after waiting for counting to become reachable again.
+fn assert_counts_increase_eventually(dash: SocketAddr, hostname: &str) {
+    eventually(
+        "counting to be reachable again",
+        Duration::from_secs(15),
+        || dashboard_count(dash).filter(|c| c.0).map(|_| ()),
+    );
+    assert_counts_increase(dash, hostname);
+}
+
 /// Sum of the values of the metric lines that start with `name` and contain every label in
 /// `labels` (exact `key="value"` text).
 fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> u64 {
     let (status, text) = get(admin, "/metrics");
     assert_eq!(status, 200, "GET http://{admin}/metrics");
     text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
         .filter(|l| labels.iter().all(|lab| l.contains(lab)))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
         .sum()
@@ -223,6 +233,42 @@ fn default_lab_end_to_end() {
     lab.ok(&["start", "counting"]);
     assert_counts_increase(dash, "secondary-services");
 
+    // A deny intention written on the primary's server for dc2 stops new connections at
+    // counting's sidecar; deleting it lets them through again.
+    let primary_server = sa("127.20.1.10:8500");
+    let deny = r#"{"Kind":"service-intentions","Name":"counting",
+        "Sources":[{"Name":"dashboard","Action":"deny"}]}"#;
+    let (status, body) =
+        common::http("PUT", primary_server, "/v1/config?dc=dc2", Some(deny)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let bad = r#"{"Kind":"service-intentions","Name":"counting",
+        "Sources":[{"Name":"dashboard","Action":"block"}]}"#;
+    let (status, body) =
+        common::http("PUT", primary_server, "/v1/config?dc=dc2", Some(bad)).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Sources[0].Action"), "{body}");
+    eventually(
+        "the deny intention to take effect",
+        Duration::from_secs(15),
+        || dashboard_count(dash).filter(|c| !c.0).map(|_| ()),
+    );
+    assert!(
+        metric(
+            counting_admin,
+            "strait_sidecar_intentions_denied_total",
+            &[]
+        ) > 0
+    );
+    let (status, body) = common::http(
+        "DELETE",
+        primary_server,
+        "/v1/config/service-intentions/counting?dc=dc2",
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_counts_increase_eventually(dash, "secondary-services");
+
     // Status lists every process as running and ready.
     let status = lab.ok(&["status"]);
     for line in status.lines().filter(|l| l.contains("127.20.")) {
@@ -249,7 +295,10 @@ fn default_lab_end_to_end() {
             left.is_empty().then_some(())
         },
     );
-    assert_eq!(processes_mentioning(&lab.path().display().to_string()), Vec::<u32>::new());
+    assert_eq!(
+        processes_mentioning(&lab.path().display().to_string()),
+        Vec::<u32>::new()
+    );
     assert_eq!(processes_mentioning("127.20.1.12:8500"), Vec::<u32>::new());
 }
 

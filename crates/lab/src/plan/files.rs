@@ -36,6 +36,9 @@ pub(super) struct AgentToml<'a> {
     pub servers: &'a [SocketAddr],
     pub join_token: &'a str,
     pub config_dir: &'a Path,
+    /// Only on VMs whose proxies are Envoy: the agent's ADS server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_addr: Option<SocketAddr>,
 }
 
 const HEADER: &str = "# Written by `strait lab up`; regenerated on every start.\n";

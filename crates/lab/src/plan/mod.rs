@@ -16,7 +16,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::paths::LabPaths;
-use crate::topology::{ServiceKind, Topology, Vm, GATEWAY_PORT, HTTP_API_PORT, SERVER_HTTPS_PORT};
+use crate::topology::{
+    DataPlane, ServiceKind, Topology, Vm, GATEWAY_PORT, GRPC_PORT, HTTP_API_PORT, SERVER_HTTPS_PORT,
+};
 
 /// What a process is, for ordering, progress lines and `lab stop|start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +254,7 @@ fn agent(topology: &Topology, vm: &Vm, paths: &LabPaths, tokens: &Tokens) -> Pro
         servers: &servers,
         join_token: &tokens.join(&vm.dc),
         config_dir: &config_dir,
+        grpc_addr: envoy_ads(vm),
     });
     let mut p = base(vm, "agent", Role::Agent, paths);
     p.args = vec![
@@ -275,7 +278,27 @@ fn agent(topology: &Topology, vm: &Vm, paths: &LabPaths, tokens: &Tokens) -> Pro
     p.ready_url = format!("http://{http}/v1/agent/ready");
     p.address = http.to_string();
     p.listens = vec![http];
+    p.listens.extend(envoy_ads(vm));
     p
+}
+
+/// The agent's ADS address, on VMs whose proxies are Envoy.
+fn envoy_ads(vm: &Vm) -> Option<SocketAddr> {
+    (vm.data_plane() == DataPlane::Envoy).then(|| addr(vm.address, GRPC_PORT))
+}
+
+/// `strait envoy run` in place of `strait gateway` / `strait proxy`: the same proxy,
+/// configured by the agent over ADS. `kind` is `--gateway mesh ...` or `--sidecar-for S`.
+fn envoy_args(vm: &Vm, kind: &[&str], admin: SocketAddr) -> Vec<String> {
+    let grpc = addr(vm.address, GRPC_PORT).to_string();
+    let agent = addr(vm.address, HTTP_API_PORT).to_string();
+    let mut args = vec!["envoy", "run"];
+    args.extend_from_slice(kind);
+    let admin = admin.to_string();
+    args.extend(["--agent", &agent, "--grpc", &grpc, "--admin", &admin]);
+    // One worker per Envoy: a lab runs many of them on one machine.
+    args.extend(["--", "--concurrency", "1"]);
+    args.into_iter().map(String::from).collect()
 }
 
 fn gateway(vm: &Vm, paths: &LabPaths) -> ProcessSpec {
@@ -283,6 +306,15 @@ fn gateway(vm: &Vm, paths: &LabPaths) -> ProcessSpec {
     let listen = addr(vm.address, GATEWAY_PORT);
     let admin = addr(vm.address, vm.gateway_admin_port());
     let mut p = base(vm, "gateway", Role::Gateway, paths);
+    let address = listen.to_string();
+    let envoy = [
+        "--gateway",
+        "mesh",
+        "--address",
+        &address,
+        "--wan-address",
+        &address,
+    ];
     p.args = [
         "gateway",
         "--mesh",
@@ -297,6 +329,9 @@ fn gateway(vm: &Vm, paths: &LabPaths) -> ProcessSpec {
     ]
     .map(String::from)
     .to_vec();
+    if vm.data_plane() == DataPlane::Envoy {
+        p.args = envoy_args(vm, &envoy, admin);
+    }
     p.ready_url = format!("http://{admin}/ready");
     p.address = listen.to_string();
     p.listens = vec![listen, admin];
@@ -360,6 +395,9 @@ fn sidecar(
     ]
     .map(String::from)
     .to_vec();
+    if vm.data_plane() == DataPlane::Envoy {
+        p.args = envoy_args(vm, &["--sidecar-for", &service.name], admin);
+    }
     p.ready_url = format!("http://{admin}/ready");
     p.address = public.to_string();
     p.listens = vec![public, admin];

@@ -71,6 +71,19 @@ pub struct Vm {
     pub roles: Roles,
     /// Empty unless `roles.services`.
     pub services: Vec<Service>,
+    /// The file's `proxy`; `None`: whatever `lab up --proxy` says.
+    pub proxy: Option<DataPlane>,
+}
+
+/// Which proxy runs a VM's gateway and sidecars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DataPlane {
+    /// `strait gateway` / `strait proxy`.
+    #[default]
+    Builtin,
+    /// `strait envoy run` (Envoy configured by the agent over xDS).
+    Envoy,
 }
 
 /// A server VM runs only the server (it has no agent); gateway and services
@@ -139,6 +152,8 @@ impl MeshGatewayMode {
 pub const SERVER_HTTPS_PORT: u16 = 8300;
 /// The plain loopback HTTP API of a server or an agent.
 pub const HTTP_API_PORT: u16 = 8500;
+/// The agent's ADS (gRPC) port, on VMs whose proxies are Envoy.
+pub const GRPC_PORT: u16 = 8502;
 /// A mesh gateway's LAN and WAN port.
 pub const GATEWAY_PORT: u16 = 8443;
 /// Admin endpoints (`/ready`, config dump) are handed out from here per VM:
@@ -157,6 +172,11 @@ impl Vm {
     pub fn sidecar_admin_port(&self, index: usize) -> u16 {
         let offset = usize::from(self.roles.gateway) + index;
         FIRST_ADMIN_PORT.saturating_add(u16::try_from(offset).unwrap_or(u16::MAX))
+    }
+
+    /// The VM's data plane once `lab up --proxy` has been applied.
+    pub fn data_plane(&self) -> DataPlane {
+        self.proxy.unwrap_or_default()
     }
 
     /// Whether the VM runs an agent (every VM that is not a server).
@@ -192,6 +212,14 @@ impl Topology {
             .find(|dc| dc.primary)
             .map(|dc| dc.name.as_str())
             .unwrap_or_default()
+    }
+
+    /// Gives every VM whose file entry does not name a `proxy` this one.
+    pub fn with_default_proxy(mut self, proxy: DataPlane) -> Topology {
+        for vm in &mut self.vms {
+            vm.proxy.get_or_insert(proxy);
+        }
+        self
     }
 
     /// VMs of `dc`, in file order.

@@ -40,6 +40,9 @@ pub(super) struct RawVm {
     /// `[[vm.service]]` tables; only on VMs with the `services` role.
     #[serde(default)]
     pub service: Vec<RawService>,
+    /// Data plane of the VM's gateway and sidecars (`builtin` or `envoy`); default: `lab up
+    /// --proxy`.
+    pub proxy: Option<super::DataPlane>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

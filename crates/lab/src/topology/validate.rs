@@ -251,6 +251,7 @@ fn vm(src: &Source<'_>, i: usize, rv: &RawVm, dcs: &[Datacenter]) -> Result<Vm, 
         address,
         roles,
         services,
+        proxy: rv.proxy,
     })
 }
 

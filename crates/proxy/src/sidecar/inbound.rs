@@ -1,6 +1,7 @@
 //! Inbound: a caller's sidecar (or gateway-carried connection) -> mTLS handshake with
 //! `ClientAuth::Required` -> the caller's verified SPIFFE ID goes into the connection's span
-//! -> plain TCP to the local app.
+//! and is checked against the intentions of the snapshot the connection started under ->
+//! plain TCP to the local app.
 
 use super::Shared;
 use crate::copy::copy_streams;
@@ -30,7 +31,6 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
     };
     let acceptor = state.acceptor.clone();
     let local_app = state.local_app;
-    drop(state);
     let tls_stream =
         match tokio::time::timeout(options.handshake_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => tls_stream,
@@ -49,6 +49,11 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
     match tls::peer_identity(tls_stream.get_ref().1) {
         Some(id) => {
             tracing::Span::current().record("peer_id", tracing::field::display(&id));
+            if !state.admits(&id) {
+                shared.metrics.intentions_denied.fetch_add(1, Relaxed);
+                tracing::info!("denied by intentions; closed");
+                return;
+            }
         }
         None => {
             // ClientAuth::Required makes this unreachable; refuse rather than forward anonymously.

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use strait_identity::tls::{self, ClientAuth, Expect, Identity, Roots};
 use strait_identity::SpiffeId;
-use strait_snapshot::Snapshot;
+use strait_snapshot::{Intentions, Snapshot};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Identifies an upstream across snapshots: its listener follows it.
@@ -41,6 +41,7 @@ pub(crate) struct SidecarState {
     pub local_app: SocketAddr,
     pub acceptor: TlsAcceptor,
     pub upstreams: Vec<UpstreamState>,
+    pub intentions: Intentions,
 }
 
 /// Why a snapshot could not be turned into configs; the previous one stays in use.
@@ -114,7 +115,17 @@ impl SidecarState {
             local_app: sidecar.local_app,
             acceptor: TlsAcceptor::from(server),
             upstreams,
+            intentions: sidecar.intentions.clone(),
         })
+    }
+
+    /// Whether a caller with this verified identity may connect: services as intentions
+    /// say; agents and servers never call services through sidecars.
+    pub(crate) fn admits(&self, caller: &SpiffeId) -> bool {
+        match caller {
+            SpiffeId::Service { service, .. } => self.intentions.allows(service),
+            SpiffeId::Server { .. } | SpiffeId::Agent { .. } => false,
+        }
     }
 
     pub(crate) fn upstream(&self, key: &UpstreamKey) -> Option<&UpstreamState> {

@@ -120,6 +120,7 @@ pub fn sidecar_snapshot(
         leaf: pki.leaf(dc, service),
         roots_pem: pki.roots(),
         sidecar: Some(SidecarSnapshot {
+            intentions: Default::default(),
             public_listener: addr(ANY),
             local_app,
             upstreams,

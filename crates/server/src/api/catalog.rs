@@ -163,20 +163,36 @@ pub async fn config_list(
     Ok(indexed(index, entries))
 }
 
-/// `PUT /v1/config`: proxy-defaults / service-defaults (mesh gateway mode). Local callers
-/// only (operators on the server VM); over mTLS, servers of this DC.
+/// `PUT /v1/config`: proxy-defaults, service-defaults (mesh gateway mode) and
+/// service-intentions. Local callers only (operators on the server VM); over mTLS, servers of
+/// this DC and of the primary DC (an operator there writing with `?dc=`).
 pub async fn config_set(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
     Json(entry): Json<ConfigEntry>,
 ) -> ApiResult<Response> {
-    authorize(
-        origin,
-        &peer,
-        "write config entries",
-        |id| matches!(id, strait_identity::spiffe::SpiffeId::Server { datacenter, .. } if *datacenter == s.cfg.datacenter),
-    )?;
+    config_writer(&s, origin, &peer)?;
     s.catalog.set_config_entry(entry)?;
+    Ok(indexed(s.catalog.index(), true))
+}
+
+/// Who may write config entries: see [`config_set`].
+fn config_writer(s: &AppState, origin: Origin, peer: &Peer) -> ApiResult<()> {
+    authorize(origin, peer, "write config entries", |id| {
+        matches!(id, strait_identity::spiffe::SpiffeId::Server { datacenter, .. }
+            if *datacenter == s.cfg.datacenter || *datacenter == s.cfg.primary_datacenter)
+    })
+}
+
+/// `DELETE /v1/config/{kind}/{name}`: removes an entry; same callers as [`config_set`].
+pub async fn config_delete(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Extension(peer): Extension<Peer>,
+    Path((kind, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    config_writer(&s, origin, &peer)?;
+    s.catalog.delete_config_entry(&kind, &name)?;
     Ok(indexed(s.catalog.index(), true))
 }

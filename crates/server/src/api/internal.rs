@@ -17,7 +17,7 @@ use strait_rpc::proto::{
     SignRequest, SignResponse, SyncRequest,
 };
 use strait_rpc::serve::Peer;
-use strait_snapshot::{GatewayMode, MeshView};
+use strait_snapshot::{GatewayMode, IntentionRule, MeshView};
 
 pub async fn ready(State(s): State<AppState>) -> Response {
     if s.is_ready() {
@@ -98,6 +98,13 @@ pub async fn mesh_view(
             "service-defaults" => {
                 view.service_defaults_mode.insert(e.name.clone(), mode);
             }
+            "service-intentions" => {
+                let rules = e.sources.iter().map(|src| IntentionRule {
+                    source: src.name.clone(),
+                    allow: src.action == strait_catalog::intention_action::ALLOW,
+                });
+                view.intentions.insert(e.name.clone(), rules.collect());
+            }
             _ => {}
         }
     }
@@ -123,7 +130,7 @@ fn ca_of(s: &AppState) -> ApiResult<&std::sync::Arc<crate::ca::CaState>> {
 /// An agent joins: proves it knows the DC's join token and gets its certificate.
 pub async fn join(State(s): State<AppState>, Json(req): Json<JoinRequest>) -> ApiResult<Response> {
     let ca = ca_of(&s)?;
-    let token = &s.cfg.join_token;
+    let token = &s.live.join_token();
     let parts: [&[u8]; 5] = [
         b"agent-join",
         req.node.as_bytes(),
@@ -148,7 +155,7 @@ pub async fn join(State(s): State<AppState>, Json(req): Json<JoinRequest>) -> Ap
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = SpiffeId::agent(&ca.trust_domain, &s.cfg.datacenter, &req.node);
     let signed = ca
-        .sign(&req.csr_pem, &id, s.cfg.leaf_ttl)
+        .sign(&req.csr_pem, &id, s.live.leaf_ttl())
         .map_err(|e| ApiError::bad_request(format!("field CsrPem: {e:#}")))?;
     let roots = ca.roots_pem.join("\n");
     let mac = bootstrap::mac(
@@ -198,7 +205,7 @@ pub async fn sign(
         SpiffeId::service(&ca.trust_domain, &dc, &req.service)
     };
     let signed = ca
-        .sign(&req.csr_pem, &id, s.cfg.leaf_ttl)
+        .sign(&req.csr_pem, &id, s.live.leaf_ttl())
         .map_err(|e| ApiError::bad_request(format!("field CsrPem: {e:#}")))?;
     Ok(Json(SignResponse {
         cert_chain_pem: signed.chain_pem,

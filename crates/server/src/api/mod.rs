@@ -7,6 +7,7 @@
 
 mod catalog;
 mod internal;
+mod metrics;
 
 use crate::forward;
 use crate::state::Server;
@@ -14,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
     Router::new()
         .route("/v1/status/ready", get(internal::ready))
         .route("/v1/status/leader", get(internal::leader))
+        .route("/v1/agent/metrics", get(metrics::metrics))
         .route("/v1/catalog/services", get(catalog::services))
         .route("/v1/catalog/nodes", get(catalog::nodes))
         .route("/v1/catalog/service/{name}", get(catalog::catalog_service))
@@ -44,6 +46,7 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
         .route("/v1/connect/ca/roots", get(catalog::ca_roots))
         .route("/v1/config/{kind}", get(catalog::config_list))
         .route("/v1/config", put(catalog::config_set))
+        .route("/v1/config/{kind}/{name}", delete(catalog::config_delete))
         .route("/v1/internal/members", get(internal::members))
         .route("/v1/internal/mesh-view", get(internal::mesh_view))
         .route("/v1/internal/join", post(internal::join))
@@ -62,6 +65,8 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
             get(internal::federation_states),
         )
         .layer(middleware::from_fn_with_state(server.clone(), forward_dc))
+        .layer(middleware::from_fn(strait_rpc::metrics::count_requests))
+        .layer(Extension(server.http_requests.clone()))
         .layer(Extension(origin))
         .with_state(server)
 }
@@ -197,6 +202,14 @@ async fn forward_dc(State(server): State<AppState>, req: Request, next: Next) ->
     if origin == Origin::Mesh && peer.as_ref().and_then(|p| p.identity.as_ref()).is_none() {
         return ApiError::forbidden("forwarding to another datacenter needs a client certificate")
             .into_response();
+    }
+    // The target DC trusts this server's identity, not the caller's: only operators on this
+    // server's loopback API may have writes forwarded.
+    if origin == Origin::Mesh && req.method() != axum::http::Method::GET {
+        return ApiError::forbidden(
+            "writes to another datacenter are forwarded only from a server's loopback API",
+        )
+        .into_response();
     }
     if server.ca_opt().is_none() {
         return ApiError(

@@ -1,6 +1,8 @@
 //! Running each command.
 
+pub(crate) mod envoy;
 mod human;
+pub(crate) mod install;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 use anyhow::Result;
@@ -23,6 +25,7 @@ fn shutdown_on_signals() -> CancellationToken {
             _ = int.recv() => {}
         }
         tracing::info!("shutting down");
+        strait_systemd::notify::stopping();
         t.cancel();
     });
     token
@@ -31,23 +34,39 @@ fn shutdown_on_signals() -> CancellationToken {
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Server { config } => {
-            let cfg = strait_server::ServerConfig::load(&config)?;
-            strait_server::run(cfg, shutdown_on_signals()).await
+            strait_server::run_from_file(&config, shutdown_on_signals()).await
         }
         Command::Agent { config } => {
-            let cfg = strait_agent::AgentConfig::load(&config)?;
-            strait_agent::run(cfg, shutdown_on_signals()).await
+            strait_agent::run_from_file(&config, shutdown_on_signals()).await
         }
         Command::Proxy(args) => strait_proxy::run_sidecar(args, shutdown_on_signals()).await,
         Command::Gateway(args) => strait_proxy::run_gateway(args, shutdown_on_signals()).await,
+        Command::Envoy { cmd } => envoy::run(cmd).await,
         Command::Lab(args) => strait_lab::run_lab(args).await,
         Command::Demo(args) => strait_lab::run_demo(args).await,
+        Command::Doctor(args) => doctor(args).await,
         Command::Members { agent } => human::members(agent.http_addr).await,
         Command::Catalog { cmd, agent } => human::catalog(agent.http_addr, cmd).await,
         Command::Config {
             cmd: ConfigCommand::Check { file },
         } => config_check(&file),
+        Command::Install(args) => install::install(args),
+        Command::Version => {
+            println!("strait {}", crate::cli::VERSION);
+            Ok(())
+        }
     }
+}
+
+/// `strait doctor`: the checks print themselves; the exit code says whether all passed.
+async fn doctor(args: strait_doctor::DoctorArgs) -> Result<()> {
+    let report = strait_doctor::run(args).await?;
+    let failed = report.failed();
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} checks failed", report.checks.len());
+    }
+    println!("all {} checks passed", report.checks.len());
+    Ok(())
 }
 
 /// Tries the file as a server config, then as an agent config; reports both when neither fits.

@@ -1,0 +1,78 @@
+//! SIGHUP: re-read the config file and the service definitions of its `config_dir`, and
+//! register / deregister the difference (what `consul reload` does for service files).
+//!
+//! Live: the service definitions (and `config_dir`, read from the reloaded file). Every other
+//! field names the node, its identity or its listeners: a change is logged as needing a
+//! restart and the old value stays. An invalid config file or definition changes nothing;
+//! the error names the file and the field.
+
+use crate::config::AgentConfig;
+use crate::local::{read_config_dir, FileChanges};
+use crate::state::Agent;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::Signal;
+use tokio_util::sync::CancellationToken;
+
+/// Fields of `new` that differ from the running config and need a restart.
+pub fn needs_restart(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> {
+    [
+        ("datacenter", old.datacenter != new.datacenter),
+        ("node_name", old.node_name != new.node_name),
+        ("data_dir", old.data_dir != new.data_dir),
+        ("advertise_addr", old.advertise_addr != new.advertise_addr),
+        ("http_addr", old.http_addr != new.http_addr),
+        ("servers", old.servers != new.servers),
+        ("join_token", old.join_token != new.join_token),
+    ]
+    .into_iter()
+    .filter_map(|(field, changed)| changed.then_some(field))
+    .collect()
+}
+
+/// Re-reads `path` and the definitions of its `config_dir`, and applies them.
+fn reload(agent: &Agent, path: &Path) -> anyhow::Result<FileChanges> {
+    let new = AgentConfig::load(path)?;
+    let defs = read_config_dir(new.config_dir.as_deref())?;
+    let changes = agent.local.replace_file_definitions(defs)?;
+    for field in needs_restart(&agent.cfg, &new) {
+        tracing::warn!(file = %path.display(), field,
+            "reload: field changed but needs a restart; still running with the old value");
+    }
+    tracing::info!(file = %path.display(), added = ?changes.added, changed = ?changes.changed,
+        removed = ?changes.removed, "reload: service definitions applied");
+    Ok(changes)
+}
+
+/// Tells systemd `READY=1` once the agent is ready (joined, first sync done, mesh view
+/// received), then serves SIGHUPs: `RELOADING=1`, reload, `READY=1` with the outcome.
+/// The SIGHUP handler is registered at start-up, so a signal sent early waits here.
+pub fn spawn(agent: Arc<Agent>, path: PathBuf, hangup: Signal, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        // Readiness is three flags set by three loops; a short poll until the first time.
+        while agent.readiness().is_err() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        strait_systemd::notify::ready(&format!(
+            "ready: node {} in dc {}",
+            agent.cfg.node_name, agent.cfg.datacenter
+        ));
+        strait_systemd::reload::serve(hangup, shutdown, move || {
+            let out = reload(&agent, &path).map(|c| {
+                format!(
+                    "reloaded {}: added {:?}, changed {:?}, removed {:?}",
+                    path.display(),
+                    c.added,
+                    c.changed,
+                    c.removed
+                )
+            });
+            std::future::ready(out)
+        })
+        .await;
+    });
+}

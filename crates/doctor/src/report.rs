@@ -1,0 +1,102 @@
+//! The doctor's output: one ✓/✗ line per check, each ✗ followed by a one-line hint.
+
+use std::fmt;
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Which hop or property: `local agent`, `remote gateway`, `mTLS handshake`, ...
+    pub name: String,
+    pub ok: bool,
+    /// What was found (✓) or what went wrong (✗), naming addresses and identities.
+    pub detail: String,
+    /// For a failure: what to look at or do next.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mark = if self.ok { '✓' } else { '✗' };
+        write!(f, "{mark} {}: {}", self.name, self.detail)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n    hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every check run so far, printed as it is added.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    /// Print each check to stdout as it is recorded.
+    pub print: bool,
+}
+
+impl Report {
+    pub fn new(print: bool) -> Report {
+        Report {
+            checks: Vec::new(),
+            print,
+        }
+    }
+
+    pub fn pass(&mut self, name: &str, detail: impl Into<String>) {
+        self.push(Check {
+            name: name.to_string(),
+            ok: true,
+            detail: detail.into(),
+            hint: None,
+        });
+    }
+
+    pub fn fail(&mut self, name: &str, detail: impl Into<String>, hint: impl Into<String>) {
+        self.push(Check {
+            name: name.to_string(),
+            ok: false,
+            detail: detail.into(),
+            hint: Some(hint.into()),
+        });
+    }
+
+    fn push(&mut self, check: Check) {
+        if self.print {
+            println!("{check}");
+        }
+        self.checks.push(check);
+    }
+
+    /// Records a section heading (printed only).
+    pub fn section(&self, title: &str) {
+        if self.print {
+            println!("{title}");
+        }
+    }
+
+    pub fn failed(&self) -> usize {
+        self.checks.iter().filter(|c| !c.ok).count()
+    }
+
+    pub fn all_passed(&self) -> bool {
+        self.failed() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_carry_a_hint_line() {
+        let mut r = Report::new(false);
+        r.pass("local agent", "node a in dc1");
+        r.fail("server", "cannot reach 127.0.0.1:8300", "start the server");
+        assert_eq!(r.failed(), 1);
+        assert!(!r.all_passed());
+        assert_eq!(r.checks[0].to_string(), "✓ local agent: node a in dc1");
+        assert_eq!(
+            r.checks[1].to_string(),
+            "✗ server: cannot reach 127.0.0.1:8300\n    hint: start the server"
+        );
+    }
+}

@@ -1,0 +1,243 @@
+use super::*;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
+use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context::ValidationContextType, secret, string_matcher_san, DownstreamTlsContext,
+    Secret, UpstreamTlsContext,
+};
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address, transport_socket};
+use prost::Message;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use strait_snapshot::{
+    GatewayMode, GatewaySnapshot, Leaf, Secret as Key, SidecarSnapshot, UpstreamSnapshot,
+};
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+fn base(kind: ProxyKind) -> Snapshot {
+    Snapshot {
+        version: 7,
+        proxy_id: "web-sidecar-proxy".into(),
+        kind,
+        trust_domain: "td.strait".into(),
+        datacenter: "dc1".into(),
+        service: "web".into(),
+        leaf: Leaf {
+            cert_chain_pem: "LEAF-PEM".into(),
+            key_pem: Key("KEY-PEM".into()),
+            spiffe_id: "spiffe://td.strait/ns/default/dc/dc1/svc/web".into(),
+            serial: "01".into(),
+            not_after_unix: 0,
+        },
+        roots_pem: vec!["ROOT-A".into(), "ROOT-B\n".into()],
+        sidecar: None,
+        gateway: None,
+    }
+}
+
+fn sidecar() -> Snapshot {
+    let mut s = base(ProxyKind::Sidecar);
+    s.sidecar = Some(SidecarSnapshot {
+        public_listener: addr("10.0.0.5:21000"),
+        local_app: addr("127.0.0.1:8080"),
+        upstreams: vec![UpstreamSnapshot {
+            destination: "counting".into(),
+            datacenter: "dc2".into(),
+            bind: addr("127.0.0.1:5000"),
+            sni: "counting.default.dc2.internal.td.strait".into(),
+            spiffe_id: "spiffe://td.strait/ns/default/dc/dc2/svc/counting".into(),
+            mode: GatewayMode::Local,
+            endpoints: vec![addr("10.0.0.20:8443")],
+        }],
+        ..Default::default()
+    });
+    s
+}
+
+fn decode<M: Message + Default>(r: &Resource) -> M {
+    M::decode(r.body.value.as_slice()).expect("decodes")
+}
+
+fn names(rs: &[Resource]) -> Vec<&str> {
+    rs.iter().map(|r| r.name.as_str()).collect()
+}
+
+fn tcp_cluster(l: &Listener, chain: usize) -> String {
+    let f = &l.filter_chains[chain].filters[0];
+    let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+        panic!("no typed config");
+    };
+    let t = TcpProxy::decode(any.value.as_slice()).expect("tcp_proxy");
+    match t.cluster_specifier {
+        Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn port(a: &Option<envoy_types::pb::envoy::config::core::v3::Address>) -> u32 {
+    match a.as_ref().and_then(|a| a.address.as_ref()) {
+        Some(address::Address::SocketAddress(s)) => match s.port_specifier {
+            Some(socket_address::PortSpecifier::PortValue(p)) => p,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+fn typed<M: Message + Default>(ts: &Option<envoy_types::pb::envoy::config::core::v3::TransportSocket>) -> M {
+    match ts.as_ref().and_then(|t| t.config_type.as_ref()) {
+        Some(transport_socket::ConfigType::TypedConfig(any)) => {
+            M::decode(any.value.as_slice()).expect("tls context")
+        }
+        None => panic!("no transport socket"),
+    }
+}
+
+#[test]
+fn secrets_carry_leaf_and_roots() {
+    let r = render(&sidecar());
+    assert_eq!(names(&r.secrets), [LEAF_SECRET, ROOTS_SECRET]);
+    let leaf: Secret = decode(&r.secrets[0]);
+    let Some(secret::Type::TlsCertificate(cert)) = leaf.r#type else {
+        panic!("leaf is not a certificate");
+    };
+    assert!(format!("{:?}", cert.certificate_chain).contains("LEAF-PEM"));
+    assert!(format!("{:?}", cert.private_key).contains("KEY-PEM"));
+    let roots: Secret = decode(&r.secrets[1]);
+    let Some(secret::Type::ValidationContext(v)) = roots.r#type else {
+        panic!("roots are not a validation context");
+    };
+    assert!(format!("{:?}", v.trusted_ca).contains("ROOT-A\\nROOT-B\\n"));
+}
+
+#[test]
+fn sidecar_inbound_requires_client_certificates() {
+    let r = render(&sidecar());
+    assert_eq!(
+        names(&r.listeners),
+        ["public_listener:10.0.0.5:21000", "upstream:127.0.0.1:5000"]
+    );
+    let inbound: Listener = decode(&r.listeners[0]);
+    assert_eq!(port(&inbound.address), 21000);
+    assert_eq!(tcp_cluster(&inbound, 0), "local_app");
+    let tls: DownstreamTlsContext = typed(&inbound.filter_chains[0].transport_socket);
+    assert_eq!(tls.require_client_certificate.map(|b| b.value), Some(true));
+    let common = tls.common_tls_context.expect("common");
+    assert_eq!(common.tls_certificate_sds_secret_configs[0].name, LEAF_SECRET);
+    let Some(ValidationContextType::CombinedValidationContext(v)) = common.validation_context_type
+    else {
+        panic!("no validation context");
+    };
+    assert_eq!(v.validation_context_sds_secret_config.expect("roots").name, ROOTS_SECRET);
+    let app: Cluster = decode(&r.clusters[0]);
+    assert_eq!(app.name, "local_app");
+    assert!(format!("{:?}", app.load_assignment).contains("127.0.0.1"));
+}
+
+#[test]
+fn sidecar_upstream_verifies_the_exact_spiffe_id() {
+    let r = render(&sidecar());
+    let outbound: Listener = decode(&r.listeners[1]);
+    assert_eq!(port(&outbound.address), 5000);
+    let sni = "counting.default.dc2.internal.td.strait";
+    assert_eq!(tcp_cluster(&outbound, 0), sni);
+    assert_eq!(names(&r.clusters), ["local_app", sni]);
+    let cluster: Cluster = decode(&r.clusters[1]);
+    let tls: UpstreamTlsContext = typed(&cluster.transport_socket);
+    assert_eq!(tls.sni, sni);
+    let Some(ValidationContextType::CombinedValidationContext(v)) =
+        tls.common_tls_context.expect("common").validation_context_type
+    else {
+        panic!("no validation context");
+    };
+    let sans = v.default_validation_context.expect("default").match_typed_subject_alt_names;
+    assert_eq!(sans.len(), 1);
+    assert_eq!(sans[0].san_type, string_matcher_san::SanType::Uri as i32);
+    assert!(format!("{:?}", sans[0].matcher)
+        .contains("Exact(\"spiffe://td.strait/ns/default/dc/dc2/svc/counting\")"));
+    assert_eq!(names(&r.endpoints), [sni]);
+    let cla: ClusterLoadAssignment = decode(&r.endpoints[0]);
+    let eps = &cla.endpoints[0].lb_endpoints;
+    assert_eq!(eps.len(), 1);
+    assert!(matches!(
+        eps[0].host_identifier,
+        Some(lb_endpoint::HostIdentifier::Endpoint(_))
+    ));
+}
+
+fn gateway(wan: &str) -> Snapshot {
+    let mut s = base(ProxyKind::MeshGateway);
+    s.proxy_id = "mesh-gateway".into();
+    s.gateway = Some(GatewaySnapshot {
+        lan: addr("10.0.0.11:8443"),
+        wan: addr(wan),
+        local_services: BTreeMap::from([("counting".into(), vec![addr("10.0.0.12:21000")])]),
+        local_servers: vec![addr("10.0.0.10:8300")],
+        remote_gateways: BTreeMap::from([("dc2".into(), vec![addr("192.0.2.2:8443")])]),
+    });
+    s
+}
+
+#[test]
+fn gateway_routes_by_sni_without_decrypting() {
+    let r = render(&gateway("10.0.0.11:8443"));
+    assert_eq!(names(&r.listeners), ["mesh_gateway_lan:10.0.0.11:8443"]);
+    let l: Listener = decode(&r.listeners[0]);
+    assert_eq!(l.listener_filters[0].name, "envoy.filters.listener.tls_inspector");
+    let chains: Vec<(Vec<String>, String)> = (0..l.filter_chains.len())
+        .map(|i| {
+            let m = l.filter_chains[i].filter_chain_match.clone().expect("match");
+            assert!(l.filter_chains[i].transport_socket.is_none(), "gateway decrypts");
+            (m.server_names, tcp_cluster(&l, i))
+        })
+        .collect();
+    assert_eq!(
+        chains,
+        [
+            (
+                vec!["counting.default.dc1.internal.td.strait".to_string()],
+                "counting.default.dc1.internal.td.strait".to_string()
+            ),
+            (
+                vec![
+                    "server.dc1.td.strait".to_string(),
+                    "server.dc1.bootstrap.strait".to_string()
+                ],
+                "server.dc1.td.strait".to_string()
+            ),
+            (
+                vec![
+                    "*.dc2.internal.td.strait".to_string(),
+                    "server.dc2.td.strait".to_string(),
+                    "server.dc2.bootstrap.strait".to_string()
+                ],
+                "gateways.dc2.td.strait".to_string()
+            ),
+        ]
+    );
+    assert_eq!(names(&r.clusters), names(&r.endpoints));
+    for c in &r.clusters {
+        let c: Cluster = decode(c);
+        assert!(c.transport_socket.is_none(), "{} re-encrypts", c.name);
+    }
+}
+
+#[test]
+fn gateway_listens_on_wan_when_it_differs() {
+    let r = render(&gateway("192.0.2.1:8443"));
+    assert_eq!(
+        names(&r.listeners),
+        ["mesh_gateway_lan:10.0.0.11:8443", "mesh_gateway_wan:192.0.2.1:8443"]
+    );
+}
+
+#[test]
+fn same_snapshot_renders_the_same() {
+    assert_eq!(render(&sidecar()), render(&sidecar()));
+    assert_eq!(render(&gateway("10.0.0.11:8443")), render(&gateway("10.0.0.11:8443")));
+}

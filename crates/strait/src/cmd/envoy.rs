@@ -1,0 +1,130 @@
+//! `strait envoy bootstrap|run`: Envoy as a strait proxy (like `consul connect envoy`). The
+//! bootstrap points Envoy at the local agent's ADS server (`grpc_addr`) with the proxy id as
+//! its node id; `run` also registers a mesh gateway with the agent (the same registration
+//! `strait gateway` makes) and then execs Envoy.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use strait_envoy::bootstrap::Bootstrap;
+
+#[derive(Debug, Subcommand)]
+pub enum EnvoyCommand {
+    /// Print the Envoy bootstrap (JSON) for a sidecar or a mesh gateway.
+    Bootstrap {
+        #[command(flatten)]
+        proxy: EnvoyProxyArgs,
+        /// Gateway only: also register the gateway with the agent (as `run` does).
+        #[arg(long)]
+        register: bool,
+    },
+    /// Register (gateways), then exec Envoy with the bootstrap.
+    Run {
+        #[command(flatten)]
+        proxy: EnvoyProxyArgs,
+        /// The Envoy executable.
+        #[arg(long, default_value = "envoy", env = "STRAIT_ENVOY_BIN")]
+        envoy_bin: String,
+        /// Further arguments for Envoy, after `--`.
+        #[arg(last = true)]
+        envoy_args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GatewayKind {
+    Mesh,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["sidecar_for", "gateway"])))]
+pub struct EnvoyProxyArgs {
+    /// Service ID this sidecar fronts; the proxy ID is `<service-id>-sidecar-proxy`.
+    #[arg(long, value_name = "SERVICE_ID")]
+    sidecar_for: Option<String>,
+    /// Run as a gateway of this kind.
+    #[arg(long, value_enum)]
+    gateway: Option<GatewayKind>,
+    /// Gateway: LAN address Envoy listens on and the agent registers.
+    #[arg(long, value_name = "ADDR", required_if_eq("gateway", "mesh"))]
+    address: Option<SocketAddr>,
+    /// Gateway: WAN address other DCs dial. Default: --address.
+    #[arg(long, value_name = "ADDR")]
+    wan_address: Option<SocketAddr>,
+    /// Gateway: service name and ID to register (and the proxy id).
+    #[arg(long, default_value = "mesh-gateway")]
+    service: String,
+    /// Override the proxy ID (the Envoy node id).
+    #[arg(long)]
+    proxy_id: Option<String>,
+    /// Envoy's admin endpoint (loopback only).
+    #[arg(long, default_value = "127.0.0.1:19000", value_name = "ADDR")]
+    admin: SocketAddr,
+    /// The agent's ADS (gRPC) address: its `grpc_addr`.
+    #[arg(long, default_value = "127.0.0.1:8502", value_name = "ADDR")]
+    grpc: SocketAddr,
+    /// The agent's HTTP API (gateway registration).
+    #[arg(long, default_value = "127.0.0.1:8500", value_name = "ADDR")]
+    agent: SocketAddr,
+}
+
+impl EnvoyProxyArgs {
+    fn bootstrap(&self) -> Result<serde_json::Value> {
+        let (proxy_id, cluster) = match (&self.sidecar_for, self.gateway) {
+            (Some(service), _) => (format!("{service}-sidecar-proxy"), service.clone()),
+            (None, _) => (self.service.clone(), self.service.clone()),
+        };
+        let bootstrap = Bootstrap {
+            proxy_id: self.proxy_id.clone().unwrap_or(proxy_id),
+            cluster,
+            admin: self.admin,
+            ads: self.grpc,
+        };
+        Ok(bootstrap.to_json()?)
+    }
+
+    /// Registers the gateway with the agent, retrying until the agent answers.
+    async fn register_gateway(&self) -> Result<()> {
+        let Some(lan) = self.address.filter(|_| self.gateway.is_some()) else {
+            return Ok(());
+        };
+        let wan = self.wan_address.unwrap_or(lan);
+        let body = strait_proxy::snapshot_source::gateway_registration(&self.service, lan, wan);
+        let shutdown = super::shutdown_on_signals();
+        if !strait_proxy::snapshot_source::register_gateway(self.agent, body, &shutdown).await {
+            bail!("interrupted before the gateway was registered");
+        }
+        tracing::info!(agent = %self.agent, service = %self.service, "gateway registered");
+        Ok(())
+    }
+}
+
+pub async fn run(cmd: EnvoyCommand) -> Result<()> {
+    match cmd {
+        EnvoyCommand::Bootstrap { proxy, register } => {
+            let bootstrap = proxy.bootstrap()?;
+            if register {
+                proxy.register_gateway().await?;
+            }
+            println!("{}", serde_json::to_string_pretty(&bootstrap)?);
+            Ok(())
+        }
+        EnvoyCommand::Run {
+            proxy,
+            envoy_bin,
+            envoy_args,
+        } => {
+            let bootstrap = proxy.bootstrap()?;
+            proxy.register_gateway().await?;
+            // Several Envoys share a VM: hot restart (shared memory per base id) is off.
+            let err = std::process::Command::new(&envoy_bin)
+                .arg("--config-yaml")
+                .arg(bootstrap.to_string())
+                .arg("--disable-hot-restart")
+                .args(&envoy_args)
+                .exec();
+            Err(err).with_context(|| format!("cannot run Envoy ({envoy_bin}); install Envoy 1.40 or name it with --envoy-bin"))
+        }
+    }
+}
