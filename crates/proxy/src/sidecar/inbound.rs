@@ -37,7 +37,12 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
             Ok(Err(err)) => {
                 let reason = handshake_reason(&err);
                 shared.metrics.handshake_inbound.inc(reason);
-                tracing::info!(reason, %err, "inbound handshake refused");
+                if reason == "eof" {
+                    // TCP health checks and port probes: connect, then close before a hello.
+                    tracing::debug!("closed before the TLS handshake");
+                } else {
+                    tracing::info!(reason, %err, "inbound handshake refused");
+                }
                 return;
             }
             Err(_) => {
@@ -77,9 +82,12 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
     }
 }
 
-/// Metric label for a failed handshake: the identity crate's reason for a TLS error, else
-/// `io` (the peer went away mid-handshake).
+/// Metric label for a failed handshake: the identity crate's reason for a TLS error, `eof`
+/// when the peer closed before completing it (TCP health checks do), else `io`.
 pub(crate) fn handshake_reason(err: &std::io::Error) -> &'static str {
+    if err.kind() == std::io::ErrorKind::UnexpectedEof {
+        return "eof";
+    }
     err.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         .map_or("io", tls::failure_reason)
