@@ -205,6 +205,19 @@ pub struct ConfigEntry {
     pub modify_index: u64,
 }
 
+impl ConfigEntry {
+    /// A `service-intentions` entry's sources as the snapshot builder takes them.
+    pub fn intention_rules(&self) -> Vec<strait_snapshot::IntentionRule> {
+        self.sources
+            .iter()
+            .map(|s| strait_snapshot::IntentionRule {
+                source: s.name.clone(),
+                allow: s.action == intention_action::ALLOW,
+            })
+            .collect()
+    }
+}
+
 /// One source of a `service-intentions` entry: may service `Name` (`*`: any) call the entry's
 /// destination? Enforced by the destination's sidecar on every new inbound connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

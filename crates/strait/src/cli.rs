@@ -77,6 +77,8 @@ pub enum Command {
         #[command(flatten)]
         agent: AgentAddr,
     },
+    /// Who may call whom (service-intentions), on a server's loopback API.
+    Intention(crate::cmd::intention::IntentionArgs),
     /// Configuration files.
     Config {
         #[command(subcommand)]

@@ -236,11 +236,29 @@ fn default_lab_end_to_end() {
     // A deny intention written on the primary's server for dc2 stops new connections at
     // counting's sidecar; deleting it lets them through again.
     let primary_server = sa("127.20.1.10:8500");
-    let deny = r#"{"Kind":"service-intentions","Name":"counting",
-        "Sources":[{"Name":"dashboard","Action":"deny"}]}"#;
-    let (status, body) =
-        common::http("PUT", primary_server, "/v1/config?dc=dc2", Some(deny)).unwrap();
-    assert_eq!(status, 200, "{body}");
+    let intention = |args: &[&str]| {
+        let out = std::process::Command::new(common::strait_bin())
+            .arg("intention")
+            .args(args)
+            .args(["--dc", "dc2", "--http-addr", "127.20.1.10:8500"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = intention(&["deny", "dashboard", "counting"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = intention(&["check", "dashboard", "counting"]);
+    assert_eq!(
+        (code, text.trim()),
+        (Some(1), "dashboard -> counting: denied")
+    );
+    let (code, text) = intention(&["list"]);
+    assert!(
+        code == Some(0) && text.contains("dashboard  deny    counting"),
+        "{text}"
+    );
     let bad = r#"{"Kind":"service-intentions","Name":"counting",
         "Sources":[{"Name":"dashboard","Action":"block"}]}"#;
     let (status, body) =
@@ -259,14 +277,8 @@ fn default_lab_end_to_end() {
             &[]
         ) > 0
     );
-    let (status, body) = common::http(
-        "DELETE",
-        primary_server,
-        "/v1/config/service-intentions/counting?dc=dc2",
-        None,
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
+    let (code, text) = intention(&["delete", "dashboard", "counting"]);
+    assert_eq!(code, Some(0), "{text}");
     assert_counts_increase_eventually(dash, "secondary-services");
 
     // Status lists every process as running and ready.

@@ -17,7 +17,7 @@ use strait_rpc::proto::{
     SignRequest, SignResponse, SyncRequest,
 };
 use strait_rpc::serve::Peer;
-use strait_snapshot::{GatewayMode, IntentionRule, MeshView};
+use strait_snapshot::{GatewayMode, MeshView};
 
 pub async fn ready(State(s): State<AppState>) -> Response {
     if s.is_ready() {
@@ -99,11 +99,7 @@ pub async fn mesh_view(
                 view.service_defaults_mode.insert(e.name.clone(), mode);
             }
             "service-intentions" => {
-                let rules = e.sources.iter().map(|src| IntentionRule {
-                    source: src.name.clone(),
-                    allow: src.action == strait_catalog::intention_action::ALLOW,
-                });
-                view.intentions.insert(e.name.clone(), rules.collect());
+                view.intentions.insert(e.name.clone(), e.intention_rules());
             }
             _ => {}
         }

@@ -15,7 +15,7 @@ async fn get<T: serde::de::DeserializeOwned>(agent: SocketAddr, path: &str) -> R
     Ok(resp.json(agent, path)?)
 }
 
-fn table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {

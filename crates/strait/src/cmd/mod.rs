@@ -3,6 +3,7 @@
 pub(crate) mod envoy;
 mod human;
 pub(crate) mod install;
+pub(crate) mod intention;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 use anyhow::Result;
@@ -50,6 +51,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config {
             cmd: ConfigCommand::Check { file },
         } => config_check(&file),
+        Command::Intention(args) => {
+            if !intention::run(args).await? {
+                // `check` answered "denied" (already printed): exit code 1, no error text.
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Install(args) => install::install(args),
         Command::Version => {
             println!("strait {}", crate::cli::VERSION);
