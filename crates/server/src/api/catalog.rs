@@ -1,7 +1,8 @@
 //! Public read endpoints in Consul's shapes, plus config entries.
 
 use super::{authorize, block, indexed, ApiError, ApiResult, AppState, Origin, Params};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::response::Response;
 use axum::{Extension, Json};
 use serde_json::json;
@@ -13,25 +14,46 @@ fn can_read(origin: Origin, peer: &Peer) -> ApiResult<()> {
     authorize(origin, peer, "read the catalog", |_| true)
 }
 
-pub async fn services(
-    State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
-    Extension(peer): Extension<Peer>,
-    Query(q): Query<Params>,
-) -> ApiResult<Response> {
-    can_read(origin, &peer)?;
-    let index = block(&s, &q).await?;
+/// A catalog read, as every read handler starts: the caller may read, and the blocking query
+/// (`?index=&wait=`), if any, has returned. `index` is the catalog index to answer with.
+pub struct Read {
+    pub s: AppState,
+    pub q: Params,
+    pub index: u64,
+}
+
+impl FromRequestParts<AppState> for Read {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> ApiResult<Read> {
+        let origin = parts
+            .extensions
+            .get::<Origin>()
+            .copied()
+            .unwrap_or(Origin::Mesh);
+        let anonymous = Peer {
+            addr: ([0, 0, 0, 0], 0).into(),
+            identity: None,
+        };
+        let peer = parts.extensions.get::<Peer>().unwrap_or(&anonymous);
+        can_read(origin, peer)?;
+        let Query(q) = Query::<Params>::from_request_parts(parts, s)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let index = block(s, &q).await?;
+        Ok(Read {
+            s: s.clone(),
+            q,
+            index,
+        })
+    }
+}
+
+pub async fn services(Read { s, index, .. }: Read) -> ApiResult<Response> {
     Ok(indexed(index, s.catalog.services()))
 }
 
-pub async fn nodes(
-    State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
-    Extension(peer): Extension<Peer>,
-    Query(q): Query<Params>,
-) -> ApiResult<Response> {
-    can_read(origin, &peer)?;
-    let index = block(&s, &q).await?;
+pub async fn nodes(Read { s, index, .. }: Read) -> ApiResult<Response> {
     Ok(indexed(index, s.catalog.nodes()))
 }
 
@@ -43,14 +65,9 @@ fn passing_only(mut v: Vec<ServiceInstance>, q: &Params) -> Vec<ServiceInstance>
 }
 
 pub async fn health_service(
-    State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
-    Extension(peer): Extension<Peer>,
+    Read { s, q, index }: Read,
     Path(name): Path<String>,
-    Query(q): Query<Params>,
 ) -> ApiResult<Response> {
-    can_read(origin, &peer)?;
-    let index = block(&s, &q).await?;
     Ok(indexed(
         index,
         passing_only(s.catalog.service_instances(&name), &q),
@@ -58,14 +75,9 @@ pub async fn health_service(
 }
 
 pub async fn health_connect(
-    State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
-    Extension(peer): Extension<Peer>,
+    Read { s, q, index }: Read,
     Path(name): Path<String>,
-    Query(q): Query<Params>,
 ) -> ApiResult<Response> {
-    can_read(origin, &peer)?;
-    let index = block(&s, &q).await?;
     Ok(indexed(
         index,
         passing_only(s.catalog.connect_instances(&name), &q),
@@ -74,14 +86,9 @@ pub async fn health_connect(
 
 /// `/v1/catalog/service/:name`: Consul's flattened node+service objects.
 pub async fn catalog_service(
-    State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
-    Extension(peer): Extension<Peer>,
+    Read { s, index, .. }: Read,
     Path(name): Path<String>,
-    Query(q): Query<Params>,
 ) -> ApiResult<Response> {
-    can_read(origin, &peer)?;
-    let index = block(&s, &q).await?;
     let out: Vec<_> = s
         .catalog
         .service_instances(&name)
@@ -146,14 +153,9 @@ pub async fn ca_roots(
 }
 
 pub async fn config_list(
-    State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
-    Extension(peer): Extension<Peer>,
+    Read { s, index, .. }: Read,
     Path(kind): Path<String>,
-    Query(q): Query<Params>,
 ) -> ApiResult<Response> {
-    can_read(origin, &peer)?;
-    let index = block(&s, &q).await?;
     let entries: Vec<ConfigEntry> = s
         .catalog
         .config_entries()
