@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Fields of `new` that differ from the running config and need a restart.
 pub fn needs_restart(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> {
-    [
+    strait_systemd::reload::changed_fields([
         ("datacenter", old.datacenter != new.datacenter),
         ("node_name", old.node_name != new.node_name),
         ("data_dir", old.data_dir != new.data_dir),
@@ -25,10 +25,7 @@ pub fn needs_restart(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> 
         ("http_addr", old.http_addr != new.http_addr),
         ("servers", old.servers != new.servers),
         ("join_token", old.join_token != new.join_token),
-    ]
-    .into_iter()
-    .filter_map(|(field, changed)| changed.then_some(field))
-    .collect()
+    ])
 }
 
 /// Re-reads `path` and the definitions of its `config_dir`, and applies them.
@@ -75,4 +72,71 @@ pub fn spawn(agent: Arc<Agent>, path: PathBuf, hangup: Signal, shutdown: Cancell
         })
         .await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::definition::ServiceDefinition;
+    use crate::local::{LocalState, Source};
+
+    fn def(json: &str) -> ServiceDefinition {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn port(local: &LocalState, id: &str) -> Option<u16> {
+        local
+            .services()
+            .into_iter()
+            .find(|s| s.id == id)
+            .map(|s| s.port)
+    }
+
+    #[test]
+    fn file_definitions_change_by_difference_and_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalState::new("n1", "127.0.0.1".parse().unwrap(), dir.path());
+        local
+            .insert(
+                def(r#"{"ID": "api", "Name": "api", "Port": 1}"#),
+                Source::Api,
+            )
+            .unwrap();
+        let file = |json: &str, name: &str| (def(json), name.to_owned());
+        let web = |p: u16| file(&format!(r#"{{"Name": "web", "Port": {p}}}"#), "web.json");
+
+        let c = local
+            .replace_file_definitions(vec![
+                web(9100),
+                file(r#"{"Name": "db", "Port": 5432}"#, "db.json"),
+            ])
+            .unwrap();
+        assert_eq!(
+            (c.added, c.changed, c.removed),
+            (vec!["db".to_owned(), "web".to_owned()], vec![], vec![])
+        );
+
+        let c = local.replace_file_definitions(vec![web(9200)]).unwrap();
+        assert_eq!(
+            (c.added, c.changed, c.removed),
+            (vec![], vec!["web".to_owned()], vec!["db".to_owned()])
+        );
+        assert_eq!(port(&local, "web"), Some(9200));
+
+        // One invalid definition: refused with its file named, nothing changes.
+        let err = local
+            .replace_file_definitions(vec![
+                web(9300),
+                file(r#"{"ID": "a/b", "Name": "x"}"#, "bad.json"),
+            ])
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("bad.json"), "{err:#}");
+        assert_eq!(port(&local, "web"), Some(9200));
+
+        // A service registered through the API wins over a file with its ID, as at start-up.
+        let c = local
+            .replace_file_definitions(vec![file(r#"{"Name": "api", "Port": 2}"#, "api.json")])
+            .unwrap();
+        assert!(c.added.is_empty() && c.removed == ["web"], "{c:?}");
+        assert_eq!(port(&local, "api"), Some(1));
+    }
 }

@@ -69,7 +69,7 @@ pub(crate) async fn check(r: &mut Report, ctx: &Ctx<'_>, service: &str, up: &Ups
                 "unknown_ca" => "the two sides do not share a CA: compare the `roots` check on both services' sidecars (admin /certs) with GET /v1/agent/connect/ca/roots",
                 "bad_identity" => "a different service answered this SNI: check the gateways' admin /clusters routes and the destination's registration",
                 "expired" => "a certificate on the path is expired: check the destination sidecar's admin /certs and the clocks",
-                "closed" => "a gateway or the destination sidecar closed the connection: no healthy instance behind the SNI (see the health check above) or the destination's app is down; read the gateways' admin /stats hello_rejected and logs",
+                "closed" => "a gateway or the destination sidecar closed the connection: no healthy instance behind the SNI (health check above), the destination's app is down, or an intention denies this caller (`strait intention check`; destination sidecar log `denied by intentions`)",
                 _ => "read the gateways' and the destination sidecar's logs and admin /stats (handshake_failures)",
             };
             r.fail(NAME, format!("{what}: {detail}"), hint);

@@ -322,7 +322,49 @@ async fn upstream_path(r: &mut Report, ctx: &Ctx<'_>, service: &str, upstream: &
             }
         }
     }
+    intentions(r, ctx, service, up).await;
     crate::handshake::check(r, ctx, service, up).await;
+}
+
+/// The destination DC's intentions allow `service` to call the upstream (evaluated with the
+/// function the destination's snapshot uses).
+async fn intentions(r: &mut Report, ctx: &Ctx<'_>, service: &str, up: &Upstream) {
+    let name = "intentions";
+    let path = format!(
+        "/v1/config/{}?dc={}",
+        strait_catalog::config_kind::SERVICE_INTENTIONS,
+        up.datacenter
+    );
+    match ctx.agent.json::<Vec<strait_catalog::ConfigEntry>>(&path).await {
+        Ok(entries) => {
+            let mut view = strait_snapshot::MeshView::default();
+            for e in entries {
+                view.intentions.insert(e.name.clone(), e.intention_rules());
+            }
+            let rules = strait_snapshot::resolve_intentions(&view, &up.destination);
+            let verdict = format!("{service} -> {} in {}", up.destination, up.datacenter);
+            if rules.allows(service) {
+                r.pass(name, format!("{verdict} allowed ({} rule(s))", rules.rules.len()));
+            } else {
+                r.fail(
+                    name,
+                    format!("{verdict} denied"),
+                    format!(
+                        "`strait intention list --dc {}` on a server shows the rule; `strait intention allow {service} {}` lifts it",
+                        up.datacenter, up.destination
+                    ),
+                );
+            }
+        }
+        Err(e) => r.fail(
+            name,
+            format!("{e:#}"),
+            format!(
+                "{}'s config entries could not be read: fix the `federation {} servers` check first",
+                up.datacenter, up.datacenter
+            ),
+        ),
+    }
 }
 
 /// `<u> in <dc>`: the destination has a healthy sidecar in its DC (asked with `?dc=`).

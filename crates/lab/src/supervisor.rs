@@ -18,11 +18,13 @@ use crate::state::{self, ProcessRecord};
 
 /// Variables the demo apps read; cleared so the user's shell cannot leak them
 /// into the wrong process.
-const CLEARED_ENV: [&str; 4] = [
+const CLEARED_ENV: [&str; 5] = [
     "PORT",
     "BIND_ADDR",
     "COUNTING_SERVICE_URL",
     "STRAIT_HOSTNAME",
+    // A lab run under systemd: its children must not speak for the lab's own unit.
+    "NOTIFY_SOCKET",
 ];
 
 /// The strait executable for child processes: `STRAIT_BIN`, else ourselves.

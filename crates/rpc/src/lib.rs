@@ -3,7 +3,8 @@
 //! Servers, agents, the CLI and proxies all speak HTTP/1.1 with JSON bodies. Between hosts it
 //! always runs over mutual TLS ([`mesh`]); on loopback (an agent's local API, a server's local
 //! listener, proxy admin pages) it is plain ([`http`]). [`serve`] runs an axum router on either,
-//! handing handlers the caller's verified SPIFFE ID.
+//! handing handlers the caller's verified SPIFFE ID. [`metrics`] is the Prometheus text that
+//! servers and agents serve.
 #![forbid(unsafe_code)]
 
 mod error;

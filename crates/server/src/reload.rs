@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use strait_systemd::reload::changed_fields;
 use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 
@@ -69,8 +70,7 @@ pub struct Outcome {
 /// Compares `new` with what runs: applies the live fields, lists the others that changed.
 pub fn apply(server: &Server, new: &ServerConfig) -> Outcome {
     let old = &server.cfg;
-    let mut out = Outcome::default();
-    for (field, changed) in [
+    let need_restart = changed_fields([
         ("datacenter", old.datacenter != new.datacenter),
         (
             "primary_datacenter",
@@ -84,27 +84,22 @@ pub fn apply(server: &Server, new: &ServerConfig) -> Outcome {
             "federation_token",
             old.federation_token != new.federation_token,
         ),
-    ] {
-        if changed {
-            out.need_restart.push(field);
-        }
-    }
+    ]);
     let live = Live::of(new);
     let mut current = server.live.0.write().unwrap_or_else(|e| e.into_inner());
-    for (field, changed) in [
+    let applied = changed_fields([
         ("join_token", current.join_token != live.join_token),
         ("leaf_ttl_hours", current.leaf_ttl != live.leaf_ttl),
         (
             "primary_gateways",
             current.primary_gateways != live.primary_gateways,
         ),
-    ] {
-        if changed {
-            out.applied.push(field);
-        }
-    }
+    ]);
     *current = live;
-    out
+    Outcome {
+        applied,
+        need_restart,
+    }
 }
 
 /// Re-reads `path` and applies it; an invalid file changes nothing.

