@@ -152,13 +152,22 @@ async fn snapshot(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let after: u64 = q.get("index").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let wait = q
-        .get("wait")
-        .and_then(|w| w.trim_end_matches('s').parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(30))
-        .min(Duration::from_secs(300));
+    let after: u64 = match q.get("index").map(|v| v.parse()) {
+        None => 0,
+        Some(Ok(index)) => index,
+        Some(Err(_)) => {
+            let msg = format!("query parameter `index` = {:?} is not a number", q["index"]);
+            return (StatusCode::BAD_REQUEST, msg).into_response();
+        }
+    };
+    let wait = match q.get("wait").map(|w| strait_rpc::duration::parse(w)) {
+        None => Duration::from_secs(30),
+        Some(Ok(wait)) => wait.min(Duration::from_secs(300)),
+        Some(Err(e)) => {
+            let msg = format!("query parameter `wait` = {e}");
+            return (StatusCode::BAD_REQUEST, msg).into_response();
+        }
+    };
     let mut gen = a.snapshot_gen.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     loop {

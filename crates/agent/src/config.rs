@@ -51,7 +51,7 @@ impl AgentConfig {
     }
 
     pub fn parse(text: &str) -> Result<AgentConfig> {
-        let raw: RawConfig = toml::from_str(text)?;
+        let raw: RawConfig = strait_rpc::config::parse_toml(text)?;
         strait_identity::spiffe::validate_name("datacenter", &raw.datacenter)?;
         strait_identity::spiffe::validate_name("node_name", &raw.node_name)?;
         if !raw.http_addr.ip().is_loopback() {

@@ -63,6 +63,13 @@ pub struct SidecarProxy {
     pub upstreams: Vec<Upstream>,
     #[serde(default)]
     pub mesh_gateway: MeshGatewayConfig,
+    /// Where the sidecar finds the app (Consul's field): default 127.0.0.1, so the app need
+    /// not listen on an address other hosts reach without mTLS.
+    #[serde(default)]
+    pub local_service_address: String,
+    /// The app's port, when it differs from the service's `Port`.
+    #[serde(default)]
+    pub local_service_port: u16,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -116,20 +123,32 @@ pub struct Expanded {
 /// First port handed to sidecars that do not name one (Consul's default range).
 pub const SIDECAR_PORT_BASE: u16 = 21000;
 
+/// A check's `Interval` or `Timeout`: between 100ms and 24h (a zero interval would probe in
+/// a busy loop).
 fn parse_duration(field: &str, v: &str, default: Duration) -> Result<Duration> {
     if v.is_empty() {
         return Ok(default);
     }
-    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
-    let n: u64 = num.parse().map_err(|_| {
-        anyhow::anyhow!("field {field} = {v:?}: expected a duration like 10s, 1m or 500ms")
-    })?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        _ => bail!("field {field} = {v:?}: unknown unit {unit:?} (use ms, s or m)"),
-    })
+    let d = strait_rpc::duration::parse(v).map_err(|e| anyhow::anyhow!("field {field} = {e}"))?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&d) {
+        bail!("field {field} = {v:?}: must be between 100ms and 24h");
+    }
+    Ok(d)
+}
+
+/// A plaintext hop between the sidecar and its app: 127.0.0.1 when empty, and never an
+/// address other hosts could reach (it would skip mTLS and intentions).
+fn loopback_ip(field: &str, v: &str) -> Result<IpAddr> {
+    if v.is_empty() {
+        return Ok(IpAddr::from([127, 0, 0, 1]));
+    }
+    let ip: IpAddr = v
+        .parse()
+        .map_err(|_| anyhow::anyhow!("field {field} = {v:?}: not an IP address"))?;
+    if !ip.is_loopback() {
+        bail!("field {field} = {v:?}: must be a loopback address (plaintext stays on the VM)");
+    }
+    Ok(ip)
 }
 
 fn parse_http(field: &str, url: &str) -> Result<Probe> {
@@ -325,16 +344,7 @@ impl ServiceDefinition {
             if u.local_bind_port == 0 {
                 bail!("field {f}.LocalBindPort is required");
             }
-            let bind_ip: IpAddr = if u.local_bind_address.is_empty() {
-                IpAddr::from([127, 0, 0, 1])
-            } else {
-                u.local_bind_address.parse().map_err(|_| {
-                    anyhow::anyhow!(
-                        "field {f}.LocalBindAddress = {:?}: not an IP address",
-                        u.local_bind_address
-                    )
-                })?
-            };
+            let bind_ip = loopback_ip(&format!("{f}.LocalBindAddress"), &u.local_bind_address)?;
             upstreams.push(UpstreamRegistration {
                 destination: u.destination_name.clone(),
                 datacenter: u.datacenter.clone(),
@@ -388,7 +398,16 @@ impl ServiceDefinition {
             service: self.name.clone(),
             bind: SocketAddr::new(sip, port),
             wan: None,
-            local_app: Some(SocketAddr::new(ip, self.port)),
+            local_app: Some(SocketAddr::new(
+                loopback_ip(
+                    "Connect.SidecarService.Proxy.LocalServiceAddress",
+                    &proxy.local_service_address,
+                )?,
+                match proxy.local_service_port {
+                    0 => self.port,
+                    port => port,
+                },
+            )),
             mode: pmode,
             upstreams,
         });
@@ -415,9 +434,55 @@ mod tests {
         assert_eq!(e.proxies[0].upstreams[0].mode, GatewayMode::Local);
         assert_eq!(
             e.proxies[0].local_app,
-            Some("127.0.0.5:9002".parse().unwrap())
+            Some("127.0.0.1:9002".parse().unwrap()),
+            "the app is reached on loopback, not on the advertised address"
         );
         assert_eq!(e.checks.len(), 3);
+    }
+
+    fn expand_err(json: &str) -> String {
+        let d: ServiceDefinition = serde_json::from_str(json).unwrap();
+        d.expand("10.0.0.5".parse().unwrap(), 21000)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn plaintext_hops_stay_on_loopback() {
+        let d: ServiceDefinition = serde_json::from_str(
+            r#"{"Name":"a","Port":80,"Connect":{"SidecarService":{"Proxy":{
+                "LocalServiceAddress":"127.0.0.7","LocalServicePort":8080}}}}"#,
+        )
+        .unwrap();
+        let e = d.expand("10.0.0.5".parse().unwrap(), 21000).unwrap();
+        assert_eq!(
+            e.proxies[0].local_app,
+            Some("127.0.0.7:8080".parse().unwrap())
+        );
+        assert_eq!(e.proxies[0].bind, "10.0.0.5:21000".parse().unwrap());
+        let err = expand_err(
+            r#"{"Name":"a","Port":80,"Connect":{"SidecarService":{"Proxy":{
+                "LocalServiceAddress":"10.0.0.5"}}}}"#,
+        );
+        assert!(
+            err.contains("Proxy.LocalServiceAddress") && err.contains("loopback"),
+            "{err}"
+        );
+        let err = expand_err(
+            r#"{"Name":"a","Port":80,"Connect":{"SidecarService":{"Proxy":{"Upstreams":[
+                {"DestinationName":"b","LocalBindPort":5000,"LocalBindAddress":"0.0.0.0"}]}}}}"#,
+        );
+        assert!(err.contains("Upstreams[0].LocalBindAddress"), "{err}");
+    }
+
+    #[test]
+    fn check_intervals_are_bounded_and_never_overflow() {
+        for (interval, why) in [("0s", "between"), ("307445734561825861m", "too large")] {
+            let err = expand_err(&format!(
+                r#"{{"Name":"a","Port":1,"Check":{{"TCP":"127.0.0.1:1","Interval":"{interval}"}}}}"#
+            ));
+            assert!(err.contains("Check.Interval") && err.contains(why), "{err}");
+        }
     }
 
     #[test]

@@ -67,6 +67,15 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<Report> {
 }
 
 async fn run_into(args: &DoctorArgs, r: &mut Report) {
+    if !args.http_addr.ip().is_loopback() {
+        // The doctor asks the agent for a leaf (with its private key) over plain HTTP.
+        r.fail(
+            "local agent",
+            format!("--http-addr {} is not a loopback address", args.http_addr),
+            "run the doctor on the VM whose agent you check, with the agent's loopback http_addr",
+        );
+        return;
+    }
     let agent = client::Http::new(args.http_addr, args.timeout);
     r.section("control plane");
     let Some(local) = mesh::local_agent(r, &agent).await else {

@@ -115,6 +115,11 @@ impl Default for Options {
 pub enum ArgsError {
     #[error("--admin {0}: the admin endpoint only listens on loopback (127.0.0.0/8 or ::1)")]
     AdminNotLoopback(SocketAddr),
+    #[error(
+        "--agent {0}: the agent's API is plain HTTP and hands out the leaf's private key; \
+         it must be the local agent on a loopback address"
+    )]
+    AgentNotLoopback(SocketAddr),
     #[error("--{field} must be greater than zero")]
     Zero { field: &'static str },
     #[error("--max-hello-size {0}: must be between 512 and 65535 bytes")]
@@ -125,6 +130,9 @@ impl CommonArgs {
     fn options(&self, handshake_timeout: Duration) -> Result<Options, ArgsError> {
         if !self.admin.ip().is_loopback() {
             return Err(ArgsError::AdminNotLoopback(self.admin));
+        }
+        if self.snapshot_file.is_none() && !self.agent.ip().is_loopback() {
+            return Err(ArgsError::AgentNotLoopback(self.agent));
         }
         for (field, zero) in [
             ("idle-timeout", self.idle_timeout.is_zero()),
@@ -186,26 +194,7 @@ impl GatewayArgs {
 }
 
 /// Parses `500ms`, `10s`, `5m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number followed by ms, s, m or h"))?;
-    let millis = match unit {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h)")),
-    };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?}: too large"))
-}
+pub use strait_rpc::duration::parse as parse_duration;
 
 #[cfg(test)]
 mod tests {

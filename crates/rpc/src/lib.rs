@@ -7,6 +7,8 @@
 //! servers and agents serve.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod duration;
 mod error;
 pub mod http;
 pub mod mesh;

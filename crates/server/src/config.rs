@@ -62,7 +62,7 @@ impl ServerConfig {
     }
 
     pub fn parse(text: &str) -> Result<ServerConfig> {
-        let raw: RawConfig = toml::from_str(text)?;
+        let raw: RawConfig = strait_rpc::config::parse_toml(text)?;
         let check_name = |field: &str, v: &str| {
             strait_identity::spiffe::validate_name(field, v).map_err(anyhow::Error::from)
         };

@@ -159,7 +159,8 @@ fn envoy_lab_end_to_end() {
     let gw_pid = lab_pid(&lab, "secondary-gateway", "gateway");
     let agent = sa("127.50.2.12:8500");
     let definition = r#"{"ID":"counting-2","Name":"counting","Address":"127.50.2.12","Port":9013,
-        "Connect":{"SidecarService":{"Port":21013}}}"#;
+        "Connect":{"SidecarService":{"Port":21013,
+            "Proxy":{"LocalServiceAddress":"127.50.2.12"}}}}"#;
     let (status, body) =
         http("PUT", agent, "/v1/agent/service/register", Some(definition)).unwrap();
     assert_eq!(status, 200, "{body}");

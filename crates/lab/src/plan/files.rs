@@ -53,8 +53,8 @@ pub(super) fn agent_toml(config: &AgentToml<'_>) -> String {
     format!("{HEADER}{}", toml::to_string(config).unwrap_or_default())
 }
 
-/// A service definition in the Consul API shape. Upstream listeners bind the
-/// VM's own address, since all local-driver VMs share 127.0.0.1.
+/// A service definition in the Consul API shape. Upstream listeners bind, and apps listen
+/// on, the VM's own address, since all local-driver VMs share 127.0.0.1.
 pub(super) fn service_definition(vm: &Vm, service: &Service) -> String {
     let address = vm.address.to_string();
     let upstreams: Vec<serde_json::Value> = service
@@ -82,7 +82,7 @@ pub(super) fn service_definition(vm: &Vm, service: &Service) -> String {
         "Connect": {
             "SidecarService": {
                 "Port": service.sidecar_port,
-                "Proxy": { "Upstreams": upstreams },
+                "Proxy": { "Upstreams": upstreams, "LocalServiceAddress": address },
             }
         },
     });

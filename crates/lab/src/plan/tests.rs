@@ -123,7 +123,7 @@ fn agent_config_and_service_definition_match_the_agent_contract() {
                 "DestinationName": "counting", "Datacenter": "dc2",
                 "LocalBindAddress": "127.20.1.12", "LocalBindPort": 5000,
                 "MeshGateway": {"Mode": "local"}
-            }]}}}
+            }], "LocalServiceAddress": "127.20.1.12"}}}
         })
     );
     let gw_agent = find(&plan, "secondary-gateway", "agent");

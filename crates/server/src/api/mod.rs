@@ -113,24 +113,10 @@ pub fn indexed<T: Serialize>(index: u64, body: T) -> Response {
 /// Query parameters as a map (Consul ignores ones it does not know; so do we).
 pub type Params = HashMap<String, String>;
 
-/// Parses Consul durations: `30s`, `5m`, `100ms`, or plain seconds.
+/// Parses Consul's `wait`: `30s`, `5m`, `100ms`, or plain seconds; at most 10 minutes.
 pub fn parse_wait(v: &str) -> Result<Duration, ApiError> {
-    let bad = || {
-        ApiError::bad_request(format!(
-            "query parameter `wait` = {v:?}: expected a duration like 30s, 5m or 500ms"
-        ))
-    };
-    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => v.split_at(i),
-        None => (v, "s"),
-    };
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        _ => return Err(bad()),
-    };
+    let d = strait_rpc::duration::parse(v)
+        .map_err(|e| ApiError::bad_request(format!("query parameter `wait` = {e}")))?;
     Ok(d.min(Duration::from_secs(600)))
 }
 
