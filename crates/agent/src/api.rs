@@ -138,7 +138,7 @@ async fn leaf(State(a): State<S>, Path(service): Path<String>) -> Response {
     }
     match snapshots::leaf(&a, &service).await {
         Ok(l) => Json(json!({
-            "SerialNumber": l.serial, "CertPEM": l.chain_pem, "PrivateKeyPEM": l.key_pem,
+            "SerialNumber": l.serial, "CertPEM": l.chain_pem, "PrivateKeyPEM": l.key_pem.0,
             "Service": service, "ServiceURI": l.spiffe_id, "ValidBefore": l.not_after_unix,
         }))
         .into_response(),

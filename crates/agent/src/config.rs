@@ -5,14 +5,15 @@ use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Deserialize)]
+/// No `Debug`: it holds the join token.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     /// The agent's datacenter (must match its servers').
     datacenter: String,
     /// This VM's node name in the catalog.
     node_name: String,
-    /// Where the agent keeps API-registered services and its key material.
+    /// Where the agent keeps API-registered services (`services.json`).
     data_dir: PathBuf,
     /// The VM's address, used for services that do not name one.
     advertise_addr: IpAddr,
@@ -30,7 +31,8 @@ struct RawConfig {
     grpc_addr: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone)]
+/// A validated agent configuration. Its `Debug` leaves the join token out.
+#[derive(Clone)]
 pub struct AgentConfig {
     pub datacenter: String,
     pub node_name: String,
@@ -41,6 +43,22 @@ pub struct AgentConfig {
     pub join_token: String,
     pub config_dir: Option<PathBuf>,
     pub grpc_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("datacenter", &self.datacenter)
+            .field("node_name", &self.node_name)
+            .field("data_dir", &self.data_dir)
+            .field("advertise_addr", &self.advertise_addr)
+            .field("http_addr", &self.http_addr)
+            .field("servers", &self.servers)
+            .field("join_token", &"<redacted>")
+            .field("config_dir", &self.config_dir)
+            .field("grpc_addr", &self.grpc_addr)
+            .finish()
+    }
 }
 
 impl AgentConfig {

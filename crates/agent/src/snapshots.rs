@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use strait_identity::spiffe::SpiffeId;
 use strait_rpc::proto::{MeshViewResponse, SignRequest, SignResponse};
-use strait_snapshot::{GatewayMode, Leaf, MeshView, ProxyRegistration, Secret};
+use strait_snapshot::{GatewayMode, Leaf, MeshView, ProxyRegistration};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -78,7 +78,7 @@ pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
         .await?;
     let s: SignResponse = r.json(agent.cfg.servers[0], path)?;
     let entry = LeafEntry {
-        key_pem,
+        key_pem: strait_snapshot::Secret(key_pem),
         chain_pem: s.cert_chain_pem,
         spiffe_id: s.spiffe_id,
         serial: s.serial,
@@ -172,7 +172,7 @@ pub async fn build_loop(
                 };
                 let leaf = Leaf {
                     cert_chain_pem: l.chain_pem.clone(),
-                    key_pem: Secret(l.key_pem.clone()),
+                    key_pem: l.key_pem.clone(),
                     spiffe_id: l.spiffe_id.clone(),
                     serial: l.serial.clone(),
                     not_after_unix: l.not_after_unix,

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 /// A service's leaf certificate and key, held by the agent and handed to local proxies.
 #[derive(Debug, Clone)]
 pub struct LeafEntry {
-    pub key_pem: String,
+    pub key_pem: strait_snapshot::Secret,
     pub chain_pem: String,
     pub spiffe_id: String,
     pub serial: String,

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The file as written by a user. Every field is documented in docs/configuration.md.
-#[derive(Debug, Deserialize)]
+/// No `Debug`: it holds tokens.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     /// This server's datacenter.
@@ -34,8 +35,8 @@ struct RawConfig {
     leaf_ttl_hours: Option<u64>,
 }
 
-/// A validated server configuration.
-#[derive(Debug, Clone)]
+/// A validated server configuration. Its `Debug` leaves the tokens out.
+#[derive(Clone)]
 pub struct ServerConfig {
     pub datacenter: String,
     pub primary_datacenter: String,
@@ -47,6 +48,23 @@ pub struct ServerConfig {
     pub federation_token: String,
     pub primary_gateways: Vec<SocketAddr>,
     pub leaf_ttl: std::time::Duration,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("datacenter", &self.datacenter)
+            .field("primary_datacenter", &self.primary_datacenter)
+            .field("node_name", &self.node_name)
+            .field("data_dir", &self.data_dir)
+            .field("https_addr", &self.https_addr)
+            .field("http_addr", &self.http_addr)
+            .field("join_token", &"<redacted>")
+            .field("federation_token", &"<redacted>")
+            .field("primary_gateways", &self.primary_gateways)
+            .field("leaf_ttl", &self.leaf_ttl)
+            .finish()
+    }
 }
 
 impl ServerConfig {

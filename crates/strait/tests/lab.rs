@@ -274,6 +274,11 @@ fn default_lab_end_to_end() {
         common::http("PUT", primary_server, "/v1/config?dc=dc2", Some(bad)).unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("Sources[0].Action"), "{body}");
+    // A local write without a Content-Type (as `curl -d` sends it) is accepted.
+    let defaults =
+        r#"{"Kind":"service-defaults","Name":"dashboard","MeshGateway":{"Mode":"local"}}"#;
+    let (status, body) = common::http("PUT", primary_server, "/v1/config", Some(defaults)).unwrap();
+    assert_eq!(status, 200, "{body}");
     eventually(
         "the deny intention to take effect",
         Duration::from_secs(15),

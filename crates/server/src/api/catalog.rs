@@ -4,7 +4,7 @@ use super::{authorize, block, indexed, ApiError, ApiResult, AppState, Origin, Pa
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::{Extension, Json};
+use axum::Extension;
 use serde_json::json;
 use strait_catalog::{ConfigEntry, ServiceInstance};
 use strait_rpc::serve::Peer;
@@ -172,9 +172,12 @@ pub async fn config_set(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
-    Json(entry): Json<ConfigEntry>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     config_writer(&s, origin, &peer)?;
+    // Any Content-Type (curl -d sends form encoding), as Consul accepts.
+    let entry: ConfigEntry = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid config entry: {e}")))?;
     s.catalog.set_config_entry(entry)?;
     Ok(indexed(s.catalog.index(), true))
 }
