@@ -205,15 +205,7 @@ async fn relay(a: &Agent, method: Method, path: &str, body: Option<Vec<u8>>) -> 
         Duration::from_secs(30)
     };
     match a.call(method, path, body, wait).await {
-        Ok(r) => {
-            let mut resp = (r.status, r.body).into_response();
-            for name in ["x-consul-index", "content-type"] {
-                if let Some(v) = r.headers.get(name) {
-                    resp.headers_mut().insert(name, v.clone());
-                }
-            }
-            resp
-        }
+        Ok(r) => r.into_response(),
         Err(e) => err(StatusCode::BAD_GATEWAY, format!("{e:#}")),
     }
 }

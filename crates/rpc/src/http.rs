@@ -21,6 +21,20 @@ pub struct Response {
     pub body: Bytes,
 }
 
+/// Relaying a response another strait process gave (`?dc=` forwarding, the agent's reads):
+/// status, body, and the headers a Consul client reads (`X-Consul-Index`, `Content-Type`).
+impl axum::response::IntoResponse for Response {
+    fn into_response(self) -> axum::response::Response {
+        let mut resp = (self.status, self.body).into_response();
+        for name in ["x-consul-index", "content-type"] {
+            if let Some(v) = self.headers.get(name) {
+                resp.headers_mut().insert(name, v.clone());
+            }
+        }
+        resp
+    }
+}
+
 impl Response {
     /// The `X-Consul-Index` header (blocking-query index), 0 when absent.
     pub fn index(&self) -> u64 {

@@ -243,15 +243,7 @@ async fn forward_dc(State(server): State<AppState>, req: Request, next: Next) ->
     )
     .await
     {
-        Ok(r) => {
-            let mut resp = (r.status, r.body).into_response();
-            for name in ["x-consul-index", "content-type"] {
-                if let Some(v) = r.headers.get(name) {
-                    resp.headers_mut().insert(name, v.clone());
-                }
-            }
-            resp
-        }
+        Ok(r) => r.into_response(),
         Err(e) => ApiError(StatusCode::BAD_GATEWAY, format!("{e:#}")).into_response(),
     }
 }
