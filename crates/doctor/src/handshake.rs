@@ -4,7 +4,8 @@
 //! proves the whole path up to the destination's sidecar.
 
 use crate::report::Report;
-use crate::service::{Ctx, Upstream};
+use crate::service::Ctx;
+use crate::sidecar::Upstream;
 use anyhow::Context;
 use rustls_pki_types::ServerName;
 use serde::Deserialize;

@@ -1,7 +1,8 @@
 //! strait-doctor: `strait doctor` checks the mesh hop by hop, from where it runs, and names the
 //! first broken hop with a hint. It sits at the end of the flow and only reads: the local
 //! agent's HTTP API (which forwards to the servers, and with `?dc=` through the gateways to
-//! other DCs), a sidecar's admin endpoint, TCP connects to gateways, and one real mTLS
+//! other DCs), a sidecar's admin endpoint (strait's built-in proxy or Envoy, told apart by
+//! Envoy's `server: envoy` header; for Envoy also the agent's snapshot for its node id), TCP connects to gateways, and one real mTLS
 //! handshake with a leaf the agent issues for the source service.
 //!
 //! Order: local agent -> server -> federation (each DC's gateways, its servers through them)
@@ -10,10 +11,12 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod envoy;
 mod handshake;
 mod mesh;
 pub mod report;
 mod service;
+mod sidecar;
 
 pub use report::{Check, Report};
 
@@ -39,7 +42,8 @@ pub struct DoctorArgs {
     #[arg(long, requires = "service")]
     pub upstream: Option<String>,
     /// The admin endpoint of `--service`'s sidecar (the `--admin` it was started with;
-    /// `strait proxy` defaults to the same address).
+    /// `strait proxy` and `strait envoy run` default to the same address): strait's built-in
+    /// proxy or Envoy, whichever answers.
     #[arg(long, default_value = "127.0.0.1:19000", value_name = "ADDR")]
     pub admin: SocketAddr,
     /// Deadline of each check, e.g. 10s.

@@ -1,10 +1,12 @@
-//! Service and upstream checks: registration and health, the sidecar's admin endpoint
-//! (`/ready`, `/certs`, `/clusters`), roots against the agent's, the gateways on the path, and
-//! an mTLS handshake with the destination's exact identity.
+//! Service and upstream checks: registration and health, the sidecar (built-in or Envoy,
+//! read by `sidecar.rs`): readiness, certificates, roots against the agent's, its upstream's
+//! endpoints; then the gateways on the path, and an mTLS handshake with the destination's
+//! exact identity.
 
 use crate::client::{tcp_probe_all, Http};
 use crate::mesh::{gateway_addrs, Local};
 use crate::report::Report;
+use crate::sidecar::{self, join, list, norm_serial, Sidecar, Upstream};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -20,68 +22,14 @@ pub(crate) struct Ctx<'a> {
     pub timeout: Duration,
 }
 
-/// An upstream as the sidecar's admin `/clusters` shows it.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct Upstream {
-    pub destination: String,
-    pub datacenter: String,
-    pub sni: String,
-    pub spiffe_id: String,
-    pub mode: String,
-    pub endpoints: Vec<SocketAddr>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Clusters {
-    #[serde(default)]
-    upstreams: Vec<Upstream>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CertFacts {
-    spiffe_id: Option<String>,
-    serial: String,
-    not_before_unix: i64,
-    not_after_unix: i64,
-}
-
-#[derive(Debug, Deserialize)]
-struct Certs {
-    leaf: Option<CertFacts>,
-    roots: Vec<CertFacts>,
-}
-
 pub(crate) async fn check(r: &mut Report, ctx: &Ctx<'_>, service: &str, upstream: Option<&str>) {
     registered(r, ctx, service).await;
-    let admin = ctx.admin.addr;
-    let ready = match ctx.admin.get("/ready").await {
-        Ok(resp) if resp.status.is_success() => {
-            r.pass("sidecar ready", format!("admin {admin}/ready is 200"));
-            true
-        }
-        Ok(resp) => {
-            r.fail(
-                "sidecar ready",
-                format!("admin {admin}/ready: {} {}", resp.status.as_u16(), String::from_utf8_lossy(&resp.body).trim()),
-                "the sidecar has no usable snapshot yet: read its log (agent unreachable, snapshot rejected)",
-            );
-            false
-        }
-        Err(e) => {
-            r.fail(
-                "sidecar ready",
-                format!("{e:#}"),
-                format!("no sidecar admin endpoint at {admin}: start `strait proxy --sidecar-for {service}` or pass its --admin address with --admin"),
-            );
-            false
-        }
-    };
-    if !ready {
+    let Some(sidecar) = sidecar::ready(r, ctx.admin, service).await else {
         return;
-    }
-    certificates(r, ctx, service).await;
+    };
+    certificates(r, ctx, &sidecar, service).await;
     if let Some(upstream) = upstream {
-        upstream_path(r, ctx, service, upstream).await;
+        upstream_path(r, ctx, &sidecar, service, upstream).await;
     }
 }
 
@@ -156,36 +104,27 @@ fn unix_now() -> i64 {
 
 /// `certificates` (the sidecar's leaf names the service and is not near expiry) and `roots`
 /// (the sidecar trusts exactly the roots the agent's servers hand out).
-async fn certificates(r: &mut Report, ctx: &Ctx<'_>, service: &str) {
-    let admin = ctx.admin.addr;
-    let certs: Certs = match ctx.admin.json("/certs").await {
-        Ok(c) => c,
-        Err(e) => {
-            r.fail(
-                "certificates",
-                format!("{e:#}"),
-                "the sidecar's admin /certs did not answer; read its log",
-            );
+async fn certificates(r: &mut Report, ctx: &Ctx<'_>, sidecar: &Sidecar, service: &str) {
+    let held = match sidecar.held(ctx.agent).await {
+        Ok(h) => h,
+        Err(p) => {
+            r.fail("certificates", p.detail, p.hint);
             return;
         }
     };
-    match &certs.leaf {
-        None => r.fail(
-            "certificates",
-            format!("admin {admin}/certs shows no leaf"),
-            "the agent has not issued a leaf for this service: read the agent log (signing errors)",
-        ),
-        Some(leaf) => {
+    match held.leaf {
+        Err(p) => r.fail("certificates", p.detail, p.hint),
+        Ok(leaf) => {
             let now = unix_now();
-            let id = leaf.spiffe_id.clone().unwrap_or_default();
+            let id = leaf.spiffe_id;
             let lifetime = (leaf.not_after_unix - leaf.not_before_unix).max(1);
             let left = leaf.not_after_unix - now;
             if !id.ends_with(&format!("/svc/{service}")) {
                 r.fail("certificates", format!("the sidecar's leaf is for {id:?}, not service {service}"), "the sidecar at --admin fronts another service: pass the admin address of this service's sidecar")
             } else if now < leaf.not_before_unix || left <= 0 {
-                r.fail("certificates", format!("leaf {} (serial {}) is not valid now: valid {}..{} (unix), now {now}", id, leaf.serial, leaf.not_before_unix, leaf.not_after_unix), "the sidecar runs with an expired certificate: is the agent renewing (agent log), is the clock right?")
+                r.fail("certificates", format!("leaf {} (serial {}) is not valid now: valid {}..{} (unix), now {now}", id, leaf.serial, leaf.not_before_unix, leaf.not_after_unix), format!("the sidecar runs with an expired certificate ({}): is the agent renewing (agent log), is the clock right?", sidecar.certs_page()))
             } else if left < lifetime / 4 {
-                r.fail("certificates", format!("leaf {id} expires in {left}s ({}% of its lifetime left)", left * 100 / lifetime), "leaves are renewed at half life: the agent is failing to renew (agent log) or the sidecar stopped following its snapshot")
+                r.fail("certificates", format!("leaf {id} expires in {left}s ({}% of its lifetime left)", left * 100 / lifetime), format!("leaves are renewed at half life: the agent is failing to renew (agent log) or the sidecar stopped following it ({})", sidecar.certs_page()))
             } else {
                 r.pass(
                     "certificates",
@@ -209,6 +148,13 @@ async fn certificates(r: &mut Report, ctx: &Ctx<'_>, service: &str) {
     struct Roots {
         roots: Vec<Root>,
     }
+    let have = match held.roots {
+        Ok(have) => have,
+        Err(p) => {
+            r.fail("roots", p.detail, p.hint);
+            return;
+        }
+    };
     let agent_roots: Roots = match ctx.agent.json("/v1/agent/connect/ca/roots").await {
         Ok(v) => v,
         Err(e) => {
@@ -218,10 +164,9 @@ async fn certificates(r: &mut Report, ctx: &Ctx<'_>, service: &str) {
     };
     let want: BTreeSet<String> = agent_roots
         .roots
-        .into_iter()
-        .map(|x| x.serial_number)
+        .iter()
+        .map(|x| norm_serial(&x.serial_number))
         .collect();
-    let have: BTreeSet<String> = certs.roots.into_iter().map(|x| x.serial).collect();
     if want == have {
         r.pass(
             "roots",
@@ -235,42 +180,28 @@ async fn certificates(r: &mut Report, ctx: &Ctx<'_>, service: &str) {
         r.fail(
             "roots",
             format!("the sidecar trusts root serial(s) [{}] but the servers hand out [{}]", join(&have), join(&want)),
-            "the sidecar follows another CA (a stale --snapshot-file, or a server whose CA was recreated): restart it against this agent; compare admin /certs with GET /v1/agent/connect/ca/roots",
+            format!("the sidecar follows another CA (a stale --snapshot-file, or a server whose CA was recreated): restart it against this agent; compare {} with GET /v1/agent/connect/ca/roots", sidecar.certs_page()),
         );
     }
 }
 
-fn join(set: &BTreeSet<String>) -> String {
-    set.iter().cloned().collect::<Vec<_>>().join(", ")
-}
-
 /// `upstream <u> endpoints`, `<u> in <dc>`, `local gateway`, `remote gateway`, `mTLS handshake`.
-async fn upstream_path(r: &mut Report, ctx: &Ctx<'_>, service: &str, upstream: &str) {
+async fn upstream_path(
+    r: &mut Report,
+    ctx: &Ctx<'_>,
+    sidecar: &Sidecar,
+    service: &str,
+    upstream: &str,
+) {
     let name = format!("upstream {upstream} endpoints");
-    let clusters: Clusters = match ctx.admin.json("/clusters").await {
-        Ok(c) => c,
-        Err(e) => {
-            r.fail(
-                &name,
-                format!("{e:#}"),
-                "the sidecar's admin /clusters did not answer; read its log",
-            );
+    let up = match sidecar.upstream(ctx.agent, service, upstream).await {
+        Ok(up) => up,
+        Err(p) => {
+            r.fail(&name, p.detail, p.hint);
             return;
         }
     };
-    let Some(up) = clusters
-        .upstreams
-        .iter()
-        .find(|u| u.destination == upstream)
-    else {
-        let known: Vec<&str> = clusters
-            .upstreams
-            .iter()
-            .map(|u| u.destination.as_str())
-            .collect();
-        r.fail(&name, format!("{service}'s sidecar has no upstream {upstream} (it has: {})", known.join(", ")), "add the upstream to the service definition (Connect.SidecarService.Proxy.Upstreams) and re-register it");
-        return;
-    };
+    let up = &up;
     let remote_dc = up.datacenter != ctx.local.dc;
     let first_hop = match (remote_dc, up.mode.as_str()) {
         (true, "local") => "local gateway",
@@ -278,7 +209,7 @@ async fn upstream_path(r: &mut Report, ctx: &Ctx<'_>, service: &str, upstream: &
         _ => "upstream sidecars",
     };
     if up.endpoints.is_empty() {
-        r.fail(&name, format!("no endpoint for {} in {} (mode {}): the sidecar has nowhere to send", upstream, up.datacenter, up.mode), format!("the {first_hop} is missing from the catalog (for gateways: federation states; for sidecars: no healthy instance); see the checks below"));
+        r.fail(&name, format!("no endpoint for {} in {} (mode {}): the sidecar has nowhere to send", upstream, up.datacenter, up.mode), format!("the {first_hop} is missing from the catalog (for gateways: federation states; for sidecars: no healthy instance; {} lists none); see the checks below", sidecar.clusters_page()));
     } else {
         r.pass(
             &name,
@@ -418,12 +349,4 @@ async fn destination_health(r: &mut Report, ctx: &Ctx<'_>, up: &Upstream) {
             ),
         ),
     }
-}
-
-fn list(addrs: &[SocketAddr]) -> String {
-    addrs
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -171,16 +171,63 @@ async fn start_all(
         );
     }
 
-    println!();
-    for p in plan
+    let dashboards: Vec<&ProcessSpec> = plan
         .iter()
         .filter(|p| p.role == Role::App && p.args == ["demo", "dashboard"])
-    {
+        .collect();
+    // Every process answers; now the path itself: each dashboard must get a count through
+    // its sidecar, the gateways and counting's sidecar (health checks and federation take a
+    // second or two to converge after the last process starts).
+    for d in &dashboards {
+        let started = std::time::Instant::now();
+        wait_mesh_path(d, options.step_timeout).await?;
+        println!(
+            "[mesh] {} {}: {} reaches its upstream through the mesh ({:.1} s)",
+            d.dc,
+            d.vm,
+            d.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    println!();
+    for p in &dashboards {
         println!("dashboard: http://{}", p.address);
     }
     println!("status:    strait lab status");
     println!("stop it:   {}", options.down_command);
     Ok(())
+}
+
+/// Polls the dashboard's `/api/count` until it reports `"reachable": true`.
+async fn wait_mesh_path(dashboard: &ProcessSpec, timeout: Duration) -> anyhow::Result<()> {
+    let url = format!("http://{}/api/count", dashboard.address);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match crate::http_get::get(&url, Duration::from_secs(2)).await {
+            Ok(r) => {
+                let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+                if v["reachable"] == serde_json::Value::Bool(true) {
+                    return Ok(());
+                }
+                String::from_utf8_lossy(&r.body).into_owned()
+            }
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "{} {}: {url} still cannot reach its upstream after {timeout:?}; last answer: {}\n\
+                 the processes stay up: try `strait doctor --http-addr <agent> --service {} \
+                 --upstream <upstream> --admin <sidecar admin>` and `strait lab logs {}`",
+                dashboard.dc,
+                dashboard.vm,
+                last.trim(),
+                dashboard.service.as_deref().unwrap_or(&dashboard.name),
+                dashboard.vm
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]

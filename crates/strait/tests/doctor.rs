@@ -9,9 +9,9 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use common::doctor::{doctor, failed_line, healthy, until, Doctor};
 use common::lab::Lab;
 use common::{get, sa, Proc};
 
@@ -27,28 +27,6 @@ fn topology() -> String {
     default
         .replace("127.20.1.", "127.30.1.")
         .replace("127.20.2.", "127.30.2.")
-}
-
-struct Doctor {
-    ok: bool,
-    out: String,
-}
-
-fn doctor(args: &[&str]) -> Doctor {
-    let out: Output = Command::new(common::strait_bin())
-        .arg("doctor")
-        .args(args)
-        .env_remove("STRAIT_HTTP_ADDR")
-        .output()
-        .expect("run strait doctor");
-    Doctor {
-        ok: out.status.success(),
-        out: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
 }
 
 /// Doctor for the dashboard and its upstream counting (dc1 -> dc2 through both gateways).
@@ -76,35 +54,6 @@ fn counting_doctor() -> Doctor {
     ])
 }
 
-/// Polls `run` until `pred` holds (health checks and federation states take seconds to move);
-/// on timeout, panics with the last output.
-fn until(what: &str, run: fn() -> Doctor, pred: impl Fn(&Doctor) -> bool) -> Doctor {
-    let deadline = Instant::now() + Duration::from_secs(45);
-    loop {
-        let d = run();
-        if pred(&d) {
-            return d;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out waiting for: {what}\nlast doctor output:\n{}",
-                d.out
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn healthy(d: &Doctor) -> bool {
-    d.ok && !d.out.contains('✗')
-}
-
-/// The failure line of check `name` (`✗ name: ...`), if any.
-fn failed_line<'a>(d: &'a Doctor, name: &str) -> Option<&'a str> {
-    let prefix = format!("✗ {name}:");
-    d.out.lines().find(|l| l.starts_with(&prefix))
-}
-
 #[test]
 fn doctor_unreachable_agent_is_the_first_and_only_check() {
     let d = doctor(&["--http-addr", "127.30.9.9:8500", "--timeout", "2"]);
@@ -127,6 +76,12 @@ fn doctor_names_the_broken_hop_and_metrics_pass_promtool() {
 
     // Healthy: every check passes, the handshake reached counting's exact identity.
     let d = until("a healthy lab", dashboard_doctor, healthy);
+    assert!(
+        d.out
+            .contains("✓ sidecar ready: strait built-in proxy, admin 127.30.1.12:19000"),
+        "{}",
+        d.out
+    );
     assert!(d.out.contains("✓ mTLS handshake: spiffe://"), "{}", d.out);
     assert!(
         d.out.contains("/dc/dc2/svc/counting via 127.30.1.11:8443"),

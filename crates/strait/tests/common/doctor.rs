@@ -1,0 +1,57 @@
+//! Runs `strait doctor` and reads its output (tests/doctor.rs, tests/envoy.rs).
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub struct Doctor {
+    pub ok: bool,
+    pub out: String,
+}
+
+/// `strait doctor <args>` (without `$STRAIT_HTTP_ADDR`): exit status and stdout+stderr.
+pub fn doctor(args: &[&str]) -> Doctor {
+    let out: Output = Command::new(super::strait_bin())
+        .arg("doctor")
+        .args(args)
+        .env_remove("STRAIT_HTTP_ADDR")
+        .output()
+        .expect("run strait doctor");
+    Doctor {
+        ok: out.status.success(),
+        out: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Polls `run` until `pred` holds (health checks and federation states take seconds to move);
+/// on timeout, panics with the last output.
+pub fn until(what: &str, run: impl Fn() -> Doctor, pred: impl Fn(&Doctor) -> bool) -> Doctor {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let d = run();
+        if pred(&d) {
+            return d;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for: {what}\nlast doctor output:\n{}",
+                d.out
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Exit status 0 and no ✗ line.
+pub fn healthy(d: &Doctor) -> bool {
+    d.ok && !d.out.contains('✗')
+}
+
+/// The failure line of check `name` (`✗ name: ...`), if any.
+pub fn failed_line<'a>(d: &'a Doctor, name: &str) -> Option<&'a str> {
+    let prefix = format!("✗ {name}:");
+    d.out.lines().find(|l| l.starts_with(&prefix))
+}
