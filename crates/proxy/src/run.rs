@@ -43,6 +43,11 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyh
     crate::rlimit::check(options.max_connections, 6);
     let shutdown = crate::runtime::with_signals(&shutdown);
     let hangup = hangup_signal()?;
+    // A bad snapshot file is refused before anything binds.
+    let from_file = match &source {
+        SnapshotSource::File(path) => Some(load_file(path)?),
+        SnapshotSource::Agent { .. } => None,
+    };
     let lan_listener = TcpListener::bind(args.address)
         .await
         .with_context(|| format!("gateway: cannot listen on --address {}", args.address))?;
@@ -59,8 +64,10 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyh
     }
     let (tx, rx) = watch::channel(None);
     match &source {
-        SnapshotSource::File(path) => {
-            publish_if_newer(&tx, load_file(path)?);
+        SnapshotSource::File(_) => {
+            if let Some(snapshot) = from_file {
+                publish_if_newer(&tx, snapshot);
+            }
         }
         SnapshotSource::Agent { agent, .. } => {
             let body = gateway_registration(&args.service, lan, wan);
