@@ -195,6 +195,25 @@ fn base(vm: &Vm, name: &str, role: Role, paths: &LabPaths) -> ProcessSpec {
     }
 }
 
+/// `strait <name> --config <config>`, the config written (0600: it holds tokens) first.
+fn configured(
+    vm: &Vm,
+    name: &str,
+    role: Role,
+    paths: &LabPaths,
+    config: PathBuf,
+    contents: String,
+) -> ProcessSpec {
+    let mut p = base(vm, name, role, paths);
+    p.args = vec![name.into(), "--config".into(), config.display().to_string()];
+    p.files.push(FileSpec {
+        path: config,
+        contents,
+        secret: true,
+    });
+    p
+}
+
 fn server(
     topology: &Topology,
     vm: &Vm,
@@ -217,17 +236,7 @@ fn server(
         federation_token: &tokens.federation,
         primary_gateways,
     });
-    let mut p = base(vm, "server", Role::Server, paths);
-    p.args = vec![
-        "server".into(),
-        "--config".into(),
-        config.display().to_string(),
-    ];
-    p.files.push(FileSpec {
-        path: config,
-        contents,
-        secret: true,
-    });
+    let mut p = configured(vm, "server", Role::Server, paths, config, contents);
     p.dirs.push(data);
     p.ready_url = format!("http://{http}/v1/status/ready");
     p.address = https.to_string();
@@ -256,17 +265,7 @@ fn agent(topology: &Topology, vm: &Vm, paths: &LabPaths, tokens: &Tokens) -> Pro
         config_dir: &config_dir,
         grpc_addr: envoy_ads(vm),
     });
-    let mut p = base(vm, "agent", Role::Agent, paths);
-    p.args = vec![
-        "agent".into(),
-        "--config".into(),
-        config.display().to_string(),
-    ];
-    p.files.push(FileSpec {
-        path: config,
-        contents,
-        secret: true,
-    });
+    let mut p = configured(vm, "agent", Role::Agent, paths, config, contents);
     for service in &vm.services {
         p.files.push(FileSpec {
             path: config_dir.join(format!("{}.json", service.name)),
