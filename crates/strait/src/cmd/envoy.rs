@@ -30,6 +30,63 @@ pub enum EnvoyCommand {
         #[arg(last = true)]
         envoy_args: Vec<String>,
     },
+    /// Serve ADS from snapshot files, without an agent: what `strait proxy --snapshot-file`
+    /// is to the built-in proxy (benchmarks, experiments). Each file's `proxy_id` is the
+    /// Envoy node id it serves.
+    Ads {
+        /// Loopback address to serve gRPC on.
+        #[arg(long, default_value = "127.0.0.1:8502", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// A snapshot (JSON, as `strait proxy --snapshot-file` reads); repeat for more proxies.
+        #[arg(long = "snapshot-file", required = true, value_name = "FILE")]
+        snapshot_files: Vec<std::path::PathBuf>,
+    },
+}
+
+/// Snapshots read once from files; they never change.
+struct FileSnapshots {
+    by_proxy: std::collections::HashMap<String, std::sync::Arc<strait_snapshot::Snapshot>>,
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl strait_envoy::SnapshotSource for FileSnapshots {
+    fn snapshot(&self, proxy_id: &str) -> Option<std::sync::Arc<strait_snapshot::Snapshot>> {
+        self.by_proxy.get(proxy_id).cloned()
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+async fn serve_files(listen: SocketAddr, files: &[std::path::PathBuf]) -> Result<()> {
+    if !listen.ip().is_loopback() {
+        bail!("--listen {listen}: ADS hands out private keys in clear; loopback only");
+    }
+    let mut by_proxy = std::collections::HashMap::new();
+    for file in files {
+        let snapshot = strait_proxy::snapshot_source::load_file(file)?;
+        let id = snapshot.proxy_id.clone();
+        if by_proxy
+            .insert(id.clone(), std::sync::Arc::new(snapshot))
+            .is_some()
+        {
+            bail!(
+                "{}: proxy_id {id:?} is in two snapshot files",
+                file.display()
+            );
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on --listen {listen}"))?;
+    tracing::info!(%listen, proxies = by_proxy.len(), "serving ADS from snapshot files");
+    let source = std::sync::Arc::new(FileSnapshots {
+        by_proxy,
+        changes: tokio::sync::watch::channel(0).0,
+    });
+    strait_envoy::serve(listener, source, super::shutdown_on_signals()).await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,6 +159,10 @@ impl EnvoyProxyArgs {
 
 pub async fn run(cmd: EnvoyCommand) -> Result<()> {
     match cmd {
+        EnvoyCommand::Ads {
+            listen,
+            snapshot_files,
+        } => serve_files(listen, &snapshot_files).await,
         EnvoyCommand::Bootstrap { proxy, register } => {
             let bootstrap = proxy.bootstrap()?;
             if register {
