@@ -12,7 +12,9 @@
 #   iperf  bulk Gbit/s                    iperf3 -t $IPERF_SECS
 # and, for the proxies on the path's HTTP route (s2s: 2, gw: 4), the CPU seconds
 # (utime+stime from /proc/<pid>/stat) each oha run cost them, per 100k requests.
-# RSS: VmRSS of every proxy once ready, before any traffic (idle), and VmHWM (peak) at the end.
+# RSS: VmRSS of every proxy once ready, before any traffic (idle), its private part (RssAnon;
+# the rest is pages of the strait binary, shared by every process running it), and VmHWM
+# (peak) at the end.
 # The tables give medians over $REPEAT repetitions; raw numbers go to $OUT/results.tsv.
 #
 # Needs: a release build (done here; set CARGO_TARGET_DIR to build elsewhere), oha
@@ -86,7 +88,10 @@ status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 CLK_TCK=$(getconf CLK_TCK)
 
 sleep 1
-for name in "${NAMES[@]}"; do record 0 "$name" rss_idle_kib "$(status_kib "${PID_OF[$name]}" VmRSS)"; done
+for name in "${NAMES[@]}"; do
+    record 0 "$name" rss_idle_kib "$(status_kib "${PID_OF[$name]}" VmRSS)"
+    record 0 "$name" anon_idle_kib "$(status_kib "${PID_OF[$name]}" RssAnon)"
+done
 
 # oha prints JSON with --output-format json (newer) or -j/--json (older).
 if oha --help 2>&1 | grep -q -- '--output-format'; then OHA_JSON=(--output-format json); else OHA_JSON=(--json); fi
@@ -106,7 +111,8 @@ oha_run() {
 import json, sys
 d = json.load(open(sys.argv[1]))
 n = sum(d.get("statusCodeDistribution", {}).values())
-errors = sum(d.get("errorDistribution", {}).values())
+# oha cuts the requests in flight when -z runs out: not failures.
+errors = sum(v for k, v in d.get("errorDistribution", {}).items() if k != "aborted due to deadline")
 p = d["latencyPercentiles"]
 for metric, value in [("rps", d["summary"]["requestsPerSec"]), ("requests", n),
                       ("errors", errors), ("p50_ms", p["p50"] * 1e3), ("p99_ms", p["p99"] * 1e3),
@@ -166,10 +172,11 @@ for path, _, _, *procs in paths:
 errors = sum(v for (s, m), vs in values.items() if m.endswith("_errors") for v in vs)
 if errors:
     print(f"\n**{errors:.0f} failed requests** (see oha-*.json)")
-print("\n| proxy | role | RSS MiB idle | peak RSS MiB (VmHWM) |")
-print("|---|---|---:|---:|")
+print("\n| proxy | role | RSS MiB idle | of which private (RssAnon) | peak RSS MiB (VmHWM) |")
+print("|---|---|---:|---:|---:|")
 for line in open(sys.argv[3]):
     name, kind = line.split()[:2]
     role = "gateway" if kind == "gateway" else ("client sidecar" if name in ("s1", "s3") else "server sidecar")
-    print(f"| {name} | {role} | {med(name, 'rss_idle_kib') / 1024:.1f} | {med(name, 'rss_peak_kib') / 1024:.1f} |")
+    print(f"| {name} | {role} | {med(name, 'rss_idle_kib') / 1024:.1f} | "
+          f"{med(name, 'anon_idle_kib') / 1024:.1f} | {med(name, 'rss_peak_kib') / 1024:.1f} |")
 EOF

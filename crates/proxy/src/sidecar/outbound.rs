@@ -64,6 +64,8 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, key: &UpstreamKey, s
         match tokio::time::timeout(options.handshake_timeout, handshake).await {
             Ok(Ok(s)) => {
                 tracing::Span::current().record("endpoint", tracing::field::display(endpoint));
+                // Full or resumed (session tickets are on by default on both sides).
+                tracing::debug!(handshake = ?s.get_ref().1.handshake_kind(), "connected");
                 tls_stream = Some(s);
                 break;
             }

@@ -26,6 +26,10 @@ pub enum EnvoyCommand {
         /// The Envoy executable.
         #[arg(long, default_value = "envoy", env = "STRAIT_ENVOY_BIN")]
         envoy_bin: String,
+        /// Gateway only: do not register with the agent (its snapshot comes from
+        /// `strait envoy ads`).
+        #[arg(long)]
+        no_register: bool,
         /// Further arguments for Envoy, after `--`.
         #[arg(last = true)]
         envoy_args: Vec<String>,
@@ -174,10 +178,13 @@ pub async fn run(cmd: EnvoyCommand) -> Result<()> {
         EnvoyCommand::Run {
             proxy,
             envoy_bin,
+            no_register,
             envoy_args,
         } => {
             let bootstrap = proxy.bootstrap()?;
-            proxy.register_gateway().await?;
+            if !no_register {
+                proxy.register_gateway().await?;
+            }
             // Several Envoys share a VM: hot restart (shared memory per base id) is off.
             let err = std::process::Command::new(&envoy_bin)
                 .arg("--config-yaml")
