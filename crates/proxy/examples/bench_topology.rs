@@ -159,7 +159,7 @@ fn write_paths(
     let (gw1, gw2) = (ip("2.2:8443"), ip("3.2:8443"));
     let (gw1, gw2) = (gw1.as_str(), gw2.as_str());
     let sc = |dc: &str, svc: &str, ip: &str, app: &str, ups| {
-        sidecar(&pki, dc, svc, &format!("{ip}:21000"), app, ups)
+        sidecar(pki, dc, svc, &format!("{ip}:21000"), app, ups)
     };
     // (name, IP: the admin endpoint listens on IP:19000, snapshot)
     let proxies: Vec<(&str, String, Snapshot)> = vec![
