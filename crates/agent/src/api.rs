@@ -121,7 +121,13 @@ async fn deregister(State(a): State<S>, Path(id): Path<String>) -> Response {
 
 async fn members(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -> Response {
     let path = match q.get("dc") {
-        Some(dc) => format!("/v1/internal/members?dc={dc}"),
+        Some(dc) => {
+            // Query values arrive decoded: check before putting one back into a URL.
+            if let Err(e) = strait_identity::spiffe::validate_name("dc", dc) {
+                return err(StatusCode::BAD_REQUEST, format!("query parameter {e}"));
+            }
+            format!("/v1/internal/members?dc={dc}")
+        }
         None => "/v1/internal/members".to_string(),
     };
     relay(&a, Method::GET, &path, None).await
