@@ -1,5 +1,7 @@
-//! TCP-to-TCP pass-through with splice(2): socket -> pipe -> socket, so payload bytes never
-//! enter user space. Used by the mesh gateway, which never decrypts.
+//! TCP-to-TCP pass-through for the mesh gateway, which never decrypts: small messages
+//! through a user-space buffer (one read, one write), bulk with splice(2) (socket -> pipe ->
+//! socket, so payload bytes never enter user space), switching per direction on the first
+//! read that fills the buffer.
 //!
 //! Readiness comes from tokio (`readable()` / `writable()` + `try_io`), so a would-block
 //! from splice clears exactly the readiness it should. The pipe is always drained before
@@ -111,16 +113,90 @@ async fn one_way(
     if mode == Mode::UserSpace {
         return user_space(src, dst, total, activity).await;
     }
+    // Small messages (requests, responses) go through a user-space buffer: one read and one
+    // write each. A TCP read takes everything queued up to the buffer's size, so a short read
+    // means the socket is drained and its readiness is cleared without another (EAGAIN)
+    // read; splice cannot tell that (a socket->pipe splice also stops when the pipe runs
+    // out of slots). A read that fills the buffer means bulk: the direction switches to
+    // splice for the rest of the connection, and only then is a pipe created.
+    let mut buf = vec![0u8; COPY_BUF];
+    let src_fd = src.as_raw_fd();
+    let mut moved = 0u64;
+    loop {
+        src.readable().await?;
+        let mut got = 0usize;
+        let read = src.try_io(Interest::READABLE, || {
+            got = recv(src_fd, &mut buf)?;
+            if got > 0 && got < buf.len() {
+                // Drained: clear readiness now (tokio keeps it if an event came meanwhile).
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(got)
+            }
+        });
+        let n = match read {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => got,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            shutdown_write(dst);
+            return Ok(moved);
+        }
+        total.fetch_add(n as u64, Relaxed);
+        activity.add(n as u64);
+        moved += n as u64;
+        write_all(dst, &buf[..n]).await?;
+        if n == buf.len() {
+            drop(buf);
+            return splice_rest(src, dst, total, activity, moved).await;
+        }
+    }
+}
+
+/// recv(2) without blocking into `buf`.
+fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid, writable slice for its whole length during the call, and
+    // `fd` is borrowed from a live TcpStream.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+async fn write_all(dst: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        dst.writable().await?;
+        match dst.try_write(bytes) {
+            Ok(m) => bytes = &bytes[m..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The bulk phase: socket -> pipe -> socket until EOF. `moved` counts what came before.
+async fn splice_rest(
+    src: &TcpStream,
+    dst: &TcpStream,
+    total: &AtomicU64,
+    activity: &Activity,
+    mut moved: u64,
+) -> io::Result<u64> {
     let pipe = match Pipe::new() {
         Ok(pipe) => pipe,
         Err(err) => {
             tracing::debug!(%err, "no pipe for splice; copying through user space");
-            return user_space(src, dst, total, activity).await;
+            return Ok(moved + user_space(src, dst, total, activity).await?);
         }
     };
     let (pipe_r, pipe_w) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
     let (src_fd, dst_fd) = (src.as_raw_fd(), dst.as_raw_fd());
-    let mut moved = 0u64;
+    let mut spliced = false;
     loop {
         // The pipe is empty here: fill it from the source socket.
         let n = loop {
@@ -128,13 +204,14 @@ async fn one_way(
             match src.try_io(Interest::READABLE, || splice(src_fd, pipe_w, SPLICE_LEN)) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if moved == 0 && unsupported(&e) => {
+                Err(e) if !spliced && unsupported(&e) => {
                     tracing::debug!(err = %e, "splice unsupported; copying through user space");
-                    return user_space(src, dst, total, activity).await;
+                    return Ok(moved + user_space(src, dst, total, activity).await?);
                 }
                 Err(e) => return Err(e),
             }
         };
+        spliced = true;
         if n == 0 {
             shutdown_write(dst);
             return Ok(moved);
@@ -178,15 +255,7 @@ async fn user_space(
         total.fetch_add(n as u64, Relaxed);
         activity.add(n as u64);
         moved += n as u64;
-        let mut off = 0;
-        while off < n {
-            dst.writable().await?;
-            match dst.try_write(&buf[off..n]) {
-                Ok(m) => off += m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        write_all(dst, &buf[..n]).await?;
     }
 }
 
