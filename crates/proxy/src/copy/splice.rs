@@ -110,18 +110,26 @@ async fn one_way(
     activity: &Activity,
     mode: Mode,
 ) -> io::Result<u64> {
-    if mode == Mode::UserSpace {
-        return user_space(src, dst, total, activity).await;
-    }
-    // Small messages (requests, responses) go through a user-space buffer: one read and one
-    // write each. A TCP read takes everything queued up to the buffer's size, so a short read
-    // means the socket is drained and its readiness is cleared without another (EAGAIN)
-    // read; splice cannot tell that (a socket->pipe splice also stops when the pipe runs
-    // out of slots). A read that fills the buffer means bulk: the direction switches to
-    // splice for the rest of the connection, and only then is a pipe created.
+    buffered(src, dst, total, activity, mode != Mode::UserSpace, 0).await
+}
+
+/// Small messages (requests, responses) go through a user-space buffer: one read and one
+/// write each. A TCP read takes everything queued up to the buffer's size, so a short read
+/// means the socket is drained and its readiness is cleared without another (EAGAIN) read;
+/// splice cannot tell that (a socket->pipe splice also stops when the pipe runs out of
+/// slots). With `then_splice`, a read that fills the buffer means bulk: the direction
+/// switches to splice for the rest of the connection, and only then is a pipe created.
+/// `moved` counts what this direction carried before.
+async fn buffered(
+    src: &TcpStream,
+    dst: &TcpStream,
+    total: &AtomicU64,
+    activity: &Activity,
+    mut then_splice: bool,
+    mut moved: u64,
+) -> io::Result<u64> {
     let mut buf = vec![0u8; COPY_BUF];
     let src_fd = src.as_raw_fd();
-    let mut moved = 0u64;
     loop {
         src.readable().await?;
         let mut got = 0usize;
@@ -148,9 +156,12 @@ async fn one_way(
         activity.add(n as u64);
         moved += n as u64;
         write_all(dst, &buf[..n]).await?;
-        if n == buf.len() {
-            drop(buf);
-            return splice_rest(src, dst, total, activity, moved).await;
+        if then_splice && n == buf.len() {
+            match splice_rest(src, dst, total, activity, moved).await? {
+                Spliced::Done(all) => return Ok(all),
+                // No splice here after all: go on through the buffer.
+                Spliced::Unsupported(so_far) => (then_splice, moved) = (false, so_far),
+            }
         }
     }
 }
@@ -179,6 +190,14 @@ async fn write_all(dst: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// How the bulk phase ended.
+enum Spliced {
+    /// EOF: the direction's byte count.
+    Done(u64),
+    /// No pipe, or splice unsupported before any byte moved: the count so far.
+    Unsupported(u64),
+}
+
 /// The bulk phase: socket -> pipe -> socket until EOF. `moved` counts what came before.
 async fn splice_rest(
     src: &TcpStream,
@@ -186,12 +205,12 @@ async fn splice_rest(
     total: &AtomicU64,
     activity: &Activity,
     mut moved: u64,
-) -> io::Result<u64> {
+) -> io::Result<Spliced> {
     let pipe = match Pipe::new() {
         Ok(pipe) => pipe,
         Err(err) => {
             tracing::debug!(%err, "no pipe for splice; copying through user space");
-            return Ok(moved + user_space(src, dst, total, activity).await?);
+            return Ok(Spliced::Unsupported(moved));
         }
     };
     let (pipe_r, pipe_w) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
@@ -206,7 +225,7 @@ async fn splice_rest(
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if !spliced && unsupported(&e) => {
                     tracing::debug!(err = %e, "splice unsupported; copying through user space");
-                    return Ok(moved + user_space(src, dst, total, activity).await?);
+                    return Ok(Spliced::Unsupported(moved));
                 }
                 Err(e) => return Err(e),
             }
@@ -214,7 +233,7 @@ async fn splice_rest(
         spliced = true;
         if n == 0 {
             shutdown_write(dst);
-            return Ok(moved);
+            return Ok(Spliced::Done(moved));
         }
         total.fetch_add(n as u64, Relaxed);
         activity.add(n as u64);
@@ -230,32 +249,6 @@ async fn splice_rest(
                 Err(e) => return Err(e),
             }
         }
-    }
-}
-
-async fn user_space(
-    src: &TcpStream,
-    dst: &TcpStream,
-    total: &AtomicU64,
-    activity: &Activity,
-) -> io::Result<u64> {
-    let mut buf = vec![0u8; COPY_BUF];
-    let mut moved = 0u64;
-    loop {
-        src.readable().await?;
-        let n = match src.try_read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            shutdown_write(dst);
-            return Ok(moved);
-        }
-        total.fetch_add(n as u64, Relaxed);
-        activity.add(n as u64);
-        moved += n as u64;
-        write_all(dst, &buf[..n]).await?;
     }
 }
 
