@@ -156,12 +156,7 @@ pub(crate) fn config_entry(mut entry: ConfigEntry) -> Result<ConfigEntry> {
             }
         }
         config_kind::SERVICE_INTENTIONS => {
-            if entry.name.is_empty() {
-                return Err(invalid(
-                    &entry,
-                    "Name (the destination service or *) must not be empty",
-                ));
-            }
+            service_or_wildcard("Name", &entry.name).map_err(|reason| invalid(&entry, &reason))?;
             if !entry.mesh_gateway.mode.is_empty() {
                 return Err(invalid(
                     &entry,
@@ -188,13 +183,19 @@ pub(crate) fn config_entry(mut entry: ConfigEntry) -> Result<ConfigEntry> {
     Ok(entry)
 }
 
+/// A service name (as SNI and SPIFFE IDs carry it) or `*`.
+fn service_or_wildcard(field: &str, name: &str) -> std::result::Result<(), String> {
+    if name == "*" {
+        return Ok(());
+    }
+    strait_identity::spiffe::validate_name(field, name).map_err(|e| format!("{e} (or \"*\")"))
+}
+
 /// Each source names a service (or `*`) once, with action allow or deny.
 fn intention_sources(entry: &ConfigEntry) -> std::result::Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
     for (i, src) in entry.sources.iter().enumerate() {
-        if src.name.is_empty() {
-            return Err(format!("Sources[{i}].Name must not be empty"));
-        }
+        service_or_wildcard(&format!("Sources[{i}].Name"), &src.name)?;
         if ![intention_action::ALLOW, intention_action::DENY].contains(&src.action.as_str()) {
             return Err(format!(
                 "Sources[{i}].Action is {:?}; expected \"allow\" or \"deny\"",

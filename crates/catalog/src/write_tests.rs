@@ -463,6 +463,9 @@ fn service_intentions_are_validated_and_name_the_field() {
     let twice = entry("counting", vec![src("web", "deny"), src("web", "allow")]);
     assert!(reason(twice).contains("Sources[1].Name"));
     assert!(reason(entry("", vec![])).contains("Name"));
+    // Names end up in URL paths, SNI and SPIFFE IDs: only service names or `*`.
+    assert!(reason(entry("count/ing", vec![])).contains("a-z, 0-9"));
+    assert!(reason(entry("counting", vec![src("we b", "deny")])).contains("Sources[0].Name"));
     let mut misplaced = entry("web", vec![src("api", "deny")]);
     misplaced.kind = "service-defaults".into();
     assert!(reason(misplaced).contains("Sources"));
