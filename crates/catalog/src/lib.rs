@@ -19,7 +19,7 @@ mod write;
 pub use catalog::Catalog;
 pub use error::{CatalogError, Result};
 pub use types::{
-    config_kind, intention_action, kind, status, Check, ConfigEntry, FederationState,
-    MeshGatewayConfig, Node, NodeServices, ProxyConfig, Service, ServiceAddress, ServiceInstance,
-    SourceIntention, SyncOutcome, Upstream,
+    config_kind, intention_action, intentions_for, kind, status, Check, ConfigEntry,
+    FederationState, MeshGatewayConfig, Node, NodeServices, ProxyConfig, Service, ServiceAddress,
+    ServiceInstance, SourceIntention, SyncOutcome, Upstream,
 };

@@ -268,11 +268,7 @@ async fn intentions(r: &mut Report, ctx: &Ctx<'_>, service: &str, up: &Upstream)
     );
     match ctx.agent.json::<Vec<strait_catalog::ConfigEntry>>(&path).await {
         Ok(entries) => {
-            let mut view = strait_snapshot::MeshView::default();
-            for e in entries {
-                view.intentions.insert(e.name.clone(), e.intention_rules());
-            }
-            let rules = strait_snapshot::resolve_intentions(&view, &up.destination);
+            let rules = strait_catalog::intentions_for(&entries, &up.destination);
             let verdict = format!("{service} -> {} in {}", up.destination, up.datacenter);
             if rules.allows(service) {
                 r.pass(name, format!("{verdict} allowed ({} rule(s))", rules.rules.len()));

@@ -6,7 +6,6 @@ use anyhow::{bail, Context, Result};
 use http::Method;
 use std::net::SocketAddr;
 use strait_catalog::{config_kind, intention_action, ConfigEntry, SourceIntention};
-use strait_snapshot::{resolve_intentions, MeshView};
 
 #[derive(Debug, clap::Args)]
 pub struct IntentionArgs {
@@ -190,11 +189,8 @@ async fn list(api: &Api) -> Result<()> {
 /// Evaluates with the same function the snapshot builder uses, so the answer is what the
 /// destination's sidecars enforce.
 async fn check(api: &Api, p: Pair) -> Result<bool> {
-    let mut view = MeshView::default();
-    for e in api.entries().await? {
-        view.intentions.insert(e.name.clone(), e.intention_rules());
-    }
-    let allowed = resolve_intentions(&view, &p.destination).allows(&p.source);
+    let entries = api.entries().await?;
+    let allowed = strait_catalog::intentions_for(&entries, &p.destination).allows(&p.source);
     println!(
         "{} -> {}: {}",
         p.source,
