@@ -1,6 +1,9 @@
-//! strait-systemd: how strait runs under systemd, with no dependency beyond std.
+//! strait-systemd: how strait runs, under systemd or not.
 //!
-//! Two halves, used by every role and by the lab:
+//! Used by every role and by the lab:
+//! * [`lifecycle`]: the one lifecycle every long-running role starts through: signals,
+//!   readiness, named background tasks that cannot die unnoticed, a graceful stop under a
+//!   grace deadline, and the [`lifecycle::Exit`] status of every outcome.
 //! * [`notify`]: the `sd_notify` protocol (one datagram per state change to `$NOTIFY_SOCKET`,
 //!   path or abstract `@name`), so `Type=notify` units know when a role is really ready, when
 //!   it reloads and when it stops.
@@ -15,6 +18,7 @@
 //! `install` command and the lab call [`unit`].
 #![forbid(unsafe_code)]
 
+pub mod lifecycle;
 pub mod notify;
 pub mod reload;
 pub mod unit;
