@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 use strait_catalog::{FederationState, ServiceInstance};
+use strait_identity::spiffe;
 
 /// What the service checks share.
 pub(crate) struct Ctx<'a> {
@@ -119,7 +120,7 @@ async fn certificates(r: &mut Report, ctx: &Ctx<'_>, sidecar: &Sidecar, service:
             let id = leaf.spiffe_id;
             let lifetime = (leaf.not_after_unix - leaf.not_before_unix).max(1);
             let left = leaf.not_after_unix - now;
-            if !id.ends_with(&format!("/svc/{service}")) {
+            if !id.ends_with(&spiffe::service_uri_suffix(service)) {
                 r.fail("certificates", format!("the sidecar's leaf is for {id:?}, not service {service}"), "the sidecar at --admin fronts another service: pass the admin address of this service's sidecar")
             } else if now < leaf.not_before_unix || left <= 0 {
                 r.fail("certificates", format!("leaf {} (serial {}) is not valid now: valid {}..{} (unix), now {now}", id, leaf.serial, leaf.not_before_unix, leaf.not_after_unix), format!("the sidecar runs with an expired certificate ({}): is the agent renewing (agent log), is the clock right?", sidecar.certs_page()))

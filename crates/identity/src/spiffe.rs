@@ -2,16 +2,20 @@
 //! say *who* a certificate belongs to (`SpiffeId`) and *where* a connection is
 //! routed (`service_sni`, `server_sni`). Pure string logic, no crypto except
 //! the random trust-domain generator.
+//!
+//! The spelling of every name lives in `strait-names` (re-exported here); this module adds
+//! the typed [`SpiffeId`], its parser and the validation of name components.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{IdentityError, Result};
 
-/// Namespace used when none is given.
-pub const DEFAULT_NAMESPACE: &str = "default";
-
-const SCHEME: &str = "spiffe://";
+use strait_names::SPIFFE_SCHEME as SCHEME;
+pub use strait_names::{
+    agent_uri, datacenter_sni_wildcard, server_sni, server_uri, service_sni, service_uri,
+    service_uri_suffix, trust_domain_uri, BOOTSTRAP_TRUST_DOMAIN, DEFAULT_NAMESPACE,
+};
 
 /// The identity carried as the only URI SAN of every strait certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -93,16 +97,16 @@ impl SpiffeId {
                 namespace,
                 datacenter,
                 service,
-            } => format!("{SCHEME}{trust_domain}/ns/{namespace}/dc/{datacenter}/svc/{service}"),
+            } => service_uri(trust_domain, namespace, datacenter, service),
             SpiffeId::Server {
                 trust_domain,
                 datacenter,
-            } => format!("{SCHEME}{trust_domain}/server/dc/{datacenter}"),
+            } => server_uri(trust_domain, datacenter),
             SpiffeId::Agent {
                 trust_domain,
                 datacenter,
                 node,
-            } => format!("{SCHEME}{trust_domain}/agent/dc/{datacenter}/node/{node}"),
+            } => agent_uri(trust_domain, datacenter, node),
         }
     }
 
@@ -171,11 +175,6 @@ impl FromStr for SpiffeId {
     }
 }
 
-/// The URI naming a whole trust domain (`spiffe://<td>`), carried by CA certificates.
-pub fn trust_domain_uri(td: &str) -> String {
-    format!("{SCHEME}{td}")
-}
-
 /// Parses `spiffe://<td>` (no path, as on CA certificates) into the trust domain.
 pub fn parse_trust_domain_uri(uri: &str) -> Result<String> {
     let bad = |reason: String| IdentityError::InvalidSpiffeId {
@@ -188,16 +187,6 @@ pub fn parse_trust_domain_uri(uri: &str) -> Result<String> {
     let td = td.strip_suffix('/').unwrap_or(td);
     validate_trust_domain(td).map_err(|e| bad(e.to_string()))?;
     Ok(td.to_owned())
-}
-
-/// SNI of a service instance: `<service>.<ns>.<dc>.internal.<td>`.
-pub fn service_sni(service: &str, namespace: &str, dc: &str, td: &str) -> String {
-    format!("{service}.{namespace}.{dc}.internal.{td}")
-}
-
-/// SNI of a datacenter's servers: `server.<dc>.<td>`.
-pub fn server_sni(dc: &str, td: &str) -> String {
-    format!("server.{dc}.{td}")
 }
 
 /// A fresh trust domain, `<8 random hex>.strait`, chosen once by the primary DC.

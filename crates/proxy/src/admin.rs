@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use strait_identity::ca::cert_info;
+use strait_identity::spiffe;
 use strait_snapshot::Snapshot;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -133,12 +134,13 @@ pub(crate) fn clusters(snapshot: &Snapshot) -> Value {
             .collect();
     }
     if let Some(gw) = &snapshot.gateway {
+        let (dc, td) = (&snapshot.datacenter, &snapshot.trust_domain);
         let local: Vec<Value> = gw
             .local_services
             .iter()
             .map(|(service, endpoints)| {
                 json!({
-                    "sni": strait_snapshot::service_sni(service, &snapshot.datacenter, &snapshot.trust_domain),
+                    "sni": spiffe::service_sni(service, spiffe::DEFAULT_NAMESPACE, dc, td),
                     "service": service,
                     "endpoints": endpoints,
                 })
@@ -147,7 +149,7 @@ pub(crate) fn clusters(snapshot: &Snapshot) -> Value {
         out["routes"] = json!({
             "local_services": local,
             "local_servers": {
-                "sni": format!("server.{}.{}", snapshot.datacenter, snapshot.trust_domain),
+                "sni": spiffe::server_sni(dc, td),
                 "endpoints": gw.local_servers,
             },
             "remote_datacenters": gw.remote_gateways,

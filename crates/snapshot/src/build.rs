@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 /// Namespace of every service: strait has a single namespace for now.
-pub const NAMESPACE: &str = "default";
+pub const NAMESPACE: &str = strait_names::DEFAULT_NAMESPACE;
 
 /// Why a snapshot could not be built. Each variant names the proxy and the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,12 +80,12 @@ pub fn redacted(snapshot: &Snapshot) -> Snapshot {
 
 /// SNI of `service` in `dc`: `<service>.default.<dc>.internal.<td>`.
 pub fn service_sni(service: &str, dc: &str, trust_domain: &str) -> String {
-    format!("{service}.{NAMESPACE}.{dc}.internal.{trust_domain}")
+    strait_names::service_sni(service, NAMESPACE, dc, trust_domain)
 }
 
 /// SPIFFE ID `service` in `dc` presents: `spiffe://<td>/ns/default/dc/<dc>/svc/<service>`.
 pub fn service_spiffe_id(service: &str, dc: &str, trust_domain: &str) -> String {
-    format!("spiffe://{trust_domain}/ns/{NAMESPACE}/dc/{dc}/svc/{service}")
+    strait_names::service_uri(trust_domain, NAMESPACE, dc, service)
 }
 
 /// Effective gateway mode: upstream > proxy > service defaults > proxy defaults > `Local`.

@@ -57,9 +57,9 @@ impl RouteError {
     }
 }
 
-/// The trust domain in `server.<dc>.bootstrap.strait`, the SNI a server or agent uses before
-/// it has learnt the federation's trust domain (its first join). Routed like `server.<dc>.<td>`.
-pub const BOOTSTRAP_TRUST_DOMAIN: &str = "bootstrap.strait";
+// `server.<dc>.bootstrap.strait` (a server or agent before its first join) is routed like
+// `server.<dc>.<td>`; the constant is spelt with the other names in strait-names.
+pub use strait_names::BOOTSTRAP_TRUST_DOMAIN;
 
 /// What an SNI names, borrowed from the SNI itself.
 enum Target<'s> {

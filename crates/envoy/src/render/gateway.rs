@@ -10,7 +10,9 @@ use envoy_types::pb::envoy::config::listener::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use std::net::SocketAddr;
-use strait_identity::spiffe::{server_sni, service_sni, DEFAULT_NAMESPACE};
+use strait_identity::spiffe::{
+    datacenter_sni_wildcard, server_sni, service_sni, DEFAULT_NAMESPACE,
+};
 use strait_snapshot::{GatewaySnapshot, Snapshot, BOOTSTRAP_TRUST_DOMAIN};
 
 /// One SNI route: the names it answers and where it sends them.
@@ -43,7 +45,7 @@ fn routes(snapshot: &Snapshot, gw: &GatewaySnapshot) -> Vec<Route> {
         routes.push(Route {
             cluster: format!("gateways.{remote}.{td}"),
             server_names: vec![
-                format!("*.{remote}.internal.{td}"),
+                datacenter_sni_wildcard(remote, td),
                 server_sni(remote, td),
                 server_sni(remote, BOOTSTRAP_TRUST_DOMAIN),
             ],

@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::rbac::v3::{
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 use std::collections::HashMap;
+use strait_identity::spiffe::service_uri_suffix;
 use strait_snapshot::Intentions;
 
 /// The RBAC filter for `intentions`, or `None` when every caller is allowed.
@@ -76,9 +77,9 @@ fn source(name: &str) -> Principal {
         identifier: Some(principal::Identifier::Authenticated(
             principal::Authenticated {
                 principal_name: Some(StringMatcher {
-                    match_pattern: Some(string_matcher::MatchPattern::Suffix(format!(
-                        "/svc/{name}"
-                    ))),
+                    match_pattern: Some(string_matcher::MatchPattern::Suffix(
+                        service_uri_suffix(name),
+                    )),
                     ..Default::default()
                 }),
             },

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use strait_identity::spiffe;
 use strait_snapshot::{GatewayRoute, GatewaySnapshot, Snapshot};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -50,11 +51,11 @@ impl GatewayState {
             .local_services
             .keys()
             .map(|svc| {
-                let sni = strait_snapshot::service_sni(svc, dc, td);
+                let sni = spiffe::service_sni(svc, spiffe::DEFAULT_NAMESPACE, dc, td);
                 (svc.clone(), metrics.routed_counter(dc, &sni))
             })
             .collect();
-        let routed_servers = metrics.routed_counter(dc, &format!("server.{dc}.{td}"));
+        let routed_servers = metrics.routed_counter(dc, &spiffe::server_sni(dc, td));
         let routed_remote = gw
             .remote_gateways
             .keys()
