@@ -10,7 +10,7 @@ use anyhow::Context;
 use rustls_pki_types::ServerName;
 use serde::Deserialize;
 use std::time::Duration;
-use strait_identity::tls::{self, Expect, Identity, Roots};
+use strait_identity::tls::{self, Expect, Identity, Roots, TlsFailure};
 use strait_identity::SpiffeId;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -67,10 +67,10 @@ pub(crate) async fn check(r: &mut Report, ctx: &Ctx<'_>, service: &str, up: &Ups
         ),
         Err(Failure { detail, reason }) => {
             let hint = match reason {
-                "unknown_ca" => "the two sides do not share a CA: compare the `roots` check on both services' sidecars (admin /certs) with GET /v1/agent/connect/ca/roots",
-                "bad_identity" => "a different service answered this SNI: check the gateways' admin /clusters routes and the destination's registration",
-                "expired" => "a certificate on the path is expired: check the destination sidecar's admin /certs and the clocks",
-                "closed" => "a gateway or the destination sidecar closed the connection: no healthy instance behind the SNI (health check above), the destination's app is down, or an intention denies this caller (`strait intention check`; destination sidecar log `denied by intentions`)",
+                Reason::Tls(TlsFailure::UnknownCa) => "the two sides do not share a CA: compare the `roots` check on both services' sidecars (admin /certs) with GET /v1/agent/connect/ca/roots",
+                Reason::Tls(TlsFailure::BadIdentity) => "a different service answered this SNI: check the gateways' admin /clusters routes and the destination's registration",
+                Reason::Tls(TlsFailure::Expired) => "a certificate on the path is expired: check the destination sidecar's admin /certs and the clocks",
+                Reason::Closed => "a gateway or the destination sidecar closed the connection: no healthy instance behind the SNI (health check above), the destination's app is down, or an intention denies this caller (`strait intention check`; destination sidecar log `denied by intentions`)",
                 _ => "read the gateways' and the destination sidecar's logs and admin /stats (handshake_failures)",
             };
             r.fail(NAME, format!("{what}: {detail}"), hint);
@@ -107,8 +107,21 @@ async fn client_config(
 
 struct Failure {
     detail: String,
-    /// `strait_identity::tls::failure_reason`, or `closed` / `connect` / `timeout`.
-    reason: &'static str,
+    /// Picks the hint.
+    reason: Reason,
+}
+
+/// Why the doctor's handshake failed.
+enum Reason {
+    /// rustls's error, classified.
+    Tls(TlsFailure),
+    /// The other side closed the connection (during or right after the handshake).
+    Closed,
+    /// The first hop refused the TCP connection.
+    Connect,
+    Timeout,
+    /// Anything else (an I/O error, an SNI that is not a server name).
+    Other,
 }
 
 fn io_failure(stage: &str, e: &std::io::Error) -> Failure {
@@ -118,7 +131,7 @@ fn io_failure(stage: &str, e: &std::io::Error) -> Failure {
     match tls_err {
         Some(t) => Failure {
             detail: format!("{stage}: {t}"),
-            reason: tls::failure_reason(t),
+            reason: Reason::Tls(tls::failure_reason(t)),
         },
         None if matches!(
             e.kind(),
@@ -127,12 +140,12 @@ fn io_failure(stage: &str, e: &std::io::Error) -> Failure {
         {
             Failure {
                 detail: format!("{stage}: connection closed by the other side"),
-                reason: "closed",
+                reason: Reason::Closed,
             }
         }
         None => Failure {
             detail: format!("{stage}: {e}"),
-            reason: "other",
+            reason: Reason::Other,
         },
     }
 }
@@ -146,12 +159,12 @@ async fn handshake(
 ) -> Result<(), Failure> {
     let server_name = ServerName::try_from(sni.to_string()).map_err(|_| Failure {
         detail: format!("SNI {sni:?} is not a valid server name"),
-        reason: "other",
+        reason: Reason::Other,
     })?;
     let work = async {
         let tcp = TcpStream::connect(addr).await.map_err(|e| Failure {
             detail: format!("connect {addr}: {e}"),
-            reason: "connect",
+            reason: Reason::Connect,
         })?;
         let mut stream = TlsConnector::from(config)
             .connect(server_name, tcp)
@@ -161,7 +174,7 @@ async fn handshake(
         if peer.as_deref() != Some(expected) {
             return Err(Failure {
                 detail: format!("peer presented {peer:?}, expected {expected}"),
-                reason: "bad_identity",
+                reason: Reason::Tls(TlsFailure::BadIdentity),
             });
         }
         let mut byte = [0u8; 1];
@@ -170,7 +183,7 @@ async fn handshake(
             Err(_) | Ok(Ok(1..)) => Ok(()),
             Ok(Ok(_)) => Err(Failure {
                 detail: "the destination closed the connection right after the handshake".into(),
-                reason: "closed",
+                reason: Reason::Closed,
             }),
             Ok(Err(e)) => Err(io_failure("after the handshake", &e)),
         }
@@ -179,6 +192,6 @@ async fn handshake(
         .await
         .map_err(|_| Failure {
             detail: format!("no answer in {}s", timeout.as_secs()),
-            reason: "timeout",
+            reason: Reason::Timeout,
         })?
 }

@@ -11,7 +11,7 @@ use crate::ca::{cert_info, generate_key_and_csr, CaCert};
 use crate::testing::{issue_identity, test_ca, test_intermediate};
 use crate::tls::{
     client_config, dangerous_unverified_client_config, failure_reason, peer_identity,
-    server_config, ClientAuth, Expect, Identity, Roots,
+    server_config, ClientAuth, Expect, Identity, Roots, TlsFailure,
 };
 use crate::SpiffeId;
 
@@ -163,7 +163,7 @@ fn wrong_identity_is_refused_with_reason() {
     let client = client_config(None, &r, Expect::Exact(want)).unwrap();
     let (out, _, _) = handshake(client, server);
     let err = out.client.expect("client must refuse");
-    assert_eq!(failure_reason(&err), "bad_identity");
+    assert_eq!(failure_reason(&err), TlsFailure::BadIdentity);
     let msg = err.to_string();
     assert!(
         msg.contains("spiffe://abcd1234.strait/ns/default/dc/dc1/svc/web")
@@ -172,7 +172,7 @@ fn wrong_identity_is_refused_with_reason() {
     );
     assert_eq!(
         failure_reason(&out.server.expect("server sees the alert")),
-        "bad_identity"
+        TlsFailure::BadIdentity
     );
 }
 
@@ -197,7 +197,10 @@ fn any_server_accepts_servers_only() {
     )
     .unwrap();
     let (out, _, _) = handshake(client, server);
-    assert_eq!(failure_reason(&out.client.unwrap()), "bad_identity");
+    assert_eq!(
+        failure_reason(&out.client.unwrap()),
+        TlsFailure::BadIdentity
+    );
 }
 
 #[test]
@@ -218,8 +221,8 @@ fn other_root_is_refused_as_unknown_ca() {
     )
     .unwrap();
     let (out, _, _) = handshake(client, server);
-    assert_eq!(failure_reason(&out.client.unwrap()), "unknown_ca");
-    assert_eq!(failure_reason(&out.server.unwrap()), "unknown_ca");
+    assert_eq!(failure_reason(&out.client.unwrap()), TlsFailure::UnknownCa);
+    assert_eq!(failure_reason(&out.server.unwrap()), TlsFailure::UnknownCa);
 
     // A root of another trust domain (different issuer name).
     let stranger = test_ca("other.strait");
@@ -237,7 +240,7 @@ fn other_root_is_refused_as_unknown_ca() {
     )
     .unwrap();
     let (out, _, _) = handshake(client, server);
-    assert_eq!(failure_reason(&out.server.unwrap()), "unknown_ca");
+    assert_eq!(failure_reason(&out.server.unwrap()), TlsFailure::UnknownCa);
 }
 
 #[test]
@@ -251,7 +254,7 @@ fn server_refuses_client_of_another_trust_domain() {
     let client = client_config(Some(&stranger), &r, Expect::Exact(web)).unwrap();
     let (out, _, _) = handshake(client, server);
     let err = out.server.expect("server must refuse");
-    assert_eq!(failure_reason(&err), "bad_identity");
+    assert_eq!(failure_reason(&err), TlsFailure::BadIdentity);
     assert!(err.to_string().contains("other.strait"), "{err}");
 }
 
@@ -277,7 +280,7 @@ fn expired_leaf_is_refused() {
         client_config(None, &r, Expect::Exact(web.clone())).unwrap(),
         server,
     );
-    assert_eq!(failure_reason(&out.client.unwrap()), "expired");
+    assert_eq!(failure_reason(&out.client.unwrap()), TlsFailure::Expired);
     // As a client certificate.
     let server = server_config(
         &ident(&ca, &SpiffeId::server(TD, "dc1")),
@@ -289,7 +292,7 @@ fn expired_leaf_is_refused() {
         client_config(Some(&expired), &r, Expect::AnyServer).unwrap(),
         server,
     );
-    assert_eq!(failure_reason(&out.server.unwrap()), "expired");
+    assert_eq!(failure_reason(&out.server.unwrap()), TlsFailure::Expired);
 }
 
 #[test]
@@ -301,8 +304,14 @@ fn missing_client_cert_required_vs_optional() {
         client_config(None, &r, Expect::AnyServer).unwrap(),
         server_config(&id, &r, ClientAuth::Required).unwrap(),
     );
-    assert_eq!(failure_reason(&out.server.unwrap()), "no_certificate");
-    assert_eq!(failure_reason(&out.client.unwrap()), "no_certificate");
+    assert_eq!(
+        failure_reason(&out.server.unwrap()),
+        TlsFailure::NoCertificate
+    );
+    assert_eq!(
+        failure_reason(&out.client.unwrap()),
+        TlsFailure::NoCertificate
+    );
 
     let (out, _, s) = handshake(
         client_config(None, &r, Expect::AnyServer).unwrap(),
@@ -355,7 +364,7 @@ fn two_uri_sans_are_refused() {
         server,
     );
     let err = out.client.unwrap();
-    assert_eq!(failure_reason(&err), "bad_identity");
+    assert_eq!(failure_reason(&err), TlsFailure::BadIdentity);
     assert!(err.to_string().contains("URI SANs"), "{err}");
 }
 
@@ -378,25 +387,47 @@ fn failure_reason_labels() {
     use rustls::{AlertDescription, CertificateError, Error};
     assert_eq!(
         failure_reason(&Error::NoCertificatesPresented),
-        "no_certificate"
+        TlsFailure::NoCertificate
     );
     assert_eq!(
         failure_reason(&Error::InvalidCertificate(CertificateError::BadSignature)),
-        "bad_signature"
+        TlsFailure::BadSignature
     );
     assert_eq!(
         failure_reason(&Error::InvalidCertificate(CertificateError::Expired)),
-        "expired"
+        TlsFailure::Expired
     );
     assert_eq!(
         failure_reason(&Error::AlertReceived(AlertDescription::UnknownCA)),
-        "unknown_ca"
+        TlsFailure::UnknownCa
     );
     assert_eq!(
         failure_reason(&Error::InvalidCertificate(CertificateError::BadEncoding)),
-        "other"
+        TlsFailure::Other
     );
-    assert_eq!(failure_reason(&Error::DecryptError), "other");
+    assert_eq!(failure_reason(&Error::DecryptError), TlsFailure::Other);
+    // The labels are a public interface (metrics, docs/troubleshooting.md).
+    let labels = [
+        TlsFailure::NoCertificate,
+        TlsFailure::UnknownCa,
+        TlsFailure::Expired,
+        TlsFailure::BadIdentity,
+        TlsFailure::BadSignature,
+        TlsFailure::Other,
+    ]
+    .map(TlsFailure::as_str);
+    assert_eq!(
+        labels,
+        [
+            "no_certificate",
+            "unknown_ca",
+            "expired",
+            "bad_identity",
+            "bad_signature",
+            "other"
+        ]
+    );
+    assert_eq!(TlsFailure::UnknownCa.to_string(), "unknown_ca");
 }
 
 #[test]

@@ -18,7 +18,7 @@ use crate::error::{IdentityError, Result};
 use crate::spiffe::{parse_trust_domain_uri, SpiffeId};
 use crate::verify::{Accept, AcceptAnyServer, ClientVerifier, ServerVerifier, SpiffeVerifier};
 
-pub use crate::verify::{failure_reason, BadIdentity};
+pub use crate::verify::{failure_reason, BadIdentity, TlsFailure};
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

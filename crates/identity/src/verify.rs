@@ -2,7 +2,7 @@
 //! chain (to the federation roots, intermediates from the peer, current time,
 //! EKU), then the leaf's single URI SAN must be a SPIFFE ID the caller
 //! expects. DNS names are never checked: SNI is a routing key, not an identity.
-//! Errors are specific so callers can count failures by [`failure_reason`].
+//! Errors are specific so callers can classify failures with [`failure_reason`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -314,45 +314,84 @@ fn pki_error(error: webpki::Error) -> rustls::Error {
     rustls::Error::InvalidCertificate(ce)
 }
 
-/// A low-cardinality label for a handshake failure, for metrics:
-/// "no_certificate", "unknown_ca", "expired", "bad_identity", "bad_signature" or "other".
+/// Why a TLS handshake failed, in the few classes an operator acts on. Proxies count
+/// failures by [`TlsFailure::as_str`] (a metric label), the doctor picks its hint by variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsFailure {
+    /// The peer presented no certificate.
+    NoCertificate,
+    /// The chain does not lead to a root we (or the peer) trust.
+    UnknownCa,
+    /// A certificate on the chain is expired or not valid yet.
+    Expired,
+    /// The certificate is valid but names another identity (or is not for this use).
+    BadIdentity,
+    /// A signature on the chain or in the handshake does not verify.
+    BadSignature,
+    /// Anything else (protocol errors, unsupported algorithms).
+    Other,
+}
+
+impl TlsFailure {
+    /// The metric label: `no_certificate`, `unknown_ca`, `expired`, `bad_identity`,
+    /// `bad_signature` or `other` (stable: dashboards and docs/troubleshooting.md use them).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsFailure::NoCertificate => "no_certificate",
+            TlsFailure::UnknownCa => "unknown_ca",
+            TlsFailure::Expired => "expired",
+            TlsFailure::BadIdentity => "bad_identity",
+            TlsFailure::BadSignature => "bad_signature",
+            TlsFailure::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Classifies a handshake failure.
 ///
 /// Works for errors detected locally and, as a best guess from the alert,
 /// for errors the peer reported (e.g. a server refusing our client cert).
-pub fn failure_reason(err: &rustls::Error) -> &'static str {
+pub fn failure_reason(err: &rustls::Error) -> TlsFailure {
     use rustls::Error as E;
+    use TlsFailure as F;
     match err {
-        E::NoCertificatesPresented => "no_certificate",
+        E::NoCertificatesPresented => F::NoCertificate,
         E::InvalidCertificate(ce) => match ce {
-            CertificateError::UnknownIssuer => "unknown_ca",
+            CertificateError::UnknownIssuer => F::UnknownCa,
             CertificateError::Expired
             | CertificateError::ExpiredContext { .. }
             | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. } => "expired",
-            CertificateError::BadSignature => "bad_signature",
+            | CertificateError::NotValidYetContext { .. } => F::Expired,
+            CertificateError::BadSignature => F::BadSignature,
             CertificateError::NotValidForName
             | CertificateError::NotValidForNameContext { .. }
             | CertificateError::InvalidPurpose
             | CertificateError::InvalidPurposeContext { .. }
-            | CertificateError::ApplicationVerificationFailure => "bad_identity",
+            | CertificateError::ApplicationVerificationFailure => F::BadIdentity,
             CertificateError::Other(OtherError(inner))
                 if inner.downcast_ref::<BadIdentity>().is_some() =>
             {
-                "bad_identity"
+                F::BadIdentity
             }
-            _ => "other",
+            _ => F::Other,
         },
         E::AlertReceived(alert) => match alert {
-            AlertDescription::CertificateRequired => "no_certificate",
-            AlertDescription::UnknownCA => "unknown_ca",
-            AlertDescription::CertificateExpired => "expired",
-            AlertDescription::DecryptError => "bad_signature",
+            AlertDescription::CertificateRequired => F::NoCertificate,
+            AlertDescription::UnknownCA => F::UnknownCa,
+            AlertDescription::CertificateExpired => F::Expired,
+            AlertDescription::DecryptError => F::BadSignature,
             AlertDescription::CertificateUnknown
             | AlertDescription::BadCertificate
             | AlertDescription::UnsupportedCertificate
-            | AlertDescription::AccessDenied => "bad_identity",
-            _ => "other",
+            | AlertDescription::AccessDenied => F::BadIdentity,
+            _ => F::Other,
         },
-        _ => "other",
+        _ => F::Other,
     }
 }
