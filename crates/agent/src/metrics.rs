@@ -61,13 +61,13 @@ fn render(a: &Agent) -> String {
             .unwrap_or(status::CRITICAL);
         *checks.entry(key).or_insert(0) += 1;
     }
-    e.family(
+    let mut f = e.family(
         "strait_agent_checks",
         Kind::Gauge,
         "Health checks of this agent's services by status.",
     );
     for (st, n) in &checks {
-        e.sample("strait_agent_checks", &[("status", st)], n);
+        f.sample(&[("status", st)], n);
     }
     e.single(
         "strait_agent_proxies",
@@ -96,30 +96,21 @@ fn render(a: &Agent) -> String {
         leaves.len(),
     );
     let now = unix_now();
-    e.family(
+    let mut f = e.family(
         "strait_agent_leaf_certificate_expiry_seconds",
         Kind::Gauge,
         "Seconds until each held leaf certificate expires (negative: expired).",
     );
     for (svc, not_after) in &leaves {
-        e.sample(
-            "strait_agent_leaf_certificate_expiry_seconds",
-            &[("service", svc)],
-            not_after - now,
-        );
+        f.sample(&[("service", svc)], not_after - now);
     }
-    e.family(
+    let mut f = e.family(
         "strait_agent_sync_runs_total",
         Kind::Counter,
         "Anti-entropy rounds (full node state sent to the servers) by result.",
     );
-    e.sample(
-        "strait_agent_sync_runs_total",
-        &[("result", "ok")],
-        a.counters.sync_ok.load(Relaxed),
-    );
-    e.sample(
-        "strait_agent_sync_runs_total",
+    f.sample(&[("result", "ok")], a.counters.sync_ok.load(Relaxed));
+    f.sample(
         &[("result", "failed")],
         a.counters.sync_failed.load(Relaxed),
     );

@@ -23,10 +23,19 @@ pub enum Kind {
     Gauge,
 }
 
-/// Builds one exposition: families, each with HELP and TYPE, then its samples.
+/// Builds one exposition: families, each with HELP and TYPE, then its samples. The one
+/// Prometheus text writer of strait: servers, agents and proxies all write through it (the
+/// proxies only on scrape; their data path keeps plain atomics).
 #[derive(Debug, Default)]
 pub struct Exposition {
     out: String,
+}
+
+/// One family being written: every sample added here carries the family's name.
+#[derive(Debug)]
+pub struct Family<'a> {
+    out: &'a mut String,
+    name: &'a str,
 }
 
 impl Exposition {
@@ -34,46 +43,49 @@ impl Exposition {
         Exposition::default()
     }
 
-    /// Starts family `name`; the samples written next belong to it.
-    pub fn family(&mut self, name: &str, kind: Kind, help: &str) -> &mut Self {
+    /// Starts family `name` (its `# HELP` and `# TYPE` lines); add its samples to the result.
+    pub fn family<'a>(&'a mut self, name: &'a str, kind: Kind, help: &str) -> Family<'a> {
         let kind = match kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
         };
         let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
-        self
+        Family {
+            out: &mut self.out,
+            name,
+        }
     }
 
-    /// One sample of the current family.
-    pub fn sample(
-        &mut self,
-        name: &str,
-        labels: &[(&str, &str)],
-        value: impl Display,
-    ) -> &mut Self {
-        self.out.push_str(name);
+    /// A family with a single unlabelled sample.
+    pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl Display) {
+        self.family(name, kind, help).sample(&[], value);
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+impl Family<'_> {
+    /// One sample: `name{k="v",...} value`, label values escaped.
+    pub fn sample(&mut self, labels: &[(&str, &str)], value: impl Display) -> &mut Self {
+        self.out.push_str(self.name);
         if !labels.is_empty() {
             self.out.push('{');
             for (i, (k, v)) in labels.iter().enumerate() {
                 if i > 0 {
                     self.out.push(',');
                 }
-                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+                self.out.push_str(k);
+                self.out.push_str("=\"");
+                escape_label(self.out, v);
+                self.out.push('"');
             }
             self.out.push('}');
         }
         let _ = writeln!(self.out, " {value}");
         self
-    }
-
-    /// A family with a single unlabelled sample.
-    pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl Display) -> &mut Self {
-        self.family(name, kind, help).sample(name, &[], value)
-    }
-
-    pub fn finish(self) -> String {
-        self.out
     }
 }
 
@@ -95,11 +107,16 @@ pub fn response(format: Option<&str>, body: impl FnOnce() -> String) -> Response
     }
 }
 
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Appends a label value with `\`, `"` and newlines escaped, as the text format requires.
+fn escape_label(out: &mut String, value: &str) {
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
 }
 
 fn escape_help(value: &str) -> String {
@@ -143,15 +160,14 @@ impl HttpRequests {
     /// Writes the family `<prefix>_http_requests_total`.
     pub fn write(&self, prefix: &str, out: &mut Exposition) {
         let name = format!("{prefix}_http_requests_total");
-        out.family(
+        let mut family = out.family(
             &name,
             Kind::Counter,
             "HTTP API requests answered, by route template, method and status code.",
         );
         for ((route, method, status), v) in self.snapshot() {
             let code = status.to_string();
-            out.sample(
-                &name,
+            family.sample(
                 &[("route", &route), ("method", &method), ("code", &code)],
                 v,
             );
@@ -183,14 +199,25 @@ mod tests {
     fn families_have_help_and_type_before_samples() {
         let mut e = Exposition::new();
         e.single("strait_x_nodes", Kind::Gauge, "Nodes.", 3);
-        e.family("strait_x_total", Kind::Counter, "Things.\nMore.")
-            .sample("strait_x_total", &[("a", "q\"\\\n")], 1);
+        e.family("strait_x_total", Kind::Counter, "Things.\nMore \\ less.")
+            .sample(&[("a", "q\"\\\n")], 1)
+            .sample(&[("a", "é,}"), ("b", "")], 2);
+        e.family("strait_x_empty", Kind::Counter, "No samples yet.");
         assert_eq!(
             e.finish(),
             "# HELP strait_x_nodes Nodes.\n# TYPE strait_x_nodes gauge\nstrait_x_nodes 3\n\
-             # HELP strait_x_total Things.\\nMore.\n# TYPE strait_x_total counter\n\
-             strait_x_total{a=\"q\\\"\\\\\\n\"} 1\n"
+             # HELP strait_x_total Things.\\nMore \\\\ less.\n# TYPE strait_x_total counter\n\
+             strait_x_total{a=\"q\\\"\\\\\\n\"} 1\n\
+             strait_x_total{a=\"é,}\",b=\"\"} 2\n\
+             # HELP strait_x_empty No samples yet.\n# TYPE strait_x_empty counter\n"
         );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        escape_label(&mut out, "a\"b\\c\nd");
+        assert_eq!(out, "a\\\"b\\\\c\\nd");
     }
 
     #[test]

@@ -65,17 +65,13 @@ fn render(s: &AppState) -> String {
     for m in s.members() {
         *members.entry(m.status).or_insert(0) += 1;
     }
-    e.family(
+    let mut f = e.family(
         "strait_server_members",
         Kind::Gauge,
         "Members of this datacenter by liveness (alive: synced in the last 20s).",
     );
     for (status, n) in &members {
-        e.sample(
-            "strait_server_members",
-            &[("dc", dc), ("status", status)],
-            n,
-        );
+        f.sample(&[("dc", dc), ("status", status)], n);
     }
     let gateways = s.catalog.federation_gateways();
     e.single(
@@ -84,17 +80,13 @@ fn render(s: &AppState) -> String {
         "Datacenters with a federation state (this one included once it has gateways).",
         gateways.len(),
     );
-    e.family(
+    let mut f = e.family(
         "strait_server_federation_gateways",
         Kind::Gauge,
         "Mesh gateways each datacenter's federation state lists.",
     );
     for (peer_dc, addrs) in &gateways {
-        e.sample(
-            "strait_server_federation_gateways",
-            &[("dc", peer_dc)],
-            addrs.len(),
-        );
+        f.sample(&[("dc", peer_dc)], addrs.len());
     }
     if let Some(ca) = s.ca_opt() {
         e.single(
