@@ -5,7 +5,8 @@
 //! - [`sidecar`]: app -> outbound listener -> mTLS -> upstream; caller -> inbound mTLS ->
 //!   app;
 //! - [`gateway`]: ClientHello SNI -> route -> splice(2) pass-through, never decrypting;
-//! - [`admin`]-endpoint pages and Prometheus [`metrics`] on loopback.
+//! - [`admin`]-endpoint pages and Prometheus [`metrics`] on loopback, connections closed
+//!   counted by [`reason`].
 //!
 //! Per-connection work only clones `Arc`s out of the current state; per-byte work only
 //! touches atomics. Shutdown stops accepting and drains under a grace period.
@@ -17,6 +18,7 @@ mod drain;
 pub mod gateway;
 mod listener;
 pub mod metrics;
+pub mod reason;
 mod rlimit;
 mod run;
 mod runtime;
@@ -24,7 +26,7 @@ pub mod sidecar;
 pub mod snapshot_source;
 
 pub use cli::{GatewayArgs, Options, SidecarArgs};
-pub use gateway::hello::{parse_hello, HelloOutcome, HelloReader};
+pub use gateway::hello::{parse_hello, HelloOutcome, HelloReader, NotHello};
 pub use gateway::{start_gateway, GatewayHandle};
 pub use metrics::Metrics;
 pub use run::{run_gateway, run_sidecar};

@@ -1,15 +1,18 @@
 //! Counters of one proxy process, read by the admin endpoint (`/stats`, `/metrics`).
 //!
 //! The data path only ever touches atomics: a connection holds an `Arc` of its listener's
-//! counters, and reason counters are fixed slots claimed once per distinct `&'static str`.
+//! counters, and reason counters are fixed slots claimed once per distinct reason label.
 //! The mutexes here guard registries that change when a listener starts or a snapshot is
-//! applied, never per connection or per byte.
+//! applied, never per connection or per byte. The Prometheus text is written on scrape only,
+//! by the writer every strait component shares (`strait_rpc::metrics::Exposition`).
 
+use crate::reason::{HandshakeFailure, Refusal};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use strait_rpc::metrics::{Exposition, Kind};
 
 /// Counters of one listener (`inbound`, `outbound:<service>@<dc>`, `lan`, `wan`).
 #[derive(Debug, Default)]
@@ -29,12 +32,30 @@ pub struct ListenerMetrics {
     pub bytes_tx: AtomicU64,
 }
 
-/// Counters keyed by a small, open set of static reasons, without a lock.
-#[derive(Debug, Default)]
-pub struct ReasonCounters {
+/// A failure reason: an enum whose variants map to a closed set of metric labels.
+pub trait Reason {
+    /// The label value (`reason="..."`). Stable: docs/troubleshooting.md and dashboards
+    /// use them.
+    fn label(&self) -> &'static str;
+}
+
+/// Counters of the reasons of type `R`, without a lock.
+#[derive(Debug)]
+pub struct ReasonCounters<R> {
     slots: [Slot; 24],
     /// Reasons beyond the slot count (should never happen: reasons are a closed set).
     overflow: AtomicU64,
+    reason: PhantomData<fn(&R)>,
+}
+
+impl<R> Default for ReasonCounters<R> {
+    fn default() -> Self {
+        ReasonCounters {
+            slots: Default::default(),
+            overflow: AtomicU64::new(0),
+            reason: PhantomData,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -43,9 +64,10 @@ struct Slot {
     count: AtomicU64,
 }
 
-impl ReasonCounters {
+impl<R: Reason> ReasonCounters<R> {
     /// Adds one to `reason`'s counter.
-    pub fn inc(&self, reason: &'static str) {
+    pub fn inc(&self, reason: &R) {
+        let reason = reason.label();
         for slot in &self.slots {
             let claimed = *slot.reason.get_or_init(|| reason);
             if claimed == reason {
@@ -55,8 +77,10 @@ impl ReasonCounters {
         }
         self.overflow.fetch_add(1, Relaxed);
     }
+}
 
-    /// Current value of `reason` (0 if never counted).
+impl<R> ReasonCounters<R> {
+    /// Current value of the reason labelled `reason` (0 if never counted).
     pub fn get(&self, reason: &str) -> u64 {
         if reason == "other_overflow" {
             return self.overflow.load(Relaxed);
@@ -89,11 +113,11 @@ pub struct Metrics {
     pub component: &'static str,
     listeners: Mutex<BTreeMap<String, Arc<ListenerMetrics>>>,
     /// Sidecar: failed TLS handshakes on the public listener, by reason.
-    pub handshake_inbound: ReasonCounters,
+    pub handshake_inbound: ReasonCounters<HandshakeFailure>,
     /// Sidecar: failed TLS handshakes towards upstream endpoints, by reason.
-    pub handshake_outbound: ReasonCounters,
+    pub handshake_outbound: ReasonCounters<HandshakeFailure>,
     /// Gateway: connections closed before routing, by reason (timeout, no_sni, ...).
-    pub hello_rejected: ReasonCounters,
+    pub hello_rejected: ReasonCounters<Refusal>,
     /// Gateway: routed connections by (datacenter, SNI or `*` for a remote DC).
     routed: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
     /// Sidecar: inbound connections closed after the handshake because the caller's service
@@ -198,153 +222,148 @@ impl Metrics {
 
     /// `/metrics`: Prometheus text exposition format 0.0.4.
     pub fn to_prometheus(&self) -> String {
-        let c = self.component;
+        let name = |family: &str| format!("strait_{}_{family}", self.component);
         let listeners = self.listeners_sorted();
-        let mut out = String::with_capacity(4096);
-        let per_listener: [(&str, &str, Getter); 4] = [
-            ("connections_accepted_total", "counter", |l| {
-                l.accepted.load(Relaxed)
-            }),
-            ("connections_active", "gauge", |l| l.active.load(Relaxed)),
-            ("upstream_connect_errors_total", "counter", |l| {
-                l.connect_errors.load(Relaxed)
-            }),
-            ("connections_rejected_total", "counter", |l| {
-                l.rejected_max_connections.load(Relaxed)
-            }),
+        let mut e = Exposition::new();
+        let per_listener: [(&str, Kind, &str, Getter); 3] = [
+            (
+                "connections_accepted_total",
+                Kind::Counter,
+                "TCP connections accepted, by listener.",
+                |l| l.accepted.load(Relaxed),
+            ),
+            (
+                "connections_active",
+                Kind::Gauge,
+                "Connections being served now, by listener.",
+                |l| l.active.load(Relaxed),
+            ),
+            (
+                "upstream_connect_errors_total",
+                Kind::Counter,
+                "Failed dials towards upstream endpoints, by listener.",
+                |l| l.connect_errors.load(Relaxed),
+            ),
         ];
-        for (name, kind, get) in per_listener {
-            family(&mut out, c, name, kind);
+        for (family, kind, help, get) in per_listener {
+            let family = name(family);
+            let mut f = e.family(&family, kind, help);
             for l in &listeners {
-                let extra = if name == "connections_rejected_total" {
-                    ",reason=\"max_connections\""
-                } else {
-                    ""
-                };
-                let _ = writeln!(
-                    out,
-                    "strait_{c}_{name}{{listener=\"{}\"{extra}}} {}",
-                    escape(&l.name),
-                    get(l)
-                );
+                f.sample(&[("listener", &l.name)], get(l));
             }
         }
-        family(&mut out, c, "bytes_total", "counter");
+        let family = name("connections_rejected_total");
+        let mut f = e.family(
+            &family,
+            Kind::Counter,
+            "Connections closed at once over --max-connections.",
+        );
         for l in &listeners {
-            let name = escape(&l.name);
+            let value = l.rejected_max_connections.load(Relaxed);
+            f.sample(
+                &[("listener", &l.name), ("reason", "max_connections")],
+                value,
+            );
+        }
+        let family = name("bytes_total");
+        let mut f = e.family(
+            &family,
+            Kind::Counter,
+            "Bytes copied, by listener and direction (rx: from downstream).",
+        );
+        for l in &listeners {
             for (dir, v) in [("rx", &l.bytes_rx), ("tx", &l.bytes_tx)] {
-                let _ = writeln!(
-                    out,
-                    "strait_{c}_bytes_total{{listener=\"{name}\",direction=\"{dir}\"}} {}",
-                    v.load(Relaxed)
+                f.sample(
+                    &[("listener", &l.name), ("direction", dir)],
+                    v.load(Relaxed),
                 );
             }
         }
-        let reasons = [
-            (
-                "handshake_failures_total",
-                Some("inbound"),
-                &self.handshake_inbound,
-            ),
-            (
-                "handshake_failures_total",
-                Some("outbound"),
-                &self.handshake_outbound,
-            ),
-            ("hello_rejected_total", None, &self.hello_rejected),
-        ];
-        let mut typed = "";
-        for (name, direction, counters) in reasons {
-            if typed != name {
-                family(&mut out, c, name, "counter");
-                typed = name;
-            }
+        let family = name("handshake_failures_total");
+        let mut f = e.family(
+            &family,
+            Kind::Counter,
+            "Failed TLS handshakes, by direction and reason.",
+        );
+        for (dir, counters) in [
+            ("inbound", &self.handshake_inbound),
+            ("outbound", &self.handshake_outbound),
+        ] {
             for (reason, v) in counters.snapshot() {
-                let dir = direction.map_or(String::new(), |d| format!("direction=\"{d}\","));
-                let _ = writeln!(out, "strait_{c}_{name}{{{dir}reason=\"{reason}\"}} {v}");
+                f.sample(&[("direction", dir), ("reason", reason)], v);
             }
+        }
+        let family = name("hello_rejected_total");
+        let mut f = e.family(
+            &family,
+            Kind::Counter,
+            "Connections closed before routing, by reason.",
+        );
+        for (reason, v) in self.hello_rejected.snapshot() {
+            f.sample(&[("reason", reason)], v);
         }
         {
             let map = self.routed.lock().unwrap_or_else(PoisonError::into_inner);
             if !map.is_empty() {
-                family(&mut out, c, "routed_total", "counter");
-            }
-            for ((dc, sni), v) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "strait_{c}_routed_total{{dc=\"{}\",sni=\"{}\"}} {}",
-                    escape(dc),
-                    escape(sni),
-                    v.load(Relaxed)
+                let family = name("routed_total");
+                let mut f = e.family(
+                    &family,
+                    Kind::Counter,
+                    "Connections routed, by datacenter and SNI (* for a remote DC).",
                 );
+                for ((dc, sni), v) in map.iter() {
+                    f.sample(&[("dc", dc), ("sni", sni)], v.load(Relaxed));
+                }
             }
         }
-        if c == "sidecar" {
-            family(&mut out, c, "intentions_denied_total", "counter");
-            let denied = self.intentions_denied.load(Relaxed);
-            let _ = writeln!(out, "strait_{c}_intentions_denied_total {denied}");
+        if self.component == "sidecar" {
+            e.single(
+                &name("intentions_denied_total"),
+                Kind::Counter,
+                "Inbound connections refused by intentions.",
+                self.intentions_denied.load(Relaxed),
+            );
         }
-        family(&mut out, c, "snapshots_total", "counter");
-        let _ = writeln!(
-            out,
-            "strait_{c}_snapshots_total{{result=\"applied\"}} {}",
-            self.snapshots_applied.load(Relaxed)
+        let family = name("snapshots_total");
+        let mut f = e.family(&family, Kind::Counter, "Snapshots applied or rejected.");
+        f.sample(
+            &[("result", "applied")],
+            self.snapshots_applied.load(Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "strait_{c}_snapshots_total{{result=\"rejected\"}} {}",
-            self.snapshots_rejected.load(Relaxed)
+        f.sample(
+            &[("result", "rejected")],
+            self.snapshots_rejected.load(Relaxed),
         );
-        out
+        e.finish()
     }
 }
 
 /// Reads one counter of a listener.
 type Getter = fn(&ListenerMetrics) -> u64;
 
-/// The `# HELP` and `# TYPE` lines of family `strait_<component>_<name>` (promtool wants both).
-fn family(out: &mut String, component: &str, name: &str, kind: &str) {
-    let help = match name {
-        "connections_accepted_total" => "TCP connections accepted, by listener.",
-        "connections_active" => "Connections being served now, by listener.",
-        "upstream_connect_errors_total" => "Failed dials towards upstream endpoints, by listener.",
-        "connections_rejected_total" => "Connections closed at once over --max-connections.",
-        "bytes_total" => "Bytes copied, by listener and direction (rx: from downstream).",
-        "handshake_failures_total" => "Failed TLS handshakes, by direction and reason.",
-        "hello_rejected_total" => "Connections closed before routing, by reason.",
-        "routed_total" => "Connections routed, by datacenter and SNI (* for a remote DC).",
-        "snapshots_total" => "Snapshots applied or rejected.",
-        "intentions_denied_total" => "Inbound connections refused by intentions.",
-        _ => "strait proxy counter.",
-    };
-    let _ = writeln!(out, "# HELP strait_{component}_{name} {help}");
-    let _ = writeln!(out, "# TYPE strait_{component}_{name} {kind}");
-}
-
-/// Escapes a Prometheus label value.
-fn escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for ch in value.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::hello::HelloError;
+    use crate::reason::HandshakeFailure;
+    use strait_identity::tls::TlsFailure;
+
+    /// Any label, to fill the slots.
+    #[derive(Debug)]
+    struct Label(&'static str);
+
+    impl Reason for Label {
+        fn label(&self) -> &'static str {
+            self.0
+        }
+    }
 
     #[test]
     fn reason_counters_claim_slots_once() {
-        let counters = ReasonCounters::default();
-        counters.inc("unknown_ca");
-        counters.inc("expired");
-        counters.inc("unknown_ca");
+        let counters = ReasonCounters::<HandshakeFailure>::default();
+        counters.inc(&HandshakeFailure::Tls(TlsFailure::UnknownCa));
+        counters.inc(&HandshakeFailure::Tls(TlsFailure::Expired));
+        counters.inc(&HandshakeFailure::Tls(TlsFailure::UnknownCa));
         assert_eq!(counters.get("unknown_ca"), 2);
         assert_eq!(counters.get("expired"), 1);
         assert_eq!(counters.get("no_certificate"), 0);
@@ -354,12 +373,9 @@ mod tests {
 
     #[test]
     fn reason_counters_overflow_is_counted() {
-        let counters = ReasonCounters::default();
-        let names: Vec<&'static str> = (0..30)
-            .map(|i| &*Box::leak(format!("r{i}").into_boxed_str()))
-            .collect();
-        for name in &names {
-            counters.inc(name);
+        let counters = ReasonCounters::<Label>::default();
+        for i in 0..30 {
+            counters.inc(&Label(Box::leak(format!("r{i}").into_boxed_str())));
         }
         assert_eq!(counters.get("r0"), 1);
         assert_eq!(counters.get("other_overflow"), 6);
@@ -371,16 +387,20 @@ mod tests {
         let lan = m.listener("lan");
         lan.bytes_rx.fetch_add(10, Relaxed);
         lan.accepted.fetch_add(1, Relaxed);
-        m.hello_rejected.inc("no_sni");
+        m.hello_rejected.inc(&Refusal::Hello(HelloError::NoSni));
         m.routed_counter("dc1", "web.default.dc1.internal.td")
             .fetch_add(3, Relaxed);
         let text = m.to_prometheus();
         assert!(text.contains("strait_gateway_bytes_total{listener=\"lan\",direction=\"rx\"} 10"));
         assert!(text.contains("strait_gateway_connections_accepted_total{listener=\"lan\"} 1"));
+        assert!(text.contains(
+            "strait_gateway_connections_rejected_total{listener=\"lan\",reason=\"max_connections\"} 0"
+        ));
         assert!(text.contains("strait_gateway_hello_rejected_total{reason=\"no_sni\"} 1"));
         assert!(text.contains(
             "strait_gateway_routed_total{dc=\"dc1\",sni=\"web.default.dc1.internal.td\"} 3"
         ));
+        assert!(!text.contains("intentions_denied"), "sidecar only");
         assert_eq!(m.routed("dc1", "web.default.dc1.internal.td"), 3);
         // The same listener name gives the same counters.
         assert_eq!(m.listener("lan").bytes_rx.load(Relaxed), 10);
@@ -389,7 +409,31 @@ mod tests {
     }
 
     #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn every_family_has_help_and_type_once() {
+        let m = Metrics::new("sidecar");
+        m.listener("inbound").accepted.fetch_add(1, Relaxed);
+        m.listener("outbound:api@dc1").active.fetch_add(1, Relaxed);
+        m.handshake_inbound.inc(&HandshakeFailure::Eof);
+        m.handshake_outbound.inc(&HandshakeFailure::Timeout);
+        let text = m.to_prometheus();
+        let mut families = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(!families.contains(&name), "{name} typed twice:\n{text}");
+                families.push(name);
+            } else if !line.starts_with("# HELP ") {
+                let family = families.last().expect("a sample before any TYPE");
+                assert!(
+                    line.starts_with(family),
+                    "{line:?} outside its family:\n{text}"
+                );
+            }
+        }
+        assert!(text.contains(
+            "strait_sidecar_handshake_failures_total{direction=\"inbound\",reason=\"eof\"} 1\n\
+             strait_sidecar_handshake_failures_total{direction=\"outbound\",reason=\"timeout\"} 1\n"
+        ));
+        assert!(text.contains("strait_sidecar_intentions_denied_total 0\n"));
     }
 }

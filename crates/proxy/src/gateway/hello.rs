@@ -19,18 +19,50 @@ pub enum HelloOutcome {
     ServerName(String),
     /// A complete ClientHello without a (DNS) server name.
     NoSni,
-    /// Not a TLS ClientHello; the reason is a metric label.
-    Invalid(&'static str),
+    /// Not a TLS ClientHello.
+    Invalid(NotHello),
 }
 
-impl HelloOutcome {
-    /// The label counted when a connection is refused for this outcome.
-    pub fn reason(&self) -> &'static str {
+/// Why the first bytes of a connection are not a TLS ClientHello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotHello {
+    /// A record too long to be a ClientHello (rustls's deframer refuses it).
+    TooLarge,
+    /// Not parseable as TLS records and handshake messages.
+    Malformed,
+    /// Valid TLS, but not a ClientHello (an alert, a ServerHello, ...).
+    NotClientHello,
+    /// A ClientHello rustls cannot answer (no common version or cipher suite).
+    Incompatible,
+    /// A ClientHello that breaks the protocol's rules.
+    Misbehaved,
+    /// Any other rustls error.
+    Other,
+}
+
+impl NotHello {
+    /// The metric label (`hello_rejected_total{reason=...}`).
+    pub fn as_str(self) -> &'static str {
         match self {
-            HelloOutcome::NeedMore => "incomplete",
-            HelloOutcome::ServerName(_) => "ok",
-            HelloOutcome::NoSni => "no_sni",
-            HelloOutcome::Invalid(reason) => reason,
+            NotHello::TooLarge => "tls_too_large",
+            NotHello::Malformed => "tls_malformed",
+            NotHello::NotClientHello => "tls_not_client_hello",
+            NotHello::Incompatible => "tls_incompatible",
+            NotHello::Misbehaved => "tls_misbehaved",
+            NotHello::Other => "tls_invalid",
+        }
+    }
+
+    fn of(err: &rustls::Error) -> NotHello {
+        use rustls::Error as E;
+        match err {
+            E::InvalidMessage(_) => NotHello::Malformed,
+            E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
+                NotHello::NotClientHello
+            }
+            E::PeerIncompatible(_) => NotHello::Incompatible,
+            E::PeerMisbehaved(_) => NotHello::Misbehaved,
+            _ => NotHello::Other,
         }
     }
 }
@@ -57,7 +89,7 @@ impl HelloReader {
         while !bytes.is_empty() {
             let before = bytes.len();
             if self.acceptor.read_tls(&mut bytes).is_err() {
-                return self.finish(HelloOutcome::Invalid("tls_too_large"));
+                return self.finish(HelloOutcome::Invalid(NotHello::TooLarge));
             }
             let outcome = self.poll();
             if outcome != HelloOutcome::NeedMore {
@@ -65,7 +97,7 @@ impl HelloReader {
             }
             if bytes.len() == before {
                 // No progress: the deframer refuses more bytes (a record too long to be a hello).
-                return self.finish(HelloOutcome::Invalid("tls_too_large"));
+                return self.finish(HelloOutcome::Invalid(NotHello::TooLarge));
             }
         }
         HelloOutcome::NeedMore
@@ -81,26 +113,13 @@ impl HelloReader {
                 };
                 self.finish(outcome)
             }
-            Err((err, _alert)) => self.finish(HelloOutcome::Invalid(invalid_reason(&err))),
+            Err((err, _alert)) => self.finish(HelloOutcome::Invalid(NotHello::of(&err))),
         }
     }
 
     fn finish(&mut self, outcome: HelloOutcome) -> HelloOutcome {
         self.done = Some(outcome.clone());
         outcome
-    }
-}
-
-fn invalid_reason(err: &rustls::Error) -> &'static str {
-    use rustls::Error as E;
-    match err {
-        E::InvalidMessage(_) => "tls_malformed",
-        E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
-            "tls_not_client_hello"
-        }
-        E::PeerIncompatible(_) => "tls_incompatible",
-        E::PeerMisbehaved(_) => "tls_misbehaved",
-        _ => "tls_invalid",
     }
 }
 
@@ -111,9 +130,12 @@ pub fn parse_hello(buf: &[u8]) -> HelloOutcome {
 
 /// Why a connection was closed before its hello could be routed.
 #[derive(Debug)]
-pub(crate) enum HelloError {
-    /// A final outcome other than a server name (no SNI, not TLS).
-    Refused(HelloOutcome),
+pub enum HelloError {
+    /// A complete ClientHello without a server name.
+    NoSni,
+    /// Not a TLS ClientHello.
+    NotHello(NotHello),
+    /// Over `--max-hello-size` before the hello was complete.
     TooLarge,
     /// The client closed before the hello was complete.
     Eof,
@@ -123,9 +145,8 @@ pub(crate) enum HelloError {
 impl std::fmt::Display for HelloError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HelloError::Refused(outcome) => {
-                write!(f, "not a routable ClientHello: {}", outcome.reason())
-            }
+            HelloError::NoSni => f.write_str("ClientHello without a server name (SNI)"),
+            HelloError::NotHello(why) => write!(f, "not a TLS ClientHello: {}", why.as_str()),
             HelloError::TooLarge => f.write_str("ClientHello larger than --max-hello-size"),
             HelloError::Eof => f.write_str("client closed before its ClientHello was complete"),
             HelloError::Io(err) => write!(f, "reading the ClientHello: {err}"),
@@ -134,9 +155,11 @@ impl std::fmt::Display for HelloError {
 }
 
 impl HelloError {
-    pub(crate) fn reason(&self) -> &'static str {
+    /// The metric label (`hello_rejected_total{reason=...}`).
+    pub fn as_str(&self) -> &'static str {
         match self {
-            HelloError::Refused(outcome) => outcome.reason(),
+            HelloError::NoSni => "no_sni",
+            HelloError::NotHello(why) => why.as_str(),
             HelloError::TooLarge => "too_large",
             HelloError::Eof => "eof",
             HelloError::Io(_) => "io",
@@ -177,7 +200,8 @@ pub(crate) async fn read_hello(
         match reader.push(&buf[start..]) {
             HelloOutcome::NeedMore => {}
             HelloOutcome::ServerName(name) => return Ok(name),
-            other => return Err(HelloError::Refused(other)),
+            HelloOutcome::NoSni => return Err(HelloError::NoSni),
+            HelloOutcome::Invalid(why) => return Err(HelloError::NotHello(why)),
         }
     }
 }
@@ -283,12 +307,12 @@ pub(crate) mod tests {
         assert!(matches!(http, HelloOutcome::Invalid(_)), "{http:?}");
         // An alert record instead of a handshake.
         let alert = parse_hello(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]);
-        assert!(matches!(alert, HelloOutcome::Invalid(_)), "{alert:?}");
+        assert_eq!(alert, HelloOutcome::Invalid(NotHello::NotClientHello));
         // A handshake record carrying something that is not a ClientHello.
         let server_hello = parse_hello(&[0x16, 0x03, 0x03, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00]);
-        assert!(
-            matches!(server_hello, HelloOutcome::Invalid(_)),
-            "{server_hello:?}"
+        assert_eq!(
+            server_hello,
+            HelloOutcome::Invalid(NotHello::NotClientHello)
         );
         // Once final, the outcome sticks.
         let mut reader = HelloReader::new();

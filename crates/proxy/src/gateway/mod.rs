@@ -9,6 +9,7 @@ use crate::cli::Options;
 use crate::copy::splice::{splice_bidirectional, Mode};
 use crate::listener::{accept_loop, connect};
 use crate::metrics::{ListenerMetrics, Metrics};
+use crate::reason::Refusal;
 use crate::runtime::Runtime;
 use crate::snapshot_source::SnapshotRx;
 use hello::read_hello;
@@ -214,37 +215,33 @@ async fn serve_conn(
 ) {
     let span = tracing::info_span!("gateway", client = %peer, sni = tracing::field::Empty);
     async move {
-        if let Err(reason) = forward(&shared, &lm, stream).await {
-            shared.metrics.hello_rejected.inc(reason);
+        if let Err(refusal) = forward(&shared, &lm, stream).await {
+            shared.metrics.hello_rejected.inc(&refusal);
         }
     }
     .instrument(span)
     .await
 }
 
-/// Reads the hello, routes, connects and copies. Err is the refusal reason.
-async fn forward(
-    shared: &Shared,
-    lm: &ListenerMetrics,
-    stream: TcpStream,
-) -> Result<(), &'static str> {
+/// Reads the hello, routes, connects and copies. Err is why nothing was forwarded.
+async fn forward(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Result<(), Refusal> {
     let options = &shared.options;
     let mut buf = Vec::with_capacity(4096);
     let read = read_hello(&stream, &mut buf, options.max_hello_size);
     let sni = match tokio::time::timeout(options.handshake_timeout, read).await {
         Err(_) => {
             tracing::debug!(bytes = buf.len(), "ClientHello timed out");
-            return Err("timeout");
+            return Err(Refusal::Timeout);
         }
         Ok(Err(err)) => {
-            tracing::debug!(reason = err.reason(), bytes = buf.len(), %err, "refused");
-            return Err(err.reason());
+            tracing::debug!(reason = err.as_str(), bytes = buf.len(), %err, "refused");
+            return Err(Refusal::Hello(err));
         }
         Ok(Ok(sni)) => sni,
     };
     tracing::Span::current().record("sni", sni.as_str());
     let Some(state) = shared.states.borrow().clone() else {
-        return Err("not_ready");
+        return Err(Refusal::NotReady);
     };
     let snapshot = &state.snapshot;
     let route = state
@@ -252,7 +249,7 @@ async fn forward(
         .route(&sni, &snapshot.trust_domain, &snapshot.datacenter)
         .map_err(|err| {
             tracing::debug!(%err, "refused");
-            err.reason()
+            Refusal::Route(err)
         })?;
     let (endpoints, counter) = match route {
         GatewayRoute::LocalService { service, endpoints } => {
@@ -277,7 +274,7 @@ async fn forward(
         }
     }
     let Some(mut upstream) = upstream else {
-        return Err("upstream_unreachable");
+        return Err(Refusal::UpstreamUnreachable);
     };
     if let Some(counter) = counter {
         counter.fetch_add(1, Relaxed);

@@ -6,11 +6,12 @@
 use super::Shared;
 use crate::copy::copy_streams;
 use crate::listener::connect;
-use crate::metrics::ListenerMetrics;
+use crate::metrics::{ListenerMetrics, Reason as _};
+use crate::reason::HandshakeFailure;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use strait_identity::tls;
+use strait_identity::tls::{self, TlsFailure};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
@@ -35,18 +36,21 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
         match tokio::time::timeout(options.handshake_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => tls_stream,
             Ok(Err(err)) => {
-                let reason = handshake_reason(&err);
-                shared.metrics.handshake_inbound.inc(reason);
-                if reason == "eof" {
+                let reason = HandshakeFailure::of(&err);
+                shared.metrics.handshake_inbound.inc(&reason);
+                if reason == HandshakeFailure::Eof {
                     // TCP health checks and port probes: connect, then close before a hello.
                     tracing::debug!("closed before the TLS handshake");
                 } else {
-                    tracing::info!(reason, %err, "inbound handshake refused");
+                    tracing::info!(reason = reason.label(), %err, "inbound handshake refused");
                 }
                 return;
             }
             Err(_) => {
-                shared.metrics.handshake_inbound.inc("timeout");
+                shared
+                    .metrics
+                    .handshake_inbound
+                    .inc(&HandshakeFailure::Timeout);
                 tracing::info!("inbound handshake timed out");
                 return;
             }
@@ -62,7 +66,8 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
         }
         None => {
             // ClientAuth::Required makes this unreachable; refuse rather than forward anonymously.
-            shared.metrics.handshake_inbound.inc("no_certificate");
+            let no_certificate = HandshakeFailure::Tls(TlsFailure::NoCertificate);
+            shared.metrics.handshake_inbound.inc(&no_certificate);
             tracing::warn!("handshake completed without a peer identity; closed");
             return;
         }
@@ -80,15 +85,4 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
         Ok(moved) => tracing::debug!(rx = moved.rx, tx = moved.tx, "closed"),
         Err(err) => tracing::debug!(%err, "connection ended"),
     }
-}
-
-/// Metric label for a failed handshake: the identity crate's reason for a TLS error, `eof`
-/// when the peer closed before completing it (TCP health checks do), else `io`.
-pub(crate) fn handshake_reason(err: &std::io::Error) -> &'static str {
-    if err.kind() == std::io::ErrorKind::UnexpectedEof {
-        return "eof";
-    }
-    err.get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .map_or("io", tls::failure_reason)
 }

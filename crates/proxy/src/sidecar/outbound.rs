@@ -2,12 +2,13 @@
 //! picked round-robin (on connect or handshake failure the next one, up to all of them)
 //! -> mTLS with SNI = the upstream's name, expecting exactly its SPIFFE ID.
 
-use super::inbound::handshake_reason;
 use super::state::UpstreamKey;
 use super::Shared;
 use crate::copy::copy_streams;
 use crate::listener::connect;
 use crate::metrics::ListenerMetrics;
+use crate::metrics::Reason as _;
+use crate::reason::HandshakeFailure;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -70,12 +71,15 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, key: &UpstreamKey, s
                 break;
             }
             Ok(Err(err)) => {
-                let reason = handshake_reason(&err);
-                shared.metrics.handshake_outbound.inc(reason);
-                tracing::warn!(%endpoint, reason, %err, "upstream handshake failed; trying the next");
+                let reason = HandshakeFailure::of(&err);
+                shared.metrics.handshake_outbound.inc(&reason);
+                tracing::warn!(%endpoint, reason = reason.label(), %err, "upstream handshake failed; trying the next");
             }
             Err(_) => {
-                shared.metrics.handshake_outbound.inc("timeout");
+                shared
+                    .metrics
+                    .handshake_outbound
+                    .inc(&HandshakeFailure::Timeout);
                 tracing::warn!(%endpoint, "upstream handshake timed out; trying the next");
             }
         }
