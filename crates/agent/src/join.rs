@@ -10,7 +10,7 @@ use std::time::Duration;
 use strait_identity::spiffe::{self, SpiffeId};
 use strait_identity::tls::{self, Expect, Identity, Roots};
 use strait_identity::{bootstrap, ca};
-use strait_rpc::proto::{JoinRequest, JoinResponse};
+use strait_proto::{JoinRequest, JoinResponse};
 use strait_rpc::RpcError;
 
 /// Placeholder trust domain in the join CSR and SNI: the agent learns the real one in the
@@ -70,14 +70,22 @@ pub async fn join(cfg: &AgentConfig) -> Result<ServerConn, JoinError> {
     .await
     .map_err(|e| JoinError::Unreachable(e.into()))?;
     if resp.status.is_client_error() {
-        return Err(JoinError::Refused(
-            String::from_utf8_lossy(&resp.body).trim().to_string(),
-        ));
+        return Err(JoinError::Refused(refusal(&resp)));
     }
     let ans: JoinResponse = resp
-        .json(cfg.servers[0], path)
+        .json()
         .map_err(|e: RpcError| JoinError::Unreachable(e.into()))?;
     finish(cfg, &nonce, &key_pem, ans).map_err(JoinError::Unreachable)
+}
+
+/// What a refusing server said, naming it (the one that answered, not the first configured).
+fn refusal(resp: &strait_rpc::Response) -> String {
+    format!(
+        "server {} answered {}: {}",
+        resp.peer,
+        resp.status.as_u16(),
+        String::from_utf8_lossy(&resp.body).trim()
+    )
 }
 
 fn finish(cfg: &AgentConfig, nonce: &str, key_pem: &str, ans: JoinResponse) -> Result<ServerConn> {

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use strait_identity::spiffe::SpiffeId;
-use strait_rpc::proto::{MeshViewResponse, SignRequest, SignResponse};
+use strait_proto::{MeshViewResponse, SignRequest, SignResponse};
 use strait_snapshot::{GatewayMode, Leaf, MeshView, ProxyRegistration};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,7 @@ pub async fn follow_view(
         let path = format!("/v1/internal/mesh-view?index={index}&wait=30s");
         let call = agent.call(Method::GET, &path, None, Duration::from_secs(40));
         let r = tokio::select! { _ = shutdown.cancelled() => return, r = call => r };
-        match r.and_then(|r| Ok(r.json::<MeshViewResponse>(agent.cfg.servers[0], &path)?)) {
+        match r.and_then(|r| Ok(r.json::<MeshViewResponse>()?)) {
             Ok(v) => {
                 if v.index != index || tx.borrow().is_none() {
                     index = v.index;
@@ -76,7 +76,7 @@ pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
     let r = agent
         .call(Method::POST, path, Some(body), Duration::from_secs(10))
         .await?;
-    let s: SignResponse = r.json(agent.cfg.servers[0], path)?;
+    let s: SignResponse = r.json()?;
     let entry = LeafEntry {
         key_pem: strait_snapshot::Secret(key_pem),
         chain_pem: s.cert_chain_pem,
@@ -107,16 +107,10 @@ async fn remote_sidecars(agent: &Agent, view: &mut MeshView, proxies: &[ProxyReg
                 continue;
             }
             let path = format!("/v1/health/connect/{}?dc={dc}&passing", u.destination);
-            let addrs =
-                agent
-                    .call(Method::GET, &path, None, Duration::from_secs(10))
-                    .await
-                    .and_then(|r| {
-                        Ok(r.json::<Vec<strait_catalog::ServiceInstance>>(
-                            agent.cfg.servers[0],
-                            &path,
-                        )?)
-                    });
+            let addrs = agent
+                .call(Method::GET, &path, None, Duration::from_secs(10))
+                .await
+                .and_then(|r| Ok(r.json::<Vec<strait_catalog::ServiceInstance>>()?));
             match addrs {
                 Ok(list) => {
                     let a: Vec<SocketAddr> = list

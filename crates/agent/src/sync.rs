@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use strait_catalog::Node;
-use strait_rpc::proto::SyncRequest;
+use strait_proto::SyncRequest;
 use tokio_util::sync::CancellationToken;
 
 /// How often the full state is re-sent without local changes (also the liveness heartbeat).
@@ -36,7 +36,7 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
             }
             Err(e) => Err(e.into()),
         };
-        let wait = match result.and_then(|r| Ok(r.ok(agent.cfg.servers[0], path)?)) {
+        let wait = match result.and_then(|r| Ok(r.ok()?)) {
             Ok(()) => {
                 agent.counters.sync_ok.fetch_add(1, Relaxed);
                 agent.mark_synced();

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::http_get;
 use crate::paths::LabPaths;
 use crate::state::{self, LabState, ProcessRecord};
+use strait_rpc::http::get_url;
 
 /// One row of the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,10 +21,10 @@ async fn health(record: &ProcessRecord, alive: bool) -> String {
     if !alive {
         return "-".to_owned();
     }
-    match http_get::get(&record.spec.ready_url, Duration::from_secs(1)).await {
+    match get_url(&record.spec.ready_url, Duration::from_secs(1)).await {
         Ok(r) if r.status == http::StatusCode::OK => "ready".to_owned(),
         Ok(r) => format!("not ready (HTTP {})", r.status.as_u16()),
-        Err(http_get::GetError::Timeout { .. }) => "no answer".to_owned(),
+        Err(strait_rpc::RpcError::Timeout { .. }) => "no answer".to_owned(),
         Err(_) => "unreachable".to_owned(),
     }
 }

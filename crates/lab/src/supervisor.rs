@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::http_get;
 use crate::plan::{ProcessSpec, Program};
 use crate::procfs;
 use crate::signal::{self, Signal};
 use crate::state::{self, ProcessRecord};
+use strait_rpc::http::get_url;
 
 /// Variables the demo apps read; cleared so the user's shell cannot leak them
 /// into the wrong process.
@@ -130,7 +130,7 @@ pub async fn wait_ready(
     let started = Instant::now();
     let mut pause = Duration::from_millis(50);
     loop {
-        let last = match http_get::get(&spec.ready_url, Duration::from_secs(1)).await {
+        let last = match get_url(&spec.ready_url, Duration::from_secs(1)).await {
             Ok(r) if r.status == http::StatusCode::OK => return Ok(()),
             Ok(r) => format!("HTTP {}", r.status),
             Err(e) => e.to_string(),

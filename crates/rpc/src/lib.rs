@@ -2,9 +2,11 @@
 //!
 //! Servers, agents, the CLI and proxies all speak HTTP/1.1 with JSON bodies. Between hosts it
 //! always runs over mutual TLS ([`mesh`]); on loopback (an agent's local API, a server's local
-//! listener, proxy admin pages) it is plain ([`http`]). [`serve`] runs an axum router on either,
-//! handing handlers the caller's verified SPIFFE ID. [`metrics`] is the Prometheus text that
-//! servers and agents serve.
+//! listener, proxy admin pages) it is plain ([`http`], the one client both use). [`serve`] runs
+//! an axum router on either, handing handlers the caller's verified SPIFFE ID. [`metrics`] is
+//! the Prometheus text that servers and agents serve.
+//!
+//! This is the transport only: the bodies of strait's internal API are `strait-proto`'s.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -13,7 +15,6 @@ mod error;
 pub mod http;
 pub mod mesh;
 pub mod metrics;
-pub mod proto;
 pub mod serve;
 
 pub use error::RpcError;

@@ -2,16 +2,17 @@
 //! mesh gateways, where the SNI `server.<dc>.<td>` is the routing key), CLI -> server.
 //!
 //! The TLS client configuration (which identity we present, which peer we accept) is built by
-//! `strait-identity`; this module only dials, handshakes and exchanges.
+//! `strait-identity`; this module only dials, handshakes and exchanges, over the one client
+//! of [`crate::http`].
 
-use crate::http::{exchange, Response};
+use crate::http::{connect, exchange, within, Response};
 use crate::RpcError;
 use http::Method;
 use rustls_pki_types::ServerName;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 /// One request over mTLS to `addr`, presenting `sni` in the ClientHello.
@@ -27,30 +28,24 @@ pub async fn request(
     let server_name = ServerName::try_from(sni.to_string()).map_err(|_| RpcError::BadSni {
         sni: sni.to_string(),
     })?;
-    let work = async {
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|source| RpcError::Connect { addr, source })?;
-        let _ = tcp.set_nodelay(true);
+    within(addr, path_and_query, timeout, async {
+        let tcp = connect(addr).await?;
         let stream = TlsConnector::from(tls)
             .connect(server_name, tcp)
             .await
-            .map_err(|source| RpcError::Handshake {
+            .map_err(|error| RpcError::Handshake {
                 addr,
                 sni: sni.to_string(),
-                source,
+                error,
             })?;
         exchange(stream, addr, sni, method, path_and_query, body).await
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| RpcError::Timeout {
-            addr,
-            secs: timeout.as_secs(),
-        })?
+    })
+    .await
 }
 
-/// Tries each address in turn until one answers; returns the last error if none does.
+/// Tries each address in turn until one answers (with any status: a 4xx or 5xx is an answer,
+/// not a reason to ask the next server). The answer's [`Response::peer`] says which one did;
+/// if none does, [`RpcError::AllFailed`] lists every address with its own error.
 pub async fn request_any(
     tls: Arc<rustls::ClientConfig>,
     addrs: &[SocketAddr],
@@ -60,28 +55,49 @@ pub async fn request_any(
     body: Option<Vec<u8>>,
     timeout: Duration,
 ) -> Result<Response, RpcError> {
-    let mut last = None;
-    for addr in addrs {
-        match request(
+    first_answer(addrs, sni, |addr| {
+        request(
             tls.clone(),
-            *addr,
+            addr,
             sni,
             method.clone(),
             path_and_query,
             body.clone(),
             timeout,
         )
-        .await
-        {
+    })
+    .await
+}
+
+/// `attempt` on each address in turn; the first `Ok` wins. `what` names the destination in
+/// errors (the SNI of a DC's servers).
+pub async fn first_answer<F, Fut>(
+    addrs: &[SocketAddr],
+    what: &str,
+    mut attempt: F,
+) -> Result<Response, RpcError>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: Future<Output = Result<Response, RpcError>>,
+{
+    let mut failures = Vec::new();
+    for &addr in addrs {
+        match attempt(addr).await {
             Ok(resp) => return Ok(resp),
             Err(e) => {
-                tracing::debug!(%addr, sni, error = %e, "mesh request failed, trying next");
-                last = Some(e);
+                tracing::debug!(%addr, what, error = %e, "request failed, trying the next address");
+                failures.push(e);
             }
         }
     }
-    Err(last.unwrap_or(RpcError::Http {
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        message: format!("no address to reach {sni}"),
-    }))
+    match failures.len() {
+        0 => Err(RpcError::NoAddress {
+            sni: what.to_owned(),
+        }),
+        1 => Err(failures.remove(0)),
+        _ => Err(RpcError::AllFailed {
+            sni: what.to_owned(),
+            failures,
+        }),
+    }
 }

@@ -1,5 +1,12 @@
-//! Bodies of strait's internal API (`/v1/internal/...`), shared by server, agent and CLI.
-//! Public endpoints use Consul's shapes (defined in `strait-catalog`); these are ours.
+//! strait-proto: the bodies of strait's internal API (`/v1/internal/...`), shared by server,
+//! agent and CLI. Public endpoints use Consul's shapes (defined in `strait-catalog`); these are
+//! ours.
+//!
+//! Wire types only: what goes over the connection is `strait-rpc`'s business (plain HTTP on
+//! loopback, mutual TLS between hosts). The JSON field names are the wire contract; the test at
+//! the end pins them.
+
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 use strait_catalog::{Check, Node, Service};
@@ -100,4 +107,31 @@ pub struct Member {
     /// "alive" (heard from recently), "failed" (not heard from), "unknown" (not yet heard
     /// from since this server started).
     pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The field names are the wire: servers and agents of one release talk to each other.
+    #[test]
+    fn field_names_are_pascal_case_and_unknown_fields_are_refused() {
+        let join = JoinRequest {
+            node: "n".into(),
+            datacenter: "dc1".into(),
+            csr_pem: "c".into(),
+            nonce: "x".into(),
+            mac: "m".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&join).expect("serialize"),
+            r#"{"Node":"n","Datacenter":"dc1","CsrPem":"c","Nonce":"x","Mac":"m"}"#
+        );
+        let sign: SignRequest =
+            serde_json::from_str(r#"{"CsrPem":"c"}"#).expect("Service defaults");
+        assert_eq!(sign.service, "");
+        let err = serde_json::from_str::<SignRequest>(r#"{"CsrPem":"c","Extra":1}"#)
+            .expect_err("unknown field");
+        assert!(err.to_string().contains("Extra"), "{err}");
+    }
 }
