@@ -308,12 +308,9 @@ pub(crate) mod tests {
         // An alert record instead of a handshake.
         let alert = parse_hello(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]);
         assert_eq!(alert, HelloOutcome::Invalid(NotHello::NotClientHello));
-        // A handshake record carrying something that is not a ClientHello.
+        // A handshake record carrying an empty ServerHello: not decodable.
         let server_hello = parse_hello(&[0x16, 0x03, 0x03, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00]);
-        assert_eq!(
-            server_hello,
-            HelloOutcome::Invalid(NotHello::NotClientHello)
-        );
+        assert_eq!(server_hello, HelloOutcome::Invalid(NotHello::Malformed));
         // Once final, the outcome sticks.
         let mut reader = HelloReader::new();
         let first = reader.push(b"garbage!");
