@@ -26,12 +26,6 @@ pub async fn metrics(
     strait_rpc::metrics::response(q.get("format").map(String::as_str), || render(&a))
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn render(a: &Agent) -> String {
     let mut e = Exposition::new();
     e.single(
@@ -75,17 +69,14 @@ fn render(a: &Agent) -> String {
         "Proxies (sidecars, gateways) registered with this agent.",
         a.local.proxies().len(),
     );
-    let snapshots = a.snapshots.lock().unwrap_or_else(|e| e.into_inner()).len();
+    let snapshots = strait_base::sync::lock(&a.snapshots).len();
     e.single(
         "strait_agent_proxy_snapshots",
         Kind::Gauge,
         "Proxy snapshots built and ready to serve.",
         snapshots,
     );
-    let leaves: Vec<(String, i64)> = a
-        .leaves
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    let leaves: Vec<(String, i64)> = strait_base::sync::lock(&a.leaves)
         .iter()
         .map(|(svc, l)| (svc.clone(), l.not_after_unix))
         .collect();
@@ -95,7 +86,7 @@ fn render(a: &Agent) -> String {
         "Leaf certificates held for local services.",
         leaves.len(),
     );
-    let now = unix_now();
+    let now = strait_base::unix_now();
     let mut f = e.family(
         "strait_agent_leaf_certificate_expiry_seconds",
         Kind::Gauge,

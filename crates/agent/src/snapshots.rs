@@ -16,13 +16,6 @@ use strait_snapshot::{GatewayMode, Leaf, MeshView, ProxyRegistration};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Follows `/v1/internal/mesh-view` and publishes each new view.
 pub async fn follow_view(
     agent: Arc<Agent>,
@@ -53,13 +46,8 @@ pub async fn follow_view(
 
 /// Issues (or returns the cached, still fresh) leaf for `service`.
 pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
-    let now = unix_now();
-    if let Some(l) = agent
-        .leaves
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(service)
-    {
+    let now = strait_base::unix_now();
+    if let Some(l) = strait_base::sync::lock(&agent.leaves).get(service) {
         let half = l.issued_unix + (l.not_after_unix - l.issued_unix) / 2;
         if now < half {
             return Ok(l.clone());
@@ -86,11 +74,7 @@ pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
         issued_unix: now,
     };
     tracing::info!(service, serial = %entry.serial, "issued leaf certificate");
-    agent
-        .leaves
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(service.to_string(), entry.clone());
+    strait_base::sync::lock(&agent.leaves).insert(service.to_string(), entry.clone());
     Ok(entry)
 }
 
@@ -143,10 +127,7 @@ pub async fn build_loop(
 ) {
     let mut local_rx = agent.local.subscribe();
     // Versions start from the clock so they keep increasing across agent restarts.
-    let mut version = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)) as u64;
+    let mut version = strait_base::unix_now_millis();
     loop {
         let mut retry = Duration::from_secs(30);
         let current = view_rx.borrow().clone();
@@ -172,7 +153,9 @@ pub async fn build_loop(
                     not_after_unix: l.not_after_unix,
                 };
                 let renew_at = l.issued_unix + (l.not_after_unix - l.issued_unix) / 2;
-                retry = retry.min(Duration::from_secs((renew_at - unix_now()).max(1) as u64));
+                retry = retry.min(Duration::from_secs(
+                    (renew_at - strait_base::unix_now()).max(1) as u64,
+                ));
                 match strait_snapshot::build(&view, p, leaf, v.roots_pem.clone(), 0) {
                     Ok(s) => {
                         next.insert(p.proxy_id.clone(), s);
@@ -184,7 +167,7 @@ pub async fn build_loop(
             }
             let mut changed = false;
             {
-                let mut snaps = agent.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+                let mut snaps = strait_base::sync::lock(&agent.snapshots);
                 let before = snaps.len();
                 snaps.retain(|id, _| next.contains_key(id));
                 changed |= before != snaps.len();

@@ -59,11 +59,11 @@ impl Agent {
     }
 
     pub fn set_conn(&self, conn: ServerConn) {
-        *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(conn));
+        *strait_base::sync::write(&self.conn) = Some(Arc::new(conn));
     }
 
     pub fn conn(&self) -> Option<Arc<ServerConn>> {
-        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
+        strait_base::sync::read(&self.conn).clone()
     }
 
     pub fn mark_synced(&self) {

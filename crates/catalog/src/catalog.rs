@@ -93,12 +93,12 @@ impl Catalog {
     pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
         // A panic while holding the lock cannot leave State half-written: it is only
         // mutated by `State::apply`, which does not panic. So a poisoned lock is usable.
-        self.state.read().unwrap_or_else(|e| e.into_inner())
+        strait_base::sync::read(&self.state)
     }
 
     /// Held for the whole of a write operation: read current state, compute, commit.
     pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        strait_base::sync::lock(&self.writer)
     }
 
     /// Persists `edit` at the next index, then publishes it. The caller holds the writer
@@ -106,10 +106,7 @@ impl Catalog {
     pub(crate) fn commit(&self, _writer: &MutexGuard<'_, ()>, edit: Edit) -> Result<u64> {
         let index = self.index() + 1;
         self.store.commit(index, &edit)?;
-        self.state
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply(index, edit);
+        strait_base::sync::write(&self.state).apply(index, edit);
         self.index_tx.send_replace(index);
         tracing::trace!(index, "catalog write");
         Ok(index)

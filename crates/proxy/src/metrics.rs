@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use strait_rpc::metrics::{Exposition, Kind};
 
 /// Counters of one listener (`inbound`, `outbound:<service>@<dc>`, `lan`, `wan`).
@@ -146,10 +146,7 @@ impl Metrics {
     /// The counters of listener `name`, created on first use and kept across restarts of the
     /// listener so that counters stay monotonic.
     pub fn listener(&self, name: &str) -> Arc<ListenerMetrics> {
-        let mut map = self
-            .listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = strait_base::sync::lock(&self.listeners);
         map.entry(name.to_string())
             .or_insert_with(|| {
                 Arc::new(ListenerMetrics {
@@ -162,7 +159,7 @@ impl Metrics {
 
     /// The routed-connections counter for (`dc`, `sni`); called when a snapshot is applied.
     pub fn routed_counter(&self, dc: &str, sni: &str) -> Arc<AtomicU64> {
-        let mut map = self.routed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = strait_base::sync::lock(&self.routed);
         map.entry((dc.to_string(), sni.to_string()))
             .or_default()
             .clone()
@@ -170,16 +167,13 @@ impl Metrics {
 
     /// Value of the routed counter for (`dc`, `sni`), 0 if unknown.
     pub fn routed(&self, dc: &str, sni: &str) -> u64 {
-        let map = self.routed.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = strait_base::sync::lock(&self.routed);
         map.get(&(dc.to_string(), sni.to_string()))
             .map_or(0, |c| c.load(Relaxed))
     }
 
     fn listeners_sorted(&self) -> Vec<Arc<ListenerMetrics>> {
-        let map = self
-            .listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let map = strait_base::sync::lock(&self.listeners);
         map.values().cloned().collect()
     }
 
@@ -200,7 +194,7 @@ impl Metrics {
             );
         }
         let routed: Vec<Value> = {
-            let map = self.routed.lock().unwrap_or_else(PoisonError::into_inner);
+            let map = strait_base::sync::lock(&self.routed);
             map.iter()
                 .map(|((dc, sni), c)| json!({"dc": dc, "sni": sni, "count": c.load(Relaxed)}))
                 .collect()
@@ -303,7 +297,7 @@ impl Metrics {
             f.sample(&[("reason", reason)], v);
         }
         {
-            let map = self.routed.lock().unwrap_or_else(PoisonError::into_inner);
+            let map = strait_base::sync::lock(&self.routed);
             if !map.is_empty() {
                 let family = name("routed_total");
                 let mut f = e.family(

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{Display, Write as _};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 /// The content type Prometheus expects for the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -137,20 +137,20 @@ impl HttpRequests {
     }
 
     pub fn record(&self, route: &str, method: &str, status: u16) {
-        let mut map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = strait_base::sync::lock(&self.counts);
         *map.entry((route.to_string(), method.to_string(), status))
             .or_insert(0) += 1;
     }
 
     /// Sorted copy of every counter.
     pub fn snapshot(&self) -> BTreeMap<(String, String, u16), u64> {
-        let map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = strait_base::sync::lock(&self.counts);
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Sum of the counters of `route` whose status is 2xx.
     pub fn succeeded(&self, route: &str) -> u64 {
-        let map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = strait_base::sync::lock(&self.counts);
         map.iter()
             .filter(|((r, _, s), _)| r == route && (200..300).contains(s))
             .map(|(_, v)| v)
