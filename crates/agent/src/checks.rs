@@ -4,6 +4,7 @@ use crate::definition::{CheckSpec, Probe};
 use crate::local::LocalState;
 use std::collections::HashMap;
 use std::sync::Arc;
+use strait_catalog::CheckStatus;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -43,37 +44,37 @@ async fn run_check(local: Arc<LocalState>, spec: CheckSpec) {
             match tokio::time::timeout(spec.timeout, probe(&local, &spec.probe)).await {
                 Ok(r) => r,
                 Err(_) => (
-                    "critical".to_string(),
+                    CheckStatus::Critical,
                     format!("timed out after {:?}", spec.timeout),
                 ),
             };
-        local.set_status(&spec.check_id, &status, &output);
+        local.set_status(&spec.check_id, status.as_str(), &output);
         tokio::time::sleep(spec.interval).await;
     }
 }
 
-async fn probe(local: &LocalState, probe: &Probe) -> (String, String) {
+async fn probe(local: &LocalState, probe: &Probe) -> (CheckStatus, String) {
     match probe {
         Probe::Tcp { addr } => match TcpStream::connect(addr).await {
-            Ok(_) => ("passing".into(), format!("TCP connect {addr}: success")),
-            Err(e) => ("critical".into(), format!("TCP connect {addr}: {e}")),
+            Ok(_) => (CheckStatus::Passing, format!("TCP connect {addr}: success")),
+            Err(e) => (CheckStatus::Critical, format!("TCP connect {addr}: {e}")),
         },
         Probe::Http { addr, path } => {
             match strait_rpc::http::request(*addr, http::Method::GET, path, None).await {
                 Ok(r) if r.status.is_success() => (
-                    "passing".into(),
+                    CheckStatus::Passing,
                     format!("HTTP GET http://{addr}{path}: {}", r.status),
                 ),
                 Ok(r) if r.status.as_u16() == 429 => (
-                    "warning".into(),
+                    CheckStatus::Warning,
                     format!("HTTP GET http://{addr}{path}: {}", r.status),
                 ),
                 Ok(r) => (
-                    "critical".into(),
+                    CheckStatus::Critical,
                     format!("HTTP GET http://{addr}{path}: {}", r.status),
                 ),
                 Err(e) => (
-                    "critical".into(),
+                    CheckStatus::Critical,
                     format!("HTTP GET http://{addr}{path}: {e}"),
                 ),
             }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use strait_catalog::{Check, Service};
+use strait_catalog::{Check, CheckStatus, Service};
 use strait_snapshot::ProxyRegistration;
 use tokio::sync::watch;
 
@@ -193,7 +193,7 @@ impl LocalState {
             inner
                 .status
                 .entry(c.check_id.clone())
-                .or_insert(("critical".into(), "not run yet".into()));
+                .or_insert((CheckStatus::Critical.as_str().into(), "not run yet".into()));
         }
         inner.entries.insert(
             id.clone(),
@@ -250,31 +250,21 @@ impl LocalState {
     }
 
     /// Worst status of the checks of `service_id` (passing when it has none).
-    pub fn service_status(&self, service_id: &str) -> String {
+    pub fn service_status(&self, service_id: &str) -> CheckStatus {
         let inner = self.lock();
-        let mut worst = "passing";
-        for e in inner.entries.values() {
-            for c in e
-                .expanded
-                .checks
-                .iter()
-                .filter(|c| c.service_id == service_id)
-            {
-                let s = inner
+        inner
+            .entries
+            .values()
+            .flat_map(|e| &e.expanded.checks)
+            .filter(|c| c.service_id == service_id)
+            .map(|c| {
+                inner
                     .status
                     .get(&c.check_id)
-                    .map(|s| s.0.as_str())
-                    .unwrap_or("critical");
-                if s == "critical" || (s == "warning" && worst == "passing") {
-                    worst = if s == "critical" {
-                        "critical"
-                    } else {
-                        "warning"
-                    };
-                }
-            }
-        }
-        worst.to_string()
+                    .map_or(CheckStatus::Critical, |s| CheckStatus::parse(&s.0))
+            })
+            .max()
+            .unwrap_or(CheckStatus::Passing)
     }
 
     pub fn services(&self) -> Vec<Service> {

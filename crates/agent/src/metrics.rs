@@ -7,7 +7,7 @@ use axum::response::Response;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use strait_catalog::status;
+use strait_catalog::CheckStatus;
 use strait_rpc::metrics::{Exposition, Kind};
 
 /// Counters the agent's background loops bump.
@@ -46,14 +46,9 @@ fn render(a: &Agent) -> String {
         "Services registered with this agent (sidecars and gateways included).",
         a.local.services().len(),
     );
-    let mut checks: BTreeMap<&str, u64> = status::ALL.iter().map(|s| (*s, 0)).collect();
+    let mut checks: BTreeMap<CheckStatus, u64> = CheckStatus::ALL.map(|s| (s, 0)).into();
     for c in a.local.checks() {
-        let key = status::ALL
-            .iter()
-            .find(|s| **s == c.status)
-            .copied()
-            .unwrap_or(status::CRITICAL);
-        *checks.entry(key).or_insert(0) += 1;
+        *checks.entry(CheckStatus::parse(&c.status)).or_insert(0) += 1;
     }
     let mut f = e.family(
         "strait_agent_checks",
@@ -61,7 +56,7 @@ fn render(a: &Agent) -> String {
         "Health checks of this agent's services by status.",
     );
     for (st, n) in &checks {
-        f.sample(&[("status", st)], n);
+        f.sample(&[("status", st.as_str())], n);
     }
     e.single(
         "strait_agent_proxies",

@@ -19,7 +19,7 @@ mod write;
 pub use catalog::Catalog;
 pub use error::{CatalogError, Result};
 pub use types::{
-    config_kind, intention_action, intentions_for, kind, status, Check, ConfigEntry,
+    config_kind, intention_action, intentions_for, kind, status, Check, CheckStatus, ConfigEntry,
     FederationState, MeshGatewayConfig, Node, NodeServices, ProxyConfig, Service, ServiceAddress,
     ServiceInstance, SourceIntention, SyncOutcome, Upstream,
 };

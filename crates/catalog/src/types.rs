@@ -17,12 +17,52 @@ pub mod kind {
     pub const ALL: [&str; 4] = [TYPICAL, CONNECT_PROXY, MESH_GATEWAY, STRAIT_SERVER];
 }
 
-/// `Check.Status` values.
+/// `Check.Status` values (the wire spelling of [`CheckStatus`]).
 pub mod status {
-    pub const PASSING: &str = "passing";
-    pub const WARNING: &str = "warning";
-    pub const CRITICAL: &str = "critical";
+    use super::CheckStatus;
+    pub const PASSING: &str = CheckStatus::Passing.as_str();
+    pub const WARNING: &str = CheckStatus::Warning.as_str();
+    pub const CRITICAL: &str = CheckStatus::Critical.as_str();
     pub const ALL: [&str; 3] = [PASSING, WARNING, CRITICAL];
+}
+
+/// A check's result, ordered from best to worst so that the worst of several is their `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CheckStatus {
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl CheckStatus {
+    pub const ALL: [CheckStatus; 3] = [
+        CheckStatus::Passing,
+        CheckStatus::Warning,
+        CheckStatus::Critical,
+    ];
+
+    /// The wire value (`Check.Status`), also the `status` metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Passing => "passing",
+            CheckStatus::Warning => "warning",
+            CheckStatus::Critical => "critical",
+        }
+    }
+
+    /// Reads a wire value; anything unknown (or empty: not run yet) counts as critical.
+    pub fn parse(value: &str) -> CheckStatus {
+        CheckStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .unwrap_or(CheckStatus::Critical)
+    }
+}
+
+impl std::fmt::Display for CheckStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `ConfigEntry.Kind` values.
@@ -357,6 +397,23 @@ mod tests {
         let err = serde_json::from_str::<Check>(r#"{"CheckID":"c","Staus":"passing"}"#)
             .expect_err("typo");
         assert!(err.to_string().contains("Staus"), "{err}");
+    }
+
+    #[test]
+    fn check_status_spelling_and_order() {
+        for st in CheckStatus::ALL {
+            assert_eq!(CheckStatus::parse(st.as_str()), st);
+        }
+        assert_eq!(status::ALL, CheckStatus::ALL.map(CheckStatus::as_str));
+        assert_eq!(status::ALL, ["passing", "warning", "critical"]);
+        // Not run yet, or garbage: critical, the worst.
+        assert_eq!(CheckStatus::parse(""), CheckStatus::Critical);
+        assert_eq!(CheckStatus::parse("Passing"), CheckStatus::Critical);
+        let worst = [CheckStatus::Warning, CheckStatus::Passing]
+            .into_iter()
+            .max();
+        assert_eq!(worst, Some(CheckStatus::Warning));
+        assert!(CheckStatus::Critical > CheckStatus::Warning);
     }
 
     #[test]
