@@ -61,10 +61,10 @@ impl Identity {
             ));
         }
         let id = spiffe_id_of(leaf)?;
-        let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|source| {
+        let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|error| {
             IdentityError::Tls {
                 what: format!("identity for {id} (does the key match the certificate?)"),
-                source,
+                error,
             }
         })?;
         Ok(Identity {
@@ -202,9 +202,9 @@ pub fn client_config(
     let verifier = ServerVerifier(SpiffeVerifier::new(roots.anchors.clone(), accept));
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|source| IdentityError::Tls {
+        .map_err(|error| IdentityError::Tls {
             what: "client config".into(),
-            source,
+            error,
         })?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier));
@@ -257,9 +257,9 @@ pub fn server_config(
     };
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|source| IdentityError::Tls {
+        .map_err(|error| IdentityError::Tls {
             what: "server config".into(),
-            source,
+            error,
         })?
         .with_client_cert_verifier(Arc::new(verifier))
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(identity.key.clone())));

@@ -21,10 +21,10 @@ pub const DEFAULT_ORIGIN: &str = "<built-in default topology>";
 /// Everything wrong with a topology names the file, the line and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
-    #[error("cannot read topology file {path}: {source}")]
+    #[error("cannot read topology file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// TOML syntax, unknown field, wrong type (reported by the toml parser).
     #[error("{origin}:{line}:{column}: {message}")]
@@ -193,9 +193,9 @@ impl Topology {
 
     /// Reads and validates a topology file.
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| TopologyError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(&text, &path.display().to_string())
     }
