@@ -19,7 +19,7 @@ use std::path::Path;
 use strait_identity::testing::{issue_identity, test_ca};
 use strait_identity::SpiffeId;
 use strait_snapshot::{
-    service_sni, service_spiffe_id, GatewayMode, GatewaySnapshot, Leaf, ProxyKind, Secret,
+    service_sni, service_spiffe_id, GatewayMode, GatewaySnapshot, Leaf, ProxyRole, Secret,
     SidecarSnapshot, Snapshot, UpstreamSnapshot,
 };
 
@@ -73,19 +73,17 @@ fn sidecar(
     Snapshot {
         version: 1,
         proxy_id: format!("{service}-sidecar-proxy"),
-        kind: ProxyKind::Sidecar,
         trust_domain: TD.into(),
         datacenter: dc.into(),
         service: service.into(),
         leaf: pki.leaf(dc, service),
         roots_pem: vec![pki.ca.cert_pem.clone()],
-        sidecar: Some(SidecarSnapshot {
+        role: ProxyRole::Sidecar(SidecarSnapshot {
             intentions: Default::default(),
             public_listener: a(public),
             local_app: a(app),
             upstreams: ups,
         }),
-        gateway: None,
     }
 }
 
@@ -99,7 +97,6 @@ fn gateway(dc: &str, lan: &str, local: &[(&str, &str)], remote: &[(&str, &str)])
     Snapshot {
         version: 1,
         proxy_id: "mesh-gateway".into(),
-        kind: ProxyKind::MeshGateway,
         trust_domain: TD.into(),
         datacenter: dc.into(),
         service: "mesh-gateway".into(),
@@ -111,8 +108,7 @@ fn gateway(dc: &str, lan: &str, local: &[(&str, &str)], remote: &[(&str, &str)])
             not_after_unix: 0,
         },
         roots_pem: vec![],
-        sidecar: None,
-        gateway: Some(GatewaySnapshot {
+        role: ProxyRole::Gateway(GatewaySnapshot {
             lan: a(lan),
             wan: a(lan),
             local_services: map(local),
@@ -231,13 +227,15 @@ fn write_paths(
         let file = file.display();
         let admin = format!("{ip}:19000");
         if prefix.is_empty() {
-            match &snapshot.gateway {
-                Some(gw) => writeln!(
+            match &snapshot.role {
+                ProxyRole::Gateway(gw) => writeln!(
                     procs,
                     "{name} gateway --mesh --address {} --snapshot-file {file} --admin {admin}",
                     gw.lan
                 )?,
-                None => writeln!(procs, "{name} proxy --snapshot-file {file} --admin {admin}")?,
+                ProxyRole::Sidecar(_) => {
+                    writeln!(procs, "{name} proxy --snapshot-file {file} --admin {admin}")?
+                }
             }
             continue;
         }
@@ -246,9 +244,9 @@ fn write_paths(
             procs,
             "ads-{name} envoy ads --listen {ads} --snapshot-file {file}"
         )?;
-        let kind = match &snapshot.gateway {
-            Some(gw) => format!("--gateway mesh --address {} --no-register", gw.lan),
-            None => format!("--sidecar-for {}", snapshot.service),
+        let kind = match &snapshot.role {
+            ProxyRole::Gateway(gw) => format!("--gateway mesh --address {} --no-register", gw.lan),
+            ProxyRole::Sidecar(_) => format!("--sidecar-for {}", snapshot.service),
         };
         writeln!(
             procs,

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use strait_identity::ca::cert_info;
 use strait_identity::spiffe;
-use strait_snapshot::Snapshot;
+use strait_snapshot::{GatewaySnapshot, ProxyRole, SidecarSnapshot, Snapshot};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -112,50 +112,56 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
 /// Upstreams (sidecar) or routes (gateway) with their endpoints.
 pub(crate) fn clusters(snapshot: &Snapshot) -> Value {
     let mut out = json!({"version": snapshot.version, "proxy_id": snapshot.proxy_id});
-    if let Some(sidecar) = &snapshot.sidecar {
-        out["inbound"] = json!({
-            "listener": sidecar.public_listener,
-            "local_app": sidecar.local_app,
-        });
-        out["upstreams"] = sidecar
-            .upstreams
-            .iter()
-            .map(|u| {
-                json!({
-                    "destination": u.destination,
-                    "datacenter": u.datacenter,
-                    "bind": u.bind,
-                    "sni": u.sni,
-                    "spiffe_id": u.spiffe_id,
-                    "mode": u.mode,
-                    "endpoints": u.endpoints,
-                })
-            })
-            .collect();
-    }
-    if let Some(gw) = &snapshot.gateway {
-        let (dc, td) = (&snapshot.datacenter, &snapshot.trust_domain);
-        let local: Vec<Value> = gw
-            .local_services
-            .iter()
-            .map(|(service, endpoints)| {
-                json!({
-                    "sni": spiffe::service_sni(service, spiffe::DEFAULT_NAMESPACE, dc, td),
-                    "service": service,
-                    "endpoints": endpoints,
-                })
-            })
-            .collect();
-        out["routes"] = json!({
-            "local_services": local,
-            "local_servers": {
-                "sni": spiffe::server_sni(dc, td),
-                "endpoints": gw.local_servers,
-            },
-            "remote_datacenters": gw.remote_gateways,
-        });
+    match &snapshot.role {
+        ProxyRole::Sidecar(sidecar) => sidecar_clusters(sidecar, &mut out),
+        ProxyRole::Gateway(gw) => gateway_routes(snapshot, gw, &mut out),
     }
     out
+}
+
+fn sidecar_clusters(sidecar: &SidecarSnapshot, out: &mut Value) {
+    out["inbound"] = json!({
+        "listener": sidecar.public_listener,
+        "local_app": sidecar.local_app,
+    });
+    out["upstreams"] = sidecar
+        .upstreams
+        .iter()
+        .map(|u| {
+            json!({
+                "destination": u.destination,
+                "datacenter": u.datacenter,
+                "bind": u.bind,
+                "sni": u.sni,
+                "spiffe_id": u.spiffe_id,
+                "mode": u.mode,
+                "endpoints": u.endpoints,
+            })
+        })
+        .collect();
+}
+
+fn gateway_routes(snapshot: &Snapshot, gw: &GatewaySnapshot, out: &mut Value) {
+    let (dc, td) = (&snapshot.datacenter, &snapshot.trust_domain);
+    let local: Vec<Value> = gw
+        .local_services
+        .iter()
+        .map(|(service, endpoints)| {
+            json!({
+                "sni": spiffe::service_sni(service, spiffe::DEFAULT_NAMESPACE, dc, td),
+                "service": service,
+                "endpoints": endpoints,
+            })
+        })
+        .collect();
+    out["routes"] = json!({
+        "local_services": local,
+        "local_servers": {
+            "sni": spiffe::server_sni(dc, td),
+            "endpoints": gw.local_servers,
+        },
+        "remote_datacenters": gw.remote_gateways,
+    });
 }
 
 fn certs(snapshot: &Snapshot) -> Value {

@@ -235,13 +235,12 @@ pub async fn register_gateway(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strait_snapshot::{Leaf, ProxyKind, Secret};
+    use strait_snapshot::{Leaf, ProxyRole, Secret, SidecarSnapshot};
 
     fn snapshot(version: u64) -> Snapshot {
         Snapshot {
             version,
             proxy_id: "web-sidecar-proxy".into(),
-            kind: ProxyKind::Sidecar,
             trust_domain: "td.strait".into(),
             datacenter: "dc1".into(),
             service: "web".into(),
@@ -253,8 +252,12 @@ mod tests {
                 not_after_unix: 0,
             },
             roots_pem: vec![],
-            sidecar: None,
-            gateway: None,
+            role: ProxyRole::Sidecar(SidecarSnapshot {
+                public_listener: "127.0.0.1:21000".parse().expect("listener"),
+                local_app: "127.0.0.1:8080".parse().expect("local app"),
+                upstreams: vec![],
+                intentions: Default::default(),
+            }),
         }
     }
 

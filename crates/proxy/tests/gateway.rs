@@ -69,6 +69,40 @@ async fn send_and_read(addr: SocketAddr, first: &[u8]) -> std::io::Result<Vec<u8
     Ok(back)
 }
 
+/// A sidecar's snapshot is refused and counted; the gateway waits for its own.
+#[tokio::test]
+async fn a_sidecars_snapshot_is_refused() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let web = tag_server("web").await;
+    let listener = TcpListener::bind(ANY).await.expect("bind gateway");
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let (tx, rx) = channel(sidecar_snapshot(&pki, 1, "dc1", "web", web, vec![]));
+    let gw = start_gateway(options(), vec![("lan".into(), listener)], rx, shutdown)
+        .await
+        .expect("start gateway");
+    let metrics = gw.metrics().clone();
+    eventually("the sidecar's snapshot refused", || async {
+        metrics.snapshots_rejected.load(Relaxed) == 1
+    })
+    .await;
+    let local = BTreeMap::from([("web".to_string(), vec![web])]);
+    tx.send_replace(Some(Arc::new(gateway_snapshot(
+        2,
+        "dc1",
+        local,
+        BTreeMap::new(),
+    ))));
+    gw.ready().await;
+    let hello = client_hello(Some(&sni("web", "dc1")));
+    let back = send_and_read(gw.local_addrs()[0], &hello)
+        .await
+        .expect("routed");
+    assert_eq!(back, b"web");
+    assert_eq!(metrics.snapshots_applied.load(Relaxed), 1);
+}
+
 #[tokio::test]
 async fn routes_by_sni_to_the_right_local_service() {
     init_tracing();

@@ -15,7 +15,7 @@ use strait_identity::ca::generate_key_and_csr;
 use strait_identity::tls::{self, Expect, Identity, Roots};
 use strait_proxy::sidecar::state::UpstreamKey;
 use strait_proxy::{start_gateway, start_sidecar, Options, SidecarHandle};
-use strait_snapshot::Snapshot;
+use strait_snapshot::{ProxyRole, Snapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ struct Running {
 }
 
 async fn sidecar(options: Options, snapshot: Snapshot) -> Running {
-    let upstreams = snapshot.sidecar.as_ref().map_or(0, |s| s.upstreams.len());
+    let upstreams = snapshot.sidecar().map_or(0, |s| s.upstreams.len());
     let (tx, rx) = channel(snapshot);
     let stop = CancellationToken::new();
     let handle = start_sidecar(options, rx, stop.clone())
@@ -279,8 +279,10 @@ async fn new_snapshot_swaps_config_without_dropping_connections() {
     let up = upstream(&pki.td, "api2", "dc1", vec![api.public()]);
     let mut next = sidecar_snapshot(&pki, 2, "dc1", "web", echo, vec![up]);
     // api2's sidecar is really "api": expect that identity.
-    next.sidecar.as_mut().expect("sidecar").upstreams[0].spiffe_id =
-        pki.id("dc1", "api").to_string();
+    let ProxyRole::Sidecar(sidecar) = &mut next.role else {
+        panic!("not a sidecar: {next:?}")
+    };
+    sidecar.upstreams[0].spiffe_id = pki.id("dc1", "api").to_string();
     web.tx.send_replace(Some(Arc::new(next)));
     let bound = web
         .handle
@@ -373,6 +375,38 @@ async fn not_ready_without_a_snapshot() {
         .await
         .expect("ready");
     assert_eq!(ready.status, 503);
+}
+
+/// A gateway's snapshot (a `--snapshot-file` for the wrong proxy) is refused and counted:
+/// nothing binds and the sidecar is not ready, until a sidecar's snapshot arrives.
+#[tokio::test]
+async fn a_gateways_snapshot_is_refused() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let opts = Options {
+        admin: Some(addr(ANY)),
+        ..options()
+    };
+    let (tx, rx) = channel(gateway_snapshot(1, "dc1", BTreeMap::new(), BTreeMap::new()));
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let handle = start_sidecar(opts, rx, stop).await.expect("start");
+    let metrics = handle.metrics().clone();
+    eventually("the gateway's snapshot refused", || async {
+        metrics.snapshots_rejected.load(Relaxed) == 1
+    })
+    .await;
+    let admin = handle.admin_addr().expect("admin");
+    let ready = || strait_rpc::http::request(admin, Method::GET, "/ready", None);
+    assert_eq!(ready().await.expect("ready").status, 503);
+    assert_eq!(handle.bound().borrow().public, None);
+
+    let echo = echo_server().await;
+    let next = sidecar_snapshot(&pki, 2, "dc1", "api", echo, vec![]);
+    tx.send_replace(Some(Arc::new(next)));
+    handle.ready().await;
+    assert_eq!(ready().await.expect("ready").status, 200);
+    assert_eq!(metrics.snapshots_applied.load(Relaxed), 1);
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@
 
 use crate::types::{
     GatewayMode, GatewaySnapshot, InstanceKind, Intentions, Leaf, MeshView, ProxyKind,
-    ProxyRegistration, Secret, SidecarSnapshot, Snapshot, UpstreamRegistration, UpstreamSnapshot,
+    ProxyRegistration, ProxyRole, Secret, SidecarSnapshot, Snapshot, UpstreamRegistration,
+    UpstreamSnapshot,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -52,22 +53,20 @@ pub fn build(
     if proxy.service.is_empty() {
         return Err(missing("service"));
     }
-    let (sidecar, gateway) = match proxy.kind {
-        ProxyKind::Sidecar => (Some(build_sidecar(view, proxy)?), None),
-        ProxyKind::MeshGateway => (None, Some(build_gateway(view, proxy))),
+    let role = match proxy.kind {
+        ProxyKind::Sidecar => ProxyRole::Sidecar(build_sidecar(view, proxy)?),
+        ProxyKind::MeshGateway => ProxyRole::Gateway(build_gateway(view, proxy)),
     };
     let roots_pem: BTreeSet<String> = roots_pem.into_iter().collect();
     Ok(Snapshot {
         version,
         proxy_id: proxy.proxy_id.clone(),
-        kind: proxy.kind,
         trust_domain: view.trust_domain.clone(),
         datacenter: view.datacenter.clone(),
         service: proxy.service.clone(),
         leaf,
         roots_pem: roots_pem.into_iter().collect(),
-        sidecar,
-        gateway,
+        role,
     })
 }
 

@@ -49,6 +49,7 @@ pub struct Leaf {
     pub not_after_unix: i64,
 }
 
+/// What a proxy is; the `kind` of a registration and of a snapshot's JSON form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProxyKind {
@@ -56,14 +57,31 @@ pub enum ProxyKind {
     MeshGateway,
 }
 
-/// One proxy's complete configuration.
+impl fmt::Display for ProxyKind {
+    /// The wire name: `sidecar`, `mesh-gateway`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProxyKind::Sidecar => "sidecar",
+            ProxyKind::MeshGateway => "mesh-gateway",
+        })
+    }
+}
+
+/// One proxy's complete configuration: what every proxy needs, then what its role needs.
+///
+/// The JSON form (`wire.rs`) is flat, with `kind` and the section it names:
+/// `{"version":..,"kind":"sidecar",..,"sidecar":{..},"gateway":null}`; parsing refuses a
+/// `kind` without its section or with the other kind's ([`WireError`](crate::WireError)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    try_from = "crate::wire::WireSnapshot",
+    into = "crate::wire::WireSnapshot"
+)]
 pub struct Snapshot {
     /// Monotonic per proxy; a proxy applies a snapshot only if its version is newer.
     pub version: u64,
     /// The proxy's service ID in the agent (`web-sidecar-proxy`, `mesh-gateway`).
     pub proxy_id: String,
-    pub kind: ProxyKind,
     pub trust_domain: String,
     pub datacenter: String,
     /// For a sidecar: the service it fronts (its identity). For a gateway: its service name.
@@ -71,8 +89,66 @@ pub struct Snapshot {
     pub leaf: Leaf,
     /// PEM roots of the federation (the primary's root CA, plus any being rotated in).
     pub roots_pem: Vec<String>,
-    pub sidecar: Option<SidecarSnapshot>,
-    pub gateway: Option<GatewaySnapshot>,
+    /// What the proxy does, with the configuration only that role has.
+    pub role: ProxyRole,
+}
+
+/// The part of a snapshot only one kind of proxy has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyRole {
+    Sidecar(SidecarSnapshot),
+    Gateway(GatewaySnapshot),
+}
+
+impl ProxyRole {
+    pub fn kind(&self) -> ProxyKind {
+        match self {
+            ProxyRole::Sidecar(_) => ProxyKind::Sidecar,
+            ProxyRole::Gateway(_) => ProxyKind::MeshGateway,
+        }
+    }
+}
+
+/// A snapshot handed to a proxy of another kind (a sidecar given a gateway's snapshot: a
+/// `--snapshot-file` or `--sidecar-for` naming the wrong proxy).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("snapshot {version} of proxy {proxy_id:?} is a {actual}'s, not a {expected}'s")]
+pub struct WrongKind {
+    pub version: u64,
+    pub proxy_id: String,
+    pub expected: ProxyKind,
+    pub actual: ProxyKind,
+}
+
+impl Snapshot {
+    pub fn kind(&self) -> ProxyKind {
+        self.role.kind()
+    }
+
+    /// The sidecar's part, or why this snapshot is not a sidecar's.
+    pub fn sidecar(&self) -> Result<&SidecarSnapshot, WrongKind> {
+        match &self.role {
+            ProxyRole::Sidecar(sidecar) => Ok(sidecar),
+            ProxyRole::Gateway(_) => Err(self.wrong_kind(ProxyKind::Sidecar)),
+        }
+    }
+
+    /// The gateway's part, or why this snapshot is not a gateway's.
+    pub fn gateway(&self) -> Result<&GatewaySnapshot, WrongKind> {
+        match &self.role {
+            ProxyRole::Gateway(gateway) => Ok(gateway),
+            ProxyRole::Sidecar(_) => Err(self.wrong_kind(ProxyKind::MeshGateway)),
+        }
+    }
+
+    fn wrong_kind(&self, expected: ProxyKind) -> WrongKind {
+        WrongKind {
+            version: self.version,
+            proxy_id: self.proxy_id.clone(),
+            expected,
+            actual: self.kind(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,7 +23,7 @@ mod sidecar;
 mod tests;
 
 use envoy_types::pb::google::protobuf::Any;
-use strait_snapshot::{ProxyKind, Snapshot};
+use strait_snapshot::{ProxyRole, Snapshot};
 
 pub use proto::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE};
 
@@ -61,8 +61,7 @@ impl Resources {
     }
 }
 
-/// Renders a snapshot. A snapshot whose kind and body disagree renders the secrets only
-/// (the snapshot builder never produces one).
+/// Renders a snapshot: the secrets, then what its role needs.
 pub fn render(snapshot: &Snapshot) -> Resources {
     let mut out = Resources {
         secrets: vec![
@@ -71,10 +70,9 @@ pub fn render(snapshot: &Snapshot) -> Resources {
         ],
         ..Resources::default()
     };
-    match (snapshot.kind, &snapshot.sidecar, &snapshot.gateway) {
-        (ProxyKind::Sidecar, Some(sidecar), _) => sidecar::render(sidecar, &mut out),
-        (ProxyKind::MeshGateway, _, Some(gw)) => gateway::render(snapshot, gw, &mut out),
-        _ => {}
+    match &snapshot.role {
+        ProxyRole::Sidecar(sidecar) => sidecar::render(sidecar, &mut out),
+        ProxyRole::Gateway(gw) => gateway::render(snapshot, gw, &mut out),
     }
     out
 }

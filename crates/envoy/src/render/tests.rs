@@ -19,11 +19,10 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test address")
 }
 
-fn base(kind: ProxyKind) -> Snapshot {
+fn base(role: ProxyRole) -> Snapshot {
     Snapshot {
         version: 7,
         proxy_id: "web-sidecar-proxy".into(),
-        kind,
         trust_domain: "td.strait".into(),
         datacenter: "dc1".into(),
         service: "web".into(),
@@ -35,14 +34,12 @@ fn base(kind: ProxyKind) -> Snapshot {
             not_after_unix: 0,
         },
         roots_pem: vec!["ROOT-A".into(), "ROOT-B\n".into()],
-        sidecar: None,
-        gateway: None,
+        role,
     }
 }
 
 fn sidecar() -> Snapshot {
-    let mut s = base(ProxyKind::Sidecar);
-    s.sidecar = Some(SidecarSnapshot {
+    base(ProxyRole::Sidecar(SidecarSnapshot {
         public_listener: addr("10.0.0.5:21000"),
         local_app: addr("127.0.0.1:8080"),
         upstreams: vec![UpstreamSnapshot {
@@ -55,8 +52,7 @@ fn sidecar() -> Snapshot {
             endpoints: vec![addr("10.0.0.20:8443")],
         }],
         intentions: Default::default(),
-    });
-    s
+    }))
 }
 
 fn decode<M: Message + Default>(r: &Resource) -> M {
@@ -187,15 +183,14 @@ fn sidecar_upstream_verifies_the_exact_spiffe_id() {
 }
 
 fn gateway(wan: &str) -> Snapshot {
-    let mut s = base(ProxyKind::MeshGateway);
-    s.proxy_id = "mesh-gateway".into();
-    s.gateway = Some(GatewaySnapshot {
+    let mut s = base(ProxyRole::Gateway(GatewaySnapshot {
         lan: addr("10.0.0.11:8443"),
         wan: addr(wan),
         local_services: BTreeMap::from([("counting".into(), vec![addr("10.0.0.12:21000")])]),
         local_servers: vec![addr("10.0.0.10:8300")],
         remote_gateways: BTreeMap::from([("dc2".into(), vec![addr("192.0.2.2:8443")])]),
-    });
+    }));
+    s.proxy_id = "mesh-gateway".into();
     s
 }
 

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use strait_identity::spiffe;
-use strait_snapshot::{GatewayRoute, GatewaySnapshot, Snapshot};
+use strait_snapshot::{GatewayRoute, GatewaySnapshot, Snapshot, WrongKind};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -29,7 +29,11 @@ use tracing::Instrument;
 /// Routing table of one applied snapshot, with its counters resolved once.
 #[derive(Debug)]
 struct GatewayState {
-    snapshot: Arc<Snapshot>,
+    /// The applied snapshot's routing tables.
+    gateway: GatewaySnapshot,
+    /// The gateway's own, for [`GatewaySnapshot::route`].
+    trust_domain: String,
+    datacenter: String,
     /// Local service name -> routed counter.
     routed_local: HashMap<String, Arc<AtomicU64>>,
     routed_servers: Arc<AtomicU64>,
@@ -40,13 +44,9 @@ struct GatewayState {
 }
 
 impl GatewayState {
-    fn build(snapshot: Arc<Snapshot>, metrics: &Metrics) -> Result<GatewayState, String> {
-        let Some(gw) = snapshot.gateway.as_ref() else {
-            return Err(format!(
-                "snapshot {} of {:?} has no gateway section (is it a sidecar's?)",
-                snapshot.version, snapshot.proxy_id
-            ));
-        };
+    /// Refuses a sidecar's snapshot (a `--snapshot-file` written for another proxy).
+    fn build(snapshot: &Snapshot, metrics: &Metrics) -> Result<GatewayState, WrongKind> {
+        let gw = snapshot.gateway()?;
         let (dc, td) = (&snapshot.datacenter, &snapshot.trust_domain);
         let routed_local = gw
             .local_services
@@ -67,16 +67,10 @@ impl GatewayState {
             routed_servers,
             routed_remote,
             next: AtomicUsize::new(0),
-            snapshot,
+            gateway: gw.clone(),
+            trust_domain: td.clone(),
+            datacenter: dc.clone(),
         })
-    }
-
-    fn gateway(&self) -> &GatewaySnapshot {
-        // build() refused snapshots without a gateway section.
-        self.snapshot
-            .gateway
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("GatewayState::build checked the gateway section"))
     }
 }
 
@@ -186,9 +180,9 @@ fn apply(
     if current.is_some_and(|v| v >= snapshot.version) {
         return;
     }
-    match GatewayState::build(snapshot.clone(), &runtime.metrics) {
+    match GatewayState::build(&snapshot, &runtime.metrics) {
         Ok(state) => {
-            let gw = state.gateway();
+            let gw = &state.gateway;
             tracing::info!(
                 version = snapshot.version,
                 local_services = gw.local_services.len(),
@@ -243,10 +237,9 @@ async fn forward(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Re
     let Some(state) = shared.states.borrow().clone() else {
         return Err(Refusal::NotReady);
     };
-    let snapshot = &state.snapshot;
     let route = state
-        .gateway()
-        .route(&sni, &snapshot.trust_domain, &snapshot.datacenter)
+        .gateway
+        .route(&sni, &state.trust_domain, &state.datacenter)
         .map_err(|err| {
             tracing::debug!(%err, "refused");
             Refusal::Route(err)

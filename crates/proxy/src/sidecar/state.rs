@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use strait_identity::tls::{self, ClientAuth, Expect, Identity, Roots};
 use strait_identity::SpiffeId;
-use strait_snapshot::{Intentions, Snapshot};
+use strait_snapshot::{Intentions, Snapshot, WrongKind};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Identifies an upstream across snapshots: its listener follows it.
@@ -47,13 +47,14 @@ pub(crate) struct SidecarState {
 /// Why a snapshot could not be turned into configs; the previous one stays in use.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("snapshot {version} of {proxy:?} has no sidecar section (is it a gateway's?)")]
-    NotSidecar { version: u64, proxy: String },
-    #[error("snapshot {version}: {what}: {source}")]
+    /// A gateway's snapshot (`--snapshot-file` or `--proxy-id` naming another proxy).
+    #[error(transparent)]
+    WrongKind(#[from] WrongKind),
+    #[error("snapshot {version}: {what}: {error}")]
     Identity {
         version: u64,
         what: String,
-        source: strait_identity::IdentityError,
+        error: strait_identity::IdentityError,
     },
     #[error("snapshot {version}: upstream {destination:?}: SNI {sni:?} is not a DNS name")]
     BadSni {
@@ -66,17 +67,12 @@ pub enum StateError {
 impl SidecarState {
     pub(crate) fn build(snapshot: &Snapshot) -> Result<SidecarState, StateError> {
         let version = snapshot.version;
-        let Some(sidecar) = snapshot.sidecar.as_ref() else {
-            return Err(StateError::NotSidecar {
-                version,
-                proxy: snapshot.proxy_id.clone(),
-            });
-        };
+        let sidecar = snapshot.sidecar()?;
         let identity_err = |what: String| {
-            move |source| StateError::Identity {
+            move |error| StateError::Identity {
                 version,
                 what,
-                source,
+                error,
             }
         };
         let identity = Identity::from_pem(&snapshot.leaf.cert_chain_pem, &snapshot.leaf.key_pem.0)

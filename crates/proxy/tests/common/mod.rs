@@ -12,7 +12,7 @@ use strait_identity::testing::{issue_identity, test_ca};
 use strait_identity::SpiffeId;
 use strait_proxy::Options;
 use strait_snapshot::{
-    service_sni, service_spiffe_id, GatewayMode, GatewaySnapshot, Leaf, ProxyKind, Secret,
+    service_sni, service_spiffe_id, GatewayMode, GatewaySnapshot, Leaf, ProxyRole, Secret,
     SidecarSnapshot, Snapshot, UpstreamSnapshot,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -113,19 +113,17 @@ pub fn sidecar_snapshot(
     Snapshot {
         version,
         proxy_id: format!("{service}-sidecar-proxy"),
-        kind: ProxyKind::Sidecar,
         trust_domain: pki.td.clone(),
         datacenter: dc.to_string(),
         service: service.to_string(),
         leaf: pki.leaf(dc, service),
         roots_pem: pki.roots(),
-        sidecar: Some(SidecarSnapshot {
+        role: ProxyRole::Sidecar(SidecarSnapshot {
             intentions: Default::default(),
             public_listener: addr(ANY),
             local_app,
             upstreams,
         }),
-        gateway: None,
     }
 }
 
@@ -138,7 +136,6 @@ pub fn gateway_snapshot(
     Snapshot {
         version,
         proxy_id: "mesh-gateway".into(),
-        kind: ProxyKind::MeshGateway,
         trust_domain: TD.into(),
         datacenter: dc.into(),
         service: "mesh-gateway".into(),
@@ -150,8 +147,7 @@ pub fn gateway_snapshot(
             not_after_unix: 0,
         },
         roots_pem: vec![],
-        sidecar: None,
-        gateway: Some(GatewaySnapshot {
+        role: ProxyRole::Gateway(GatewaySnapshot {
             lan: addr(ANY),
             wan: addr(ANY),
             local_services,
