@@ -112,3 +112,95 @@ fn finish(cfg: &AgentConfig, nonce: &str, key_pem: &str, ans: JoinResponse) -> R
         tls,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+    use strait_identity::tls::ClientAuth;
+    use tokio_util::sync::CancellationToken;
+
+    fn config(servers: Vec<SocketAddr>) -> AgentConfig {
+        AgentConfig {
+            datacenter: "dc1".into(),
+            node_name: "node-1".into(),
+            data_dir: "/nonexistent".into(),
+            advertise_addr: [127, 0, 0, 1].into(),
+            http_addr: "127.0.0.1:8500".parse().expect("addr"),
+            servers,
+            join_token: "0123456789abcdef0123456789abcdef".into(),
+            config_dir: None,
+            grpc_addr: None,
+        }
+    }
+
+    fn refused_addr() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    }
+
+    /// A TLS server (any certificate: a joining agent does not verify it yet) whose join
+    /// endpoint refuses, as a server does for a wrong token.
+    async fn refusing_server() -> (SocketAddr, CancellationToken) {
+        let td = "test.strait";
+        let root = ca::generate_root(td, Duration::from_secs(3600)).expect("root");
+        let root_ca = ca::CaCert::from_pem(&root.cert_pem, &root.key_pem).expect("root ca");
+        let id = SpiffeId::server(td, "dc1");
+        let (key, csr) = ca::generate_key_and_csr(&id).expect("csr");
+        let leaf = root_ca
+            .sign_leaf(&csr, &id, Duration::from_secs(3600))
+            .expect("leaf");
+        let identity = Identity::from_pem(&leaf.cert_pem, &key).expect("identity");
+        let roots = Roots::from_pems(&[root.cert_pem]).expect("roots");
+        let tls = tls::server_config(&identity, &roots, ClientAuth::Optional).expect("tls");
+        let router = axum::Router::new().route(
+            "/v1/internal/join",
+            axum::routing::post(|| async {
+                (http::StatusCode::FORBIDDEN, "join MAC does not verify")
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (_tx, rx) = tokio::sync::watch::channel(tls);
+        let stop = CancellationToken::new();
+        tokio::spawn(strait_rpc::serve::serve_tls(
+            listener,
+            rx,
+            router,
+            stop.clone(),
+        ));
+        (addr, stop)
+    }
+
+    #[tokio::test]
+    async fn unreachable_names_every_server_with_its_error() {
+        let (a, b) = (refused_addr(), refused_addr());
+        let Err(JoinError::Unreachable(e)) = join(&config(vec![a, b])).await else {
+            panic!("nothing listens: the join must fail as unreachable");
+        };
+        let text = format!("{e:#}");
+        for addr in [a, b] {
+            assert!(
+                text.contains(&format!("cannot connect to {addr}: ")),
+                "{text}"
+            );
+        }
+    }
+
+    /// The refusal names the server that refused, not the first one configured.
+    #[tokio::test]
+    async fn a_refusal_names_the_server_that_refused() {
+        let down = refused_addr();
+        let (up, stop) = refusing_server().await;
+        let Err(JoinError::Refused(msg)) = join(&config(vec![down, up])).await else {
+            panic!("the second server refuses");
+        };
+        assert_eq!(
+            msg,
+            format!("server {up} answered 403: join MAC does not verify")
+        );
+        stop.cancel();
+    }
+}
