@@ -37,8 +37,12 @@ fn main() {
     };
     println!("cargo:rustc-env=STRAIT_GIT_COMMIT={commit}");
 
-    // Rebuild when HEAD moves (checkout, commit), when the index changes (staging, commit) and
-    // when the workspace's sources change (the dirty flag).
+    // Rerun (and so relink the binary) only when the answer can change: HEAD moves (its
+    // file, the branch's loose ref, packed-refs when there is one) or a tracked file changes.
+    // Never on a path that does not exist (cargo treats it as always changed, so every
+    // build would relink), nor on `.git/index` (any `git status` rewrites it) or whole
+    // directories (any new file in them).
+    println!("cargo:rerun-if-changed=build.rs");
     let git_path = |what: &str| {
         git(
             &manifest,
@@ -46,18 +50,27 @@ fn main() {
         )
         .map(PathBuf::from)
     };
-    for file in ["HEAD", "index", "packed-refs"] {
-        if let Some(p) = git_path(file) {
-            println!("cargo:rerun-if-changed={}", p.display());
+    let mut watched: Vec<PathBuf> = ["HEAD", "packed-refs"]
+        .into_iter()
+        .filter_map(git_path)
+        .collect();
+    if let Some(reference) =
+        git(&manifest, &["symbolic-ref", "-q", "HEAD"]).and_then(|r| git_path(&r))
+    {
+        // A branch whose ref is only in packed-refs gets a loose file at the next commit:
+        // watch the directory it will appear in until then.
+        match (reference.exists(), reference.parent()) {
+            (false, Some(dir)) => watched.push(dir.to_owned()),
+            _ => watched.push(reference),
         }
     }
-    if let Some(reference) = git(&manifest, &["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(p) = git_path(&reference) {
-            println!("cargo:rerun-if-changed={}", p.display());
+    if let Some(top) = git(&manifest, &["rev-parse", "--show-toplevel"]) {
+        let top = PathBuf::from(top);
+        if let Some(files) = git(&top, &["ls-files"]) {
+            watched.extend(files.lines().map(|f| top.join(f)));
         }
     }
-    if let Some(workspace) = manifest.parent() {
-        println!("cargo:rerun-if-changed={}", workspace.display());
+    for path in watched.iter().filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
-    println!("cargo:rerun-if-changed=build.rs");
 }

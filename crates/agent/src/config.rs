@@ -86,9 +86,7 @@ impl AgentConfig {
         if raw.servers.is_empty() {
             bail!("field `servers` is empty: name at least one server's https_addr");
         }
-        if raw.join_token.is_empty() {
-            bail!("field `join_token` is empty");
-        }
+        strait_rpc::config::check_token("join_token", &raw.join_token)?;
         Ok(AgentConfig {
             datacenter: raw.datacenter,
             node_name: raw.node_name,
@@ -113,7 +111,7 @@ data_dir = "/tmp/a"
 advertise_addr = "127.0.0.1"
 http_addr = "127.0.0.1:8500"
 servers = ["127.0.0.1:8300"]
-join_token = "secret"
+join_token = "0123456789abcdef0"
 "#;
 
     #[test]
@@ -134,6 +132,14 @@ join_token = "secret"
         assert_eq!(c.grpc_addr, Some("127.0.0.1:8502".parse().unwrap()));
         let e = AgentConfig::parse(&format!("{GOOD}grpc_addr = \"0.0.0.0:8502\"\n")).unwrap_err();
         assert!(format!("{e:#}").contains("grpc_addr"), "{e:#}");
+    }
+
+    #[test]
+    fn join_token_as_long_as_the_servers() {
+        let e = AgentConfig::parse(&GOOD.replace("0123456789abcdef0", "tooshort")).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("join_token") && e.contains("16"), "{e}");
+        assert!(!e.contains("tooshort"), "the value is never quoted: {e}");
     }
 
     #[test]

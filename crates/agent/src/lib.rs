@@ -22,72 +22,61 @@ mod xds;
 pub use config::AgentConfig;
 
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use strait_systemd::lifecycle::{ExitContext, Role};
 use tokio_util::sync::CancellationToken;
 
-/// Runs an agent until `shutdown`. Definition errors and a refused join token end it with an
-/// error; unreachable servers are retried.
-pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<()> {
-    serve(cfg, None, shutdown).await
-}
-
-/// [`run`] for the config file at `path`, as a service: tells systemd `READY=1` once ready,
-/// and on SIGHUP re-reads the file and its `config_dir` ([`reload`]).
-pub async fn run_from_file(path: &Path, shutdown: CancellationToken) -> Result<()> {
-    let cfg = AgentConfig::load(path)?;
-    serve(cfg, Some(path.to_owned()), shutdown).await
-}
-
-async fn serve(cfg: AgentConfig, path: Option<PathBuf>, shutdown: CancellationToken) -> Result<()> {
-    // Registered first: from now on a SIGHUP waits for the reload loop instead of killing us.
-    let hangup = match &path {
-        Some(_) => {
-            Some(strait_systemd::reload::hangup().context("cannot install the SIGHUP handler")?)
-        }
-        None => None,
-    };
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
+/// Runs an agent with the validated `cfg`, read from `path` (re-read with its `config_dir` on
+/// SIGHUP, see [`reload`]), until `role` stops. A refused join token is a configuration error;
+/// unreachable servers are retried, and a stop while waiting for them is a clean stop.
+///
+/// Validate, then act: the service definitions are read and checked and the listen addresses
+/// taken before `data_dir` is created.
+pub async fn run(cfg: AgentConfig, path: PathBuf, role: Role) -> Result<()> {
     let local = Arc::new(local::LocalState::new(
         &cfg.node_name,
         cfg.advertise_addr,
         &cfg.data_dir,
     ));
-    local.load(cfg.config_dir.as_deref())?;
-    let listener = TcpListener::bind(cfg.http_addr)
+    local.load(cfg.config_dir.as_deref()).bad_config()?;
+    let listener = strait_rpc::serve::bind("http_addr", cfg.http_addr).await?;
+    let grpc = match cfg.grpc_addr {
+        Some(addr) => Some(strait_rpc::serve::bind("grpc_addr", addr).await?),
+        None => None,
+    };
+    tokio::fs::create_dir_all(&cfg.data_dir)
         .await
-        .with_context(|| format!("cannot bind http_addr {}", cfg.http_addr))?;
+        .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
+    let shutdown = role.shutdown().clone();
     let agent = Arc::new(state::Agent::new(cfg.clone(), local.clone()));
-    if let (Some(path), Some(hangup)) = (path, hangup) {
-        reload::spawn(agent.clone(), path, hangup, shutdown.clone());
-    }
-    tokio::spawn(strait_rpc::serve::serve_plain(
-        listener,
-        api::router(agent.clone()),
-        shutdown.clone(),
-    ));
-    tokio::spawn(checks::run(local.clone(), shutdown.clone()));
-    if let Some(grpc) = cfg.grpc_addr {
-        xds::start(agent.clone(), grpc, shutdown.clone()).await?;
+    role.spawn(
+        "local-api",
+        strait_rpc::serve::serve_plain(listener, api::router(agent.clone()), shutdown.clone()),
+    );
+    role.spawn_cancellable("checks", checks::run(local.clone(), shutdown.clone()));
+    if let Some(grpc) = grpc {
+        xds::start(agent.clone(), grpc, &role);
     }
 
-    let mut not_after = join_until_done(&agent, &shutdown).await?;
+    let Some(mut not_after) = join_until_done(&agent, &shutdown).await? else {
+        return Ok(());
+    };
     let (view_tx, view_rx) = tokio::sync::watch::channel(None);
-    tokio::spawn(sync::run(agent.clone(), shutdown.clone()));
-    tokio::spawn(snapshots::follow_view(
-        agent.clone(),
-        view_tx,
-        shutdown.clone(),
-    ));
-    tokio::spawn(snapshots::build_loop(
-        agent.clone(),
-        view_rx,
-        shutdown.clone(),
-    ));
+    role.spawn_cancellable("anti-entropy", sync::run(agent.clone(), shutdown.clone()));
+    role.spawn_cancellable(
+        "mesh-view",
+        snapshots::follow_view(agent.clone(), view_tx, shutdown.clone()),
+    );
+    role.spawn_cancellable(
+        "snapshots",
+        snapshots::build_loop(agent.clone(), view_rx, shutdown.clone()),
+    );
     tracing::info!(node = %cfg.node_name, dc = %cfg.datacenter, api = %cfg.http_addr, "agent joined");
+    if !reload::when_ready(agent.clone(), path, &role).await {
+        return Ok(());
+    }
     // Renew the agent's own certificate at half life by joining again.
     loop {
         let now = std::time::SystemTime::now()
@@ -99,28 +88,44 @@ async fn serve(cfg: AgentConfig, path: Option<PathBuf>, shutdown: CancellationTo
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(wait) => {}
         }
-        not_after = join_until_done(&agent, &shutdown).await?;
+        match join_until_done(&agent, &shutdown).await? {
+            Some(na) => not_after = na,
+            None => return Ok(()),
+        }
     }
 }
 
-async fn join_until_done(agent: &Arc<state::Agent>, shutdown: &CancellationToken) -> Result<i64> {
+/// Joins (or re-joins) the DC, retrying unreachable servers with backoff; `None` when the
+/// role stopped first.
+async fn join_until_done(
+    agent: &Arc<state::Agent>,
+    shutdown: &CancellationToken,
+) -> Result<Option<i64>> {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match join::join(&agent.cfg).await {
+        let joined = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            r = join::join(&agent.cfg) => r,
+        };
+        match joined {
             Ok(conn) => {
                 let na = conn.not_after_unix;
                 agent.set_conn(conn);
-                return Ok(na);
+                return Ok(Some(na));
             }
             Err(join::JoinError::Refused(msg)) => {
-                anyhow::bail!("joining datacenter {} refused: {msg}", agent.cfg.datacenter)
+                return Err(anyhow::anyhow!(
+                    "joining datacenter {} refused: {msg}",
+                    agent.cfg.datacenter
+                ))
+                .bad_config()
             }
             Err(join::JoinError::Unreachable(e)) => {
                 tracing::warn!(error = %format!("{e:#}"), servers = ?agent.cfg.servers, "cannot join yet; retrying");
             }
         }
         tokio::select! {
-            _ = shutdown.cancelled() => anyhow::bail!("shut down before joining"),
+            _ = shutdown.cancelled() => return Ok(None),
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));

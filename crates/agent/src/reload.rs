@@ -12,8 +12,7 @@ use crate::state::Agent;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::signal::unix::Signal;
-use tokio_util::sync::CancellationToken;
+use strait_systemd::lifecycle::Role;
 
 /// Fields of `new` that differ from the running config and need a restart.
 pub fn needs_restart(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> {
@@ -42,36 +41,35 @@ fn reload(agent: &Agent, path: &Path) -> anyhow::Result<FileChanges> {
     Ok(changes)
 }
 
-/// Tells systemd `READY=1` once the agent is ready (joined, first sync done, mesh view
-/// received), then serves SIGHUPs: `RELOADING=1`, reload, `READY=1` with the outcome.
-/// The SIGHUP handler is registered at start-up, so a signal sent early waits here.
-pub fn spawn(agent: Arc<Agent>, path: PathBuf, hangup: Signal, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        // Readiness is three flags set by three loops; a short poll until the first time.
-        while agent.readiness().is_err() {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-            }
+/// Waits until the agent is ready (joined, first sync done, mesh view received), tells
+/// systemd `READY=1`, and from then on serves SIGHUPs: `RELOADING=1`, reload, `READY=1` with
+/// the outcome (the lifecycle holds a SIGHUP sent earlier until then). `false` when the role
+/// stopped first.
+pub async fn when_ready(agent: Arc<Agent>, path: PathBuf, role: &Role) -> bool {
+    // Readiness is three flags set by three loops; a short poll until the first time.
+    while agent.readiness().is_err() {
+        tokio::select! {
+            _ = role.shutdown().cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
-        strait_systemd::notify::ready(&format!(
-            "ready: node {} in dc {}",
-            agent.cfg.node_name, agent.cfg.datacenter
-        ));
-        strait_systemd::reload::serve(hangup, shutdown, move || {
-            let out = reload(&agent, &path).map(|c| {
-                format!(
-                    "reloaded {}: added {:?}, changed {:?}, removed {:?}",
-                    path.display(),
-                    c.added,
-                    c.changed,
-                    c.removed
-                )
-            });
-            std::future::ready(out)
-        })
-        .await;
+    }
+    role.ready(&format!(
+        "ready: node {} in dc {}",
+        agent.cfg.node_name, agent.cfg.datacenter
+    ));
+    role.on_reload(move || {
+        let out = reload(&agent, &path).map(|c| {
+            format!(
+                "reloaded {}: added {:?}, changed {:?}, removed {:?}",
+                path.display(),
+                c.added,
+                c.changed,
+                c.removed
+            )
+        });
+        std::future::ready(out)
     });
+    true
 }
 
 #[cfg(test)]

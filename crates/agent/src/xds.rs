@@ -3,22 +3,17 @@
 //! to Envoy resources by `strait-envoy`.
 
 use crate::state::Agent;
-use anyhow::{Context, Result};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use strait_snapshot::Snapshot;
+use strait_systemd::lifecycle::Role;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 struct AgentSnapshots(Arc<Agent>);
 
 impl strait_envoy::SnapshotSource for AgentSnapshots {
     fn snapshot(&self, proxy_id: &str) -> Option<Arc<Snapshot>> {
-        self.0
-            .snapshots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        strait_base::sync::lock(&self.0.snapshots)
             .get(proxy_id)
             .cloned()
     }
@@ -28,18 +23,13 @@ impl strait_envoy::SnapshotSource for AgentSnapshots {
     }
 }
 
-/// Binds `addr` (so a taken port fails the start) and serves ADS until `shutdown`.
-pub async fn start(agent: Arc<Agent>, addr: SocketAddr, shutdown: CancellationToken) -> Result<()> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot bind grpc_addr {addr}"))?;
-    tokio::spawn(async move {
-        if let Err(e) =
-            strait_envoy::serve(listener, Arc::new(AgentSnapshots(agent)), shutdown).await
-        {
-            tracing::error!(%addr, error = %e, "the ADS server stopped");
-        }
-    });
-    tracing::info!(%addr, "serving Envoy proxies over ADS");
-    Ok(())
+/// Serves ADS on the bound `listener` until the role stops, as the task `ads`.
+pub fn start(agent: Arc<Agent>, listener: TcpListener, role: &Role) {
+    let addr = listener.local_addr().ok();
+    let shutdown = role.shutdown().clone();
+    role.spawn(
+        "ads",
+        strait_envoy::serve(listener, Arc::new(AgentSnapshots(agent)), shutdown),
+    );
+    tracing::info!(addr = ?addr, "serving Envoy proxies over ADS");
 }

@@ -2,7 +2,7 @@
 //! test binary re-run as a child), `sh` and `sleep`.
 
 use super::*;
-use crate::plan::Role;
+use crate::plan::{App, Role};
 
 /// Env var that turns [`child_counting_server`] into a real server.
 const CHILD_ENV: &str = "STRAIT_LAB_TEST_CHILD";
@@ -23,7 +23,12 @@ fn child_counting_server() {
         bind: std::net::Ipv4Addr::LOCALHOST.into(),
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    if let Err(e) = rt.block_on(crate::demo::counting::run(args)) {
+    let run = async {
+        let life = strait_systemd::lifecycle::Lifecycle::new("demo")?;
+        let main = crate::demo::counting::run(args, life.role());
+        life.run(main).await
+    };
+    if let Err(e) = rt.block_on(run) {
         eprintln!("{e:#}");
         std::process::exit(1);
     }
@@ -41,7 +46,7 @@ fn spec(dir: &Path, name: &str, program: Program, args: &[&str], ready_url: Stri
         vm: "vm1".into(),
         dc: "dc1".into(),
         name: name.into(),
-        role: Role::App,
+        role: Role::App(App::Command),
         service: Some(name.into()),
         program,
         args: args.iter().map(|a| a.to_string()).collect(),
@@ -106,7 +111,7 @@ async fn starts_waits_for_readiness_and_stops_the_demo_counting_service() {
         .expect("ready");
     assert!(record.is_alive());
 
-    let r = http_get::get(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2))
+    let r = get_url(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2))
         .await
         .expect("count");
     let reply: crate::demo::counting::CountReply = serde_json::from_slice(&r.body).expect("json");

@@ -1,51 +1,58 @@
-//! Entry points for the binary: validate arguments, pick the snapshot source, start the
-//! sidecar or gateway, and run until shutdown (the given token, SIGTERM or SIGINT). Under
-//! systemd: `READY=1` once ready, SIGHUP re-fetches the snapshot (`RELOADING=1`, `READY=1`).
+//! Entry points for the binary, run under the process lifecycle
+//! ([`strait_systemd::lifecycle`], which owns the signals): validate arguments (bad ones are
+//! usage errors, a bad `--snapshot-file` a configuration error, both before anything binds),
+//! pick the snapshot source, start the sidecar or gateway, and run until the role stops.
+//! `READY=1` once ready; SIGHUP re-fetches the snapshot from the agent or re-reads the file.
 
 use crate::cli::{GatewayArgs, SidecarArgs};
 use crate::gateway::start_gateway;
 use crate::sidecar::start_sidecar;
 use crate::snapshot_source::{
-    gateway_registration, load_file, publish_if_newer, register_gateway, SnapshotSource, SnapshotTx,
+    gateway_registration, load_file, publish_if_newer, register_gateway, reload_file,
+    SnapshotSource, SnapshotTx,
 };
 use anyhow::Context as _;
 use http::Method;
 use std::time::Duration;
 use strait_snapshot::Snapshot;
+use strait_systemd::lifecycle::{ExitContext, Role};
 use tokio::net::TcpListener;
-use tokio::signal::unix::Signal;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+
+/// How much longer than its drain grace a proxy's whole stop may take (the lifecycle's
+/// deadline): the admin endpoint and the snapshot source stop after the drain.
+pub const STOP_MARGIN: Duration = Duration::from_secs(2);
 
 /// `strait proxy --sidecar-for <service-id>`.
-pub async fn run_sidecar(args: SidecarArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (options, source) = args.validate()?;
+pub async fn run_sidecar(args: SidecarArgs, role: Role) -> anyhow::Result<()> {
+    let (options, source) = args.validate().bad_usage()?;
     crate::rlimit::check(options.max_connections, 2);
-    let shutdown = crate::runtime::with_signals(&shutdown);
-    let hangup = hangup_signal()?;
+    let shutdown = role.shutdown().clone();
     let (tx, rx) = watch::channel(None);
     if let SnapshotSource::File(path) = &source {
         // A bad file at start-up is an error, not a retry loop.
-        publish_if_newer(&tx, load_file(path)?);
+        publish_if_newer(&tx, load_file(path).bad_config()?);
     }
     let handle = start_sidecar(options, rx, shutdown.clone()).await?;
-    tokio::spawn(source.clone().run(tx.clone(), shutdown.clone()));
+    role.spawn_cancellable(
+        "snapshot-source",
+        source.clone().run(tx.clone(), shutdown.clone()),
+    );
     tokio::select! {
-        _ = handle.ready() => serve_hangups(hangup, source, tx, shutdown.clone()),
+        _ = handle.ready() => serve_hangups(&role, source, tx),
         _ = shutdown.cancelled() => {}
     }
     handle.join().await
 }
 
 /// `strait gateway --mesh`.
-pub async fn run_gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (options, source) = args.validate()?;
+pub async fn run_gateway(args: GatewayArgs, role: Role) -> anyhow::Result<()> {
+    let (options, source) = args.validate().bad_usage()?;
     crate::rlimit::check(options.max_connections, 6);
-    let shutdown = crate::runtime::with_signals(&shutdown);
-    let hangup = hangup_signal()?;
+    let shutdown = role.shutdown().clone();
     // A bad snapshot file is refused before anything binds.
     let from_file = match &source {
-        SnapshotSource::File(path) => Some(load_file(path)?),
+        SnapshotSource::File(path) => Some(load_file(path).bad_config()?),
         SnapshotSource::Agent { .. } => None,
     };
     let lan_listener = TcpListener::bind(args.address)
@@ -78,35 +85,34 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyh
         }
     }
     let handle = start_gateway(options, listeners, rx, shutdown.clone()).await?;
-    tokio::spawn(source.clone().run(tx.clone(), shutdown.clone()));
+    role.spawn_cancellable(
+        "snapshot-source",
+        source.clone().run(tx.clone(), shutdown.clone()),
+    );
     tokio::select! {
-        _ = handle.ready() => serve_hangups(hangup, source, tx, shutdown.clone()),
+        _ = handle.ready() => serve_hangups(&role, source, tx),
         _ = shutdown.cancelled() => {}
     }
     handle.join().await
 }
 
-/// Registered before anything else, so a SIGHUP never kills a proxy (its default action).
-fn hangup_signal() -> anyhow::Result<Signal> {
-    strait_systemd::reload::hangup().context("cannot install the SIGHUP handler")
-}
-
 /// Once the proxy is ready (certificate and first snapshot applied): tells systemd
-/// `READY=1`, then answers each SIGHUP with `RELOADING=1`, a fresh snapshot from the agent,
-/// and `READY=1`. With `--snapshot-file` the source itself re-reads the file on SIGHUP.
-fn serve_hangups(
-    hangup: Signal,
-    source: SnapshotSource,
-    tx: SnapshotTx,
-    shutdown: CancellationToken,
-) {
+/// `READY=1`, then answers each SIGHUP with `RELOADING=1`, a fresh snapshot (from the agent,
+/// or the file re-read), and `READY=1`.
+fn serve_hangups(role: &Role, source: SnapshotSource, tx: SnapshotTx) {
     let version = |tx: &SnapshotTx| tx.borrow().as_ref().map_or(0, |s| s.version);
-    strait_systemd::notify::ready(&format!("ready: snapshot version {}", version(&tx)));
-    let SnapshotSource::Agent { agent, proxy_id } = source else {
-        return;
+    role.ready(&format!("ready: snapshot version {}", version(&tx)));
+    let (agent, proxy_id) = match source {
+        SnapshotSource::File(path) => {
+            role.on_reload(move || std::future::ready(reload_file(&path, &tx)));
+            return;
+        }
+        SnapshotSource::Agent {
+            agent, proxy_id, ..
+        } => (agent, proxy_id),
     };
     let path = format!("/v1/agent/proxy/snapshot/{proxy_id}?index=0");
-    tokio::spawn(strait_systemd::reload::serve(hangup, shutdown, move || {
+    role.on_reload(move || {
         let (tx, path) = (tx.clone(), path.clone());
         async move {
             let resp = strait_rpc::http::request_with_timeout(
@@ -117,9 +123,9 @@ fn serve_hangups(
                 Duration::from_secs(10),
             )
             .await?;
-            publish_if_newer(&tx, resp.json::<Snapshot>(agent, &path)?);
+            publish_if_newer(&tx, resp.json::<Snapshot>()?);
             tracing::info!(%agent, version = version(&tx), "SIGHUP: snapshot re-fetched");
             Ok::<_, strait_rpc::RpcError>(format!("snapshot re-fetched, version {}", version(&tx)))
         }
-    }));
+    });
 }

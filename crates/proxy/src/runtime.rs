@@ -82,25 +82,3 @@ impl Runtime {
         self.admin_stop.cancel();
     }
 }
-
-/// A token cancelled by `parent` or by SIGTERM/SIGINT.
-pub(crate) fn with_signals(parent: &CancellationToken) -> CancellationToken {
-    use tokio::signal::unix::{signal, SignalKind};
-    let token = parent.child_token();
-    let cancel = token.clone();
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (term, int) else {
-            tracing::warn!("cannot install SIGTERM/SIGINT handlers");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            _ = cancel.cancelled() => return,
-        }
-        cancel.cancel();
-    });
-    token
-}

@@ -25,6 +25,20 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str) -> anyhow::Result<T> {
     })
 }
 
+/// The shortest token a config may hold (join and federation tokens, server and agent alike).
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Checks a token field: at least [`MIN_TOKEN_LEN`] characters. The error names the field,
+/// never the value.
+pub fn check_token(field: &str, value: &str) -> anyhow::Result<()> {
+    if value.len() < MIN_TOKEN_LEN {
+        anyhow::bail!(
+            "field `{field}` must be at least {MIN_TOKEN_LEN} characters (a random secret)"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_toml;

@@ -32,6 +32,13 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once per listener; more are closed at accept.
 const MAX_CONNECTIONS: usize = 4096;
 
+/// Binds a listener for the config field `field` (`http_addr`, ...); the error names both.
+pub async fn bind(field: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind {field} {addr}: {e}"))
+}
+
 /// Serves `router` over plain HTTP until `shutdown` fires. Requests carry a [`Peer`] with no
 /// identity.
 pub async fn serve_plain(listener: TcpListener, router: Router, shutdown: CancellationToken) {

@@ -96,14 +96,8 @@ impl ServerConfig {
                 raw.http_addr
             );
         }
-        for (field, v) in [
-            ("join_token", &raw.join_token),
-            ("federation_token", &raw.federation_token),
-        ] {
-            if v.len() < 16 {
-                bail!("field `{field}` must be at least 16 characters (a random secret)");
-            }
-        }
+        strait_rpc::config::check_token("join_token", &raw.join_token)?;
+        strait_rpc::config::check_token("federation_token", &raw.federation_token)?;
         let is_primary = primary == raw.datacenter;
         if !is_primary && raw.primary_gateways.is_empty() {
             bail!(

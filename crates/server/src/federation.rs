@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use strait_catalog::FederationState;
 use strait_identity::{bootstrap, ca, spiffe, tls};
-use strait_rpc::proto::{FederationJoinRequest, FederationJoinResponse};
+use strait_proto::{FederationJoinRequest, FederationJoinResponse};
 use strait_snapshot::InstanceKind;
+use strait_systemd::lifecycle::Role;
 use tokio_util::sync::CancellationToken;
 
 /// Loads the DC's CA, creating it (primary) or joining the federation (new secondary).
@@ -81,8 +82,7 @@ async fn join_once(server: &Server) -> Result<CaState> {
         Duration::from_secs(10),
     )
     .await?;
-    let addr = cfg.primary_gateways[0];
-    let ans: FederationJoinResponse = resp.json(addr, path)?;
+    let ans: FederationJoinResponse = resp.json()?;
     let parts: [&[u8]; 5] = [
         b"federation-joined",
         nonce.as_bytes(),
@@ -129,7 +129,7 @@ pub fn local_state(server: &Server) -> FederationState {
 }
 
 /// Stores `state` unless the catalog already holds the same gateways for that DC.
-pub fn store_if_changed(server: &Server, state: FederationState) -> Result<bool> {
+pub async fn store_if_changed(server: &Server, state: FederationState) -> Result<bool> {
     let same = server
         .catalog
         .federation_states()
@@ -138,21 +138,21 @@ pub fn store_if_changed(server: &Server, state: FederationState) -> Result<bool>
     if same {
         return Ok(false);
     }
-    server.catalog.set_federation_state(state)?;
+    server.write(move |c| c.set_federation_state(state)).await?;
     Ok(true)
 }
 
 /// Starts the federation loops: publishing our state (to ourselves in the primary, to the
 /// primary from a secondary) and, in a secondary, replicating everyone's from the primary.
-pub fn spawn(server: Arc<Server>, shutdown: CancellationToken) {
+pub fn spawn(server: Arc<Server>, role: &Role) {
     let s = server.clone();
-    let sd = shutdown.clone();
-    tokio::spawn(async move {
+    let sd = role.shutdown().clone();
+    role.spawn_cancellable("federation-publish", async move {
         let mut pushed: Option<Vec<String>> = None;
         let mut index = 0;
         while !sd.is_cancelled() {
             let state = local_state(&s);
-            if let Err(e) = store_if_changed(&s, state.clone()) {
+            if let Err(e) = store_if_changed(&s, state.clone()).await {
                 tracing::warn!(error = %format!("{e:#}"), "storing the local federation state failed");
             }
             if !s.cfg.is_primary() && pushed.as_ref() != Some(&state.mesh_gateways) {
@@ -167,7 +167,7 @@ pub fn spawn(server: Arc<Server>, shutdown: CancellationToken) {
             }
             let before = index;
             tokio::select! {
-                _ = sd.cancelled() => return,
+                _ = sd.cancelled() => break,
                 i = s.catalog.wait_for_change(index, Duration::from_secs(30)) => index = i,
             }
             // Re-publish after a quiet period even without change, so a primary that lost
@@ -178,7 +178,8 @@ pub fn spawn(server: Arc<Server>, shutdown: CancellationToken) {
         }
     });
     if !server.cfg.is_primary() {
-        tokio::spawn(replicate(server, shutdown));
+        let shutdown = role.shutdown().clone();
+        role.spawn_cancellable("federation-replicate", replicate(server, shutdown));
     }
 }
 
@@ -194,7 +195,7 @@ async fn push_state(server: &Server, state: &FederationState) -> Result<()> {
         Duration::from_secs(10),
     )
     .await?;
-    resp.ok(server.cfg.https_addr, path)?;
+    resp.ok()?;
     Ok(())
 }
 
@@ -218,7 +219,7 @@ async fn replicate(server: Arc<Server>, shutdown: CancellationToken) {
         };
         let states: Result<Vec<FederationState>> = resp.and_then(|r| {
             index = r.index();
-            Ok(r.json(server.cfg.https_addr, &path)?)
+            Ok(r.json()?)
         });
         match states {
             Ok(states) => {
@@ -226,7 +227,7 @@ async fn replicate(server: Arc<Server>, shutdown: CancellationToken) {
                     .into_iter()
                     .filter(|s| s.datacenter != server.cfg.datacenter)
                 {
-                    if let Err(e) = store_if_changed(&server, st) {
+                    if let Err(e) = store_if_changed(&server, st).await {
                         tracing::warn!(error = %format!("{e:#}"), "storing a replicated federation state failed");
                     }
                 }

@@ -8,51 +8,45 @@ use std::sync::Arc;
 use std::time::Duration;
 use strait_identity::spiffe::SpiffeId;
 use strait_identity::tls::{self, ClientAuth, Identity, Roots};
+use strait_systemd::lifecycle::Role;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 /// Issues the first certificate, installs the client config, and keeps both fresh.
-pub async fn start(
+pub fn start(
     server: &Arc<Server>,
-    shutdown: CancellationToken,
+    role: &Role,
 ) -> Result<watch::Receiver<Arc<rustls::ServerConfig>>> {
     let (server_tls, not_after) = issue(server)?;
     let (tx, rx) = watch::channel(server_tls);
-    let server = server.clone();
-    tokio::spawn(async move {
-        let mut not_after = not_after;
-        loop {
-            let wait = renew_in(not_after);
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            match issue(&server) {
-                Ok((cfg, na)) => {
-                    not_after = na;
-                    let _ = tx.send(cfg);
-                    tracing::info!("renewed the server certificate");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "server certificate renewal failed, retrying in 30s");
-                    not_after = unix_now() + 60;
-                }
-            }
-        }
-    });
+    role.spawn_cancellable("server-certificate", renew(server.clone(), tx, not_after));
     Ok(rx)
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// Re-issues the certificate at half life, for as long as the server runs.
+async fn renew(
+    server: Arc<Server>,
+    tx: watch::Sender<Arc<rustls::ServerConfig>>,
+    mut not_after: i64,
+) -> Result<()> {
+    loop {
+        tokio::time::sleep(renew_in(not_after)).await;
+        match issue(&server) {
+            Ok((cfg, na)) => {
+                not_after = na;
+                let _ = tx.send(cfg);
+                tracing::info!("renewed the server certificate");
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "server certificate renewal failed, retrying in 30s");
+                not_after = strait_base::unix_now() + 60;
+            }
+        }
+    }
 }
 
 /// Time until half of the remaining life is gone (at least a second).
 pub fn renew_in(not_after_unix: i64) -> Duration {
-    let left = (not_after_unix - unix_now()).max(2);
+    let left = (not_after_unix - strait_base::unix_now()).max(2);
     Duration::from_secs((left / 2) as u64)
 }
 

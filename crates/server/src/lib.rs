@@ -19,50 +19,31 @@ pub use config::ServerConfig;
 pub use state::Server;
 
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use strait_systemd::lifecycle::Role;
 
-/// Runs a server until `shutdown` fires. The config has been validated; this binds the
-/// loopback API first (so readiness can say what the server waits for), brings the CA up
-/// (joining the federation if this is a new secondary), then serves mTLS.
-pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
-    serve(cfg, None, shutdown).await
-}
-
-/// [`run`] for the config file at `path`, as a service: tells systemd `READY=1` once ready,
-/// and re-reads the file on SIGHUP ([`reload`]).
-pub async fn run_from_file(path: &Path, shutdown: CancellationToken) -> Result<()> {
-    let cfg = ServerConfig::load(path)?;
-    serve(cfg, Some(path.to_owned()), shutdown).await
-}
-
-async fn serve(
-    cfg: ServerConfig,
-    path: Option<PathBuf>,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    // Registered first: from now on a SIGHUP waits for the reload loop instead of killing us.
-    let hangup = match &path {
-        Some(_) => {
-            Some(strait_systemd::reload::hangup().context("cannot install the SIGHUP handler")?)
-        }
-        None => None,
-    };
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
-    let catalog = strait_catalog::Catalog::open(cfg.data_dir.join("catalog.redb"))
-        .with_context(|| format!("cannot open the catalog in {}", cfg.data_dir.display()))?;
-    let http = TcpListener::bind(cfg.http_addr)
-        .await
-        .with_context(|| format!("cannot bind http_addr {}", cfg.http_addr))?;
+/// Runs a server with the validated `cfg`, read from `path` (re-read on SIGHUP, see
+/// [`reload`]), until `role` stops.
+///
+/// Validate, then act: the config is valid and both listen addresses are taken before
+/// anything is written, so a taken port leaves no `catalog.redb` behind. Then: the catalog,
+/// the loopback API (so readiness can say what the server waits for), the CA (joining the
+/// federation if this is a new secondary), the mTLS API, and `READY=1`.
+pub async fn run(cfg: ServerConfig, path: PathBuf, role: Role) -> Result<()> {
+    let http = strait_rpc::serve::bind("http_addr", cfg.http_addr).await?;
+    let https = strait_rpc::serve::bind("https_addr", cfg.https_addr).await?;
+    let catalog = open_catalog(cfg.data_dir.clone()).await?;
     let server = Arc::new(Server::new(cfg.clone(), catalog));
-    tokio::spawn(strait_rpc::serve::serve_plain(
-        http,
-        api::router(server.clone(), api::Origin::Local),
-        shutdown.clone(),
-    ));
+    let shutdown = role.shutdown().clone();
+    role.spawn(
+        "local-api",
+        strait_rpc::serve::serve_plain(
+            http,
+            api::router(server.clone(), api::Origin::Local),
+            shutdown.clone(),
+        ),
+    );
     tracing::info!(addr = %cfg.http_addr, "local HTTP API listening");
 
     let ca = tokio::select! {
@@ -70,23 +51,21 @@ async fn serve(
         _ = shutdown.cancelled() => return Ok(()),
     };
     server.set_ca(ca);
-    let tls = identity::start(&server, shutdown.clone()).await?;
-    let https = TcpListener::bind(cfg.https_addr)
-        .await
-        .with_context(|| format!("cannot bind https_addr {}", cfg.https_addr))?;
-    tokio::spawn(strait_rpc::serve::serve_tls(
-        https,
-        tls,
-        api::router(server.clone(), api::Origin::Mesh),
-        shutdown.clone(),
-    ));
-    server.register_self()?;
-    federation::spawn(server.clone(), shutdown.clone());
+    let tls = identity::start(&server, &role)?;
+    role.spawn(
+        "mesh-api",
+        strait_rpc::serve::serve_tls(
+            https,
+            tls,
+            api::router(server.clone(), api::Origin::Mesh),
+            shutdown.clone(),
+        ),
+    );
+    server.register_self().await?;
+    federation::spawn(server.clone(), &role);
     server.mark_ready();
-    if let (Some(path), Some(hangup)) = (path, hangup) {
-        strait_systemd::notify::ready(&format!("ready: dc {}", cfg.datacenter));
-        reload::spawn(server.clone(), path, hangup, shutdown.clone());
-    }
+    role.ready(&format!("ready: dc {}", cfg.datacenter));
+    reload::spawn(server.clone(), path, &role);
     tracing::info!(
         addr = %cfg.https_addr,
         dc = %cfg.datacenter,
@@ -95,4 +74,16 @@ async fn serve(
     );
     shutdown.cancelled().await;
     Ok(())
+}
+
+/// Creates `data_dir` and opens the catalog in it, on a blocking thread (redb reads the
+/// whole file).
+async fn open_catalog(data_dir: PathBuf) -> Result<strait_catalog::Catalog> {
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+        strait_catalog::Catalog::open(data_dir.join("catalog.redb"))
+            .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))
+    })
+    .await?
 }

@@ -12,9 +12,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use strait_systemd::lifecycle::Role;
 use strait_systemd::reload::changed_fields;
-use tokio::signal::unix::Signal;
-use tokio_util::sync::CancellationToken;
 
 /// The fields a reload may change, read by the API on every use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +43,7 @@ impl LiveConfig {
     }
 
     fn get(&self) -> Live {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        strait_base::sync::read(&self.0).clone()
     }
 
     pub fn join_token(&self) -> String {
@@ -86,7 +85,7 @@ pub fn apply(server: &Server, new: &ServerConfig) -> Outcome {
         ),
     ]);
     let live = Live::of(new);
-    let mut current = server.live.0.write().unwrap_or_else(|e| e.into_inner());
+    let mut current = strait_base::sync::write(&server.live.0);
     let applied = changed_fields([
         ("join_token", current.join_token != live.join_token),
         ("leaf_ttl_hours", current.leaf_ttl != live.leaf_ttl),
@@ -116,10 +115,10 @@ fn reload(server: &Server, path: &Path) -> anyhow::Result<Outcome> {
     Ok(out)
 }
 
-/// Serves SIGHUPs (registered at start-up, so one sent early waits here) once the server is
-/// ready: `RELOADING=1`, reload, `READY=1` with the outcome as status.
-pub fn spawn(server: Arc<Server>, path: PathBuf, hangup: Signal, shutdown: CancellationToken) {
-    tokio::spawn(strait_systemd::reload::serve(hangup, shutdown, move || {
+/// Serves SIGHUPs once the server is ready: `RELOADING=1`, reload, `READY=1` with the
+/// outcome as status (the lifecycle holds a SIGHUP sent earlier until then).
+pub fn spawn(server: Arc<Server>, path: PathBuf, role: &Role) {
+    role.on_reload(move || {
         let out = reload(&server, &path).map(|out| {
             format!(
                 "reloaded {}: applied {:?}, need a restart {:?}",
@@ -129,7 +128,7 @@ pub fn spawn(server: Arc<Server>, path: PathBuf, hangup: Signal, shutdown: Cance
             )
         });
         std::future::ready(out)
-    }));
+    });
 }
 
 #[cfg(test)]

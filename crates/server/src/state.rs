@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use strait_catalog::{Catalog, Node, Service};
 use strait_identity::spiffe::SpiffeId;
 use strait_identity::tls::{self, Expect, Identity, Roots};
-use strait_rpc::proto::Member;
+use strait_proto::Member;
 
 /// A node not heard from for this long is reported as failed.
 pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(20);
@@ -19,7 +19,8 @@ pub struct Server {
     pub cfg: ServerConfig,
     /// The fields of `cfg` a SIGHUP reload may change; read these from here, not from `cfg`.
     pub live: crate::reload::LiveConfig,
-    pub catalog: Catalog,
+    /// Read directly (in memory); written through [`Server::write`] only.
+    pub catalog: Arc<Catalog>,
     ca: OnceLock<Arc<CaState>>,
     /// Our certificate and the roots, for server -> server calls; replaced on renewal.
     client_identity: RwLock<Option<Arc<(Identity, Roots)>>>,
@@ -38,13 +39,28 @@ impl Server {
         Server {
             live: crate::reload::LiveConfig::new(&cfg),
             cfg,
-            catalog,
+            catalog: Arc::new(catalog),
             ca: OnceLock::new(),
             client_identity: RwLock::new(None),
             last_seen: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
             waiting_for: Mutex::new("starting".into()),
             http_requests: strait_rpc::metrics::HttpRequests::new(),
+        }
+    }
+
+    /// Runs a catalog write on a blocking thread: a write is a redb commit (an fsync), which
+    /// must not stall the runtime's two workers and every request they serve. A panic in the
+    /// write is resumed here, as if the write had run inline.
+    pub async fn write<T, F>(&self, write: F) -> strait_catalog::Result<T>
+    where
+        F: FnOnce(&Catalog) -> strait_catalog::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let catalog = self.catalog.clone();
+        match tokio::task::spawn_blocking(move || write(&catalog)).await {
+            Ok(result) => result,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
 
@@ -64,20 +80,13 @@ impl Server {
     }
 
     pub fn set_client_identity(&self, identity: Identity, roots: Roots) {
-        *self
-            .client_identity
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new((identity, roots)));
+        *strait_base::sync::write(&self.client_identity) = Some(Arc::new((identity, roots)));
     }
 
     /// A TLS client config that presents our certificate and accepts only the servers of
     /// `dc` (the exact SPIFFE ID `spiffe://<td>/server/dc/<dc>`).
     pub fn client_tls_for(&self, dc: &str) -> Result<Arc<rustls::ClientConfig>> {
-        let guard = self
-            .client_identity
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let guard = strait_base::sync::read(&self.client_identity).clone();
         let pair =
             guard.ok_or_else(|| anyhow::anyhow!("the server certificate is not issued yet"))?;
         let expect = Expect::Exact(SpiffeId::server(&self.ca().trust_domain, dc));
@@ -93,19 +102,16 @@ impl Server {
     }
 
     pub fn set_waiting_for(&self, why: impl Into<String>) {
-        *self.waiting_for.lock().unwrap_or_else(|e| e.into_inner()) = why.into();
+        *strait_base::sync::lock(&self.waiting_for) = why.into();
     }
 
     pub fn seen(&self, node: &str) {
-        self.last_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node.to_string(), Instant::now());
+        strait_base::sync::lock(&self.last_seen).insert(node.to_string(), Instant::now());
     }
 
     /// Registers this server in its own catalog (node + `strait-server` service), so gateways
     /// learn where to send `server.<dc>.<td>`.
-    pub fn register_self(&self) -> Result<()> {
+    pub async fn register_self(&self) -> Result<()> {
         let cfg = &self.cfg;
         let node = Node {
             node: cfg.node_name.clone(),
@@ -122,13 +128,14 @@ impl Server {
             port: cfg.https_addr.port(),
             ..Default::default()
         };
-        self.catalog.sync_node(node, vec![service], vec![])?;
+        self.write(move |c| c.sync_node(node, vec![service], vec![]))
+            .await?;
         Ok(())
     }
 
     /// This DC's members: every catalog node with its liveness.
     pub fn members(&self) -> Vec<Member> {
-        let seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = strait_base::sync::lock(&self.last_seen);
         self.catalog
             .nodes()
             .into_iter()

@@ -6,9 +6,28 @@ mod cmd;
 
 use clap::Parser;
 use std::process::ExitCode;
+use strait_systemd::lifecycle::Exit;
+
+/// The process's exit status, from the one [`Exit`] enum: 0 clean, 1 runtime failure, 64 usage
+/// error, 78 bad configuration (docs/operations.md).
+fn exit(status: Exit) -> ExitCode {
+    ExitCode::from(status.code())
+}
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            // `--help` and `--version` print to stdout and succeed; the rest is a usage error.
+            let status = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Clean
+            };
+            let _ = e.print();
+            return exit(status);
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRAIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -33,14 +52,14 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return exit(Exit::Failure);
         }
     };
     match rt.block_on(cmd::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => exit(status),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            exit(Exit::of(&e))
         }
     }
 }

@@ -112,6 +112,23 @@ impl<T, E: Into<anyhow::Error>> ExitContext<T> for Result<T, E> {
     }
 }
 
+/// What a task may return: `()` (it cannot fail) or a `Result` whose error stops the role.
+pub trait TaskOutput: Send + 'static {
+    fn into_result(self) -> anyhow::Result<()>;
+}
+
+impl TaskOutput for () {
+    fn into_result(self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+impl<E: Into<anyhow::Error> + Send + 'static> TaskOutput for Result<(), E> {
+    fn into_result(self) -> anyhow::Result<()> {
+        self.map_err(Into::into)
+    }
+}
+
 /// How a registered task ended when it should not have.
 #[derive(Debug)]
 enum Ending {
@@ -184,19 +201,26 @@ impl Role {
     /// the task.
     pub fn spawn<F>(&self, name: impl Into<Cow<'static, str>>, task: F)
     where
-        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: TaskOutput,
     {
         let name = name.into();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.live).insert(id, name.clone());
-        let inner = tokio::spawn(task);
+        let inject = injected_panic(&name);
+        let inner = tokio::spawn(async move {
+            if inject {
+                panic!("injected by {PANIC_TASK_ENV}");
+            }
+            task.await
+        });
         let (live, failures, shutdown) = (
             self.live.clone(),
             self.failures.clone(),
             self.shutdown.clone(),
         );
         self.tracker.spawn(async move {
-            let outcome = inner.await;
+            let outcome = inner.await.map(TaskOutput::into_result);
             lock(&live).remove(&id);
             let ending = match outcome {
                 Ok(Ok(())) if shutdown.is_cancelled() => return,
@@ -211,6 +235,22 @@ impl Role {
         });
     }
 
+    /// [`Role::spawn`] for a loop with nothing to drain (a watch, a renewal timer, a retry
+    /// loop): it is dropped as soon as the stop begins, whatever it is waiting on.
+    pub fn spawn_cancellable<F>(&self, name: impl Into<Cow<'static, str>>, task: F)
+    where
+        F: Future + Send + 'static,
+        F::Output: TaskOutput,
+    {
+        let shutdown = self.shutdown.clone();
+        self.spawn(name, async move {
+            tokio::select! {
+                r = task => r.into_result(),
+                _ = shutdown.cancelled() => Ok(()),
+            }
+        });
+    }
+
     /// `READY=1` with a status line: the role is usable.
     pub fn ready(&self, status: &str) {
         crate::notify::ready(status);
@@ -222,18 +262,15 @@ impl Role {
     pub fn on_reload<F, Fut, E>(&self, reload: F)
     where
         F: FnMut() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<String, E>> + Send,
-        E: fmt::Display,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: fmt::Display + 'static,
     {
         let Some(hangup) = lock(&self.hangup).take() else {
             tracing::warn!(role = self.name, "reload handler installed twice; ignored");
             return;
         };
         let shutdown = self.shutdown.clone();
-        self.spawn("reload", async move {
-            crate::reload::serve(hangup, shutdown, reload).await;
-            Ok(())
-        });
+        self.spawn("reload", crate::reload::serve(hangup, shutdown, reload));
     }
 }
 
@@ -365,6 +402,14 @@ impl Lifecycle {
     }
 }
 
+/// Debug builds only: the name of a task to panic as soon as it starts, so end-to-end tests
+/// can check what a real role does when one of its tasks dies.
+pub const PANIC_TASK_ENV: &str = "STRAIT_TEST_PANIC_TASK";
+
+fn injected_panic(task: &str) -> bool {
+    cfg!(debug_assertions) && std::env::var(PANIC_TASK_ENV).is_ok_and(|t| t == task)
+}
+
 /// The text of a panic payload (`panic!` with a literal or a formatted message).
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match payload.downcast::<String>() {
@@ -420,14 +465,8 @@ mod tests {
         runtime().block_on(async {
             let life = Lifecycle::new("test").unwrap();
             let role = life.role();
-            role.spawn("healthy", {
-                let stop = role.shutdown().clone();
-                async move {
-                    stop.cancelled().await;
-                    Ok(())
-                }
-            });
-            role.spawn("exploder", async { panic!("boom") });
+            role.spawn("healthy", role.shutdown().clone().cancelled_owned());
+            role.spawn("exploder", async { None::<()>.expect("boom") });
             let main = until_stopped(role.clone());
             let err = life.run(main).await.unwrap_err();
             assert_eq!(err.to_string(), "task `exploder` panicked: boom");
@@ -439,7 +478,7 @@ mod tests {
     fn a_task_that_returns_early_or_fails_stops_the_role() {
         runtime().block_on(async {
             let life = Lifecycle::new("test").unwrap();
-            life.role().spawn("quitter", async { Ok(()) });
+            life.role().spawn("quitter", async {});
             let main = until_stopped(life.role());
             let err = life.run(main).await.unwrap_err();
             assert_eq!(err.to_string(), "task `quitter` ended unexpectedly");
@@ -465,7 +504,6 @@ mod tests {
                     stop.cancelled().await;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     let _ = done_tx.send(());
-                    Ok(())
                 }
             });
             let main = until_stopped(role.clone());
@@ -495,7 +533,9 @@ mod tests {
             let life = Lifecycle::new("test")
                 .unwrap()
                 .with_grace(Duration::from_millis(50));
-            life.role().spawn("stubborn", std::future::pending());
+            life.role().spawn("stubborn", std::future::pending::<()>());
+            life.role()
+                .spawn_cancellable("dropped at the stop", std::future::pending::<()>());
             life.role().stop();
             let main = async { Ok(()) };
             let err = life.run(main).await;

@@ -259,6 +259,8 @@ impl Role {
         let _ = writeln!(u, "ExecStart={exec}");
         line(&mut u, "ExecReload=/bin/kill -HUP $MAINPID");
         line(&mut u, "Restart=on-failure");
+        // A bad command line (64) or configuration (78) fails again at once: no restart loop.
+        line(&mut u, "RestartPreventExitStatus=64 78");
         line(&mut u, "RestartSec=2s");
         let _ = writeln!(u, "User={0}\nGroup={0}", word(&layout.user));
         if let Some(data) = self.data_dir(layout) {

@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use strait_systemd::lifecycle::Role;
 
 use anyhow::Context;
 use axum::extract::State;
@@ -81,15 +82,16 @@ pub async fn serve(
         .await
 }
 
-/// `strait demo counting`: binds, logs the address, serves until SIGTERM/Ctrl-C.
-pub async fn run(args: CountingArgs) -> anyhow::Result<()> {
+/// `strait demo counting`: binds, logs the address, serves until the role stops (SIGTERM/Ctrl-C).
+pub async fn run(args: CountingArgs, role: Role) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("counting: cannot listen on {addr} (PORT / BIND_ADDR)"))?;
     let name = hostname();
     println!("counting: listening on http://{addr} as {name}");
-    serve(listener, name, super::shutdown_signal())
+    role.ready(&format!("ready: listening on {addr}"));
+    serve(listener, name, role.shutdown().clone().cancelled_owned())
         .await
         .context("counting: server failed")
 }
@@ -97,8 +99,8 @@ pub async fn run(args: CountingArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http_get;
     use std::time::Duration;
+    use strait_rpc::http::get_url;
 
     #[tokio::test]
     async fn counts_every_request_but_health() {
@@ -112,7 +114,7 @@ mod tests {
         }));
         let t = Duration::from_secs(2);
         for expected in 1..=3u64 {
-            let r = http_get::get(&format!("http://{addr}/any/path"), t)
+            let r = get_url(&format!("http://{addr}/any/path"), t)
                 .await
                 .expect("get");
             let reply: CountReply = serde_json::from_slice(&r.body).expect("json");
@@ -123,7 +125,7 @@ mod tests {
                     hostname: "vm-7".into()
                 }
             );
-            let h = http_get::get(&format!("http://{addr}/health"), t)
+            let h = get_url(&format!("http://{addr}/health"), t)
                 .await
                 .expect("health");
             assert_eq!(h.status, 200);

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use strait_systemd::lifecycle::Role;
 
 use anyhow::Context;
 use axum::extract::State;
@@ -16,7 +17,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::counting::CountReply;
-use crate::http_get;
+use strait_rpc::http::get_url;
 
 const PAGE: &str = include_str!("dashboard.html");
 
@@ -67,7 +68,7 @@ async fn api_count(State(url): State<Arc<String>>) -> Response {
 }
 
 async fn fetch_count(url: &str) -> Result<CountReply, String> {
-    let response = http_get::get(url, UPSTREAM_TIMEOUT)
+    let response = get_url(url, UPSTREAM_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     if !response.status.is_success() {
@@ -91,8 +92,8 @@ pub async fn serve(
         .await
 }
 
-/// `strait demo dashboard`: binds, logs the URL, serves until SIGTERM/Ctrl-C.
-pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
+/// `strait demo dashboard`: binds, logs the URL, serves until the role stops (SIGTERM/Ctrl-C).
+pub async fn run(args: DashboardArgs, role: Role) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -101,9 +102,14 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
         "dashboard: http://{addr} (counting at {})",
         args.counting_url
     );
-    serve(listener, args.counting_url, super::shutdown_signal())
-        .await
-        .context("dashboard: server failed")
+    role.ready(&format!("ready: listening on {addr}"));
+    serve(
+        listener,
+        args.counting_url,
+        role.shutdown().clone().cancelled_owned(),
+    )
+    .await
+    .context("dashboard: server failed")
 }
 
 #[cfg(test)]
@@ -126,7 +132,7 @@ mod tests {
     }
 
     async fn api(addr: SocketAddr) -> (StatusCode, Value) {
-        let r = http_get::get(&format!("http://{addr}/api/count"), Duration::from_secs(3))
+        let r = get_url(&format!("http://{addr}/api/count"), Duration::from_secs(3))
             .await
             .expect("dashboard answers");
         (r.status, serde_json::from_slice(&r.body).expect("json"))
@@ -188,13 +194,13 @@ mod tests {
             })
         })
         .await;
-        let page = http_get::get(&format!("http://{dash}/"), Duration::from_secs(2))
+        let page = get_url(&format!("http://{dash}/"), Duration::from_secs(2))
             .await
             .expect("page");
         assert_eq!(page.status, StatusCode::OK);
         let html = String::from_utf8_lossy(&page.body);
         assert!(html.contains("Counting service unreachable") && html.contains("/api/count"));
-        let health = http_get::get(&format!("http://{dash}/health"), Duration::from_secs(2))
+        let health = get_url(&format!("http://{dash}/health"), Duration::from_secs(2))
             .await
             .expect("health");
         assert_eq!(health.status, StatusCode::OK);

@@ -178,7 +178,7 @@ pub async fn config_set(
     // Any Content-Type (curl -d sends form encoding), as Consul accepts.
     let entry: ConfigEntry = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid config entry: {e}")))?;
-    s.catalog.set_config_entry(entry)?;
+    s.write(move |c| c.set_config_entry(entry)).await?;
     Ok(indexed(s.catalog.index(), true))
 }
 
@@ -198,6 +198,7 @@ pub async fn config_delete(
     Path((kind, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     config_writer(&s, origin, &peer)?;
-    s.catalog.delete_config_entry(&kind, &name)?;
+    s.write(move |c| c.delete_config_entry(&kind, &name))
+        .await?;
     Ok(indexed(s.catalog.index(), true))
 }

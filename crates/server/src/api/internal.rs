@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use strait_catalog::FederationState;
 use strait_identity::bootstrap;
 use strait_identity::spiffe::SpiffeId;
-use strait_rpc::proto::{
+use strait_proto::{
     FederationJoinRequest, FederationJoinResponse, JoinRequest, JoinResponse, MeshViewResponse,
     SignRequest, SignResponse, SyncRequest,
 };
@@ -23,11 +23,7 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     if s.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        let why = s
-            .waiting_for
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let why = strait_base::sync::lock(&s.waiting_for).clone();
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {why}\n"),
@@ -260,7 +256,8 @@ pub async fn sync(
         )));
     }
     req.node.datacenter = dc;
-    s.catalog.sync_node(req.node, req.services, req.checks)?;
+    s.write(move |c| c.sync_node(req.node, req.services, req.checks))
+        .await?;
     s.seen(&node);
     Ok(indexed(s.catalog.index(), true))
 }
@@ -336,7 +333,9 @@ pub async fn federation_state(
             "federation states are published to the primary datacenter",
         ));
     }
-    federation::store_if_changed(&s, state).map_err(ApiError::internal)?;
+    federation::store_if_changed(&s, state)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(indexed(s.catalog.index(), true))
 }
 

@@ -1,13 +1,14 @@
 //! `strait envoy bootstrap|run`: Envoy as a strait proxy (like `consul connect envoy`). The
 //! bootstrap points Envoy at the local agent's ADS server (`grpc_addr`) with the proxy id as
 //! its node id; `run` also registers a mesh gateway with the agent (the same registration
-//! `strait gateway` makes) and then execs Envoy.
+//! `strait gateway` makes) and Envoy's admin address (for `strait doctor`), then execs Envoy.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use strait_envoy::bootstrap::Bootstrap;
+use strait_systemd::lifecycle::{ExitContext, Role};
 
 #[derive(Debug, Subcommand)]
 pub enum EnvoyCommand {
@@ -26,8 +27,8 @@ pub enum EnvoyCommand {
         /// The Envoy executable.
         #[arg(long, default_value = "envoy", env = "STRAIT_ENVOY_BIN")]
         envoy_bin: String,
-        /// Gateway only: do not register with the agent (its snapshot comes from
-        /// `strait envoy ads`).
+        /// Register nothing with the agent, neither a gateway nor the admin endpoint (the
+        /// snapshot comes from `strait envoy ads`).
         #[arg(long)]
         no_register: bool,
         /// Further arguments for Envoy, after `--`.
@@ -63,22 +64,26 @@ impl strait_envoy::SnapshotSource for FileSnapshots {
     }
 }
 
-async fn serve_files(listen: SocketAddr, files: &[std::path::PathBuf]) -> Result<()> {
+async fn serve_files(listen: SocketAddr, files: &[std::path::PathBuf], role: &Role) -> Result<()> {
     if !listen.ip().is_loopback() {
-        bail!("--listen {listen}: ADS hands out private keys in clear; loopback only");
+        return Err(anyhow::anyhow!(
+            "--listen {listen}: ADS hands out private keys in clear; loopback only"
+        ))
+        .bad_usage();
     }
     let mut by_proxy = std::collections::HashMap::new();
     for file in files {
-        let snapshot = strait_proxy::snapshot_source::load_file(file)?;
+        let snapshot = strait_proxy::snapshot_source::load_file(file).bad_config()?;
         let id = snapshot.proxy_id.clone();
         if by_proxy
             .insert(id.clone(), std::sync::Arc::new(snapshot))
             .is_some()
         {
-            bail!(
+            return Err(anyhow::anyhow!(
                 "{}: proxy_id {id:?} is in two snapshot files",
                 file.display()
-            );
+            ))
+            .bad_config();
         }
     }
     let listener = tokio::net::TcpListener::bind(listen)
@@ -89,7 +94,8 @@ async fn serve_files(listen: SocketAddr, files: &[std::path::PathBuf]) -> Result
         by_proxy,
         changes: tokio::sync::watch::channel(0).0,
     });
-    strait_envoy::serve(listener, source, super::shutdown_on_signals()).await?;
+    role.ready(&format!("ready: serving ADS on {listen}"));
+    strait_envoy::serve(listener, source, role.shutdown().clone()).await?;
     Ok(())
 }
 
@@ -125,7 +131,7 @@ pub struct EnvoyProxyArgs {
     /// The agent's ADS (gRPC) address: its `grpc_addr`.
     #[arg(long, default_value = "127.0.0.1:8502", value_name = "ADDR")]
     grpc: SocketAddr,
-    /// The agent's HTTP API (gateway registration).
+    /// The agent's HTTP API (gateway and admin endpoint registration).
     #[arg(long, default_value = "127.0.0.1:8500", value_name = "ADDR")]
     agent: SocketAddr,
 }
@@ -145,32 +151,49 @@ impl EnvoyProxyArgs {
         Ok(bootstrap.to_json()?)
     }
 
-    /// Registers the gateway with the agent, retrying until the agent answers.
-    async fn register_gateway(&self) -> Result<()> {
+    /// Tells the agent where Envoy's admin listens, for `strait doctor` (once: Envoy cannot
+    /// repeat it; the agent keeps it across restarts). A failure only costs doctor's
+    /// `--admin` default, so Envoy starts anyway.
+    async fn register_admin(&self, bootstrap: &serde_json::Value) {
+        let proxy_id = bootstrap["node"]["id"].as_str().unwrap_or_default();
+        let agent = self.agent;
+        match strait_proxy::snapshot_source::register_admin(agent, proxy_id, self.admin).await {
+            Ok(()) => tracing::info!(%agent, proxy_id, admin = %self.admin, "admin registered"),
+            Err(err) => tracing::warn!(%agent, proxy_id, %err,
+                "cannot register Envoy's admin endpoint; `strait doctor` needs --admin"),
+        }
+    }
+
+    /// Registers the gateway with the agent (sidecars: nothing), retrying until the agent
+    /// answers; `false` when the role was stopped before the agent answered.
+    async fn register_gateway(&self, role: &Role) -> Result<bool> {
         let Some(lan) = self.address.filter(|_| self.gateway.is_some()) else {
-            return Ok(());
+            return Ok(true);
         };
         let wan = self.wan_address.unwrap_or(lan);
         let body = strait_proxy::snapshot_source::gateway_registration(&self.service, lan, wan);
-        let shutdown = super::shutdown_on_signals();
-        if !strait_proxy::snapshot_source::register_gateway(self.agent, body, &shutdown).await {
-            bail!("interrupted before the gateway was registered");
+        if !strait_proxy::snapshot_source::register_gateway(self.agent, body, role.shutdown()).await
+        {
+            tracing::info!("stopped before the gateway was registered");
+            return Ok(false);
         }
         tracing::info!(agent = %self.agent, service = %self.service, "gateway registered");
-        Ok(())
+        Ok(true)
     }
 }
 
-pub async fn run(cmd: EnvoyCommand) -> Result<()> {
+/// Runs under the lifecycle: SIGTERM/SIGINT stop `ads`, and a registration still waiting
+/// for the agent (then the process is Envoy, which handles its own signals).
+pub async fn run(cmd: EnvoyCommand, role: Role) -> Result<()> {
     match cmd {
         EnvoyCommand::Ads {
             listen,
             snapshot_files,
-        } => serve_files(listen, &snapshot_files).await,
+        } => serve_files(listen, &snapshot_files, &role).await,
         EnvoyCommand::Bootstrap { proxy, register } => {
             let bootstrap = proxy.bootstrap()?;
-            if register {
-                proxy.register_gateway().await?;
+            if register && !proxy.register_gateway(&role).await? {
+                return Ok(());
             }
             println!("{}", serde_json::to_string_pretty(&bootstrap)?);
             Ok(())
@@ -182,8 +205,11 @@ pub async fn run(cmd: EnvoyCommand) -> Result<()> {
             envoy_args,
         } => {
             let bootstrap = proxy.bootstrap()?;
+            if !no_register && !proxy.register_gateway(&role).await? {
+                return Ok(());
+            }
             if !no_register {
-                proxy.register_gateway().await?;
+                proxy.register_admin(&bootstrap).await;
             }
             // Several Envoys share a VM: hot restart (shared memory per base id) is off.
             let err = std::process::Command::new(&envoy_bin)

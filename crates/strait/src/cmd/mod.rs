@@ -4,77 +4,92 @@ pub(crate) mod envoy;
 mod human;
 pub(crate) mod install;
 pub(crate) mod intention;
+pub(crate) mod locate;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 use anyhow::Result;
-use tokio_util::sync::CancellationToken;
+use std::future::Future;
+use std::time::Duration;
+use strait_systemd::lifecycle::{Exit, ExitContext, Lifecycle, Role, DEFAULT_GRACE};
 
-/// Cancels the token on SIGTERM or SIGINT, so every role drains and exits cleanly.
-fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("shutting down");
-        strait_systemd::notify::stopping();
-        t.cancel();
-    });
-    token
+/// Runs a long-running role through the one lifecycle: signals, readiness, named tasks and
+/// the stop under `grace` (see `strait_systemd::lifecycle`).
+async fn role<F, Fut>(name: &'static str, grace: Duration, start: F) -> Result<Exit>
+where
+    F: FnOnce(Role) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let life = Lifecycle::new(name)?.with_grace(grace);
+    let main = start(life.role());
+    life.run(main).await?;
+    Ok(Exit::Clean)
 }
 
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs the command; `Ok` carries the exit status of a command that ended as it should
+/// (`strait intention check` answering "denied" is `Exit::Failure` with nothing more to say).
+pub async fn run(cli: Cli) -> Result<Exit> {
+    // Roles validate their whole configuration before the lifecycle starts anything.
     match cli.cmd {
         Command::Server { config } => {
-            strait_server::run_from_file(&config, shutdown_on_signals()).await
+            let cfg = strait_server::ServerConfig::load(&config).bad_config()?;
+            role("server", DEFAULT_GRACE, |r| {
+                strait_server::run(cfg, config, r)
+            })
+            .await
         }
         Command::Agent { config } => {
-            strait_agent::run_from_file(&config, shutdown_on_signals()).await
+            let cfg = strait_agent::AgentConfig::load(&config).bad_config()?;
+            role("agent", DEFAULT_GRACE, |r| {
+                strait_agent::run(cfg, config, r)
+            })
+            .await
         }
-        Command::Proxy(args) => strait_proxy::run_sidecar(args, shutdown_on_signals()).await,
-        Command::Gateway(args) => strait_proxy::run_gateway(args, shutdown_on_signals()).await,
-        Command::Envoy { cmd } => envoy::run(cmd).await,
-        Command::Lab(args) => strait_lab::run_lab(args).await,
-        Command::Demo(args) => strait_lab::run_demo(args).await,
+        Command::Proxy(args) => {
+            let grace = args.common.grace + strait_proxy::STOP_MARGIN;
+            role("sidecar", grace, |r| strait_proxy::run_sidecar(args, r)).await
+        }
+        Command::Gateway(args) => {
+            let grace = args.common.grace + strait_proxy::STOP_MARGIN;
+            role("gateway", grace, |r| strait_proxy::run_gateway(args, r)).await
+        }
+        Command::Envoy { cmd } => role("envoy", DEFAULT_GRACE, |r| envoy::run(cmd, r)).await,
+        Command::Lab(args) => done(strait_lab::run_lab(args).await),
+        Command::Demo(args) => role("demo", DEFAULT_GRACE, |r| strait_lab::run_demo(args, r)).await,
         Command::Doctor(args) => doctor(args).await,
-        Command::Members { agent } => human::members(agent.http_addr).await,
-        Command::Catalog { cmd, agent } => human::catalog(agent.http_addr, cmd).await,
+        Command::Members { agent } => done(human::members(agent).await),
+        Command::Catalog { cmd, agent } => done(human::catalog(agent, cmd).await),
         Command::Config {
             cmd: ConfigCommand::Check { file },
-        } => config_check(&file),
-        Command::Intention(args) => {
-            if !intention::run(args).await? {
-                // `check` answered "denied" (already printed): exit code 1, no error text.
-                std::process::exit(1);
-            }
-            Ok(())
-        }
-        Command::Install(args) => install::install(args),
+        } => done(config_check(&file)),
+        Command::Intention(args) => Ok(if intention::run(args).await? {
+            Exit::Clean
+        } else {
+            // `check` answered "denied" (already printed): exit status 1, no error text.
+            Exit::Failure
+        }),
+        Command::Install(args) => done(install::install(args)),
         Command::Version => {
             println!("strait {}", crate::cli::VERSION);
-            Ok(())
+            Ok(Exit::Clean)
         }
     }
 }
 
+/// A command that either succeeds (exit 0) or fails with an error.
+fn done(r: Result<()>) -> Result<Exit> {
+    r.map(|()| Exit::Clean)
+}
+
 /// `strait doctor`: the checks print themselves; the exit code says whether all passed.
-async fn doctor(args: strait_doctor::DoctorArgs) -> Result<()> {
-    let report = strait_doctor::run(args).await?;
+async fn doctor(args: strait_doctor::DoctorArgs) -> Result<Exit> {
+    let agent = locate::doctor_agent(&args)?;
+    let report = strait_doctor::run(args, agent).await?;
     let failed = report.failed();
     if failed > 0 {
         anyhow::bail!("{failed} of {} checks failed", report.checks.len());
     }
     println!("all {} checks passed", report.checks.len());
-    Ok(())
+    Ok(Exit::Clean)
 }
 
 /// Tries the file as a server config, then as an agent config; reports both when neither fits.
@@ -90,5 +105,5 @@ fn config_check(file: &std::path::Path) -> Result<()> {
         return Ok(());
     }
     let (se, ae) = (server.unwrap_err(), agent.unwrap_err());
-    anyhow::bail!("{} is neither a valid server nor agent configuration\n  as a server config: {se:#}\n  as an agent config: {ae:#}", file.display())
+    Err(anyhow::anyhow!("{} is neither a valid server nor agent configuration\n  as a server config: {se:#}\n  as an agent config: {ae:#}", file.display())).bad_config()
 }
