@@ -15,16 +15,17 @@ use crate::supervisor;
 /// Indexes of the app processes of `service`, or of the gateways or sidecars whose process
 /// name is `service` (optionally on one VM).
 fn matching(state: &LabState, service: &str, vm: Option<&str>) -> anyhow::Result<Vec<usize>> {
+    // Servers and agents are not started or stopped one by one.
     let apps = || {
         state
             .processes
             .iter()
             .enumerate()
-            .filter(|(_, p)| matches!(p.spec.role, Role::App | Role::Gateway | Role::Sidecar))
+            .filter(|(_, p)| !matches!(p.spec.role, Role::Server | Role::Agent))
     };
     let found: Vec<usize> = apps()
         .filter(|(_, p)| match p.spec.role {
-            Role::App => p.spec.service.as_deref() == Some(service),
+            Role::App(_) => p.spec.service.as_deref() == Some(service),
             _ => p.spec.name == service,
         })
         .filter(|(_, p)| vm.is_none_or(|vm| p.spec.vm == vm))
@@ -95,7 +96,7 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{ProcessSpec, Program};
+    use crate::plan::{App, ProcessSpec, Program};
     use crate::state::ProcessRecord;
 
     fn record(paths: &LabPaths, vm: &str, name: &str, role: Role) -> ProcessRecord {
@@ -128,7 +129,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let paths = LabPaths::new(dir.path()).expect("paths");
         let mut state = LabState::default();
-        let mut app = record(&paths, "vm2", "counting", Role::App);
+        let mut app = record(&paths, "vm2", "counting", Role::App(App::Counting));
         supervisor::prepare(&app.spec).expect("prepare");
         let (mut child, started) =
             supervisor::spawn(&app.spec, std::path::Path::new("/x")).expect("spawn");
@@ -168,7 +169,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let paths = LabPaths::new(dir.path()).expect("paths");
         let (spec, port) = crate::supervisor::tests::counting_spec(dir.path());
-        let mut rec = record(&paths, "vm2", "counting", Role::App);
+        let mut rec = record(&paths, "vm2", "counting", Role::App(App::Counting));
         rec.spec = spec;
         rec.stopped = true;
         LabState {

@@ -59,7 +59,7 @@ pub async fn down(paths: &LabPaths, purge: bool, grace: Duration) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{ProcessSpec, Program, Role};
+    use crate::plan::{App, ProcessSpec, Program, Role};
     use crate::procfs;
 
     fn sleeper(paths: &LabPaths, name: &str) -> ProcessSpec {
@@ -67,7 +67,7 @@ mod tests {
             vm: "vm1".into(),
             dc: "dc1".into(),
             name: name.into(),
-            role: Role::App,
+            role: Role::App(App::Command),
             service: Some(name.into()),
             program: Program::Path("sh".into()),
             args: vec!["-c".into(), "sleep 60 & sleep 60".into()],

@@ -29,7 +29,7 @@ fn unit_role(spec: &ProcessSpec) -> Option<UnitRole> {
         Role::Agent => Some(UnitRole::Agent),
         Role::Gateway => Some(UnitRole::Gateway),
         Role::Sidecar => Some(UnitRole::Sidecar),
-        Role::App => None,
+        Role::App(_) => None,
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::paths::LabPaths;
-use crate::plan::{self, ProcessSpec, Role, Tokens};
+use crate::plan::{self, ProcessSpec, Tokens};
 use crate::state::{self, LabState, Lock};
 use crate::supervisor;
 use crate::topology::{DataPlane, Topology, DEFAULT_ORIGIN, DEFAULT_TOPOLOGY};
@@ -171,10 +171,7 @@ async fn start_all(
         );
     }
 
-    let dashboards: Vec<&ProcessSpec> = plan
-        .iter()
-        .filter(|p| p.role == Role::App && p.args == ["demo", "dashboard"])
-        .collect();
+    let dashboards: Vec<&ProcessSpec> = plan::dashboards(&plan).collect();
     // Every process answers; now the path itself: each dashboard must get a count through
     // its sidecar, the gateways and counting's sidecar (health checks and federation take a
     // second or two to converge after the last process starts).

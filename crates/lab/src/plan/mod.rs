@@ -20,16 +20,66 @@ use crate::topology::{
     DataPlane, ServiceKind, Topology, Vm, GATEWAY_PORT, GRPC_PORT, HTTP_API_PORT, SERVER_HTTPS_PORT,
 };
 
-/// What a process is, for ordering, progress lines and `lab stop|start`.
+/// What a process is, for ordering, progress lines, `lab stop|start` and what `lab up`
+/// waits for. In state.json: `"server"`, `"agent"`, `"gateway"`, `"sidecar"`,
+/// `{"app": "<app>"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", from = "RoleInState")]
 pub enum Role {
     Server,
     Agent,
     Gateway,
     /// A demo or command service (what `lab stop|start <service>` acts on).
-    App,
+    App(App),
     Sidecar,
+}
+
+/// Which application a [`Role::App`] process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum App {
+    /// `strait demo counting`.
+    Counting,
+    /// `strait demo dashboard`: `lab up` waits until it reaches its upstream through the mesh.
+    Dashboard,
+    /// A user command (`kind = "command"` in the topology).
+    Command,
+    /// Read from a state.json written before apps recorded which app they run.
+    Unrecorded,
+}
+
+/// [`Role`] as state.json holds it: the current form, or the bare `"app"` of a state
+/// written before apps recorded which app they run (a lab started by an older strait must
+/// still stop).
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RoleInState {
+    Server,
+    Agent,
+    Gateway,
+    App(App),
+    Sidecar,
+    #[serde(untagged)]
+    Unrecorded(BareApp),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BareApp {
+    App,
+}
+
+impl From<RoleInState> for Role {
+    fn from(role: RoleInState) -> Role {
+        match role {
+            RoleInState::Server => Role::Server,
+            RoleInState::Agent => Role::Agent,
+            RoleInState::Gateway => Role::Gateway,
+            RoleInState::App(app) => Role::App(app),
+            RoleInState::Sidecar => Role::Sidecar,
+            RoleInState::Unrecorded(BareApp::App) => Role::App(App::Unrecorded),
+        }
+    }
 }
 
 /// Which executable to run.
@@ -116,6 +166,11 @@ impl Tokens {
     fn join(&self, dc: &str) -> String {
         self.join.get(dc).cloned().unwrap_or_default()
     }
+}
+
+/// The dashboards of a plan: `lab up` waits until each reaches its upstream through the mesh.
+pub fn dashboards(plan: &[ProcessSpec]) -> impl Iterator<Item = &ProcessSpec> {
+    plan.iter().filter(|p| p.role == Role::App(App::Dashboard))
 }
 
 fn addr(ip: Ipv4Addr, port: u16) -> SocketAddr {
@@ -339,7 +394,12 @@ fn gateway(vm: &Vm, paths: &LabPaths) -> ProcessSpec {
 
 fn app(vm: &Vm, service: &crate::topology::Service, paths: &LabPaths) -> ProcessSpec {
     let listen = addr(vm.address, service.port);
-    let mut p = base(vm, &service.name, Role::App, paths);
+    let app = match &service.kind {
+        ServiceKind::Counting => App::Counting,
+        ServiceKind::Dashboard => App::Dashboard,
+        ServiceKind::Command { .. } => App::Command,
+    };
+    let mut p = base(vm, &service.name, Role::App(app), paths);
     p.service = Some(service.name.clone());
     p.env = vec![
         ("PORT".into(), service.port.to_string()),

@@ -175,7 +175,7 @@ fn gateway_sidecar_and_app_commands() {
     assert_eq!(sc.service.as_deref(), Some("counting"));
 
     let dash = find(&plan, "primary-services", "dashboard");
-    assert_eq!(dash.role, Role::App);
+    assert_eq!(dash.role, Role::App(App::Dashboard));
     assert_eq!(dash.args, ["demo", "dashboard"]);
     let env: BTreeMap<&str, &str> = dash
         .env
@@ -192,6 +192,7 @@ fn gateway_sidecar_and_app_commands() {
     );
 
     let counting = find(&plan, "secondary-services", "counting");
+    assert_eq!(counting.role, Role::App(App::Counting));
     assert!(counting
         .env
         .contains(&("STRAIT_HOSTNAME".into(), "secondary-services".into())));
@@ -245,12 +246,56 @@ check_path = "/"
         ["server", "agent", "gateway", "tool", "tool-sidecar"]
     );
     let tool = &plan[3];
+    assert_eq!(tool.role, Role::App(App::Command));
+    assert_eq!(dashboards(&plan).count(), 0);
     assert_eq!(tool.program, Program::Path("python3".into()));
     assert_eq!(tool.args, ["-m", "http.server"]);
     assert_eq!(tool.ready_url, "http://127.31.0.2:8000/");
     assert!(plan[4]
         .args
         .ends_with(&["--admin".to_owned(), "127.31.0.2:19001".to_owned()]));
+}
+
+#[test]
+fn dashboards_are_known_from_the_plan() {
+    let (plan, _) = default_plan();
+    let found: Vec<(&str, &str)> = dashboards(&plan)
+        .map(|p| (p.vm.as_str(), p.name.as_str()))
+        .collect();
+    assert_eq!(found, [("primary-services", "dashboard")]);
+}
+
+#[test]
+fn roles_in_state_json() {
+    let app = Role::App(App::Dashboard);
+    assert_eq!(
+        serde_json::to_value(app).expect("json"),
+        serde_json::json!({"app": "dashboard"})
+    );
+    assert_eq!(
+        serde_json::to_value(Role::Sidecar).expect("json"),
+        "sidecar"
+    );
+    for role in [
+        Role::Server,
+        Role::Agent,
+        Role::Gateway,
+        Role::Sidecar,
+        Role::App(App::Counting),
+        app,
+        Role::App(App::Command),
+    ] {
+        let json = serde_json::to_string(&role).expect("json");
+        assert_eq!(serde_json::from_str::<Role>(&json).expect(&json), role);
+    }
+    // A state written before apps recorded their app still loads (its lab must still stop).
+    let old: Role = serde_json::from_str("\"app\"").expect("old state");
+    assert_eq!(old, Role::App(App::Unrecorded));
+    let err = serde_json::from_str::<Role>("\"robot\"").expect_err("unknown role");
+    assert!(
+        err.to_string().contains("did not match any variant"),
+        "{err}"
+    );
 }
 
 #[test]
