@@ -23,7 +23,12 @@ fn child_counting_server() {
         bind: std::net::Ipv4Addr::LOCALHOST.into(),
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    if let Err(e) = rt.block_on(crate::demo::counting::run(args)) {
+    let run = async {
+        let life = strait_systemd::lifecycle::Lifecycle::new("demo")?;
+        let main = crate::demo::counting::run(args, life.role());
+        life.run(main).await
+    };
+    if let Err(e) = rt.block_on(run) {
         eprintln!("{e:#}");
         std::process::exit(1);
     }
@@ -106,7 +111,7 @@ async fn starts_waits_for_readiness_and_stops_the_demo_counting_service() {
         .expect("ready");
     assert!(record.is_alive());
 
-    let r = http_get::get(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2))
+    let r = get_url(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2))
         .await
         .expect("count");
     let reply: crate::demo::counting::CountReply = serde_json::from_slice(&r.body).expect("json");
