@@ -77,9 +77,9 @@ fn source(name: &str) -> Principal {
         identifier: Some(principal::Identifier::Authenticated(
             principal::Authenticated {
                 principal_name: Some(StringMatcher {
-                    match_pattern: Some(string_matcher::MatchPattern::Suffix(
-                        service_uri_suffix(name),
-                    )),
+                    match_pattern: Some(string_matcher::MatchPattern::Suffix(service_uri_suffix(
+                        name,
+                    ))),
                     ..Default::default()
                 }),
             },
