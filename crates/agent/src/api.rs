@@ -3,7 +3,7 @@
 //! (with `?dc=` carried along, so they reach other DCs through the gateways).
 
 use crate::definition::ServiceDefinition;
-use crate::local::Source;
+use crate::local::{AdminError, Source};
 use crate::metrics;
 use crate::snapshots;
 use crate::state::Agent;
@@ -33,6 +33,8 @@ pub fn router(agent: S) -> Router {
         .route("/v1/agent/connect/ca/roots", get(roots))
         .route("/v1/agent/connect/ca/leaf/{service}", get(leaf))
         .route("/v1/agent/proxy/snapshot/{id}", get(snapshot))
+        .route("/v1/agent/proxy/admin", get(proxy_admins))
+        .route("/v1/agent/proxy/admin/{id}", put(set_proxy_admin))
         .fallback(forward)
         .layer(axum::middleware::from_fn(
             strait_rpc::metrics::count_requests,
@@ -177,12 +179,7 @@ async fn snapshot(
     let mut gen = a.snapshot_gen.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let current = a
-            .snapshots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned();
+        let current = strait_base::sync::lock(&a.snapshots).get(&id).cloned();
         let timed_out = tokio::time::Instant::now() >= deadline;
         match current {
             Some(s) if s.version > after || timed_out => {
@@ -201,6 +198,49 @@ async fn snapshot(
             _ = gen.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
+    }
+}
+
+/// `GET /v1/agent/proxy/admin` (strait's, not Consul's): every local proxy and the admin
+/// endpoint it registered (`null` until it did), for `strait doctor`.
+async fn proxy_admins(State(a): State<S>) -> Json<Vec<serde_json::Value>> {
+    Json(
+        a.local
+            .proxy_admins()
+            .into_iter()
+            .map(|(p, admin)| {
+                json!({
+                    "ProxyID": p.proxy_id, "Kind": p.kind, "Service": p.service,
+                    "AdminAddress": admin.map(|a| a.to_string()),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The body of `PUT /v1/agent/proxy/admin/<proxy id>`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminBody {
+    #[serde(rename = "AdminAddress")]
+    admin_address: std::net::SocketAddr,
+}
+
+/// `PUT /v1/agent/proxy/admin/<proxy id>` `{"AdminAddress": "127.0.0.1:19000"}`: a proxy
+/// says where its admin endpoint listens (Consul's registrations have no such field).
+async fn set_proxy_admin(State(a): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+    let body: AdminBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return err(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    };
+    let local = a.local.clone();
+    let set = tokio::task::spawn_blocking(move || local.set_admin(&id, body.admin_address));
+    match set.await {
+        Ok(Ok(())) => (StatusCode::OK, "").into_response(),
+        Ok(Err(e @ AdminError::UnknownProxy(_))) => err(StatusCode::NOT_FOUND, e),
+        Ok(Err(e @ AdminError::NotLoopback(_))) => err(StatusCode::BAD_REQUEST, e),
+        Ok(Err(e @ AdminError::Save { .. })) => err(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 

@@ -3,11 +3,16 @@
 //! `data_dir/services.json` so an agent restart re-registers them; config-directory ones are
 //! re-read at start. Every change bumps a `watch` generation that wakes anti-entropy and the
 //! snapshot builder.
+//!
+//! Also where each local proxy's admin endpoint listens, as the proxy registered it
+//! (`PUT /v1/agent/proxy/admin/<proxy id>`), for `strait doctor`; persisted in
+//! `data_dir/proxy-admin.json` so that an Envoy, which registers once before it starts, is
+//! still found after an agent restart.
 
 use crate::definition::{CheckSpec, Expanded, ServiceDefinition, SIDECAR_PORT_BASE};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use strait_catalog::{Check, CheckStatus, Service};
@@ -63,12 +68,30 @@ struct Inner {
     entries: BTreeMap<String, Entry>,
     /// check ID -> (status, output)
     status: BTreeMap<String, (String, String)>,
+    /// proxy ID -> its admin endpoint, as the proxy registered it.
+    admins: BTreeMap<String, SocketAddr>,
+}
+
+/// Why a proxy's admin address was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no proxy {0:?} is registered with this agent")]
+    UnknownProxy(String),
+    #[error("AdminAddress {0}: an admin endpoint listens on loopback only")]
+    NotLoopback(SocketAddr),
+    #[error("cannot write {path}: {source}")]
+    Save {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub struct LocalState {
     node: String,
     advertise: IpAddr,
     persist: PathBuf,
+    /// `data_dir/proxy-admin.json`: proxy ID -> admin address.
+    admin_file: PathBuf,
     inner: Mutex<Inner>,
     changed: watch::Sender<u64>,
 }
@@ -79,13 +102,14 @@ impl LocalState {
             node: node.to_string(),
             advertise,
             persist: data_dir.join("services.json"),
+            admin_file: data_dir.join("proxy-admin.json"),
             inner: Mutex::new(Inner::default()),
             changed: watch::channel(0).0,
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        strait_base::sync::lock(&self.inner)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -116,7 +140,48 @@ impl LocalState {
             self.insert(def, source)
                 .with_context(|| format!("service definition from {origin}"))?;
         }
+        if self.admin_file.exists() {
+            let text = std::fs::read_to_string(&self.admin_file)
+                .with_context(|| format!("cannot read {}", self.admin_file.display()))?;
+            self.lock().admins = serde_json::from_str(&text)
+                .with_context(|| format!("corrupt {}", self.admin_file.display()))?;
+        }
         Ok(())
+    }
+
+    /// Records where the admin endpoint of the registered proxy `proxy_id` listens (blocking:
+    /// writes `proxy-admin.json` when it changed).
+    pub fn set_admin(&self, proxy_id: &str, admin: SocketAddr) -> Result<(), AdminError> {
+        if !admin.ip().is_loopback() {
+            return Err(AdminError::NotLoopback(admin));
+        }
+        if !self.proxies().iter().any(|p| p.proxy_id == proxy_id) {
+            return Err(AdminError::UnknownProxy(proxy_id.to_owned()));
+        }
+        let mut inner = self.lock();
+        if inner.admins.insert(proxy_id.to_owned(), admin) == Some(admin) {
+            return Ok(());
+        }
+        tracing::info!(proxy = proxy_id, %admin, "proxy admin endpoint registered");
+        let json = serde_json::to_vec_pretty(&inner.admins).unwrap_or_default();
+        strait_identity::files::write_public(&self.admin_file, &json).map_err(|source| {
+            AdminError::Save {
+                path: self.admin_file.clone(),
+                source,
+            }
+        })
+    }
+
+    /// Every registered proxy with the admin address it registered, if any.
+    pub fn proxy_admins(&self) -> Vec<(ProxyRegistration, Option<SocketAddr>)> {
+        let admins = self.lock().admins.clone();
+        self.proxies()
+            .into_iter()
+            .map(|p| {
+                let admin = admins.get(&p.proxy_id).copied();
+                (p, admin)
+            })
+            .collect()
     }
 
     /// Makes the config-directory definitions exactly `defs` (from [`read_config_dir`]):
@@ -312,5 +377,40 @@ impl LocalState {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_addresses_only_for_registered_proxies_on_loopback_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = || LocalState::new("n1", "127.0.0.1".parse().unwrap(), dir.path());
+        let local = new();
+        let web = r#"{"Name": "web", "Port": 9100, "Connect": {"SidecarService": {}}}"#;
+        local
+            .insert(serde_json::from_str(web).unwrap(), Source::Api)
+            .unwrap();
+        let admin: SocketAddr = "127.0.0.1:19001".parse().unwrap();
+        let err = local.set_admin("db-sidecar-proxy", admin).unwrap_err();
+        assert!(err.to_string().contains("\"db-sidecar-proxy\""), "{err}");
+        let err = local
+            .set_admin("web-sidecar-proxy", "10.0.0.1:19001".parse().unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+        assert_eq!(local.proxy_admins()[0].1, None);
+
+        local.set_admin("web-sidecar-proxy", admin).unwrap();
+        let found = local.proxy_admins();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0.proxy_id, "web-sidecar-proxy");
+        assert_eq!(found[0].1, Some(admin));
+
+        // A restarted agent still knows it (Envoy registers once, before it starts).
+        let again = new();
+        again.load(None).unwrap();
+        assert_eq!(again.proxy_admins()[0].1, Some(admin));
     }
 }

@@ -6,8 +6,9 @@
 //! handshake with a leaf the agent issues for the source service.
 //!
 //! Order: local agent -> server -> federation (each DC's gateways, its servers through them)
-//! -> with `--service`: registration and health, sidecar ready, certificates, roots -> with
-//! `--upstream`: endpoints, destination health, local and remote gateway, mTLS handshake.
+//! -> with `--service`: registration and health, sidecar ready (at `--admin`, or the admin
+//! address the sidecar registered with the agent), certificates, roots -> with `--upstream`:
+//! endpoints, destination health, local and remote gateway, mTLS handshake.
 #![forbid(unsafe_code)]
 
 mod client;
@@ -26,13 +27,11 @@ use std::time::Duration;
 /// `strait doctor`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DoctorArgs {
-    /// The local agent's HTTP API.
-    #[arg(
-        long = "http-addr",
-        env = "STRAIT_HTTP_ADDR",
-        default_value = "127.0.0.1:8500"
-    )]
-    pub http_addr: SocketAddr,
+    /// The agent's HTTP API. Default: in a lab directory (./.strait-lab or $STRAIT_LAB_DIR)
+    /// the agent of the lab VM running `--service` (else the primary DC's first agent), else
+    /// 127.0.0.1:8500 (this VM's agent). The binary finds it; see [`Agent`].
+    #[arg(long = "http-addr", env = "STRAIT_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
     /// Also check this service registered with the local agent: health, its sidecar, its
     /// certificates and roots.
     #[arg(long)]
@@ -41,11 +40,10 @@ pub struct DoctorArgs {
     /// health, the gateways on the way and a real mTLS handshake with its identity.
     #[arg(long, requires = "service")]
     pub upstream: Option<String>,
-    /// The admin endpoint of `--service`'s sidecar (the `--admin` it was started with;
-    /// `strait proxy` and `strait envoy run` default to the same address): strait's built-in
-    /// proxy or Envoy, whichever answers.
-    #[arg(long, default_value = "127.0.0.1:19000", value_name = "ADDR")]
-    pub admin: SocketAddr,
+    /// The admin endpoint of `--service`'s sidecar, strait's built-in proxy or Envoy,
+    /// whichever answers. Default: the address the sidecar registered with the agent.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
     /// Deadline of each check, e.g. 10s.
     #[arg(long, default_value = "10", value_parser = parse_secs, value_name = "SECONDS")]
     pub timeout: Duration,
@@ -62,27 +60,35 @@ fn parse_secs(v: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(n))
 }
 
+/// The agent the doctor asks, as the caller found it (`--http-addr`, a lab's record, or the
+/// default), and how, for the hint when it does not answer.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub addr: SocketAddr,
+    pub found: String,
+}
+
 /// Runs every check, printing each line as it completes; the report says whether all passed.
 /// Errors only for problems of the doctor itself, never for a failed check.
-pub async fn run(args: DoctorArgs) -> anyhow::Result<Report> {
+pub async fn run(args: DoctorArgs, agent: Agent) -> anyhow::Result<Report> {
     let mut report = Report::new(true);
-    run_into(&args, &mut report).await;
+    run_into(&args, &agent, &mut report).await;
     Ok(report)
 }
 
-async fn run_into(args: &DoctorArgs, r: &mut Report) {
-    if !args.http_addr.ip().is_loopback() {
+async fn run_into(args: &DoctorArgs, found: &Agent, r: &mut Report) {
+    if !found.addr.ip().is_loopback() {
         // The doctor asks the agent for a leaf (with its private key) over plain HTTP.
         r.fail(
             "local agent",
-            format!("--http-addr {} is not a loopback address", args.http_addr),
+            format!("{} is not a loopback address ({})", found.addr, found.found),
             "run the doctor on the VM whose agent you check, with the agent's loopback http_addr",
         );
         return;
     }
-    let agent = client::Http::new(args.http_addr, args.timeout);
+    let agent = client::Http::new(found.addr, args.timeout);
     r.section("control plane");
-    let Some(local) = mesh::local_agent(r, &agent).await else {
+    let Some(local) = mesh::local_agent(r, &agent, &found.found).await else {
         return;
     };
     mesh::server(r, &agent).await;
@@ -92,7 +98,7 @@ async fn run_into(args: &DoctorArgs, r: &mut Report) {
         r.section(&format!("service {service}"));
         let ctx = service::Ctx {
             agent: &agent,
-            admin: client::Http::new(args.admin, args.timeout),
+            admin: args.admin.map(|a| client::Http::new(a, args.timeout)),
             local: &local,
             states: &states,
             timeout: args.timeout,

@@ -16,7 +16,8 @@ pub(crate) struct Local {
 
 /// `local agent`: `/v1/agent/self` answers and `/v1/agent/ready` is 200. None stops the run:
 /// every later check goes through the agent.
-pub(crate) async fn local_agent(r: &mut Report, agent: &Http) -> Option<Local> {
+/// `found`: how the caller chose the agent, for the hint.
+pub(crate) async fn local_agent(r: &mut Report, agent: &Http, found: &str) -> Option<Local> {
     const NAME: &str = "local agent";
     let me: serde_json::Value = match agent.json("/v1/agent/self").await {
         Ok(v) => v,
@@ -25,7 +26,7 @@ pub(crate) async fn local_agent(r: &mut Report, agent: &Http) -> Option<Local> {
                 NAME,
                 format!("{e:#}"),
                 format!(
-                    "is `strait agent` running with http_addr {}? pass --http-addr or set STRAIT_HTTP_ADDR",
+                    "is `strait agent` running with http_addr {}? ({found}); pass --http-addr or set STRAIT_HTTP_ADDR",
                     agent.addr
                 ),
             );

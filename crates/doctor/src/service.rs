@@ -17,7 +17,8 @@ use strait_identity::spiffe;
 /// What the service checks share.
 pub(crate) struct Ctx<'a> {
     pub agent: &'a Http,
-    pub admin: Http,
+    /// `--admin`; `None`: the address the sidecar registered with the agent.
+    pub admin: Option<Http>,
     pub local: &'a Local,
     pub states: &'a [FederationState],
     pub timeout: Duration,
@@ -25,7 +26,7 @@ pub(crate) struct Ctx<'a> {
 
 pub(crate) async fn check(r: &mut Report, ctx: &Ctx<'_>, service: &str, upstream: Option<&str>) {
     registered(r, ctx, service).await;
-    let Some(sidecar) = sidecar::ready(r, ctx.admin, service).await else {
+    let Some(sidecar) = sidecar::ready(r, ctx.admin, ctx.agent, service).await else {
         return;
     };
     certificates(r, ctx, &sidecar, service).await;
@@ -97,12 +98,6 @@ async fn registered(r: &mut Report, ctx: &Ctx<'_>, service: &str) {
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// `certificates` (the sidecar's leaf names the service and is not near expiry) and `roots`
 /// (the sidecar trusts exactly the roots the agent's servers hand out).
 async fn certificates(r: &mut Report, ctx: &Ctx<'_>, sidecar: &Sidecar, service: &str) {
@@ -116,7 +111,7 @@ async fn certificates(r: &mut Report, ctx: &Ctx<'_>, sidecar: &Sidecar, service:
     match held.leaf {
         Err(p) => r.fail("certificates", p.detail, p.hint),
         Ok(leaf) => {
-            let now = unix_now();
+            let now = strait_base::unix_now();
             let id = leaf.spiffe_id;
             let lifetime = (leaf.not_after_unix - leaf.not_before_unix).max(1);
             let left = leaf.not_after_unix - now;

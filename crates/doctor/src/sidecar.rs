@@ -1,4 +1,5 @@
-//! The sidecar at `--admin`, whichever data plane answers there: strait's built-in proxy
+//! The sidecar at `--admin` (default: the admin address it registered with the agent),
+//! whichever data plane answers there: strait's built-in proxy
 //! (admin `/ready`, `/certs`, `/clusters` of crates/proxy/src/admin.rs) or Envoy (see
 //! [`crate::envoy`]). Both are read into the same facts, so the checks of `service.rs` do
 //! not care which one runs; only details and hints name the pages of the one found.
@@ -91,11 +92,72 @@ pub(crate) fn list(addrs: &[SocketAddr]) -> String {
         .join(", ")
 }
 
+/// A local proxy as `GET /v1/agent/proxy/admin` lists it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProxyAdmin {
+    #[serde(rename = "ProxyID")]
+    proxy_id: String,
+    kind: String,
+    service: String,
+    admin_address: Option<SocketAddr>,
+}
+
+/// `--admin`, else the admin endpoint the sidecar of `service` registered with the agent;
+/// with how it was found, for the details.
+async fn admin_of(
+    admin: Option<Http>,
+    agent: &Http,
+    service: &str,
+) -> Result<(Http, String), Problem> {
+    if let Some(admin) = admin {
+        return Ok((admin, "from --admin".into()));
+    }
+    let pass_admin = "or pass the sidecar's admin address with --admin";
+    let proxies: Vec<ProxyAdmin> = agent.json("/v1/agent/proxy/admin").await.map_err(|e| {
+        Problem::new(
+            format!("{e:#}"),
+            format!("the agent does not say where its proxies' admin endpoints are: {pass_admin}"),
+        )
+    })?;
+    let Some(proxy) = proxies
+        .iter()
+        .find(|p| p.kind == "sidecar" && p.service == service)
+    else {
+        return Err(Problem::new(
+            format!("no sidecar of {service} is registered with the agent at {}", agent.addr),
+            format!("give {service} a sidecar (Connect.SidecarService) in its registration with this agent, {pass_admin}"),
+        ));
+    };
+    match proxy.admin_address {
+        Some(addr) => Ok((
+            Http::new(addr, agent.timeout),
+            format!("registered with the agent by {}", proxy.proxy_id),
+        )),
+        None => Err(Problem::new(
+            format!("{} has not registered an admin endpoint with the agent at {}", proxy.proxy_id, agent.addr),
+            format!("start the sidecar against this agent (`strait proxy --sidecar-for {service} --agent {0}` or `strait envoy run --sidecar-for {service} --agent {0}`): it registers its --admin; {pass_admin}", agent.addr),
+        )),
+    }
+}
+
 /// `sidecar ready`: `/ready` answers 200; which data plane answered (Envoy says `server:
 /// envoy`, then its `/server_info` gives the version and node id). None stops the service
 /// checks: nothing else can be read from a sidecar that is not ready.
-pub(crate) async fn ready(r: &mut Report, admin: Http, service: &str) -> Option<Sidecar> {
+pub(crate) async fn ready(
+    r: &mut Report,
+    admin: Option<Http>,
+    agent: &Http,
+    service: &str,
+) -> Option<Sidecar> {
     const NAME: &str = "sidecar ready";
+    let (admin, how) = match admin_of(admin, agent, service).await {
+        Ok(found) => found,
+        Err(p) => {
+            r.fail(NAME, p.detail, p.hint);
+            return None;
+        }
+    };
     let at = admin.addr;
     let resp = match admin.get("/ready").await {
         Ok(resp) => resp,
@@ -103,7 +165,7 @@ pub(crate) async fn ready(r: &mut Report, admin: Http, service: &str) -> Option<
             r.fail(
                 NAME,
                 format!("{e:#}"),
-                format!("no sidecar admin endpoint at {at}: start `strait proxy --sidecar-for {service}` (or `strait envoy run --sidecar-for {service}`) or pass its admin address with --admin"),
+                format!("no sidecar admin endpoint at {at} ({how}): start `strait proxy --sidecar-for {service}` (or `strait envoy run --sidecar-for {service}`) or pass its admin address with --admin"),
             );
             return None;
         }
@@ -117,7 +179,7 @@ pub(crate) async fn ready(r: &mut Report, admin: Http, service: &str) -> Option<
         if resp.status.is_success() {
             r.pass(
                 NAME,
-                format!("strait built-in proxy, admin {at}/ready is 200"),
+                format!("strait built-in proxy, admin {at}/ready is 200 ({how})"),
             );
             return Some(Sidecar {
                 admin,
@@ -153,7 +215,7 @@ pub(crate) async fn ready(r: &mut Report, admin: Http, service: &str) -> Option<
     }
     r.pass(
         NAME,
-        format!("{what}/ready is {body} (node {})", info.node_id),
+        format!("{what}/ready is {body} (node {}; {how})", info.node_id),
     );
     Some(Sidecar {
         admin,

@@ -10,7 +10,7 @@
 pub mod control;
 pub mod demo;
 pub mod down;
-pub mod http_get;
+pub mod endpoints;
 pub mod logs;
 pub mod paths;
 pub mod plan;
@@ -181,10 +181,10 @@ pub async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     }
 }
 
-pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run_demo(args: DemoArgs, role: strait_systemd::lifecycle::Role) -> anyhow::Result<()> {
     match args.cmd {
-        DemoCommand::Counting(a) => demo::counting::run(a).await,
-        DemoCommand::Dashboard(a) => demo::dashboard::run(a).await,
+        DemoCommand::Counting(a) => demo::counting::run(a, role).await,
+        DemoCommand::Dashboard(a) => demo::dashboard::run(a, role).await,
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! DIR/lab.lock                     pid + start time of the running lab
-//! DIR/state.json                   every started process: spec, pid, start time
+//! DIR/state.json                   every started process: spec, pid, start time;
+//!                                  where agents and servers answer (endpoints.rs)
 //! DIR/topology.toml                the topology this lab was started from
 //! DIR/vms/<vm>/<role>.toml         server / agent configs (0600: they hold tokens)
 //! DIR/vms/<vm>/agent.d/<svc>.json  service definitions read by the agent

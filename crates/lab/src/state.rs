@@ -1,11 +1,12 @@
 //! What a running lab leaves on disk so later commands (`status`, `logs`,
 //! `stop`, `start`, `down`) can find its processes: `DIR/state.json` (every
-//! process: spec, pid, start time) and `DIR/lab.lock` (one lab per directory).
+//! process: spec, pid, start time; where its agents and servers answer, for the
+//! commands for humans, see [`crate::endpoints`]) and `DIR/lab.lock` (one lab per
+//! directory).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -52,12 +53,14 @@ pub struct LabState {
     pub topology: String,
     /// In start order.
     pub processes: Vec<ProcessRecord>,
+    /// Where the agents and servers answer; `None` in a state written before it was recorded.
+    #[serde(default)]
+    pub endpoints: Option<crate::endpoints::Endpoints>,
 }
 
+/// Unix seconds (lab timestamps are unsigned).
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(strait_base::unix_now()).unwrap_or(0)
 }
 
 /// RFC 3339 (UTC) for messages.
@@ -273,6 +276,7 @@ mod tests {
                 started_at: Some(5),
                 stopped: false,
             }],
+            endpoints: None,
         };
         state.save(&paths).expect("save");
         let text = std::fs::read_to_string(paths.state()).expect("read");

@@ -28,8 +28,14 @@ pub struct UpOptions {
     pub proxy: DataPlane,
 }
 
-/// Reads the topology file (or the default) and validates it.
+/// Reads the topology file (or the default) and validates it; errors are configuration
+/// errors (exit status 78).
 pub fn load_topology(file: Option<&PathBuf>) -> anyhow::Result<(Topology, String, String)> {
+    use strait_systemd::lifecycle::ExitContext;
+    read_topology(file).bad_config()
+}
+
+fn read_topology(file: Option<&PathBuf>) -> anyhow::Result<(Topology, String, String)> {
     match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -136,6 +142,7 @@ async fn start_all(
         started_at: state::now(),
         topology: origin.to_owned(),
         processes: Vec::new(),
+        endpoints: Some(crate::endpoints::Endpoints::of(topology)),
     };
     lab.save(paths)?;
     println!(
@@ -177,7 +184,7 @@ async fn start_all(
     // second or two to converge after the last process starts).
     for d in &dashboards {
         let started = std::time::Instant::now();
-        wait_mesh_path(d, options.step_timeout).await?;
+        wait_mesh_path(d, options.step_timeout, paths.root()).await?;
         println!(
             "[mesh] {} {}: {} reaches its upstream through the mesh ({:.1} s)",
             d.dc,
@@ -196,12 +203,17 @@ async fn start_all(
     Ok(())
 }
 
-/// Polls the dashboard's `/api/count` until it reports `"reachable": true`.
-async fn wait_mesh_path(dashboard: &ProcessSpec, timeout: Duration) -> anyhow::Result<()> {
+/// Polls the dashboard's `/api/count` until it reports `"reachable": true`; the error tells
+/// how to run the doctor on the lab in `lab`.
+async fn wait_mesh_path(
+    dashboard: &ProcessSpec,
+    timeout: Duration,
+    lab: &std::path::Path,
+) -> anyhow::Result<()> {
     let url = format!("http://{}/api/count", dashboard.address);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let last = match crate::http_get::get(&url, Duration::from_secs(2)).await {
+        let last = match strait_rpc::http::get_url(&url, Duration::from_secs(2)).await {
             Ok(r) => {
                 let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
                 if v["reachable"] == serde_json::Value::Bool(true) {
@@ -214,11 +226,12 @@ async fn wait_mesh_path(dashboard: &ProcessSpec, timeout: Duration) -> anyhow::R
         if tokio::time::Instant::now() >= deadline {
             bail!(
                 "{} {}: {url} still cannot reach its upstream after {timeout:?}; last answer: {}\n\
-                 the processes stay up: try `strait doctor --http-addr <agent> --service {} \
-                 --upstream <upstream> --admin <sidecar admin>` and `strait lab logs {}`",
+                 the processes stay up: try `STRAIT_LAB_DIR={} strait doctor --service {} \
+                 --upstream <upstream>` and `strait lab logs {}`",
                 dashboard.dc,
                 dashboard.vm,
                 last.trim(),
+                lab.display(),
                 dashboard.service.as_deref().unwrap_or(&dashboard.name),
                 dashboard.vm
             );

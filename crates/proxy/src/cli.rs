@@ -19,7 +19,8 @@ pub struct CommonArgs {
     /// Local agent HTTP API.
     #[arg(long, default_value = DEFAULT_AGENT, value_name = "ADDR")]
     pub agent: SocketAddr,
-    /// Admin endpoint (loopback only): /ready /config /clusters /certs /stats /metrics.
+    /// Admin endpoint (loopback only): /ready /config /clusters /certs /stats /metrics;
+    /// registered with the agent, where `strait doctor` finds it.
     #[arg(long, default_value = "127.0.0.1:19000", value_name = "ADDR")]
     pub admin: SocketAddr,
     /// How long active connections may finish after SIGTERM/SIGINT, e.g. 10s.
@@ -161,6 +162,7 @@ impl CommonArgs {
             None => SnapshotSource::Agent {
                 agent: self.agent,
                 proxy_id,
+                admin: Some(self.admin),
             },
         }
     }

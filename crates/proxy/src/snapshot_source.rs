@@ -3,6 +3,10 @@
 //!
 //! Both publish into one `watch` channel, and only a snapshot newer than the one published
 //! wins, so a stale answer never rolls a proxy back.
+//!
+//! Following the agent, the proxy also registers where its admin endpoint listens
+//! (`PUT /v1/agent/proxy/admin/<proxy_id>`), before its first query and again after the agent
+//! stopped answering, so that `strait doctor` finds it without `--admin`.
 
 use http::{Method, StatusCode};
 use std::net::SocketAddr;
@@ -26,32 +30,38 @@ pub enum SnapshotSource {
     /// A JSON [`Snapshot`] on disk.
     File(PathBuf),
     /// The local agent's HTTP API.
-    Agent { agent: SocketAddr, proxy_id: String },
+    Agent {
+        agent: SocketAddr,
+        proxy_id: String,
+        /// The proxy's admin endpoint, registered with the agent; `None`, or a port of 0
+        /// (whose bound port only the proxy knows; tests), registers nothing.
+        admin: Option<SocketAddr>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("snapshot file {path}: {source}")]
+    #[error("snapshot file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("snapshot file {path}: not a snapshot: {source}")]
+    #[error("snapshot file {path}: not a snapshot: {error}")]
     Parse {
         path: PathBuf,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
 /// Reads and parses a snapshot file.
 pub fn load_file(path: &Path) -> Result<Snapshot, SourceError> {
-    let bytes = std::fs::read(path).map_err(|source| SourceError::Read {
+    let bytes = std::fs::read(path).map_err(|error| SourceError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
-    serde_json::from_slice(&bytes).map_err(|source| SourceError::Parse {
+    serde_json::from_slice(&bytes).map_err(|error| SourceError::Parse {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -75,54 +85,65 @@ impl SnapshotSource {
     /// Follows the source until `shutdown`, publishing newer snapshots into `tx`.
     pub async fn run(self, tx: SnapshotTx, shutdown: CancellationToken) {
         match self {
-            SnapshotSource::File(path) => follow_file(path, tx, shutdown).await,
-            SnapshotSource::Agent { agent, proxy_id } => {
-                follow_agent(agent, proxy_id, tx, shutdown).await
-            }
+            // Loaded before start-up and re-read on SIGHUP (`reload_file`): nothing to follow.
+            SnapshotSource::File(_) => shutdown.cancelled().await,
+            SnapshotSource::Agent {
+                agent,
+                proxy_id,
+                admin,
+            } => follow_agent(agent, proxy_id, admin, tx, shutdown).await,
         }
     }
 }
 
-async fn follow_file(path: PathBuf, tx: SnapshotTx, shutdown: CancellationToken) {
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(err) => {
-            tracing::warn!(%err, "cannot watch SIGHUP; snapshot file will not be reloaded");
-            None
-        }
-    };
-    loop {
-        match load_file(&path) {
-            Ok(snapshot) => {
-                let version = snapshot.version;
-                if publish_if_newer(&tx, snapshot) {
-                    tracing::info!(path = %path.display(), version, "snapshot loaded");
-                } else {
-                    tracing::warn!(path = %path.display(), version,
-                        "snapshot version is not newer than the applied one; ignored");
-                }
-            }
-            Err(err) => tracing::error!(%err, "snapshot reload failed; keeping the current one"),
-        }
-        let Some(hangup) = hangup.as_mut() else {
-            shutdown.cancelled().await;
-            return;
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            got = hangup.recv() => if got.is_none() { shutdown.cancelled().await; return },
-        }
+/// Re-reads the snapshot file (on SIGHUP) and publishes it if newer; a bad file keeps the
+/// current snapshot. Returns what happened, for systemd's status line.
+pub fn reload_file(path: &Path, tx: &SnapshotTx) -> anyhow::Result<String> {
+    let snapshot = load_file(path)?;
+    let version = snapshot.version;
+    if publish_if_newer(tx, snapshot) {
+        tracing::info!(path = %path.display(), version, "snapshot loaded");
+        Ok(format!(
+            "snapshot {} loaded, version {version}",
+            path.display()
+        ))
+    } else {
+        tracing::warn!(path = %path.display(), version,
+            "snapshot version is not newer than the applied one; ignored");
+        Ok(format!(
+            "snapshot {} not newer (version {version}); ignored",
+            path.display()
+        ))
     }
 }
 
 async fn follow_agent(
     agent: SocketAddr,
     proxy_id: String,
+    admin: Option<SocketAddr>,
     tx: SnapshotTx,
     shutdown: CancellationToken,
 ) {
+    let admin = admin.filter(|a| a.port() != 0);
+    let mut admin_pending = admin;
     let mut backoff = Duration::from_millis(200);
     loop {
+        if let Some(addr) = admin_pending {
+            let registered = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = register_admin(agent, &proxy_id, addr) => r,
+            };
+            match registered {
+                Ok(()) => {
+                    tracing::info!(%agent, proxy_id, admin = %addr, "admin endpoint registered");
+                    admin_pending = None;
+                }
+                // The query below fails the same way and backs off; a proxy the agent does
+                // not know yet (404) is registered once it does.
+                Err(err) => tracing::warn!(%agent, proxy_id, %err,
+                    "admin endpoint registration failed; retrying"),
+            }
+        }
         let index = tx.borrow().as_ref().map_or(0, |s| s.version);
         let path = format!("/v1/agent/proxy/snapshot/{proxy_id}?index={index}&wait=30s");
         let request = strait_rpc::http::request_with_timeout(
@@ -165,6 +186,8 @@ async fn follow_agent(
             }
             Err(err) => {
                 tracing::warn!(%agent, proxy_id, %err, "snapshot query failed");
+                // A restarted agent may have lost it (a new data_dir): register again.
+                admin_pending = admin;
                 true
             }
         };
@@ -220,7 +243,7 @@ pub async fn register_gateway(
             _ = shutdown.cancelled() => return false,
             r = request => r,
         };
-        match result.and_then(|r| r.ok(agent, "/v1/agent/service/register")) {
+        match result.and_then(|r| r.ok()) {
             Ok(()) => return true,
             Err(err) => tracing::warn!(%agent, %err, "gateway registration failed; retrying"),
         }
@@ -230,6 +253,26 @@ pub async fn register_gateway(
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Tells the local agent where the admin endpoint of proxy `proxy_id` listens
+/// (`PUT /v1/agent/proxy/admin/<proxy_id>`); the agent answers 404 for a proxy it does not
+/// know (yet).
+pub async fn register_admin(
+    agent: SocketAddr,
+    proxy_id: &str,
+    admin: SocketAddr,
+) -> Result<(), strait_rpc::RpcError> {
+    let body = serde_json::json!({ "AdminAddress": admin.to_string() });
+    let path = format!("/v1/agent/proxy/admin/{proxy_id}");
+    strait_rpc::http::request(
+        agent,
+        Method::PUT,
+        &path,
+        Some(body.to_string().into_bytes()),
+    )
+    .await?
+    .ok()
 }
 
 #[cfg(test)]

@@ -92,6 +92,7 @@ async fn agent_source_retries_unknown_proxy_then_follows_versions() {
     let source = SnapshotSource::Agent {
         agent,
         proxy_id: "web-sidecar-proxy".into(),
+        admin: None,
     };
     let task = tokio::spawn(source.run(tx, stop.clone()));
     let got = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| s.is_some()))
@@ -154,8 +155,9 @@ async fn gateway_registers_itself_then_follows_its_snapshot() {
             connect_timeout: Duration::from_secs(2),
         },
     };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(strait_proxy::run_gateway(args, stop.clone()));
+    let life = strait_systemd::lifecycle::Lifecycle::new("gateway").expect("lifecycle");
+    let stop = life.role();
+    let task = tokio::spawn(strait_proxy::run_gateway(args, life.role()));
     eventually("registration and snapshot query", || {
         let seen = seen.clone();
         async move {
@@ -189,10 +191,43 @@ async fn gateway_registers_itself_then_follows_its_snapshot() {
         .expect("log")
         .iter()
         .any(|(_, p, _)| p.starts_with("/v1/agent/proxy/snapshot/mesh-gateway?")));
-    stop.cancel();
+    stop.stop();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .expect("gateway stops")
         .expect("join")
         .expect("run_gateway");
+}
+
+#[tokio::test]
+async fn agent_source_registers_the_admin_endpoint_before_its_first_query() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    let (agent, seen) = fake_agent(sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![])).await;
+    let (tx, _rx) = tokio::sync::watch::channel(None);
+    let stop = CancellationToken::new();
+    let source = SnapshotSource::Agent {
+        agent,
+        proxy_id: "web-sidecar-proxy".into(),
+        admin: Some(addr("127.0.0.1:19555")),
+    };
+    let task = tokio::spawn(source.run(tx, stop.clone()));
+    eventually("a snapshot query", || {
+        let seen = seen.clone();
+        async move { seen.lock().expect("log").iter().any(|(m, _, _)| m == "GET") }
+    })
+    .await;
+    let first = seen.lock().expect("log")[0].clone();
+    assert_eq!(
+        (first.0.as_str(), first.1.as_str()),
+        ("PUT", "/v1/agent/proxy/admin/web-sidecar-proxy")
+    );
+    let body: serde_json::Value = serde_json::from_str(&first.2).expect("json body");
+    assert_eq!(body, serde_json::json!({"AdminAddress": "127.0.0.1:19555"}));
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("source stops")
+        .expect("join");
 }

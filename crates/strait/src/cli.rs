@@ -1,5 +1,5 @@
 //! The command line: roles (server, agent, proxy, gateway), the lab, the demo services, and
-//! commands for humans that talk to the local agent.
+//! commands for humans that talk to an agent (found as `cmd/locate.rs` says).
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -25,7 +25,8 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Proxies run one worker per core they are given; control-plane roles need two at most.
+    /// Proxies run on one thread (`main` gives them a current-thread runtime: no cross-thread
+    /// wake-ups, one malloc arena); every other command uses up to two workers.
     pub fn worker_threads(&self) -> usize {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -92,14 +93,27 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct AgentAddr {
-    /// The local agent's HTTP API.
-    #[arg(
-        long = "http-addr",
-        env = "STRAIT_HTTP_ADDR",
-        default_value = "127.0.0.1:8500",
-        global = true
-    )]
-    pub http_addr: SocketAddr,
+    /// The agent's HTTP API.
+    #[arg(long = "http-addr", env = "STRAIT_HTTP_ADDR", global = true, long_help = agent_help())]
+    pub http_addr: Option<SocketAddr>,
+}
+
+fn agent_help() -> String {
+    format!(
+        "The agent's HTTP API. {}",
+        crate::cmd::locate::help("agent")
+    )
+}
+
+impl AgentAddr {
+    /// The agent to ask: see [`crate::cmd::locate`].
+    pub(crate) fn locate(&self) -> anyhow::Result<crate::cmd::locate::Located> {
+        let flag = crate::cmd::locate::Flag {
+            value: self.http_addr,
+            env: "STRAIT_HTTP_ADDR",
+        };
+        crate::cmd::locate::locate(flag, crate::cmd::locate::Want::Agent)
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,8 @@
 //! modes, the dashboard page in headless Chromium, and `lab down` leaving no process.
 //!
 //! The default topology's addresses (127.20.x.y) are fixed, so only
-//! `default_lab_end_to_end` uses them; the three-DC test uses 127.21-23.x.y.
+//! `default_lab_end_to_end` uses them (and there also the commands for humans, which find the
+//! lab from `STRAIT_LAB_DIR`); the three-DC test uses 127.21-23.x.y.
 
 mod common;
 
@@ -148,6 +149,8 @@ fn default_lab_end_to_end() {
     let msg = String::from_utf8_lossy(&again.stderr);
     assert!(msg.contains("already running"), "{msg}");
 
+    cli_finds_the_lab(&lab);
+
     // The dashboard's API reports increasing counts from counting in dc2...
     let dash = sa("127.20.1.12:9002");
     let gw1 = sa("127.20.1.11:19000");
@@ -242,19 +245,14 @@ fn default_lab_end_to_end() {
     lab.ok(&["start", "counting"]);
     assert_counts_increase(dash, "secondary-services");
 
-    // A deny intention written on the primary's server for dc2 stops new connections at
-    // counting's sidecar; deleting it lets them through again.
+    // A deny intention written on the primary's server for dc2 (found from the lab
+    // directory) stops new connections at counting's sidecar; deleting it lets them through.
     let primary_server = sa("127.20.1.10:8500");
     let intention = |args: &[&str]| {
-        let out = std::process::Command::new(common::strait_bin())
-            .arg("intention")
-            .args(args)
-            .args(["--dc", "dc2", "--http-addr", "127.20.1.10:8500"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.code(), text)
+        let mut all = vec!["intention"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--dc", "dc2"]);
+        lab.cli(&all)
     };
     let (code, text) = intention(&["deny", "dashboard", "counting"]);
     assert_eq!(code, Some(0), "{text}");
@@ -326,6 +324,113 @@ fn default_lab_end_to_end() {
         Vec::<u32>::new()
     );
     assert_eq!(processes_mentioning("127.20.1.12:8500"), Vec::<u32>::new());
+}
+
+/// After `lab up`, the commands for humans work from the lab directory with no address flag:
+/// the agents and servers the lab recorded answer (docs/lab.md, "The CLI in a lab").
+fn cli_finds_the_lab(lab: &Lab) {
+    let (code, members) = lab.cli(&["members"]);
+    assert_eq!(code, Some(0), "{members}");
+    for node in [
+        "primary-server",
+        "primary-gateway",
+        "primary-services",
+        "secondary-server",
+        "secondary-gateway",
+        "secondary-services",
+    ] {
+        let line = members.lines().find(|l| l.starts_with(node));
+        assert!(
+            line.is_some_and(|l| l.contains("alive")),
+            "{node} not alive in:\n{members}"
+        );
+    }
+    let (code, services) = lab.cli(&["catalog", "services", "--dc", "dc2"]);
+    assert_eq!(code, Some(0), "{services}");
+    let names: Vec<&str> = services.lines().collect();
+    for want in ["counting", "counting-sidecar-proxy", "mesh-gateway"] {
+        assert!(names.contains(&want), "no {want} in:\n{services}");
+    }
+    assert!(
+        !names.contains(&"dashboard"),
+        "dc1's service in dc2:\n{services}"
+    );
+    let (code, list) = lab.cli(&["intention", "list"]);
+    assert_eq!(
+        (code, list.trim()),
+        (Some(0), "no intentions: every service may call every other")
+    );
+    // The doctor asks the agent of the VM running the service, and that agent where the
+    // sidecar's admin endpoint is (the sidecar registered it).
+    let lab_dir = lab.path().to_str().unwrap();
+    let d = common::doctor::until(
+        "the doctor to pass from the lab directory",
+        || {
+            common::doctor::doctor_env(
+                &["--service", "dashboard", "--upstream", "counting"],
+                &[("STRAIT_LAB_DIR", lab_dir)],
+            )
+        },
+        common::doctor::healthy,
+    );
+    for want in [
+        "✓ local agent: node primary-services in dc1 at 127.20.1.12:8500",
+        "admin 127.20.1.12:19000/ready is 200 (registered with the agent by dashboard-sidecar-proxy)",
+    ] {
+        assert!(d.out.contains(want), "no {want:?} in:\n{}", d.out);
+    }
+}
+
+#[test]
+fn cli_without_lab_or_agent_says_what_it_tried() {
+    let empty = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], lab_dir: Option<&Path>| {
+        let mut cmd = Command::new(common::strait_bin());
+        cmd.args(args)
+            .current_dir(empty.path())
+            .env_remove("STRAIT_HTTP_ADDR")
+            .env_remove("STRAIT_SERVER_HTTP_ADDR")
+            .env_remove("STRAIT_LAB_DIR");
+        if let Some(dir) = lab_dir {
+            cmd.env("STRAIT_LAB_DIR", dir);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    // Outside a lab: the local agent on 127.0.0.1:8500 (none runs on a test machine), and the
+    // error lists every place looked at.
+    let lab_dir = empty.path().join(".strait-lab");
+    for args in [&["members"][..], &["catalog", "services", "--dc", "dc2"]] {
+        let err = run(args, None);
+        for tried in [
+            "127.0.0.1:8500",
+            "no --http-addr, no STRAIT_HTTP_ADDR",
+            &format!("no lab in {}", lab_dir.display()),
+            "STRAIT_LAB_DIR not set",
+        ] {
+            assert!(err.contains(tried), "{args:?}: no {tried:?} in: {err}");
+        }
+    }
+    let err = run(&["intention", "list"], None);
+    assert!(
+        err.contains("127.0.0.1:8500") && err.contains("no STRAIT_SERVER_HTTP_ADDR"),
+        "{err}"
+    );
+    let err = run(&["doctor"], None);
+    assert!(
+        err.contains("hint: is `strait agent` running with http_addr 127.0.0.1:8500? (the default: no --http-addr"),
+        "{err}"
+    );
+    // A STRAIT_LAB_DIR without a lab is an error, not a fallback to some other agent.
+    let err = run(&["members"], Some(empty.path()));
+    assert!(
+        err.contains(&format!(
+            "no lab in {} (STRAIT_LAB_DIR)",
+            empty.path().display()
+        )),
+        "{err}"
+    );
 }
 
 const THREE_DCS: &str = r#"

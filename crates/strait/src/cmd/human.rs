@@ -1,18 +1,20 @@
-//! Commands for humans, answered by the local agent.
+//! Commands for humans, answered by an agent (the local one, or a lab's: `locate.rs`).
 
-use crate::cli::CatalogCommand;
+use super::locate::Located;
+use crate::cli::{AgentAddr, CatalogCommand};
 use anyhow::{Context, Result};
 use http::Method;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use strait_catalog::{FederationState, Node};
-use strait_rpc::proto::Member;
+use strait_proto::Member;
 
-async fn get<T: serde::de::DeserializeOwned>(agent: SocketAddr, path: &str) -> Result<T> {
-    let resp = strait_rpc::http::request(agent, Method::GET, path, None)
+async fn get<T: serde::de::DeserializeOwned>(agent: &Located, path: &str) -> Result<T> {
+    let resp = strait_rpc::http::request(agent.addr, Method::GET, path, None)
         .await
-        .with_context(|| format!("cannot reach the local agent at {agent} (is `strait agent` running? set --http-addr or STRAIT_HTTP_ADDR)"))?;
-    Ok(resp.json(agent, path)?)
+        .with_context(|| {
+            format!("cannot reach the agent at {agent}; is `strait agent` running there?")
+        })?;
+    Ok(resp.json()?)
 }
 
 pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
@@ -37,7 +39,8 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
 }
 
 /// `strait members`: every DC the federation knows, its nodes and their status.
-pub async fn members(agent: SocketAddr) -> Result<()> {
+pub async fn members(agent: AgentAddr) -> Result<()> {
+    let agent = &agent.locate()?;
     let states: Vec<FederationState> = get(agent, "/v1/internal/federation/states").await?;
     let mut rows = vec![];
     let mut dcs: Vec<Option<String>> = vec![None];
@@ -76,7 +79,8 @@ pub async fn members(agent: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-pub async fn catalog(agent: SocketAddr, cmd: CatalogCommand) -> Result<()> {
+pub async fn catalog(agent: AgentAddr, cmd: CatalogCommand) -> Result<()> {
+    let agent = &agent.locate()?;
     let dcq = |dc: &Option<String>| dc.as_ref().map(|d| format!("?dc={d}")).unwrap_or_default();
     match cmd {
         CatalogCommand::Services { dc } => {

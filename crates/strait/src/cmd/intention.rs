@@ -1,6 +1,7 @@
 //! `strait intention`: who may call whom, as `service-intentions` config entries kept by the
-//! destination's DC. Talks to a server's loopback HTTP API (writes are accepted there only);
-//! `--dc` forwards through the mesh gateways.
+//! destination's DC. Talks to a server's loopback HTTP API (writes are accepted there only;
+//! in a lab directory the primary DC's server, see `locate.rs`); `--dc` forwards through the
+//! mesh gateways.
 
 use anyhow::{bail, Context, Result};
 use http::Method;
@@ -14,11 +15,11 @@ pub struct IntentionArgs {
     /// A server's loopback HTTP API (`http_addr` in its config).
     #[arg(
         long = "http-addr",
-        env = "STRAIT_SERVER_HTTP_ADDR",
-        default_value = "127.0.0.1:8500",
-        global = true
+        env = SERVER_ENV,
+        global = true,
+        long_help = server_help()
     )]
-    http_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     /// The destination's datacenter (forwarded through the mesh gateways).
     #[arg(long, global = true)]
     dc: Option<String>,
@@ -47,10 +48,23 @@ struct Pair {
     description: String,
 }
 
+const SERVER_ENV: &str = "STRAIT_SERVER_HTTP_ADDR";
+
+fn server_help() -> String {
+    format!(
+        "A server's loopback HTTP API (`http_addr` in its config). {}",
+        super::locate::help("server")
+    )
+}
+
 /// Runs the subcommand; `Ok(false)` means "denied" for `check`.
 pub async fn run(args: IntentionArgs) -> Result<bool> {
+    let flag = super::locate::Flag {
+        value: args.http_addr,
+        env: SERVER_ENV,
+    };
     let api = Api {
-        addr: args.http_addr,
+        server: super::locate::locate(flag, super::locate::Want::Server)?,
         dc: args.dc,
     };
     match args.cmd {
@@ -64,7 +78,7 @@ pub async fn run(args: IntentionArgs) -> Result<bool> {
 }
 
 struct Api {
-    addr: SocketAddr,
+    server: super::locate::Located,
     dc: Option<String>,
 }
 
@@ -78,13 +92,14 @@ impl Api {
 
     async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>> {
         let path = self.path(path);
-        let addr = self.addr;
+        let addr = self.server.addr;
         let resp = strait_rpc::http::request(addr, method, &path, body)
             .await
             .with_context(|| {
                 format!(
-                    "cannot reach the server's HTTP API at {addr} (run this on a server VM, or set \
-                     --http-addr / STRAIT_SERVER_HTTP_ADDR to the server's http_addr)"
+                    "cannot reach the server's HTTP API at {} (run this on a server VM, or set \
+                     --http-addr / {SERVER_ENV} to the server's http_addr)",
+                    self.server
                 )
             })?;
         if !resp.status.is_success() {

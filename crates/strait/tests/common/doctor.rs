@@ -8,12 +8,20 @@ pub struct Doctor {
     pub out: String,
 }
 
-/// `strait doctor <args>` (without `$STRAIT_HTTP_ADDR`): exit status and stdout+stderr.
+/// `strait doctor <args>` (without `$STRAIT_HTTP_ADDR` or `$STRAIT_LAB_DIR`): exit status
+/// and stdout+stderr.
 pub fn doctor(args: &[&str]) -> Doctor {
+    doctor_env(args, &[])
+}
+
+/// [`doctor`] with these environment variables set.
+pub fn doctor_env(args: &[&str], env: &[(&str, &str)]) -> Doctor {
     let out: Output = Command::new(super::strait_bin())
         .arg("doctor")
         .args(args)
         .env_remove("STRAIT_HTTP_ADDR")
+        .env_remove("STRAIT_LAB_DIR")
+        .envs(env.iter().copied())
         .output()
         .expect("run strait doctor");
     Doctor {

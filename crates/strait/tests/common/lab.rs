@@ -57,6 +57,21 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `strait <args>` as a user in this lab: `STRAIT_LAB_DIR` names it, no address flag or
+    /// variable is set. (exit code, stdout + stderr).
+    pub fn cli(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(strait_bin())
+            .args(args)
+            .env("STRAIT_LAB_DIR", self.path())
+            .env_remove("STRAIT_HTTP_ADDR")
+            .env_remove("STRAIT_SERVER_HTTP_ADDR")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    }
+
     /// The pids `state.json` records (every process the lab started).
     pub fn pids(&self) -> Vec<u32> {
         let text = std::fs::read_to_string(self.path().join("state.json")).unwrap();
