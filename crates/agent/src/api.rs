@@ -90,6 +90,17 @@ async fn checks(State(a): State<S>) -> Json<BTreeMap<String, strait_catalog::Che
     )
 }
 
+/// Runs `f` (which writes `data_dir/services.json`) on the blocking pool; a panic in it is
+/// resumed here, as if it had run inline.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// `PUT /v1/agent/service/register`: a bad body is a 400 naming the field; nothing changes.
 async fn register(State(a): State<S>, body: Bytes) -> Response {
     let def: ServiceDefinition = match serde_json::from_slice(&body) {
@@ -101,7 +112,9 @@ async fn register(State(a): State<S>, body: Bytes) -> Response {
             )
         }
     };
-    match a.local.insert(def, Source::Api) {
+    // The definition is persisted (a file write): off the runtime's two workers.
+    let local = a.local.clone();
+    match blocking(move || local.insert(def, Source::Api)).await {
         Ok(id) => {
             tracing::info!(service = %id, "service registered through the local API");
             (StatusCode::OK, "").into_response()
@@ -114,7 +127,9 @@ async fn register(State(a): State<S>, body: Bytes) -> Response {
 }
 
 async fn deregister(State(a): State<S>, Path(id): Path<String>) -> Response {
-    match a.local.remove(&id) {
+    let local = a.local.clone();
+    let removing = id.clone();
+    match blocking(move || local.remove(&removing)).await {
         Ok(true) => (StatusCode::OK, "").into_response(),
         Ok(false) => err(StatusCode::NOT_FOUND, format!("unknown service ID {id:?}")),
         Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),

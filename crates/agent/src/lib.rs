@@ -79,11 +79,7 @@ pub async fn run(cfg: AgentConfig, path: PathBuf, role: Role) -> Result<()> {
     }
     // Renew the agent's own certificate at half life by joining again.
     loop {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let wait = Duration::from_secs(((not_after - now) / 2).max(1) as u64);
+        let wait = Duration::from_secs(((not_after - strait_base::unix_now()) / 2).max(1) as u64);
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(wait) => {}

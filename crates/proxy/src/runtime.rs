@@ -25,6 +25,8 @@ pub(crate) struct Runtime {
     pub admin_addr: Option<SocketAddr>,
     admin: Option<Arc<AdminState>>,
     admin_stop: CancellationToken,
+    /// The admin endpoint's task, joined at the end of [`Runtime::shutdown`].
+    admin_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Runtime {
@@ -36,6 +38,7 @@ impl Runtime {
         let metrics = Metrics::new(component);
         let (applied, applied_rx) = watch::channel(None);
         let admin_stop = CancellationToken::new();
+        let mut admin_task = None;
         let (admin_addr, admin) = match options.admin {
             Some(addr) => {
                 if !addr.ip().is_loopback() {
@@ -52,7 +55,11 @@ impl Runtime {
                     applied: applied_rx,
                     draining: Default::default(),
                 });
-                tokio::spawn(admin::serve(listener, state.clone(), admin_stop.clone()));
+                admin_task = Some(tokio::spawn(admin::serve(
+                    listener,
+                    state.clone(),
+                    admin_stop.clone(),
+                )));
                 tracing::info!(admin = %bound, "admin endpoint listening");
                 (Some(bound), Some(state))
             }
@@ -66,6 +73,7 @@ impl Runtime {
             admin_addr,
             admin,
             admin_stop,
+            admin_task: std::sync::Mutex::new(admin_task),
         })
     }
 
@@ -80,5 +88,11 @@ impl Runtime {
         }
         self.conns.drain(grace).await;
         self.admin_stop.cancel();
+        let task = strait_base::sync::lock(&self.admin_task).take();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "the admin endpoint's task failed");
+            }
+        }
     }
 }

@@ -23,6 +23,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use strait_base::sync::lock;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -420,11 +421,6 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Locks `m`, taking the data of a poisoned lock (a panic elsewhere must not stop the stop).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +430,10 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    fn explode(msg: &str) {
+        panic!("{msg}");
     }
 
     async fn until_stopped(role: Role) -> anyhow::Result<()> {
@@ -466,7 +466,7 @@ mod tests {
             let life = Lifecycle::new("test").unwrap();
             let role = life.role();
             role.spawn("healthy", role.shutdown().clone().cancelled_owned());
-            role.spawn("exploder", async { None::<()>.expect("boom") });
+            role.spawn("exploder", async { explode("boom") });
             let main = until_stopped(role.clone());
             let err = life.run(main).await.unwrap_err();
             assert_eq!(err.to_string(), "task `exploder` panicked: boom");

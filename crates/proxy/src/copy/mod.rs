@@ -1,6 +1,8 @@
 //! Moving bytes both ways once a connection is set up, with byte counters and the idle
 //! timeout. Two paths:
-//! - [`splice::splice_bidirectional`]: TCP to TCP (the gateway), zero-copy through a pipe;
+//! - [`splice::splice_bidirectional`]: TCP to TCP (the gateway): small messages through a
+//!   user-space buffer, bulk through a pipe with splice(2) so its bytes never enter user
+//!   space (switching per direction on the first read that fills the buffer);
 //! - [`copy_streams`]: anything else (the sidecar's TLS to plain TCP), through user space.
 //!
 //! Both half-close: when one side reaches EOF the other side's write half is shut down, and
