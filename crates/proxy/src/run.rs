@@ -31,7 +31,12 @@ pub async fn run_sidecar(args: SidecarArgs, role: Role) -> anyhow::Result<()> {
     let (tx, rx) = watch::channel(None);
     if let SnapshotSource::File(path) = &source {
         // A bad file at start-up is an error, not a retry loop.
-        publish_if_newer(&tx, load_file(path).bad_config()?);
+        let snapshot = load_file(path).bad_config()?;
+        snapshot
+            .sidecar()
+            .with_context(|| format!("--snapshot-file {}", path.display()))
+            .bad_config()?;
+        publish_if_newer(&tx, snapshot);
     }
     let handle = start_sidecar(options, rx, shutdown.clone()).await?;
     role.spawn_cancellable(
@@ -52,7 +57,14 @@ pub async fn run_gateway(args: GatewayArgs, role: Role) -> anyhow::Result<()> {
     let shutdown = role.shutdown().clone();
     // A bad snapshot file is refused before anything binds.
     let from_file = match &source {
-        SnapshotSource::File(path) => Some(load_file(path).bad_config()?),
+        SnapshotSource::File(path) => {
+            let snapshot = load_file(path).bad_config()?;
+            snapshot
+                .gateway()
+                .with_context(|| format!("--snapshot-file {}", path.display()))
+                .bad_config()?;
+            Some(snapshot)
+        }
         SnapshotSource::Agent { .. } => None,
     };
     let lan_listener = TcpListener::bind(args.address)

@@ -53,6 +53,18 @@ fn usage_and_configuration_errors_exit_64_and_78_before_anything_is_created() {
     let (code, err) = strait(&["proxy", "--sidecar-for", "web", "--admin", "0.0.0.0:19000"]);
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("loopback"), "{err}");
+    // A snapshot file that is not there (or not a snapshot) is a bad configuration.
+    let missing = d.join("missing.json");
+    let (code, err) = strait(&[
+        "gateway",
+        "--mesh",
+        "--address",
+        "127.44.0.12:8443",
+        "--snapshot-file",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("missing.json"), "{err}");
     let (code, out) = strait(&["--help"]);
     assert_eq!(code, 0, "{out}");
 
