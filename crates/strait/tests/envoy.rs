@@ -139,29 +139,33 @@ fn tls_exchange(
 }
 
 /// `strait doctor` for the dashboard and its upstream counting, from dc1's services VM of
-/// the lab on `127.<net>.x.y`, reading the sidecar admin `admin`.
-fn dashboard_doctor(net: u8, admin: &str) -> Doctor {
-    doctor(&[
+/// the lab on `127.<net>.x.y`, reading the sidecar admin `admin` (`None`: the one `strait
+/// envoy run` registered with the agent).
+fn dashboard_doctor(net: u8, admin: Option<&str>) -> Doctor {
+    let agent = format!("127.{net}.1.12:8500");
+    let mut args = vec![
         "--http-addr",
-        &format!("127.{net}.1.12:8500"),
+        &agent,
         "--service",
         "dashboard",
         "--upstream",
         "counting",
-        "--admin",
-        admin,
-    ])
+    ];
+    if let Some(admin) = admin {
+        args.extend(["--admin", admin]);
+    }
+    doctor(&args)
 }
 
 /// The doctor passes every check against an Envoy sidecar (its certificates, roots and
 /// endpoints read from Envoy's admin); names the failing hop with counting stopped; names
 /// the gateway's Envoy as the wrong `--admin`; then passes again with counting restarted.
 fn doctor_reads_envoy(lab: &Lab) {
-    let run = || dashboard_doctor(50, "127.50.1.12:19000");
+    let run = || dashboard_doctor(50, Some("127.50.1.12:19000"));
     let d = until("the doctor to pass on the Envoy lab", run, healthy);
     for want in [
         "✓ sidecar ready: Envoy 1.",
-        "admin 127.50.1.12:19000/ready is LIVE (node dashboard-sidecar-proxy)",
+        "admin 127.50.1.12:19000/ready is LIVE (node dashboard-sidecar-proxy; from --admin)",
         "/dc/dc1/svc/dashboard serial ",
         "✓ roots: sidecar and servers agree on 1 root(s)",
         "✓ upstream counting endpoints: counting in dc2 via local gateway 127.50.1.11:8443",
@@ -171,7 +175,7 @@ fn doctor_reads_envoy(lab: &Lab) {
     }
 
     // --admin of the dc1 gateway's Envoy: not this service's sidecar, and the doctor says so.
-    let d = dashboard_doctor(50, "127.50.1.11:19000");
+    let d = dashboard_doctor(50, Some("127.50.1.11:19000"));
     assert!(!d.ok, "{}", d.out);
     let line = failed_line(&d, "certificates").unwrap_or_else(|| panic!("{}", d.out));
     assert!(line.contains("mesh-gateway"), "{}", d.out);
@@ -383,9 +387,14 @@ fn mixed_lab_builtin_gateways_envoy_sidecars() {
     }
     let d = until(
         "the doctor to pass with Envoy sidecars and built-in gateways",
-        || dashboard_doctor(53, "127.53.1.12:19000"),
+        || dashboard_doctor(53, None),
         healthy,
     );
     assert!(d.out.contains("✓ sidecar ready: Envoy 1."), "{}", d.out);
+    assert!(
+        d.out.contains("admin 127.53.1.12:19000/ready is LIVE (node dashboard-sidecar-proxy; registered with the agent by dashboard-sidecar-proxy)"),
+        "{}",
+        d.out
+    );
     lab.down();
 }
