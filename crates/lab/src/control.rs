@@ -184,9 +184,10 @@ mod tests {
             .expect("start");
         let state = LabState::require(&paths).expect("state");
         assert!(state.processes[0].is_alive() && !state.processes[0].stopped);
-        let r = crate::http_get::get(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2))
-            .await
-            .expect("counting answers");
+        let r =
+            strait_rpc::http::get_url(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2))
+                .await
+                .expect("counting answers");
         assert_eq!(r.status, 200);
         // Already running: start is a no-op.
         start(&paths, "counting", None, Duration::from_secs(5))
