@@ -216,7 +216,7 @@ fn two_datacenters_federate_through_gateways() {
         "intruder",
         &ip(2, 13),
         &ip(2, 10),
-        "not-the-token",
+        "not-the-token-of-this-dc",
     );
     let mut intruder = Proc::start(
         &d,
@@ -264,7 +264,7 @@ fn cli_says_when_the_agent_is_unreachable() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("cannot reach the local agent at 127.41.9.9:8500"),
+        err.contains("cannot reach the agent at 127.41.9.9:8500"),
         "{err}"
     );
 }
