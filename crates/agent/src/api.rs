@@ -3,7 +3,7 @@
 //! (with `?dc=` carried along, so they reach other DCs through the gateways).
 
 use crate::definition::ServiceDefinition;
-use crate::local::{AdminError, Source};
+use crate::local::{AdminError, Source, TtlError};
 use crate::metrics;
 use crate::snapshots;
 use crate::state::Agent;
@@ -17,6 +17,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+use strait_catalog::CheckStatus;
 
 type S = Arc<Agent>;
 
@@ -29,6 +30,7 @@ pub fn router(agent: S) -> Router {
         .route("/v1/agent/checks", get(checks))
         .route("/v1/agent/service/register", put(register))
         .route("/v1/agent/service/deregister/{id}", put(deregister))
+        .route("/v1/agent/check/{verb}/{id}", put(ttl_update))
         .route("/v1/agent/members", get(members))
         .route("/v1/agent/connect/ca/roots", get(roots))
         .route("/v1/agent/connect/ca/leaf/{service}", get(leaf))
@@ -36,6 +38,7 @@ pub fn router(agent: S) -> Router {
         .route("/v1/agent/proxy/admin", get(proxy_admins))
         .route("/v1/agent/proxy/admin/{id}", put(set_proxy_admin))
         .fallback(forward)
+        .method_not_allowed_fallback(strait_rpc::unsupported::method_fallback)
         .layer(axum::middleware::from_fn(
             strait_rpc::metrics::count_requests,
         ))
@@ -103,7 +106,7 @@ async fn blocking<T: Send + 'static>(
 
 /// `PUT /v1/agent/service/register`: a bad body is a 400 naming the field; nothing changes.
 async fn register(State(a): State<S>, body: Bytes) -> Response {
-    let def: ServiceDefinition = match serde_json::from_slice(&body) {
+    let def: ServiceDefinition = match crate::decode::json(&body) {
         Ok(d) => d,
         Err(e) => {
             return err(
@@ -133,6 +136,60 @@ async fn deregister(State(a): State<S>, Path(id): Path<String>) -> Response {
         Ok(true) => (StatusCode::OK, "").into_response(),
         Ok(false) => err(StatusCode::NOT_FOUND, format!("unknown service ID {id:?}")),
         Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}
+
+/// The body of `PUT /v1/agent/check/update/<id>`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct CheckUpdate {
+    status: String,
+    #[serde(default)]
+    output: String,
+}
+
+/// `PUT /v1/agent/check/pass|warn|fail/<id>` (`?note=` becomes the output) and
+/// `PUT /v1/agent/check/update/<id>` `{"Status": "passing", "Output": "..."}`: a TTL check's
+/// status, as the application reports it.
+async fn ttl_update(
+    State(a): State<S>,
+    Path((verb, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let note = q.get("note").cloned().unwrap_or_default();
+    let (status, output) = match verb.as_str() {
+        "pass" => (CheckStatus::Passing, note),
+        "warn" => (CheckStatus::Warning, note),
+        "fail" => (CheckStatus::Critical, note),
+        "update" => {
+            let u: CheckUpdate = match crate::decode::json(&body) {
+                Ok(u) => u,
+                Err(e) => return err(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+            };
+            match CheckStatus::ALL
+                .into_iter()
+                .find(|s| s.as_str() == u.status)
+            {
+                Some(s) => (s, u.output),
+                None => {
+                    let msg = format!(
+                        "field Status = {:?}: expected passing, warning or critical",
+                        u.status
+                    );
+                    return err(StatusCode::BAD_REQUEST, msg);
+                }
+            }
+        }
+        _ => {
+            let path = format!("/v1/agent/check/{verb}/{id}");
+            return strait_rpc::unsupported::response(&Method::PUT, &path);
+        }
+    };
+    match a.local.set_ttl_status(&id, status, &output) {
+        Ok(()) => (StatusCode::OK, "").into_response(),
+        Err(e @ TtlError::UnknownCheck(_)) => err(StatusCode::NOT_FOUND, e),
+        Err(e @ TtlError::NotTtl(_)) => err(StatusCode::BAD_REQUEST, e),
     }
 }
 
@@ -284,10 +341,7 @@ async fn forward(State(a): State<S>, req: Request) -> Response {
         "/v1/status/",
     ];
     if !allowed.iter().any(|p| path.starts_with(p)) {
-        return err(
-            StatusCode::NOT_FOUND,
-            format!("no such endpoint: {} {path}", req.method()),
-        );
+        return strait_rpc::unsupported::response(req.method(), &path);
     }
     let pq = req
         .uri()

@@ -4,6 +4,7 @@ use crate::definition::{CheckSpec, Probe};
 use crate::local::LocalState;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use strait_catalog::CheckStatus;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -39,6 +40,9 @@ pub async fn run(local: Arc<LocalState>, shutdown: CancellationToken) {
 }
 
 async fn run_check(local: Arc<LocalState>, spec: CheckSpec) {
+    if let Probe::Ttl { ttl } = spec.probe {
+        return run_ttl(&local, &spec.check_id, ttl).await;
+    }
     loop {
         let (status, output) =
             match tokio::time::timeout(spec.timeout, probe(&local, &spec.probe)).await {
@@ -50,6 +54,28 @@ async fn run_check(local: Arc<LocalState>, spec: CheckSpec) {
             };
         local.set_status(&spec.check_id, status.as_str(), &output);
         tokio::time::sleep(spec.interval).await;
+    }
+}
+
+/// A TTL check: critical when the application has not set its status for `ttl` (Consul's
+/// `TTL expired`); the timer starts over at each update.
+async fn run_ttl(local: &LocalState, check_id: &str, ttl: Duration) {
+    let mut updates = local.ttl_updates();
+    while let Some(set_at) = local.ttl_set_at(check_id) {
+        let expires = tokio::time::Instant::from_std(set_at + ttl);
+        tokio::select! {
+            _ = tokio::time::sleep_until(expires) => {
+                if local.ttl_set_at(check_id) == Some(set_at) {
+                    let output = format!("TTL expired: no status update within {ttl:?}");
+                    local.set_status(check_id, CheckStatus::Critical.as_str(), &output);
+                    // Nothing to do until the next update.
+                    if updates.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+            r = updates.changed() => if r.is_err() { return },
+        }
     }
 }
 
@@ -84,5 +110,6 @@ async fn probe(local: &LocalState, probe: &Probe) -> (CheckStatus, String) {
             let out = format!("service {service_id} is {s}");
             (s, out)
         }
+        Probe::Ttl { .. } => unreachable!("TTL checks have no probe (run_ttl)"),
     }
 }

@@ -1,13 +1,16 @@
-//! Service definitions in Consul's shape (`PUT /v1/agent/service/register` bodies and `*.json`
-//! files in the config directory), and what one expands to: catalog services (the service and
-//! its sidecar), check definitions, and proxy registrations for snapshots.
+//! Service definitions in Consul's shape (`PUT /v1/agent/service/register` bodies and the
+//! service files of the config directory, both decoded by [`crate::decode`]: keys in any case
+//! or snake_case), and what one expands to: catalog services (the service and its sidecar),
+//! check definitions, and proxy registrations for snapshots.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use strait_catalog::{MeshGatewayConfig, ProxyConfig, Service, ServiceAddress, Upstream};
+use strait_catalog::{
+    CheckStatus, MeshGatewayConfig, ProxyConfig, Service, ServiceAddress, Upstream,
+};
 use strait_snapshot::{GatewayMode, ProxyKind, ProxyRegistration, UpstreamRegistration};
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -56,9 +59,18 @@ pub struct SidecarService {
     pub proxy: Option<SidecarProxy>,
 }
 
+/// The `Proxy` of a `Connect.SidecarService`.
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub struct SidecarProxy {
+    /// Always the service the sidecar is declared in; clients such as the `consul` npm package
+    /// send it anyway, so it is accepted when it names that service.
+    #[serde(default)]
+    pub destination_service_name: String,
+    /// As `DestinationServiceName`: accepted when it is the service's ID.
+    #[serde(default, rename = "DestinationServiceID")]
+    pub destination_service_id: String,
     #[serde(default)]
     pub upstreams: Vec<Upstream>,
     #[serde(default)]
@@ -83,14 +95,21 @@ pub struct CheckDefinition {
     pub http: String,
     #[serde(default, rename = "TCP")]
     pub tcp: String,
+    /// A TTL check: the application reports its status (`PUT /v1/agent/check/pass/<id>`, ...)
+    /// at least this often, or the check turns critical.
+    #[serde(default, rename = "TTL")]
+    pub ttl: String,
     #[serde(default)]
     pub interval: String,
     #[serde(default)]
     pub timeout: String,
+    /// The status before the first result: `passing`, `warning` or `critical` (the default).
+    #[serde(default)]
+    pub status: String,
 }
 
 /// What a check probes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
     /// GET `path` on `addr`; 2xx is passing, 429 warning, anything else critical.
     Http { addr: SocketAddr, path: String },
@@ -98,10 +117,12 @@ pub enum Probe {
     Tcp { addr: SocketAddr },
     /// Mirrors the worst status of another service's checks (sidecar -> its app).
     Alias { service_id: String },
+    /// Set by the application through the agent API; critical when not set within `ttl`.
+    Ttl { ttl: Duration },
 }
 
 /// A check as the agent runs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckSpec {
     pub check_id: String,
     pub name: String,
@@ -110,6 +131,8 @@ pub struct CheckSpec {
     pub probe: Probe,
     pub interval: Duration,
     pub timeout: Duration,
+    /// The status until the first result.
+    pub initial: CheckStatus,
 }
 
 /// One definition, expanded.
@@ -151,6 +174,15 @@ fn loopback_ip(field: &str, v: &str) -> Result<IpAddr> {
     Ok(ip)
 }
 
+/// A service or check ID: it goes into URL paths and log lines, so 1-128 characters, no '/'
+/// and no control characters.
+fn validate_id(field: &str, id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 128 || id.contains('/') || id.chars().any(char::is_control) {
+        bail!("field {field} = {id:?}: must be 1-128 characters without '/' or control characters");
+    }
+    Ok(())
+}
+
 fn parse_http(field: &str, url: &str) -> Result<Probe> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         anyhow::anyhow!("field {field} = {url:?}: only http:// URLs are supported")
@@ -189,9 +221,7 @@ impl ServiceDefinition {
         } else {
             self.id.clone()
         };
-        if id.is_empty() || id.len() > 128 || id.contains('/') {
-            bail!("field ID = {id:?}: must be 1-128 characters without '/'");
-        }
+        validate_id("ID", &id)?;
         let address = if self.address.is_empty() {
             advertise.to_string()
         } else {
@@ -232,44 +262,7 @@ impl ServiceDefinition {
             } else {
                 format!("Checks[{i}]")
             };
-            let probe = match (c.http.is_empty(), c.tcp.is_empty()) {
-                (false, true) => parse_http(&format!("{field}.HTTP"), &c.http)?,
-                (true, false) => Probe::Tcp {
-                    addr: c
-                        .tcp
-                        .replace("localhost", "127.0.0.1")
-                        .parse()
-                        .map_err(|_| {
-                            anyhow::anyhow!("field {field}.TCP = {:?}: expected ip:port", c.tcp)
-                        })?,
-                },
-                _ => bail!("field {field}: exactly one of HTTP or TCP must be set"),
-            };
-            out.checks.push(CheckSpec {
-                check_id: if c.check_id.is_empty() {
-                    format!("service:{id}:{}", i + 1)
-                } else {
-                    c.check_id.clone()
-                },
-                name: if c.name.is_empty() {
-                    format!("Service '{}' check", self.name)
-                } else {
-                    c.name.clone()
-                },
-                service_id: id.clone(),
-                service_name: self.name.clone(),
-                probe,
-                interval: parse_duration(
-                    &format!("{field}.Interval"),
-                    &c.interval,
-                    Duration::from_secs(10),
-                )?,
-                timeout: parse_duration(
-                    &format!("{field}.Timeout"),
-                    &c.timeout,
-                    Duration::from_secs(5),
-                )?,
-            });
+            out.checks.push(self.check(&id, &field, i, c)?);
         }
         if self.kind == "mesh-gateway" {
             let wan = match main.tagged_addresses.get("wan") {
@@ -309,6 +302,65 @@ impl ServiceDefinition {
         Ok(out)
     }
 
+    /// The `i`th check of service `id`, written at `field`.
+    fn check(&self, id: &str, field: &str, i: usize, c: &CheckDefinition) -> Result<CheckSpec> {
+        let set = [("HTTP", &c.http), ("TCP", &c.tcp), ("TTL", &c.ttl)];
+        let probe = match set.iter().filter(|(_, v)| !v.is_empty()).count() {
+            1 if !c.http.is_empty() => parse_http(&format!("{field}.HTTP"), &c.http)?,
+            1 if !c.tcp.is_empty() => Probe::Tcp {
+                addr: c
+                    .tcp
+                    .replace("localhost", "127.0.0.1")
+                    .parse()
+                    .map_err(|_| {
+                        anyhow::anyhow!("field {field}.TCP = {:?}: expected ip:port", c.tcp)
+                    })?,
+            },
+            1 => Probe::Ttl {
+                ttl: parse_duration(&format!("{field}.TTL"), &c.ttl, Duration::ZERO)?,
+            },
+            _ => bail!("field {field}: exactly one of HTTP, TCP or TTL must be set"),
+        };
+        let initial = match c.status.as_str() {
+            "" => CheckStatus::Critical,
+            s => CheckStatus::ALL
+                .into_iter()
+                .find(|v| v.as_str() == s)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "field {field}.Status = {s:?}: expected passing, warning or critical"
+                    )
+                })?,
+        };
+        Ok(CheckSpec {
+            check_id: if c.check_id.is_empty() {
+                format!("service:{id}:{}", i + 1)
+            } else {
+                validate_id(&format!("{field}.CheckID"), &c.check_id)?;
+                c.check_id.clone()
+            },
+            name: if c.name.is_empty() {
+                format!("Service '{}' check", self.name)
+            } else {
+                c.name.clone()
+            },
+            service_id: id.to_string(),
+            service_name: self.name.clone(),
+            probe,
+            interval: parse_duration(
+                &format!("{field}.Interval"),
+                &c.interval,
+                Duration::from_secs(10),
+            )?,
+            timeout: parse_duration(
+                &format!("{field}.Timeout"),
+                &c.timeout,
+                Duration::from_secs(5),
+            )?,
+            initial,
+        })
+    }
+
     fn expand_sidecar(
         &self,
         id: &str,
@@ -330,6 +382,22 @@ impl ServiceDefinition {
         };
         let port = if sc.port == 0 { default_port } else { sc.port };
         let proxy = sc.proxy.clone().unwrap_or_default();
+        for (field, given, own) in [
+            (
+                "DestinationServiceName",
+                &proxy.destination_service_name,
+                &self.name,
+            ),
+            (
+                "DestinationServiceID",
+                &proxy.destination_service_id,
+                &id.to_string(),
+            ),
+        ] {
+            if !given.is_empty() && given != own {
+                bail!("field Connect.SidecarService.Proxy.{field} = {given:?}: a sidecar fronts the service it is declared in ({own:?})");
+            }
+        }
         let pmode = mode(
             &proxy.mesh_gateway,
             "Connect.SidecarService.Proxy.MeshGateway.Mode",
@@ -380,6 +448,7 @@ impl ServiceDefinition {
             },
             interval: Duration::from_secs(2),
             timeout: Duration::from_secs(2),
+            initial: CheckStatus::Critical,
         });
         out.checks.push(CheckSpec {
             check_id: format!("service:{sid}:2"),
@@ -391,6 +460,7 @@ impl ServiceDefinition {
             },
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
+            initial: CheckStatus::Critical,
         });
         out.proxies.push(ProxyRegistration {
             proxy_id: sid,
@@ -501,6 +571,77 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("Prot"), "{err}");
+    }
+
+    fn decode(json: &str) -> ServiceDefinition {
+        crate::decode::json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn consul_clients_bodies_decode() {
+        // py-consul: lowercase keys, snake_case connect.
+        let py = decode(
+            r#"{"name": "web", "id": "web-1", "port": 8080, "tags": ["v1"], "meta": {"Ver": "1"},
+            "checks": [{"http": "http://127.0.0.1:8080/", "interval": "1s"}, {"ttl": "30s"}],
+            "connect": {"sidecar_service": {"proxy": {"upstreams": [
+                {"destination_name": "db", "local_bind_port": 9191, "mesh_gateway": {"mode": "local"}}]}}}}"#,
+        );
+        let e = py.expand("10.0.0.5".parse().unwrap(), 21000).unwrap();
+        assert_eq!(e.services[0].id, "web-1");
+        assert_eq!(e.services[0].meta["Ver"], "1");
+        assert_eq!(
+            e.checks[1].probe,
+            Probe::Ttl {
+                ttl: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(e.proxies[0].upstreams[0].destination, "db");
+        // The consul npm package: PascalCase, the sidecar's Proxy.DestinationServiceName, and
+        // the older DestinationServiceName in an upstream.
+        let npm = decode(
+            r#"{"Name": "web", "Port": 8080, "Check": {"TTL": "10s", "Status": "passing"},
+            "Connect": {"SidecarService": {"Proxy": {"DestinationServiceName": "web",
+                "Upstreams": [{"DestinationServiceName": "db", "LocalBindPort": 9191}]}}}}"#,
+        );
+        let e = npm.expand("10.0.0.5".parse().unwrap(), 21000).unwrap();
+        assert_eq!(e.checks[0].initial, CheckStatus::Passing);
+        assert_eq!(e.proxies[0].upstreams[0].destination, "db");
+        let err = expand_err_decoded(
+            r#"{"Name": "web", "Port": 1, "Connect": {"SidecarService": {"Proxy": {"DestinationServiceName": "other"}}}}"#,
+        );
+        assert!(err.contains("Proxy.DestinationServiceName"), "{err}");
+    }
+
+    fn expand_err_decoded(json: &str) -> String {
+        decode(json)
+            .expand("10.0.0.5".parse().unwrap(), 21000)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn unknown_keys_are_named_as_written() {
+        let err = crate::decode::json::<ServiceDefinition>(br#"{"name": "a", "prot": 1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`prot`") && err.contains("column"), "{err}");
+        let err = crate::decode::json::<ServiceDefinition>(
+            br#"{"name": "a", "check": {"ttl": "1s", "tll": "1s"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`tll`"), "{err}");
+    }
+
+    #[test]
+    fn bad_status_ids_and_probes_are_refused() {
+        let err = expand_err_decoded(r#"{"Name": "a", "Check": {"TTL": "1s", "Status": "ok"}}"#);
+        assert!(err.contains("Check.Status"), "{err}");
+        let err = expand_err_decoded(r#"{"Name": "a", "ID": "a\nforged log line"}"#);
+        assert!(err.contains("field ID") && err.contains("control"), "{err}");
+        let err =
+            expand_err_decoded(r#"{"Name": "a", "Check": {"TTL": "1s", "TCP": "127.0.0.1:1"}}"#);
+        assert!(err.contains("exactly one of HTTP, TCP or TTL"), "{err}");
     }
 
     #[test]

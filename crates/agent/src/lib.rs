@@ -9,11 +9,13 @@
 mod api;
 mod checks;
 pub mod config;
+pub mod decode;
 pub mod definition;
 mod join;
 mod local;
 mod metrics;
 mod reload;
+mod service_file;
 mod snapshots;
 mod state;
 mod sync;

@@ -9,12 +9,13 @@
 //! `data_dir/proxy-admin.json` so that an Envoy, which registers once before it starts, is
 //! still found after an agent restart.
 
-use crate::definition::{CheckSpec, Expanded, ServiceDefinition, SIDECAR_PORT_BASE};
+use crate::definition::{CheckSpec, Expanded, Probe, ServiceDefinition, SIDECAR_PORT_BASE};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Instant;
 use strait_catalog::{Check, CheckStatus, Service};
 use strait_snapshot::ProxyRegistration;
 use tokio::sync::watch;
@@ -27,28 +28,7 @@ pub struct FileChanges {
     pub removed: Vec<String>,
 }
 
-/// Reads the `*.json` service definitions of `dir`, sorted by file name, each with its path;
-/// errors name the file.
-pub fn read_config_dir(dir: Option<&Path>) -> Result<Vec<(ServiceDefinition, String)>> {
-    let Some(dir) = dir else {
-        return Ok(vec![]);
-    };
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read config_dir {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    let mut defs = vec![];
-    for p in paths {
-        let text =
-            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        let def: ServiceDefinition = serde_json::from_str(&text)
-            .with_context(|| format!("invalid service definition {}", p.display()))?;
-        defs.push((def, p.display().to_string()));
-    }
-    Ok(defs)
-}
+pub use crate::service_file::read_config_dir;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -70,6 +50,18 @@ struct Inner {
     status: BTreeMap<String, (String, String)>,
     /// proxy ID -> its admin endpoint, as the proxy registered it.
     admins: BTreeMap<String, SocketAddr>,
+    /// TTL check ID -> when its status was last set (or the check registered): it turns
+    /// critical a TTL later.
+    ttl_set_at: BTreeMap<String, Instant>,
+}
+
+/// Why `PUT /v1/agent/check/pass|warn|fail|update/<id>` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TtlError {
+    #[error("no check {0:?} is registered with this agent")]
+    UnknownCheck(String),
+    #[error("check {0:?} is not a TTL check: its status comes from its probe")]
+    NotTtl(String),
 }
 
 /// Why a proxy's admin address was refused.
@@ -94,6 +86,8 @@ pub struct LocalState {
     admin_file: PathBuf,
     inner: Mutex<Inner>,
     changed: watch::Sender<u64>,
+    /// Bumped at every TTL status update, so a TTL check's timer starts over.
+    ttl_updates: watch::Sender<u64>,
 }
 
 impl LocalState {
@@ -105,6 +99,7 @@ impl LocalState {
             admin_file: data_dir.join("proxy-admin.json"),
             inner: Mutex::new(Inner::default()),
             changed: watch::channel(0).0,
+            ttl_updates: watch::channel(0).0,
         }
     }
 
@@ -120,7 +115,7 @@ impl LocalState {
         self.changed.send_modify(|g| *g += 1);
     }
 
-    /// Loads `*.json` definitions from `dir` (errors name the file) and the persisted API ones.
+    /// Loads the service files of `dir` (errors name the file) and the persisted API ones.
     pub fn load(&self, dir: Option<&Path>) -> Result<()> {
         let mut defs: Vec<_> = read_config_dir(dir)?
             .into_iter()
@@ -128,7 +123,7 @@ impl LocalState {
             .collect();
         if self.persist.exists() {
             let text = std::fs::read_to_string(&self.persist)?;
-            let saved: Vec<ServiceDefinition> = serde_json::from_str(&text)
+            let saved: Vec<ServiceDefinition> = crate::decode::json(text.as_bytes())
                 .with_context(|| format!("corrupt {}", self.persist.display()))?;
             defs.extend(
                 saved
@@ -254,11 +249,15 @@ impl LocalState {
         let port = Self::next_sidecar_port(&inner);
         let expanded = def.expand(self.advertise, port)?;
         let id = expanded.services[0].id.clone();
+        let now = Instant::now();
         for c in &expanded.checks {
             inner
                 .status
                 .entry(c.check_id.clone())
-                .or_insert((CheckStatus::Critical.as_str().into(), "not run yet".into()));
+                .or_insert((c.initial.as_str().into(), "not run yet".into()));
+            if matches!(c.probe, Probe::Ttl { .. }) {
+                inner.ttl_set_at.entry(c.check_id.clone()).or_insert(now);
+            }
         }
         inner.entries.insert(
             id.clone(),
@@ -281,6 +280,7 @@ impl LocalState {
         };
         for c in &e.expanded.checks {
             inner.status.remove(&c.check_id);
+            inner.ttl_set_at.remove(&c.check_id);
         }
         self.save(&inner)?;
         drop(inner);
@@ -312,6 +312,42 @@ impl LocalState {
         } else {
             cur.1 = output.to_string();
         }
+    }
+
+    /// Sets the status of TTL check `check_id` (the application's report) and starts its TTL
+    /// over.
+    pub fn set_ttl_status(
+        &self,
+        check_id: &str,
+        status: CheckStatus,
+        output: &str,
+    ) -> Result<(), TtlError> {
+        {
+            let mut inner = self.lock();
+            let spec = inner
+                .entries
+                .values()
+                .flat_map(|e| &e.expanded.checks)
+                .find(|c| c.check_id == check_id)
+                .ok_or_else(|| TtlError::UnknownCheck(check_id.to_owned()))?;
+            if !matches!(spec.probe, Probe::Ttl { .. }) {
+                return Err(TtlError::NotTtl(check_id.to_owned()));
+            }
+            inner.ttl_set_at.insert(check_id.to_owned(), Instant::now());
+        }
+        self.set_status(check_id, status.as_str(), output);
+        self.ttl_updates.send_modify(|g| *g += 1);
+        Ok(())
+    }
+
+    /// When TTL check `check_id` was last set (or registered); `None` once it is gone.
+    pub fn ttl_set_at(&self, check_id: &str) -> Option<Instant> {
+        self.lock().ttl_set_at.get(check_id).copied()
+    }
+
+    /// Changes at every TTL status update.
+    pub fn ttl_updates(&self) -> watch::Receiver<u64> {
+        self.ttl_updates.subscribe()
     }
 
     /// Worst status of the checks of `service_id` (passing when it has none).
@@ -383,6 +419,46 @@ impl LocalState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ttl_status_is_set_only_on_ttl_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalState::new("n1", "127.0.0.1".parse().unwrap(), dir.path());
+        let web = r#"{"Name": "web", "Port": 9100, "Checks": [
+            {"CheckID": "web-ttl", "TTL": "10s", "Status": "warning"},
+            {"CheckID": "web-tcp", "TCP": "127.0.0.1:9100"}]}"#;
+        local
+            .insert(crate::decode::json(web.as_bytes()).unwrap(), Source::Api)
+            .unwrap();
+        let status = |id: &str| {
+            let c = local
+                .checks()
+                .into_iter()
+                .find(|c| c.check_id == id)
+                .unwrap();
+            (c.status, c.output)
+        };
+        assert_eq!(status("web-ttl").0, "warning", "the initial Status");
+        let set_at = local.ttl_set_at("web-ttl").unwrap();
+        local
+            .set_ttl_status("web-ttl", CheckStatus::Passing, "all good")
+            .unwrap();
+        assert_eq!(status("web-ttl"), ("passing".into(), "all good".into()));
+        assert!(
+            local.ttl_set_at("web-ttl").unwrap() > set_at,
+            "the TTL starts over"
+        );
+        let err = local
+            .set_ttl_status("web-tcp", CheckStatus::Passing, "")
+            .unwrap_err();
+        assert!(matches!(err, TtlError::NotTtl(_)), "{err}");
+        let err = local
+            .set_ttl_status("nope", CheckStatus::Passing, "")
+            .unwrap_err();
+        assert!(matches!(err, TtlError::UnknownCheck(_)), "{err}");
+        local.remove("web").unwrap();
+        assert_eq!(local.ttl_set_at("web-ttl"), None);
+    }
 
     #[test]
     fn admin_addresses_only_for_registered_proxies_on_loopback_and_survive_a_restart() {

@@ -64,6 +64,8 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
             "/v1/internal/federation/states",
             get(internal::federation_states),
         )
+        .fallback(strait_rpc::unsupported::fallback)
+        .method_not_allowed_fallback(strait_rpc::unsupported::method_fallback)
         .layer(middleware::from_fn_with_state(server.clone(), forward_dc))
         .layer(middleware::from_fn(strait_rpc::metrics::count_requests))
         .layer(Extension(server.http_requests.clone()))
