@@ -116,6 +116,7 @@ mod tests {
                 address: String::new(),
                 listens: Vec::new(),
                 log: paths.log(vm, name),
+                netns: None,
             },
             pid: None,
             start_time: None,

@@ -27,11 +27,15 @@ pub async fn down(paths: &LabPaths, purge: bool, grace: Duration) -> anyhow::Res
             std::fs::remove_file(paths.state())
                 .with_context(|| format!("cannot remove {}", paths.state().display()))?;
         }
-        None if paths.lock().exists() => {
+        None if paths.lock().exists() || paths.network().exists() => {
             println!("no processes recorded in {}", paths.root().display())
         }
         None if !purge => bail!("no lab in {}", paths.root().display()),
         None => {}
+    }
+    let removed = crate::netns::setup::teardown(paths)?;
+    if removed > 0 {
+        println!("removed {removed} network namespaces and links (none of the lab's is left)");
     }
     Lock::release(paths)?;
     if purge {
@@ -78,6 +82,7 @@ mod tests {
             address: String::new(),
             listens: Vec::new(),
             log: paths.log("vm1", name),
+            netns: None,
         }
     }
 

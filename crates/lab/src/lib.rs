@@ -11,7 +11,9 @@ pub mod control;
 pub mod demo;
 pub mod down;
 pub mod endpoints;
+pub mod exec;
 pub mod logs;
+pub mod netns;
 pub mod paths;
 pub mod plan;
 pub mod procfs;
@@ -54,6 +56,10 @@ pub enum LabCommand {
         /// Data plane of gateways and sidecars on VMs whose topology entry names no `proxy`.
         #[arg(long, value_enum, default_value = "builtin")]
         proxy: topology::DataPlane,
+        /// `local`: every VM an address on the loopback (no root); `netns`: every VM its own
+        /// network namespace, a bridge per DC, only gateways on the WAN (root; docs/lab.md).
+        #[arg(long, value_enum, default_value = "local")]
+        driver: netns::Driver,
     },
     /// Validate a topology and print the processes `up` would start, in order.
     Plan {
@@ -88,6 +94,16 @@ pub enum LabCommand {
         /// Only the instance on this VM.
         #[arg(long)]
         vm: Option<String>,
+    },
+    /// Run a command on a VM: inside its network namespace (netns driver), or with its
+    /// environment (local driver: STRAIT_HTTP_ADDR names its agent), e.g. `strait lab exec
+    /// primary-services -- strait members`.
+    Exec {
+        /// VM name (see `strait lab status`).
+        vm: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// Stop every process of the lab.
     Down {
@@ -153,12 +169,14 @@ pub async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
             topology,
             step_timeout,
             proxy,
+            driver,
         } => {
             let options = up::UpOptions {
                 topology,
                 step_timeout: Duration::from_secs(step_timeout),
                 down_command: down_command(&args.dir),
                 proxy,
+                driver,
             };
             up::up(&paths, &options).await
         }
@@ -175,6 +193,7 @@ pub async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
         LabCommand::Start { service, vm } => {
             control::start(&paths, &service, vm.as_deref(), Duration::from_secs(60)).await
         }
+        LabCommand::Exec { vm, command } => exec::exec(&paths, &vm, &command),
         LabCommand::Down { purge, grace } => {
             down::down(&paths, purge, Duration::from_secs(grace)).await
         }

@@ -36,6 +36,11 @@ impl LabPaths {
         self.root.join("lab.lock")
     }
 
+    /// The lab's network: driver, addresses, what the netns driver created.
+    pub fn network(&self) -> PathBuf {
+        self.root.join("network.json")
+    }
+
     pub fn state(&self) -> PathBuf {
         self.root.join("state.json")
     }
@@ -77,7 +82,10 @@ impl LabPaths {
 
     /// Whether the directory holds anything a lab wrote (guards `--purge`).
     pub fn looks_like_lab(&self) -> bool {
-        self.lock().exists() || self.state().exists() || self.vms().is_dir()
+        self.lock().exists()
+            || self.state().exists()
+            || self.network().exists()
+            || self.vms().is_dir()
     }
 }
 

@@ -41,6 +41,13 @@ fn running(s: &Stat) -> bool {
     !matches!(s.state, 'Z' | 'X' | 'x')
 }
 
+/// This process's effective uid (the second field of `Uid:` in /proc/self/status).
+pub fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// The start time of a live process, recorded at spawn.
 pub fn start_time(pid: u32) -> Option<u64> {
     stat(pid).map(|s| s.start_time)

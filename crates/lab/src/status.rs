@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use crate::netns::enter::{get, Probe};
 use crate::paths::LabPaths;
 use crate::state::{self, LabState, ProcessRecord};
-use strait_rpc::http::get_url;
 
 /// One row of the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,10 +21,16 @@ async fn health(record: &ProcessRecord, alive: bool) -> String {
     if !alive {
         return "-".to_owned();
     }
-    match get_url(&record.spec.ready_url, Duration::from_secs(1)).await {
+    let spec = &record.spec;
+    let probe = get(
+        spec.netns.as_deref(),
+        &spec.ready_url,
+        Duration::from_secs(1),
+    );
+    match probe.await {
         Ok(r) if r.status == http::StatusCode::OK => "ready".to_owned(),
         Ok(r) => format!("not ready (HTTP {})", r.status.as_u16()),
-        Err(strait_rpc::RpcError::Timeout { .. }) => "no answer".to_owned(),
+        Err(Probe::Http(strait_rpc::RpcError::Timeout { .. })) => "no answer".to_owned(),
         Err(_) => "unreachable".to_owned(),
     }
 }
@@ -93,8 +99,31 @@ pub async fn status(paths: &LabPaths) -> anyhow::Result<()> {
         state::format_time(state.started_at),
         state.topology
     );
+    if let Some(network) = crate::netns::setup::Network::load(paths)? {
+        println!("{}", vm_table(&network.layout));
+    }
     println!("{}", table(&rows(&state).await));
     Ok(())
+}
+
+/// The driver and, for the netns driver, every VM's addresses and namespace (the local
+/// driver's VM addresses are those in the process table).
+pub fn vm_table(layout: &crate::netns::Layout) -> String {
+    let mut out = format!("driver {}", layout.driver.as_str());
+    if layout.driver == crate::netns::Driver::Local {
+        out.push_str(" (each VM an address on the loopback: see ADDRESS)");
+        return out;
+    }
+    for v in &layout.vms {
+        out.push_str(&format!("\n  {} ({}): {}", v.vm, v.dc, v.lan));
+        if let Some(wan) = v.wan {
+            out.push_str(&format!(", WAN {wan}"));
+        }
+        if let Some(ns) = &v.netns {
+            out.push_str(&format!(", namespace {ns}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::netns;
 use crate::plan::{ProcessSpec, Program};
 use crate::procfs;
 use crate::signal::{self, Signal};
 use crate::state::{self, ProcessRecord};
-use strait_rpc::http::get_url;
 
 /// Variables the demo apps read; cleared so the user's shell cannot leak them
 /// into the wrong process.
@@ -75,7 +75,15 @@ pub fn spawn(spec: &ProcessSpec, strait: &Path) -> anyhow::Result<(Child, Proces
         state::format_time(state::now())
     )
     .with_context(|| format!("cannot write log {}", spec.log.display()))?;
-    let mut cmd = Command::new(&program);
+    let mut cmd = match &spec.netns {
+        // `ip netns exec` execs the program in place: the pid recorded is the program's.
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns]).arg(&program);
+            cmd
+        }
+        None => Command::new(&program),
+    };
     cmd.args(&spec.args)
         .stdin(Stdio::null())
         .stdout(log)
@@ -130,7 +138,12 @@ pub async fn wait_ready(
     let started = Instant::now();
     let mut pause = Duration::from_millis(50);
     loop {
-        let last = match get_url(&spec.ready_url, Duration::from_secs(1)).await {
+        let probe = netns::enter::get(
+            spec.netns.as_deref(),
+            &spec.ready_url,
+            Duration::from_secs(1),
+        );
+        let last = match probe.await {
             Ok(r) if r.status == http::StatusCode::OK => return Ok(()),
             Ok(r) => format!("HTTP {}", r.status),
             Err(e) => e.to_string(),

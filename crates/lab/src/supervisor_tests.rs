@@ -61,6 +61,7 @@ fn spec(dir: &Path, name: &str, program: Program, args: &[&str], ready_url: Stri
         address: String::new(),
         listens: Vec::new(),
         log: dir.join("logs").join(format!("{name}.log")),
+        netns: None,
     }
 }
 
@@ -111,7 +112,7 @@ async fn starts_waits_for_readiness_and_stops_the_demo_counting_service() {
         .expect("ready");
     assert!(record.is_alive());
 
-    let r = get_url(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2))
+    let r = strait_rpc::http::get_url(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2))
         .await
         .expect("count");
     let reply: crate::demo::counting::CountReply = serde_json::from_slice(&r.body).expect("json");

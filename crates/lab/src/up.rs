@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::netns::{setup, Driver, Layout};
 use crate::paths::LabPaths;
 use crate::plan::{self, ProcessSpec, Tokens};
 use crate::state::{self, LabState, Lock};
@@ -26,6 +27,8 @@ pub struct UpOptions {
     pub down_command: String,
     /// Data plane of VMs whose topology entry names none.
     pub proxy: DataPlane,
+    /// Loopback addresses (local) or a network namespace per VM (netns).
+    pub driver: Driver,
 }
 
 /// Reads the topology file (or the default) and validates it; errors are configuration
@@ -74,8 +77,11 @@ fn check_addresses_free(plan: &[ProcessSpec]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes what a previous (stopped) lab left: its VM files and state.
+/// Removes what a previous (stopped) lab left: its network, VM files and state.
 fn clear_previous(paths: &LabPaths) -> anyhow::Result<()> {
+    if setup::teardown(paths)? > 0 {
+        println!("removed the previous lab's network namespaces and links");
+    }
     let vms = paths.vms();
     if vms.exists() {
         println!("removing the previous lab's files in {}", vms.display());
@@ -93,10 +99,18 @@ fn clear_previous(paths: &LabPaths) -> anyhow::Result<()> {
 pub async fn up(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<()> {
     let (topology, text, origin) = load_topology(options.topology.as_ref())?;
     let topology = topology.with_default_proxy(options.proxy);
+    let layout = match options.driver {
+        Driver::Local => Layout::local(&topology),
+        Driver::Netns => {
+            setup::require_root()?;
+            use strait_systemd::lifecycle::ExitContext;
+            Layout::netns(&topology).bad_config()?
+        }
+    };
     std::fs::create_dir_all(paths.root())
         .with_context(|| format!("cannot create lab directory {}", paths.root().display()))?;
     Lock::acquire(paths, &options.down_command)?;
-    let Err(error) = start_all(paths, options, &topology, &text, &origin).await else {
+    let Err(error) = start_all(paths, options, &topology, &layout, &text, &origin).await else {
         return Ok(());
     };
     let state = LabState::load(paths).ok().flatten();
@@ -110,7 +124,8 @@ pub async fn up(paths: &LabPaths, options: &UpOptions) -> anyhow::Result<()> {
             options.down_command
         )))
     } else {
-        // Nothing is left running: free the directory for the next try.
+        // Nothing is left running: remove the network and free the directory for the next try.
+        setup::teardown(paths)?;
         Lock::release(paths)?;
         Err(error.context("`strait lab up` failed; nothing is left running"))
     }
@@ -120,14 +135,18 @@ async fn start_all(
     paths: &LabPaths,
     options: &UpOptions,
     topology: &Topology,
+    layout: &Layout,
     text: &str,
     origin: &str,
 ) -> anyhow::Result<()> {
     clear_previous(paths)?;
     state::write_file(&paths.topology(), text.as_bytes(), false)?;
     let tokens = Tokens::generate(topology);
-    let plan = plan::plan(topology, paths, &tokens);
-    check_addresses_free(&plan)?;
+    let plan = plan::plan_on(topology, paths, &tokens, layout);
+    match layout.driver {
+        Driver::Local => check_addresses_free(&plan)?,
+        Driver::Netns => setup::check_host(layout)?,
+    }
     let strait = supervisor::strait_bin()?;
     if plan.iter().any(|p| p.program == plan::Program::Strait) && !strait.is_file() {
         bail!(
@@ -137,19 +156,30 @@ async fn start_all(
     }
     // The units a VM of this topology would run, beside the configs they name.
     crate::units::write(&plan, paths, &strait)?;
+    setup::create(paths, layout, topology)?;
+    if layout.driver == Driver::Netns {
+        println!(
+            "network: a namespace per VM, a bridge per DC, gateways on the WAN ({}/{}; the host is {} on {}'s LAN)",
+            crate::netns::NETWORK.0,
+            crate::netns::NETWORK.1,
+            crate::netns::HOST_ADDRESS,
+            topology.primary_dc()
+        );
+    }
 
     let mut lab = LabState {
         started_at: state::now(),
         topology: origin.to_owned(),
         processes: Vec::new(),
-        endpoints: Some(crate::endpoints::Endpoints::of(topology)),
+        endpoints: Some(crate::endpoints::Endpoints::of(&layout.readdress(topology))),
     };
     lab.save(paths)?;
     println!(
-        "starting {} processes on {} VMs in {} datacenters (topology: {origin}; files in {})",
+        "starting {} processes on {} VMs in {} datacenters (driver {}, topology: {origin}; files in {})",
         plan.len(),
         topology.vms.len(),
         topology.datacenters.len(),
+        layout.driver.as_str(),
         paths.root().display()
     );
     let total = plan.len();
@@ -196,7 +226,14 @@ async fn start_all(
 
     println!();
     for p in &dashboards {
-        println!("dashboard: http://{}", p.address);
+        if layout.host_reaches(&p.vm, topology.primary_dc()) {
+            println!("dashboard: http://{}", p.address);
+        } else {
+            println!(
+                "dashboard: http://{} (inside {}'s LAN: `strait lab exec {} -- ...`)",
+                p.address, p.dc, p.vm
+            );
+        }
     }
     println!("status:    strait lab status");
     println!("stop it:   {}", options.down_command);
@@ -213,7 +250,9 @@ async fn wait_mesh_path(
     let url = format!("http://{}/api/count", dashboard.address);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let last = match strait_rpc::http::get_url(&url, Duration::from_secs(2)).await {
+        let probe =
+            crate::netns::enter::get(dashboard.netns.as_deref(), &url, Duration::from_secs(2));
+        let last = match probe.await {
             Ok(r) => {
                 let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
                 if v["reachable"] == serde_json::Value::Bool(true) {
@@ -272,6 +311,7 @@ mod tests {
             step_timeout: Duration::from_secs(1),
             down_command: "strait lab down".into(),
             proxy: DataPlane::Builtin,
+            driver: Driver::Local,
         };
         let err = up(&paths, &options).await.expect_err("no primary");
         assert!(err.to_string().contains("bad.toml:2"), "{err}");

@@ -53,10 +53,12 @@ pub(super) fn agent_toml(config: &AgentToml<'_>) -> String {
     format!("{HEADER}{}", toml::to_string(config).unwrap_or_default())
 }
 
-/// A service definition in the Consul API shape. Upstream listeners bind, and apps listen
-/// on, the VM's own address, since all local-driver VMs share 127.0.0.1.
-pub(super) fn service_definition(vm: &Vm, service: &Service) -> String {
+/// A service definition in the Consul API shape. `local` is where upstream listeners bind
+/// and the app listens: 127.0.0.1 in a VM of its own (netns driver), the VM's own address
+/// with the local driver, since all its VMs share 127.0.0.1.
+pub(super) fn service_definition(vm: &Vm, service: &Service, local: Ipv4Addr) -> String {
     let address = vm.address.to_string();
+    let local = local.to_string();
     let upstreams: Vec<serde_json::Value> = service
         .upstreams
         .iter()
@@ -64,7 +66,7 @@ pub(super) fn service_definition(vm: &Vm, service: &Service) -> String {
             json!({
                 "DestinationName": u.destination,
                 "Datacenter": u.datacenter,
-                "LocalBindAddress": address,
+                "LocalBindAddress": local,
                 "LocalBindPort": u.local_bind_port,
                 "MeshGateway": { "Mode": u.mesh_gateway.as_str() },
             })
@@ -76,13 +78,13 @@ pub(super) fn service_definition(vm: &Vm, service: &Service) -> String {
         "Address": address,
         "Port": service.port,
         "Check": {
-            "HTTP": format!("http://{address}:{}{}", service.port, service.check_path),
+            "HTTP": format!("http://{local}:{}{}", service.port, service.check_path),
             "Interval": "1s",
         },
         "Connect": {
             "SidecarService": {
                 "Port": service.sidecar_port,
-                "Proxy": { "Upstreams": upstreams, "LocalServiceAddress": address },
+                "Proxy": { "Upstreams": upstreams, "LocalServiceAddress": local },
             }
         },
     });

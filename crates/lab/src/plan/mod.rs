@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::netns::{Driver, Layout};
 use crate::paths::LabPaths;
 use crate::topology::{
     DataPlane, ServiceKind, Topology, Vm, GATEWAY_PORT, GRPC_PORT, HTTP_API_PORT, SERVER_HTTPS_PORT,
@@ -127,6 +128,10 @@ pub struct ProcessSpec {
     /// Every address the process will listen on (checked free before `up`).
     pub listens: Vec<SocketAddr>,
     pub log: PathBuf,
+    /// The VM's network namespace (netns driver): the process runs in it (`ip netns exec`),
+    /// and its readiness URL is probed from inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 impl ProcessSpec {
@@ -177,9 +182,58 @@ fn addr(ip: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(ip, port))
 }
 
+/// Where a VM's processes listen. Local driver: everything on the VM's loopback address.
+/// Netns driver: as on a real VM: what only the VM itself uses (HTTP APIs, admin endpoints,
+/// upstream listeners, apps behind their sidecar) on 127.0.0.1, what other VMs reach
+/// (servers' mTLS API, gateways, sidecars' public ports) on the LAN address, gateways also
+/// on the WAN address.
+struct On<'a> {
+    layout: &'a Layout,
+}
+
+impl On<'_> {
+    fn netns(&self) -> bool {
+        self.layout.driver == Driver::Netns
+    }
+
+    fn loopback(&self, vm: &Vm) -> Ipv4Addr {
+        if self.netns() {
+            Ipv4Addr::LOCALHOST
+        } else {
+            vm.address
+        }
+    }
+
+    /// What other DCs' gateways dial.
+    fn wan(&self, vm: &Vm) -> Ipv4Addr {
+        self.layout
+            .vm(&vm.name)
+            .and_then(|v| v.wan)
+            .unwrap_or(vm.address)
+    }
+
+    fn namespace(&self, vm: &Vm) -> Option<String> {
+        self.layout.vm(&vm.name).and_then(|v| v.netns.clone())
+    }
+}
+
 /// The start order: primary server -> primary gateways (agent + gateway) ->
 /// per secondary DC: server, gateways -> agents of services VMs -> apps -> sidecars.
+/// The local driver's plan (see [`plan_on`]).
 pub fn plan(topology: &Topology, paths: &LabPaths, tokens: &Tokens) -> Vec<ProcessSpec> {
+    plan_on(topology, paths, tokens, &Layout::local(topology))
+}
+
+/// The plan for a driver's [`Layout`]: the same processes, files and order with either
+/// driver; only addresses (and the namespace each process runs in) differ.
+pub fn plan_on(
+    topology: &Topology,
+    paths: &LabPaths,
+    tokens: &Tokens,
+    layout: &Layout,
+) -> Vec<ProcessSpec> {
+    let topology = &layout.readdress(topology);
+    let on = &On { layout };
     let primary = topology.primary_dc();
     let mut dcs: Vec<&str> = vec![primary];
     dcs.extend(
@@ -192,7 +246,7 @@ pub fn plan(topology: &Topology, paths: &LabPaths, tokens: &Tokens) -> Vec<Proce
     let primary_gateways: Vec<SocketAddr> = topology
         .vms_in(primary)
         .filter(|vm| vm.roles.gateway)
-        .map(|vm| addr(vm.address, GATEWAY_PORT))
+        .map(|vm| addr(on.wan(vm), GATEWAY_PORT))
         .collect();
 
     let mut out = Vec::new();
@@ -203,11 +257,11 @@ pub fn plan(topology: &Topology, paths: &LabPaths, tokens: &Tokens) -> Vec<Proce
             } else {
                 &primary_gateways[..]
             };
-            out.push(server(topology, vm, paths, tokens, gateways));
+            out.push(server(on, topology, vm, paths, tokens, gateways));
         }
         for vm in topology.vms_in(dc).filter(|vm| vm.roles.gateway) {
-            out.push(agent(topology, vm, paths, tokens));
-            out.push(gateway(vm, paths));
+            out.push(agent(on, topology, vm, paths, tokens));
+            out.push(gateway(on, vm, paths));
         }
     }
     let services_vms = || {
@@ -216,22 +270,22 @@ pub fn plan(topology: &Topology, paths: &LabPaths, tokens: &Tokens) -> Vec<Proce
             .filter(|vm| vm.roles.services)
     };
     for vm in services_vms().filter(|vm| !vm.roles.gateway) {
-        out.push(agent(topology, vm, paths, tokens));
+        out.push(agent(on, topology, vm, paths, tokens));
     }
     for vm in services_vms() {
         for service in &vm.services {
-            out.push(app(vm, service, paths));
+            out.push(app(on, vm, service, paths));
         }
     }
     for vm in services_vms() {
         for (index, service) in vm.services.iter().enumerate() {
-            out.push(sidecar(vm, index, service, paths));
+            out.push(sidecar(on, vm, index, service, paths));
         }
     }
     out
 }
 
-fn base(vm: &Vm, name: &str, role: Role, paths: &LabPaths) -> ProcessSpec {
+fn base(on: &On<'_>, vm: &Vm, name: &str, role: Role, paths: &LabPaths) -> ProcessSpec {
     ProcessSpec {
         vm: vm.name.clone(),
         dc: vm.dc.clone(),
@@ -247,11 +301,13 @@ fn base(vm: &Vm, name: &str, role: Role, paths: &LabPaths) -> ProcessSpec {
         address: String::new(),
         listens: Vec::new(),
         log: paths.log(&vm.name, name),
+        netns: on.namespace(vm),
     }
 }
 
 /// `strait <name> --config <config>`, the config written (0600: it holds tokens) first.
 fn configured(
+    on: &On<'_>,
     vm: &Vm,
     name: &str,
     role: Role,
@@ -259,7 +315,7 @@ fn configured(
     config: PathBuf,
     contents: String,
 ) -> ProcessSpec {
-    let mut p = base(vm, name, role, paths);
+    let mut p = base(on, vm, name, role, paths);
     p.args = vec![name.into(), "--config".into(), config.display().to_string()];
     p.files.push(FileSpec {
         path: config,
@@ -270,6 +326,7 @@ fn configured(
 }
 
 fn server(
+    on: &On<'_>,
     topology: &Topology,
     vm: &Vm,
     paths: &LabPaths,
@@ -277,7 +334,7 @@ fn server(
     primary_gateways: &[SocketAddr],
 ) -> ProcessSpec {
     let https = addr(vm.address, SERVER_HTTPS_PORT);
-    let http = addr(vm.address, HTTP_API_PORT);
+    let http = addr(on.loopback(vm), HTTP_API_PORT);
     let config = paths.config(&vm.name, "server.toml");
     let data = paths.data(&vm.name, "server");
     let contents = files::server_toml(&files::ServerToml {
@@ -291,7 +348,7 @@ fn server(
         federation_token: &tokens.federation,
         primary_gateways,
     });
-    let mut p = configured(vm, "server", Role::Server, paths, config, contents);
+    let mut p = configured(on, vm, "server", Role::Server, paths, config, contents);
     p.dirs.push(data);
     p.ready_url = format!("http://{http}/v1/status/ready");
     p.address = https.to_string();
@@ -299,8 +356,14 @@ fn server(
     p
 }
 
-fn agent(topology: &Topology, vm: &Vm, paths: &LabPaths, tokens: &Tokens) -> ProcessSpec {
-    let http = addr(vm.address, HTTP_API_PORT);
+fn agent(
+    on: &On<'_>,
+    topology: &Topology,
+    vm: &Vm,
+    paths: &LabPaths,
+    tokens: &Tokens,
+) -> ProcessSpec {
+    let http = addr(on.loopback(vm), HTTP_API_PORT);
     let config = paths.config(&vm.name, "agent.toml");
     let data = paths.data(&vm.name, "agent");
     let config_dir = paths.agent_config_dir(&vm.name);
@@ -318,13 +381,13 @@ fn agent(topology: &Topology, vm: &Vm, paths: &LabPaths, tokens: &Tokens) -> Pro
         servers: &servers,
         join_token: &tokens.join(&vm.dc),
         config_dir: &config_dir,
-        grpc_addr: envoy_ads(vm),
+        grpc_addr: envoy_ads(on, vm),
     });
-    let mut p = configured(vm, "agent", Role::Agent, paths, config, contents);
+    let mut p = configured(on, vm, "agent", Role::Agent, paths, config, contents);
     for service in &vm.services {
         p.files.push(FileSpec {
             path: config_dir.join(format!("{}.json", service.name)),
-            contents: files::service_definition(vm, service),
+            contents: files::service_definition(vm, service, on.loopback(vm)),
             secret: false,
         });
     }
@@ -332,20 +395,20 @@ fn agent(topology: &Topology, vm: &Vm, paths: &LabPaths, tokens: &Tokens) -> Pro
     p.ready_url = format!("http://{http}/v1/agent/ready");
     p.address = http.to_string();
     p.listens = vec![http];
-    p.listens.extend(envoy_ads(vm));
+    p.listens.extend(envoy_ads(on, vm));
     p
 }
 
 /// The agent's ADS address, on VMs whose proxies are Envoy.
-fn envoy_ads(vm: &Vm) -> Option<SocketAddr> {
-    (vm.data_plane() == DataPlane::Envoy).then(|| addr(vm.address, GRPC_PORT))
+fn envoy_ads(on: &On<'_>, vm: &Vm) -> Option<SocketAddr> {
+    (vm.data_plane() == DataPlane::Envoy).then(|| addr(on.loopback(vm), GRPC_PORT))
 }
 
 /// `strait envoy run` in place of `strait gateway` / `strait proxy`: the same proxy,
 /// configured by the agent over ADS. `kind` is `--gateway mesh ...` or `--sidecar-for S`.
-fn envoy_args(vm: &Vm, kind: &[&str], admin: SocketAddr) -> Vec<String> {
-    let grpc = addr(vm.address, GRPC_PORT).to_string();
-    let agent = addr(vm.address, HTTP_API_PORT).to_string();
+fn envoy_args(on: &On<'_>, vm: &Vm, kind: &[&str], admin: SocketAddr) -> Vec<String> {
+    let grpc = addr(on.loopback(vm), GRPC_PORT).to_string();
+    let agent = addr(on.loopback(vm), HTTP_API_PORT).to_string();
     let mut args = vec!["envoy", "run"];
     args.extend_from_slice(kind);
     let admin = admin.to_string();
@@ -355,19 +418,21 @@ fn envoy_args(vm: &Vm, kind: &[&str], admin: SocketAddr) -> Vec<String> {
     args.into_iter().map(String::from).collect()
 }
 
-fn gateway(vm: &Vm, paths: &LabPaths) -> ProcessSpec {
-    let agent = addr(vm.address, HTTP_API_PORT);
+fn gateway(on: &On<'_>, vm: &Vm, paths: &LabPaths) -> ProcessSpec {
+    let agent = addr(on.loopback(vm), HTTP_API_PORT);
     let listen = addr(vm.address, GATEWAY_PORT);
-    let admin = addr(vm.address, vm.gateway_admin_port());
-    let mut p = base(vm, "gateway", Role::Gateway, paths);
+    let wan = addr(on.wan(vm), GATEWAY_PORT);
+    let admin = addr(on.loopback(vm), vm.gateway_admin_port());
+    let mut p = base(on, vm, "gateway", Role::Gateway, paths);
     let address = listen.to_string();
+    let wan_address = wan.to_string();
     let envoy = [
         "--gateway",
         "mesh",
         "--address",
         &address,
         "--wan-address",
-        &address,
+        &wan_address,
     ];
     p.args = [
         "gateway",
@@ -377,33 +442,43 @@ fn gateway(vm: &Vm, paths: &LabPaths) -> ProcessSpec {
         "--address",
         &listen.to_string(),
         "--wan-address",
-        &listen.to_string(),
+        &wan_address,
         "--admin",
         &admin.to_string(),
     ]
     .map(String::from)
     .to_vec();
     if vm.data_plane() == DataPlane::Envoy {
-        p.args = envoy_args(vm, &envoy, admin);
+        p.args = envoy_args(on, vm, &envoy, admin);
     }
     p.ready_url = format!("http://{admin}/ready");
     p.address = listen.to_string();
     p.listens = vec![listen, admin];
+    if wan != listen {
+        p.listens.push(wan);
+    }
     p
 }
 
-fn app(vm: &Vm, service: &crate::topology::Service, paths: &LabPaths) -> ProcessSpec {
-    let listen = addr(vm.address, service.port);
+fn app(on: &On<'_>, vm: &Vm, service: &crate::topology::Service, paths: &LabPaths) -> ProcessSpec {
+    let local = addr(on.loopback(vm), service.port);
     let app = match &service.kind {
         ServiceKind::Counting => App::Counting,
         ServiceKind::Dashboard => App::Dashboard,
         ServiceKind::Command { .. } => App::Command,
     };
-    let mut p = base(vm, &service.name, Role::App(app), paths);
+    // In a namespace, apps are reached through their sidecar on 127.0.0.1, except dashboards,
+    // which people open from the host: they also answer on the LAN address.
+    let (bind, listen) = if on.netns() && app == App::Dashboard {
+        (Ipv4Addr::UNSPECIFIED, addr(vm.address, service.port))
+    } else {
+        (on.loopback(vm), local)
+    };
+    let mut p = base(on, vm, &service.name, Role::App(app), paths);
     p.service = Some(service.name.clone());
     p.env = vec![
         ("PORT".into(), service.port.to_string()),
-        ("BIND_ADDR".into(), vm.address.to_string()),
+        ("BIND_ADDR".into(), bind.to_string()),
         ("STRAIT_HOSTNAME".into(), vm.name.clone()),
     ];
     match &service.kind {
@@ -412,7 +487,7 @@ fn app(vm: &Vm, service: &crate::topology::Service, paths: &LabPaths) -> Process
             p.args = vec!["demo".into(), "dashboard".into()];
             // Validation guarantees a dashboard has an upstream; it shows the first.
             if let Some(up) = service.upstreams.first() {
-                let url = format!("http://{}", addr(vm.address, up.local_bind_port));
+                let url = format!("http://{}", addr(on.loopback(vm), up.local_bind_port));
                 p.env.push(("COUNTING_SERVICE_URL".into(), url));
             }
         }
@@ -421,22 +496,24 @@ fn app(vm: &Vm, service: &crate::topology::Service, paths: &LabPaths) -> Process
             p.args = argv.iter().skip(1).cloned().collect();
         }
     }
-    p.ready_url = format!("http://{listen}{}", service.check_path);
+    p.ready_url = format!("http://{local}{}", service.check_path);
     p.address = listen.to_string();
     p.listens = vec![listen];
     p
 }
 
 fn sidecar(
+    on: &On<'_>,
     vm: &Vm,
     index: usize,
     service: &crate::topology::Service,
     paths: &LabPaths,
 ) -> ProcessSpec {
-    let agent = addr(vm.address, HTTP_API_PORT);
-    let admin = addr(vm.address, vm.sidecar_admin_port(index));
+    let agent = addr(on.loopback(vm), HTTP_API_PORT);
+    let admin = addr(on.loopback(vm), vm.sidecar_admin_port(index));
     let public = addr(vm.address, service.sidecar_port);
     let mut p = base(
+        on,
         vm,
         &format!("{}-sidecar", service.name),
         Role::Sidecar,
@@ -455,7 +532,7 @@ fn sidecar(
     .map(String::from)
     .to_vec();
     if vm.data_plane() == DataPlane::Envoy {
-        p.args = envoy_args(vm, &["--sidecar-for", &service.name], admin);
+        p.args = envoy_args(on, vm, &["--sidecar-for", &service.name], admin);
     }
     p.ready_url = format!("http://{admin}/ready");
     p.address = public.to_string();
@@ -464,7 +541,7 @@ fn sidecar(
         service
             .upstreams
             .iter()
-            .map(|u| addr(vm.address, u.local_bind_port)),
+            .map(|u| addr(on.loopback(vm), u.local_bind_port)),
     );
     p
 }

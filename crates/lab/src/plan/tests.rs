@@ -1,7 +1,7 @@
 //! The plan of the built-in topology, checked against the contracts of the
 //! server, agent, proxy and demo roles.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::*;
@@ -307,4 +307,66 @@ fn tokens_are_fresh_random_hex() {
     assert!(a.federation.bytes().all(|c| c.is_ascii_hexdigit()));
     assert_ne!(a.federation, b.federation);
     assert_ne!(a.join["dc1"], a.join["dc2"]);
+}
+
+#[test]
+fn netns_plan_listens_on_the_vms_own_loopback_and_differs_only_in_addresses() {
+    let topology = Topology::builtin().expect("valid default");
+    let paths = LabPaths::new(Path::new("/lab")).expect("absolute");
+    let tokens = default_plan().1;
+    let layout = Layout::netns(&topology).expect("fits");
+    let netns = plan_on(&topology, &paths, &tokens, &layout);
+    let local = plan(&topology, &paths, &tokens);
+    // Same processes, in the same order, each in its VM's namespace.
+    let names = |p: &[ProcessSpec]| {
+        p.iter()
+            .map(|p| (p.vm.clone(), p.name.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&netns), names(&local));
+    assert!(netns
+        .iter()
+        .all(|p| p.netns.as_deref() == Some(format!("strait-{}", p.vm).as_str())));
+    assert!(local.iter().all(|p| p.netns.is_none()));
+
+    let server = find(&netns, "secondary-server", "server");
+    let toml = &file(server, "server.toml").contents;
+    assert!(toml.contains("https_addr = \"10.213.2.10:8300\""), "{toml}");
+    assert!(toml.contains("http_addr = \"127.0.0.1:8500\""), "{toml}");
+    assert!(
+        toml.contains("primary_gateways = [\"10.213.0.10:8443\"]"),
+        "{toml}"
+    );
+    assert_eq!(server.ready_url, "http://127.0.0.1:8500/v1/status/ready");
+
+    let gateway = find(&netns, "secondary-gateway", "gateway");
+    assert_eq!(
+        gateway.args.join(" "),
+        "gateway --mesh --agent 127.0.0.1:8500 --address 10.213.2.11:8443 --wan-address 10.213.0.11:8443 --admin 127.0.0.1:19000"
+    );
+
+    let agent = find(&netns, "primary-services", "agent");
+    let toml = &file(agent, "agent.toml").contents;
+    assert!(toml.contains("advertise_addr = \"10.213.1.12\""), "{toml}");
+    assert!(toml.contains("servers = [\"10.213.1.10:8300\"]"), "{toml}");
+    let def: serde_json::Value =
+        serde_json::from_str(&file(agent, "dashboard.json").contents).expect("json");
+    assert_eq!(def["Address"], "10.213.1.12");
+    let proxy = &def["Connect"]["SidecarService"]["Proxy"];
+    assert_eq!(proxy["LocalServiceAddress"], "127.0.0.1");
+    assert_eq!(proxy["Upstreams"][0]["LocalBindAddress"], "127.0.0.1");
+
+    let dashboard = find(&netns, "primary-services", "dashboard");
+    let env: HashMap<&str, &str> = dashboard
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(env["BIND_ADDR"], "0.0.0.0");
+    assert_eq!(env["COUNTING_SERVICE_URL"], "http://127.0.0.1:5000");
+    assert_eq!(dashboard.address, "10.213.1.12:9002");
+    let counting = find(&netns, "secondary-services", "counting");
+    assert!(counting
+        .env
+        .contains(&("BIND_ADDR".into(), "127.0.0.1".into())));
 }
