@@ -1,18 +1,19 @@
 //! Per-proxy snapshots: the agent follows its server's mesh view (blocking query), keeps a leaf
-//! certificate per local proxied service (renewed at half life), and rebuilds each local
-//! proxy's snapshot with the pure `strait_snapshot::build` whenever an input changes. Proxies
-//! follow their snapshot with blocking queries on its version.
+//! certificate per local proxied service (renewed at half life), follows the health of every
+//! upstream target in another DC (blocking queries through the gateways), and rebuilds each
+//! local proxy's snapshot with the pure `strait_snapshot::build` whenever an input changes.
+//! Proxies follow their snapshot with blocking queries on its version.
 
 use crate::state::{Agent, LeafEntry};
 use anyhow::Result;
 use http::Method;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use strait_identity::spiffe::SpiffeId;
 use strait_proto::{MeshViewResponse, SignRequest, SignResponse};
-use strait_snapshot::{GatewayMode, Leaf, MeshView, ProxyRegistration};
+use strait_snapshot::{Leaf, MeshView, ProxyRegistration, TargetName};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -78,43 +79,93 @@ pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
     Ok(entry)
 }
 
-/// For upstreams in mode `none` that target another DC: that DC's healthy sidecars.
-async fn remote_sidecars(agent: &Agent, view: &mut MeshView, proxies: &[ProxyRegistration]) {
-    for p in proxies {
-        for u in &p.upstreams {
-            let dc = if u.datacenter.is_empty() {
-                &view.datacenter
-            } else {
-                &u.datacenter
-            };
-            if *dc == view.datacenter || u.mode != GatewayMode::None {
-                continue;
+/// What the DCs of remote upstream targets report: (service, DC) -> healthy sidecars. A
+/// target missing from the map is unknown (not fetched yet, or its DC unreachable).
+type RemoteHealth = BTreeMap<TargetName, Vec<SocketAddr>>;
+
+/// Follows the health of one remote target with blocking queries through the gateways
+/// (`/v1/health/connect/:service?dc=..&passing`), until aborted.
+async fn watch_remote(agent: Arc<Agent>, target: TargetName, tx: Arc<watch::Sender<RemoteHealth>>) {
+    let mut index = 0u64;
+    loop {
+        let path = format!(
+            "/v1/health/connect/{}?dc={}&passing&index={index}&wait=30s",
+            target.service, target.datacenter
+        );
+        let r = agent
+            .call(Method::GET, &path, None, Duration::from_secs(45))
+            .await
+            .and_then(|r| {
+                let list: Vec<strait_catalog::ServiceInstance> = r.json()?;
+                Ok((r.index(), list))
+            });
+        match r {
+            Ok((next, list)) => {
+                let addrs: Vec<SocketAddr> = list
+                    .iter()
+                    .filter_map(|i| {
+                        let host = if i.service.address.is_empty() {
+                            &i.node.address
+                        } else {
+                            &i.service.address
+                        };
+                        Some(SocketAddr::new(host.parse().ok()?, i.service.port))
+                    })
+                    .collect();
+                tx.send_if_modified(|m| {
+                    let changed = m.get(&target) != Some(&addrs);
+                    m.insert(target.clone(), addrs);
+                    changed
+                });
+                // An index going backwards (the remote servers restarted): start over.
+                index = if next < index { 0 } else { next };
             }
-            let path = format!("/v1/health/connect/{}?dc={dc}&passing", u.destination);
-            let addrs = agent
-                .call(Method::GET, &path, None, Duration::from_secs(10))
-                .await
-                .and_then(|r| Ok(r.json::<Vec<strait_catalog::ServiceInstance>>()?));
-            match addrs {
-                Ok(list) => {
-                    let a: Vec<SocketAddr> = list
-                        .iter()
-                        .filter_map(|i| {
-                            format!("{}:{}", i.service.address, i.service.port)
-                                .parse()
-                                .ok()
-                        })
-                        .collect();
-                    view.remote_sidecars
-                        .entry(dc.clone())
-                        .or_default()
-                        .insert(u.destination.clone(), a);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), upstream = %u.destination, dc, "cannot list remote sidecars")
-                }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), service = %target.service, dc = %target.datacenter, "cannot follow a remote upstream target's health; its gateways will be dialled");
+                tx.send_if_modified(|m| m.remove(&target).is_some());
+                index = 0;
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Starts a watcher for each remote target the local proxies need and stops the others.
+fn reconcile_remote(
+    agent: &Arc<Agent>,
+    view: &MeshView,
+    proxies: &[ProxyRegistration],
+    tx: &Arc<watch::Sender<RemoteHealth>>,
+    watchers: &mut BTreeMap<TargetName, tokio::task::AbortHandle>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    let needed: BTreeSet<TargetName> = proxies
+        .iter()
+        .flat_map(|p| strait_snapshot::remote_targets(view, p))
+        .collect();
+    watchers.retain(|target, task| {
+        let keep = needed.contains(target);
+        if !keep {
+            task.abort();
+            tx.send_if_modified(|m| m.remove(target).is_some());
+        }
+        keep
+    });
+    for target in needed {
+        if let std::collections::btree_map::Entry::Vacant(slot) = watchers.entry(target) {
+            let task = watch_remote(agent.clone(), slot.key().clone(), tx.clone());
+            slot.insert(tasks.spawn(task));
+        }
+    }
+}
+
+/// Fills [`MeshView::remote_sidecars`] from what the watchers know.
+fn apply_remote(view: &mut MeshView, remote: &RemoteHealth) {
+    for (target, addrs) in remote {
+        view.remote_sidecars
+            .entry(target.datacenter.clone())
+            .or_default()
+            .insert(target.service.clone(), addrs.clone());
     }
 }
 
@@ -126,6 +177,11 @@ pub async fn build_loop(
     shutdown: CancellationToken,
 ) {
     let mut local_rx = agent.local.subscribe();
+    let (remote_tx, mut remote_rx) = watch::channel(RemoteHealth::new());
+    let remote_tx = Arc::new(remote_tx);
+    // Remote health watchers: owned here, aborted when this loop ends.
+    let mut watchers = BTreeMap::new();
+    let mut watcher_tasks = tokio::task::JoinSet::new();
     // Versions start from the clock so they keep increasing across agent restarts.
     let mut version = strait_base::unix_now_millis();
     loop {
@@ -134,7 +190,15 @@ pub async fn build_loop(
         if let Some(v) = current {
             let proxies = agent.local.proxies();
             let mut view = v.view.clone();
-            remote_sidecars(&agent, &mut view, &proxies).await;
+            reconcile_remote(
+                &agent,
+                &view,
+                &proxies,
+                &remote_tx,
+                &mut watchers,
+                &mut watcher_tasks,
+            );
+            apply_remote(&mut view, &remote_rx.borrow_and_update());
             let mut next = BTreeMap::new();
             for p in &proxies {
                 let l = match leaf(&agent, &p.service).await {
@@ -193,6 +257,8 @@ pub async fn build_loop(
             _ = shutdown.cancelled() => return,
             r = view_rx.changed() => if r.is_err() { return },
             _ = local_rx.changed() => {}
+            _ = remote_rx.changed() => {}
+            Some(_) = watcher_tasks.join_next(), if !watcher_tasks.is_empty() => {}
             _ = tokio::time::sleep(retry) => {}
         }
     }

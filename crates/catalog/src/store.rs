@@ -232,8 +232,7 @@ mod tests {
                 mesh_gateway: MeshGatewayConfig {
                     mode: "local".into(),
                 },
-                sources: vec![],
-                modify_index: 0,
+                ..ConfigEntry::default()
             })
             .expect("config");
             cat.set_federation_state(FederationState {

@@ -73,6 +73,15 @@ pub mod config_kind {
     pub const SERVICE_DEFAULTS: &str = "service-defaults";
     /// Who may call the service named by `Name` (`*`: every service); see [`SourceIntention`].
     pub const SERVICE_INTENTIONS: &str = "service-intentions";
+    /// Where connections to the service named by `Name` go: `Redirect`, or the primary
+    /// target then `Failover` targets, bounded by `ConnectTimeout`.
+    pub const SERVICE_RESOLVER: &str = "service-resolver";
+    pub const ALL: [&str; 4] = [
+        PROXY_DEFAULTS,
+        SERVICE_DEFAULTS,
+        SERVICE_INTENTIONS,
+        SERVICE_RESOLVER,
+    ];
 }
 
 /// `SourceIntention.Action` values.
@@ -227,8 +236,8 @@ pub struct Check {
 }
 
 /// A config entry, in Consul's shape: mesh gateway mode defaults (`proxy-defaults` named
-/// `global`, or `service-defaults`), or the intentions of a destination service
-/// (`service-intentions`, with `Sources`).
+/// `global`, or `service-defaults`), the intentions of a destination service
+/// (`service-intentions`, with `Sources`), or where its connections go (`service-resolver`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ConfigEntry {
@@ -240,9 +249,66 @@ pub struct ConfigEntry {
     /// `service-intentions` only: who may call `Name`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceIntention>,
+    /// `service-resolver` only: bound on one connection attempt over every target, as a
+    /// duration (`"5s"`, `"500ms"`); empty: the proxy's default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub connect_timeout: String,
+    /// `service-resolver` only: the service is served by another service and/or DC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<ResolverTarget>,
+    /// `service-resolver` only: subset (`*`: any) -> where to go when it has no healthy
+    /// instance. Only `*` for now.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failover: BTreeMap<String, ResolverFailover>,
+    /// `service-resolver` only; parsed, refused until subsets are supported.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub default_subset: String,
+    /// `service-resolver` only; parsed, refused until subsets are supported.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subsets: BTreeMap<String, ResolverSubset>,
     /// Set by the catalog.
     #[serde(default)]
     pub modify_index: u64,
+}
+
+/// `service-resolver` `Redirect`, or one of `Failover[subset].Targets`: a service in a
+/// datacenter, an empty field keeping the target's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ResolverTarget {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    /// Refused until subsets are supported.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_subset: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub datacenter: String,
+}
+
+/// `service-resolver` `Failover[subset]`: `Datacenters` (in order, of `Service` or the
+/// resolver's own service) or `Targets`, not both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ResolverFailover {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    /// Refused until subsets are supported.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_subset: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datacenters: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<ResolverTarget>,
+}
+
+/// `service-resolver` `Subsets[name]`: instances selected by a filter on tags and meta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ResolverSubset {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter: String,
+    #[serde(default)]
+    pub only_passing: bool,
 }
 
 impl ConfigEntry {
@@ -255,6 +321,39 @@ impl ConfigEntry {
                 allow: s.action == intention_action::ALLOW,
             })
             .collect()
+    }
+
+    /// A (validated) `service-resolver` entry as the snapshot builder takes it.
+    pub fn resolver(&self) -> strait_snapshot::Resolver {
+        let name = |service: &str, datacenter: &str| strait_snapshot::TargetName {
+            service: service.to_string(),
+            datacenter: datacenter.to_string(),
+        };
+        let failover = self.failover.get("*").map_or_else(Vec::new, |f| {
+            if f.targets.is_empty() && f.datacenters.is_empty() {
+                vec![name(&f.service, "")]
+            } else if f.targets.is_empty() {
+                f.datacenters
+                    .iter()
+                    .map(|dc| name(&f.service, dc))
+                    .collect()
+            } else {
+                f.targets
+                    .iter()
+                    .map(|t| name(&t.service, &t.datacenter))
+                    .collect()
+            }
+        });
+        strait_snapshot::Resolver {
+            connect_timeout_ms: crate::validate::duration_ms(&self.connect_timeout)
+                .ok()
+                .flatten(),
+            redirect: self
+                .redirect
+                .as_ref()
+                .map(|r| name(&r.service, &r.datacenter)),
+            failover,
+        }
     }
 }
 

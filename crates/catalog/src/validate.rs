@@ -165,10 +165,21 @@ pub(crate) fn config_entry(mut entry: ConfigEntry) -> Result<ConfigEntry> {
             }
             intention_sources(&entry).map_err(|reason| invalid(&entry, &reason))?;
         }
+        config_kind::SERVICE_RESOLVER => {
+            strait_identity::spiffe::validate_name("Name", &entry.name)
+                .map_err(|e| invalid(&entry, &e.to_string()))?;
+            if !entry.mesh_gateway.mode.is_empty() {
+                return Err(invalid(
+                    &entry,
+                    "MeshGateway is not a field of service-resolver",
+                ));
+            }
+            resolver(&entry).map_err(|reason| invalid(&entry, &reason))?;
+        }
         _ => {
             return Err(invalid(
                 &entry,
-                "Kind must be proxy-defaults, service-defaults or service-intentions",
+                &format!("Kind must be one of {}", config_kind::ALL.join(", ")),
             ))
         }
     }
@@ -178,9 +189,156 @@ pub(crate) fn config_entry(mut entry: ConfigEntry) -> Result<ConfigEntry> {
             "Sources belongs to service-intentions only",
         ));
     }
+    if entry.kind != config_kind::SERVICE_RESOLVER {
+        let resolver_fields = [
+            ("ConnectTimeout", !entry.connect_timeout.is_empty()),
+            ("Redirect", entry.redirect.is_some()),
+            ("Failover", !entry.failover.is_empty()),
+            ("DefaultSubset", !entry.default_subset.is_empty()),
+            ("Subsets", !entry.subsets.is_empty()),
+        ];
+        if let Some((field, _)) = resolver_fields.iter().find(|(_, set)| *set) {
+            return Err(invalid(
+                &entry,
+                &format!("{field} belongs to service-resolver only"),
+            ));
+        }
+    }
     let what = || format!("config entry {}/{}", entry.kind, entry.name);
     mode(&entry.mesh_gateway, what, "MeshGateway.Mode")?;
     Ok(entry)
+}
+
+/// A Go-style duration (`"1.5s"`, `"500ms"`, `"1m30s"`) in whole milliseconds; empty is
+/// `None` (not set).
+pub(crate) fn duration_ms(value: &str) -> std::result::Result<Option<u64>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("{value:?} is not a duration (e.g. \"5s\", \"500ms\", \"1m30s\")");
+    let mut rest = value;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let ms_per_unit = match &rest[..unit_len] {
+            "ns" => 1e-6,
+            "us" | "µs" => 1e-3,
+            "ms" => 1.0,
+            "s" => 1e3,
+            "m" => 60e3,
+            "h" => 3600e3,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += number * ms_per_unit;
+    }
+    Ok(Some(total.round() as u64))
+}
+
+/// A `service-resolver`'s own fields; what needs the other entries (redirect cycles) is
+/// [`resolver_graph`]'s.
+fn resolver(entry: &ConfigEntry) -> std::result::Result<(), String> {
+    const NO_SUBSETS: &str = "service subsets are not supported yet";
+    if !entry.subsets.is_empty() {
+        return Err(format!("Subsets: {NO_SUBSETS}"));
+    }
+    if !entry.default_subset.is_empty() {
+        return Err(format!("DefaultSubset: {NO_SUBSETS}"));
+    }
+    match duration_ms(&entry.connect_timeout) {
+        Ok(Some(0)) => return Err("ConnectTimeout must be greater than zero".into()),
+        Ok(_) => {}
+        Err(e) => return Err(format!("ConnectTimeout: {e}")),
+    }
+    let name = |field: String, value: &str| {
+        if value.is_empty() {
+            return Ok(());
+        }
+        strait_identity::spiffe::validate_name(&field, value).map_err(|e| e.to_string())
+    };
+    if let Some(r) = &entry.redirect {
+        if !entry.failover.is_empty() {
+            return Err("Redirect and Failover cannot both be set".into());
+        }
+        if !r.service_subset.is_empty() {
+            return Err(format!("Redirect.ServiceSubset: {NO_SUBSETS}"));
+        }
+        if r.service.is_empty() && r.datacenter.is_empty() {
+            return Err("Redirect needs Service or Datacenter".into());
+        }
+        if r.service == entry.name && r.datacenter.is_empty() {
+            return Err(format!("Redirect points at {:?} itself", entry.name));
+        }
+        name("Redirect.Service".into(), &r.service)?;
+        name("Redirect.Datacenter".into(), &r.datacenter)?;
+    }
+    for (subset, f) in &entry.failover {
+        let at = format!("Failover[{subset:?}]");
+        if subset != "*" {
+            return Err(format!("{at}: only \"*\" is supported ({NO_SUBSETS})"));
+        }
+        if !f.service_subset.is_empty() {
+            return Err(format!("{at}.ServiceSubset: {NO_SUBSETS}"));
+        }
+        if !f.targets.is_empty() && (!f.datacenters.is_empty() || !f.service.is_empty()) {
+            return Err(format!(
+                "{at}: Targets cannot be combined with Service or Datacenters"
+            ));
+        }
+        if f.targets.is_empty() && f.datacenters.is_empty() && f.service.is_empty() {
+            return Err(format!("{at} needs Datacenters, Targets or Service"));
+        }
+        name(format!("{at}.Service"), &f.service)?;
+        for (i, dc) in f.datacenters.iter().enumerate() {
+            if dc.is_empty() {
+                return Err(format!("{at}.Datacenters[{i}] must not be empty"));
+            }
+            name(format!("{at}.Datacenters[{i}]"), dc)?;
+        }
+        for (i, t) in f.targets.iter().enumerate() {
+            if !t.service_subset.is_empty() {
+                return Err(format!("{at}.Targets[{i}].ServiceSubset: {NO_SUBSETS}"));
+            }
+            if t.service.is_empty() && t.datacenter.is_empty() {
+                return Err(format!("{at}.Targets[{i}] needs Service or Datacenter"));
+            }
+            name(format!("{at}.Targets[{i}].Service"), &t.service)?;
+            name(format!("{at}.Targets[{i}].Datacenter"), &t.datacenter)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a `service-resolver` whose redirects, with the DC's other resolvers, form a
+/// cycle. Datacenter names are not checked against anything: a resolver may name a DC that
+/// is not federated yet.
+pub(crate) fn resolver_graph<'a>(
+    entry: &ConfigEntry,
+    existing: impl Iterator<Item = &'a ConfigEntry>,
+) -> Result<()> {
+    if entry.kind != config_kind::SERVICE_RESOLVER {
+        return Ok(());
+    }
+    let mut resolvers: std::collections::BTreeMap<String, strait_snapshot::Resolver> = existing
+        .filter(|e| e.kind == config_kind::SERVICE_RESOLVER)
+        .map(|e| (e.name.clone(), e.resolver()))
+        .collect();
+    resolvers.insert(entry.name.clone(), entry.resolver());
+    match strait_snapshot::find_redirect_cycle(&resolvers) {
+        None => Ok(()),
+        Some(cycle) => Err(CatalogError::InvalidConfigEntry {
+            kind: entry.kind.clone(),
+            name: entry.name.clone(),
+            reason: cycle.to_string(),
+        }),
+    }
 }
 
 /// A service name (as SNI and SPIFFE IDs carry it) or `*`.
@@ -222,3 +380,7 @@ pub(crate) fn federation_state(fed: &FederationState) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

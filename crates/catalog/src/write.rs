@@ -213,6 +213,7 @@ impl Catalog {
     pub fn set_config_entry(&self, entry: ConfigEntry) -> Result<u64> {
         let mut entry = validate::config_entry(entry)?;
         let writer = self.lock_writer();
+        validate::resolver_graph(&entry, self.read_state().config.values())?;
         let key = (entry.kind.clone(), entry.name.clone());
         let old = self.read_state().config.get(&key).cloned();
         if let Some(old) = old {

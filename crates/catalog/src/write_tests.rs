@@ -330,8 +330,7 @@ fn config_entries_and_modes() {
         kind: k.into(),
         name: name.into(),
         mesh_gateway: MeshGatewayConfig { mode: mode.into() },
-        sources: vec![],
-        modify_index: 0,
+        ..ConfigEntry::default()
     };
     assert_eq!(
         cat.set_config_entry(entry("proxy-defaults", "", "remote")),

@@ -20,7 +20,7 @@ use strait_identity::testing::{issue_identity, test_ca};
 use strait_identity::SpiffeId;
 use strait_snapshot::{
     service_sni, service_spiffe_id, GatewayMode, GatewaySnapshot, Leaf, ProxyRole, Secret,
-    SidecarSnapshot, Snapshot, UpstreamSnapshot,
+    SidecarSnapshot, Snapshot, UpstreamSnapshot, UpstreamTarget,
 };
 
 const TD: &str = "b3e4n5c6.strait";
@@ -55,10 +55,16 @@ fn upstream(dest: &str, dc: &str, bind: &str, endpoints: &[&str]) -> UpstreamSna
         destination: dest.into(),
         datacenter: dc.into(),
         bind: a(bind),
-        sni: service_sni(dest, dc, TD),
-        spiffe_id: service_spiffe_id(dest, dc, TD),
         mode: GatewayMode::Local,
-        endpoints: endpoints.iter().map(|e| a(e)).collect(),
+        primary: UpstreamTarget {
+            service: dest.into(),
+            datacenter: dc.into(),
+            sni: service_sni(dest, dc, TD),
+            spiffe_id: service_spiffe_id(dest, dc, TD),
+            endpoints: endpoints.iter().map(|e| a(e)).collect(),
+        },
+        failover: vec![],
+        connect_timeout_ms: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! so serving it never blocks the data path.
 
 use crate::metrics::Metrics;
+use crate::sidecar::state::UpstreamKey;
 use crate::snapshot_source::SnapshotRx;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -11,6 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::convert::Infallible;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use strait_identity::ca::cert_info;
@@ -85,7 +87,7 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             None => not_yet(),
         },
         "/clusters" => match applied {
-            Some(snapshot) => json_response(clusters(&snapshot)),
+            Some(snapshot) => json_response(clusters(&snapshot, &state.metrics)),
             None => not_yet(),
         },
         "/certs" => match applied {
@@ -110,16 +112,19 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
 }
 
 /// Upstreams (sidecar) or routes (gateway) with their endpoints.
-pub(crate) fn clusters(snapshot: &Snapshot) -> Value {
+pub(crate) fn clusters(snapshot: &Snapshot, metrics: &Metrics) -> Value {
     let mut out = json!({"version": snapshot.version, "proxy_id": snapshot.proxy_id});
     match &snapshot.role {
-        ProxyRole::Sidecar(sidecar) => sidecar_clusters(sidecar, &mut out),
+        ProxyRole::Sidecar(sidecar) => sidecar_clusters(sidecar, metrics, &mut out),
         ProxyRole::Gateway(gw) => gateway_routes(snapshot, gw, &mut out),
     }
     out
 }
 
-fn sidecar_clusters(sidecar: &SidecarSnapshot, out: &mut Value) {
+/// Each upstream with its primary target's fields at the top (as before chains), its whole
+/// chain with each target's counters, and the active target: the one that served the
+/// latest connection.
+fn sidecar_clusters(sidecar: &SidecarSnapshot, metrics: &Metrics, out: &mut Value) {
     out["inbound"] = json!({
         "listener": sidecar.public_listener,
         "local_app": sidecar.local_app,
@@ -128,14 +133,42 @@ fn sidecar_clusters(sidecar: &SidecarSnapshot, out: &mut Value) {
         .upstreams
         .iter()
         .map(|u| {
+            let listener = UpstreamKey {
+                destination: u.destination.clone(),
+                datacenter: u.datacenter.clone(),
+            }
+            .listener_name();
+            let mut active = (0, Value::Null);
+            let chain: Vec<Value> = u
+                .targets()
+                .map(|t| {
+                    let m = metrics.target(&listener, &t.sni);
+                    let seq = m.last_seq.load(Relaxed);
+                    if seq > active.0 {
+                        active = (seq, json!(t.sni));
+                    }
+                    json!({
+                        "service": t.service,
+                        "datacenter": t.datacenter,
+                        "sni": t.sni,
+                        "spiffe_id": t.spiffe_id,
+                        "endpoints": t.endpoints,
+                        "connections": m.connections.load(Relaxed),
+                        "failovers": m.failovers.load(Relaxed),
+                    })
+                })
+                .collect();
             json!({
                 "destination": u.destination,
                 "datacenter": u.datacenter,
                 "bind": u.bind,
-                "sni": u.sni,
-                "spiffe_id": u.spiffe_id,
+                "sni": u.primary.sni,
+                "spiffe_id": u.primary.spiffe_id,
                 "mode": u.mode,
-                "endpoints": u.endpoints,
+                "endpoints": u.primary.endpoints,
+                "connect_timeout_ms": u.connect_timeout_ms,
+                "chain": chain,
+                "active": active.1,
             })
         })
         .collect();

@@ -32,8 +32,9 @@ pub struct CommonArgs {
     /// Concurrent connections over all listeners; more are accepted, closed and counted.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Deadline for dialling one upstream endpoint.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// Deadline for dialling one upstream endpoint; short, so that a dead endpoint or
+    /// gateway is passed over while the client still waits.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 }
 
@@ -50,9 +51,14 @@ pub struct SidecarArgs {
     /// Override the proxy ID asked from the agent.
     #[arg(long)]
     pub proxy_id: Option<String>,
-    /// Deadline for a TLS handshake (inbound and outbound).
+    /// Deadline for an inbound TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+    /// Deadline for one outbound TLS handshake (per endpoint); short, so that a hung endpoint
+    /// or gateway (accepting, never answering) is passed over for the next one or the next
+    /// failover target.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub upstream_handshake_timeout: Duration,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -90,9 +96,15 @@ pub struct Options {
     pub grace: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Per endpoint dialled.
     pub connect_timeout: Duration,
-    /// Sidecar: TLS handshake deadline. Gateway: ClientHello deadline.
+    /// Sidecar: inbound TLS handshake deadline. Gateway: ClientHello deadline.
     pub handshake_timeout: Duration,
+    /// Sidecar: deadline of one outbound TLS handshake.
+    pub upstream_handshake_timeout: Duration,
+    /// Sidecar: bound on one outbound connection attempt over every target of an upstream
+    /// whose resolver sets no `ConnectTimeout` (Consul's default, 5s).
+    pub attempt_timeout: Duration,
     /// Gateway: largest ClientHello accepted, in bytes.
     pub max_hello_size: usize,
 }
@@ -104,8 +116,10 @@ impl Default for Options {
             grace: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             max_connections: 10_000,
-            connect_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_millis(500),
             handshake_timeout: Duration::from_secs(10),
+            upstream_handshake_timeout: Duration::from_millis(500),
+            attempt_timeout: Duration::from_secs(5),
             max_hello_size: 16 * 1024,
         }
     }
@@ -152,7 +166,7 @@ impl CommonArgs {
             max_connections: self.max_connections,
             connect_timeout: self.connect_timeout,
             handshake_timeout,
-            max_hello_size: Options::default().max_hello_size,
+            ..Options::default()
         })
     }
 
@@ -179,7 +193,13 @@ impl SidecarArgs {
     }
 
     pub fn validate(&self) -> Result<(Options, SnapshotSource), ArgsError> {
-        let options = self.common.options(self.handshake_timeout)?;
+        let mut options = self.common.options(self.handshake_timeout)?;
+        if self.upstream_handshake_timeout.is_zero() {
+            return Err(ArgsError::Zero {
+                field: "upstream-handshake-timeout",
+            });
+        }
+        options.upstream_handshake_timeout = self.upstream_handshake_timeout;
         Ok((options, self.common.source(self.proxy_id())))
     }
 }
@@ -234,6 +254,11 @@ mod tests {
         assert_eq!(options.grace, Duration::from_secs(10));
         assert_eq!(options.idle_timeout, Duration::from_secs(300));
         assert_eq!(options.max_connections, 10_000);
+        assert_eq!(options.connect_timeout, Duration::from_millis(500));
+        assert_eq!(
+            options.upstream_handshake_timeout,
+            Duration::from_millis(500)
+        );
         assert!(
             matches!(source, SnapshotSource::Agent { proxy_id, .. } if proxy_id == "web-sidecar-proxy")
         );

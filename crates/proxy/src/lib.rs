@@ -28,7 +28,7 @@ pub mod snapshot_source;
 pub use cli::{GatewayArgs, Options, SidecarArgs};
 pub use gateway::hello::{parse_hello, HelloOutcome, HelloReader, NotHello};
 pub use gateway::{start_gateway, GatewayHandle};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, TargetMetrics};
 pub use run::{run_gateway, run_sidecar, STOP_MARGIN};
 pub use sidecar::{start_sidecar, Bound, SidecarHandle};
 pub use snapshot_source::{SnapshotRx, SnapshotSource, SnapshotTx};

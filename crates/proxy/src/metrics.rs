@@ -32,6 +32,19 @@ pub struct ListenerMetrics {
     pub bytes_tx: AtomicU64,
 }
 
+/// Counters of one target of an upstream's chain (sidecar), by (listener, SNI).
+#[derive(Debug, Default)]
+pub struct TargetMetrics {
+    /// Connections this target served.
+    pub connections: AtomicU64,
+    /// Connections this target served after an earlier target of the chain failed or had
+    /// no healthy endpoint.
+    pub failovers: AtomicU64,
+    /// [`Metrics::next_connection_seq`] of the last connection it served (0: none yet); the
+    /// target with the highest one is the upstream's active target.
+    pub last_seq: AtomicU64,
+}
+
 /// A failure reason: an enum whose variants map to a closed set of metric labels.
 pub trait Reason {
     /// The label value (`reason="..."`). Stable: docs/troubleshooting.md and dashboards
@@ -120,6 +133,10 @@ pub struct Metrics {
     pub hello_rejected: ReasonCounters<Refusal>,
     /// Gateway: routed connections by (datacenter, SNI or `*` for a remote DC).
     routed: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
+    /// Sidecar: upstream targets by (listener, SNI).
+    targets: Mutex<BTreeMap<(String, String), Arc<TargetMetrics>>>,
+    /// Sidecar: orders upstream connections, so the admin can tell the active target.
+    connection_seq: AtomicU64,
     /// Sidecar: inbound connections closed after the handshake because the caller's service
     /// is denied by intentions.
     pub intentions_denied: AtomicU64,
@@ -137,6 +154,8 @@ impl Metrics {
             handshake_outbound: ReasonCounters::default(),
             hello_rejected: ReasonCounters::default(),
             routed: Mutex::default(),
+            targets: Mutex::default(),
+            connection_seq: AtomicU64::new(0),
             intentions_denied: AtomicU64::new(0),
             snapshots_applied: AtomicU64::new(0),
             snapshots_rejected: AtomicU64::new(0),
@@ -170,6 +189,25 @@ impl Metrics {
         let map = strait_base::sync::lock(&self.routed);
         map.get(&(dc.to_string(), sni.to_string()))
             .map_or(0, |c| c.load(Relaxed))
+    }
+
+    /// The counters of upstream target `sni` of listener `listener`; called when a snapshot
+    /// is applied.
+    pub fn target(&self, listener: &str, sni: &str) -> Arc<TargetMetrics> {
+        let mut map = strait_base::sync::lock(&self.targets);
+        map.entry((listener.to_string(), sni.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// A number larger than any handed out before (for [`TargetMetrics::last_seq`]).
+    pub fn next_connection_seq(&self) -> u64 {
+        self.connection_seq.fetch_add(1, Relaxed) + 1
+    }
+
+    fn targets_sorted(&self) -> Vec<((String, String), Arc<TargetMetrics>)> {
+        let map = strait_base::sync::lock(&self.targets);
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     fn listeners_sorted(&self) -> Vec<Arc<ListenerMetrics>> {
@@ -208,6 +246,16 @@ impl Metrics {
             },
             "hello_rejected": self.hello_rejected.snapshot(),
             "routed": routed,
+            "upstream_targets": self
+                .targets_sorted()
+                .into_iter()
+                .map(|((listener, sni), t)| json!({
+                    "listener": listener,
+                    "sni": sni,
+                    "connections": t.connections.load(Relaxed),
+                    "failovers": t.failovers.load(Relaxed),
+                }))
+                .collect::<Vec<_>>(),
             "intentions_denied": self.intentions_denied.load(Relaxed),
             "snapshots_applied": self.snapshots_applied.load(Relaxed),
             "snapshots_rejected": self.snapshots_rejected.load(Relaxed),
@@ -310,6 +358,28 @@ impl Metrics {
                 }
             }
         }
+        let targets = self.targets_sorted();
+        if !targets.is_empty() {
+            let per_target: [(&str, &str, TargetGetter); 2] = [
+                (
+                    "upstream_target_connections_total",
+                    "Upstream connections served, by listener and target (SNI).",
+                    |t| t.connections.load(Relaxed),
+                ),
+                (
+                    "upstream_failovers_total",
+                    "Upstream connections served by a target after an earlier one of the chain failed or had no healthy endpoint, by listener and target (SNI).",
+                    |t| t.failovers.load(Relaxed),
+                ),
+            ];
+            for (family, help, get) in per_target {
+                let family = name(family);
+                let mut f = e.family(&family, Kind::Counter, help);
+                for ((listener, sni), t) in &targets {
+                    f.sample(&[("listener", listener), ("target", sni)], get(t));
+                }
+            }
+        }
         if self.component == "sidecar" {
             e.single(
                 &name("intentions_denied_total"),
@@ -334,6 +404,8 @@ impl Metrics {
 
 /// Reads one counter of a listener.
 type Getter = fn(&ListenerMetrics) -> u64;
+/// Reads one counter of an upstream target.
+type TargetGetter = fn(&TargetMetrics) -> u64;
 
 #[cfg(test)]
 mod tests {
@@ -429,5 +501,29 @@ mod tests {
              strait_sidecar_handshake_failures_total{direction=\"outbound\",reason=\"timeout\"} 1\n"
         ));
         assert!(text.contains("strait_sidecar_intentions_denied_total 0\n"));
+    }
+
+    #[test]
+    fn upstream_targets_are_counted_by_listener_and_sni() {
+        let m = Metrics::new("sidecar");
+        let dc3 = m.target("outbound:counting@dc2", "counting.default.dc3.internal.td");
+        dc3.connections.fetch_add(2, Relaxed);
+        dc3.failovers.fetch_add(2, Relaxed);
+        m.target("outbound:counting@dc2", "counting.default.dc2.internal.td")
+            .connections
+            .fetch_add(1, Relaxed);
+        assert!(Arc::ptr_eq(
+            &dc3,
+            &m.target("outbound:counting@dc2", "counting.default.dc3.internal.td")
+        ));
+        assert!(m.next_connection_seq() < m.next_connection_seq());
+        let text = m.to_prometheus();
+        assert!(text.contains(
+            "strait_sidecar_upstream_failovers_total{listener=\"outbound:counting@dc2\",target=\"counting.default.dc3.internal.td\"} 2\n"
+        ), "{text}");
+        assert!(text.contains(
+            "strait_sidecar_upstream_target_connections_total{listener=\"outbound:counting@dc2\",target=\"counting.default.dc2.internal.td\"} 1\n"
+        ), "{text}");
+        assert_eq!(m.to_json()["upstream_targets"][1]["failovers"], 2);
     }
 }

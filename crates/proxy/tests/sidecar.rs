@@ -282,7 +282,7 @@ async fn new_snapshot_swaps_config_without_dropping_connections() {
     let ProxyRole::Sidecar(sidecar) = &mut next.role else {
         panic!("not a sidecar: {next:?}")
     };
-    sidecar.upstreams[0].spiffe_id = pki.id("dc1", "api").to_string();
+    sidecar.upstreams[0].primary.spiffe_id = pki.id("dc1", "api").to_string();
     web.tx.send_replace(Some(Arc::new(next)));
     let bound = web
         .handle
@@ -467,4 +467,121 @@ async fn sidecar_to_sidecar_through_two_gateways() {
             .routed("dc2", &strait_snapshot::service_sni("counting", "dc2", TD)),
         1
     );
+}
+
+/// Accepts and closes at once: a gateway whose far side is gone.
+async fn closer() -> SocketAddr {
+    let listener = TcpListener::bind(ANY).await.expect("bind closer");
+    let local = listener.local_addr().expect("closer addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    local
+}
+
+#[tokio::test]
+async fn a_chain_fails_over_past_closing_and_hung_endpoints_within_its_deadline() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    let dc3 = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc3", "counting", echo, vec![]),
+    )
+    .await;
+    // Hung: the kernel completes the TCP handshake into the backlog, nobody ever answers.
+    let hung = TcpListener::bind(ANY).await.expect("bind hung");
+    let mut up = upstream(
+        &pki.td,
+        "counting",
+        "dc2",
+        vec![closer().await, hung.local_addr().expect("hung addr")],
+    );
+    up.failover = vec![
+        target(&pki.td, "counting", "dc4", vec![]),
+        target(&pki.td, "counting", "dc3", vec![dc3.public()]),
+    ];
+    let opts = Options {
+        admin: Some(addr(ANY)),
+        upstream_handshake_timeout: Duration::from_millis(300),
+        ..options()
+    };
+    let web = sidecar(
+        opts,
+        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    let back = round_trip(web.upstream("counting", "dc2"), b"hello")
+        .await
+        .expect("round trip");
+    assert_eq!(back, b"hello");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "one closing and one hung endpoint cost {:?}",
+        started.elapsed()
+    );
+    let metrics = web.handle.metrics();
+    let listener = "outbound:counting@dc2";
+    let dc3_target = metrics.target(listener, "counting.default.dc3.internal.t1e2s3t4.strait");
+    assert_eq!(dc3_target.failovers.load(Relaxed), 1);
+    assert_eq!(dc3_target.connections.load(Relaxed), 1);
+    let failures = metrics.handshake_outbound.snapshot();
+    assert_eq!(failures.get("eof"), Some(&1), "{failures:?}");
+    assert_eq!(failures.get("timeout"), Some(&1), "{failures:?}");
+    assert!(metrics.to_prometheus().contains(
+        "strait_sidecar_upstream_failovers_total{listener=\"outbound:counting@dc2\",target=\"counting.default.dc3.internal.t1e2s3t4.strait\"} 1"
+    ));
+    // The admin shows the chain in order and the target that served last.
+    let admin = web.handle.admin_addr().expect("admin bound");
+    let clusters = strait_rpc::http::request(admin, Method::GET, "/clusters", None)
+        .await
+        .expect("clusters");
+    let clusters: serde_json::Value = serde_json::from_slice(&clusters.body).expect("json");
+    let up = &clusters["upstreams"][0];
+    assert_eq!(
+        up["active"],
+        "counting.default.dc3.internal.t1e2s3t4.strait"
+    );
+    let dcs: Vec<&str> = up["chain"]
+        .as_array()
+        .expect("chain")
+        .iter()
+        .map(|t| t["datacenter"].as_str().expect("dc"))
+        .collect();
+    assert_eq!(dcs, ["dc2", "dc4", "dc3"]);
+    assert_eq!(up["chain"][2]["failovers"], 1);
+    drop(hung);
+}
+
+#[tokio::test]
+async fn a_chain_gives_up_at_the_resolvers_connect_timeout() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    let hung = TcpListener::bind(ANY).await.expect("bind hung");
+    let hung_addr = hung.local_addr().expect("hung addr");
+    let mut up = upstream(&pki.td, "counting", "dc2", vec![hung_addr]);
+    up.failover = vec![target(&pki.td, "counting", "dc3", vec![hung_addr])];
+    up.connect_timeout_ms = Some(400);
+    let opts = Options {
+        upstream_handshake_timeout: Duration::from_secs(5),
+        ..options()
+    };
+    let web = sidecar(
+        opts,
+        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    let back = round_trip(web.upstream("counting", "dc2"), b"hello").await;
+    let took = started.elapsed();
+    assert!(back.map_or(true, |b| b.is_empty()), "nothing answers");
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_millis(1500),
+        "ConnectTimeout 400ms, took {took:?}"
+    );
+    drop(hung);
 }

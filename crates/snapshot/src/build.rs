@@ -4,10 +4,11 @@
 //! is compared with the previous snapshot so that only real changes bump the version a proxy
 //! sees. Every list is sorted and deduplicated so equal inputs give equal snapshots.
 
+use crate::chain;
 use crate::types::{
     GatewayMode, GatewaySnapshot, InstanceKind, Intentions, Leaf, MeshView, ProxyKind,
-    ProxyRegistration, ProxyRole, Secret, SidecarSnapshot, Snapshot, UpstreamRegistration,
-    UpstreamSnapshot,
+    ProxyRegistration, ProxyRole, Secret, SidecarSnapshot, Snapshot, TargetName,
+    UpstreamRegistration, UpstreamSnapshot, UpstreamTarget,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -170,8 +171,31 @@ fn build_upstream(
     } else {
         upstream.datacenter.as_str()
     };
-    let dest = upstream.destination.as_str();
     let mode = effective_mode(view, proxy, upstream);
+    let chain = chain::resolve(&view.resolvers, &upstream.destination, dc);
+    let mut targets = chain
+        .targets
+        .iter()
+        .map(|name| build_target(view, mode, name));
+    let primary = targets.next().expect("a chain has a primary target");
+    UpstreamSnapshot {
+        destination: upstream.destination.clone(),
+        datacenter: dc.to_string(),
+        bind: upstream.bind,
+        mode,
+        primary,
+        failover: targets.collect(),
+        connect_timeout_ms: chain.connect_timeout_ms,
+    }
+}
+
+/// One target of a chain: its names, and the healthy addresses that reach it in `mode`.
+fn build_target(view: &MeshView, mode: GatewayMode, name: &TargetName) -> UpstreamTarget {
+    let (dest, dc) = (name.service.as_str(), name.datacenter.as_str());
+    let remote = view
+        .remote_sidecars
+        .get(dc)
+        .and_then(|services| services.get(dest));
     let endpoints = if dc == view.datacenter {
         sorted(
             view.instances
@@ -180,17 +204,13 @@ fn build_upstream(
                 .filter(|i| i.destination_service.as_deref() == Some(dest))
                 .map(|i| i.addr),
         )
+    } else if remote.is_some_and(Vec::is_empty) && mode != GatewayMode::None {
+        // The target's DC says it has no healthy instance: its gateways would refuse it.
+        Vec::new()
     } else {
         match mode {
             GatewayMode::Remote => sorted(view.federation.get(dc).into_iter().flatten().copied()),
-            GatewayMode::None => sorted(
-                view.remote_sidecars
-                    .get(dc)
-                    .and_then(|services| services.get(dest))
-                    .into_iter()
-                    .flatten()
-                    .copied(),
-            ),
+            GatewayMode::None => sorted(remote.into_iter().flatten().copied()),
             // effective_mode never returns Default; treat it like the fallback, Local.
             GatewayMode::Local | GatewayMode::Default => sorted(
                 view.instances
@@ -200,15 +220,31 @@ fn build_upstream(
             ),
         }
     };
-    UpstreamSnapshot {
-        destination: dest.to_string(),
+    UpstreamTarget {
+        service: dest.to_string(),
         datacenter: dc.to_string(),
-        bind: upstream.bind,
         sni: service_sni(dest, dc, &view.trust_domain),
         spiffe_id: service_spiffe_id(dest, dc, &view.trust_domain),
-        mode,
         endpoints,
     }
+}
+
+/// The targets in other DCs that `proxy`'s upstreams resolve to: whose health the agent
+/// fetches from those DCs into [`MeshView::remote_sidecars`].
+pub fn remote_targets(view: &MeshView, proxy: &ProxyRegistration) -> BTreeSet<TargetName> {
+    proxy
+        .upstreams
+        .iter()
+        .flat_map(|u| {
+            let dc = if u.datacenter.is_empty() {
+                &view.datacenter
+            } else {
+                &u.datacenter
+            };
+            chain::resolve(&view.resolvers, &u.destination, dc).targets
+        })
+        .filter(|t| t.datacenter != view.datacenter)
+        .collect()
 }
 
 fn build_gateway(view: &MeshView, proxy: &ProxyRegistration) -> GatewaySnapshot {

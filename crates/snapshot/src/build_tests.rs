@@ -71,6 +71,7 @@ fn view() -> MeshView {
         proxy_defaults_mode: GatewayMode::Default,
         service_defaults_mode: BTreeMap::new(),
         intentions: BTreeMap::new(),
+        resolvers: BTreeMap::new(),
     }
 }
 
@@ -134,13 +135,13 @@ fn same_dc_upstream_uses_healthy_sidecars_sorted_and_deduped() {
         &sidecar(vec![upstream("api", "", 5000, GatewayMode::Remote)]),
     );
     assert_eq!(up.datacenter, "dc1");
-    assert_eq!(up.sni, "api.default.dc1.internal.a1b2c3d4.strait");
+    assert_eq!(up.primary.sni, "api.default.dc1.internal.a1b2c3d4.strait");
     assert_eq!(
-        up.spiffe_id,
+        up.primary.spiffe_id,
         "spiffe://a1b2c3d4.strait/ns/default/dc/dc1/svc/api"
     );
     assert_eq!(
-        up.endpoints,
+        up.primary.endpoints,
         vec![addr("10.0.0.2:21000"), addr("10.0.0.3:21000")]
     );
     assert_eq!(
@@ -153,7 +154,7 @@ fn same_dc_upstream_uses_healthy_sidecars_sorted_and_deduped() {
         &view(),
         &sidecar(vec![upstream("api", "dc1", 5000, GatewayMode::Default)]),
     );
-    assert_eq!(explicit.endpoints, up.endpoints);
+    assert_eq!(explicit.primary.endpoints, up.primary.endpoints);
     assert_eq!(explicit.mode, GatewayMode::Local);
 }
 
@@ -163,12 +164,12 @@ fn same_dc_upstream_with_only_unhealthy_sidecars_has_no_endpoints() {
         &view(),
         &sidecar(vec![upstream("db", "", 5000, GatewayMode::Default)]),
     );
-    assert!(up.endpoints.is_empty());
+    assert!(up.primary.endpoints.is_empty());
     let unknown = only_upstream(
         &view(),
         &sidecar(vec![upstream("nope", "", 5000, GatewayMode::Default)]),
     );
-    assert!(unknown.endpoints.is_empty());
+    assert!(unknown.primary.endpoints.is_empty());
 }
 
 #[test]
@@ -183,12 +184,15 @@ fn remote_dc_mode_local_uses_own_healthy_gateways() {
         )]),
     );
     assert_eq!(up.mode, GatewayMode::Local);
-    assert_eq!(up.sni, "counting.default.dc2.internal.a1b2c3d4.strait");
     assert_eq!(
-        up.spiffe_id,
+        up.primary.sni,
+        "counting.default.dc2.internal.a1b2c3d4.strait"
+    );
+    assert_eq!(
+        up.primary.spiffe_id,
         "spiffe://a1b2c3d4.strait/ns/default/dc/dc2/svc/counting"
     );
-    assert_eq!(up.endpoints, vec![addr("10.0.0.20:8443")]);
+    assert_eq!(up.primary.endpoints, vec![addr("10.0.0.20:8443")]);
 }
 
 #[test]
@@ -198,14 +202,14 @@ fn remote_dc_mode_remote_uses_target_dc_gateways() {
         &sidecar(vec![upstream("counting", "dc2", 5000, GatewayMode::Remote)]),
     );
     assert_eq!(
-        up.endpoints,
+        up.primary.endpoints,
         vec![addr("192.0.2.2:8443"), addr("192.0.2.3:8443")]
     );
     let unknown_dc = only_upstream(
         &view(),
         &sidecar(vec![upstream("counting", "dc9", 5000, GatewayMode::Remote)]),
     );
-    assert!(unknown_dc.endpoints.is_empty());
+    assert!(unknown_dc.primary.endpoints.is_empty());
 }
 
 #[test]
@@ -222,12 +226,136 @@ fn remote_dc_mode_none_uses_remote_sidecars() {
         )]),
     );
     assert_eq!(up.mode, GatewayMode::None);
-    assert_eq!(up.endpoints, vec![addr("10.2.0.5:21000")]);
+    assert_eq!(up.primary.endpoints, vec![addr("10.2.0.5:21000")]);
     let missing = only_upstream(
         &v,
         &sidecar(vec![upstream("other", "dc2", 5000, GatewayMode::Default)]),
     );
-    assert!(missing.endpoints.is_empty());
+    assert!(missing.primary.endpoints.is_empty());
+}
+
+/// `counting` fails over dc2 -> dc3 -> dc1 (the proxy's own DC).
+fn failover_view() -> MeshView {
+    let mut v = view();
+    v.instances.push(instance(
+        "counting-local",
+        InstanceKind::ConnectProxy,
+        "10.0.0.7:21000",
+        Some("counting"),
+        true,
+    ));
+    let dc = |d: &str| crate::TargetName {
+        service: String::new(),
+        datacenter: d.into(),
+    };
+    v.resolvers.insert(
+        "counting".into(),
+        crate::Resolver {
+            connect_timeout_ms: Some(2000),
+            redirect: None,
+            failover: vec![dc("dc3"), dc("dc1")],
+        },
+    );
+    v
+}
+
+#[test]
+fn failover_chain_has_a_target_per_datacenter_in_order() {
+    let up = only_upstream(
+        &failover_view(),
+        &sidecar(vec![upstream("counting", "dc2", 5000, GatewayMode::Remote)]),
+    );
+    let names: Vec<_> = up
+        .targets()
+        .map(|t| (t.service.as_str(), t.datacenter.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("counting", "dc2"),
+            ("counting", "dc3"),
+            ("counting", "dc1")
+        ]
+    );
+    assert_eq!(up.connect_timeout_ms, Some(2000));
+    let dc3 = &up.failover[0];
+    assert_eq!(dc3.sni, "counting.default.dc3.internal.a1b2c3d4.strait");
+    assert_eq!(
+        dc3.spiffe_id,
+        "spiffe://a1b2c3d4.strait/ns/default/dc/dc3/svc/counting"
+    );
+    // Mode remote: each DC's own gateways (dc3 has none known); the own DC's sidecars.
+    assert_eq!(
+        up.primary.endpoints,
+        vec![addr("192.0.2.2:8443"), addr("192.0.2.3:8443")]
+    );
+    assert!(dc3.endpoints.is_empty());
+    assert_eq!(up.failover[1].endpoints, vec![addr("10.0.0.7:21000")]);
+    assert_eq!(
+        remote_targets(
+            &failover_view(),
+            &sidecar(vec![upstream("counting", "dc2", 5000, GatewayMode::Remote)])
+        )
+        .into_iter()
+        .map(|t| t.datacenter)
+        .collect::<Vec<_>>(),
+        ["dc2", "dc3"]
+    );
+}
+
+#[test]
+fn a_target_its_datacenter_reports_unhealthy_has_no_endpoints_in_any_mode() {
+    let mut v = failover_view();
+    v.remote_sidecars
+        .get_mut("dc2")
+        .expect("dc2")
+        .insert("counting".into(), vec![]);
+    v.remote_sidecars.insert(
+        "dc3".into(),
+        BTreeMap::from([("counting".into(), vec![addr("10.3.0.5:21000")])]),
+    );
+    for (mode, dc3) in [
+        (GatewayMode::Local, vec![addr("10.0.0.20:8443")]),
+        (GatewayMode::None, vec![addr("10.3.0.5:21000")]),
+    ] {
+        let up = only_upstream(&v, &sidecar(vec![upstream("counting", "dc2", 5000, mode)]));
+        assert!(up.primary.endpoints.is_empty(), "{mode:?}");
+        assert_eq!(up.failover[0].endpoints, dc3, "{mode:?}");
+    }
+    // Unknown (not fetched, or the fetch failed): the gateways are dialled.
+    v.remote_sidecars.remove("dc2");
+    let up = only_upstream(
+        &v,
+        &sidecar(vec![upstream("counting", "dc2", 5000, GatewayMode::Local)]),
+    );
+    assert_eq!(up.primary.endpoints, vec![addr("10.0.0.20:8443")]);
+}
+
+#[test]
+fn a_redirect_moves_the_primary_target_but_not_the_listener() {
+    let mut v = view();
+    v.resolvers.insert(
+        "api".into(),
+        crate::Resolver {
+            redirect: Some(crate::TargetName {
+                service: "counting".into(),
+                datacenter: "dc2".into(),
+            }),
+            ..crate::Resolver::default()
+        },
+    );
+    let up = only_upstream(
+        &v,
+        &sidecar(vec![upstream("api", "", 5000, GatewayMode::None)]),
+    );
+    assert_eq!(
+        (up.destination.as_str(), up.datacenter.as_str()),
+        ("api", "dc1")
+    );
+    assert_eq!(up.primary.service, "counting");
+    assert_eq!(up.primary.datacenter, "dc2");
+    assert_eq!(up.primary.endpoints, vec![addr("10.2.0.5:21000")]);
+    assert!(up.failover.is_empty());
 }
 
 #[test]

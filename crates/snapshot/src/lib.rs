@@ -10,14 +10,16 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod chain;
 mod route;
 mod types;
 mod wire;
 
 pub use build::{
-    build, effective_mode, redacted, resolve_intentions, service_sni, service_spiffe_id,
-    BuildError, NAMESPACE,
+    build, effective_mode, redacted, remote_targets, resolve_intentions, service_sni,
+    service_spiffe_id, BuildError, NAMESPACE,
 };
+pub use chain::{find_redirect_cycle, follow_redirects, Chain, RedirectCycle};
 pub use route::{GatewayRoute, RouteError, BOOTSTRAP_TRUST_DOMAIN};
 pub use types::*;
 pub use wire::WireError;

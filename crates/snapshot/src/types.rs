@@ -189,21 +189,74 @@ impl Intentions {
     }
 }
 
+/// One upstream: the local listener and its chain of targets, tried in order.
+///
+/// The JSON form (`wire.rs`) keeps the primary target's `sni`, `spiffe_id` and `endpoints`
+/// at the top level, as before chains existed; `service`/`target_datacenter` appear only when
+/// a resolver redirects, `failover` only when there are failover targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "crate::wire::WireUpstream", into = "crate::wire::WireUpstream")]
 pub struct UpstreamSnapshot {
-    /// Destination service name.
+    /// Destination service name, as the upstream names it (the listener's identity).
     pub destination: String,
+    /// The upstream's datacenter (the proxy's own when the registration left it empty).
     pub datacenter: String,
     /// Local listener, e.g. 127.0.0.1:5000.
     pub bind: SocketAddr,
+    /// Effective mode after precedence resolution (never `Default`); applies to every target.
+    pub mode: GatewayMode,
+    /// Where connections go while it has healthy endpoints: `destination` in `datacenter`,
+    /// or where a `service-resolver` redirects it.
+    pub primary: UpstreamTarget,
+    /// `service-resolver` failover targets, tried in order when every endpoint of the ones
+    /// before fails (or they have none).
+    pub failover: Vec<UpstreamTarget>,
+    /// Bound on one connection attempt over every target (the resolver's `ConnectTimeout`);
+    /// `None`: the proxy's default.
+    pub connect_timeout_ms: Option<u64>,
+}
+
+impl UpstreamSnapshot {
+    /// The primary target, then each failover target.
+    pub fn targets(&self) -> impl Iterator<Item = &UpstreamTarget> {
+        std::iter::once(&self.primary).chain(&self.failover)
+    }
+}
+
+/// One target of an upstream's chain: a service in a datacenter, and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamTarget {
+    pub service: String,
+    pub datacenter: String,
     /// SNI sent in the ClientHello: `<service>.<ns>.<dc>.internal.<td>`.
     pub sni: String,
     /// The exact SPIFFE ID the destination must present.
     pub spiffe_id: String,
-    /// Effective mode after precedence resolution (never `Default`).
-    pub mode: GatewayMode,
-    /// Healthy addresses to dial: sidecars (same DC or mode none) or gateways.
+    /// Healthy addresses to dial: sidecars (same DC or mode none) or gateways. Empty when
+    /// the target has no healthy instance (as far as this DC knows).
     pub endpoints: Vec<SocketAddr>,
+}
+
+/// A service in a datacenter: what a resolver's redirect or failover names. An empty field
+/// means "the same as the target it applies to".
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct TargetName {
+    pub service: String,
+    pub datacenter: String,
+}
+
+/// A `service-resolver` config entry as the builder takes it (the catalog validated it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Resolver {
+    /// `ConnectTimeout`, in milliseconds.
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// `Redirect`: the service is served elsewhere (no failover then).
+    #[serde(default)]
+    pub redirect: Option<TargetName>,
+    /// `Failover["*"]`, in order: `Datacenters` (same service) or `Targets`.
+    #[serde(default)]
+    pub failover: Vec<TargetName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,8 +315,10 @@ pub struct MeshView {
     pub instances: Vec<Instance>,
     /// DC -> its mesh gateways' WAN addresses (federation states, replicated by the primary).
     pub federation: BTreeMap<String, Vec<SocketAddr>>,
-    /// (dc, service) -> healthy sidecar addresses in that DC, fetched only for upstreams in
-    /// mode `none` that target another DC.
+    /// (dc, service) -> healthy sidecar addresses in that DC, fetched by the agent for every
+    /// upstream target in another DC. Mode `none` dials them; in the other modes an empty
+    /// list means the target has no healthy instance (skipped), a missing one "unknown"
+    /// (its gateways are dialled).
     pub remote_sidecars: BTreeMap<String, BTreeMap<String, Vec<SocketAddr>>>,
     /// Proxy defaults (global config entry).
     pub proxy_defaults_mode: GatewayMode,
@@ -273,6 +328,9 @@ pub struct MeshView {
     /// entry's order.
     #[serde(default)]
     pub intentions: BTreeMap<String, Vec<IntentionRule>>,
+    /// `service-resolver` entries of this DC, by service name.
+    #[serde(default)]
+    pub resolvers: BTreeMap<String, Resolver>,
 }
 
 /// The proxy's registration, as the agent holds it.

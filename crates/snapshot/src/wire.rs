@@ -6,8 +6,12 @@
 //! Parsing checks what the type cannot say: a `kind` without its section, or with the other
 //! kind's section, is refused naming the proxy and the field.
 
-use crate::types::{GatewaySnapshot, Leaf, ProxyKind, ProxyRole, SidecarSnapshot, Snapshot};
+use crate::types::{
+    GatewayMode, GatewaySnapshot, Leaf, ProxyKind, ProxyRole, SidecarSnapshot, Snapshot,
+    UpstreamSnapshot, UpstreamTarget,
+};
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WireSnapshot {
@@ -102,6 +106,68 @@ impl From<Snapshot> for WireSnapshot {
             roots_pem: s.roots_pem,
             sidecar,
             gateway,
+        }
+    }
+}
+
+/// The JSON form of an [`UpstreamSnapshot`]: the primary target flat, as single-target
+/// upstreams always were, so proxies and files from before chains read and write the same.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireUpstream {
+    destination: String,
+    datacenter: String,
+    bind: SocketAddr,
+    sni: String,
+    spiffe_id: String,
+    mode: GatewayMode,
+    endpoints: Vec<SocketAddr>,
+    /// The primary target's service, when a resolver redirects to another service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service: Option<String>,
+    /// The primary target's datacenter, when a resolver redirects to another DC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target_datacenter: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    failover: Vec<UpstreamTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connect_timeout_ms: Option<u64>,
+}
+
+impl From<WireUpstream> for UpstreamSnapshot {
+    fn from(w: WireUpstream) -> UpstreamSnapshot {
+        UpstreamSnapshot {
+            primary: UpstreamTarget {
+                service: w.service.unwrap_or_else(|| w.destination.clone()),
+                datacenter: w.target_datacenter.unwrap_or_else(|| w.datacenter.clone()),
+                sni: w.sni,
+                spiffe_id: w.spiffe_id,
+                endpoints: w.endpoints,
+            },
+            destination: w.destination,
+            datacenter: w.datacenter,
+            bind: w.bind,
+            mode: w.mode,
+            failover: w.failover,
+            connect_timeout_ms: w.connect_timeout_ms,
+        }
+    }
+}
+
+impl From<UpstreamSnapshot> for WireUpstream {
+    fn from(u: UpstreamSnapshot) -> WireUpstream {
+        let p = u.primary;
+        WireUpstream {
+            service: (p.service != u.destination).then_some(p.service),
+            target_datacenter: (p.datacenter != u.datacenter).then_some(p.datacenter),
+            destination: u.destination,
+            datacenter: u.datacenter,
+            bind: u.bind,
+            sni: p.sni,
+            spiffe_id: p.spiffe_id,
+            mode: u.mode,
+            endpoints: p.endpoints,
+            failover: u.failover,
+            connect_timeout_ms: u.connect_timeout_ms,
         }
     }
 }

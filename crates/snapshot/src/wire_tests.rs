@@ -166,3 +166,33 @@ fn wrong_kind_names_both_kinds() {
         })
     );
 }
+
+#[test]
+fn a_chain_keeps_the_primary_flat_and_adds_only_what_differs() {
+    let mut v = sidecar_json();
+    let up = &mut v["sidecar"]["upstreams"][0];
+    up["service"] = json!("counting-v2");
+    up["failover"] = json!([{
+        "service": "counting",
+        "datacenter": "dc3",
+        "sni": "counting.default.dc3.internal.a1b2c3d4.strait",
+        "spiffe_id": "spiffe://a1b2c3d4.strait/ns/default/dc/dc3/svc/counting",
+        "endpoints": ["10.0.0.21:8443"]
+    }]);
+    up["connect_timeout_ms"] = json!(1500);
+    let snap = parse(v.clone()).expect("chain");
+    let ProxyRole::Sidecar(sidecar) = &snap.role else {
+        panic!("not a sidecar")
+    };
+    let up = &sidecar.upstreams[0];
+    assert_eq!(up.destination, "counting");
+    assert_eq!(
+        (up.primary.service.as_str(), up.primary.datacenter.as_str()),
+        ("counting-v2", "dc2"),
+        "the primary's datacenter defaults to the upstream's"
+    );
+    assert_eq!(up.failover[0].endpoints, [addr("10.0.0.21:8443")]);
+    assert_eq!(up.connect_timeout_ms, Some(1500));
+    assert_eq!(up.targets().count(), 2);
+    assert_eq!(serde_json::to_value(&snap).expect("json"), v);
+}

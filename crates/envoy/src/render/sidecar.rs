@@ -45,9 +45,11 @@ pub fn render(sidecar: &SidecarSnapshot, out: &mut Resources) {
     }
 }
 
-/// The upstream's cluster is named by its SNI, unique per (service, DC).
+/// The upstream's cluster is named by its SNI, unique per (service, DC). Only the primary
+/// target is rendered: Envoy does not fail over to a resolver's failover targets yet.
 fn outbound(upstream: &UpstreamSnapshot, out: &mut Resources) {
-    let cluster_name = upstream.sni.as_str();
+    let target = &upstream.primary;
+    let cluster_name = target.sni.as_str();
     let name = format!("upstream:{}", upstream.bind);
     let chain = FilterChain {
         filters: vec![tcp_proxy(
@@ -64,7 +66,7 @@ fn outbound(upstream: &UpstreamSnapshot, out: &mut Resources) {
         san_type: SanType::Uri as i32,
         matcher: Some(StringMatcher {
             match_pattern: Some(string_matcher::MatchPattern::Exact(
-                upstream.spiffe_id.clone(),
+                target.spiffe_id.clone(),
             )),
             ..Default::default()
         }),
@@ -75,10 +77,10 @@ fn outbound(upstream: &UpstreamSnapshot, out: &mut Resources) {
             match_typed_subject_alt_names: vec![exact_id],
             ..Default::default()
         })),
-        sni: upstream.sni.clone(),
+        sni: target.sni.clone(),
         ..Default::default()
     };
     let mut cluster = eds_cluster(cluster_name);
     cluster.transport_socket = Some(proto::transport_socket(&tls));
-    proto::eds_pair(out, cluster, &upstream.endpoints);
+    proto::eds_pair(out, cluster, &target.endpoints);
 }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use strait_snapshot::{
     GatewayMode, GatewaySnapshot, Leaf, Secret as Key, SidecarSnapshot, UpstreamSnapshot,
+    UpstreamTarget,
 };
 
 fn addr(s: &str) -> SocketAddr {
@@ -46,10 +47,16 @@ fn sidecar() -> Snapshot {
             destination: "counting".into(),
             datacenter: "dc2".into(),
             bind: addr("127.0.0.1:5000"),
-            sni: "counting.default.dc2.internal.td.strait".into(),
-            spiffe_id: "spiffe://td.strait/ns/default/dc/dc2/svc/counting".into(),
             mode: GatewayMode::Local,
-            endpoints: vec![addr("10.0.0.20:8443")],
+            primary: UpstreamTarget {
+                service: "counting".into(),
+                datacenter: "dc2".into(),
+                sni: "counting.default.dc2.internal.td.strait".into(),
+                spiffe_id: "spiffe://td.strait/ns/default/dc/dc2/svc/counting".into(),
+                endpoints: vec![addr("10.0.0.20:8443")],
+            },
+            failover: vec![],
+            connect_timeout_ms: None,
         }],
         intentions: Default::default(),
     }))

@@ -161,7 +161,7 @@ impl Supervisor {
         if current.is_some_and(|v| v >= snapshot.version) {
             return;
         }
-        let state = match SidecarState::build(&snapshot) {
+        let state = match SidecarState::build(&snapshot, &self.runtime.metrics) {
             Ok(state) => Arc::new(state),
             Err(err) => {
                 tracing::error!(%err, "snapshot refused; keeping the current one");

@@ -1,8 +1,15 @@
-//! Outbound: the local app -> a plain listener on the upstream's `bind` -> an endpoint
-//! picked round-robin (on connect or handshake failure the next one, up to all of them)
-//! -> mTLS with SNI = the upstream's name, expecting exactly its SPIFFE ID.
+//! Outbound: the local app -> a plain listener on the upstream's `bind` -> the upstream's
+//! chain of targets, in order: the first target with healthy endpoints, an endpoint picked
+//! round-robin (on connect or handshake failure the next one, up to all of them); when every
+//! endpoint of a target fails, the next target, all within one attempt bounded by the
+//! resolver's `ConnectTimeout` -> mTLS with SNI = the target's name, expecting exactly its
+//! SPIFFE ID.
+//!
+//! Each dial and each handshake has its own short deadline (`--connect-timeout`,
+//! `--upstream-handshake-timeout`), so a gateway that accepts into its backlog but never
+//! answers (a stopped process) costs one deadline, not the client's patience.
 
-use super::state::UpstreamKey;
+use super::state::{TargetState, UpstreamKey, UpstreamState};
 use super::Shared;
 use crate::copy::copy_streams;
 use crate::listener::connect;
@@ -12,7 +19,10 @@ use crate::reason::HandshakeFailure;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
 use tracing::Instrument;
 
 pub(crate) async fn serve(
@@ -27,6 +37,7 @@ pub(crate) async fn serve(
         client = %peer,
         upstream = %key.destination,
         dc = %key.datacenter,
+        target = tracing::field::Empty,
         endpoint = tracing::field::Empty,
     );
     serve_inner(&shared, &lm, &key, stream)
@@ -35,7 +46,6 @@ pub(crate) async fn serve(
 }
 
 async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, key: &UpstreamKey, stream: TcpStream) {
-    let options = &shared.options;
     let Some(state) = shared.states.borrow().clone() else {
         return;
     };
@@ -43,17 +53,82 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, key: &UpstreamKey, s
         tracing::debug!("upstream no longer configured; closed");
         return;
     };
-    let endpoints = &upstream.endpoints;
-    if endpoints.is_empty() {
+    let Some(tls_stream) = dial_chain(shared, lm, upstream).await else {
+        return;
+    };
+    drop(state);
+    match copy_streams(stream, tls_stream, lm, shared.options.idle_timeout).await {
+        Ok(moved) => tracing::debug!(rx = moved.rx, tx = moved.tx, "closed"),
+        Err(err) => tracing::debug!(%err, "connection ended"),
+    }
+}
+
+/// Tries the chain's targets in order until one completes a handshake, within the
+/// upstream's attempt deadline; counts the target that serves (and whether it is a failover).
+async fn dial_chain(
+    shared: &Shared,
+    lm: &ListenerMetrics,
+    upstream: &UpstreamState,
+) -> Option<TlsStream<TcpStream>> {
+    let options = &shared.options;
+    let deadline = Instant::now() + upstream.connect_timeout.unwrap_or(options.attempt_timeout);
+    let mut passed_over = false;
+    for target in &upstream.targets {
+        if target.endpoints.is_empty() {
+            passed_over = true;
+            continue;
+        }
+        if let Some(tls) = dial_target(shared, lm, target, deadline).await {
+            let m = &target.metrics;
+            m.connections.fetch_add(1, Relaxed);
+            if passed_over {
+                m.failovers.fetch_add(1, Relaxed);
+                tracing::info!(target = %sni_of(target), "failed over");
+            }
+            m.last_seq
+                .store(shared.metrics.next_connection_seq(), Relaxed);
+            return Some(tls);
+        }
+        passed_over = true;
+        if Instant::now() >= deadline {
+            tracing::warn!("connect timeout of the upstream reached; closed");
+            return None;
+        }
+        tracing::warn!(target = %sni_of(target), "every endpoint of the target failed; trying the next target");
+    }
+    if passed_over {
+        tracing::warn!("no target of the upstream could be reached; closed");
+    } else {
         lm.connect_errors.fetch_add(1, Relaxed);
         tracing::warn!("no healthy endpoints; closed");
-        return;
     }
-    let start = upstream.next.fetch_add(1, Relaxed);
-    let mut tls_stream = None;
+    None
+}
+
+fn sni_of(target: &TargetState) -> &str {
+    match &target.sni {
+        rustls_pki_types::ServerName::DnsName(name) => name.as_ref(),
+        _ => "",
+    }
+}
+
+/// Each endpoint of `target` once, round-robin, until one completes a handshake.
+async fn dial_target(
+    shared: &Shared,
+    lm: &ListenerMetrics,
+    target: &TargetState,
+    deadline: Instant,
+) -> Option<TlsStream<TcpStream>> {
+    let options = &shared.options;
+    let endpoints = &target.endpoints;
+    let start = target.next.fetch_add(1, Relaxed);
     for i in 0..endpoints.len() {
         let endpoint = endpoints[(start + i) % endpoints.len()];
-        let tcp = match connect(endpoint, options.connect_timeout).await {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let tcp = match connect(endpoint, options.connect_timeout.min(left)).await {
             Ok(tcp) => tcp,
             Err(err) => {
                 lm.connect_errors.fetch_add(1, Relaxed);
@@ -61,14 +136,19 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, key: &UpstreamKey, s
                 continue;
             }
         };
-        let handshake = upstream.connector.connect(upstream.sni.clone(), tcp);
-        match tokio::time::timeout(options.handshake_timeout, handshake).await {
+        let handshake = target.connector.connect(target.sni.clone(), tcp);
+        let limit = options
+            .upstream_handshake_timeout
+            .min(deadline.saturating_duration_since(Instant::now()))
+            .max(Duration::from_millis(1));
+        match tokio::time::timeout(limit, handshake).await {
             Ok(Ok(s)) => {
-                tracing::Span::current().record("endpoint", tracing::field::display(endpoint));
+                let span = tracing::Span::current();
+                span.record("endpoint", tracing::field::display(endpoint));
+                span.record("target", sni_of(target));
                 // Full or resumed (session tickets are on by default on both sides).
                 tracing::debug!(handshake = ?s.get_ref().1.handshake_kind(), "connected");
-                tls_stream = Some(s);
-                break;
+                return Some(s);
             }
             Ok(Err(err)) => {
                 let reason = HandshakeFailure::of(&err);
@@ -80,17 +160,9 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, key: &UpstreamKey, s
                     .metrics
                     .handshake_outbound
                     .inc(&HandshakeFailure::Timeout);
-                tracing::warn!(%endpoint, "upstream handshake timed out; trying the next");
+                tracing::warn!(%endpoint, ?limit, "upstream handshake timed out; trying the next");
             }
         }
     }
-    drop(state);
-    let Some(tls_stream) = tls_stream else {
-        tracing::warn!("every endpoint failed; closed");
-        return;
-    };
-    match copy_streams(stream, tls_stream, lm, options.idle_timeout).await {
-        Ok(moved) => tracing::debug!(rx = moved.rx, tx = moved.tx, "closed"),
-        Err(err) => tracing::debug!(%err, "connection ended"),
-    }
+    None
 }

@@ -1,10 +1,14 @@
 //! Snapshot -> everything the sidecar's data path needs, built once per snapshot: the
-//! inbound server config, one client config per upstream (expecting exactly that upstream's
-//! SPIFFE ID), the SNI names. Connections only clone `Arc`s out of it.
+//! inbound server config, one client config per upstream target (expecting exactly that
+//! target's SPIFFE ID), the SNI names, each target's counters. Connections only clone `Arc`s
+//! out of it.
 
+use crate::metrics::{Metrics, TargetMetrics};
 use rustls_pki_types::ServerName;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
 use strait_identity::tls::{self, ClientAuth, Expect, Identity, Roots};
 use strait_identity::SpiffeId;
 use strait_snapshot::{Intentions, Snapshot, WrongKind};
@@ -24,15 +28,25 @@ impl UpstreamKey {
     }
 }
 
-/// One upstream, ready to dial.
+/// One upstream, ready to dial: its chain of targets, tried in order.
 pub(crate) struct UpstreamState {
     pub key: UpstreamKey,
     pub bind: SocketAddr,
+    /// The primary target, then the failover targets.
+    pub targets: Vec<TargetState>,
+    /// Bound on one connection attempt over every target (`None`: the proxy's default).
+    pub connect_timeout: Option<Duration>,
+}
+
+/// One target of an upstream's chain.
+pub(crate) struct TargetState {
     pub sni: ServerName<'static>,
     pub connector: TlsConnector,
     pub endpoints: Vec<SocketAddr>,
     /// Round-robin start over endpoints.
     pub next: AtomicUsize,
+    /// Connections served and failovers to it; kept across snapshots.
+    pub metrics: Arc<TargetMetrics>,
 }
 
 /// The sidecar's data-path configuration for one snapshot.
@@ -65,7 +79,10 @@ pub enum StateError {
 }
 
 impl SidecarState {
-    pub(crate) fn build(snapshot: &Snapshot) -> Result<SidecarState, StateError> {
+    pub(crate) fn build(
+        snapshot: &Snapshot,
+        metrics: &Metrics,
+    ) -> Result<SidecarState, StateError> {
         let version = snapshot.version;
         let sidecar = snapshot.sidecar()?;
         let identity_err = |what: String| {
@@ -82,28 +99,44 @@ impl SidecarState {
             .map_err(identity_err("inbound TLS config".into()))?;
         let mut upstreams = Vec::with_capacity(sidecar.upstreams.len());
         for up in &sidecar.upstreams {
-            let what = || format!("upstream {:?}", up.destination);
-            let expect: SpiffeId = up
-                .spiffe_id
-                .parse()
-                .map_err(identity_err(format!("{}: SPIFFE ID", what())))?;
-            let client = tls::client_config(Some(&identity), &roots, Expect::Exact(expect))
-                .map_err(identity_err(format!("{}: TLS config", what())))?;
-            let sni = ServerName::try_from(up.sni.clone()).map_err(|_| StateError::BadSni {
-                version,
+            let key = UpstreamKey {
                 destination: up.destination.clone(),
-                sni: up.sni.clone(),
-            })?;
+                datacenter: up.datacenter.clone(),
+            };
+            let listener = key.listener_name();
+            let mut targets = Vec::new();
+            for target in up.targets() {
+                let what = || {
+                    format!(
+                        "upstream {:?}, target {}@{}",
+                        up.destination, target.service, target.datacenter
+                    )
+                };
+                let expect: SpiffeId = target
+                    .spiffe_id
+                    .parse()
+                    .map_err(identity_err(format!("{}: SPIFFE ID", what())))?;
+                let client = tls::client_config(Some(&identity), &roots, Expect::Exact(expect))
+                    .map_err(identity_err(format!("{}: TLS config", what())))?;
+                let sni =
+                    ServerName::try_from(target.sni.clone()).map_err(|_| StateError::BadSni {
+                        version,
+                        destination: up.destination.clone(),
+                        sni: target.sni.clone(),
+                    })?;
+                targets.push(TargetState {
+                    sni,
+                    connector: TlsConnector::from(client),
+                    endpoints: target.endpoints.clone(),
+                    next: AtomicUsize::new(0),
+                    metrics: metrics.target(&listener, &target.sni),
+                });
+            }
             upstreams.push(UpstreamState {
-                key: UpstreamKey {
-                    destination: up.destination.clone(),
-                    datacenter: up.datacenter.clone(),
-                },
+                key,
                 bind: up.bind,
-                sni,
-                connector: TlsConnector::from(client),
-                endpoints: up.endpoints.clone(),
-                next: AtomicUsize::new(0),
+                targets,
+                connect_timeout: up.connect_timeout_ms.map(Duration::from_millis),
             });
         }
         Ok(SidecarState {

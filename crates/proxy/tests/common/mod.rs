@@ -13,7 +13,7 @@ use strait_identity::SpiffeId;
 use strait_proxy::Options;
 use strait_snapshot::{
     service_sni, service_spiffe_id, GatewayMode, GatewaySnapshot, Leaf, ProxyRole, Secret,
-    SidecarSnapshot, Snapshot, UpstreamSnapshot,
+    SidecarSnapshot, Snapshot, UpstreamSnapshot, UpstreamTarget,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,7 +38,8 @@ pub fn options() -> Options {
         max_connections: 1000,
         connect_timeout: Duration::from_secs(2),
         handshake_timeout: Duration::from_secs(5),
-        max_hello_size: 16 * 1024,
+        upstream_handshake_timeout: Duration::from_secs(2),
+        ..Options::default()
     }
 }
 
@@ -95,9 +96,20 @@ pub fn upstream(td: &str, dest: &str, dc: &str, endpoints: Vec<SocketAddr>) -> U
         destination: dest.to_string(),
         datacenter: dc.to_string(),
         bind: addr(ANY),
+        mode: GatewayMode::Local,
+        primary: target(td, dest, dc, endpoints),
+        failover: vec![],
+        connect_timeout_ms: None,
+    }
+}
+
+/// A target: `dest` in `dc`, reached at `endpoints`.
+pub fn target(td: &str, dest: &str, dc: &str, endpoints: Vec<SocketAddr>) -> UpstreamTarget {
+    UpstreamTarget {
+        service: dest.to_string(),
+        datacenter: dc.to_string(),
         sni: service_sni(dest, dc, td),
         spiffe_id: service_spiffe_id(dest, dc, td),
-        mode: GatewayMode::Local,
         endpoints,
     }
 }

@@ -97,6 +97,9 @@ pub async fn mesh_view(
             "service-intentions" => {
                 view.intentions.insert(e.name.clone(), e.intention_rules());
             }
+            "service-resolver" => {
+                view.resolvers.insert(e.name.clone(), e.resolver());
+            }
             _ => {}
         }
     }
