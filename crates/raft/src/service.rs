@@ -82,14 +82,37 @@ fn bad_request(peer: &Peer, what: &str, error: &str) -> Refused {
     )
 }
 
+/// Admits the caller, decodes its `what` request and answers with the local Raft's result.
+async fn answer<Req, Fut, R>(
+    s: Routes,
+    peer: &Peer,
+    body: &[u8],
+    what: &str,
+    call: impl FnOnce(Raft, Req) -> Fut,
+) -> Result<Response, Refused>
+where
+    Req: serde::de::DeserializeOwned,
+    Fut: std::future::Future<Output = R>,
+    R: serde::Serialize,
+{
+    s.admit(peer, what)?;
+    let req: Req = decode(body, peer, what)?;
+    Ok(Json(call(s.raft, req).await).into_response())
+}
+
 async fn append(
     State(s): State<Routes>,
     Extension(peer): Extension<Peer>,
     body: Bytes,
 ) -> Result<Response, Refused> {
-    s.admit(&peer, "append")?;
-    let req: AppendEntriesRequest<TypeConfig> = decode(&body, &peer, "append")?;
-    Ok(Json(s.raft.append_entries(req).await).into_response())
+    answer(
+        s,
+        &peer,
+        &body,
+        "append",
+        |raft, req: AppendEntriesRequest<TypeConfig>| async move { raft.append_entries(req).await },
+    )
+    .await
 }
 
 async fn vote(
@@ -97,9 +120,14 @@ async fn vote(
     Extension(peer): Extension<Peer>,
     body: Bytes,
 ) -> Result<Response, Refused> {
-    s.admit(&peer, "vote")?;
-    let req: VoteRequest<u64> = decode(&body, &peer, "vote")?;
-    Ok(Json(s.raft.vote(req).await).into_response())
+    answer(
+        s,
+        &peer,
+        &body,
+        "vote",
+        |raft, req: VoteRequest<u64>| async move { raft.vote(req).await },
+    )
+    .await
 }
 
 async fn snapshot(
