@@ -83,12 +83,23 @@ async fn services(State(a): State<S>) -> Json<BTreeMap<String, serde_json::Value
     )
 }
 
-async fn checks(State(a): State<S>) -> Json<BTreeMap<String, strait_catalog::Check>> {
+/// Consul's shape: the catalog's view of each check, plus its `Notes`.
+async fn checks(State(a): State<S>) -> Json<BTreeMap<String, serde_json::Value>> {
+    let notes: HashMap<String, String> = a
+        .local
+        .check_specs()
+        .into_iter()
+        .map(|c| (c.check_id, c.notes))
+        .collect();
     Json(
         a.local
             .checks()
             .into_iter()
-            .map(|c| (c.check_id.clone(), c))
+            .map(|c| {
+                let mut v = json!(c);
+                v["Notes"] = json!(notes.get(&c.check_id).cloned().unwrap_or_default());
+                (c.check_id, v)
+            })
             .collect(),
     )
 }

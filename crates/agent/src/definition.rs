@@ -106,6 +106,9 @@ pub struct CheckDefinition {
     /// The status before the first result: `passing`, `warning` or `critical` (the default).
     #[serde(default)]
     pub status: String,
+    /// Free text for humans, shown in `GET /v1/agent/checks`.
+    #[serde(default)]
+    pub notes: String,
 }
 
 /// What a check probes.
@@ -133,6 +136,7 @@ pub struct CheckSpec {
     pub timeout: Duration,
     /// The status until the first result.
     pub initial: CheckStatus,
+    pub notes: String,
 }
 
 /// One definition, expanded.
@@ -256,13 +260,19 @@ impl ServiceDefinition {
             proxy: self.proxy.clone(),
             ..Default::default()
         };
+        let count = self.check.iter().len() + self.checks.len();
         for (i, c) in self.check.iter().chain(self.checks.iter()).enumerate() {
             let field = if self.check.is_some() && i == 0 {
                 "Check".to_string()
             } else {
                 format!("Checks[{i}]")
             };
-            out.checks.push(self.check(&id, &field, i, c)?);
+            // Consul's IDs: `service:<id>` for a lone check, else `service:<id>:<n>`.
+            let default_id = match count {
+                1 => format!("service:{id}"),
+                _ => format!("service:{id}:{}", i + 1),
+            };
+            out.checks.push(self.check(&id, &field, default_id, c)?);
         }
         if self.kind == "mesh-gateway" {
             let wan = match main.tagged_addresses.get("wan") {
@@ -302,8 +312,14 @@ impl ServiceDefinition {
         Ok(out)
     }
 
-    /// The `i`th check of service `id`, written at `field`.
-    fn check(&self, id: &str, field: &str, i: usize, c: &CheckDefinition) -> Result<CheckSpec> {
+    /// A check of service `id`, written at `field`; `default_id` when it names none.
+    fn check(
+        &self,
+        id: &str,
+        field: &str,
+        default_id: String,
+        c: &CheckDefinition,
+    ) -> Result<CheckSpec> {
         let set = [("HTTP", &c.http), ("TCP", &c.tcp), ("TTL", &c.ttl)];
         let probe = match set.iter().filter(|(_, v)| !v.is_empty()).count() {
             1 if !c.http.is_empty() => parse_http(&format!("{field}.HTTP"), &c.http)?,
@@ -334,7 +350,7 @@ impl ServiceDefinition {
         };
         Ok(CheckSpec {
             check_id: if c.check_id.is_empty() {
-                format!("service:{id}:{}", i + 1)
+                default_id
             } else {
                 validate_id(&format!("{field}.CheckID"), &c.check_id)?;
                 c.check_id.clone()
@@ -358,6 +374,7 @@ impl ServiceDefinition {
                 Duration::from_secs(5),
             )?,
             initial,
+            notes: c.notes.clone(),
         })
     }
 
@@ -449,6 +466,7 @@ impl ServiceDefinition {
             interval: Duration::from_secs(2),
             timeout: Duration::from_secs(2),
             initial: CheckStatus::Critical,
+            notes: String::new(),
         });
         out.checks.push(CheckSpec {
             check_id: format!("service:{sid}:2"),
@@ -461,6 +479,7 @@ impl ServiceDefinition {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             initial: CheckStatus::Critical,
+            notes: String::new(),
         });
         out.proxies.push(ProxyRegistration {
             proxy_id: sid,

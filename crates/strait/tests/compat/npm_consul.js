@@ -1,0 +1,87 @@
+// Drives strait's agent with the `consul` npm package (2.x) as its users do. Run by
+// tests/compat.rs with NODE_PATH naming where the package is installed.
+//
+// Environment: AGENT_HOST (the agent's API on port 8500), APP_PORT (a TCP port on AGENT_HOST
+// that accepts connections). Exits non-zero on the first thing that is not as Consul's.
+"use strict";
+
+const assert = require("node:assert/strict");
+const Consul = require("consul");
+
+const host = process.env.AGENT_HOST;
+const app = Number(process.env.APP_PORT);
+const consul = new Consul({ host, port: 8500 });
+
+async function eventually(what, f, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(v)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const passing = () => consul.health.service({ service: "nodeweb", passing: true });
+
+async function main() {
+  // A TCP check and a TTL check; a sidecar whose proxy names its service (the package
+  // requires DestinationServiceName) and a cross-DC upstream.
+  await consul.agent.service.register({
+    name: "nodeweb",
+    id: "nodeweb",
+    address: host,
+    port: app,
+    tags: ["v1", "node"],
+    checks: [
+      { tcp: `${host}:${app}`, interval: "1s" },
+      { ttl: "30s", notes: "reported by the app" },
+    ],
+    connect: {
+      sidecarService: {
+        proxy: {
+          destinationServiceName: "nodeweb",
+          upstreams: [{ DestinationName: "counting", Datacenter: "dc2", LocalBindPort: 5002 }],
+        },
+      },
+    },
+  });
+
+  const services = await consul.agent.service.list();
+  assert.deepEqual(services.nodeweb.Tags, ["v1", "node"]);
+  const proxy = services["nodeweb-sidecar-proxy"].Proxy;
+  assert.equal(proxy.Upstreams[0].DestinationName, "counting");
+  assert.equal(proxy.Upstreams[0].Datacenter, "dc2");
+
+  const checks = await consul.agent.check.list();
+  assert.equal(checks["service:nodeweb:2"].Status, "critical");
+  assert.equal(checks["service:nodeweb:2"].Notes, "reported by the app");
+  await eventually("nodeweb in the catalog", async () => (await consul.health.service("nodeweb")).length);
+  assert.deepEqual(await passing(), []);
+
+  await consul.agent.check.pass({ id: "service:nodeweb:2", note: "all good" });
+  await eventually("nodeweb passing after check.pass", async () => (await passing()).length === 1);
+  await consul.agent.check.fail({ id: "service:nodeweb:2", note: "broken" });
+  await eventually("nodeweb not passing after check.fail", async () => (await passing()).length === 0);
+
+  // What strait does not implement is an error with a reason, not "key not found".
+  await assert.rejects(consul.kv.get("config/x"), (err) => {
+    assert.equal(err.response && err.response.statusCode, 501, String(err));
+    assert.match(JSON.stringify(err.response.body), /not supported by strait: GET \/v1\/kv\/config(\/|%2F)x/);
+    return true;
+  });
+
+  await consul.agent.service.deregister("nodeweb");
+  const after = await consul.agent.service.list();
+  assert.ok(!("nodeweb" in after) && !("nodeweb-sidecar-proxy" in after), JSON.stringify(after));
+  await eventually("nodeweb gone from the catalog", async () => (await consul.health.service("nodeweb")).length === 0);
+  console.log("consul npm: all steps passed");
+}
+
+main().catch((e) => {
+  const body = e.response ? ` (answer: ${JSON.stringify(e.response.body)})` : "";
+  console.error(`consul npm: ${e.stack || e}${body}`);
+  process.exit(1);
+});
