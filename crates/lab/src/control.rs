@@ -1,7 +1,8 @@
 //! `strait lab stop|start <name>`: stop or restart one service's app process
 //! (not its sidecar), e.g. to watch the dashboard report counting as
 //! unreachable and then recover; or a gateway or sidecar by its process name
-//! (`gateway`, `counting-sidecar`), e.g. to see what `strait doctor` reports.
+//! (`gateway`, `counting-sidecar`), e.g. to see what `strait doctor` reports. `start <vm>`
+//! starts every process of a VM that is not running (after `lab kill <vm>`).
 
 use std::time::Duration;
 
@@ -76,7 +77,19 @@ pub async fn start(
 ) -> anyhow::Result<()> {
     let mut state = LabState::require(paths)?;
     let strait = supervisor::strait_bin()?;
-    for i in matching(&state, service, vm)? {
+    // `lab start <vm>` (after `lab kill <vm>`): every process of the VM, servers and agents
+    // included, in start order.
+    let found = matching(&state, service, vm).or_else(|error| {
+        let of_vm: Vec<usize> = (0..state.processes.len())
+            .filter(|&i| vm.is_none() && state.processes[i].spec.vm == service)
+            .collect();
+        if of_vm.is_empty() {
+            Err(error)
+        } else {
+            Ok(of_vm)
+        }
+    })?;
+    for i in found {
         if state.processes[i].is_alive() {
             let r = &state.processes[i];
             println!("{} on {} is already running", r.spec.name, r.spec.vm);

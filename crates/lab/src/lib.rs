@@ -12,6 +12,7 @@ pub mod demo;
 pub mod down;
 pub mod endpoints;
 pub mod exec;
+pub mod faults;
 pub mod logs;
 pub mod netns;
 pub mod paths;
@@ -88,7 +89,8 @@ pub enum LabCommand {
         #[arg(long)]
         vm: Option<String>,
     },
-    /// Start a service, gateway or sidecar stopped with `strait lab stop` again.
+    /// Start a service, gateway or sidecar stopped with `strait lab stop` again; or, given a
+    /// VM name, every process of that VM that is not running (after `strait lab kill`).
     Start {
         service: String,
         /// Only the instance on this VM.
@@ -105,6 +107,24 @@ pub enum LabCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Drop WAN traffic between two DCs' gateways (netns driver).
+    Partition { dc_a: String, dc_b: String },
+    /// Restore WAN traffic between two DCs, or between all partitioned DCs (netns driver).
+    Heal {
+        dc_a: Option<String>,
+        #[arg(requires = "dc_a")]
+        dc_b: Option<String>,
+    },
+    /// Take a VM off every network but its loopback (netns driver).
+    Isolate { vm: String },
+    /// Give an isolated VM its network back (netns driver).
+    Rejoin { vm: String },
+    /// SIGKILL every process of a VM (`lab start` restarts apps, gateways, sidecars).
+    Kill { vm: String },
+    /// SIGSTOP every process of a VM.
+    Pause { vm: String },
+    /// SIGCONT every process of a VM.
+    Resume { vm: String },
     /// Stop every process of the lab.
     Down {
         /// Also remove the lab directory.
@@ -194,6 +214,17 @@ pub async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
             control::start(&paths, &service, vm.as_deref(), Duration::from_secs(60)).await
         }
         LabCommand::Exec { vm, command } => exec::exec(&paths, &vm, &command),
+        LabCommand::Partition { dc_a, dc_b } => faults::partition(&paths, &dc_a, &dc_b),
+        LabCommand::Heal { dc_a, dc_b } => match (dc_a, dc_b) {
+            (Some(a), Some(b)) => faults::heal(&paths, Some((&a, &b))),
+            (None, None) => faults::heal(&paths, None),
+            _ => anyhow::bail!("`strait lab heal` takes two datacenters, or none (heal all)"),
+        },
+        LabCommand::Isolate { vm } => faults::isolate(&paths, &vm),
+        LabCommand::Rejoin { vm } => faults::rejoin(&paths, &vm),
+        LabCommand::Kill { vm } => faults::signal_vm(&paths, &vm, faults::ProcessFault::Kill),
+        LabCommand::Pause { vm } => faults::signal_vm(&paths, &vm, faults::ProcessFault::Pause),
+        LabCommand::Resume { vm } => faults::signal_vm(&paths, &vm, faults::ProcessFault::Resume),
         LabCommand::Down { purge, grace } => {
             down::down(&paths, purge, Duration::from_secs(grace)).await
         }

@@ -1,4 +1,5 @@
-//! The lab's only unsafe code: `kill(2)` on the process groups it started.
+//! `kill(2)` on the process groups the lab started (with `netns::enter`, the lab's only
+//! unsafe code).
 //! Every lab process runs in its own group (`process_group(0)`), so signalling
 //! `-pgid` also reaches anything the process spawned.
 #![allow(unsafe_code)]
@@ -10,8 +11,12 @@ use std::io;
 pub enum Signal {
     /// Polite: drain and exit.
     Term,
-    /// For stragglers after the grace period.
+    /// For stragglers after the grace period, and `lab kill`.
     Kill,
+    /// `lab pause`.
+    Stop,
+    /// `lab resume`.
+    Cont,
 }
 
 impl Signal {
@@ -19,6 +24,8 @@ impl Signal {
         match self {
             Signal::Term => libc::SIGTERM,
             Signal::Kill => libc::SIGKILL,
+            Signal::Stop => libc::SIGSTOP,
+            Signal::Cont => libc::SIGCONT,
         }
     }
 }

@@ -42,7 +42,12 @@ pub async fn rows(state: &LabState) -> Vec<Row> {
     for (i, record) in state.processes.iter().cloned().enumerate() {
         tasks.spawn(async move {
             let alive = record.is_alive();
+            let paused = record
+                .pid
+                .and_then(crate::procfs::stat)
+                .is_some_and(|s| s.state == 'T');
             let state = match (alive, record.stopped) {
+                (true, _) if paused => "paused",
                 (true, _) => "running",
                 (false, true) => "stopped",
                 (false, false) => "exited",
@@ -101,6 +106,9 @@ pub async fn status(paths: &LabPaths) -> anyhow::Result<()> {
     );
     if let Some(network) = crate::netns::setup::Network::load(paths)? {
         println!("{}", vm_table(&network.layout));
+        for fault in &network.faults {
+            println!("fault in force: {fault}");
+        }
     }
     println!("{}", table(&rows(&state).await));
     Ok(())

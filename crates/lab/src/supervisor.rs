@@ -194,6 +194,9 @@ pub async fn stop_groups(groups: &[u32], grace: Duration) -> anyhow::Result<usiz
     for &g in groups {
         signal::signal_group(g, Signal::Term)
             .with_context(|| format!("cannot send SIGTERM to process group {g}"))?;
+        // A group paused by `lab pause` handles SIGTERM only once it runs again.
+        signal::signal_group(g, Signal::Cont)
+            .with_context(|| format!("cannot send SIGCONT to process group {g}"))?;
     }
     let stragglers = wait_groups_gone(groups, grace).await;
     for &g in &stragglers {

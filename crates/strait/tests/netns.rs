@@ -2,8 +2,9 @@
 //! printed reason otherwise): the default demo with a network namespace per VM. From the
 //! host, the dashboard (through the veth into dc1's LAN) shows counts from dc2; from inside
 //! primary-services, TCP to secondary-services and to dc2's server fails (no route) while the
-//! count through localhost:5000 works; `lab down` leaves no namespace, link or process, also
-//! after an `up` that failed half-way.
+//! count through localhost:5000 works; faults (partition/heal, isolate/rejoin, pause/resume,
+//! kill/start) break and restore the dashboard's cross-DC path; `lab down` leaves no
+//! namespace, link or process, also after an `up` that failed half-way.
 //!
 //! One lab at a time: the netns driver's names and addresses are fixed, so everything runs
 //! in one test.
@@ -214,6 +215,80 @@ fn netns_lab_end_to_end() {
     );
     assert!(!status.contains("exited"), "{status}");
 
+    faults(dir.path(), dashboard);
+
     guard.1 = true;
     down_leaves_nothing(dir.path());
+}
+
+/// Whether the dashboard gets a count through the mesh right now.
+fn reachable(dashboard: std::net::SocketAddr) -> bool {
+    let (status, body) = get(dashboard, "/api/count");
+    status == 200
+        && serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| v["reachable"] == true)
+}
+
+fn wait_reachable(dashboard: std::net::SocketAddr, want: bool, what: &str) -> Duration {
+    let started = std::time::Instant::now();
+    eventually(what, Duration::from_secs(20), || {
+        (reachable(dashboard) == want).then_some(())
+    });
+    started.elapsed()
+}
+
+fn lab_ok(dir: &Path, args: &[&str]) -> String {
+    let out = run_lab(dir, args);
+    assert!(out.status.success(), "lab {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Each fault breaks the dashboard's path to counting in dc2; undoing it restores the path.
+fn faults(dir: &Path, dashboard: std::net::SocketAddr) {
+    lab_ok(dir, &["partition", "dc1", "dc2"]);
+    wait_reachable(dashboard, false, "the partition to cut dc1 from dc2");
+    // Inside dc1 the network is whole.
+    connect_from(dir, "primary-services", "10.213.1.11", 8443).expect("dc1's LAN still works");
+    connect_from(dir, "primary-services", "10.213.1.10", 8300).expect("dc1's LAN still works");
+    let status = lab_ok(dir, &["status"]);
+    assert!(
+        status.contains("fault in force: partition dc1 dc2"),
+        "{status}"
+    );
+    lab_ok(dir, &["heal", "dc1", "dc2"]);
+    let healed = wait_reachable(dashboard, true, "cross-DC traffic to recover after heal");
+    eprintln!("heal: the dashboard reached counting again after {healed:?}");
+    assert!(!lab_ok(dir, &["status"]).contains("fault in force"));
+
+    lab_ok(dir, &["isolate", "secondary-services"]);
+    wait_reachable(dashboard, false, "the isolated VM to drop off");
+    lab_ok(dir, &["rejoin", "secondary-services"]);
+    wait_reachable(dashboard, true, "the rejoined VM to serve again");
+
+    lab_ok(dir, &["pause", "secondary-services"]);
+    let status = lab_ok(dir, &["status"]);
+    assert!(
+        status
+            .lines()
+            .filter(|l| l.starts_with("secondary-services "))
+            .all(|l| l.contains("paused")),
+        "{status}"
+    );
+    wait_reachable(dashboard, false, "the paused VM to stop answering");
+    lab_ok(dir, &["resume", "secondary-services"]);
+    wait_reachable(dashboard, true, "the resumed VM to serve again");
+
+    lab_ok(dir, &["kill", "secondary-services"]);
+    let status = lab_ok(dir, &["status"]);
+    let vm_lines: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("secondary-services "))
+        .collect();
+    assert!(
+        vm_lines.len() == 3 && vm_lines.iter().all(|l| l.contains("exited")),
+        "{status}"
+    );
+    wait_reachable(dashboard, false, "the killed VM to stop answering");
+    // `lab start <vm>` brings back every process of the VM, its agent included.
+    lab_ok(dir, &["start", "secondary-services"]);
+    wait_reachable(dashboard, true, "the restarted VM to serve again");
 }

@@ -31,6 +31,9 @@ pub struct Network {
     pub layout: Layout,
     /// In creation order.
     pub created: Vec<Resource>,
+    /// Network faults in force (`lab partition`, `lab isolate`).
+    #[serde(default)]
+    pub faults: Vec<crate::faults::Fault>,
 }
 
 impl Network {
@@ -205,6 +208,7 @@ pub fn create(paths: &LabPaths, layout: &Layout, topology: &Topology) -> anyhow:
     let mut net = Network {
         layout: layout.clone(),
         created: Vec::new(),
+        faults: Vec::new(),
     };
     net.save(paths)?;
     if layout.driver != Driver::Netns {
