@@ -1,5 +1,5 @@
 //! End-to-end tests of `strait lab --driver netns` (root: CI runs as root; skipped with a
-//! printed reason otherwise): the default demo with a network namespace per VM. From the
+//! printed reason otherwise): refused without root; the default demo with a network namespace per VM. From the
 //! host, the dashboard (through the veth into dc1's LAN) shows counts from dc2; from inside
 //! primary-services, TCP to secondary-services and to dc2's server fails (no route) while the
 //! count through localhost:5000 works; faults (partition/heal, isolate/rejoin, pause/resume,
@@ -105,6 +105,24 @@ fn netns_lab_end_to_end() {
         Vec::<String>::new(),
         "another netns lab is running on this machine"
     );
+
+    // Without root: a clear error, nothing created (setpriv: util-linux, essential in Debian).
+    let nobody = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(common::strait_bin())
+        .args(["lab", "up", "--driver", "netns", "--dir"])
+        .arg(nobody.path().join("lab"))
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("needs root") && text(&out).contains("uid 65534"),
+        "{}",
+        text(&out)
+    );
+    assert!(!nobody.path().join("lab").exists());
+    assert_eq!(leftovers(), Vec::<String>::new());
 
     // An `up` that fails half-way (an app that exits at once) leaves its processes up for
     // inspection; `down` then removes them and the whole network.
