@@ -113,3 +113,68 @@ async fn probe(local: &LocalState, probe: &Probe) -> (CheckStatus, String) {
         Probe::Ttl { .. } => unreachable!("TTL checks have no probe (run_ttl)"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::Source;
+
+    /// Waits for the next change of `check_id`'s status and returns (status, output).
+    async fn next_status(local: &LocalState, check_id: &str) -> (String, String) {
+        let mut changes = local.subscribe();
+        let before = status(local, check_id);
+        loop {
+            let now = status(local, check_id);
+            if now.0 != before.0 {
+                return now;
+            }
+            tokio::time::timeout(Duration::from_secs(10), changes.changed())
+                .await
+                .expect("no status change within 10s")
+                .unwrap();
+        }
+    }
+
+    fn status(local: &LocalState, check_id: &str) -> (String, String) {
+        let c = local.checks().into_iter().find(|c| c.check_id == check_id);
+        let c = c.expect("check registered");
+        (c.status, c.output)
+    }
+
+    #[tokio::test]
+    async fn a_ttl_check_expires_unless_reported_and_starts_over_at_each_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Arc::new(LocalState::new(
+            "n1",
+            "127.0.0.1".parse().unwrap(),
+            dir.path(),
+        ));
+        let def =
+            r#"{"name": "app", "check": {"id": "app-ttl", "ttl": "300ms", "status": "passing"}}"#;
+        local
+            .insert(crate::decode::json(def.as_bytes()).unwrap(), Source::Api)
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let runner = tokio::spawn(run(local.clone(), shutdown.clone()));
+
+        assert_eq!(status(&local, "app-ttl").0, "passing", "the initial Status");
+        let (s, output) = next_status(&local, "app-ttl").await;
+        assert_eq!(s, "critical");
+        assert!(output.starts_with("TTL expired"), "{output}");
+
+        let reported = std::time::Instant::now();
+        local
+            .set_ttl_status("app-ttl", CheckStatus::Passing, "back")
+            .unwrap();
+        assert_eq!(status(&local, "app-ttl").0, "passing");
+        let (s, _) = next_status(&local, "app-ttl").await;
+        assert_eq!(s, "critical");
+        assert!(
+            reported.elapsed() >= Duration::from_millis(300),
+            "expired {:?} after the report, before its TTL",
+            reported.elapsed()
+        );
+        shutdown.cancel();
+        runner.await.unwrap();
+    }
+}
