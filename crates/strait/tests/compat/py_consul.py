@@ -6,6 +6,7 @@ answering 200). Exits non-zero with a message on the first thing that is not as 
 
 import os
 import sys
+import threading
 import time
 
 import consul
@@ -61,7 +62,23 @@ assert checks["service:pyweb:2"]["Status"] == "critical", checks
 eventually("pyweb in the catalog", lambda: c.health.service("pyweb")[1])
 assert passing() == [], passing()
 
+# A blocking query (index + wait) returns when the TTL update changes the service's health.
+index, _ = c.health.service("pyweb")
+watched = {}
+
+
+def watch():
+    started = time.monotonic()
+    watched["index"], watched["nodes"] = c.health.service("pyweb", index=index, wait="20s")
+    watched["took"] = time.monotonic() - started
+
+
+watcher = threading.Thread(target=watch)
+watcher.start()
 assert c.agent.check.ttl_pass("service:pyweb:2", "all good") is True
+watcher.join()
+assert int(watched["index"]) > int(index), watched
+assert watched["took"] < 15, f"the blocking query did not fire on the change: {watched}"
 nodes = eventually("pyweb passing after ttl_pass", passing)
 statuses = {ch["CheckID"]: ch["Status"] for ch in nodes[0]["Checks"]}
 assert statuses["service:pyweb:2"] == "passing", statuses
