@@ -77,13 +77,14 @@ pub fn json<T: de::DeserializeOwned>(text: &[u8]) -> Result<T, serde_json::Error
 }
 
 /// Deserializes an HCL document the Consul way. hcl-rs keeps no positions past parsing, so an
-/// error naming a key is given the line where that key first appears.
+/// error naming a key says the line where that key first appears (which is the culprit
+/// unless the same key is also valid earlier, at another level).
 pub fn hcl<T: de::DeserializeOwned>(text: &str) -> Result<T, String> {
     let de = hcl::de::Deserializer::from_str(text).map_err(|e| e.to_string())?;
     T::deserialize(Keys(de)).map_err(|e| {
         let msg = e.to_string();
-        match named_key(&msg).and_then(|k| line_of_key(text, k)) {
-            Some(line) => format!("{msg} at line {line}"),
+        match named_key(&msg).and_then(|k| Some((k, line_of_key(text, k)?))) {
+            Some((key, line)) => format!("{msg} (`{key}` first appears at line {line})"),
             None => msg,
         }
     })
