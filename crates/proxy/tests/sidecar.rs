@@ -585,3 +585,41 @@ async fn a_chain_gives_up_at_the_resolvers_connect_timeout() {
     );
     drop(hung);
 }
+
+#[tokio::test]
+async fn a_destination_whose_app_is_down_fails_the_handshake_so_the_caller_fails_over() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    let dead_app = TcpListener::bind(ANY)
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let dc2 = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc2", "counting", dead_app, vec![]),
+    )
+    .await;
+    let dc3 = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc3", "counting", echo, vec![]),
+    )
+    .await;
+    let mut up = upstream(&pki.td, "counting", "dc2", vec![dc2.public()]);
+    up.failover = vec![target(&pki.td, "counting", "dc3", vec![dc3.public()])];
+    let web = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
+    )
+    .await;
+    let back = round_trip(web.upstream("counting", "dc2"), b"hello")
+        .await
+        .expect("round trip");
+    assert_eq!(back, b"hello", "served by dc3, not cut by dc2");
+    let inbound = dc2.handle.metrics().listener("inbound");
+    assert_eq!(inbound.connect_errors.load(Relaxed), 1);
+    // eof or io (a reset: the ClientHello was unread when dc2 closed).
+    let failures = web.handle.metrics().handshake_outbound.snapshot();
+    assert_eq!(failures.values().sum::<u64>(), 1, "{failures:?}");
+}

@@ -1,7 +1,12 @@
-//! Inbound: a caller's sidecar (or gateway-carried connection) -> mTLS handshake with
-//! `ClientAuth::Required` -> the caller's verified SPIFFE ID goes into the connection's span
-//! and is checked against the intentions of the snapshot the connection started under ->
-//! plain TCP to the local app.
+//! Inbound: a caller's sidecar (or gateway-carried connection) -> plain TCP to the local app
+//! -> mTLS handshake with `ClientAuth::Required` -> the caller's verified SPIFFE ID goes into
+//! the connection's span and is checked against the intentions of the snapshot the
+//! connection started under -> bytes both ways.
+//!
+//! The app is dialled before the handshake so that a dead app fails the caller's handshake
+//! (closed before the ServerHello) rather than a completed connection: the caller's sidecar
+//! then tries its next endpoint or failover target within the same attempt. No byte reaches
+//! the app before the caller is authenticated and admitted.
 
 use super::Shared;
 use crate::copy::copy_streams;
@@ -32,6 +37,14 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
     };
     let acceptor = state.acceptor.clone();
     let local_app = state.local_app;
+    let app = match connect(local_app, options.connect_timeout).await {
+        Ok(app) => app,
+        Err(err) => {
+            lm.connect_errors.fetch_add(1, Relaxed);
+            tracing::warn!(%local_app, %err, "local app unreachable; closed before the handshake");
+            return;
+        }
+    };
     let tls_stream =
         match tokio::time::timeout(options.handshake_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => tls_stream,
@@ -72,14 +85,6 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
             return;
         }
     }
-    let app = match connect(local_app, options.connect_timeout).await {
-        Ok(app) => app,
-        Err(err) => {
-            lm.connect_errors.fetch_add(1, Relaxed);
-            tracing::warn!(%local_app, %err, "local app unreachable");
-            return;
-        }
-    };
     tracing::debug!(%local_app, "forwarding to the local app");
     match copy_streams(tls_stream, app, lm, options.idle_timeout).await {
         Ok(moved) => tracing::debug!(rx = moved.rx, tx = moved.tx, "closed"),
