@@ -7,6 +7,7 @@
 //! status / logs / stop / start / down read that state.
 #![deny(unsafe_code)]
 
+pub mod config_entries;
 pub mod control;
 pub mod demo;
 pub mod down;
@@ -48,7 +49,8 @@ pub struct LabArgs {
 pub enum LabCommand {
     /// Start a lab: every server, agent, gateway, demo service and sidecar of the topology.
     Up {
-        /// Topology file (TOML, see docs/lab.md); default: the built-in two-DC demo.
+        /// Topology file (TOML, see docs/lab.md) or a built-in topology's name (`default`,
+        /// `failover`); default: the built-in two-DC demo.
         #[arg(long)]
         topology: Option<PathBuf>,
         /// Seconds each process has to become ready.

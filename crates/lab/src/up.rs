@@ -39,6 +39,16 @@ pub fn load_topology(file: Option<&PathBuf>) -> anyhow::Result<(Topology, String
 }
 
 fn read_topology(file: Option<&PathBuf>) -> anyhow::Result<(Topology, String, String)> {
+    let builtin = file.and_then(|path| {
+        let name = path.to_str()?;
+        let text = crate::topology::Topology::builtin_text(name)?;
+        (!path.exists()).then_some((name, text))
+    });
+    if let Some((name, text)) = builtin {
+        let origin = format!("<built-in topology {name}>");
+        let topology = Topology::parse(text, &origin)?;
+        return Ok((topology, text.to_owned(), origin));
+    }
     match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -208,6 +218,7 @@ async fn start_all(
         );
     }
 
+    crate::config_entries::write(&plan, topology).await?;
     let dashboards: Vec<&ProcessSpec> = plan::dashboards(&plan).collect();
     // Every process answers; now the path itself: each dashboard must get a count through
     // its sidecar, the gateways and counting's sidecar (health checks and federation take a

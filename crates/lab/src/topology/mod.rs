@@ -4,6 +4,7 @@
 
 mod checks;
 mod raw;
+mod resolvers;
 mod validate;
 
 #[cfg(test)]
@@ -17,6 +18,15 @@ pub const DEFAULT_TOPOLOGY: &str = include_str!("default.toml");
 
 /// Name shown in errors about the built-in topology.
 pub const DEFAULT_ORIGIN: &str = "<built-in default topology>";
+
+/// Three DCs, counting in dc2 failing over to dc3 (`lab up --topology failover`).
+pub const FAILOVER_TOPOLOGY: &str = include_str!("failover.toml");
+
+/// The built-in topologies `--topology` accepts by name: (name, text).
+pub const BUILTIN_TOPOLOGIES: [(&str, &str); 2] = [
+    ("default", DEFAULT_TOPOLOGY),
+    ("failover", FAILOVER_TOPOLOGY),
+];
 
 /// Everything wrong with a topology names the file, the line and the field.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +62,19 @@ pub struct Topology {
     pub datacenters: Vec<Datacenter>,
     /// In file order.
     pub vms: Vec<Vm>,
+    /// `service-resolver` entries written once the servers are up, in file order.
+    pub resolvers: Vec<Resolver>,
+}
+
+/// A `[[resolver]]`: a `service-resolver` entry for `service`, written to `dc`'s server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolver {
+    pub dc: String,
+    pub service: String,
+    /// Datacenters of the topology, in order.
+    pub failover: Vec<String>,
+    /// A Go duration; `None`: the proxy's default.
+    pub connect_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,6 +226,14 @@ impl Topology {
     /// The built-in two-DC demo.
     pub fn builtin() -> Result<Topology, TopologyError> {
         Self::parse(DEFAULT_TOPOLOGY, DEFAULT_ORIGIN)
+    }
+
+    /// The text of the built-in topology called `name`, if there is one.
+    pub fn builtin_text(name: &str) -> Option<&'static str> {
+        BUILTIN_TOPOLOGIES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, text)| *text)
     }
 
     /// The primary DC (validation guarantees there is one).

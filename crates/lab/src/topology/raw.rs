@@ -15,6 +15,22 @@ pub(super) struct RawTopology {
     /// `[[vm]]` tables.
     #[serde(default)]
     pub vm: Vec<RawVm>,
+    /// `[[resolver]]` tables: `service-resolver` entries `lab up` writes.
+    #[serde(default)]
+    pub resolver: Vec<RawResolver>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResolver {
+    /// The DC whose sidecars use it: the entry is written to this DC's server.
+    pub dc: Spanned<String>,
+    /// The service it resolves.
+    pub service: Spanned<String>,
+    /// Datacenters to fail over to, in order.
+    pub failover: Spanned<Vec<String>>,
+    /// `ConnectTimeout` (e.g. "2s"); default: the proxy's.
+    pub connect_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

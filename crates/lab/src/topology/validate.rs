@@ -96,7 +96,12 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Topology, TopologyError>
         }
         vms.push(vm);
     }
-    let topology = Topology { datacenters, vms };
+    let resolvers = super::resolvers::resolvers(&src, &raw, &datacenters)?;
+    let topology = Topology {
+        datacenters,
+        vms,
+        resolvers,
+    };
     super::checks::per_dc_roles(&src, &raw, &topology)?;
     super::checks::upstreams(&src, &raw, &topology)?;
     for (i, (rv, vm)) in raw.vm.iter().zip(&topology.vms).enumerate() {

@@ -1,0 +1,227 @@
+//! Cross-DC failover end to end: `strait lab up --topology failover` (dashboard in dc1,
+//! counting in dc2 and dc3, a service-resolver in dc1 failing counting over dc2 -> dc3), a
+//! client making steady requests through the dashboard sidecar's upstream listener, and
+//! events: counting stopped in dc2 (traffic moves to dc3), started again (moves back), one of
+//! dc2's two gateways stopped with SIGSTOP (hung: accepts, never answers).
+//!
+//! Per event it prints the failed requests and the time until traffic flows from the
+//! expected DC (`cargo nextest run -p strait --test failover --no-capture` shows them).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::lab::Lab;
+use common::{eventually, get, sa};
+
+/// The dashboard sidecar's upstream listener for counting (dc2, failing over to dc3).
+const UPSTREAM: &str = "127.25.1.12:5000";
+/// The dashboard sidecar's admin endpoint.
+const ADMIN: &str = "127.25.1.12:19000";
+/// A client's patience per request.
+const PATIENCE: Duration = Duration::from_secs(2);
+/// Pause between requests.
+const PACE: Duration = Duration::from_millis(50);
+
+/// One request: when it was sent and which DC answered (`None`: it failed).
+#[derive(Debug, Clone)]
+struct Sample {
+    at: Instant,
+    dc: Option<String>,
+}
+
+/// GET / on counting through the upstream; the DC of the answering host (`dc2-services`).
+fn count_once(addr: SocketAddr) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, PATIENCE).ok()?;
+    s.set_read_timeout(Some(PATIENCE)).ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: counting\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let body = text.split_once("\r\n\r\n")?.1;
+    let start = body.find('{')?;
+    let v: serde_json::Value = serde_json::from_str(body[start..].trim()).ok()?;
+    let host = v["hostname"].as_str()?;
+    Some(host.split('-').next()?.to_string())
+}
+
+/// Requests at a steady pace on a thread until dropped.
+struct Client {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Client {
+    fn start(addr: SocketAddr) -> Client {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (samples, stop) = (samples.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let at = Instant::now();
+                    let dc = count_once(addr);
+                    samples.lock().unwrap().push(Sample { at, dc });
+                    thread::sleep(PACE);
+                }
+            })
+        };
+        Client {
+            samples,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn since(&self, t: Instant) -> Vec<Sample> {
+        let all = self.samples.lock().unwrap();
+        all.iter().filter(|s| s.at >= t).cloned().collect()
+    }
+
+    /// Waits until `n` requests in a row since `t` were answered by `dc`.
+    fn wait_steady(&self, t: Instant, dc: &str, n: usize, what: &str) {
+        eventually(what, Duration::from_secs(60), || {
+            let samples = self.since(t);
+            let tail = samples.iter().rev().take(n);
+            (samples.len() >= n && tail.clone().all(|s| s.dc.as_deref() == Some(dc))).then_some(())
+        });
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What an event cost: requests that failed, and how long after the event the first
+/// request answered by `to` was sent (the traffic's move).
+struct Outcome {
+    failed: usize,
+    moved_after: Duration,
+    total: usize,
+}
+
+fn outcome(samples: &[Sample], event: Instant, to: &str) -> Outcome {
+    let failed = samples.iter().filter(|s| s.dc.is_none()).count();
+    let moved_after = samples
+        .iter()
+        .find(|s| s.dc.as_deref() == Some(to))
+        .map_or(Duration::MAX, |s| s.at.saturating_duration_since(event));
+    Outcome {
+        failed,
+        moved_after,
+        total: samples.len(),
+    }
+}
+
+fn report(event: &str, o: &Outcome) {
+    eprintln!(
+        "[failover] {event}: {} failed of {} requests; traffic moved after {:.2} s",
+        o.failed,
+        o.total,
+        o.moved_after.as_secs_f64()
+    );
+}
+
+#[test]
+fn traffic_fails_over_to_dc3_and_back() {
+    let lab = Lab::up(&["--topology", "failover"]);
+    let client = Client::start(sa(UPSTREAM));
+    let t0 = Instant::now();
+    client.wait_steady(t0, "dc2", 10, "counting in dc2 to answer");
+
+    // counting stops in dc2: its sidecar refuses handshakes (the app is down), dc2's
+    // health check turns critical, the chain moves to dc3.
+    let event = Instant::now();
+    lab.ok(&["stop", "counting", "--vm", "dc2-services"]);
+    client.wait_steady(event, "dc3", 20, "traffic to move to dc3");
+    let stopped = outcome(&client.since(event), event, "dc3");
+    report("counting stopped in dc2", &stopped);
+    // Then dc2's health check notices, the agent's watch of dc2's health brings it to dc1,
+    // and the dc2 target has no endpoints: the sidecar stops dialling it at all.
+    let clusters = || {
+        let (_, body) = get(sa(ADMIN), "/clusters");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()
+    };
+    let noticed = eventually(
+        "dc2's target to lose its endpoints",
+        Duration::from_secs(30),
+        || {
+            let c = clusters();
+            let dc2 = &c["upstreams"][0]["chain"][0];
+            (dc2["datacenter"] == "dc2" && dc2["endpoints"].as_array().is_some_and(Vec::is_empty))
+                .then(|| event.elapsed())
+        },
+    );
+    eprintln!(
+        "[failover] dc2's target has no endpoints {:.2} s after counting stopped",
+        noticed.as_secs_f64()
+    );
+    let c = clusters();
+    assert_eq!(
+        c["upstreams"][0]["active"],
+        c["upstreams"][0]["chain"][1]["sni"]
+    );
+    assert!(
+        c["upstreams"][0]["chain"][1]["failovers"].as_u64() > Some(0),
+        "{c}"
+    );
+
+    // counting starts again in dc2: new connections go to the primary target again.
+    let event = Instant::now();
+    lab.ok(&["start", "counting", "--vm", "dc2-services"]);
+    client.wait_steady(event, "dc2", 20, "traffic to move back to dc2");
+    let started = outcome(&client.since(event), event, "dc2");
+    report("counting started in dc2", &started);
+
+    // One of dc2's two gateways hangs: the sidecar's handshake deadline moves each
+    // connection it would have carried on (to dc3), none fails.
+    let event = Instant::now();
+    lab.ok(&["pause", "dc2-gateway-a"]);
+    let paused_for = Duration::from_secs(3);
+    eventually("3 s with a hung gateway", paused_for * 2, || {
+        (event.elapsed() >= paused_for).then_some(())
+    });
+    let paused = client.since(event);
+    lab.ok(&["resume", "dc2-gateway-a"]);
+    let hung = outcome(&paused, event, "dc3");
+    let answered = paused.iter().filter(|s| s.dc.is_some()).count();
+    eprintln!(
+        "[failover] one dc2 gateway hung for {:.1} s: {} failed of {} requests ({answered} answered)",
+        paused_for.as_secs_f64(),
+        hung.failed,
+        hung.total
+    );
+
+    assert_eq!(
+        stopped.failed, 0,
+        "a stopped app fails the handshake, so the chain moves on"
+    );
+    assert!(
+        stopped.moved_after < Duration::from_secs(2),
+        "moved to dc3 after {:?}",
+        stopped.moved_after
+    );
+    assert_eq!(started.failed, 0, "failing back loses nothing");
+    assert!(
+        started.moved_after < Duration::from_secs(10),
+        "moved back to dc2 after {:?}",
+        started.moved_after
+    );
+    assert_eq!(
+        hung.failed, 0,
+        "a hung gateway is passed over within the client's patience"
+    );
+    assert!(answered >= 3, "requests kept being answered: {answered}");
+}
