@@ -2,7 +2,7 @@
 //! and health reads, config entries and members are forwarded to this DC's servers over mTLS
 //! (with `?dc=` carried along, so they reach other DCs through the gateways).
 
-use crate::definition::ServiceDefinition;
+use crate::definition::{CheckDefinition, ServiceDefinition};
 use crate::local::{AdminError, Source, TtlError};
 use crate::metrics;
 use crate::snapshots;
@@ -30,6 +30,8 @@ pub fn router(agent: S) -> Router {
         .route("/v1/agent/checks", get(checks))
         .route("/v1/agent/service/register", put(register))
         .route("/v1/agent/service/deregister/{id}", put(deregister))
+        .route("/v1/agent/check/register", put(register_check))
+        .route("/v1/agent/check/deregister/{id}", put(deregister_check))
         .route("/v1/agent/check/{verb}/{id}", put(ttl_update))
         .route("/v1/agent/members", get(members))
         .route("/v1/agent/connect/ca/roots", get(roots))
@@ -146,6 +148,37 @@ async fn deregister(State(a): State<S>, Path(id): Path<String>) -> Response {
     match blocking(move || local.remove(&removing)).await {
         Ok(true) => (StatusCode::OK, "").into_response(),
         Ok(false) => err(StatusCode::NOT_FOUND, format!("unknown service ID {id:?}")),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}
+
+/// `PUT /v1/agent/check/register`: a check on its own, of the node or of a local service
+/// (`ServiceID`); a bad body is a 400 naming the field.
+async fn register_check(State(a): State<S>, body: Bytes) -> Response {
+    let def: CheckDefinition = match crate::decode::json(&body) {
+        Ok(d) => d,
+        Err(e) => return err(StatusCode::BAD_REQUEST, format!("invalid check: {e}")),
+    };
+    let local = a.local.clone();
+    match blocking(move || local.add_check(def)).await {
+        Ok(id) => {
+            tracing::info!(check = %id, "check registered through the local API");
+            (StatusCode::OK, "").into_response()
+        }
+        Err(e) => err(StatusCode::BAD_REQUEST, format!("invalid check: {e:#}")),
+    }
+}
+
+/// `PUT /v1/agent/check/deregister/<id>`: a check registered on its own.
+async fn deregister_check(State(a): State<S>, Path(id): Path<String>) -> Response {
+    let local = a.local.clone();
+    let removing = id.clone();
+    match blocking(move || local.remove_check(&removing)).await {
+        Ok(true) => (StatusCode::OK, "").into_response(),
+        Ok(false) => {
+            let msg = format!("no check {id:?} was registered on its own with this agent");
+            err(StatusCode::NOT_FOUND, msg)
+        }
         Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     }
 }

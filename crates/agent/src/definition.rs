@@ -109,6 +109,102 @@ pub struct CheckDefinition {
     /// Free text for humans, shown in `GET /v1/agent/checks`.
     #[serde(default)]
     pub notes: String,
+    /// The service a check registered on its own belongs to (empty: the node's). In a service
+    /// definition, empty or that service.
+    #[serde(default, rename = "ServiceID")]
+    pub service_id: String,
+}
+
+impl CheckDefinition {
+    /// Validates the check whose fields are at `prefix` (`Check.`, `Checks[1].`, or empty for
+    /// a check registered on its own; named in errors) as a check of service
+    /// `service_id` (empty: of the node), with these defaults for `CheckID` and `Name`.
+    pub fn spec(
+        &self,
+        prefix: &str,
+        default_id: String,
+        default_name: String,
+        service_id: &str,
+        service_name: &str,
+    ) -> Result<CheckSpec> {
+        let c = self;
+        let set = [&c.http, &c.tcp, &c.ttl];
+        let probe = match set.iter().filter(|v| !v.is_empty()).count() {
+            1 if !c.http.is_empty() => parse_http(&format!("{prefix}HTTP"), &c.http)?,
+            1 if !c.tcp.is_empty() => Probe::Tcp {
+                addr: c
+                    .tcp
+                    .replace("localhost", "127.0.0.1")
+                    .parse()
+                    .map_err(|_| {
+                        anyhow::anyhow!("field {prefix}TCP = {:?}: expected ip:port", c.tcp)
+                    })?,
+            },
+            1 => Probe::Ttl {
+                ttl: parse_duration(&format!("{prefix}TTL"), &c.ttl, Duration::ZERO)?,
+            },
+            _ => {
+                let at = prefix.trim_end_matches('.');
+                let at = if at.is_empty() {
+                    String::new()
+                } else {
+                    format!("field {at}: ")
+                };
+                bail!("{at}exactly one of HTTP, TCP or TTL must be set")
+            }
+        };
+        let initial = match c.status.as_str() {
+            "" => CheckStatus::Critical,
+            s => CheckStatus::ALL
+                .into_iter()
+                .find(|v| v.as_str() == s)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "field {prefix}Status = {s:?}: expected passing, warning or critical"
+                    )
+                })?,
+        };
+        let check_id = if c.check_id.is_empty() {
+            default_id
+        } else {
+            c.check_id.clone()
+        };
+        validate_id(&format!("{prefix}CheckID"), &check_id)?;
+        Ok(CheckSpec {
+            check_id,
+            name: if c.name.is_empty() {
+                default_name
+            } else {
+                c.name.clone()
+            },
+            service_id: service_id.to_string(),
+            service_name: service_name.to_string(),
+            probe,
+            interval: parse_duration(
+                &format!("{prefix}Interval"),
+                &c.interval,
+                Duration::from_secs(10),
+            )?,
+            timeout: parse_duration(
+                &format!("{prefix}Timeout"),
+                &c.timeout,
+                Duration::from_secs(5),
+            )?,
+            initial,
+            notes: c.notes.clone(),
+        })
+    }
+
+    /// A check registered on its own (`PUT /v1/agent/check/register`): `Name` is required and
+    /// is the default `CheckID`, as in Consul; `service_name` is the name of the local service
+    /// `ServiceID` names (empty for a node check).
+    pub fn standalone(&self, service_name: &str) -> Result<CheckSpec> {
+        if self.name.is_empty() {
+            bail!("field Name is required");
+        }
+        let name = self.name.clone();
+        self.spec("", name.clone(), name, &self.service_id, service_name)
+    }
 }
 
 /// What a check probes.
@@ -272,7 +368,18 @@ impl ServiceDefinition {
                 1 => format!("service:{id}"),
                 _ => format!("service:{id}:{}", i + 1),
             };
-            out.checks.push(self.check(&id, &field, default_id, c)?);
+            if !c.service_id.is_empty() && c.service_id != id {
+                bail!("field {field}.ServiceID = {:?}: a check in a service definition is that service's ({id:?})", c.service_id);
+            }
+            let default_name = format!("Service '{}' check", self.name);
+            let spec = c.spec(
+                &format!("{field}."),
+                default_id,
+                default_name,
+                &id,
+                &self.name,
+            )?;
+            out.checks.push(spec);
         }
         if self.kind == "mesh-gateway" {
             let wan = match main.tagged_addresses.get("wan") {
@@ -310,72 +417,6 @@ impl ServiceDefinition {
             self.expand_sidecar(&id, ip, sc, sidecar_port, &mut out)?;
         }
         Ok(out)
-    }
-
-    /// A check of service `id`, written at `field`; `default_id` when it names none.
-    fn check(
-        &self,
-        id: &str,
-        field: &str,
-        default_id: String,
-        c: &CheckDefinition,
-    ) -> Result<CheckSpec> {
-        let set = [("HTTP", &c.http), ("TCP", &c.tcp), ("TTL", &c.ttl)];
-        let probe = match set.iter().filter(|(_, v)| !v.is_empty()).count() {
-            1 if !c.http.is_empty() => parse_http(&format!("{field}.HTTP"), &c.http)?,
-            1 if !c.tcp.is_empty() => Probe::Tcp {
-                addr: c
-                    .tcp
-                    .replace("localhost", "127.0.0.1")
-                    .parse()
-                    .map_err(|_| {
-                        anyhow::anyhow!("field {field}.TCP = {:?}: expected ip:port", c.tcp)
-                    })?,
-            },
-            1 => Probe::Ttl {
-                ttl: parse_duration(&format!("{field}.TTL"), &c.ttl, Duration::ZERO)?,
-            },
-            _ => bail!("field {field}: exactly one of HTTP, TCP or TTL must be set"),
-        };
-        let initial = match c.status.as_str() {
-            "" => CheckStatus::Critical,
-            s => CheckStatus::ALL
-                .into_iter()
-                .find(|v| v.as_str() == s)
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "field {field}.Status = {s:?}: expected passing, warning or critical"
-                    )
-                })?,
-        };
-        Ok(CheckSpec {
-            check_id: if c.check_id.is_empty() {
-                default_id
-            } else {
-                validate_id(&format!("{field}.CheckID"), &c.check_id)?;
-                c.check_id.clone()
-            },
-            name: if c.name.is_empty() {
-                format!("Service '{}' check", self.name)
-            } else {
-                c.name.clone()
-            },
-            service_id: id.to_string(),
-            service_name: self.name.clone(),
-            probe,
-            interval: parse_duration(
-                &format!("{field}.Interval"),
-                &c.interval,
-                Duration::from_secs(10),
-            )?,
-            timeout: parse_duration(
-                &format!("{field}.Timeout"),
-                &c.timeout,
-                Duration::from_secs(5),
-            )?,
-            initial,
-            notes: c.notes.clone(),
-        })
     }
 
     fn expand_sidecar(

@@ -1,7 +1,8 @@
 //! The agent's local state: service definitions (from the config directory and the local API),
 //! their expansion, and current check statuses. API-registered definitions are persisted in
 //! `data_dir/services.json` so an agent restart re-registers them; config-directory ones are
-//! re-read at start. Every change bumps a `watch` generation that wakes anti-entropy and the
+//! re-read at start. Checks registered on their own (`PUT /v1/agent/check/register`) are kept
+//! in `data_dir/checks.json`. TTL checks' statuses are set by the application. Every change bumps a `watch` generation that wakes anti-entropy and the
 //! snapshot builder.
 //!
 //! Also where each local proxy's admin endpoint listens, as the proxy registered it
@@ -9,7 +10,9 @@
 //! `data_dir/proxy-admin.json` so that an Envoy, which registers once before it starts, is
 //! still found after an agent restart.
 
-use crate::definition::{CheckSpec, Expanded, Probe, ServiceDefinition, SIDECAR_PORT_BASE};
+use crate::definition::{
+    CheckDefinition, CheckSpec, Expanded, Probe, ServiceDefinition, SIDECAR_PORT_BASE,
+};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -46,6 +49,8 @@ struct Entry {
 struct Inner {
     /// service ID -> entry
     entries: BTreeMap<String, Entry>,
+    /// check ID -> a check registered on its own (`PUT /v1/agent/check/register`).
+    standalone: BTreeMap<String, (CheckDefinition, CheckSpec)>,
     /// check ID -> (status, output)
     status: BTreeMap<String, (String, String)>,
     /// proxy ID -> its admin endpoint, as the proxy registered it.
@@ -82,6 +87,8 @@ pub struct LocalState {
     node: String,
     advertise: IpAddr,
     persist: PathBuf,
+    /// `data_dir/checks.json`: the checks registered on their own.
+    checks_file: PathBuf,
     /// `data_dir/proxy-admin.json`: proxy ID -> admin address.
     admin_file: PathBuf,
     inner: Mutex<Inner>,
@@ -96,6 +103,7 @@ impl LocalState {
             node: node.to_string(),
             advertise,
             persist: data_dir.join("services.json"),
+            checks_file: data_dir.join("checks.json"),
             admin_file: data_dir.join("proxy-admin.json"),
             inner: Mutex::new(Inner::default()),
             changed: watch::channel(0).0,
@@ -134,6 +142,16 @@ impl LocalState {
         for (def, source, origin) in defs {
             self.insert(def, source)
                 .with_context(|| format!("service definition from {origin}"))?;
+        }
+        if self.checks_file.exists() {
+            let text = std::fs::read_to_string(&self.checks_file)
+                .with_context(|| format!("cannot read {}", self.checks_file.display()))?;
+            let saved: Vec<CheckDefinition> = crate::decode::json(text.as_bytes())
+                .with_context(|| format!("corrupt {}", self.checks_file.display()))?;
+            for def in saved {
+                self.add_check(def)
+                    .with_context(|| format!("check from {}", self.checks_file.display()))?;
+            }
         }
         if self.admin_file.exists() {
             let text = std::fs::read_to_string(&self.admin_file)
@@ -224,8 +242,9 @@ impl LocalState {
                 Some(_) => changes.changed.push(id.clone()),
                 None => changes.added.push(id.clone()),
             }
-            // Removed first so a changed service may keep its automatic sidecar port.
-            self.remove(&id)?;
+            // Removed first so a changed service may keep its automatic sidecar port; the
+            // checks registered on their own for it stay.
+            self.remove_service(&id, false)?;
             self.insert(def, Source::File)
                 .with_context(|| format!("service definition from {origin}"))?;
         }
@@ -249,15 +268,8 @@ impl LocalState {
         let port = Self::next_sidecar_port(&inner);
         let expanded = def.expand(self.advertise, port)?;
         let id = expanded.services[0].id.clone();
-        let now = Instant::now();
         for c in &expanded.checks {
-            inner
-                .status
-                .entry(c.check_id.clone())
-                .or_insert((c.initial.as_str().into(), "not run yet".into()));
-            if matches!(c.probe, Probe::Ttl { .. }) {
-                inner.ttl_set_at.entry(c.check_id.clone()).or_insert(now);
-            }
+            track(&mut inner, c);
         }
         inner.entries.insert(
             id.clone(),
@@ -273,19 +285,89 @@ impl LocalState {
         Ok(id)
     }
 
+    /// Deregisters service `id`, with the checks registered on their own for it (as Consul).
     pub fn remove(&self, id: &str) -> Result<bool> {
+        self.remove_service(id, true)
+    }
+
+    fn remove_service(&self, id: &str, with_standalone_checks: bool) -> Result<bool> {
         let mut inner = self.lock();
         let Some(e) = inner.entries.remove(id) else {
             return Ok(false);
         };
         for c in &e.expanded.checks {
-            inner.status.remove(&c.check_id);
-            inner.ttl_set_at.remove(&c.check_id);
+            untrack(&mut inner, &c.check_id);
+        }
+        // As Consul: the checks registered on their own for the service go with it.
+        let orphans: Vec<String> = inner
+            .standalone
+            .iter()
+            .filter(|(_, (_, spec))| with_standalone_checks && spec.service_id == id)
+            .map(|(check_id, _)| check_id.clone())
+            .collect();
+        for check_id in &orphans {
+            inner.standalone.remove(check_id);
+            untrack(&mut inner, check_id);
         }
         self.save(&inner)?;
+        if !orphans.is_empty() {
+            self.save_checks(&inner)?;
+        }
         drop(inner);
         self.bump();
         Ok(true)
+    }
+
+    /// Registers (or replaces) a check on its own, of the node or of a local service; its
+    /// status starts over only when it is new. Invalid ones are refused and nothing changes.
+    pub fn add_check(&self, def: CheckDefinition) -> Result<String> {
+        let mut inner = self.lock();
+        let service_name = match def.service_id.as_str() {
+            "" => String::new(),
+            sid => inner
+                .entries
+                .values()
+                .flat_map(|e| &e.expanded.services)
+                .find(|s| s.id == sid)
+                .map(|s| s.service.clone())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("field ServiceID = {sid:?}: no such service on this agent")
+                })?,
+        };
+        let spec = def.standalone(&service_name)?;
+        let id = spec.check_id.clone();
+        if let Some(e) =
+            (inner.entries.values()).find(|e| e.expanded.checks.iter().any(|c| c.check_id == id))
+        {
+            let owner = &e.expanded.services[0].id;
+            anyhow::bail!("field CheckID = {id:?}: a check of service {owner:?}'s definition");
+        }
+        track(&mut inner, &spec);
+        inner.standalone.insert(id.clone(), (def, spec));
+        self.save_checks(&inner)?;
+        drop(inner);
+        self.bump();
+        Ok(id)
+    }
+
+    /// Removes a check registered on its own; `false` when there is none with that ID.
+    pub fn remove_check(&self, check_id: &str) -> Result<bool> {
+        let mut inner = self.lock();
+        if inner.standalone.remove(check_id).is_none() {
+            return Ok(false);
+        }
+        untrack(&mut inner, check_id);
+        self.save_checks(&inner)?;
+        drop(inner);
+        self.bump();
+        Ok(true)
+    }
+
+    fn save_checks(&self, inner: &Inner) -> Result<()> {
+        let defs: Vec<&CheckDefinition> = inner.standalone.values().map(|(d, _)| d).collect();
+        let json = serde_json::to_vec_pretty(&defs)?;
+        strait_identity::files::write_public(&self.checks_file, &json)
+            .with_context(|| format!("cannot write {}", self.checks_file.display()))
     }
 
     fn save(&self, inner: &Inner) -> Result<()> {
@@ -324,10 +406,7 @@ impl LocalState {
     ) -> Result<(), TtlError> {
         {
             let mut inner = self.lock();
-            let spec = inner
-                .entries
-                .values()
-                .flat_map(|e| &e.expanded.checks)
+            let spec = specs(&inner)
                 .find(|c| c.check_id == check_id)
                 .ok_or_else(|| TtlError::UnknownCheck(check_id.to_owned()))?;
             if !matches!(spec.probe, Probe::Ttl { .. }) {
@@ -353,10 +432,7 @@ impl LocalState {
     /// Worst status of the checks of `service_id` (passing when it has none).
     pub fn service_status(&self, service_id: &str) -> CheckStatus {
         let inner = self.lock();
-        inner
-            .entries
-            .values()
-            .flat_map(|e| &e.expanded.checks)
+        specs(&inner)
             .filter(|c| c.service_id == service_id)
             .map(|c| {
                 inner
@@ -377,11 +453,7 @@ impl LocalState {
     }
 
     pub fn check_specs(&self) -> Vec<CheckSpec> {
-        self.lock()
-            .entries
-            .values()
-            .flat_map(|e| e.expanded.checks.clone())
-            .collect()
+        specs(&self.lock()).cloned().collect()
     }
 
     pub fn proxies(&self) -> Vec<ProxyRegistration> {
@@ -395,10 +467,7 @@ impl LocalState {
     /// The catalog view of our checks, with current statuses.
     pub fn checks(&self) -> Vec<Check> {
         let inner = self.lock();
-        inner
-            .entries
-            .values()
-            .flat_map(|e| e.expanded.checks.iter())
+        specs(&inner)
             .map(|c| {
                 let (status, output) = inner.status.get(&c.check_id).cloned().unwrap_or_default();
                 Check {
@@ -414,6 +483,30 @@ impl LocalState {
             })
             .collect()
     }
+}
+
+/// Every check: those of service definitions, then those registered on their own.
+fn specs(inner: &Inner) -> impl Iterator<Item = &CheckSpec> {
+    let of_services = inner.entries.values().flat_map(|e| &e.expanded.checks);
+    of_services.chain(inner.standalone.values().map(|(_, spec)| spec))
+}
+
+/// Starts keeping `c`'s status (its initial one) and, for a TTL check, its timer; kept as
+/// they are when the check was already there.
+fn track(inner: &mut Inner, c: &CheckSpec) {
+    let initial = (c.initial.as_str().into(), "not run yet".into());
+    inner.status.entry(c.check_id.clone()).or_insert(initial);
+    if matches!(c.probe, Probe::Ttl { .. }) {
+        inner
+            .ttl_set_at
+            .entry(c.check_id.clone())
+            .or_insert_with(Instant::now);
+    }
+}
+
+fn untrack(inner: &mut Inner, check_id: &str) {
+    inner.status.remove(check_id);
+    inner.ttl_set_at.remove(check_id);
 }
 
 #[cfg(test)]
@@ -458,6 +551,72 @@ mod tests {
         assert!(matches!(err, TtlError::UnknownCheck(_)), "{err}");
         local.remove("web").unwrap();
         assert_eq!(local.ttl_set_at("web-ttl"), None);
+    }
+
+    #[test]
+    fn checks_registered_on_their_own_persist_and_go_with_their_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = || LocalState::new("n1", "127.0.0.1".parse().unwrap(), dir.path());
+        let local = new();
+        let check =
+            |json: &str| -> CheckDefinition { crate::decode::json(json.as_bytes()).unwrap() };
+        let err = local
+            .add_check(check(r#"{"name": "x", "ttl": "10s", "serviceid": "web"}"#))
+            .unwrap_err();
+        assert!(err.to_string().contains("ServiceID = \"web\""), "{err}");
+        let web = r#"{"Name": "web", "Port": 9100, "Check": {"TTL": "10s"}}"#;
+        local
+            .insert(crate::decode::json(web.as_bytes()).unwrap(), Source::Api)
+            .unwrap();
+        let err = local
+            .add_check(check(r#"{"name": "x", "id": "service:web", "ttl": "10s"}"#))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("service \"web\"'s definition"),
+            "{err}"
+        );
+        let err = local.add_check(check(r#"{"ttl": "10s"}"#)).unwrap_err();
+        assert!(err.to_string().contains("Name is required"), "{err}");
+
+        let id = local
+            .add_check(check(
+                r#"{"name": "web-extra", "ttl": "10s", "service_id": "web"}"#,
+            ))
+            .unwrap();
+        assert_eq!(id, "web-extra", "the Name is the default CheckID");
+        local
+            .add_check(check(
+                r#"{"Name": "disk", "TTL": "10s", "Status": "passing"}"#,
+            ))
+            .unwrap();
+        local
+            .set_ttl_status("web-extra", CheckStatus::Warning, "slow")
+            .unwrap();
+        assert_eq!(local.service_status("web"), CheckStatus::Critical);
+        let names = |l: &LocalState| -> Vec<(String, String)> {
+            let checks = l.checks().into_iter();
+            checks.map(|c| (c.check_id, c.service_name)).collect()
+        };
+        let all = vec![
+            ("service:web".to_owned(), "web".to_owned()),
+            ("disk".to_owned(), String::new()),
+            ("web-extra".to_owned(), "web".to_owned()),
+        ];
+        assert_eq!(names(&local), all);
+
+        // A restarted agent has them again.
+        let again = new();
+        again.load(None).unwrap();
+        assert_eq!(names(&again), all);
+
+        // Deregistering the service takes its checks along; the node's check stays.
+        assert!(again.remove("web").unwrap());
+        assert_eq!(names(&again), [("disk".to_owned(), String::new())]);
+        assert!(again.remove_check("disk").unwrap());
+        assert!(!again.remove_check("disk").unwrap());
+        let last = new();
+        last.load(None).unwrap();
+        assert!(last.checks().is_empty(), "{:?}", last.checks());
     }
 
     #[test]

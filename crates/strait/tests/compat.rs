@@ -196,7 +196,7 @@ fn consul_clients_and_service_files_work_against_strait() {
         assert_json_error(addr, "GET", "/v1/operator/raft/configuration", 501);
         assert_json_error(addr, "GET", "/v2/nothing", 404);
     }
-    assert_json_error(&agent_http, "PUT", "/v1/agent/check/register", 501);
+    assert_json_error(&agent_http, "PUT", "/v1/agent/maintenance", 501);
 
     // A reload picks up an edit; a bad file is refused with its name and changes nothing.
     write(

@@ -87,6 +87,20 @@ assert c.agent.check.ttl_fail("service:pyweb:2", "broken") is True
 eventually("pyweb not passing after ttl_fail", lambda: passing() == [])
 assert c.agent.checks()["service:pyweb:2"]["Output"] == "broken"
 
+# A check registered on its own, of the service and of the node.
+assert c.agent.check.register(
+    "pyweb extra", Check.ttl("30s"), check_id="pyweb-extra", notes="by hand", service_id="pyweb"
+)
+assert c.agent.check.register("node disk", Check.ttl("30s"))
+checks = c.agent.checks()
+assert checks["pyweb-extra"]["ServiceID"] == "pyweb", checks
+assert checks["pyweb-extra"]["Notes"] == "by hand", checks
+assert checks["node disk"]["ServiceID"] == "", checks
+assert c.agent.check.ttl_pass("node disk") is True
+assert c.agent.checks()["node disk"]["Status"] == "passing"
+assert c.agent.check.deregister("node disk") is True
+assert "node disk" not in c.agent.checks()
+
 # What strait does not implement is an error with a reason, not "key not found".
 try:
     c.kv.get("config/x")
@@ -97,6 +111,7 @@ except consul.ConsulException as e:
 assert c.agent.service.deregister("pyweb") is True
 services = c.agent.services()
 assert "pyweb" not in services and "pyweb-sidecar-proxy" not in services, services
-assert "service:pyweb:2" not in c.agent.checks()
+checks = c.agent.checks()
+assert "service:pyweb:2" not in checks and "pyweb-extra" not in checks, checks
 eventually("pyweb gone from the catalog", lambda: c.health.service("pyweb")[1] == [])
 print("py-consul: all steps passed")
