@@ -6,8 +6,10 @@
 //! never for an fsync. Write operations are synchronous; async callers with many writes
 //! should run them in `spawn_blocking`.
 
-use crate::error::Result;
-use crate::store::{Edit, State, Store};
+use crate::error::{CatalogError, Result};
+use crate::store::{Edit, NodeRecord, State, Store};
+use crate::types::{ConfigEntry, FederationState};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -19,9 +21,21 @@ pub struct Catalog {
     state: RwLock<State>,
     /// Serialises writers so each computes its change from the latest state.
     writer: Mutex<()>,
-    store: Store,
+    /// Where writes are made durable; `None` for a replicated catalog, which Raft makes
+    /// durable (its log and snapshots) before a write is applied here.
+    store: Option<Store>,
     /// Current index, for watchers and blocking queries.
     index_tx: watch::Sender<u64>,
+}
+
+/// The catalog as one value: what [`Catalog::snapshot`] writes and [`Catalog::restore`] reads.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Image {
+    index: u64,
+    nodes: Vec<NodeRecord>,
+    config_entries: Vec<ConfigEntry>,
+    federation_states: Vec<FederationState>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -36,16 +50,22 @@ impl Catalog {
     /// Opens (or creates) the catalog stored at `path`, restoring all state and the index.
     pub fn open(path: impl AsRef<Path>) -> Result<Catalog> {
         let (store, state) = Store::open(path.as_ref())?;
-        Ok(Catalog::from_parts(store, state))
+        Ok(Catalog::from_parts(Some(store), state))
     }
 
     /// An empty catalog kept only in memory (tests, lab experiments).
     pub fn open_in_memory() -> Result<Catalog> {
         let (store, state) = Store::in_memory()?;
-        Ok(Catalog::from_parts(store, state))
+        Ok(Catalog::from_parts(Some(store), state))
     }
 
-    fn from_parts(store: Store, state: State) -> Catalog {
+    /// An empty catalog whose durability is someone else's: the server's Raft log and
+    /// snapshots ([`Catalog::snapshot`], [`Catalog::restore`]). Writes only change memory.
+    pub fn replicated() -> Catalog {
+        Catalog::from_parts(None, State::default())
+    }
+
+    fn from_parts(store: Option<Store>, state: State) -> Catalog {
         let (index_tx, _) = watch::channel(state.index);
         Catalog {
             state: RwLock::new(state),
@@ -90,6 +110,48 @@ impl Catalog {
             .unwrap_or_else(|_| self.index())
     }
 
+    /// The whole state as one value (JSON), for a Raft snapshot.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let state = self.read_state();
+        let image = Image {
+            index: state.index,
+            nodes: state.nodes.values().cloned().collect(),
+            config_entries: state.config.values().cloned().collect(),
+            federation_states: state.federation.values().cloned().collect(),
+        };
+        serde_json::to_vec(&image).unwrap_or_default()
+    }
+
+    /// Replaces the whole state with a [`Catalog::snapshot`]; an invalid one changes
+    /// nothing. Blocking queries wake if the index moved.
+    pub fn restore(&self, snapshot: &[u8]) -> Result<()> {
+        let image: Image = serde_json::from_slice(snapshot)
+            .map_err(|e| CatalogError::Store(format!("invalid catalog snapshot: {e}")))?;
+        let mut state = State {
+            index: image.index,
+            ..State::default()
+        };
+        for record in image.nodes {
+            state.nodes.insert(record.node.node.clone(), record);
+        }
+        for entry in image.config_entries {
+            state
+                .config
+                .insert((entry.kind.clone(), entry.name.clone()), entry);
+        }
+        for fed in image.federation_states {
+            state.federation.insert(fed.datacenter.clone(), fed);
+        }
+        let _writer = self.lock_writer();
+        if let Some(store) = &self.store {
+            store.replace(&state)?;
+        }
+        let index = state.index;
+        *strait_base::sync::write(&self.state) = state;
+        self.index_tx.send_replace(index);
+        Ok(())
+    }
+
     pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
         // A panic while holding the lock cannot leave State half-written: it is only
         // mutated by `State::apply`, which does not panic. So a poisoned lock is usable.
@@ -105,7 +167,9 @@ impl Catalog {
     /// lock and has checked that `edit` changes something.
     pub(crate) fn commit(&self, _writer: &MutexGuard<'_, ()>, edit: Edit) -> Result<u64> {
         let index = self.index() + 1;
-        self.store.commit(index, &edit)?;
+        if let Some(store) = &self.store {
+            store.commit(index, &edit)?;
+        }
         strait_base::sync::write(&self.state).apply(index, edit);
         self.index_tx.send_replace(index);
         tracing::trace!(index, "catalog write");
@@ -167,6 +231,46 @@ mod tests {
             .expect("woke before timeout")
             .expect("join");
         assert_eq!(idx, 2);
+    }
+
+    #[test]
+    fn a_snapshot_restores_everything_and_a_bad_one_changes_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.redb");
+        let source = Catalog::open_in_memory().expect("catalog");
+        source
+            .register(node("n1"), vec![], vec![])
+            .expect("register");
+        source
+            .register(node("n2"), vec![], vec![])
+            .expect("register");
+        let image = source.snapshot();
+
+        let replica = Catalog::replicated();
+        let rx = replica.subscribe();
+        replica.restore(&image).expect("restore");
+        assert_eq!(replica.index(), source.index());
+        assert_eq!(replica.nodes(), source.nodes());
+        assert!(rx.has_changed().expect("open"), "watchers are woken");
+        assert!(replica.restore(b"{not json").is_err());
+        assert!(replica.restore(br#"{"index": 1}"#).is_err());
+        assert_eq!(
+            replica.nodes(),
+            source.nodes(),
+            "a bad snapshot changes nothing"
+        );
+
+        // A catalog with a file: the restored state is what a reopen finds.
+        {
+            let stored = Catalog::open(&path).expect("open");
+            stored
+                .register(node("old"), vec![], vec![])
+                .expect("register");
+            stored.restore(&image).expect("restore");
+        }
+        let reopened = Catalog::open(&path).expect("reopen");
+        assert_eq!(reopened.nodes(), source.nodes());
+        assert_eq!(reopened.index(), source.index());
     }
 
     #[tokio::test]

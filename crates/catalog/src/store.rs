@@ -135,6 +135,28 @@ impl Store {
         }
         tx.commit().map_err(store_err)
     }
+
+    /// Replaces everything with `state` in one transaction (a restored snapshot).
+    pub fn replace(&self, state: &State) -> Result<()> {
+        let tx = self.db.begin_write().map_err(store_err)?;
+        for table in [NODES, CONFIG, FEDERATION] {
+            tx.delete_table(table).map_err(store_err)?;
+        }
+        tx.open_table(META)
+            .map_err(store_err)?
+            .insert(INDEX_KEY, state.index)
+            .map_err(store_err)?;
+        for (key, record) in &state.nodes {
+            put(&tx, NODES, key, Some(record))?;
+        }
+        for (key, entry) in &state.config {
+            put(&tx, CONFIG, &config_key_string(key), Some(entry))?;
+        }
+        for (key, fed) in &state.federation {
+            put(&tx, FEDERATION, key, Some(fed))?;
+        }
+        tx.commit().map_err(store_err)
+    }
 }
 
 fn put<T: Serialize>(

@@ -138,7 +138,9 @@ pub async fn store_if_changed(server: &Server, state: FederationState) -> Result
     if same {
         return Ok(false);
     }
-    server.write(move |c| c.set_federation_state(state)).await?;
+    server
+        .write(crate::replicated::Command::SetFederationState(state))
+        .await?;
     Ok(true)
 }
 

@@ -2,6 +2,7 @@
 
 use crate::ca::CaState;
 use crate::config::ServerConfig;
+use crate::replicated::{Command, WriteFailure};
 use anyhow::Result;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,8 +20,11 @@ pub struct Server {
     pub cfg: ServerConfig,
     /// The fields of `cfg` a SIGHUP reload may change; read these from here, not from `cfg`.
     pub live: crate::reload::LiveConfig,
-    /// Read directly (in memory); written through [`Server::write`] only.
+    /// Read directly (in memory); written through [`Server::write`] only, which goes
+    /// through the Raft log.
     pub catalog: Arc<Catalog>,
+    /// Raft, once started ([`crate::replicated::start`]).
+    pub consensus: OnceLock<strait_raft::Consensus<crate::replicated::CatalogApp>>,
     ca: OnceLock<Arc<CaState>>,
     /// Our certificate and the roots, for server -> server calls; replaced on renewal.
     client_identity: RwLock<Option<Arc<(Identity, Roots)>>>,
@@ -40,6 +44,7 @@ impl Server {
             live: crate::reload::LiveConfig::new(&cfg),
             cfg,
             catalog: Arc::new(catalog),
+            consensus: OnceLock::new(),
             ca: OnceLock::new(),
             client_identity: RwLock::new(None),
             last_seen: Mutex::new(HashMap::new()),
@@ -49,18 +54,16 @@ impl Server {
         }
     }
 
-    /// Runs a catalog write on a blocking thread: a write is a redb commit (an fsync), which
-    /// must not stall the runtime's two workers and every request they serve. A panic in the
-    /// write is resumed here, as if the write had run inline.
-    pub async fn write<T, F>(&self, write: F) -> strait_catalog::Result<T>
-    where
-        F: FnOnce(&Catalog) -> strait_catalog::Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let catalog = self.catalog.clone();
-        match tokio::task::spawn_blocking(move || write(&catalog)).await {
-            Ok(result) => result,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+    /// Commits a catalog write through the Raft log and answers once it is applied here:
+    /// the catalog index after it.
+    pub async fn write(&self, command: Command) -> Result<u64, WriteFailure> {
+        let consensus = self
+            .consensus
+            .get()
+            .ok_or_else(|| WriteFailure::Unavailable("Raft is not started yet".into()))?;
+        match consensus.write(&command).await {
+            Ok(written) => written.response.map_err(WriteFailure::Refused),
+            Err(e) => Err(WriteFailure::Unavailable(e.to_string())),
         }
     }
 
@@ -128,8 +131,12 @@ impl Server {
             port: cfg.https_addr.port(),
             ..Default::default()
         };
-        self.write(move |c| c.sync_node(node, vec![service], vec![]))
-            .await?;
+        self.write(Command::SyncNode {
+            node,
+            services: vec![service],
+            checks: vec![],
+        })
+        .await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Public read endpoints in Consul's shapes, plus config entries.
 
 use super::{authorize, block, indexed, ApiError, ApiResult, AppState, Origin, Params};
+use crate::replicated::Command;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -178,7 +179,7 @@ pub async fn config_set(
     // Any Content-Type (curl -d sends form encoding), as Consul accepts.
     let entry: ConfigEntry = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid config entry: {e}")))?;
-    s.write(move |c| c.set_config_entry(entry)).await?;
+    s.write(Command::SetConfigEntry(entry)).await?;
     Ok(indexed(s.catalog.index(), true))
 }
 
@@ -198,7 +199,6 @@ pub async fn config_delete(
     Path((kind, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     config_writer(&s, origin, &peer)?;
-    s.write(move |c| c.delete_config_entry(&kind, &name))
-        .await?;
+    s.write(Command::DeleteConfigEntry { kind, name }).await?;
     Ok(indexed(s.catalog.index(), true))
 }

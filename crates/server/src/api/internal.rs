@@ -3,6 +3,7 @@
 
 use super::{authorize, block, indexed, ApiError, ApiResult, AppState, Origin, Params};
 use crate::federation;
+use crate::replicated::Command;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -259,8 +260,12 @@ pub async fn sync(
         )));
     }
     req.node.datacenter = dc;
-    s.write(move |c| c.sync_node(req.node, req.services, req.checks))
-        .await?;
+    s.write(Command::SyncNode {
+        node: req.node,
+        services: req.services,
+        checks: req.checks,
+    })
+    .await?;
     s.seen(&node);
     Ok(indexed(s.catalog.index(), true))
 }

@@ -101,6 +101,18 @@ impl From<strait_catalog::CatalogError> for ApiError {
     }
 }
 
+impl From<crate::replicated::WriteFailure> for ApiError {
+    fn from(e: crate::replicated::WriteFailure) -> Self {
+        use crate::replicated::WriteFailure;
+        match e {
+            WriteFailure::Refused(msg) => ApiError(StatusCode::BAD_REQUEST, msg),
+            WriteFailure::Unavailable(_) => {
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+        }
+    }
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// A JSON body with the `X-Consul-Index` header.
