@@ -33,6 +33,12 @@ struct RawConfig {
     /// Leaf certificate lifetime in hours (default 72).
     #[serde(default)]
     leaf_ttl_hours: Option<u64>,
+    /// How many servers this DC's cluster is formed with (1, 3 or 5; default 1).
+    #[serde(default)]
+    bootstrap_expect: Option<u32>,
+    /// The other servers of this DC (their `https_addr`), tried until one answers.
+    #[serde(default)]
+    retry_join: Vec<SocketAddr>,
 }
 
 /// A validated server configuration. Its `Debug` leaves the tokens out.
@@ -48,6 +54,10 @@ pub struct ServerConfig {
     pub federation_token: String,
     pub primary_gateways: Vec<SocketAddr>,
     pub leaf_ttl: std::time::Duration,
+    /// Servers the DC's Raft cluster is formed with (1 = this server alone).
+    pub bootstrap_expect: u32,
+    /// The other servers of this DC (never this server's own `https_addr`).
+    pub retry_join: Vec<SocketAddr>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -63,6 +73,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("federation_token", &"<redacted>")
             .field("primary_gateways", &self.primary_gateways)
             .field("leaf_ttl", &self.leaf_ttl)
+            .field("bootstrap_expect", &self.bootstrap_expect)
+            .field("retry_join", &self.retry_join)
             .finish()
     }
 }
@@ -108,6 +120,16 @@ impl ServerConfig {
         if is_primary && !raw.primary_gateways.is_empty() {
             bail!("field `primary_gateways` is only for secondary DCs; this server is in the primary DC {primary}");
         }
+        let expect = raw.bootstrap_expect.unwrap_or(1);
+        if !(1..=7).contains(&expect) {
+            bail!("field `bootstrap_expect` = {expect}: must be between 1 and 7 (3 or 5 for a cluster that survives losing servers)");
+        }
+        if let Some(me) = raw.retry_join.iter().find(|a| **a == raw.https_addr) {
+            bail!("field `retry_join` lists {me}, this server's own https_addr");
+        }
+        if expect > 1 && raw.retry_join.is_empty() {
+            bail!("field `retry_join` is empty: with bootstrap_expect = {expect} name the other servers' https_addr");
+        }
         let hours = raw.leaf_ttl_hours.unwrap_or(72);
         if !(1..=24 * 365).contains(&hours) {
             bail!("field `leaf_ttl_hours` = {hours}: must be between 1 and 8760");
@@ -123,6 +145,8 @@ impl ServerConfig {
             federation_token: raw.federation_token,
             primary_gateways: raw.primary_gateways,
             leaf_ttl: std::time::Duration::from_secs(hours * 3600),
+            bootstrap_expect: expect,
+            retry_join: raw.retry_join,
         })
     }
 }

@@ -33,6 +33,9 @@ pub enum Command {
         name: String,
     },
     SetFederationState(FederationState),
+    /// Replaces the whole catalog with a [`Catalog::snapshot`] image (`strait snapshot
+    /// restore`); validated before it is proposed, so every server accepts it alike.
+    Restore(String),
 }
 
 /// What applying a command answered: the catalog index after it, or why the catalog refused
@@ -59,6 +62,7 @@ impl Replicated for CatalogApp {
             Command::SetConfigEntry(entry) => catalog.set_config_entry(entry),
             Command::DeleteConfigEntry { kind, name } => catalog.delete_config_entry(&kind, &name),
             Command::SetFederationState(state) => catalog.set_federation_state(state),
+            Command::Restore(image) => catalog.restore(image.as_bytes()).map(|()| catalog.index()),
         };
         applied.map_err(|e| e.to_string())
     }
