@@ -2,7 +2,8 @@
 //! counting in dc2 and dc3, a service-resolver in dc1 failing counting over dc2 -> dc3), a
 //! client making steady requests through the dashboard sidecar's upstream listener, and
 //! events: counting stopped in dc2 (traffic moves to dc3), started again (moves back), one of
-//! dc2's two gateways stopped with SIGSTOP (hung: accepts, never answers).
+//! dc2's two gateways stopped with SIGSTOP (hung: accepts, never answers), both of dc2's
+//! gateways killed (moves to dc3) and started again (moves back).
 //!
 //! Per event it prints the failed requests and the time until traffic flows from the
 //! expected DC (`cargo nextest run -p strait --test failover --no-capture` shows them).
@@ -204,6 +205,33 @@ fn traffic_fails_over_to_dc3_and_back() {
         hung.total
     );
 
+    // Both of dc2's gateways die (hashicorp/consul#9811): dc1's gateway cannot reach dc2
+    // and closes, the sidecar's handshake fails, the chain moves to dc3. Then they come back
+    // (their health checks must pass again before dc1 routes to them).
+    client.wait_steady(
+        Instant::now(),
+        "dc2",
+        10,
+        "traffic back in dc2 after the pause",
+    );
+    let event = Instant::now();
+    lab.ok(&["kill", "dc2-gateway-a"]);
+    lab.ok(&["kill", "dc2-gateway-b"]);
+    client.wait_steady(
+        event,
+        "dc3",
+        20,
+        "traffic to move to dc3 without dc2's gateways",
+    );
+    let killed = outcome(&client.since(event), event, "dc3");
+    report("both dc2 gateways killed", &killed);
+    let event = Instant::now();
+    lab.ok(&["start", "dc2-gateway-a"]);
+    lab.ok(&["start", "dc2-gateway-b"]);
+    client.wait_steady(event, "dc2", 10, "traffic back in dc2 with its gateways");
+    let restarted = outcome(&client.since(event), event, "dc2");
+    report("dc2 gateways restarted", &restarted);
+
     assert_eq!(
         stopped.failed, 0,
         "a stopped app fails the handshake, so the chain moves on"
@@ -224,4 +252,17 @@ fn traffic_fails_over_to_dc3_and_back() {
         "a hung gateway is passed over within the client's patience"
     );
     assert!(answered >= 3, "requests kept being answered: {answered}");
+    // A request in flight through a gateway when it is killed is lost (one per kill at
+    // most); every new connection moves to dc3.
+    assert!(
+        killed.failed <= 2,
+        "{} failed without dc2's gateways",
+        killed.failed
+    );
+    assert!(
+        killed.moved_after < Duration::from_secs(2),
+        "moved to dc3 after {:?}",
+        killed.moved_after
+    );
+    assert_eq!(restarted.failed, 0, "failing back loses nothing");
 }
