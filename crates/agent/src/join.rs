@@ -3,6 +3,7 @@
 //! servers over mTLS, accepting only `spiffe://<td>/server/dc/<dc>`.
 
 use crate::config::AgentConfig;
+use crate::servers::{Channel, Servers};
 use anyhow::{bail, Context, Result};
 use http::Method;
 use std::sync::Arc;
@@ -16,6 +17,9 @@ use strait_rpc::RpcError;
 /// Placeholder trust domain in the join CSR and SNI: the agent learns the real one in the
 /// answer (the server ignores what a CSR asks for and sets the identity itself).
 use strait_snapshot::BOOTSTRAP_TRUST_DOMAIN as BOOTSTRAP_TD;
+
+/// Deadline of one server's answer to a join (signing a certificate is quick).
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An authenticated channel to this DC's servers.
 pub struct ServerConn {
@@ -34,7 +38,8 @@ pub enum JoinError {
     Unreachable(anyhow::Error),
 }
 
-pub async fn join(cfg: &AgentConfig) -> Result<ServerConn, JoinError> {
+/// Joins through `servers` (the current one first, then the others in turn).
+pub async fn join(cfg: &AgentConfig, servers: &Servers) -> Result<ServerConn, JoinError> {
     let placeholder = SpiffeId::agent(BOOTSTRAP_TD, &cfg.datacenter, &cfg.node_name);
     let (key_pem, csr_pem) =
         ca::generate_key_and_csr(&placeholder).map_err(|e| JoinError::Unreachable(e.into()))?;
@@ -58,17 +63,15 @@ pub async fn join(cfg: &AgentConfig) -> Result<ServerConn, JoinError> {
     };
     let path = "/v1/internal/join";
     let body = serde_json::to_vec(&req).map_err(|e| JoinError::Unreachable(e.into()))?;
-    let resp = strait_rpc::mesh::request_any(
-        tls::dangerous_unverified_client_config(),
-        &cfg.servers,
-        &spiffe::server_sni(&cfg.datacenter, BOOTSTRAP_TD),
-        Method::POST,
-        path,
-        Some(body),
-        Duration::from_secs(10),
-    )
-    .await
-    .map_err(|e| JoinError::Unreachable(e.into()))?;
+    let sni = spiffe::server_sni(&cfg.datacenter, BOOTSTRAP_TD);
+    let channel = Channel {
+        tls: tls::dangerous_unverified_client_config(),
+        sni: &sni,
+    };
+    let resp = servers
+        .request(&channel, Method::POST, path, Some(body), JOIN_TIMEOUT)
+        .await
+        .map_err(|e| JoinError::Unreachable(e.into()))?;
     if resp.status.is_client_error() {
         return Err(JoinError::Refused(refusal(&resp)));
     }
@@ -116,9 +119,8 @@ fn finish(cfg: &AgentConfig, nonce: &str, key_pem: &str, ans: JoinResponse) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::servers::tests::{refused, tls_server};
     use std::net::SocketAddr;
-    use strait_identity::tls::ClientAuth;
-    use tokio_util::sync::CancellationToken;
 
     fn config(servers: Vec<SocketAddr>) -> AgentConfig {
         AgentConfig {
@@ -134,50 +136,15 @@ mod tests {
         }
     }
 
-    fn refused_addr() -> SocketAddr {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr")
-    }
-
-    /// A TLS server (any certificate: a joining agent does not verify it yet) whose join
-    /// endpoint refuses, as a server does for a wrong token.
-    async fn refusing_server() -> (SocketAddr, CancellationToken) {
-        let td = "test.strait";
-        let root = ca::generate_root(td, Duration::from_secs(3600)).expect("root");
-        let root_ca = ca::CaCert::from_pem(&root.cert_pem, &root.key_pem).expect("root ca");
-        let id = SpiffeId::server(td, "dc1");
-        let (key, csr) = ca::generate_key_and_csr(&id).expect("csr");
-        let leaf = root_ca
-            .sign_leaf(&csr, &id, Duration::from_secs(3600))
-            .expect("leaf");
-        let identity = Identity::from_pem(&leaf.cert_pem, &key).expect("identity");
-        let roots = Roots::from_pems(&[root.cert_pem]).expect("roots");
-        let tls = tls::server_config(&identity, &roots, ClientAuth::Optional).expect("tls");
-        let router = axum::Router::new().route(
-            "/v1/internal/join",
-            axum::routing::post(|| async {
-                (http::StatusCode::FORBIDDEN, "join MAC does not verify")
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (_tx, rx) = tokio::sync::watch::channel(tls);
-        let stop = CancellationToken::new();
-        tokio::spawn(strait_rpc::serve::serve_tls(
-            listener,
-            rx,
-            router,
-            stop.clone(),
-        ));
-        (addr, stop)
+    async fn join_through(servers: Vec<SocketAddr>) -> Result<ServerConn, JoinError> {
+        let cfg = config(servers);
+        join(&cfg, &Servers::new(cfg.servers.clone())).await
     }
 
     #[tokio::test]
     async fn unreachable_names_every_server_with_its_error() {
-        let (a, b) = (refused_addr(), refused_addr());
-        let Err(JoinError::Unreachable(e)) = join(&config(vec![a, b])).await else {
+        let (a, b) = (refused(), refused());
+        let Err(JoinError::Unreachable(e)) = join_through(vec![a, b]).await else {
             panic!("nothing listens: the join must fail as unreachable");
         };
         let text = format!("{e:#}");
@@ -189,18 +156,33 @@ mod tests {
         }
     }
 
-    /// The refusal names the server that refused, not the first one configured.
+    /// The refusal names the server that refused, not the first one configured; a server
+    /// without a leader (503) is passed over, not taken for a refusal.
     #[tokio::test]
     async fn a_refusal_names_the_server_that_refused() {
-        let down = refused_addr();
-        let (up, stop) = refusing_server().await;
-        let Err(JoinError::Refused(msg)) = join(&config(vec![down, up])).await else {
-            panic!("the second server refuses");
+        let down = refused();
+        let (leaderless, stop_leaderless) = tls_server(axum::Router::new().route(
+            "/v1/internal/join",
+            axum::routing::post(|| async {
+                (http::StatusCode::SERVICE_UNAVAILABLE, "no Raft leader")
+            }),
+        ))
+        .await;
+        let (up, stop) = tls_server(axum::Router::new().route(
+            "/v1/internal/join",
+            axum::routing::post(|| async {
+                (http::StatusCode::FORBIDDEN, "join MAC does not verify")
+            }),
+        ))
+        .await;
+        let Err(JoinError::Refused(msg)) = join_through(vec![down, leaderless, up]).await else {
+            panic!("the third server refuses");
         };
         assert_eq!(
             msg,
             format!("server {up} answered 403: join MAC does not verify")
         );
         stop.cancel();
+        stop_leaderless.cancel();
     }
 }

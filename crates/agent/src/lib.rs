@@ -15,6 +15,7 @@ mod join;
 mod local;
 mod metrics;
 mod reload;
+mod servers;
 mod service_file;
 mod snapshots;
 mod state;
@@ -103,7 +104,7 @@ async fn join_until_done(
     loop {
         let joined = tokio::select! {
             _ = shutdown.cancelled() => return Ok(None),
-            r = join::join(&agent.cfg) => r,
+            r = join::join(&agent.cfg, &agent.servers) => r,
         };
         match joined {
             Ok(conn) => {
@@ -119,7 +120,7 @@ async fn join_until_done(
                 .bad_config()
             }
             Err(join::JoinError::Unreachable(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), servers = ?agent.cfg.servers, "cannot join yet; retrying");
+                tracing::warn!(error = %format!("{e:#}"), servers = ?agent.servers.order(), "cannot join yet; retrying");
             }
         }
         tokio::select! {

@@ -17,7 +17,8 @@ use strait_snapshot::{Leaf, MeshView, ProxyRegistration, TargetName};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Follows `/v1/internal/mesh-view` and publishes each new view.
+/// Follows `/v1/internal/mesh-view` and publishes each new view; the servers it shows join
+/// the agent's list of servers.
 pub async fn follow_view(
     agent: Arc<Agent>,
     tx: watch::Sender<Option<Arc<MeshViewResponse>>>,
@@ -30,6 +31,7 @@ pub async fn follow_view(
         let r = tokio::select! { _ = shutdown.cancelled() => return, r = call => r };
         match r.and_then(|r| Ok(r.json::<MeshViewResponse>()?)) {
             Ok(v) => {
+                agent.servers.learn(&v.view);
                 if v.index != index || tx.borrow().is_none() {
                     index = v.index;
                     tx.send_replace(Some(Arc::new(v)));
@@ -63,7 +65,7 @@ pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
         csr_pem,
     })?;
     let r = agent
-        .call(Method::POST, path, Some(body), Duration::from_secs(10))
+        .call(Method::POST, path, Some(body), Duration::from_secs(5))
         .await?;
     let s: SignResponse = r.json()?;
     let entry = LeafEntry {

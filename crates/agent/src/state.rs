@@ -3,6 +3,7 @@
 use crate::config::AgentConfig;
 use crate::join::ServerConn;
 use crate::local::LocalState;
+use crate::servers::{Channel, Servers};
 use anyhow::{Context, Result};
 use http::Method;
 use std::collections::HashMap;
@@ -27,6 +28,9 @@ pub struct LeafEntry {
 pub struct Agent {
     pub cfg: AgentConfig,
     pub local: Arc<LocalState>,
+    /// This DC's servers: configured and learned from the catalog; every request goes
+    /// through [`Servers::request`] (failover, stickiness).
+    pub servers: Servers,
     conn: RwLock<Option<Arc<ServerConn>>>,
     /// service name -> leaf
     pub leaves: Mutex<HashMap<String, LeafEntry>>,
@@ -45,6 +49,7 @@ pub struct Agent {
 impl Agent {
     pub fn new(cfg: AgentConfig, local: Arc<LocalState>) -> Agent {
         Agent {
+            servers: Servers::new(cfg.servers.clone()),
             cfg,
             local,
             conn: RwLock::new(None),
@@ -88,7 +93,8 @@ impl Agent {
         Ok(())
     }
 
-    /// One mTLS request to this DC's servers (tries each configured server).
+    /// One mTLS request to this DC's servers: the current one, then the others in turn (see
+    /// [`Servers::request`]); `timeout` bounds each attempt's exchange.
     pub async fn call(
         &self,
         method: Method,
@@ -99,17 +105,14 @@ impl Agent {
         let conn = self
             .conn()
             .context("the agent has not joined its servers yet")?;
-        strait_rpc::mesh::request_any(
-            conn.tls.clone(),
-            &self.cfg.servers,
-            &conn.sni,
-            method,
-            path,
-            body,
-            timeout,
-        )
-        .await
-        .with_context(|| format!("cannot reach the servers {:?}", self.cfg.servers))
+        let channel = Channel {
+            tls: conn.tls.clone(),
+            sni: &conn.sni,
+        };
+        Ok(self
+            .servers
+            .request(&channel, method, path, body, timeout)
+            .await?)
     }
 
     pub fn publish_snapshots(&self) {

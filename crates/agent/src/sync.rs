@@ -31,7 +31,7 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
         let result = match serde_json::to_vec(&req) {
             Ok(body) => {
                 agent
-                    .call(Method::PUT, path, Some(body), Duration::from_secs(10))
+                    .call(Method::PUT, path, Some(body), Duration::from_secs(5))
                     .await
             }
             Err(e) => Err(e.into()),

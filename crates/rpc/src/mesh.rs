@@ -25,19 +25,55 @@ pub async fn request(
     body: Option<Vec<u8>>,
     timeout: Duration,
 ) -> Result<Response, RpcError> {
+    let deadlines = Deadlines {
+        connect: timeout,
+        total: timeout,
+    };
+    request_within(tls, addr, sni, method, path_and_query, body, deadlines).await
+}
+
+/// The deadlines of one attempt: a dead or hung peer is given up on after `connect` even when
+/// the exchange itself may take much longer (a blocking query waits up to `total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// TCP connect and TLS handshake.
+    pub connect: Duration,
+    /// The whole attempt, handshake included.
+    pub total: Duration,
+}
+
+/// [`request`] with separate deadlines for the handshake and the whole exchange.
+pub async fn request_within(
+    tls: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    sni: &str,
+    method: Method,
+    path_and_query: &str,
+    body: Option<Vec<u8>>,
+    deadlines: Deadlines,
+) -> Result<Response, RpcError> {
     let server_name = ServerName::try_from(sni.to_string()).map_err(|_| RpcError::BadSni {
         sni: sni.to_string(),
     })?;
-    within(addr, path_and_query, timeout, async {
-        let tcp = connect(addr).await?;
-        let stream = TlsConnector::from(tls)
-            .connect(server_name, tcp)
+    within(addr, path_and_query, deadlines.total, async {
+        let handshake = async {
+            let tcp = connect(addr).await?;
+            TlsConnector::from(tls)
+                .connect(server_name, tcp)
+                .await
+                .map_err(|error| RpcError::Handshake {
+                    addr,
+                    sni: sni.to_string(),
+                    error,
+                })
+        };
+        let stream = tokio::time::timeout(deadlines.connect, handshake)
             .await
-            .map_err(|error| RpcError::Handshake {
+            .map_err(|_| RpcError::Timeout {
                 addr,
-                sni: sni.to_string(),
-                error,
-            })?;
+                path: path_and_query.to_owned(),
+                timeout: deadlines.connect,
+            })??;
         exchange(stream, addr, sni, method, path_and_query, body).await
     })
     .await
