@@ -173,10 +173,13 @@ fn build_upstream(
     };
     let mode = effective_mode(view, proxy, upstream);
     let chain = chain::resolve(&view.resolvers, &upstream.destination, dc);
+    // Only a chain has somewhere else to go: a single target keeps its gateways whatever its
+    // DC reports, and the far gateway or sidecar says why it refuses.
+    let skip_unhealthy = chain.targets.len() > 1;
     let mut targets = chain
         .targets
         .iter()
-        .map(|name| build_target(view, mode, name));
+        .map(|name| build_target(view, mode, name, skip_unhealthy));
     let primary = targets.next().expect("a chain has a primary target");
     UpstreamSnapshot {
         destination: upstream.destination.clone(),
@@ -189,8 +192,14 @@ fn build_upstream(
     }
 }
 
-/// One target of a chain: its names, and the healthy addresses that reach it in `mode`.
-fn build_target(view: &MeshView, mode: GatewayMode, name: &TargetName) -> UpstreamTarget {
+/// One target of a chain: its names, and the healthy addresses that reach it in `mode`;
+/// none when `skip_unhealthy` and its DC reports no healthy instance.
+fn build_target(
+    view: &MeshView,
+    mode: GatewayMode,
+    name: &TargetName,
+    skip_unhealthy: bool,
+) -> UpstreamTarget {
     let (dest, dc) = (name.service.as_str(), name.datacenter.as_str());
     let remote = view
         .remote_sidecars
@@ -204,7 +213,7 @@ fn build_target(view: &MeshView, mode: GatewayMode, name: &TargetName) -> Upstre
                 .filter(|i| i.destination_service.as_deref() == Some(dest))
                 .map(|i| i.addr),
         )
-    } else if remote.is_some_and(Vec::is_empty) && mode != GatewayMode::None {
+    } else if skip_unhealthy && remote.is_some_and(Vec::is_empty) && mode != GatewayMode::None {
         // The target's DC says it has no healthy instance: its gateways would refuse it.
         Vec::new()
     } else {
@@ -229,22 +238,28 @@ fn build_target(view: &MeshView, mode: GatewayMode, name: &TargetName) -> Upstre
     }
 }
 
-/// The targets in other DCs that `proxy`'s upstreams resolve to: whose health the agent
-/// fetches from those DCs into [`MeshView::remote_sidecars`].
+/// The targets in other DCs whose health the agent fetches from those DCs into
+/// [`MeshView::remote_sidecars`]: every remote target of a chain with failover targets, and
+/// the remote target of an upstream in mode `none` (whose sidecars are dialled directly).
 pub fn remote_targets(view: &MeshView, proxy: &ProxyRegistration) -> BTreeSet<TargetName> {
-    proxy
-        .upstreams
-        .iter()
-        .flat_map(|u| {
-            let dc = if u.datacenter.is_empty() {
-                &view.datacenter
-            } else {
-                &u.datacenter
-            };
-            chain::resolve(&view.resolvers, &u.destination, dc).targets
-        })
-        .filter(|t| t.datacenter != view.datacenter)
-        .collect()
+    let mut out = BTreeSet::new();
+    for u in &proxy.upstreams {
+        let dc = if u.datacenter.is_empty() {
+            &view.datacenter
+        } else {
+            &u.datacenter
+        };
+        let chain = chain::resolve(&view.resolvers, &u.destination, dc);
+        if chain.targets.len() > 1 || effective_mode(view, proxy, u) == GatewayMode::None {
+            out.extend(
+                chain
+                    .targets
+                    .into_iter()
+                    .filter(|t| t.datacenter != view.datacenter),
+            );
+        }
+    }
+    out
 }
 
 fn build_gateway(view: &MeshView, proxy: &ProxyRegistration) -> GatewaySnapshot {

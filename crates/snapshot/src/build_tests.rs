@@ -322,6 +322,20 @@ fn a_target_its_datacenter_reports_unhealthy_has_no_endpoints_in_any_mode() {
         assert!(up.primary.endpoints.is_empty(), "{mode:?}");
         assert_eq!(up.failover[0].endpoints, dc3, "{mode:?}");
     }
+    // Without failover targets there is nowhere else to go: the gateways are kept, and
+    // the agent does not even follow the target's health (mode local).
+    let single = sidecar(vec![upstream("api", "dc2", 5001, GatewayMode::Local)]);
+    v.remote_sidecars
+        .get_mut("dc2")
+        .expect("dc2")
+        .insert("api".into(), vec![]);
+    assert_eq!(
+        only_upstream(&v, &single).primary.endpoints,
+        vec![addr("10.0.0.20:8443")]
+    );
+    assert!(remote_targets(&v, &single).is_empty());
+    let direct = sidecar(vec![upstream("api", "dc2", 5001, GatewayMode::None)]);
+    assert_eq!(remote_targets(&v, &direct).len(), 1);
     // Unknown (not fetched, or the fetch failed): the gateways are dialled.
     v.remote_sidecars.remove("dc2");
     let up = only_upstream(

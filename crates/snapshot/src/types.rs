@@ -315,10 +315,10 @@ pub struct MeshView {
     pub instances: Vec<Instance>,
     /// DC -> its mesh gateways' WAN addresses (federation states, replicated by the primary).
     pub federation: BTreeMap<String, Vec<SocketAddr>>,
-    /// (dc, service) -> healthy sidecar addresses in that DC, fetched by the agent for every
-    /// upstream target in another DC. Mode `none` dials them; in the other modes an empty
-    /// list means the target has no healthy instance (skipped), a missing one "unknown"
-    /// (its gateways are dialled).
+    /// (dc, service) -> healthy sidecar addresses in that DC, fetched by the agent for the
+    /// targets [`remote_targets`](crate::remote_targets) names. Mode `none` dials them; in
+    /// the other modes, in a chain with failover targets, an empty list means the target has
+    /// no healthy instance (skipped), a missing one "unknown" (its gateways are dialled).
     pub remote_sidecars: BTreeMap<String, BTreeMap<String, Vec<SocketAddr>>>,
     /// Proxy defaults (global config entry).
     pub proxy_defaults_mode: GatewayMode,
