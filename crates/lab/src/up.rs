@@ -193,29 +193,37 @@ async fn start_all(
         paths.root().display()
     );
     let total = plan.len();
-    for (i, spec) in plan.iter().enumerate() {
-        supervisor::prepare(spec)?;
-        let (mut child, record) = supervisor::spawn(spec, &strait)?;
-        lab.processes.push(record);
-        lab.save(paths)?;
-        supervisor::wait_ready(spec, &mut child, options.step_timeout)
-            .await
-            .with_context(|| {
-                format!(
-                    "[{}/{total}] {} {}: {} failed",
-                    i + 1,
-                    spec.dc,
-                    spec.vm,
-                    spec.name
-                )
-            })?;
-        println!(
-            "[{}/{total}] {} {}: {}",
-            i + 1,
-            spec.dc,
-            spec.vm,
-            spec.ready_summary()
-        );
+    // A DC's servers start together (a cluster's servers are ready once it has formed).
+    for group in plan::start_groups(&plan) {
+        let mut children = Vec::new();
+        for spec in &plan[group.clone()] {
+            supervisor::prepare(spec)?;
+            let (child, record) = supervisor::spawn(spec, &strait)?;
+            children.push(child);
+            lab.processes.push(record);
+            lab.save(paths)?;
+        }
+        for (i, mut child) in group.zip(children) {
+            let spec = &plan[i];
+            supervisor::wait_ready(spec, &mut child, options.step_timeout)
+                .await
+                .with_context(|| {
+                    format!(
+                        "[{}/{total}] {} {}: {} failed",
+                        i + 1,
+                        spec.dc,
+                        spec.vm,
+                        spec.name
+                    )
+                })?;
+            println!(
+                "[{}/{total}] {} {}: {}",
+                i + 1,
+                spec.dc,
+                spec.vm,
+                spec.ready_summary()
+            );
+        }
     }
 
     crate::config_entries::write(&plan, topology).await?;

@@ -23,6 +23,16 @@ pub(super) struct ServerToml<'a> {
     /// Only secondaries have them; the primary's file leaves the key out.
     #[serde(skip_serializing_if = "<[SocketAddr]>::is_empty")]
     pub primary_gateways: &'a [SocketAddr],
+    /// The number of servers in this DC; left out (the default, 1) for a lone server.
+    #[serde(skip_serializing_if = "is_one")]
+    pub bootstrap_expect: usize,
+    /// The other servers of this DC (their `https_addr`); empty for a lone server.
+    #[serde(skip_serializing_if = "<[SocketAddr]>::is_empty")]
+    pub retry_join: &'a [SocketAddr],
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// `strait agent --config FILE`.

@@ -6,6 +6,8 @@
 mod files;
 
 #[cfg(test)]
+mod ha_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
@@ -251,7 +253,7 @@ pub fn plan_on(
 
     let mut out = Vec::new();
     for dc in &dcs {
-        for vm in topology.vms_in(dc).filter(|vm| vm.roles.server) {
+        for vm in topology.servers_in(dc) {
             let gateways = if *dc == primary {
                 &[][..]
             } else {
@@ -283,6 +285,25 @@ pub fn plan_on(
         }
     }
     out
+}
+
+/// How `lab up` starts `plan`: groups of consecutive processes, each group started at once
+/// and then waited for. A DC's servers form one group: a server of a cluster is ready only
+/// once the cluster has formed, so they must all be running before any is waited for.
+/// Every other process is a group of its own (started once the one before it is ready).
+pub fn start_groups(plan: &[ProcessSpec]) -> Vec<std::ops::Range<usize>> {
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, p) in plan.iter().enumerate() {
+        let joins_previous = i > 0
+            && p.role == Role::Server
+            && plan[i - 1].role == Role::Server
+            && plan[i - 1].dc == p.dc;
+        match groups.last_mut() {
+            Some(group) if joins_previous => group.end = i + 1,
+            _ => groups.push(i..i + 1),
+        }
+    }
+    groups
 }
 
 fn base(on: &On<'_>, vm: &Vm, name: &str, role: Role, paths: &LabPaths) -> ProcessSpec {
@@ -335,6 +356,8 @@ fn server(
 ) -> ProcessSpec {
     let https = addr(vm.address, SERVER_HTTPS_PORT);
     let http = addr(on.loopback(vm), HTTP_API_PORT);
+    let cluster = server_addrs(topology, &vm.dc);
+    let retry_join: Vec<SocketAddr> = cluster.iter().copied().filter(|a| *a != https).collect();
     let config = paths.config(&vm.name, "server.toml");
     let data = paths.data(&vm.name, "server");
     let contents = files::server_toml(&files::ServerToml {
@@ -347,6 +370,8 @@ fn server(
         join_token: &tokens.join(&vm.dc),
         federation_token: &tokens.federation,
         primary_gateways,
+        bootstrap_expect: cluster.len(),
+        retry_join: &retry_join,
     });
     let mut p = configured(on, vm, "server", Role::Server, paths, config, contents);
     p.dirs.push(data);
@@ -367,11 +392,7 @@ fn agent(
     let config = paths.config(&vm.name, "agent.toml");
     let data = paths.data(&vm.name, "agent");
     let config_dir = paths.agent_config_dir(&vm.name);
-    let servers: Vec<SocketAddr> = topology
-        .vms_in(&vm.dc)
-        .filter(|v| v.roles.server)
-        .map(|v| addr(v.address, SERVER_HTTPS_PORT))
-        .collect();
+    let servers = server_addrs(topology, &vm.dc);
     let contents = files::agent_toml(&files::AgentToml {
         datacenter: &vm.dc,
         node_name: &vm.name,
@@ -397,6 +418,15 @@ fn agent(
     p.listens = vec![http];
     p.listens.extend(envoy_ads(on, vm));
     p
+}
+
+/// The mTLS API of every server of `dc`: what agents list as `servers`, and each server's
+/// cluster (its `retry_join` is the others).
+fn server_addrs(topology: &Topology, dc: &str) -> Vec<SocketAddr> {
+    topology
+        .servers_in(dc)
+        .map(|v| addr(v.address, SERVER_HTTPS_PORT))
+        .collect()
 }
 
 /// The agent's ADS address, on VMs whose proxies are Envoy.

@@ -6,9 +6,11 @@ use std::ops::Range;
 
 use super::raw::{RawTopology, RawVm};
 use super::validate::Source;
-use super::{Topology, TopologyError, Vm, GATEWAY_PORT, HTTP_API_PORT, SERVER_HTTPS_PORT};
+use super::{
+    Topology, TopologyError, Vm, GATEWAY_PORT, HTTP_API_PORT, MAX_SERVERS, SERVER_HTTPS_PORT,
+};
 
-/// One server per DC (the server config has no peers yet); with more than one
+/// One to [`MAX_SERVERS`] servers per DC (several form one Raft cluster); with more than one
 /// DC every DC needs a gateway, since federation and cross-DC traffic use them.
 pub(super) fn per_dc_roles(
     src: &Source<'_>,
@@ -20,25 +22,22 @@ pub(super) fn per_dc_roles(
         let servers: Vec<usize> = (0..t.vms.len())
             .filter(|&i| t.vms[i].dc == dc.name && t.vms[i].roles.server)
             .collect();
-        match servers.as_slice() {
-            [] => {
-                return Err(src.err(
-                    span,
-                    format!("datacenter[{d}]"),
-                    format!("datacenter {} has no VM with the `server` role", dc.name),
-                ))
-            }
-            [_] => {}
-            [_, second, ..] => {
-                return Err(src.err(
-                    raw.vm[*second].roles.span(),
-                    format!("vm[{second}].roles"),
-                    format!(
-                    "datacenter {} already has a server; the lab runs one server per datacenter",
+        if servers.is_empty() {
+            return Err(src.err(
+                span,
+                format!("datacenter[{d}]"),
+                format!("datacenter {} has no VM with the `server` role", dc.name),
+            ));
+        }
+        if let Some(&extra) = servers.get(MAX_SERVERS) {
+            return Err(src.err(
+                raw.vm[extra].roles.span(),
+                format!("vm[{extra}].roles"),
+                format!(
+                    "datacenter {} already has {MAX_SERVERS} servers, the most a cluster is formed with (3 or 5 survive losing servers)",
                     dc.name
                 ),
-                ))
-            }
+            ));
         }
         if t.datacenters.len() > 1 && !t.vms_in(&dc.name).any(|vm| vm.roles.gateway) {
             return Err(src.err(span, format!("datacenter[{d}]"), format!("datacenter {} has no VM with the `gateway` role; federated datacenters reach each other only through mesh gateways", dc.name)));

@@ -22,11 +22,18 @@ pub const DEFAULT_ORIGIN: &str = "<built-in default topology>";
 /// Three DCs, counting in dc2 failing over to dc3 (`lab up --topology failover`).
 pub const FAILOVER_TOPOLOGY: &str = include_str!("failover.toml");
 
+/// The default demo with three servers in each DC (`lab up --topology ha`).
+pub const HA_TOPOLOGY: &str = include_str!("ha.toml");
+
 /// The built-in topologies `--topology` accepts by name: (name, text).
-pub const BUILTIN_TOPOLOGIES: [(&str, &str); 2] = [
+pub const BUILTIN_TOPOLOGIES: [(&str, &str); 3] = [
     ("default", DEFAULT_TOPOLOGY),
     ("failover", FAILOVER_TOPOLOGY),
+    ("ha", HA_TOPOLOGY),
 ];
+
+/// The most servers a DC may list (`bootstrap_expect` goes up to 7).
+pub const MAX_SERVERS: usize = 7;
 
 /// Everything wrong with a topology names the file, the line and the field.
 #[derive(Debug, thiserror::Error)]
@@ -251,6 +258,11 @@ impl Topology {
             vm.proxy.get_or_insert(proxy);
         }
         self
+    }
+
+    /// Server VMs of `dc`, in file order: one DC's Raft cluster.
+    pub fn servers_in<'a>(&'a self, dc: &'a str) -> impl Iterator<Item = &'a Vm> + 'a {
+        self.vms_in(dc).filter(|vm| vm.roles.server)
     }
 
     /// VMs of `dc`, in file order.

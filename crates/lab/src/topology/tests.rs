@@ -309,15 +309,26 @@ fn port_clashes() {
     assert!(message.contains("admin endpoint"), "{message}");
 }
 
+/// `extra` more server VMs in ONE_DC's dc1, before its first VM.
+fn with_servers(extra: usize) -> String {
+    let vms: String = (0..extra)
+        .map(|i| {
+            format!("[[vm]]\nname = \"server{i}\"\ndc = \"dc1\"\naddress = \"127.30.1.{i}\"\nroles = [\"server\"]\n\n")
+        })
+        .collect();
+    ONE_DC.replacen("[[vm]]", &format!("{vms}[[vm]]"), 1)
+}
+
 #[test]
-fn one_server_per_dc() {
+fn one_to_seven_servers_per_dc() {
     let (line, field, _) =
         invalid(&ONE_DC.replace(r#"roles = ["server"]"#, r#"roles = ["gateway"]"#));
     assert_eq!((line, field.as_str()), (2, "datacenter[0]"));
-    let text = ONE_DC.replacen("[[vm]]", "[[vm]]\nname = \"server2\"\ndc = \"dc1\"\naddress = \"127.30.0.9\"\nroles = [\"server\"]\n\n[[vm]]", 1);
-    let (line, field, message) = invalid(&text);
-    assert_eq!((line, field.as_str()), (15, "vm[1].roles"));
-    assert!(message.contains("one server per datacenter"), "{message}");
+    let t = Topology::parse(&with_servers(6), "t.toml").expect("seven servers");
+    assert_eq!(t.servers_in("dc1").count(), 7);
+    let (line, field, message) = invalid(&with_servers(7));
+    assert_eq!((line, field.as_str()), (51, "vm[7].roles"));
+    assert!(message.contains("already has 7 servers"), "{message}");
 }
 
 #[test]
