@@ -85,7 +85,7 @@ impl Catalog {
         self.index_tx.subscribe()
     }
 
-    /// Blocking-query wait: returns the current index as soon as it exceeds `after`, or at
+    /// Blocking-query wait: returns the current index as soon as it differs from `after`, or at
     /// `timeout`. As in Consul, `after == 0` and an `after` ahead of the catalog (a client
     /// that talked to another server) return at once.
     pub async fn wait_for_change(&self, after: u64, timeout: Duration) -> u64 {
@@ -99,8 +99,9 @@ impl Catalog {
                 if rx.changed().await.is_err() {
                     return *rx.borrow();
                 }
+                // Any move wakes: a restored snapshot moves the index back.
                 let current = *rx.borrow_and_update();
-                if current > after {
+                if current != after {
                     return current;
                 }
             }
@@ -231,6 +232,26 @@ mod tests {
             .expect("woke before timeout")
             .expect("join");
         assert_eq!(idx, 2);
+    }
+
+    /// `strait snapshot restore` of an older snapshot moves the index back: waiters wake.
+    #[tokio::test]
+    async fn wait_wakes_when_a_restore_moves_the_index_back() {
+        let cat = Arc::new(Catalog::open_in_memory().expect("catalog"));
+        cat.register(node("n1"), vec![], vec![]).expect("register");
+        let image = cat.snapshot();
+        cat.register(node("n2"), vec![], vec![]).expect("register");
+        let waiter = tokio::spawn({
+            let cat = cat.clone();
+            async move { cat.wait_for_change(2, Duration::from_secs(30)).await }
+        });
+        tokio::task::yield_now().await;
+        cat.restore(&image).expect("restore");
+        let idx = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woke before timeout")
+            .expect("join");
+        assert_eq!(idx, 1);
     }
 
     #[test]
