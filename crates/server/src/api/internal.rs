@@ -33,10 +33,6 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     }
 }
 
-pub async fn leader(State(s): State<AppState>) -> Json<String> {
-    Json(s.cfg.https_addr.to_string())
-}
-
 pub async fn members(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,

@@ -8,10 +8,11 @@
 mod catalog;
 mod internal;
 mod metrics;
+mod operator;
 
 use crate::forward;
 use crate::state::Server;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -36,7 +37,19 @@ pub type AppState = Arc<Server>;
 pub fn router(server: Arc<Server>, origin: Origin) -> Router {
     Router::new()
         .route("/v1/status/ready", get(internal::ready))
-        .route("/v1/status/leader", get(internal::leader))
+        .route("/v1/status/leader", get(operator::leader))
+        .route("/v1/status/peers", get(operator::peers))
+        .route(
+            "/v1/operator/raft/configuration",
+            get(operator::configuration),
+        )
+        .route("/v1/operator/raft/peer", delete(operator::remove_peer))
+        .route(
+            "/v1/snapshot",
+            get(operator::snapshot_save)
+                .put(operator::snapshot_restore)
+                .layer(DefaultBodyLimit::max(operator::MAX_SNAPSHOT)),
+        )
         .route("/v1/agent/metrics", get(metrics::metrics))
         .route("/v1/catalog/services", get(catalog::services))
         .route("/v1/catalog/nodes", get(catalog::nodes))

@@ -1,0 +1,307 @@
+//! Consul's status and operator endpoints over this DC's Raft cluster, and backups:
+//!
+//! - `GET /v1/status/leader`, `GET /v1/status/peers`: the leader's and the voters' Raft
+//!   addresses (`ip:port` of their mTLS listener);
+//! - `GET /v1/operator/raft/configuration`, `DELETE /v1/operator/raft/peer?id=|address=`;
+//! - `GET /v1/snapshot` (a linearizable copy of the state machine in an [`envelope`]) and
+//!   `PUT /v1/snapshot` (restore it, through the log).
+//!
+//! Reads answer from this server's view of the cluster (openraft's metrics), on both
+//! listeners; writes (remove a peer, restore) only on the loopback API, like operators'
+//! config writes.
+
+mod envelope;
+
+use super::{authorize, indexed, ApiError, ApiResult, AppState, Origin, Params};
+use crate::replicated::Command;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use openraft::error::{ForwardToLeader, RaftError};
+use openraft::{ChangeMembers, RaftMetrics, TryAsRef};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use strait_identity::spiffe::SpiffeId;
+use strait_raft::{Node, NodeId};
+use strait_rpc::serve::Peer;
+
+/// The largest snapshot `PUT /v1/snapshot` takes: the restore is one Raft log entry.
+pub const MAX_SNAPSHOT: usize = 64 << 20;
+
+/// This server's Raft, or 503 while it starts.
+fn consensus(s: &AppState) -> ApiResult<&strait_raft::Consensus<crate::replicated::CatalogApp>> {
+    s.consensus.get().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Raft is not started yet".into(),
+        )
+    })
+}
+
+/// What this server knows of its cluster now.
+fn metrics(s: &AppState) -> ApiResult<RaftMetrics<NodeId, Node>> {
+    Ok(consensus(s)?.raft().metrics().borrow().clone())
+}
+
+/// Writes that change the cluster are for operators on this server.
+fn local_only(origin: Origin, what: &str) -> ApiResult<()> {
+    match origin {
+        Origin::Local => Ok(()),
+        Origin::Mesh => Err(ApiError::forbidden(format!(
+            "{what} is accepted only on a server's loopback API (http_addr)"
+        ))),
+    }
+}
+
+/// A Raft call this server could not make: not the leader (say who is), or Raft failing.
+fn raft_failed<E>(what: &str, e: RaftError<NodeId, E>) -> ApiError
+where
+    E: std::error::Error + TryAsRef<ForwardToLeader<NodeId, Node>>,
+{
+    let msg = match e.forward_to_leader::<Node>() {
+        Some(ForwardToLeader {
+            leader_id: Some(id),
+            leader_node: Some(node),
+        }) => format!("this server is not the Raft leader: ask the leader, server {id}, {node}"),
+        Some(_) => "no Raft leader is known: the cluster has no quorum".to_string(),
+        None => e.to_string(),
+    };
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("cannot {what}: {msg}"),
+    )
+}
+
+/// `GET /v1/status/leader`: `"ip:port"` of the leader's Raft (mTLS) listener, `""` when no
+/// leader is known (as Consul).
+pub async fn leader(State(s): State<AppState>) -> ApiResult<Json<String>> {
+    let m = metrics(&s)?;
+    let addr = m
+        .current_leader
+        .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
+        .map(|n| n.addr)
+        .unwrap_or_default();
+    Ok(Json(addr))
+}
+
+/// `GET /v1/status/peers`: the voters' Raft addresses.
+pub async fn peers(State(s): State<AppState>) -> ApiResult<Json<Vec<String>>> {
+    let m = metrics(&s)?;
+    let membership = m.membership_config.membership();
+    let addrs = membership
+        .voter_ids()
+        .filter_map(|id| membership.get_node(&id).map(|n| n.addr.clone()))
+        .collect();
+    Ok(Json(addrs))
+}
+
+/// One server of `GET /v1/operator/raft/configuration`, in Consul's shape.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RaftServer {
+    /// The Raft node ID (a number, as a string like Consul's IDs).
+    #[serde(rename = "ID")]
+    id: String,
+    node: String,
+    address: String,
+    leader: bool,
+    voter: bool,
+    /// Consul's Raft protocol 3 identifies servers by ID, as strait does.
+    protocol_version: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RaftConfiguration {
+    servers: Vec<RaftServer>,
+    /// The Raft index of this configuration.
+    index: u64,
+}
+
+/// `GET /v1/operator/raft/configuration`: every member (voters first, then learners).
+pub async fn configuration(State(s): State<AppState>) -> ApiResult<Response> {
+    let m = metrics(&s)?;
+    let index = m.membership_config.log_id().map_or(0, |l| l.index);
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let mut servers: Vec<RaftServer> = membership
+        .nodes()
+        .map(|(id, node)| RaftServer {
+            id: id.to_string(),
+            node: node.name.clone(),
+            address: node.addr.clone(),
+            leader: m.current_leader == Some(*id),
+            voter: voters.contains(id),
+            protocol_version: "3",
+        })
+        .collect();
+    servers.sort_by_key(|s| !s.voter);
+    Ok(indexed(index, RaftConfiguration { servers, index }))
+}
+
+/// `DELETE /v1/operator/raft/peer?id=<id>` (or `?address=<ip:port>`): removes a server from
+/// the cluster (a voter is not kept as a learner). The last voter cannot be removed.
+pub async fn remove_peer(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
+    local_only(origin, "removing a Raft peer")?;
+    let m = metrics(&s)?;
+    let membership = m.membership_config.membership();
+    let known = || {
+        let mut all: Vec<String> = membership
+            .nodes()
+            .map(|(id, n)| format!("{id} ({}, {})", n.name, n.addr))
+            .collect();
+        all.sort();
+        all.join(", ")
+    };
+    let id: NodeId = match (q.get("id"), q.get("address")) {
+        (Some(id), _) => {
+            let parsed = id.parse::<NodeId>().ok();
+            parsed
+                .filter(|n| membership.get_node(n).is_some())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "no server with ID {id:?} in the Raft configuration (servers: {})",
+                        known()
+                    ))
+                })?
+        }
+        (None, Some(addr)) => membership
+            .nodes()
+            .find(|(_, n)| n.addr == *addr)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "no server with address {addr:?} in the Raft configuration (servers: {})",
+                    known()
+                ))
+            })?,
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "say which server to remove: ?id=<ID> or ?address=<ip:port> (see /v1/operator/raft/configuration)",
+            ))
+        }
+    };
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let name = membership.get_node(&id).map(|n| n.to_string());
+    let name = name.unwrap_or_default();
+    let change = if voters.contains(&id) {
+        if voters.len() == 1 {
+            return Err(ApiError::bad_request(format!(
+                "server {id} ({name}) is the last voter of the cluster: removing it would leave datacenter {} without a Raft cluster",
+                s.cfg.datacenter
+            )));
+        }
+        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+    } else {
+        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+    };
+    consensus(&s)?
+        .raft()
+        .change_membership(change, false)
+        .await
+        .map_err(|e| raft_failed(&format!("remove server {id}"), e))?;
+    tracing::info!(node_id = id, server = %name, "removed from the Raft configuration");
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `GET /v1/snapshot`: a point-in-time copy of everything replicated, including every write
+/// committed before the request (the leader confirms its leadership first). On the mTLS
+/// listener only this DC's servers may take one.
+pub async fn snapshot_save(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Extension(peer): Extension<Peer>,
+) -> ApiResult<Response> {
+    authorize(
+        origin,
+        &peer,
+        "take a snapshot",
+        |id| matches!(id, SpiffeId::Server { datacenter, .. } if *datacenter == s.cfg.datacenter),
+    )?;
+    let read = consensus(&s)?
+        .raft()
+        .ensure_linearizable()
+        .await
+        .map_err(|e| raft_failed("take a snapshot", e))?;
+    let raft_index = read.map_or(0, |l| l.index);
+    let body = s.catalog.snapshot();
+    let header = envelope::Header {
+        datacenter: s.cfg.datacenter.clone(),
+        trust_domain: s.ca_opt().map(|ca| ca.trust_domain.clone()),
+        raft_index,
+        created_unix: strait_base::clock::unix_now(),
+        strait_version: env!("CARGO_PKG_VERSION").into(),
+        size: 0,
+    };
+    let file = envelope::seal(header, &body);
+    let mut resp = (StatusCode::OK, file).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert("x-consul-index", HeaderValue::from(raft_index));
+    Ok(resp)
+}
+
+/// What `PUT /v1/snapshot` answers: the restored snapshot's header.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Restored {
+    datacenter: String,
+    raft_index: u64,
+    created_unix: i64,
+    /// The catalog index after the restore.
+    index: u64,
+}
+
+/// `PUT /v1/snapshot`: replaces the whole catalog with a snapshot of this datacenter, through
+/// the Raft log (every server applies it). Checked first, so a corrupt, truncated or foreign
+/// file is refused (400, saying what is wrong) and nothing changes.
+pub async fn snapshot_restore(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    local_only(origin, "restoring a snapshot")?;
+    let opened = envelope::open(&body)
+        .map_err(|e| ApiError::bad_request(format!("cannot restore this snapshot: {e}")))?;
+    let header = opened.header;
+    if header.datacenter != s.cfg.datacenter {
+        return Err(ApiError::bad_request(format!(
+            "cannot restore this snapshot: it was taken in datacenter {}, this server is in {} (a snapshot is restored into its own datacenter)",
+            header.datacenter, s.cfg.datacenter
+        )));
+    }
+    let image = std::str::from_utf8(opened.body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "cannot restore this snapshot: its catalog is not UTF-8 JSON: {e}"
+        ))
+    })?;
+    // The same check every server's apply makes, on a scratch catalog: a bad image is refused
+    // here rather than committed to the log.
+    strait_catalog::Catalog::replicated()
+        .restore(image.as_bytes())
+        .map_err(|e| ApiError::bad_request(format!("cannot restore this snapshot: {e}")))?;
+    let index = s.write(Command::Restore(image.to_string())).await?;
+    tracing::info!(
+        raft_index = header.raft_index,
+        created_unix = header.created_unix,
+        "restored a snapshot"
+    );
+    Ok(indexed(
+        index,
+        Restored {
+            datacenter: header.datacenter,
+            raft_index: header.raft_index,
+            created_unix: header.created_unix,
+            index,
+        },
+    ))
+}
