@@ -80,6 +80,12 @@ pub enum Command {
     },
     /// Who may call whom (service-intentions), on a server's loopback API.
     Intention(crate::cmd::intention::IntentionArgs),
+    /// The Raft cluster of a datacenter's servers (list-peers, remove-peer), on a server's
+    /// loopback API.
+    Operator(crate::cmd::operator::OperatorArgs),
+    /// Save or restore a snapshot of a datacenter's catalog and config entries (backups), on
+    /// a server's loopback API.
+    Snapshot(crate::cmd::snapshot::SnapshotArgs),
     /// Configuration files.
     Config {
         #[command(subcommand)]

@@ -193,7 +193,7 @@ fn consul_clients_and_service_files_work_against_strait() {
         assert_json_error(addr, "PUT", "/v1/session/create", 501);
         assert_json_error(addr, "GET", "/v1/acl/tokens", 501);
         assert_json_error(addr, "PUT", "/v1/txn", 501);
-        assert_json_error(addr, "GET", "/v1/operator/raft/configuration", 501);
+        assert_json_error(addr, "GET", "/v1/operator/autopilot/configuration", 501);
         assert_json_error(addr, "GET", "/v2/nothing", 404);
     }
     assert_json_error(&agent_http, "PUT", "/v1/agent/maintenance", 501);

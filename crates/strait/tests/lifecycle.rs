@@ -206,7 +206,7 @@ fn sigterm_ends_busy_roles_with_0_and_a_dying_task_ends_the_role_with_1() {
     // The server with a blocking query in flight (wait=5m) stops at once with 0, and the
     // query's connection is closed, not left hanging.
     let (_, _) = get(server_http, "/v1/catalog/services");
-    let index = blocking_index(server_http);
+    let index = consul_index(server_http, "/v1/catalog/services");
     let mut query = TcpStream::connect(server_http).unwrap();
     write!(
         query,
@@ -237,25 +237,6 @@ fn sigterm_ends_busy_roles_with_0_and_a_dying_task_ends_the_role_with_1() {
         );
     }
     gw_agent.stop();
-}
-
-/// The current index of the server's catalog (`X-Consul-Index`).
-fn blocking_index(addr: std::net::SocketAddr) -> u64 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET /v1/catalog/services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("x-consul-index")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or_else(|| panic!("no X-Consul-Index in:\n{text}"))
 }
 
 /// The agent of a gateway VM (the gateway itself is started by the test, with its flags).

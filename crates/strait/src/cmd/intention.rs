@@ -48,9 +48,9 @@ struct Pair {
     description: String,
 }
 
-const SERVER_ENV: &str = "STRAIT_SERVER_HTTP_ADDR";
+pub(crate) const SERVER_ENV: &str = "STRAIT_SERVER_HTTP_ADDR";
 
-fn server_help() -> String {
+pub(crate) fn server_help() -> String {
     format!(
         "A server's loopback HTTP API (`http_addr` in its config). {}",
         super::locate::help("server")

@@ -5,6 +5,8 @@ mod human;
 pub(crate) mod install;
 pub(crate) mod intention;
 pub(crate) mod locate;
+pub(crate) mod operator;
+pub(crate) mod snapshot;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 use anyhow::Result;
@@ -67,6 +69,8 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             // `check` answered "denied" (already printed): exit status 1, no error text.
             Exit::Failure
         }),
+        Command::Operator(args) => done(operator::run(args).await),
+        Command::Snapshot(args) => done(snapshot::run(args).await),
         Command::Install(args) => done(install::install(args)),
         Command::Version => {
             println!("strait {}", crate::cli::VERSION);

@@ -152,6 +152,25 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// The `X-Consul-Index` of GET `path` (the catalog's index for blocking queries).
+pub fn consul_index(addr: SocketAddr, path: &str) -> u64 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-consul-index")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no X-Consul-Index in:\n{text}"))
+}
+
 pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     http("GET", addr, path, None).unwrap_or((0, String::new()))
 }
