@@ -95,6 +95,40 @@ pub struct MeshViewResponse {
     pub roots_pem: Vec<String>,
 }
 
+/// Server -> a server of its DC: let me into the DC's Raft cluster and sign my server
+/// certificate. Authenticated like an agent's join, under the DC's join token:
+/// `mac = bootstrap::mac(join_token, ["server-join", node, datacenter, raft_id, raft_addr, csr_pem, nonce])`.
+/// The answer is a [`JoinResponse`] whose MAC starts with `"server-joined"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct ServerJoinRequest {
+    pub node: String,
+    pub datacenter: String,
+    /// The joiner's Raft node ID.
+    pub raft_id: u64,
+    /// The joiner's `https_addr`, where Raft reaches it.
+    pub raft_addr: String,
+    /// The joiner's `bootstrap_expect`: every server of a DC must say the same.
+    pub bootstrap_expect: u32,
+    pub csr_pem: String,
+    pub nonce: String,
+    pub mac: String,
+}
+
+/// A server's answer to `GET /v1/internal/server/status`: what a server about to bootstrap a
+/// cluster asks the others, so that only one cluster forms.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct ServerStatus {
+    pub node: String,
+    pub datacenter: String,
+    pub bootstrap_expect: u32,
+    /// Already a member of an initialised Raft cluster.
+    pub member: bool,
+    /// The leader's `https_addr`, when one is known.
+    pub leader: Option<String>,
+}
+
 /// One node as `strait members` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]

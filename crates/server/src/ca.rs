@@ -53,6 +53,84 @@ fn paths(data_dir: &Path) -> Paths {
     }
 }
 
+/// The CA's files, as the Raft state machine replicates them to every server of the DC (the
+/// keys travel only inside the servers' mutual TLS, and are written 0600 on each).
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct CaFiles {
+    pub trust_domain: String,
+    pub root_pem: String,
+    /// Primary DC: the root's key.
+    pub root_key_pem: Option<String>,
+    /// Secondary DC: the intermediate and its key.
+    pub intermediate_pem: Option<String>,
+    pub intermediate_key_pem: Option<String>,
+}
+
+impl std::fmt::Debug for CaFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaFiles")
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CaFiles {
+    /// Reads the CA files of `data_dir` (after [`CaState::load_or_init_primary`] or a
+    /// federation join wrote them).
+    pub fn read(data_dir: &Path) -> Result<CaFiles> {
+        let p = paths(data_dir);
+        let optional = |path: &Path| -> Result<Option<String>> {
+            if path.exists() {
+                read(path).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(CaFiles {
+            trust_domain: read(&p.trust_domain)?.trim().to_string(),
+            root_pem: read(&p.root_cert)?,
+            root_key_pem: optional(&p.root_key)?,
+            intermediate_pem: optional(&p.inter_cert)?,
+            intermediate_key_pem: optional(&p.inter_key)?,
+        })
+    }
+
+    /// Writes the files (keys 0600) into `data_dir/ca` and loads the CA from them.
+    pub fn install(&self, data_dir: &Path, datacenter: &str) -> Result<CaState> {
+        let p = paths(data_dir);
+        let write = |path: &Path, text: &str, secret: bool| -> Result<()> {
+            let written = if secret {
+                files::write_secret(path, text.as_bytes())
+            } else {
+                files::write_public(path, text.as_bytes())
+            };
+            written.with_context(|| format!("writing {}", path.display()))
+        };
+        write(&p.trust_domain, &self.trust_domain, false)?;
+        write(&p.root_cert, &self.root_pem, false)?;
+        match (
+            &self.root_key_pem,
+            &self.intermediate_pem,
+            &self.intermediate_key_pem,
+        ) {
+            (Some(key), None, None) => {
+                write(&p.root_key, key, true)?;
+                CaState::load_or_init_primary(data_dir, datacenter)
+            }
+            (None, Some(cert), Some(key)) => {
+                write(&p.inter_cert, cert, false)?;
+                write(&p.inter_key, key, true)?;
+                CaState::load_secondary(data_dir, datacenter)?
+                    .context("the intermediate CA just written cannot be read back")
+            }
+            _ => anyhow::bail!(
+                "the replicated CA has neither a root key nor an intermediate with its key"
+            ),
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }

@@ -11,15 +11,48 @@ use strait_identity::tls::{self, ClientAuth, Identity, Roots};
 use strait_systemd::lifecycle::Role;
 use tokio::sync::watch;
 
-/// Issues the first certificate, installs the client config, and keeps both fresh.
-pub fn start(
-    server: &Arc<Server>,
-    role: &Role,
-) -> Result<watch::Receiver<Arc<rustls::ServerConfig>>> {
+/// The mTLS listener's configuration; the renewal task replaces it.
+pub type ServerTls = watch::Sender<Arc<rustls::ServerConfig>>;
+
+/// Until it has a real certificate, the mTLS listener answers with a throwaway one: a leaf
+/// of a self-signed CA of the bootstrap trust domain, made at start and trusted by nobody.
+/// Servers forming a cluster can then ask each other `server/status` and `server/join`
+/// (authenticated by the join token, not by TLS); everything else answers 503 until the CA
+/// is up.
+pub fn bootstrap(server: &Server) -> Result<ServerTls> {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let td = strait_names::BOOTSTRAP_TRUST_DOMAIN;
+    let root = strait_identity::ca::generate_root(td, DAY)?;
+    let id = SpiffeId::server(td, &server.cfg.datacenter);
+    let (key_pem, csr_pem) = strait_identity::ca::generate_key_and_csr(&id)?;
+    let leaf = root.sign_leaf(&csr_pem, &id, DAY)?;
+    let identity = Identity::from_pem(&root.leaf_chain_pem(&leaf.cert_pem)?, &key_pem)?;
+    let roots = Roots::from_pems(std::slice::from_ref(&root.cert_pem))?;
+    let server_tls = tls::server_config(&identity, &roots, ClientAuth::Optional)?;
+    Ok(watch::channel(server_tls).0)
+}
+
+/// Issues the first certificate from this server's own CA, installs the client config and
+/// serves with it from the next connection on.
+pub fn first(server: &Server, tls: &ServerTls) -> Result<i64> {
     let (server_tls, not_after) = issue(server)?;
-    let (tx, rx) = watch::channel(server_tls);
+    tls.send_replace(server_tls);
+    Ok(not_after)
+}
+
+/// Installs a certificate another server of the DC signed (a joiner, before its CA arrives).
+pub fn joined(server: &Server, tls: &ServerTls, joined: crate::cluster::Joined) -> Result<i64> {
+    let not_after = joined.identity.not_after_unix();
+    let server_tls = tls::server_config(&joined.identity, &joined.roots, ClientAuth::Optional)?;
+    server.set_client_identity(&joined.trust_domain, joined.identity, joined.roots);
+    tls.send_replace(server_tls);
+    Ok(not_after)
+}
+
+/// Keeps the certificate fresh from this server's CA (set by then), as the task
+/// `server-certificate`.
+pub fn renew_from_ca(server: &Arc<Server>, role: &Role, tx: ServerTls, not_after: i64) {
     role.spawn_cancellable("server-certificate", renew(server.clone(), tx, not_after));
-    Ok(rx)
 }
 
 /// Re-issues the certificate at half life, for as long as the server runs.
@@ -60,6 +93,6 @@ fn issue(server: &Server) -> Result<(Arc<rustls::ServerConfig>, i64)> {
     let identity = Identity::from_pem(&signed.chain_pem, &key_pem)?;
     let roots = Roots::from_pems(&ca.roots_pem)?;
     let server_tls = tls::server_config(&identity, &roots, ClientAuth::Optional)?;
-    server.set_client_identity(identity, roots);
+    server.set_client_identity(&ca.trust_domain, identity, roots);
     Ok((server_tls, signed.issued.not_after_unix))
 }

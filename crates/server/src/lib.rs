@@ -8,6 +8,7 @@
 
 mod api;
 mod ca;
+mod cluster;
 pub mod config;
 mod federation;
 mod forward;
@@ -52,34 +53,48 @@ pub async fn run(cfg: ServerConfig, path: PathBuf, role: Role) -> Result<()> {
     tracing::info!(addr = %cfg.http_addr, "local HTTP API listening");
 
     // The catalog is restored from Raft's snapshot and log, then follows the log.
-    server.set_waiting_for("Raft: restoring the catalog and electing a leader");
+    server.set_waiting_for("Raft: restoring the catalog");
     let peers = replicated::Peers::default();
-    let consensus = tokio::select! {
-        r = replicated::start(&server, server.catalog.clone(), peers.clone()) => r?,
-        _ = shutdown.cancelled() => return Ok(()),
-    };
+    let (consensus, raft_id) =
+        replicated::start(&server, server.catalog.clone(), peers.clone()).await?;
     let raft_routes = consensus.router(replicated::peer_check(&cfg.datacenter));
     let _ = server.consensus.set(consensus);
+    cluster::spawn_membership(&server, &role);
 
-    let ca = tokio::select! {
-        r = federation::bring_up_ca(&server) => r?,
-        _ = shutdown.cancelled() => return stop_raft(&server).await,
-    };
-    server.set_ca(ca);
-    let tls = identity::start(&server, &role)?;
-    peers.set(strait_raft::network::MutualTls {
-        tls: server.client_tls_for(&cfg.datacenter)?,
-        sni: strait_names::server_sni(&cfg.datacenter, &server.ca().trust_domain),
-    });
+    // The mTLS listener serves from now on, with a throwaway certificate until the real one.
+    let tls = identity::bootstrap(&server)?;
     role.spawn(
         "mesh-api",
         strait_rpc::serve::serve_tls(
             https,
-            tls,
+            tls.subscribe(),
             api::router(server.clone(), api::Origin::Mesh).merge(raft_routes),
             shutdown.clone(),
         ),
     );
+    let formed = tokio::select! {
+        r = cluster::form(&server, raft_id) => r?,
+        _ = shutdown.cancelled() => return stop_raft(&server).await,
+    };
+    let not_after = match formed {
+        // A joiner serves Raft with the certificate it was given, to receive the log that
+        // carries the CA.
+        cluster::Formation::Joined(joined) => {
+            let not_after = identity::joined(&server, &tls, joined)?;
+            peers.set(mutual_tls(&server)?);
+            let ca = wait_for_ca(&server, &shutdown).await?;
+            server.set_ca(ca);
+            not_after
+        }
+        cluster::Formation::Member => {
+            let ca = wait_for_ca(&server, &shutdown).await?;
+            server.set_ca(ca);
+            let not_after = identity::first(&server, &tls)?;
+            peers.set(mutual_tls(&server)?);
+            not_after
+        }
+    };
+    identity::renew_from_ca(&server, &role, tls, not_after);
     server.register_self().await?;
     federation::spawn(server.clone(), &role);
     server.mark_ready();
@@ -93,6 +108,28 @@ pub async fn run(cfg: ServerConfig, path: PathBuf, role: Role) -> Result<()> {
     );
     shutdown.cancelled().await;
     stop_raft(&server).await
+}
+
+/// The DC's CA, or `Cancelled` when the role stops first.
+async fn wait_for_ca(
+    server: &Arc<Server>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<ca::CaState> {
+    tokio::select! {
+        r = cluster::acquire_ca(server) => r,
+        _ = shutdown.cancelled() => anyhow::bail!("stopped before the CA was up"),
+    }
+}
+
+/// Raft between this DC's servers: this server's certificate, only this DC's servers trusted.
+fn mutual_tls(server: &Server) -> Result<strait_raft::network::MutualTls> {
+    let td = server
+        .trust_domain()
+        .context("the server certificate is not issued yet")?;
+    Ok(strait_raft::network::MutualTls {
+        tls: server.client_tls_for(&server.cfg.datacenter)?,
+        sni: strait_names::server_sni(&server.cfg.datacenter, &td),
+    })
 }
 
 /// Stops Raft (its tasks are openraft's own) once the role stops.

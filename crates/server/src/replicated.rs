@@ -7,6 +7,7 @@
 //! forwarding to the leader, the CA in the state machine and the operator endpoints come next
 //! (issue 10).
 
+use crate::ca::CaFiles;
 use crate::state::Server;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -36,21 +37,63 @@ pub enum Command {
     /// Replaces the whole catalog with a [`Catalog::snapshot`] image (`strait snapshot
     /// restore`); validated before it is proposed, so every server accepts it alike.
     Restore(String),
+    /// The DC's CA (first one wins; the same again is accepted).
+    SetCa(CaFiles),
 }
 
 /// What applying a command answered: the catalog index after it, or why the catalog refused
 /// it (the same refusal on every server: commands are validated deterministically).
 pub type Outcome = Result<u64, String>;
 
-/// The replicated application: the catalog.
-pub struct CatalogApp(pub Arc<Catalog>);
+/// The replicated application: the catalog and the DC's CA.
+pub struct CatalogApp {
+    pub catalog: Arc<Catalog>,
+    /// The DC's CA files once set; servers watch it to install them.
+    pub ca: tokio::sync::watch::Sender<Option<CaFiles>>,
+}
+
+impl CatalogApp {
+    pub fn new(catalog: Arc<Catalog>) -> CatalogApp {
+        CatalogApp {
+            catalog,
+            ca: tokio::sync::watch::channel(None).0,
+        }
+    }
+
+    fn set_ca(&self, files: CaFiles) -> Outcome {
+        let mut outcome = Ok(self.catalog.index());
+        self.ca.send_if_modified(|current| match current {
+            Some(set) if *set != files => {
+                outcome = Err(format!(
+                    "the CA of this DC is already set (trust domain {})",
+                    set.trust_domain
+                ));
+                false
+            }
+            Some(_) => false,
+            None => {
+                *current = Some(files);
+                true
+            }
+        });
+        outcome
+    }
+}
+
+/// A snapshot of the server's state: the catalog image and the CA.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Image {
+    catalog: String,
+    ca: Option<CaFiles>,
+}
 
 impl Replicated for CatalogApp {
     type Command = Command;
     type Response = Outcome;
 
     fn apply(&self, _index: u64, command: Command) -> Outcome {
-        let catalog = &self.0;
+        let catalog = &self.catalog;
         let applied = match command {
             Command::SyncNode {
                 node,
@@ -63,18 +106,27 @@ impl Replicated for CatalogApp {
             Command::DeleteConfigEntry { kind, name } => catalog.delete_config_entry(&kind, &name),
             Command::SetFederationState(state) => catalog.set_federation_state(state),
             Command::Restore(image) => catalog.restore(image.as_bytes()).map(|()| catalog.index()),
+            Command::SetCa(files) => return self.set_ca(files),
         };
         applied.map_err(|e| e.to_string())
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        self.0.snapshot()
+        let image = Image {
+            catalog: String::from_utf8(self.catalog.snapshot()).unwrap_or_default(),
+            ca: self.ca.borrow().clone(),
+        };
+        serde_json::to_vec(&image).unwrap_or_default()
     }
 
     fn restore(&self, snapshot: &[u8]) -> Result<(), String> {
-        self.0
-            .restore(snapshot)
-            .map_err(|e: CatalogError| e.to_string())
+        let image: Image = serde_json::from_slice(snapshot)
+            .map_err(|e| format!("invalid server snapshot: {e}"))?;
+        self.catalog
+            .restore(image.catalog.as_bytes())
+            .map_err(|e: CatalogError| e.to_string())?;
+        self.ca.send_replace(image.ca);
+        Ok(())
     }
 }
 
@@ -152,14 +204,13 @@ pub fn node_id(data_dir: &Path) -> anyhow::Result<NodeId> {
     }
 }
 
-/// Starts Raft over `data_dir/raft.redb` (restoring the catalog from its snapshot and log)
-/// and, on a first start, initialises a cluster of this one server; returns once this server
-/// leads, so writes can be taken.
+/// Starts Raft over `data_dir/raft.redb` (restoring the catalog from its snapshot and log);
+/// [`crate::cluster::form`] then makes the server a member.
 pub async fn start(
     server: &Server,
     catalog: Arc<Catalog>,
     peers: Peers,
-) -> anyhow::Result<Consensus<CatalogApp>> {
+) -> anyhow::Result<(Consensus<CatalogApp>, NodeId)> {
     use anyhow::Context;
     let cfg = &server.cfg;
     let id = node_id(&cfg.data_dir)?;
@@ -167,25 +218,10 @@ pub async fn start(
         id,
         &cfg.data_dir.join("raft.redb"),
         strait_raft::default_config(),
-        Arc::new(CatalogApp(catalog)),
+        Arc::new(CatalogApp::new(catalog)),
         peers,
     )
     .await
     .context("cannot start Raft")?;
-    let raft = consensus.raft();
-    let me = strait_raft::Node {
-        name: cfg.node_name.clone(),
-        addr: cfg.https_addr.to_string(),
-    };
-    if !raft.is_initialized().await.context("Raft stopped")? {
-        raft.initialize(std::collections::BTreeMap::from([(id, me)]))
-            .await
-            .context("cannot initialise the Raft cluster")?;
-        tracing::info!(node_id = id, "initialised a Raft cluster of this server");
-    }
-    raft.wait(None)
-        .current_leader(id, "this server leads its cluster")
-        .await
-        .context("waiting for Raft leadership")?;
-    Ok(consensus)
+    Ok((consensus, id))
 }

@@ -25,6 +25,11 @@ pub struct Server {
     pub catalog: Arc<Catalog>,
     /// Raft, once started ([`crate::replicated::start`]).
     pub consensus: OnceLock<strait_raft::Consensus<crate::replicated::CatalogApp>>,
+    /// Joining servers, for the `raft-membership` task ([`crate::cluster`]).
+    pub membership:
+        OnceLock<tokio::sync::mpsc::UnboundedSender<(strait_raft::NodeId, strait_raft::Node)>>,
+    /// The federation's trust domain, known from this server's first certificate.
+    trust_domain: OnceLock<String>,
     ca: OnceLock<Arc<CaState>>,
     /// Our certificate and the roots, for server -> server calls; replaced on renewal.
     client_identity: RwLock<Option<Arc<(Identity, Roots)>>>,
@@ -45,6 +50,8 @@ impl Server {
             cfg,
             catalog: Arc::new(catalog),
             consensus: OnceLock::new(),
+            membership: OnceLock::new(),
+            trust_domain: OnceLock::new(),
             ca: OnceLock::new(),
             client_identity: RwLock::new(None),
             last_seen: Mutex::new(HashMap::new()),
@@ -56,15 +63,27 @@ impl Server {
 
     /// Commits a catalog write through the Raft log and answers once it is applied here:
     /// the catalog index after it.
+    /// On a follower the command is forwarded to the leader.
     pub async fn write(&self, command: Command) -> Result<u64, WriteFailure> {
         let consensus = self
             .consensus
             .get()
             .ok_or_else(|| WriteFailure::Unavailable("Raft is not started yet".into()))?;
-        match consensus.write(&command).await {
-            Ok(written) => written.response.map_err(WriteFailure::Refused),
-            Err(e) => Err(WriteFailure::Unavailable(e.to_string())),
-        }
+        let outcome = match consensus.write(&command).await {
+            Ok(written) => written.response,
+            Err(strait_raft::WriteError::NotLeader {
+                leader: Some((_, leader)),
+            }) => crate::cluster::forward(self, &leader, &command)
+                .await
+                .map_err(|e| WriteFailure::Unavailable(format!("{e:#}")))?,
+            Err(e) => return Err(WriteFailure::Unavailable(e.to_string())),
+        };
+        outcome.map_err(WriteFailure::Refused)
+    }
+
+    /// The trust domain, once this server has a certificate.
+    pub fn trust_domain(&self) -> Option<String> {
+        self.trust_domain.get().cloned()
     }
 
     pub fn set_ca(&self, ca: CaState) {
@@ -82,7 +101,8 @@ impl Server {
         self.ca.get()
     }
 
-    pub fn set_client_identity(&self, identity: Identity, roots: Roots) {
+    pub fn set_client_identity(&self, trust_domain: &str, identity: Identity, roots: Roots) {
+        let _ = self.trust_domain.set(trust_domain.to_owned());
         *strait_base::sync::write(&self.client_identity) = Some(Arc::new((identity, roots)));
     }
 
@@ -92,7 +112,11 @@ impl Server {
         let guard = strait_base::sync::read(&self.client_identity).clone();
         let pair =
             guard.ok_or_else(|| anyhow::anyhow!("the server certificate is not issued yet"))?;
-        let expect = Expect::Exact(SpiffeId::server(&self.ca().trust_domain, dc));
+        let td = self
+            .trust_domain
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("the server certificate is not issued yet"))?;
+        let expect = Expect::Exact(SpiffeId::server(td, dc));
         Ok(tls::client_config(Some(&pair.0), &pair.1, expect)?)
     }
 

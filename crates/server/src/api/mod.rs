@@ -63,6 +63,12 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
         .route("/v1/internal/members", get(internal::members))
         .route("/v1/internal/mesh-view", get(internal::mesh_view))
         .route("/v1/internal/join", post(internal::join))
+        .route("/v1/internal/server/status", get(crate::cluster::status))
+        .route("/v1/internal/server/join", post(crate::cluster::join))
+        .route(
+            "/v1/internal/raft/write",
+            post(crate::cluster::forwarded_write),
+        )
         .route("/v1/internal/sign", post(internal::sign))
         .route("/v1/internal/sync", put(internal::sync))
         .route(

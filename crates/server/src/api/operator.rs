@@ -77,13 +77,8 @@ where
 /// `GET /v1/status/leader`: `"ip:port"` of the leader's Raft (mTLS) listener, `""` when no
 /// leader is known (as Consul).
 pub async fn leader(State(s): State<AppState>) -> ApiResult<Json<String>> {
-    let m = metrics(&s)?;
-    let addr = m
-        .current_leader
-        .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
-        .map(|n| n.addr)
-        .unwrap_or_default();
-    Ok(Json(addr))
+    consensus(&s)?;
+    Ok(Json(crate::cluster::leader_addr(&s).unwrap_or_default()))
 }
 
 /// `GET /v1/status/peers`: the voters' Raft addresses.
