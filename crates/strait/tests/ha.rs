@@ -70,7 +70,6 @@ fn check_cluster(dc: &str, servers: &[(&str, &str, &str); 3]) {
 }
 
 #[test]
-#[ignore = "needs multi-server formation (issue 10)"]
 fn ha_lab_survives_losing_the_dc1_leader() {
     let lab = Lab::up(&["--topology", "ha"]);
 
