@@ -32,3 +32,16 @@ fn openraft_storage_suite_passes() {
     common::init_tracing();
     Suite::test_all(RedbBuilder).expect("storage suite");
 }
+
+/// The file holds the application's secrets (a server's CA keys): only its owner reads it.
+#[tokio::test]
+async fn the_store_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("raft.redb");
+    store::open(&path, Arc::new(Registers::default()))
+        .await
+        .expect("open store");
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "raft.redb is {:o}", mode & 0o777);
+}

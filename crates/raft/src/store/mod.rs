@@ -1,4 +1,4 @@
-//! Durable Raft state in one redb file per server (`raft.redb`).
+//! Durable Raft state in one redb file per server (`raft.redb`, mode 0600).
 //!
 //! Layout (three tables):
 //!
@@ -83,6 +83,10 @@ pub async fn open<A: Replicated>(
     let file = path.to_owned();
     let db = blocking(move || {
         let db = Database::create(&file)?;
+        // The log and snapshots carry the application's secrets (the server's CA keys).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| DbError::Redb(Box::new(redb::Error::Io(e))))?;
         // Create the tables up front so readers never meet a missing one.
         let tx = db.begin_write()?;
         tx.open_table(LOG)?;
