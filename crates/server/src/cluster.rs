@@ -595,9 +595,10 @@ pub async fn acquire_ca(server: &Arc<Server>) -> Result<crate::ca::CaState> {
             continue;
         }
         server.set_waiting_for("waiting for the DC's CA from the Raft leader");
+        // Either sender gone means Raft stopped: fail, rather than spin on closed channels.
         tokio::select! {
-            _ = ca_rx.changed() => {}
-            _ = metrics.changed() => {}
+            r = ca_rx.changed() => r.context("the replicated state machine is gone")?,
+            r = metrics.changed() => r.context("Raft stopped while waiting for the DC's CA")?,
         }
     }
 }
