@@ -217,16 +217,25 @@ fn a_server_with_another_bootstrap_expect_is_refused() {
         "s0",
         &["server", "--config", cfg(0, 5, &good).to_str().unwrap()],
     );
-    let _s1 = Proc::start(
+    let mut s1 = Proc::start(
         d,
         "s1",
         &["server", "--config", cfg(1, 3, &good).to_str().unwrap()],
     );
-    let status = s0
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("s0 still running:\n{}", s0.log_text()));
-    let log = s0.log_text();
-    assert_eq!(status.code(), Some(78), "{log}");
+    // Whichever notices first (s0 probing s1, or s1 asking s0 to let it join) exits 78.
+    let (code, log) = eventually(
+        "a server refusing the mismatch",
+        Duration::from_secs(30),
+        || {
+            for p in [&mut s0, &mut s1] {
+                if let Ok(Some(status)) = p.child.try_wait() {
+                    return Some((status.code(), p.log_text()));
+                }
+            }
+            None
+        },
+    );
+    assert_eq!(code, Some(78), "{log}");
     assert!(log.contains("bootstrap_expect"), "{log}");
     assert!(!log.contains(&good), "no token in the log");
 }
