@@ -115,8 +115,11 @@ pub struct ServerJoinRequest {
     pub mac: String,
 }
 
-/// A server's answer to `GET /v1/internal/server/status`: what a server about to bootstrap a
-/// cluster asks the others, so that only one cluster forms.
+/// A server's answer to `GET /v1/internal/server/status?nonce=N`: what a server about to
+/// bootstrap a cluster asks the others, so that only one cluster forms. Authenticated under
+/// the DC's join token: `mac = bootstrap::mac(join_token, ["server-status", nonce, node,
+/// datacenter, bootstrap_expect, member ("1"/"0"), leader or ""])`, so nobody in the middle
+/// can make a server bootstrap a second cluster or exit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub struct ServerStatus {
@@ -127,6 +130,26 @@ pub struct ServerStatus {
     pub member: bool,
     /// The leader's `https_addr`, when one is known.
     pub leader: Option<String>,
+    pub mac: String,
+}
+
+impl ServerStatus {
+    /// The parts the MAC covers, for the nonce the asker sent.
+    pub fn mac_parts(&self, nonce: &str) -> Vec<Vec<u8>> {
+        vec![
+            b"server-status".to_vec(),
+            nonce.as_bytes().to_vec(),
+            self.node.as_bytes().to_vec(),
+            self.datacenter.as_bytes().to_vec(),
+            self.bootstrap_expect.to_string().into_bytes(),
+            if self.member {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            },
+            self.leader.clone().unwrap_or_default().into_bytes(),
+        ]
+    }
 }
 
 /// One node as `strait members` shows it.

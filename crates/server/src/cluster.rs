@@ -187,18 +187,27 @@ async fn probe(server: &Server) -> Result<Probe> {
     )))
 }
 
+/// Asks `peer` for its status; the answer must carry a MAC under our join token over our
+/// nonce (the TLS of a forming cluster authenticates nobody).
 async fn status_of(server: &Server, peer: SocketAddr) -> Result<ServerStatus> {
+    let nonce = bootstrap::nonce();
     let resp = strait_rpc::mesh::request(
         tls::dangerous_unverified_client_config(),
         peer,
         &strait_names::server_sni(&server.cfg.datacenter, BOOTSTRAP_TD),
         Method::GET,
-        "/v1/internal/server/status",
+        &format!("/v1/internal/server/status?nonce={nonce}"),
         None,
         ATTEMPT,
     )
     .await?;
-    Ok(resp.json()?)
+    let status: ServerStatus = resp.json()?;
+    let parts = status.mac_parts(&nonce);
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    if !bootstrap::verify_mac(&server.live.join_token(), &parts, &status.mac) {
+        bail!("the answer is not authenticated by our join_token (another DC's server, a different token, or someone in the middle)");
+    }
+    Ok(status)
 }
 
 enum JoinFailure {
@@ -356,7 +365,16 @@ fn is_leader(server: &Server) -> bool {
 }
 
 /// `GET /v1/internal/server/status`: what a bootstrapping server asks (no secret in it).
-pub async fn status(State(s): State<AppState>) -> ApiResult<Response> {
+pub async fn status(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let nonce = q.get("nonce").map(String::as_str).unwrap_or_default();
+    if nonce.is_empty() || nonce.len() > 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(
+            "query parameter `nonce`: 1 to 64 hex digits required",
+        ));
+    }
     let member = match s.consensus.get() {
         Some(c) => c
             .raft()
@@ -365,14 +383,18 @@ pub async fn status(State(s): State<AppState>) -> ApiResult<Response> {
             .map_err(ApiError::internal)?,
         None => false,
     };
-    Ok(Json(ServerStatus {
+    let mut status = ServerStatus {
         node: s.cfg.node_name.clone(),
         datacenter: s.cfg.datacenter.clone(),
         bootstrap_expect: s.cfg.bootstrap_expect,
         member,
         leader: leader_addr(&s),
-    })
-    .into_response())
+        mac: String::new(),
+    };
+    let parts = status.mac_parts(nonce);
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    status.mac = bootstrap::mac(&s.live.join_token(), &parts);
+    Ok(Json(status).into_response())
 }
 
 /// `POST /v1/internal/server/join`: another server of this DC joins the cluster (leader only;
@@ -586,7 +608,10 @@ pub async fn acquire_ca(server: &Arc<Server>) -> Result<crate::ca::CaState> {
                     return Ok(ca);
                 }
                 // Another leader's CA won the race: the next turn installs it.
-                Err(WriteFailure::Refused(why)) => tracing::warn!(%why, "CA not replicated"),
+                Err(WriteFailure::Refused(why)) => {
+                    tracing::warn!(%why, "CA not replicated");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot replicate the CA yet; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;

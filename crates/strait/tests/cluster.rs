@@ -49,7 +49,7 @@ fn http_of(i: usize) -> SocketAddr {
 
 /// `GET /v1/internal/server/status` of server `i`: (member, leader address).
 fn status(i: usize) -> Option<(bool, Option<String>)> {
-    let (code, body) = get(http_of(i), "/v1/internal/server/status");
+    let (code, body) = get(http_of(i), "/v1/internal/server/status?nonce=00");
     if code != 200 {
         return None;
     }
@@ -187,6 +187,33 @@ fn three_servers_form_one_cluster_and_survive_losing_the_leader() {
         let have = entries(leader_i);
         acked.iter().all(|a| have.contains(a)).then_some(())
     });
+
+    // A fourth server with the wrong join token is refused (78), and learns nothing.
+    let ip = "127.47.0.20";
+    let intruder = write(
+        &d.join("intruder.toml"),
+        &format!(
+            "datacenter = \"{DC}\"\nnode_name = \"intruder\"\ndata_dir = \"{}\"\nhttps_addr = \"{ip}:8300\"\nhttp_addr = \"{ip}:8500\"\njoin_token = \"not-the-join-token-of-dc1\"\nfederation_token = \"{FED_TOKEN}\"\nbootstrap_expect = 3\nretry_join = [\"{}:8300\", \"{}:8300\"]\n",
+            d.join("data-intruder").display(),
+            server_ip(1),
+            server_ip(2)
+        ),
+    );
+    let mut intruder = Proc::start(
+        d,
+        "intruder",
+        &["server", "--config", intruder.to_str().unwrap()],
+    );
+    let status = intruder
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the intruder still runs:\n{}", intruder.log_text()));
+    let log = intruder.log_text();
+    assert_eq!(status.code(), Some(78), "{log}");
+    assert!(log.contains("join token refused"), "{log}");
+    assert!(
+        !d.join("data-intruder/ca").exists(),
+        "the intruder got no CA"
+    );
 }
 
 #[test]
