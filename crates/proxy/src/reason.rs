@@ -59,6 +59,9 @@ pub enum Refusal {
     Route(RouteError),
     /// Every endpoint of the route refused the TCP connection.
     UpstreamUnreachable,
+    /// No gateway of the target DC could be dialled (closed at once so that the caller's
+    /// sidecar fails over).
+    RemoteGatewaysUnreachable,
 }
 
 impl Reason for Refusal {
@@ -69,6 +72,7 @@ impl Reason for Refusal {
             Refusal::NotReady => "not_ready",
             Refusal::Route(err) => err.reason(),
             Refusal::UpstreamUnreachable => "upstream_unreachable",
+            Refusal::RemoteGatewaysUnreachable => "remote_gateways_unreachable",
         }
     }
 }

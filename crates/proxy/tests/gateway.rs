@@ -191,6 +191,70 @@ async fn routes_to_a_remote_dc_gateway_with_64_mib_intact() {
     }
 }
 
+/// A port nothing listens on (bound, then closed).
+async fn refused_port() -> SocketAddr {
+    let l = TcpListener::bind(ANY).await.expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// Each remote DC's gateways are taken in turn on their own (connections to dc2 and dc3
+/// alternating do not leave dc2's all on one gateway); a gateway that refuses is passed over
+/// for the next; a DC none of whose gateways answers is closed at once and counted.
+#[tokio::test]
+async fn remote_gateways_round_robin_per_dc_and_skip_the_unreachable() {
+    init_tracing();
+    let (a, b) = (tag_server("a").await, tag_server("b").await);
+    let (c, d) = (tag_server("c").await, tag_server("d").await);
+    let dead = refused_port().await;
+    let remote = BTreeMap::from([
+        ("dc2".into(), vec![a, b]),
+        ("dc3".into(), vec![c, d]),
+        ("dc4".into(), vec![dead, a]),
+        ("dc5".into(), vec![dead]),
+    ]);
+    let (gw, addr, _stop) = gateway(
+        options(),
+        gateway_snapshot(1, "dc1", BTreeMap::new(), remote),
+    )
+    .await;
+    let hello = |dc| client_hello(Some(&sni("web", dc)));
+    let mut seen = BTreeMap::<&str, Vec<String>>::new();
+    for _ in 0..2 {
+        for dc in ["dc2", "dc3"] {
+            let back = send_and_read(addr, &hello(dc)).await.expect(dc);
+            seen.entry(dc)
+                .or_default()
+                .push(String::from_utf8(back).unwrap());
+        }
+    }
+    for (dc, mut tags) in seen {
+        tags.sort();
+        let expected = if dc == "dc2" { ["a", "b"] } else { ["c", "d"] };
+        assert_eq!(tags, expected, "{dc}'s gateways each took one connection");
+    }
+    for _ in 0..2 {
+        let back = send_and_read(addr, &hello("dc4")).await.expect("dc4");
+        assert_eq!(back, b"a", "the refusing gateway is passed over");
+    }
+
+    let started = std::time::Instant::now();
+    let back = send_and_read(addr, &hello("dc5")).await.unwrap_or_default();
+    assert!(back.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    let m = gw.metrics();
+    eventually("remote_gateways_unreachable", || async {
+        m.hello_rejected.get("remote_gateways_unreachable") == 1
+    })
+    .await;
+    assert_eq!(m.hello_rejected.get("upstream_unreachable"), 0);
+    assert_eq!(m.routed("dc2", "*"), 2);
+    assert_eq!(m.routed("dc5", "*"), 0);
+}
+
 #[tokio::test]
 async fn refused_hellos_are_closed_and_counted() {
     init_tracing();

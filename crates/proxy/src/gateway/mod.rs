@@ -26,6 +26,24 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+/// One route of the table (a local service, this DC's servers, a remote DC): its routed
+/// counter and where its round-robin starts. One per route, so that routes taken in turn do
+/// not leave one route's connections all on the same endpoint.
+#[derive(Debug)]
+struct Route {
+    routed: Arc<AtomicU64>,
+    next: AtomicUsize,
+}
+
+impl Route {
+    fn new(routed: Arc<AtomicU64>) -> Route {
+        Route {
+            routed,
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
 /// Routing table of one applied snapshot, with its counters resolved once.
 #[derive(Debug)]
 struct GatewayState {
@@ -34,13 +52,11 @@ struct GatewayState {
     /// The gateway's own, for [`GatewaySnapshot::route`].
     trust_domain: String,
     datacenter: String,
-    /// Local service name -> routed counter.
-    routed_local: HashMap<String, Arc<AtomicU64>>,
-    routed_servers: Arc<AtomicU64>,
-    /// Remote DC -> routed counter.
-    routed_remote: HashMap<String, Arc<AtomicU64>>,
-    /// Round-robin start over endpoints.
-    next: AtomicUsize,
+    /// Local service name -> its route.
+    local: HashMap<String, Route>,
+    servers: Route,
+    /// Remote DC -> its route.
+    remote: HashMap<String, Route>,
 }
 
 impl GatewayState {
@@ -48,25 +64,24 @@ impl GatewayState {
     fn build(snapshot: &Snapshot, metrics: &Metrics) -> Result<GatewayState, WrongKind> {
         let gw = snapshot.gateway()?;
         let (dc, td) = (&snapshot.datacenter, &snapshot.trust_domain);
-        let routed_local = gw
+        let local = gw
             .local_services
             .keys()
             .map(|svc| {
                 let sni = spiffe::service_sni(svc, spiffe::DEFAULT_NAMESPACE, dc, td);
-                (svc.clone(), metrics.routed_counter(dc, &sni))
+                (svc.clone(), Route::new(metrics.routed_counter(dc, &sni)))
             })
             .collect();
-        let routed_servers = metrics.routed_counter(dc, &spiffe::server_sni(dc, td));
-        let routed_remote = gw
+        let servers = Route::new(metrics.routed_counter(dc, &spiffe::server_sni(dc, td)));
+        let remote = gw
             .remote_gateways
             .keys()
-            .map(|remote| (remote.clone(), metrics.routed_counter(remote, "*")))
+            .map(|r| (r.clone(), Route::new(metrics.routed_counter(r, "*"))))
             .collect();
         Ok(GatewayState {
-            routed_local,
-            routed_servers,
-            routed_remote,
-            next: AtomicUsize::new(0),
+            local,
+            servers,
+            remote,
             gateway: gw.clone(),
             trust_domain: td.clone(),
             datacenter: dc.clone(),
@@ -244,15 +259,15 @@ async fn forward(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Re
             tracing::debug!(%err, "refused");
             Refusal::Route(err)
         })?;
-    let (endpoints, counter) = match route {
+    let (endpoints, slot, remote) = match route {
         GatewayRoute::LocalService { service, endpoints } => {
-            (endpoints, state.routed_local.get(service))
+            (endpoints, state.local.get(service), false)
         }
-        GatewayRoute::LocalServers(endpoints) => (endpoints, Some(&state.routed_servers)),
-        GatewayRoute::RemoteDc { dc, gateways } => (gateways, state.routed_remote.get(dc)),
+        GatewayRoute::LocalServers(endpoints) => (endpoints, Some(&state.servers), false),
+        GatewayRoute::RemoteDc { dc, gateways } => (gateways, state.remote.get(dc), true),
     };
+    let start = slot.map_or(0, |s| s.next.fetch_add(1, Relaxed));
     let mut upstream = None;
-    let start = state.next.fetch_add(1, Relaxed);
     for i in 0..endpoints.len() {
         let endpoint = endpoints[(start + i) % endpoints.len()];
         match connect(endpoint, options.connect_timeout).await {
@@ -266,11 +281,17 @@ async fn forward(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Re
             }
         }
     }
+    // Closing at once (rather than waiting for the client to give up) fails the caller's
+    // handshake, so its sidecar moves on to the next target of its chain.
     let Some(mut upstream) = upstream else {
-        return Err(Refusal::UpstreamUnreachable);
+        return Err(if remote {
+            Refusal::RemoteGatewaysUnreachable
+        } else {
+            Refusal::UpstreamUnreachable
+        });
     };
-    if let Some(counter) = counter {
-        counter.fetch_add(1, Relaxed);
+    if let Some(slot) = slot {
+        slot.routed.fetch_add(1, Relaxed);
     }
     drop(state);
     if let Err(err) = upstream.write_all(&buf).await {
