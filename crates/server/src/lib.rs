@@ -95,7 +95,10 @@ pub async fn run(cfg: ServerConfig, path: PathBuf, role: Role) -> Result<()> {
         }
     };
     identity::renew_from_ca(&server, &role, tls, not_after);
-    server.register_self().await?;
+    tokio::select! {
+        r = register_self(&server) => r?,
+        _ = shutdown.cancelled() => return stop_raft(&server).await,
+    }
     federation::spawn(server.clone(), &role);
     server.mark_ready();
     role.ready(&format!("ready: dc {}", cfg.datacenter));
@@ -118,6 +121,32 @@ async fn wait_for_ca(
     tokio::select! {
         r = cluster::acquire_ca(server) => r,
         _ = shutdown.cancelled() => anyhow::bail!("stopped before the CA was up"),
+    }
+}
+
+/// Registers this server in its own catalog, retrying while the write cannot commit: when
+/// all the servers of a DC restart together there is no leader for a moment, and the leader
+/// may still serve its throwaway certificate while it installs the CA, so a forwarded write
+/// fails its handshake (found by the cluster test that stops and starts all three; it used to
+/// make the server exit).
+async fn register_self(server: &Server) -> Result<()> {
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        let e = match server.register_self().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !matches!(
+            e.downcast_ref::<replicated::WriteFailure>(),
+            Some(replicated::WriteFailure::Unavailable(_))
+        ) {
+            return Err(e);
+        }
+        let why = format!("{e:#}");
+        tracing::info!(error = %why, "cannot register this server in the catalog yet; retrying");
+        server.set_waiting_for(format!("registering this server in the catalog: {why}"));
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
     }
 }
 

@@ -4,6 +4,8 @@
 //! server, including the old leader once it is back.
 
 mod common;
+#[path = "cluster/linearizable.rs"]
+mod linearizable;
 
 use common::*;
 use std::net::SocketAddr;
@@ -12,110 +14,208 @@ use std::time::{Duration, Instant};
 
 const DC: &str = "dc1";
 
-fn server_ip(i: usize) -> String {
-    format!("127.47.0.{}", 10 + i)
+/// Three servers of one DC on `127.<net>.0.{10,11,12}` (https :8300, loopback API :8500), each
+/// with its config and data under `dir`; `procs[i]` is `None` while server `i` is down.
+struct Cluster {
+    net: u8,
+    dir: PathBuf,
+    procs: Vec<Option<Proc>>,
 }
 
-/// A server config for server `i` of three.
-fn config(dir: &Path, i: usize, extra: &str) -> PathBuf {
-    let others: Vec<String> = (0..3)
-        .filter(|j| *j != i)
-        .map(|j| format!("\"{}:8300\"", server_ip(j)))
-        .collect();
-    let ip = server_ip(i);
-    write(
-        &dir.join(format!("server-{i}.toml")),
-        &format!(
-            "datacenter = \"{DC}\"\nnode_name = \"server-{i}\"\ndata_dir = \"{}\"\nhttps_addr = \"{ip}:8300\"\nhttp_addr = \"{ip}:8500\"\njoin_token = \"{}\"\nfederation_token = \"{FED_TOKEN}\"\nbootstrap_expect = 3\nretry_join = [{}]\n{extra}",
-            dir.join(format!("data-{i}")).display(),
-            join_token(DC),
-            others.join(", ")
-        ),
-    )
-}
-
-fn start(dir: &Path, i: usize) -> Proc {
-    let cfg = dir.join(format!("server-{i}.toml"));
-    Proc::start(
-        dir,
-        &format!("server-{i}"),
-        &["server", "--config", cfg.to_str().unwrap()],
-    )
-}
-
-fn http_of(i: usize) -> SocketAddr {
-    sa(&format!("{}:8500", server_ip(i)))
-}
-
-/// `GET /v1/internal/server/status` of server `i`: (member, leader address).
-fn status(i: usize) -> Option<(bool, Option<String>)> {
-    let (code, body) = get(http_of(i), "/v1/internal/server/status?nonce=00");
-    if code != 200 {
-        return None;
+impl Cluster {
+    /// Writes the three configs and starts the servers in reverse: the bootstrapping server
+    /// (lowest address) comes up last and must find the others fresh, not start alone. Waits
+    /// for all three to be ready.
+    fn start(dir: &Path, net: u8) -> Cluster {
+        let mut c = Cluster {
+            net,
+            dir: dir.to_path_buf(),
+            procs: vec![None, None, None],
+        };
+        for i in 0..3 {
+            c.config(i);
+        }
+        for i in (0..3).rev() {
+            c.up(i);
+        }
+        c.wait_ready();
+        c
     }
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    Some((
-        v["Member"].as_bool()?,
-        v["Leader"].as_str().map(str::to_owned),
-    ))
+
+    fn ip(&self, i: usize) -> String {
+        format!("127.{}.0.{}", self.net, 10 + i)
+    }
+
+    fn https(&self, i: usize) -> String {
+        format!("{}:8300", self.ip(i))
+    }
+
+    fn api(&self, i: usize) -> SocketAddr {
+        sa(&format!("{}:8500", self.ip(i)))
+    }
+
+    fn config(&self, i: usize) -> PathBuf {
+        let others: Vec<String> = (0..3)
+            .filter(|j| *j != i)
+            .map(|j| format!("\"{}\"", self.https(j)))
+            .collect();
+        let ip = self.ip(i);
+        write(
+            &self.dir.join(format!("server-{i}.toml")),
+            &format!(
+                "datacenter = \"{DC}\"\nnode_name = \"server-{i}\"\ndata_dir = \"{}\"\nhttps_addr = \"{ip}:8300\"\nhttp_addr = \"{ip}:8500\"\njoin_token = \"{}\"\nfederation_token = \"{FED_TOKEN}\"\nbootstrap_expect = 3\nretry_join = [{}]\n",
+                self.dir.join(format!("data-{i}")).display(),
+                join_token(DC),
+                others.join(", ")
+            ),
+        )
+    }
+
+    /// Starts server `i` (again: its log file is appended to).
+    fn up(&mut self, i: usize) {
+        let cfg = self.dir.join(format!("server-{i}.toml"));
+        self.procs[i] = Some(Proc::start(
+            &self.dir,
+            &format!("server-{i}"),
+            &["server", "--config", cfg.to_str().unwrap()],
+        ));
+    }
+
+    fn proc(&self, i: usize) -> &Proc {
+        self.procs[i].as_ref().expect("the server runs")
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..3).filter(|i| self.procs[*i].is_some()).collect()
+    }
+
+    fn wait_ready(&self) {
+        let procs: Vec<&Proc> = self.procs.iter().flatten().collect();
+        for i in self.running() {
+            wait_ready(self.api(i), "/v1/status/ready", &procs);
+        }
+    }
+
+    /// `kill -9` of server `i`.
+    fn kill(&mut self, i: usize) {
+        let mut p = self.procs[i].take().expect("the server runs");
+        p.child.kill().unwrap();
+        p.child.wait().unwrap();
+    }
+
+    /// SIGTERM to server `i`, and its exit.
+    fn stop(&mut self, i: usize) {
+        self.procs[i].take().expect("the server runs").stop();
+    }
+
+    /// Sends `signal` (STOP, CONT) to server `i`.
+    fn signal(&self, i: usize, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.proc(i).child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} server-{i}");
+    }
+
+    /// Which server `i` says leads (`None`: no answer or no leader known).
+    fn leader_seen_by(&self, i: usize) -> Option<usize> {
+        let (code, body) = get(self.api(i), "/v1/status/leader");
+        let addr: String = (code == 200).then(|| serde_json::from_str(&body).ok())??;
+        (0..3).find(|j| self.https(*j) == addr)
+    }
+
+    /// Waits until every server of `among` names the same leader, one of `among`.
+    fn agreed_leader(&self, among: &[usize]) -> usize {
+        eventually(
+            &format!("servers {among:?} to agree on a leader among them"),
+            Duration::from_secs(30),
+            || {
+                let seen: Vec<usize> = among
+                    .iter()
+                    .map(|i| self.leader_seen_by(*i))
+                    .collect::<Option<_>>()?;
+                (seen.iter().all(|l| *l == seen[0]) && among.contains(&seen[0])).then_some(seen[0])
+            },
+        )
+    }
+
+    /// The Raft node ID of server `i`, from the cluster configuration server `asked` has.
+    fn raft_id(&self, asked: usize, i: usize) -> String {
+        let (code, body) = get(self.api(asked), "/v1/operator/raft/configuration");
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["Servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Address"] == self.https(i).as_str())
+            .and_then(|s| s["ID"].as_str())
+            .unwrap_or_else(|| panic!("server-{i} is not in {body}"))
+            .to_owned()
+    }
+
+    /// Writes intention entry `name` through server `i`; true once acknowledged.
+    fn write_entry(&self, i: usize, name: &str) -> bool {
+        put_intention(self.api(i), name, "web").is_ok_and(|(code, _)| code == 200)
+    }
+
+    /// The names of the intention entries server `i` has, sorted.
+    fn entries(&self, i: usize) -> Vec<String> {
+        let (code, body) = get(self.api(i), "/v1/config/service-intentions?stale");
+        assert_eq!(code, 200, "server {i}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut names: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Waits until server `i` has every entry of `acked`.
+    fn wait_for_entries(&self, i: usize, acked: &[String], what: &str) {
+        eventually(what, Duration::from_secs(30), || {
+            let have = self.entries(i);
+            acked.iter().all(|a| have.contains(a)).then_some(())
+        });
+    }
+
+    /// The trust domain and root IDs server `i` serves.
+    fn roots(&self, i: usize) -> (String, Vec<String>) {
+        let (code, body) = get(self.api(i), "/v1/connect/ca/roots");
+        assert_eq!(code, 200, "server {i}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let ids = v["Roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["ID"].as_str().unwrap().to_owned())
+            .collect();
+        (v["TrustDomain"].as_str().unwrap().to_owned(), ids)
+    }
 }
 
-/// Writes intention entry `name` through server `i`; true once acknowledged.
-fn write_entry(i: usize, name: &str) -> bool {
+/// `PUT /v1/config` of intention entry `name` with one source, `source`, allowed.
+fn put_intention(api: SocketAddr, name: &str, source: &str) -> std::io::Result<(u16, String)> {
     let body = format!(
-        r#"{{"Kind":"service-intentions","Name":"{name}","Sources":[{{"Name":"web","Action":"allow"}}]}}"#
+        r#"{{"Kind":"service-intentions","Name":"{name}","Sources":[{{"Name":"{source}","Action":"allow"}}]}}"#
     );
-    matches!(
-        http("PUT", http_of(i), "/v1/config", Some(&body)),
-        Ok((200, _))
-    )
-}
-
-fn entries(i: usize) -> Vec<String> {
-    let (code, body) = get(http_of(i), "/v1/config/service-intentions");
-    assert_eq!(code, 200, "server {i}: {body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["Name"].as_str().unwrap().to_owned())
-        .collect()
+    http("PUT", api, "/v1/config", Some(&body))
 }
 
 #[test]
 fn three_servers_form_one_cluster_and_survive_losing_the_leader() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for i in 0..3 {
-        config(d, i, "");
-    }
-    // Started in reverse: the bootstrapping server (lowest address) comes up last and must
-    // find the others fresh, not start alone.
-    let mut servers: Vec<Option<Proc>> = vec![None, None, None];
-    for i in (0..3).rev() {
-        servers[i] = Some(start(d, i));
-    }
-    let procs: Vec<&Proc> = servers.iter().flatten().collect();
-    for i in 0..3 {
-        wait_ready(http_of(i), "/v1/status/ready", &procs);
-    }
-    let leader = eventually(
-        "one leader known to all three",
-        Duration::from_secs(30),
-        || {
-            let seen: Vec<_> = (0..3).map(status).collect::<Option<Vec<_>>>()?;
-            let first = seen[0].1.clone()?;
-            seen.iter()
-                .all(|(member, l)| *member && l.as_deref() == Some(first.as_str()))
-                .then_some(first)
-        },
-    );
-    let leader_i = (0..3)
-        .find(|i| leader == format!("{}:8300", server_ip(*i)))
-        .expect("the leader is one of the three");
+    let mut c = Cluster::start(d, 47);
+    let leader_i = c.agreed_leader(&[0, 1, 2]);
     // The two others were promoted to voters by the leader.
     eventually("three voters", Duration::from_secs(30), || {
-        let log = servers[leader_i].as_ref()?.log_text();
+        let log = c.proc(leader_i).log_text();
         (log.matches("server is a voter").count() == 2).then_some(())
     });
 
@@ -125,22 +225,20 @@ fn three_servers_form_one_cluster_and_survive_losing_the_leader() {
         let through = n % 3;
         let name = format!("svc-{n}");
         assert!(
-            write_entry(through, &name),
+            c.write_entry(through, &name),
             "write {n} through server {through}"
         );
         acked.push(name);
     }
-    let mut old = servers[leader_i].take().unwrap();
-    old.child.kill().unwrap();
-    old.child.wait().unwrap();
+    c.kill(leader_i);
     let killed = Instant::now();
-    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader_i).collect();
+    let survivors = c.running();
     let mut first_write = None;
     let mut n = 30;
     while acked.len() < 60 {
         let through = survivors[n % 2];
         let name = format!("svc-{n}");
-        if write_entry(through, &name) {
+        if c.write_entry(through, &name) {
             first_write.get_or_insert_with(|| killed.elapsed());
             acked.push(name);
         } else {
@@ -159,34 +257,17 @@ fn three_servers_form_one_cluster_and_survive_losing_the_leader() {
     // Followers apply a commit shortly after the leader acknowledged it: every acknowledged
     // write shows up on every server (none is lost), within a short wait.
     for i in &survivors {
-        let mut missing = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let have = entries(*i);
-            missing = acked
-                .iter()
-                .filter(|a| !have.contains(a))
-                .cloned()
-                .collect();
-            if missing.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(missing.is_empty(), "server {i} lost {missing:?}");
+        c.wait_for_entries(
+            *i,
+            &acked,
+            &format!("server {i} to have every acknowledged write"),
+        );
     }
 
     // The old leader comes back and catches up from the new one.
-    servers[leader_i] = Some(start(d, leader_i));
-    wait_ready(
-        http_of(leader_i),
-        "/v1/status/ready",
-        &[servers[leader_i].as_ref().unwrap()],
-    );
-    eventually("the old leader catches up", Duration::from_secs(30), || {
-        let have = entries(leader_i);
-        acked.iter().all(|a| have.contains(a)).then_some(())
-    });
+    c.up(leader_i);
+    c.wait_ready();
+    c.wait_for_entries(leader_i, &acked, "the old leader to catch up");
 
     // A fourth server with the wrong join token is refused (78), and learns nothing.
     let ip = "127.47.0.20";
@@ -195,8 +276,8 @@ fn three_servers_form_one_cluster_and_survive_losing_the_leader() {
         &format!(
             "datacenter = \"{DC}\"\nnode_name = \"intruder\"\ndata_dir = \"{}\"\nhttps_addr = \"{ip}:8300\"\nhttp_addr = \"{ip}:8500\"\njoin_token = \"not-the-join-token-of-dc1\"\nfederation_token = \"{FED_TOKEN}\"\nbootstrap_expect = 3\nretry_join = [\"{}:8300\", \"{}:8300\"]\n",
             d.join("data-intruder").display(),
-            server_ip(1),
-            server_ip(2)
+            c.ip(1),
+            c.ip(2)
         ),
     );
     let mut intruder = Proc::start(
@@ -214,6 +295,331 @@ fn three_servers_form_one_cluster_and_survive_losing_the_leader() {
         !d.join("data-intruder/ca").exists(),
         "the intruder got no CA"
     );
+}
+
+/// Reads the register of the linearizability test (intention entry `lin`: the value is in its
+/// one source's name, `v<n>`) through `api`; `None` when the request failed.
+fn read_register(api: SocketAddr) -> Option<Option<u32>> {
+    let (code, body) = get(api, "/v1/config/service-intentions?consistent");
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let entry = v.as_array()?.iter().find(|e| e["Name"] == "lin");
+    Some(entry.map(|e| {
+        e["Sources"][0]["Name"].as_str().unwrap()[1..]
+            .parse()
+            .unwrap()
+    }))
+}
+
+/// The server (of `https`, indexes matching `apis`) that server `asked` says leads.
+fn leader_among(apis: &[SocketAddr], https: &[String], asked: usize) -> Option<usize> {
+    let (code, body) = get(apis[asked], "/v1/status/leader");
+    let addr: String = (code == 200).then(|| serde_json::from_str(&body).ok())??;
+    https.iter().position(|h| *h == addr)
+}
+
+/// Several clients write one key through different servers, and others read it through the
+/// leader, while the leader is killed -9: the history of that key is linearizable (every
+/// acknowledged write took effect once, between its request and its answer, and no read saw a
+/// value older than one already acknowledged or read).
+#[test]
+fn one_key_written_through_every_server_while_the_leader_dies_is_linearizable() {
+    use linearizable::{Kind, Op};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path(), 49);
+    let leader = c.agreed_leader(&[0, 1, 2]);
+    let apis: Vec<SocketAddr> = (0..3).map(|i| c.api(i)).collect();
+    let https: Vec<String> = (0..3).map(|i| c.https(i)).collect();
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for w in 0..3u32 {
+        let (apis, stop, acked) = (apis.clone(), stop.clone(), acked.clone());
+        clients.push(std::thread::spawn(move || {
+            let mut history = Vec::new();
+            for k in 0u32.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let value = w * 100_000 + k;
+                let through = apis[((w + k) % 3) as usize];
+                let call = t0.elapsed().as_nanos();
+                let answer = put_intention(through, "lin", &format!("v{value}"));
+                let ret = t0.elapsed().as_nanos();
+                let ret = match answer {
+                    Ok((200, _)) => {
+                        acked.fetch_add(1, Ordering::SeqCst);
+                        Some(ret)
+                    }
+                    // Never sent: no effect, not part of the history.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                    // A timeout, a reset or a 5xx: it may have committed.
+                    _ => None,
+                };
+                history.push(Op {
+                    call,
+                    ret,
+                    kind: Kind::Write(value),
+                });
+                if ret.is_none() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            history
+        }));
+    }
+    for r in 0..2usize {
+        let (apis, https, stop) = (apis.clone(), https.clone(), stop.clone());
+        clients.push(std::thread::spawn(move || {
+            let mut history = Vec::new();
+            let mut asked = r;
+            while !stop.load(Ordering::SeqCst) {
+                asked = (asked + 1) % 3;
+                let Some(leader) = leader_among(&apis, &https, asked) else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let call = t0.elapsed().as_nanos();
+                if let Some(value) = read_register(apis[leader]) {
+                    history.push(Op {
+                        call,
+                        ret: Some(t0.elapsed().as_nanos()),
+                        kind: Kind::Read(value),
+                    });
+                }
+            }
+            history
+        }));
+    }
+    let at_least = |n: usize, what: &str| {
+        eventually(what, Duration::from_secs(60), || {
+            (acked.load(Ordering::SeqCst) >= n).then_some(())
+        })
+    };
+    at_least(30, "30 acknowledged writes before the kill");
+    c.kill(leader);
+    let before = acked.load(Ordering::SeqCst);
+    at_least(before + 30, "30 acknowledged writes after the kill");
+    stop.store(true, Ordering::SeqCst);
+    let mut history: Vec<Op> = clients
+        .into_iter()
+        .flat_map(|t| t.join().expect("a client panicked"))
+        .collect();
+    // Once quiet, both survivors hold the same final value: the last write of the history.
+    let survivors = c.running();
+    let last = eventually("the survivors to agree", Duration::from_secs(30), || {
+        let seen: Vec<Option<u32>> = survivors
+            .iter()
+            .map(|i| read_register(apis[*i]))
+            .collect::<Option<_>>()?;
+        (seen[0] == seen[1]).then_some(seen[0])
+    });
+    let now = t0.elapsed().as_nanos();
+    history.push(Op {
+        call: now,
+        ret: Some(now),
+        kind: Kind::Read(last),
+    });
+    let count = |f: fn(&Op) -> bool| history.iter().filter(|o| f(o)).count();
+    eprintln!(
+        "history: {} writes acknowledged, {} of unknown outcome, {} reads",
+        count(|o| matches!(o.kind, Kind::Write(_)) && o.ret.is_some()),
+        count(|o| o.ret.is_none()),
+        count(|o| matches!(o.kind, Kind::Read(_)))
+    );
+    if let Err(e) = linearizable::check(&history) {
+        history.sort_by_key(|o| o.call);
+        for o in &history {
+            eprintln!("{o:?}");
+        }
+        panic!("the history of key `lin` is not linearizable: {e}");
+    }
+}
+
+/// Writes `count` entries `<prefix>-<n>` through server `through`, retrying each until it is
+/// acknowledged (an election may be under way); returns their names.
+fn write_through(c: &Cluster, through: usize, prefix: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|n| {
+            let name = format!("{prefix}-{n}");
+            eventually(
+                &format!("write {name} through server-{through}"),
+                Duration::from_secs(30),
+                || c.write_entry(through, &name).then_some(()),
+            );
+            name
+        })
+        .collect()
+}
+
+/// SIGSTOP a follower: writes go on, and once resumed it catches up. SIGSTOP the leader: the
+/// two others elect a new one and writes go on; resumed, the old leader steps down, and what
+/// it applied is what the new leader has (a write sent to it while it was stopped, which it
+/// may have appended to its log alone, is either committed by the new leader or dropped).
+#[test]
+fn a_paused_follower_catches_up_and_a_paused_leader_steps_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), 50);
+    let leader = c.agreed_leader(&[0, 1, 2]);
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let (paused, other) = (followers[0], followers[1]);
+    let mut acked = write_through(&c, other, "before", 5);
+
+    c.signal(paused, "STOP");
+    acked.extend(write_through(&c, other, "follower-paused", 20));
+    c.signal(paused, "CONT");
+    c.wait_for_entries(paused, &acked, "the resumed follower to catch up");
+
+    c.signal(leader, "STOP");
+    let stopped = Instant::now();
+    // A write sent to the stopped leader waits in its socket until it resumes.
+    let api = c.api(leader);
+    let alone = std::thread::spawn(move || put_intention(api, "sent-to-paused-leader", "web"));
+    let new = c.agreed_leader(&followers);
+    acked.extend(write_through(&c, followers[0], "leader-paused", 10));
+    eprintln!(
+        "leader paused: new leader elected and 10 writes acknowledged after {:?}",
+        stopped.elapsed()
+    );
+    c.signal(leader, "CONT");
+    let answer = alone.join().unwrap();
+    eprintln!("the write sent to the paused leader was answered {answer:?}");
+    if let Ok((200, _)) = answer {
+        acked.push("sent-to-paused-leader".into());
+    }
+    let all = [leader, new];
+    eventually(
+        "the old leader to follow the new one",
+        Duration::from_secs(30),
+        || {
+            all.iter()
+                .all(|i| c.leader_seen_by(*i) == Some(new))
+                .then_some(())
+        },
+    );
+    // The old leader has exactly what the new one has (nothing it applied alone), and every
+    // acknowledged write.
+    eventually(
+        "the old leader's entries to be the new leader's",
+        Duration::from_secs(30),
+        || (c.entries(leader) == c.entries(new)).then_some(()),
+    );
+    for i in 0..3 {
+        c.wait_for_entries(
+            i,
+            &acked,
+            &format!("server-{i} to have every acknowledged write"),
+        );
+    }
+    assert_eq!(c.entries(leader), c.entries(new));
+}
+
+/// Stop all three servers, start all three: entries and the CA are intact. Then remove the
+/// server that created the CA for good (Raft peer removal, then kill): a new agent joining
+/// through the two others still gets a leaf certificate signed by the same CA.
+#[test]
+fn a_restarted_cluster_keeps_its_state_and_signs_without_the_ca_creator() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = Cluster::start(d, 51);
+    let first = c.agreed_leader(&[0, 1, 2]);
+    let creator = eventually(
+        "the server that created the CA",
+        Duration::from_secs(30),
+        || (0..3).find(|i| c.proc(*i).log_text().contains("the DC's CA is replicated")),
+    );
+    let roots = c.roots(first);
+    let acked = write_through(&c, (first + 1) % 3, "kept", 10);
+    for i in 0..3 {
+        c.wait_for_entries(i, &acked, &format!("server-{i} to have every write"));
+        assert_eq!(c.roots(i), roots, "server-{i}'s roots");
+    }
+    let before: Vec<Vec<String>> = (0..3).map(|i| c.entries(i)).collect();
+
+    for i in 0..3 {
+        c.stop(i);
+    }
+    for i in 0..3 {
+        c.up(i);
+    }
+    c.wait_ready();
+    let leader = c.agreed_leader(&[0, 1, 2]);
+    for i in 0..3 {
+        assert_eq!(
+            c.entries(i),
+            before[i],
+            "server-{i}'s entries after the restart"
+        );
+        assert_eq!(c.roots(i), roots, "server-{i}'s roots after the restart");
+    }
+
+    // Remove the CA's creator from the cluster through the leader, then kill it.
+    let id = c.raft_id(leader, creator);
+    let (code, body) = http(
+        "DELETE",
+        c.api(leader),
+        &format!("/v1/operator/raft/peer?id={id}"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 200, "removing server-{creator} ({id}): {body}");
+    c.kill(creator);
+    let rest = c.running();
+    let leader = c.agreed_leader(&rest);
+    eventually("two peers left", Duration::from_secs(30), || {
+        let (code, body) = get(c.api(leader), "/v1/status/peers");
+        let peers: Vec<String> = (code == 200).then(|| serde_json::from_str(&body).ok())??;
+        (peers.len() == 2 && !peers.contains(&c.https(creator))).then_some(())
+    });
+    let after = write_through(&c, rest[0], "after-removal", 3);
+    c.wait_for_entries(
+        rest[1],
+        &after,
+        "the other server to have the writes after the removal",
+    );
+
+    // A new agent joins through the remaining servers and gets a leaf of the same CA.
+    let ip = "127.51.0.20";
+    let servers: Vec<String> = rest
+        .iter()
+        .map(|i| format!("\"{}\"", c.https(*i)))
+        .collect();
+    std::fs::create_dir_all(d.join("services-agent")).unwrap();
+    let cfg = write(
+        &d.join("agent.toml"),
+        &format!(
+            "datacenter = \"{DC}\"\nnode_name = \"agent\"\ndata_dir = \"{}\"\nadvertise_addr = \"{ip}\"\nhttp_addr = \"{ip}:8500\"\nservers = [{}]\njoin_token = \"{}\"\nconfig_dir = \"{}\"\n",
+            d.join("data-agent").display(),
+            servers.join(", "),
+            join_token(DC),
+            d.join("services-agent").display()
+        ),
+    );
+    let agent = Proc::start(d, "agent", &["agent", "--config", cfg.to_str().unwrap()]);
+    wait_ready(sa(&format!("{ip}:8500")), "/v1/agent/ready", &[&agent]);
+    let agent_api = sa(&format!("{ip}:8500"));
+    let (code, body) = http(
+        "PUT",
+        agent_api,
+        "/v1/agent/service/register",
+        Some(r#"{"Name": "web", "Port": 8080}"#),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let body = eventually("a leaf for web", Duration::from_secs(30), || {
+        let (code, body) = get(agent_api, "/v1/agent/connect/ca/leaf/web");
+        (code == 200).then_some(body)
+    });
+    let leaf: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let uri = leaf["ServiceURI"].as_str().unwrap();
+    assert!(uri.starts_with(&format!("spiffe://{}/", roots.0)), "{uri}");
+    assert_eq!(c.roots(leader), roots, "the roots after the removal");
 }
 
 #[test]
