@@ -28,6 +28,10 @@ pub struct Endpoint {
     /// Agents: the services of the VM (the doctor asks the agent of the service it checks).
     #[serde(default)]
     pub services: Vec<String>,
+    /// With the netns driver: the VM's network namespace, inside which `http` (its own
+    /// loopback) answers; the host cannot reach it, so commands re-run themselves there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 /// The lab's agents and servers, in topology order.
@@ -62,6 +66,7 @@ impl Endpoints {
                     } else {
                         Vec::new()
                     },
+                    netns: None,
                 })
                 .collect()
         };
@@ -70,6 +75,16 @@ impl Endpoints {
             agents: endpoints(true),
             servers: endpoints(false),
         }
+    }
+
+    /// With the netns driver every API is the VM's own `127.0.0.1:8500`, inside its namespace.
+    pub fn in_namespaces(mut self) -> Endpoints {
+        let loopback = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, HTTP_API_PORT));
+        for e in self.agents.iter_mut().chain(self.servers.iter_mut()) {
+            e.netns = Some(crate::netns::namespace(&e.vm));
+            e.http = loopback;
+        }
+        self
     }
 
     /// `all` with the primary DC's first, each group in topology order.

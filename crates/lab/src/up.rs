@@ -181,7 +181,10 @@ async fn start_all(
         started_at: state::now(),
         topology: origin.to_owned(),
         processes: Vec::new(),
-        endpoints: Some(crate::endpoints::Endpoints::of(&layout.readdress(topology))),
+        endpoints: Some(match layout.driver {
+            Driver::Local => crate::endpoints::Endpoints::of(topology),
+            Driver::Netns => crate::endpoints::Endpoints::of(topology).in_namespaces(),
+        }),
     };
     lab.save(paths)?;
     println!(

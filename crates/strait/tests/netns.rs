@@ -221,6 +221,20 @@ fn netns_lab_end_to_end() {
         "{}",
         text(&out)
     );
+    // On the host, the CLI finds that the agents answer inside their namespaces and runs
+    // itself there.
+    let out = Command::new(common::strait_bin())
+        .arg("members")
+        .env("STRAIT_LAB_DIR", dir.path())
+        .env_remove("STRAIT_HTTP_ADDR")
+        .output()
+        .expect("strait members");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("secondary-services  10.213.2.12"),
+        "{}",
+        text(&out)
+    );
     // `lab status` names the driver and every VM's addresses.
     let out = run_lab(dir.path(), &["status"]);
     let status = String::from_utf8_lossy(&out.stdout);

@@ -115,6 +115,9 @@ fn locate_in(flag: Flag, want: Want<'_>, dir: &Path, from_env: bool) -> Result<L
         }
         Found::Running(e) => {
             let pick = |what: &str, chosen: Option<&Endpoint>| match chosen {
+                Some(Endpoint {
+                    netns: Some(ns), ..
+                }) => Err(run_inside(ns)),
                 Some(chosen) => Ok(Located {
                     addr: chosen.http,
                     how: format!("{what} on {} ({}), {lab}", chosen.vm, chosen.dc),
@@ -134,6 +137,28 @@ fn locate_in(flag: Flag, want: Want<'_>, dir: &Path, from_env: bool) -> Result<L
             }
         }
     }
+}
+
+/// With the netns driver a lab VM's API answers only inside its namespace: this very command
+/// runs again there (`ip netns exec`), asking the VM's own `127.0.0.1:8500` as on a real VM,
+/// like `strait lab exec <vm> -- strait ...`. Returns only if that cannot start.
+fn run_inside(ns: &str) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return anyhow::anyhow!("cannot find this strait binary to run it in {ns}: {e}"),
+    };
+    let err = std::process::Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env("STRAIT_HTTP_ADDR", DEFAULT)
+        .env(crate::cmd::intention::SERVER_ENV, DEFAULT)
+        .env_remove("STRAIT_LAB_DIR")
+        .exec();
+    anyhow::anyhow!(
+        "the lab VM's API answers only inside its network namespace {ns}, and `ip netns exec {ns}` failed: {err} (run as root, or use `strait lab exec`)"
+    )
 }
 
 #[cfg(test)]
