@@ -7,26 +7,48 @@ use std::sync::Arc;
 use std::time::Duration;
 use strait_catalog::CheckStatus;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Keeps one task per check in step with the local state until `shutdown`.
+/// One running check.
+struct Running {
+    spec: CheckSpec,
+    handle: JoinHandle<()>,
+    /// Makes the check probe now instead of at its next interval tick.
+    kick: Arc<Notify>,
+}
+
+/// Keeps one task per check in step with the local state until `shutdown`. A new check runs
+/// at once; a check that is not passing runs again at once whenever the local state changes
+/// (its service registered again, as a gateway does when it restarts; another check turning
+/// passing), so a restarted service is not left critical until the next tick.
 pub async fn run(local: Arc<LocalState>, shutdown: CancellationToken) {
     let mut changes = local.subscribe();
-    let mut tasks: HashMap<String, (CheckSpec, JoinHandle<()>)> = HashMap::new();
+    let mut tasks: HashMap<String, Running> = HashMap::new();
     loop {
         let specs = local.check_specs();
-        tasks.retain(|id, (spec, handle)| {
-            let keep = specs.iter().any(|s| s.check_id == *id && s == spec);
+        tasks.retain(|id, running| {
+            let keep = specs
+                .iter()
+                .any(|s| s.check_id == *id && *s == running.spec);
             if !keep {
-                handle.abort();
+                running.handle.abort();
             }
             keep
         });
+        for check in local.checks() {
+            if check.status != CheckStatus::Passing.as_str() {
+                if let Some(running) = tasks.get(&check.check_id) {
+                    running.kick.notify_one();
+                }
+            }
+        }
         for spec in specs {
             if !tasks.contains_key(&spec.check_id) {
-                let handle = tokio::spawn(run_check(local.clone(), spec.clone()));
-                tasks.insert(spec.check_id.clone(), (spec, handle));
+                let kick = Arc::new(Notify::new());
+                let handle = tokio::spawn(run_check(local.clone(), spec.clone(), kick.clone()));
+                tasks.insert(spec.check_id.clone(), Running { spec, handle, kick });
             }
         }
         tokio::select! {
@@ -34,12 +56,12 @@ pub async fn run(local: Arc<LocalState>, shutdown: CancellationToken) {
             r = changes.changed() => if r.is_err() { break },
         }
     }
-    for (_, (_, h)) in tasks {
-        h.abort();
+    for running in tasks.into_values() {
+        running.handle.abort();
     }
 }
 
-async fn run_check(local: Arc<LocalState>, spec: CheckSpec) {
+async fn run_check(local: Arc<LocalState>, spec: CheckSpec, kick: Arc<Notify>) {
     if let Probe::Ttl { ttl } = spec.probe {
         return run_ttl(&local, &spec.check_id, ttl).await;
     }
@@ -53,7 +75,10 @@ async fn run_check(local: Arc<LocalState>, spec: CheckSpec) {
                 ),
             };
         local.set_status(&spec.check_id, status.as_str(), &output);
-        tokio::time::sleep(spec.interval).await;
+        tokio::select! {
+            _ = tokio::time::sleep(spec.interval) => {}
+            _ = kick.notified() => {}
+        }
     }
 }
 
@@ -174,6 +199,47 @@ mod tests {
             "expired {:?} after the report, before its TTL",
             reported.elapsed()
         );
+        shutdown.cancel();
+        runner.await.unwrap();
+    }
+
+    /// A gateway restarted on the same port registers itself again: its check runs at once,
+    /// not at the next tick an hour later.
+    #[tokio::test]
+    async fn a_failing_check_runs_again_at_once_when_its_service_registers_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Arc::new(LocalState::new(
+            "n1",
+            "127.0.0.1".parse().unwrap(),
+            dir.path(),
+        ));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = port.local_addr().unwrap();
+        drop(port);
+        let def = format!(
+            r#"{{"name": "gw", "port": {}, "check": {{"id": "gw-tcp", "tcp": "{addr}", "interval": "1h"}}}}"#,
+            addr.port()
+        );
+        let register = || {
+            local
+                .insert(crate::decode::json(def.as_bytes()).unwrap(), Source::Api)
+                .unwrap()
+        };
+        register();
+        let shutdown = CancellationToken::new();
+        let runner = tokio::spawn(run(local.clone(), shutdown.clone()));
+        // The first probe leaves the initial status (critical) as it is: wait for its output.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !status(&local, "gw-tcp").1.contains("TCP connect") {
+            assert!(std::time::Instant::now() < deadline, "no probe within 10s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(status(&local, "gw-tcp").0, "critical");
+
+        let _listening = tokio::net::TcpListener::bind(addr).await.unwrap();
+        register();
+        let (s, output) = next_status(&local, "gw-tcp").await;
+        assert_eq!(s, "passing", "{output}");
         shutdown.cancel();
         runner.await.unwrap();
     }
