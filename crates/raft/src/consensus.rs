@@ -2,7 +2,7 @@
 //! network, typed with the application's commands.
 
 use crate::network::{Factory, Transport};
-use crate::service::{self, PeerCheck};
+use crate::service::{self, LeaderContact, PeerCheck};
 use crate::store::{self, OpenError};
 use crate::{Node, NodeId, Raft, Replicated};
 use axum::Router;
@@ -10,6 +10,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// openraft's settings for strait's servers.
 ///
@@ -86,6 +87,7 @@ pub struct Written<R> {
 pub struct Consensus<A: Replicated> {
     raft: Raft,
     app: Arc<A>,
+    contact: Arc<LeaderContact>,
 }
 
 impl<A: Replicated> Consensus<A> {
@@ -104,7 +106,11 @@ impl<A: Replicated> Consensus<A> {
         let raft = openraft::Raft::new(id, config, Factory::new(transport), log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        Ok(Consensus { raft, app })
+        Ok(Consensus {
+            raft,
+            app,
+            contact: Arc::new(LeaderContact::new()),
+        })
     }
 
     /// The openraft handle: membership, metrics, `initialize`, `ensure_linearizable`.
@@ -119,7 +125,13 @@ impl<A: Replicated> Consensus<A> {
 
     /// The Raft routes for the server's peer listener.
     pub fn router(&self, check: PeerCheck) -> Router {
-        service::router(self.raft.clone(), check)
+        service::router(self.raft.clone(), check, self.contact.clone())
+    }
+
+    /// How long ago this server last accepted an append from a leader (since it started, if
+    /// never): Consul's `X-Consul-LastContact` on a follower.
+    pub fn since_leader_contact(&self) -> Duration {
+        self.contact.elapsed()
     }
 
     /// Appends `command` to the log and answers once it is committed and applied here (on the

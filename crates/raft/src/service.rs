@@ -13,9 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use openraft::Snapshot;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use strait_rpc::serve::Peer;
 
 /// Decides whether a caller may send Raft RPCs; `Err` says why not.
@@ -24,20 +26,67 @@ pub type PeerCheck = Arc<dyn Fn(&Peer) -> Result<(), String> + Send + Sync>;
 /// Largest request accepted: a snapshot is one request (the whole state of a DC).
 pub const MAX_BODY: usize = 512 * 1024 * 1024;
 
+/// When this server last heard from a leader: the last append (entries or heartbeat) it
+/// accepted, what Consul reports as `X-Consul-LastContact` (openraft's metrics say who leads,
+/// not when it was last heard).
+#[derive(Debug)]
+pub struct LeaderContact {
+    started: Instant,
+    /// Milliseconds after `started` of the last accepted append; `u64::MAX`: none yet.
+    last_ms: AtomicU64,
+}
+
+impl LeaderContact {
+    pub fn new() -> LeaderContact {
+        LeaderContact {
+            started: Instant::now(),
+            last_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn heard(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long ago a leader was last heard; never: how long ago this server started.
+    pub fn elapsed(&self) -> Duration {
+        match self.last_ms.load(Ordering::Relaxed) {
+            u64::MAX => self.started.elapsed(),
+            ms => self
+                .started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(ms)),
+        }
+    }
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        LeaderContact::new()
+    }
+}
+
 #[derive(Clone)]
 struct Routes {
     raft: Raft,
     check: PeerCheck,
+    contact: Arc<LeaderContact>,
 }
 
-/// The routes of [`crate::wire`], for the server to merge into its router.
-pub fn router(raft: Raft, check: PeerCheck) -> Router {
+/// The routes of [`crate::wire`], for the server to merge into its router; every append this
+/// server accepts is recorded in `contact`.
+pub fn router(raft: Raft, check: PeerCheck, contact: Arc<LeaderContact>) -> Router {
     Router::new()
         .route(wire::APPEND_PATH, post(append))
         .route(wire::VOTE_PATH, post(vote))
         .route(wire::SNAPSHOT_PATH, post(snapshot))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Routes { raft, check })
+        .with_state(Routes {
+            raft,
+            check,
+            contact,
+        })
 }
 
 /// A request turned away before it reached Raft: the status and a message naming the caller.
@@ -105,12 +154,20 @@ async fn append(
     Extension(peer): Extension<Peer>,
     body: Bytes,
 ) -> Result<Response, Refused> {
+    let contact = s.contact.clone();
     answer(
         s,
         &peer,
         &body,
         "append",
-        |raft, req: AppendEntriesRequest<TypeConfig>| async move { raft.append_entries(req).await },
+        |raft, req: AppendEntriesRequest<TypeConfig>| async move {
+            let resp = raft.append_entries(req).await;
+            // Refused for a stale term (`HigherVote`): that sender is no longer the leader.
+            if matches!(&resp, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+                contact.heard();
+            }
+            resp
+        },
     )
     .await
 }
@@ -143,4 +200,25 @@ async fn snapshot(
         snapshot: Box::new(data),
     };
     Ok(Json(s.raft.install_full_snapshot(vote, snapshot).await).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LeaderContact;
+    use std::time::Duration;
+
+    #[test]
+    fn leader_contact_counts_from_the_last_append_or_the_start() {
+        let ten = Duration::from_secs(10);
+        let contact = LeaderContact {
+            started: std::time::Instant::now() - ten,
+            ..LeaderContact::new()
+        };
+        assert!(
+            contact.elapsed() >= ten,
+            "never heard: the time since start"
+        );
+        contact.heard();
+        assert!(contact.elapsed() < ten, "{:?}", contact.elapsed());
+    }
 }

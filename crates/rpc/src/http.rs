@@ -32,11 +32,17 @@ pub struct Response {
 }
 
 /// Relaying a response another strait process gave (`?dc=` forwarding, the agent's reads):
-/// status, body, and the headers a Consul client reads (`X-Consul-Index`, `Content-Type`).
+/// status, body, and the headers a Consul client reads (`X-Consul-Index`, the read's
+/// `X-Consul-KnownLeader` and `X-Consul-LastContact`, `Content-Type`).
 impl axum::response::IntoResponse for Response {
     fn into_response(self) -> axum::response::Response {
         let mut resp = (self.status, self.body).into_response();
-        for name in ["x-consul-index", "content-type"] {
+        for name in [
+            "x-consul-index",
+            "x-consul-knownleader",
+            "x-consul-lastcontact",
+            "content-type",
+        ] {
             if let Some(v) = self.headers.get(name) {
                 resp.headers_mut().insert(name, v.clone());
             }
