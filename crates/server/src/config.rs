@@ -39,7 +39,14 @@ struct RawConfig {
     /// The other servers of this DC (their `https_addr`), tried until one answers.
     #[serde(default)]
     retry_join: Vec<SocketAddr>,
+    /// Autopilot's CleanupDeadServers: the leader removes a voter it has not heard from for
+    /// this long (`"30s"`, `"5m"`); unset: never.
+    #[serde(default)]
+    dead_server_cleanup: Option<String>,
 }
+
+/// The shortest `dead_server_cleanup`.
+const MIN_DEAD_SERVER_CLEANUP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A validated server configuration. Its `Debug` leaves the tokens out.
 #[derive(Clone)]
@@ -58,6 +65,9 @@ pub struct ServerConfig {
     pub bootstrap_expect: u32,
     /// The other servers of this DC (never this server's own `https_addr`).
     pub retry_join: Vec<SocketAddr>,
+    /// After how long without an answer the leader removes a voter ([`crate::autopilot`]);
+    /// `None`: dead servers are removed by an operator only.
+    pub dead_server_cleanup: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -75,6 +85,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("leaf_ttl", &self.leaf_ttl)
             .field("bootstrap_expect", &self.bootstrap_expect)
             .field("retry_join", &self.retry_join)
+            .field("dead_server_cleanup", &self.dead_server_cleanup)
             .finish()
     }
 }
@@ -130,6 +141,17 @@ impl ServerConfig {
         if expect > 1 && raw.retry_join.is_empty() {
             bail!("field `retry_join` is empty: with bootstrap_expect = {expect} name the other servers' https_addr");
         }
+        let dead_server_cleanup = match raw.dead_server_cleanup.as_deref() {
+            None => None,
+            Some(text) => {
+                let d = strait_rpc::duration::parse(text)
+                    .map_err(|e| anyhow::anyhow!("field `dead_server_cleanup` = {e}"))?;
+                if d < MIN_DEAD_SERVER_CLEANUP {
+                    bail!("field `dead_server_cleanup` = {text:?}: must be at least 2s (a server is only dead once it missed many heartbeats; elections take 0.6-1.2 s)");
+                }
+                Some(d)
+            }
+        };
         let hours = raw.leaf_ttl_hours.unwrap_or(72);
         if !(1..=24 * 365).contains(&hours) {
             bail!("field `leaf_ttl_hours` = {hours}: must be between 1 and 8760");
@@ -147,6 +169,7 @@ impl ServerConfig {
             leaf_ttl: std::time::Duration::from_secs(hours * 3600),
             bootstrap_expect: expect,
             retry_join: raw.retry_join,
+            dead_server_cleanup,
         })
     }
 }
@@ -185,6 +208,23 @@ primary_gateways = ["127.0.0.2:8443"]
         let text = GOOD.replace("primary_gateways = [\"127.0.0.2:8443\"]", "");
         let err = ServerConfig::parse(&text).unwrap_err();
         assert!(format!("{err:#}").contains("primary_gateways"), "{err:#}");
+    }
+
+    #[test]
+    fn dead_server_cleanup_is_off_unless_set_and_at_least_2s() {
+        assert_eq!(ServerConfig::parse(GOOD).unwrap().dead_server_cleanup, None);
+        let set = |v: &str| ServerConfig::parse(&format!("{GOOD}dead_server_cleanup = {v:?}\n"));
+        assert_eq!(
+            set("30s").unwrap().dead_server_cleanup,
+            Some(std::time::Duration::from_secs(30))
+        );
+        for bad in ["1s", "soon"] {
+            let err = format!("{:#}", set(bad).unwrap_err());
+            assert!(
+                err.contains("dead_server_cleanup") && err.contains(bad),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod autopilot;
 mod ca;
 mod cluster;
 pub mod config;
@@ -60,6 +61,7 @@ pub async fn run(cfg: ServerConfig, path: PathBuf, role: Role) -> Result<()> {
     let raft_routes = consensus.router(replicated::peer_check(&cfg.datacenter));
     let _ = server.consensus.set(consensus);
     cluster::spawn_membership(&server, &role);
+    autopilot::spawn(&server, &role);
 
     // The mTLS listener serves from now on, with a throwaway certificate until the real one.
     let tls = identity::bootstrap(&server)?;

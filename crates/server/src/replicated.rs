@@ -39,6 +39,10 @@ pub enum Command {
     Restore(String),
     /// The DC's CA (first one wins; the same again is accepted).
     SetCa(CaFiles),
+    /// Replaces the whole state with a server image (`strait snapshot restore`): the catalog,
+    /// and the CA when the image carries one (a restore into a fresh cluster brings the
+    /// original CA back). Validated before it is proposed, as [`Command::Restore`].
+    RestoreAll(Image),
 }
 
 /// What applying a command answered: the catalog index after it, or why the catalog refused
@@ -78,14 +82,33 @@ impl CatalogApp {
         });
         outcome
     }
+
+    /// Applies [`Command::RestoreAll`]: unlike [`Command::SetCa`], the image's CA replaces the
+    /// one set (an image without a CA leaves it alone).
+    fn restore_all(&self, image: Image) -> Outcome {
+        self.catalog
+            .restore(image.catalog.as_bytes())
+            .map_err(|e| e.to_string())?;
+        if let Some(files) = image.ca {
+            self.ca.send_if_modified(|current| {
+                let changed = current.as_ref() != Some(&files);
+                if changed {
+                    *current = Some(files);
+                }
+                changed
+            });
+        }
+        Ok(self.catalog.index())
+    }
 }
 
-/// A snapshot of the server's state: the catalog image and the CA.
-#[derive(Serialize, Deserialize)]
+/// A snapshot of the server's state: the catalog image and the CA (with its key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Image {
-    catalog: String,
-    ca: Option<CaFiles>,
+pub struct Image {
+    /// [`Catalog::snapshot`]'s JSON.
+    pub catalog: String,
+    pub ca: Option<CaFiles>,
 }
 
 impl Replicated for CatalogApp {
@@ -107,6 +130,7 @@ impl Replicated for CatalogApp {
             Command::SetFederationState(state) => catalog.set_federation_state(state),
             Command::Restore(image) => catalog.restore(image.as_bytes()).map(|()| catalog.index()),
             Command::SetCa(files) => return self.set_ca(files),
+            Command::RestoreAll(image) => return self.restore_all(image),
         };
         applied.map_err(|e| e.to_string())
     }
@@ -143,13 +167,21 @@ pub enum WriteFailure {
 
 /// How this server's Raft reaches the other servers of its DC: mutual TLS with its own
 /// certificate, accepting only the DC's servers. Empty until the certificate is issued
-/// (a single server never needs it).
+/// (a single server never needs it). Every answer a peer gives is recorded in [`Contacts`].
 #[derive(Clone, Default)]
-pub struct Peers(Arc<std::sync::RwLock<Option<MutualTls>>>);
+pub struct Peers {
+    tls: Arc<std::sync::RwLock<Option<MutualTls>>>,
+    contacts: Arc<Contacts>,
+}
 
 impl Peers {
     pub fn set(&self, tls: MutualTls) {
-        *strait_base::sync::write(&self.0) = Some(tls);
+        *strait_base::sync::write(&self.tls) = Some(tls);
+    }
+
+    /// When each peer last answered.
+    pub fn contacts(&self) -> Arc<Contacts> {
+        self.contacts.clone()
     }
 }
 
@@ -161,14 +193,38 @@ impl Transport for Peers {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Response, RpcError> {
-        let tls = strait_base::sync::read(&self.0).clone();
-        match tls {
+        let tls = strait_base::sync::read(&self.tls).clone();
+        let resp = match tls {
             Some(tls) => tls.post(node, path, body, timeout).await,
             None => Err(RpcError::BadUrl {
                 url: node.addr.clone(),
                 reason: "this server has no certificate yet for Raft RPCs".into(),
             }),
+        };
+        if matches!(&resp, Ok(r) if r.status.is_success()) {
+            self.contacts.heard(&node.addr);
         }
+        resp
+    }
+}
+
+/// When each peer (by Raft address) last answered one of this server's Raft RPCs: on the
+/// leader, when it last heard from each follower (heartbeats every 150 ms), for the read lease
+/// ([`crate::api`]'s consistency modes) and for removing dead servers ([`crate::autopilot`]).
+#[derive(Debug, Default)]
+pub struct Contacts(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl Contacts {
+    fn heard(&self, addr: &str) {
+        let now = std::time::Instant::now();
+        strait_base::sync::lock(&self.0).insert(addr.to_owned(), now);
+    }
+
+    /// How long ago `addr` last answered; `None`: never, since this server started.
+    pub fn since(&self, addr: &str) -> Option<Duration> {
+        strait_base::sync::lock(&self.0)
+            .get(addr)
+            .map(std::time::Instant::elapsed)
     }
 }
 
@@ -214,6 +270,7 @@ pub async fn start(
     use anyhow::Context;
     let cfg = &server.cfg;
     let id = node_id(&cfg.data_dir)?;
+    let _ = server.contacts.set(peers.contacts());
     let consensus = Consensus::start(
         id,
         &cfg.data_dir.join("raft.redb"),
@@ -224,4 +281,63 @@ pub async fn start(
     .await
     .context("cannot start Raft")?;
     Ok((consensus, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca(td: &str) -> CaFiles {
+        CaFiles {
+            trust_domain: td.into(),
+            root_pem: format!("root of {td}"),
+            root_key_pem: Some(format!("key of {td}")),
+            intermediate_pem: None,
+            intermediate_key_pem: None,
+        }
+    }
+
+    fn app_with(entry: &str, td: &str) -> CatalogApp {
+        let app = CatalogApp::new(Arc::new(Catalog::replicated()));
+        let entry: ConfigEntry = serde_json::from_str(&format!(
+            r#"{{"Kind":"service-defaults","Name":"{entry}"}}"#
+        ))
+        .unwrap();
+        app.apply(1, Command::SetConfigEntry(entry)).unwrap();
+        app.apply(2, Command::SetCa(ca(td))).unwrap();
+        app
+    }
+
+    fn names(app: &CatalogApp) -> Vec<String> {
+        app.catalog
+            .config_entries()
+            .into_iter()
+            .map(|e| e.name)
+            .collect()
+    }
+
+    /// A restore brings back the image's catalog and its CA, where `SetCa` would have refused
+    /// a second CA; the image is the one `snapshot` makes.
+    #[test]
+    fn restore_all_replaces_the_catalog_and_the_ca() {
+        let saved = app_with("web", "old.strait");
+        let image: Image = serde_json::from_slice(&saved.snapshot()).unwrap();
+        let fresh = app_with("api", "new.strait");
+        assert!(fresh.apply(3, Command::SetCa(ca("old.strait"))).is_err());
+        fresh.apply(4, Command::RestoreAll(image)).unwrap();
+        assert_eq!(names(&fresh), ["web"]);
+        assert_eq!(*fresh.ca.borrow(), Some(ca("old.strait")));
+    }
+
+    #[test]
+    fn an_image_without_a_ca_keeps_the_cluster_one() {
+        let fresh = app_with("api", "new.strait");
+        let image = Image {
+            catalog: String::from_utf8(Catalog::replicated().snapshot()).unwrap(),
+            ca: None,
+        };
+        fresh.apply(3, Command::RestoreAll(image)).unwrap();
+        assert!(names(&fresh).is_empty());
+        assert_eq!(*fresh.ca.borrow(), Some(ca("new.strait")));
+    }
 }

@@ -25,6 +25,8 @@ pub struct Server {
     pub catalog: Arc<Catalog>,
     /// Raft, once started ([`crate::replicated::start`]).
     pub consensus: OnceLock<strait_raft::Consensus<crate::replicated::CatalogApp>>,
+    /// When each other server last answered this one's Raft RPCs (set with Raft).
+    pub contacts: OnceLock<Arc<crate::replicated::Contacts>>,
     /// Joining servers, for the `raft-membership` task ([`crate::cluster`]).
     pub membership:
         OnceLock<tokio::sync::mpsc::UnboundedSender<(strait_raft::NodeId, strait_raft::Node)>>,
@@ -50,6 +52,7 @@ impl Server {
             cfg,
             catalog: Arc::new(catalog),
             consensus: OnceLock::new(),
+            contacts: OnceLock::new(),
             membership: OnceLock::new(),
             trust_domain: OnceLock::new(),
             ca: OnceLock::new(),

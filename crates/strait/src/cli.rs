@@ -83,8 +83,8 @@ pub enum Command {
     /// The Raft cluster of a datacenter's servers (list-peers, remove-peer), on a server's
     /// loopback API.
     Operator(crate::cmd::operator::OperatorArgs),
-    /// Save or restore a snapshot of a datacenter's catalog and config entries (backups), on
-    /// a server's loopback API.
+    /// Save or restore a snapshot of a datacenter's catalog, config entries and CA (backups),
+    /// on a server's loopback API.
     Snapshot(crate::cmd::snapshot::SnapshotArgs),
     /// Configuration files.
     Config {

@@ -1,7 +1,8 @@
 //! The operator's view of a DC's servers and backups, on real processes: `strait operator raft
 //! list-peers / remove-peer`, the status and operator endpoints, and `strait snapshot save /
 //! restore` (a saved catalog and config entry come back; a corrupt, truncated or other DC's
-//! file is refused and changes nothing). Addresses: 127.61.0.0/16.
+//! file is refused and changes nothing; a fresh server restored from it gets the original CA
+//! back). Addresses: 127.61.0.0/16.
 
 mod common;
 
@@ -62,6 +63,11 @@ fn has_web(server: SocketAddr) -> bool {
 fn has_web_defaults(server: SocketAddr) -> bool {
     let (status, body) = get(server, "/v1/config/service-defaults");
     status == 200 && body.contains("\"Name\":\"web\"")
+}
+
+/// What the snapshot saved: the service and its config entry.
+fn saved_state(server: SocketAddr) -> bool {
+    has_web(server) && has_web_defaults(server)
 }
 
 #[test]
@@ -175,7 +181,13 @@ fn peers_status_and_snapshots() {
     let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{}", saved.display());
     let file = std::fs::read(&saved).unwrap();
-    assert!(file.starts_with(b"strait-snapshot 1\n{\"datacenter\":\"dc1\""));
+    assert!(file.starts_with(b"strait-snapshot 2\n{\"datacenter\":\"dc1\""));
+    // The CA travels in the snapshot, its key too (hence 0600).
+    let trust = roots(server);
+    assert!(
+        String::from_utf8_lossy(&file).contains("PRIVATE KEY"),
+        "the snapshot carries no CA key"
+    );
     let foreign = d.join("backups/dc2.snap");
     let (ok, out) = strait(other_dc, &["snapshot", "save", foreign.to_str().unwrap()]);
     assert!(ok, "{out}");
@@ -243,8 +255,52 @@ fn peers_status_and_snapshots() {
     );
     assert!(has_web(server), "{}", state(server));
     assert!(has_web_defaults(server), "{}", state(server));
+    // The same CA: the cluster's own was in the snapshot.
+    assert!(!out.contains("replaced the cluster's"), "{out}");
+    assert_eq!(roots(server), trust);
     // And the server still takes writes afterwards.
     let (status, body) = http("DELETE", server, "/v1/config/service-defaults/web", None).unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(!has_web_defaults(server));
+
+    // Disaster recovery: a fresh server of dc1 (its own new CA) restored from the snapshot has,
+    // once restarted, the catalog, the config entries and the CA of the original.
+    let fresh_dir = d.join("fresh");
+    let cfg = server_config(&fresh_dir, "dc1", "127.61.1.20", &[]);
+    let fresh = sa("127.61.1.20:8500");
+    let args = ["server", "--config", cfg.to_str().unwrap()];
+    let mut s3 = Proc::start(&fresh_dir, "server-fresh", &args);
+    wait_ready(fresh, "/v1/status/ready", &[&s3]);
+    assert_ne!(roots(fresh).0, trust.0, "a fresh server has its own CA");
+    let (ok, out) = strait(fresh, &["snapshot", "restore", saved.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "the snapshot's CA (trust domain {}) replaced the cluster's",
+            trust.0
+        )),
+        "{out}"
+    );
+    assert!(saved_state(fresh), "{}", state(fresh));
+    s3.stop();
+    let s3 = Proc::start(&fresh_dir, "server-fresh", &args);
+    wait_ready(fresh, "/v1/status/ready", &[&s3]);
+    assert_eq!(roots(fresh), trust);
+    assert!(saved_state(fresh), "{}", state(fresh));
+    let key = fresh_dir.join("data-server-dc1/ca/root.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+}
+
+/// The trust domain and root certificates a server serves (`/v1/connect/ca/roots`).
+fn roots(server: SocketAddr) -> (String, Vec<String>) {
+    let (status, body) = get(server, "/v1/connect/ca/roots");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let pems = v["Roots"].as_array().unwrap().iter();
+    let pems = pems.map(|r| r["RootCert"].as_str().unwrap().to_owned());
+    (
+        v["TrustDomain"].as_str().unwrap().to_owned(),
+        pems.collect(),
+    )
 }

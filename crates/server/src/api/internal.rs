@@ -1,6 +1,7 @@
 //! strait's own endpoints: readiness, members, the mesh view agents build snapshots from,
 //! agent join / certificate signing / anti-entropy sync, and federation.
 
+use super::read::Readers;
 use super::{authorize, block, indexed, ApiError, ApiResult, AppState, Origin, Params};
 use crate::federation;
 use crate::replicated::Command;
@@ -58,9 +59,7 @@ pub async fn mesh_view(
     Extension(peer): Extension<Peer>,
     Query(q): Query<Params>,
 ) -> ApiResult<Response> {
-    authorize(origin, &peer, "read the mesh view", |id| {
-        id.datacenter() == s.cfg.datacenter
-    })?;
+    Readers::ThisDc.authorize(&s, origin, &peer)?;
     let index = block(&s, &q).await?;
     let ca = s.ca_opt().ok_or_else(|| {
         ApiError(
@@ -350,9 +349,7 @@ pub async fn federation_states(
     Extension(peer): Extension<Peer>,
     Query(q): Query<Params>,
 ) -> ApiResult<Response> {
-    authorize(origin, &peer, "read federation states", |id| {
-        matches!(id, SpiffeId::Server { .. } | SpiffeId::Agent { .. })
-    })?;
+    Readers::ServersAndAgents.authorize(&s, origin, &peer)?;
     let index = block(&s, &q).await?;
     Ok(indexed(index, s.catalog.federation_states()))
 }

@@ -2,13 +2,15 @@
 //! like Consul's local API) and on the mTLS listener (`Origin::Mesh`, where every route but the
 //! token-authenticated joins needs a verified peer certificate).
 //!
-//! Reads accept `?dc=` (forwarded to that DC's servers through the gateways) and blocking
-//! queries (`?index=N&wait=30s`, answered with `X-Consul-Index`).
+//! Reads accept `?dc=` (forwarded to that DC's servers through the gateways), blocking
+//! queries (`?index=N&wait=30s`, answered with `X-Consul-Index`) and Consul's consistency
+//! modes (default: the leader answers; `?stale`; `?consistent`: see [`read`]).
 
 mod catalog;
 mod internal;
 mod metrics;
 mod operator;
+mod read;
 
 use crate::forward;
 use crate::state::Server;
@@ -85,6 +87,7 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
         )
         .fallback(strait_rpc::unsupported::fallback)
         .method_not_allowed_fallback(strait_rpc::unsupported::method_fallback)
+        .layer(middleware::from_fn_with_state(server.clone(), read::modes))
         .layer(middleware::from_fn_with_state(server.clone(), forward_dc))
         .layer(middleware::from_fn(strait_rpc::metrics::count_requests))
         .layer(Extension(server.http_requests.clone()))
@@ -212,6 +215,10 @@ async fn forward_dc(State(server): State<AppState>, req: Request, next: Next) ->
     let Some(dc) = dc.filter(|dc| !dc.is_empty() && *dc != server.cfg.datacenter) else {
         return next.run(req).await;
     };
+    if !catalog::datacenters(&server).contains(&dc) {
+        // Consul's answer for a datacenter it has no route to.
+        return ApiError::internal("No path to datacenter").into_response();
+    }
     let origin = req
         .extensions()
         .get::<Origin>()

@@ -3,8 +3,8 @@
 //! - `GET /v1/status/leader`, `GET /v1/status/peers`: the leader's and the voters' Raft
 //!   addresses (`ip:port` of their mTLS listener);
 //! - `GET /v1/operator/raft/configuration`, `DELETE /v1/operator/raft/peer?id=|address=`;
-//! - `GET /v1/snapshot` (a linearizable copy of the state machine in an [`envelope`]) and
-//!   `PUT /v1/snapshot` (restore it, through the log).
+//! - `GET /v1/snapshot` (a linearizable copy of the whole state machine, the CA and its key
+//!   included, in an [`envelope`]) and `PUT /v1/snapshot` (restore it, through the log).
 //!
 //! Reads answer from this server's view of the cluster (openraft's metrics), on both
 //! listeners; writes (remove a peer, restore) only on the loopback API, like operators'
@@ -13,7 +13,8 @@
 mod envelope;
 
 use super::{authorize, indexed, ApiError, ApiResult, AppState, Origin, Params};
-use crate::replicated::Command;
+use crate::ca::CaFiles;
+use crate::replicated::{Command, Image};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -205,9 +206,10 @@ pub async fn remove_peer(
     Ok(StatusCode::OK.into_response())
 }
 
-/// `GET /v1/snapshot`: a point-in-time copy of everything replicated, including every write
-/// committed before the request (the leader confirms its leadership first). On the mTLS
-/// listener only this DC's servers may take one.
+/// `GET /v1/snapshot`: a point-in-time copy of everything replicated (catalog, config
+/// entries, federation states, the CA with its key), including every write committed before
+/// the request (the leader confirms its leadership first). On the mTLS listener only this
+/// DC's servers may take one.
 pub async fn snapshot_save(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
@@ -225,7 +227,8 @@ pub async fn snapshot_save(
         .await
         .map_err(|e| raft_failed("take a snapshot", e))?;
     let raft_index = read.map_or(0, |l| l.index);
-    let body = s.catalog.snapshot();
+    // The whole replicated image: the catalog and the CA (its key too).
+    let body = strait_raft::Replicated::snapshot(consensus(&s)?.app().as_ref());
     let header = envelope::Header {
         datacenter: s.cfg.datacenter.clone(),
         trust_domain: s.ca_opt().map(|ca| ca.trust_domain.clone()),
@@ -254,42 +257,62 @@ struct Restored {
     created_unix: i64,
     /// The catalog index after the restore.
     index: u64,
+    /// The trust domain of the CA the snapshot carries (absent: it carries none, and the
+    /// cluster keeps its CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trust_domain: Option<String>,
+    /// The snapshot's CA differs from the one the cluster had: each server serves with it
+    /// once restarted.
+    ca_replaced: bool,
 }
 
-/// `PUT /v1/snapshot`: replaces the whole catalog with a snapshot of this datacenter, through
-/// the Raft log (every server applies it). Checked first, so a corrupt, truncated or foreign
-/// file is refused (400, saying what is wrong) and nothing changes.
+/// `PUT /v1/snapshot`: replaces the whole replicated state (catalog, config entries,
+/// federation states, and the CA when the snapshot carries one) with a snapshot of this
+/// datacenter, through the Raft log (every server applies it). Checked first, so a corrupt,
+/// truncated or foreign file is refused (400, saying what is wrong) and nothing changes.
 pub async fn snapshot_restore(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     body: Bytes,
 ) -> ApiResult<Response> {
     local_only(origin, "restoring a snapshot")?;
-    let opened = envelope::open(&body)
-        .map_err(|e| ApiError::bad_request(format!("cannot restore this snapshot: {e}")))?;
+    let refused =
+        |why: String| ApiError::bad_request(format!("cannot restore this snapshot: {why}"));
+    let opened = envelope::open(&body).map_err(|e| refused(e.to_string()))?;
     let header = opened.header;
     if header.datacenter != s.cfg.datacenter {
-        return Err(ApiError::bad_request(format!(
-            "cannot restore this snapshot: it was taken in datacenter {}, this server is in {} (a snapshot is restored into its own datacenter)",
+        return Err(refused(format!(
+            "it was taken in datacenter {}, this server is in {} (a snapshot is restored into its own datacenter)",
             header.datacenter, s.cfg.datacenter
         )));
     }
-    let image = std::str::from_utf8(opened.body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "cannot restore this snapshot: its catalog is not UTF-8 JSON: {e}"
-        ))
-    })?;
-    // The same check every server's apply makes, on a scratch catalog: a bad image is refused
-    // here rather than committed to the log.
+    let image: Image = serde_json::from_slice(opened.body)
+        .map_err(|e| refused(format!("its body is not a server image: {e}")))?;
+    // The same checks every server's apply depends on, made here: a bad image is refused
+    // rather than committed to the log.
     strait_catalog::Catalog::replicated()
-        .restore(image.as_bytes())
-        .map_err(|e| ApiError::bad_request(format!("cannot restore this snapshot: {e}")))?;
-    let index = s.write(Command::Restore(image.to_string())).await?;
+        .restore(image.catalog.as_bytes())
+        .map_err(|e| refused(e.to_string()))?;
+    if let Some(ca) = &image.ca {
+        check_ca(ca).map_err(|e| refused(format!("its CA ({}): {e}", ca.trust_domain)))?;
+    }
+    let ca_replaced = image
+        .ca
+        .as_ref()
+        .is_some_and(|ca| consensus(&s).is_ok_and(|c| c.app().ca.borrow().as_ref() != Some(ca)));
+    let trust_domain = image.ca.as_ref().map(|ca| ca.trust_domain.clone());
+    let index = s.write(Command::RestoreAll(image)).await?;
     tracing::info!(
         raft_index = header.raft_index,
         created_unix = header.created_unix,
         "restored a snapshot"
     );
+    if ca_replaced {
+        tracing::warn!(
+            trust_domain = trust_domain.as_deref().unwrap_or_default(),
+            "the snapshot replaced the DC's CA: restart each server of the DC to serve with it"
+        );
+    }
     Ok(indexed(
         index,
         Restored {
@@ -297,6 +320,29 @@ pub async fn snapshot_restore(
             raft_index: header.raft_index,
             created_unix: header.created_unix,
             index,
+            trust_domain,
+            ca_replaced,
         },
     ))
+}
+
+/// A snapshot's CA must be one a server can sign with: a root with its key (primary DC) or an
+/// intermediate with its key (secondary DC), each key matching its certificate.
+fn check_ca(ca: &CaFiles) -> Result<(), String> {
+    let (cert, key) = match (
+        &ca.root_key_pem,
+        &ca.intermediate_pem,
+        &ca.intermediate_key_pem,
+    ) {
+        (Some(key), None, None) => (&ca.root_pem, key),
+        (None, Some(cert), Some(key)) => (cert, key),
+        _ => return Err("neither a root key nor an intermediate with its key".into()),
+    };
+    strait_identity::spiffe::validate_trust_domain(&ca.trust_domain).map_err(|e| e.to_string())?;
+    let signer = strait_identity::ca::CaCert::from_pem(cert, key).map_err(|e| e.to_string())?;
+    match signer.trust_domain() {
+        Ok(td) if td == ca.trust_domain => Ok(()),
+        Ok(td) => Err(format!("its certificate is of trust domain {td}")),
+        Err(e) => Err(e.to_string()),
+    }
 }

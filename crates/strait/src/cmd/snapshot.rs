@@ -20,9 +20,10 @@ pub struct SnapshotArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum SnapshotCommand {
-    /// Save a point-in-time copy of the catalog and config entries to FILE (mode 0600).
+    /// Save a point-in-time copy of the catalog, config entries and CA (with its private key)
+    /// to FILE (mode 0600).
     Save { file: PathBuf },
-    /// Replace the datacenter's catalog and config entries with the snapshot in FILE.
+    /// Replace the datacenter's catalog, config entries and CA with the snapshot in FILE.
     Restore { file: PathBuf },
 }
 
@@ -35,6 +36,10 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 struct Restored {
     datacenter: String,
     raft_index: u64,
+    trust_domain: Option<String>,
+    /// The snapshot's CA replaced the one the cluster had.
+    #[serde(default)]
+    ca_replaced: bool,
 }
 
 pub async fn run(args: SnapshotArgs) -> Result<()> {
@@ -67,6 +72,13 @@ pub async fn run(args: SnapshotArgs) -> Result<()> {
                 done.raft_index,
                 file.display()
             );
+            if done.ca_replaced {
+                println!(
+                    "the snapshot's CA (trust domain {}) replaced the cluster's: restart each server of datacenter {} to serve with it",
+                    done.trust_domain.unwrap_or_default(),
+                    done.datacenter
+                );
+            }
         }
     }
     Ok(())

@@ -111,6 +111,32 @@ pub fn http(
     path: &str,
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    request(method, addr, path, body).map(|r| (r.status, r.body))
+}
+
+/// An answer with its headers (names in lower case).
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// [`http`], with the answer's headers.
+pub fn request(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<Reply> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     let body = body.unwrap_or("");
@@ -128,15 +154,25 @@ pub fn http(
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
         dechunk(rest)
     } else {
         rest.to_string()
     };
-    Ok((status, body))
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -154,21 +190,11 @@ fn dechunk(mut s: &str) -> String {
 
 /// The `X-Consul-Index` of GET `path` (the catalog's index for blocking queries).
 pub fn consul_index(addr: SocketAddr, path: &str) -> u64 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("x-consul-index")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or_else(|| panic!("no X-Consul-Index in:\n{text}"))
+    let reply = request("GET", addr, path, None).unwrap();
+    reply
+        .header("x-consul-index")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no X-Consul-Index in:\n{:?}\n{}", reply.headers, reply.body))
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {

@@ -1,12 +1,12 @@
-//! The file `strait snapshot save` writes and `strait snapshot restore` reads: the catalog's
-//! image wrapped so that a server can tell, before touching anything, what the file is, which
+//! The file `strait snapshot save` writes and `strait snapshot restore` reads: the server's
+//! image (the catalog and the CA, its key included) wrapped so that a server can tell, before touching anything, what the file is, which
 //! datacenter it came from and that no byte of it changed.
 //!
 //! ```text
-//! strait-snapshot 1                      <- magic and format version
+//! strait-snapshot 2                      <- magic and format version
 //! {"datacenter":"dc1",...,"size":1234}   <- the header: one line of JSON
 //! sha256 <64 hex digits>                 <- over the two lines above (with their newlines) and the body
-//! <body: `size` bytes, the catalog image (JSON)>
+//! <body: `size` bytes, the server image (JSON: the catalog and the CA)>
 //! ```
 //!
 //! Pure: no I/O, no clock (the caller passes the time); every way a file can be wrong is a
@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 /// The first word of every snapshot file.
 const MAGIC: &str = "strait-snapshot";
-/// The format this code writes and reads.
-pub const FORMAT: u32 = 1;
+/// The format this code writes and reads. Format 1 (the catalog alone, without the CA) was
+/// never released.
+pub const FORMAT: u32 = 2;
 
 /// What the file says about its body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,8 +28,8 @@ pub struct Header {
     /// The datacenter the snapshot was taken in: restored only into the same one.
     pub datacenter: String,
     /// The federation's trust domain when the snapshot was taken (absent if the CA was not up).
-    /// Recorded, not checked: the CA is not in the snapshot yet, so a fresh cluster restored
-    /// from it keeps its own CA and trust domain.
+    /// Recorded for people reading the file, not checked: a restore brings the body's CA back,
+    /// whatever trust domain the cluster had.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_domain: Option<String>,
     /// A Raft log index the snapshot includes: every write committed up to it.
@@ -70,11 +71,11 @@ pub enum EnvelopeError {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Opened<'a> {
     pub header: Header,
-    /// The catalog image.
+    /// The server image.
     pub body: &'a [u8],
 }
 
-/// Wraps `body` (a catalog image) described by `header` (whose `size` is set here).
+/// Wraps `body` (a server image) described by `header` (whose `size` is set here).
 pub fn seal(mut header: Header, body: &[u8]) -> Vec<u8> {
     header.size = body.len() as u64;
     let head = format!(
@@ -192,7 +193,7 @@ mod tests {
         );
         let text = String::from_utf8(file).expect("utf-8");
         assert!(
-            text.starts_with("strait-snapshot 1\n{\"datacenter\":\"dc1\""),
+            text.starts_with("strait-snapshot 2\n{\"datacenter\":\"dc1\""),
             "{text}"
         );
     }
@@ -279,10 +280,10 @@ mod tests {
         assert_eq!(open(BODY), Err(EnvelopeError::NotASnapshot));
         let future = String::from_utf8(seal(header(), BODY))
             .expect("utf-8")
-            .replacen("strait-snapshot 1", "strait-snapshot 2", 1);
-        let err = open(future.as_bytes()).expect_err("format 2");
-        assert_eq!(err, EnvelopeError::Format { found: "2".into() });
-        assert!(err.to_string().contains("reads format 1"), "{err}");
+            .replacen("strait-snapshot 2", "strait-snapshot 3", 1);
+        let err = open(future.as_bytes()).expect_err("format 3");
+        assert_eq!(err, EnvelopeError::Format { found: "3".into() });
+        assert!(err.to_string().contains("reads format 2"), "{err}");
     }
 
     #[test]
