@@ -8,6 +8,7 @@
 //! again, or leave the setting off (the default) and remove servers with `strait operator
 //! raft remove-peer`.
 
+use crate::replicated::Contacts;
 use crate::state::Server;
 use openraft::ChangeMembers;
 use std::collections::BTreeSet;
@@ -40,7 +41,9 @@ pub enum Verdict {
     },
 }
 
-/// Pure: `silence` is, for each voter but the leader, how long since it last answered.
+/// Pure: `silence` is, for each voter but the leader, how long since it last answered. Also
+/// the leader's read lease (`crate::api::read`): it holds unless this says `Keep` for the
+/// election timeout.
 pub fn verdict(voters: usize, silence: &[(NodeId, Duration)], after: Duration) -> Verdict {
     let dead: BTreeSet<NodeId> = silence
         .iter()
@@ -54,6 +57,28 @@ pub fn verdict(voters: usize, silence: &[(NodeId, Duration)], after: Duration) -
     } else {
         Verdict::Keep { dead, voters }
     }
+}
+
+/// The number of voters, and for each voter but this server how long since it last answered
+/// this server's Raft RPCs (`unheard` for one that never did).
+pub fn silence(
+    metrics: &openraft::RaftMetrics<NodeId, strait_raft::Node>,
+    contacts: &Contacts,
+    unheard: Duration,
+) -> (usize, Vec<(NodeId, Duration)>) {
+    let membership = metrics.membership_config.membership();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let silence = voters
+        .iter()
+        .filter(|id| **id != metrics.id)
+        .map(|id| {
+            let heard = membership
+                .get_node(id)
+                .and_then(|n| contacts.since(&n.addr));
+            (*id, heard.unwrap_or(unheard))
+        })
+        .collect();
+    (voters.len(), silence)
 }
 
 async fn run(server: Arc<Server>, after: Duration) {
@@ -74,23 +99,16 @@ async fn run(server: Arc<Server>, after: Duration) {
         // Followers are heard only once this server leads: none is dead before it led `after`.
         let leading = leading_since.get_or_insert_with(Instant::now).elapsed();
         let membership = metrics.membership_config.membership();
-        let voters: Vec<NodeId> = membership.voter_ids().collect();
-        let silence: Vec<(NodeId, Duration)> = voters
-            .iter()
-            .filter(|id| **id != metrics.id)
-            .map(|id| {
-                let heard = membership
-                    .get_node(id)
-                    .and_then(|n| contacts.since(&n.addr));
-                (*id, heard.map_or(leading, |h| h.min(leading)))
-            })
-            .collect();
+        let (voters, mut silence) = silence(&metrics, contacts, leading);
+        for (_, quiet) in &mut silence {
+            *quiet = (*quiet).min(leading);
+        }
         let name = |id: &NodeId| {
             membership
                 .get_node(id)
                 .map_or_else(|| id.to_string(), |n| format!("{id} {n}"))
         };
-        let dead = match verdict(voters.len(), &silence, after) {
+        let dead = match verdict(voters, &silence, after) {
             Verdict::AllAlive => {
                 last_refusal = None;
                 continue;

@@ -3,8 +3,10 @@
 //! other follower (forwarded to the leader, blocking queries included); `?stale` answers from
 //! the follower itself with `X-Consul-KnownLeader` and `X-Consul-LastContact`; a follower cut
 //! off from the others (SIGSTOP) answers `?stale` with no known leader and a growing last
-//! contact, and default reads with 503 rather than stale data; a follower killed for good is
-//! removed by the leader after `dead_server_cleanup`. Addresses: 127.62.0.0/16.
+//! contact, and default reads with 503 rather than stale data; a leader cut off from both
+//! followers refuses default reads once its lease runs out and removes neither; a follower
+//! killed for good is removed by the leader after `dead_server_cleanup`. Addresses:
+//! 127.62.0.0/16.
 
 mod common;
 
@@ -236,6 +238,42 @@ fn consistency_modes_and_dead_server_cleanup() {
         let r = read(f2, "");
         (r.status == 200 && r.body.contains("\"second\"")).then_some(())
     });
+
+    // The other way round: a leader cut off from both followers (stopped) still believes it
+    // leads, but its lease runs out: default and consistent reads fail, ?stale answers; and it
+    // removes neither follower, however long they are silent (2 of 3 is no minority).
+    let lead = leader(&[0, 1, 2]);
+    let followers: Vec<usize> = (0..3).filter(|i| *i != lead).collect();
+    for f in &followers {
+        signal(&servers[*f], "-STOP");
+    }
+    for query in ["", "?consistent"] {
+        let r = eventually("the lease to run out", Duration::from_secs(20), || {
+            let r = read(lead, query);
+            (r.status != 200).then_some(r)
+        });
+        assert_eq!(r.status, 503, "{query}: {}", r.body);
+    }
+    let r = read(lead, "");
+    assert!(r.body.contains("quorum"), "{}", r.body);
+    assert_eq!(read(lead, "?stale").status, 200);
+    eventually(
+        "the leader refusing to remove both",
+        Duration::from_secs(30),
+        || {
+            servers[lead]
+                .log_text()
+                .contains("dead servers not removed")
+                .then_some(())
+        },
+    );
+    for f in &followers {
+        signal(&servers[*f], "-CONT");
+    }
+    eventually("reads served again", Duration::from_secs(30), || {
+        (read(f2, "").status == 200).then_some(())
+    });
+    assert_eq!(voters(leader(&[0, 1, 2])), 3);
 
     // Kill a follower for good: after dead_server_cleanup (4 s) the leader removes it, and the
     // two left still take writes.

@@ -271,24 +271,14 @@ fn read_deadline(path_and_query: &str) -> Duration {
 /// included) answered it within the election timeout, so no other server can have been
 /// elected meanwhile (Consul's leader lease).
 fn lease_holds(s: &Server) -> bool {
+    use crate::autopilot::{silence, verdict, Verdict};
     let (Some(consensus), Some(contacts)) = (s.consensus.get(), s.contacts.get()) else {
         return false;
     };
     let lease = Duration::from_millis(strait_raft::default_config().election_timeout_min);
     let metrics = consensus.raft().metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let voters: Vec<_> = membership.voter_ids().collect();
-    let heard = voters
-        .iter()
-        .filter(|id| {
-            **id == metrics.id
-                || membership
-                    .get_node(id)
-                    .and_then(|n| contacts.since(&n.addr))
-                    .is_some_and(|since| since < lease)
-        })
-        .count();
-    heard * 2 > voters.len()
+    let (voters, silence) = silence(&metrics, contacts, Duration::MAX);
+    !matches!(verdict(voters, &silence, lease), Verdict::Keep { .. })
 }
 
 /// `X-Consul-KnownLeader` and `X-Consul-LastContact` of this server, unless the answer already
