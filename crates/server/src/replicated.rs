@@ -2,10 +2,10 @@
 //! [`Command`] in the log, applied in log order to the in-memory catalog of every server.
 //! Durability is Raft's: the log and the snapshots in `data_dir/raft.redb`.
 //!
-//! This slice runs one server per datacenter through the log (a single-voter cluster it
-//! initialises itself); the CA still lives in files under `data_dir`. Several servers,
-//! forwarding to the leader, the CA in the state machine and the operator endpoints come next
-//! (issue 10).
+//! What is replicated: the catalog (nodes, services, checks, config entries, federation
+//! states) and the DC's CA files ([`Command::SetCa`]; each server writes them to
+//! `data_dir/ca`, keys 0600). How servers become one cluster and how followers forward writes
+//! is in [`crate::cluster`].
 
 use crate::ca::CaFiles;
 use crate::state::Server;
