@@ -1,7 +1,10 @@
-//! A datacenter of three servers on Raft: formation with `bootstrap_expect` and `retry_join`,
-//! writes through any server (followers forward to the leader), and `kill -9` of the leader
-//! under a stream of writes: a new leader takes over and every acknowledged write is on every
-//! server, including the old leader once it is back.
+//! Datacenters of three servers on Raft, real processes on loopback (each test its own
+//! 127.<net>.0.0/24: 47, 48, 71-75): formation with `bootstrap_expect` and `retry_join`,
+//! writes through any server (followers forward to the leader), and the faults of issue 10:
+//! `kill -9` of the leader under writes (nothing acknowledged lost; one key's history checked
+//! linearizable by `cluster/linearizable.rs`), SIGSTOP of a follower and of the leader, all
+//! three stopped and started, the CA's creator removed for good, a secondary DC federated
+//! through gateways while either DC changes leader, and servers that must not join.
 
 mod common;
 #[path = "cluster/linearizable.rs"]
@@ -18,6 +21,9 @@ const DC: &str = "dc1";
 /// with its config and data under `dir`; `procs[i]` is `None` while server `i` is down.
 struct Cluster {
     net: u8,
+    dc: &'static str,
+    /// A secondary's `primary_gateways` (none: this is the primary, dc1).
+    primary_gateways: Vec<String>,
     dir: PathBuf,
     procs: Vec<Option<Proc>>,
 }
@@ -27,8 +33,16 @@ impl Cluster {
     /// (lowest address) comes up last and must find the others fresh, not start alone. Waits
     /// for all three to be ready.
     fn start(dir: &Path, net: u8) -> Cluster {
+        Cluster::start_dc(dir, net, DC, &[])
+    }
+
+    /// [`Cluster::start`] of datacenter `dc`, a secondary of dc1 if `primary_gateways` are
+    /// given.
+    fn start_dc(dir: &Path, net: u8, dc: &'static str, primary_gateways: &[String]) -> Cluster {
         let mut c = Cluster {
             net,
+            dc,
+            primary_gateways: primary_gateways.to_vec(),
             dir: dir.to_path_buf(),
             procs: vec![None, None, None],
         };
@@ -60,23 +74,45 @@ impl Cluster {
             .map(|j| format!("\"{}\"", self.https(j)))
             .collect();
         let ip = self.ip(i);
+        let dc = self.dc;
+        let primary: Vec<String> = self
+            .primary_gateways
+            .iter()
+            .map(|g| format!("\"{g}\""))
+            .collect();
+        let federation = if primary.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "primary_datacenter = \"dc1\"\nprimary_gateways = [{}]\n",
+                primary.join(", ")
+            )
+        };
         write(
-            &self.dir.join(format!("server-{i}.toml")),
+            &self.dir.join(format!("{}.toml", self.name(i))),
             &format!(
-                "datacenter = \"{DC}\"\nnode_name = \"server-{i}\"\ndata_dir = \"{}\"\nhttps_addr = \"{ip}:8300\"\nhttp_addr = \"{ip}:8500\"\njoin_token = \"{}\"\nfederation_token = \"{FED_TOKEN}\"\nbootstrap_expect = 3\nretry_join = [{}]\n",
-                self.dir.join(format!("data-{i}")).display(),
-                join_token(DC),
+                "datacenter = \"{dc}\"\nnode_name = \"server-{i}\"\ndata_dir = \"{}\"\nhttps_addr = \"{ip}:8300\"\nhttp_addr = \"{ip}:8500\"\njoin_token = \"{}\"\nfederation_token = \"{FED_TOKEN}\"\nbootstrap_expect = 3\nretry_join = [{}]\n{federation}",
+                self.dir.join(format!("data-{}", self.name(i))).display(),
+                join_token(dc),
                 others.join(", ")
             ),
         )
     }
 
     /// Starts server `i` (again: its log file is appended to).
+    /// `server-<i>` in dc1, `server-<dc>-<i>` in another DC (its config, data and log).
+    fn name(&self, i: usize) -> String {
+        match self.dc {
+            DC => format!("server-{i}"),
+            dc => format!("server-{dc}-{i}"),
+        }
+    }
+
     fn up(&mut self, i: usize) {
-        let cfg = self.dir.join(format!("server-{i}.toml"));
+        let cfg = self.dir.join(format!("{}.toml", self.name(i)));
         self.procs[i] = Some(Proc::start(
             &self.dir,
-            &format!("server-{i}"),
+            &self.name(i),
             &["server", "--config", cfg.to_str().unwrap()],
         ));
     }
@@ -331,7 +367,7 @@ fn one_key_written_through_every_server_while_the_leader_dies_is_linearizable() 
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start(dir.path(), 49);
+    let mut c = Cluster::start(dir.path(), 71);
     let leader = c.agreed_leader(&[0, 1, 2]);
     let apis: Vec<SocketAddr> = (0..3).map(|i| c.api(i)).collect();
     let https: Vec<String> = (0..3).map(|i| c.https(i)).collect();
@@ -465,7 +501,7 @@ fn write_through(c: &Cluster, through: usize, prefix: &str, count: usize) -> Vec
 #[test]
 fn a_paused_follower_catches_up_and_a_paused_leader_steps_down() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::start(dir.path(), 50);
+    let c = Cluster::start(dir.path(), 72);
     let leader = c.agreed_leader(&[0, 1, 2]);
     let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let (paused, other) = (followers[0], followers[1]);
@@ -527,7 +563,7 @@ fn a_paused_follower_catches_up_and_a_paused_leader_steps_down() {
 fn a_restarted_cluster_keeps_its_state_and_signs_without_the_ca_creator() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut c = Cluster::start(d, 51);
+    let mut c = Cluster::start(d, 73);
     let first = c.agreed_leader(&[0, 1, 2]);
     let creator = eventually(
         "the server that created the CA",
@@ -550,12 +586,8 @@ fn a_restarted_cluster_keeps_its_state_and_signs_without_the_ca_creator() {
     }
     c.wait_ready();
     let leader = c.agreed_leader(&[0, 1, 2]);
-    for i in 0..3 {
-        assert_eq!(
-            c.entries(i),
-            before[i],
-            "server-{i}'s entries after the restart"
-        );
+    for (i, had) in before.iter().enumerate() {
+        assert_eq!(&c.entries(i), had, "server-{i}'s entries after the restart");
         assert_eq!(c.roots(i), roots, "server-{i}'s roots after the restart");
     }
 
@@ -585,41 +617,212 @@ fn a_restarted_cluster_keeps_its_state_and_signs_without_the_ca_creator() {
     );
 
     // A new agent joins through the remaining servers and gets a leaf of the same CA.
-    let ip = "127.51.0.20";
-    let servers: Vec<String> = rest
-        .iter()
-        .map(|i| format!("\"{}\"", c.https(*i)))
-        .collect();
-    std::fs::create_dir_all(d.join("services-agent")).unwrap();
+    let servers: Vec<String> = rest.iter().map(|i| c.https(*i)).collect();
+    let uri = new_agent_leaf_uri(d, DC, "127.73.0.20", &servers);
+    assert!(uri.starts_with(&format!("spiffe://{}/", roots.0)), "{uri}");
+    assert_eq!(c.roots(leader), roots, "the roots after the removal");
+}
+
+/// Starts an agent `node` of `dc` at `ip` (API on :8500) that knows `servers`; not waited for.
+fn start_agent(
+    dir: &Path,
+    dc: &str,
+    node: &str,
+    ip: &str,
+    servers: &[String],
+) -> (Proc, SocketAddr) {
+    let services = dir.join(format!("services-{node}"));
+    std::fs::create_dir_all(&services).unwrap();
+    let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
     let cfg = write(
-        &d.join("agent.toml"),
+        &dir.join(format!("agent-{node}.toml")),
         &format!(
-            "datacenter = \"{DC}\"\nnode_name = \"agent\"\ndata_dir = \"{}\"\nadvertise_addr = \"{ip}\"\nhttp_addr = \"{ip}:8500\"\nservers = [{}]\njoin_token = \"{}\"\nconfig_dir = \"{}\"\n",
-            d.join("data-agent").display(),
+            "datacenter = \"{dc}\"\nnode_name = \"{node}\"\ndata_dir = \"{}\"\nadvertise_addr = \"{ip}\"\nhttp_addr = \"{ip}:8500\"\nservers = [{}]\njoin_token = \"{}\"\nconfig_dir = \"{}\"\n",
+            dir.join(format!("data-agent-{node}")).display(),
             servers.join(", "),
-            join_token(DC),
-            d.join("services-agent").display()
+            join_token(dc),
+            services.display()
         ),
     );
-    let agent = Proc::start(d, "agent", &["agent", "--config", cfg.to_str().unwrap()]);
-    wait_ready(sa(&format!("{ip}:8500")), "/v1/agent/ready", &[&agent]);
-    let agent_api = sa(&format!("{ip}:8500"));
+    let agent = Proc::start(
+        dir,
+        &format!("agent-{node}"),
+        &["agent", "--config", cfg.to_str().unwrap()],
+    );
+    (agent, sa(&format!("{ip}:8500")))
+}
+
+/// A new agent of `dc` at `ip` joins through `servers`, registers `web` and gets its leaf
+/// certificate: the leaf's SPIFFE ID.
+fn new_agent_leaf_uri(dir: &Path, dc: &str, ip: &str, servers: &[String]) -> String {
+    let (agent, api) = start_agent(dir, dc, &format!("agent-{dc}"), ip, servers);
+    wait_ready(api, "/v1/agent/ready", &[&agent]);
     let (code, body) = http(
         "PUT",
-        agent_api,
+        api,
         "/v1/agent/service/register",
         Some(r#"{"Name": "web", "Port": 8080}"#),
     )
     .unwrap();
     assert_eq!(code, 200, "{body}");
     let body = eventually("a leaf for web", Duration::from_secs(30), || {
-        let (code, body) = get(agent_api, "/v1/agent/connect/ca/leaf/web");
+        let (code, body) = get(api, "/v1/agent/connect/ca/leaf/web");
         (code == 200).then_some(body)
     });
     let leaf: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let uri = leaf["ServiceURI"].as_str().unwrap();
-    assert!(uri.starts_with(&format!("spiffe://{}/", roots.0)), "{uri}");
-    assert_eq!(c.roots(leader), roots, "the roots after the removal");
+    leaf["ServiceURI"].as_str().unwrap().to_owned()
+}
+
+/// A gateway VM of `c`'s DC at `ip`: an agent knowing all three servers and a mesh gateway on
+/// `ip:8443` (admin :19000), both ready.
+fn gateway_vm(c: &Cluster, node: &str, ip: &str) -> (Proc, Proc) {
+    let servers: Vec<String> = (0..3).map(|i| c.https(i)).collect();
+    let (agent, api) = start_agent(&c.dir, c.dc, node, ip, &servers);
+    wait_ready(api, "/v1/agent/ready", &[&agent]);
+    let gateway = Proc::start(
+        &c.dir,
+        node,
+        &[
+            "gateway",
+            "--mesh",
+            "--agent",
+            &api.to_string(),
+            "--address",
+            &format!("{ip}:8443"),
+            "--wan-address",
+            &format!("{ip}:8443"),
+            "--admin",
+            &format!("{ip}:19000"),
+        ],
+    );
+    wait_ready(sa(&format!("{ip}:19000")), "/ready", &[&agent, &gateway]);
+    (agent, gateway)
+}
+
+/// The intention entries of datacenter `dc` as server `i` of `c` reads them (`?dc=`:
+/// forwarded through the gateways when `dc` is another DC); `None` when that failed.
+fn entries_in(c: &Cluster, i: usize, dc: &str) -> Option<Vec<String>> {
+    let (code, body) = get(c.api(i), &format!("/v1/config/service-intentions?dc={dc}"));
+    let v: serde_json::Value = (code == 200).then(|| serde_json::from_str(&body).ok())??;
+    Some(
+        v.as_array()?
+            .iter()
+            .filter_map(|e| e["Name"].as_str().map(String::from))
+            .collect(),
+    )
+}
+
+/// The mesh gateways server `i` of `c` holds in the federation state of `dc`.
+fn federation_gateways(c: &Cluster, i: usize, dc: &str) -> Option<Vec<String>> {
+    let (code, body) = get(c.api(i), "/v1/internal/federation/states");
+    let v: serde_json::Value = (code == 200).then(|| serde_json::from_str(&body).ok())??;
+    let state = v.as_array()?.iter().find(|s| s["Datacenter"] == dc)?;
+    let mut gws: Vec<String> = state["MeshGateways"]
+        .as_array()?
+        .iter()
+        .filter_map(|g| g.as_str().map(String::from))
+        .collect();
+    gws.sort();
+    Some(gws)
+}
+
+/// Two DCs of three servers, federated through gateways. dc1's leader is killed: without
+/// restarting anything in dc2, reads go both ways (`?dc=`), and a gateway added to dc2 after
+/// the kill reaches dc1's federation state (dc2 publishes to whichever dc1 server leads now).
+/// Then dc2's leader is killed: its intermediate CA and the federation state survive, and a
+/// new dc2 agent gets a leaf certificate from the survivors.
+#[test]
+fn federation_goes_on_when_either_datacenter_changes_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut dc1 = Cluster::start(d, 74);
+    let _gw1 = gateway_vm(&dc1, "gateway-dc1", "127.74.0.30");
+    let mut dc2 = Cluster::start_dc(d, 75, "dc2", &["127.74.0.30:8443".to_string()]);
+    let _gw2 = gateway_vm(&dc2, "gateway-dc2", "127.75.0.30");
+    let all = [0, 1, 2];
+    let gw1 = vec!["127.74.0.30:8443".to_string()];
+    for i in all {
+        eventually(
+            &format!("dc2's server-{i} to hold dc1's federation state"),
+            Duration::from_secs(30),
+            || (federation_gateways(&dc2, i, "dc1")? == gw1).then_some(()),
+        );
+    }
+    let roots = dc2.roots(0);
+    let names: Vec<String> = all.iter().map(|i| dc2.name(*i)).collect();
+    let intermediate = |i: usize| {
+        std::fs::read_to_string(d.join(format!("data-{}/ca/intermediate.pem", names[i]))).unwrap()
+    };
+    let inter = intermediate(0);
+    for i in all {
+        assert_eq!(dc2.roots(i), roots, "dc2 server-{i}'s roots");
+        assert_eq!(intermediate(i), inter, "dc2 server-{i}'s intermediate");
+    }
+
+    // dc1's leader dies; dc2 is left alone.
+    let leader1 = dc1.agreed_leader(&all);
+    dc1.kill(leader1);
+    let rest1 = dc1.running();
+    write_through(&dc1, rest1[0], "dc1-after-kill", 1);
+    write_through(&dc2, 0, "dc2-after-dc1-kill", 1);
+    for i in &rest1 {
+        eventually(
+            &format!("dc1 server-{i} to read dc2's write (?dc=dc2)"),
+            Duration::from_secs(30),
+            || {
+                let names = entries_in(&dc1, *i, "dc2")?;
+                names.contains(&"dc2-after-dc1-kill-0".into()).then_some(())
+            },
+        );
+    }
+    for i in all {
+        eventually(
+            &format!("dc2 server-{i} to read dc1's write (?dc=dc1)"),
+            Duration::from_secs(30),
+            || {
+                let names = entries_in(&dc2, i, "dc1")?;
+                names.contains(&"dc1-after-kill-0".into()).then_some(())
+            },
+        );
+    }
+    let _gw2b = gateway_vm(&dc2, "gateway-dc2-b", "127.75.0.31");
+    let gws2 = vec![
+        "127.75.0.30:8443".to_string(),
+        "127.75.0.31:8443".to_string(),
+    ];
+    for i in &rest1 {
+        eventually(
+            &format!("dc1 server-{i} to learn dc2's second gateway"),
+            Duration::from_secs(30),
+            || (federation_gateways(&dc1, *i, "dc2")? == gws2).then_some(()),
+        );
+    }
+
+    // dc2's leader dies: its CA and federation state stay, leaves are still signed.
+    let leader2 = dc2.agreed_leader(&all);
+    dc2.kill(leader2);
+    let rest2 = dc2.running();
+    dc2.agreed_leader(&rest2);
+    for i in &rest2 {
+        assert_eq!(dc2.roots(*i), roots, "dc2 server-{i}'s roots");
+        assert_eq!(intermediate(*i), inter, "dc2 server-{i}'s intermediate");
+        assert_eq!(federation_gateways(&dc2, *i, "dc1"), Some(gw1.clone()));
+    }
+    write_through(&dc2, rest2[0], "dc2-after-dc2-kill", 1);
+    eventually(
+        "dc1 to read dc2's write after dc2's leader changed",
+        Duration::from_secs(30),
+        || {
+            let names = entries_in(&dc1, rest1[0], "dc2")?;
+            names.contains(&"dc2-after-dc2-kill-0".into()).then_some(())
+        },
+    );
+    let servers: Vec<String> = rest2.iter().map(|i| dc2.https(*i)).collect();
+    let uri = new_agent_leaf_uri(d, "dc2", "127.75.0.20", &servers);
+    assert!(
+        uri.starts_with(&format!("spiffe://{}/", roots.0)) && uri.contains("/dc/dc2/"),
+        "{uri}"
+    );
 }
 
 #[test]
