@@ -82,21 +82,20 @@ pub async fn run_gateway(args: GatewayArgs, role: Role) -> anyhow::Result<()> {
         listeners.push(("wan".to_string(), wan_listener));
     }
     let (tx, rx) = watch::channel(None);
-    match &source {
-        SnapshotSource::File(_) => {
-            if let Some(snapshot) = from_file {
-                publish_if_newer(&tx, snapshot);
-            }
-        }
-        SnapshotSource::Agent { agent, .. } => {
-            let body = gateway_registration(&args.service, lan, wan);
-            if !register_gateway(*agent, body, &shutdown).await {
-                return Ok(());
-            }
-            tracing::info!(%agent, service = args.service, "gateway registered");
-        }
+    if let Some(snapshot) = from_file {
+        publish_if_newer(&tx, snapshot);
     }
+    // Started before it registers, so that the registration's check names the admin address
+    // actually bound.
     let handle = start_gateway(options, listeners, rx, shutdown.clone()).await?;
+    if let SnapshotSource::Agent { agent, .. } = &source {
+        let admin = handle.admin_addr().unwrap_or(args.common.admin);
+        let body = gateway_registration(&args.service, lan, wan, admin);
+        if !register_gateway(*agent, body, &shutdown).await {
+            return handle.join().await;
+        }
+        tracing::info!(%agent, service = args.service, "gateway registered");
+    }
     role.spawn_cancellable(
         "snapshot-source",
         source.clone().run(tx.clone(), shutdown.clone()),

@@ -201,9 +201,21 @@ async fn follow_agent(
     }
 }
 
-/// The agent registration of a mesh gateway at `lan` (and `wan`), shared by `strait gateway`
+/// The agent registration of a mesh gateway at `lan` (and `wan`) whose admin endpoint
+/// (strait's or Envoy's, on loopback beside the agent) is `admin`, shared by `strait gateway`
 /// and `strait envoy run --gateway mesh`.
-pub fn gateway_registration(service: &str, lan: SocketAddr, wan: SocketAddr) -> serde_json::Value {
+///
+/// Two checks: Consul's "Mesh Gateway Listening" (TCP on the LAN address), and "Mesh Gateway
+/// Ready", an HTTP GET of the admin's `/ready` every second. The second needs an answer from
+/// the process: a stopped (SIGSTOP) or wedged gateway still passes a TCP check (the kernel
+/// completes handshakes into its backlog) but not this one, and a draining gateway (503)
+/// stops getting new connections. Snapshots elsewhere route only to passing gateways.
+pub fn gateway_registration(
+    service: &str,
+    lan: SocketAddr,
+    wan: SocketAddr,
+    admin: SocketAddr,
+) -> serde_json::Value {
     serde_json::json!({
         "Kind": "mesh-gateway",
         "ID": service,
@@ -214,13 +226,19 @@ pub fn gateway_registration(service: &str, lan: SocketAddr, wan: SocketAddr) -> 
             "lan": {"Address": lan.ip().to_string(), "Port": lan.port()},
             "wan": {"Address": wan.ip().to_string(), "Port": wan.port()},
         },
-        // As Consul does for gateways: a stopped gateway turns critical, and
-        // snapshots elsewhere stop routing to it.
-        "Check": {
-            "Name": "Mesh Gateway Listening",
-            "TCP": lan.to_string(),
-            "Interval": "10s",
-        },
+        "Checks": [
+            {
+                "Name": "Mesh Gateway Listening",
+                "TCP": lan.to_string(),
+                "Interval": "10s",
+            },
+            {
+                "Name": "Mesh Gateway Ready",
+                "HTTP": format!("http://{admin}/ready"),
+                "Interval": "1s",
+                "Timeout": "1s",
+            },
+        ],
     })
 }
 

@@ -171,7 +171,12 @@ impl EnvoyProxyArgs {
             return Ok(true);
         };
         let wan = self.wan_address.unwrap_or(lan);
-        let body = strait_proxy::snapshot_source::gateway_registration(&self.service, lan, wan);
+        let body = strait_proxy::snapshot_source::gateway_registration(
+            &self.service,
+            lan,
+            wan,
+            self.admin,
+        );
         if !strait_proxy::snapshot_source::register_gateway(self.agent, body, role.shutdown()).await
         {
             tracing::info!("stopped before the gateway was registered");
