@@ -73,6 +73,15 @@ impl Report {
         }
     }
 
+    /// Records the checks of `sub` (run without printing) with `scope` after each name, so
+    /// that the same checks run for several targets stay apart.
+    pub fn extend_scoped(&mut self, sub: Report, scope: &str) {
+        for mut check in sub.checks {
+            check.name = format!("{} [{scope}]", check.name);
+            self.push(check);
+        }
+    }
+
     pub fn failed(&self) -> usize {
         self.checks.iter().filter(|c| !c.ok).count()
     }

@@ -6,7 +6,7 @@
 use crate::client::{tcp_probe_all, Http};
 use crate::mesh::{gateway_addrs, Local};
 use crate::report::Report;
-use crate::sidecar::{self, join, list, norm_serial, Sidecar, Upstream};
+use crate::sidecar::{self, join, list, norm_serial, Sidecar, Target, Upstream};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -181,7 +181,9 @@ async fn certificates(r: &mut Report, ctx: &Ctx<'_>, sidecar: &Sidecar, service:
     }
 }
 
-/// `upstream <u> endpoints`, `<u> in <dc>`, `local gateway`, `remote gateway`, `mTLS handshake`.
+/// The upstream's path: for a single target, its checks; for a `service-resolver` chain,
+/// the chain (in order, with the active target), then the checks of each target, each
+/// check's name followed by `[<service> in <dc>]`.
 async fn upstream_path(
     r: &mut Report,
     ctx: &Ctx<'_>,
@@ -189,15 +191,71 @@ async fn upstream_path(
     service: &str,
     upstream: &str,
 ) {
-    let name = format!("upstream {upstream} endpoints");
     let up = match sidecar.upstream(ctx.agent, service, upstream).await {
         Ok(up) => up,
         Err(p) => {
-            r.fail(&name, p.detail, p.hint);
+            r.fail(&format!("upstream {upstream} endpoints"), p.detail, p.hint);
             return;
         }
     };
-    let up = &up;
+    let targets = up.targets();
+    if targets.len() < 2 {
+        return target_path(r, ctx, sidecar, service, upstream, &up).await;
+    }
+    r.pass(
+        &format!("upstream {upstream} chain"),
+        describe_chain(&up, &targets),
+    );
+    for (i, t) in targets.iter().enumerate() {
+        let scope = format!("{} in {}", t.service, t.datacenter);
+        r.section(&format!(
+            "upstream {upstream}, target {} of {}: {scope}",
+            i + 1,
+            targets.len()
+        ));
+        let mut sub = Report::new(false);
+        target_path(&mut sub, ctx, sidecar, service, upstream, &up.only(t)).await;
+        r.extend_scoped(sub, &scope);
+    }
+}
+
+/// `counting in dc2 (2 endpoints, 14 connections) -> counting in dc3 (active, 1 endpoint,
+/// 3 connections, 3 failovers)`.
+fn describe_chain(up: &Upstream, targets: &[Target]) -> String {
+    let parts: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            let mut facts = Vec::new();
+            if up.active.as_deref() == Some(t.sni.as_str()) {
+                facts.push("active".to_string());
+            }
+            facts.push(match t.endpoints.len() {
+                1 => "1 endpoint".to_string(),
+                n => format!("{n} endpoints"),
+            });
+            if let Some(n) = t.connections {
+                facts.push(format!("{n} connections"));
+            }
+            if let Some(n) = t.failovers.filter(|n| *n > 0) {
+                facts.push(format!("{n} failovers"));
+            }
+            format!("{} in {} ({})", t.service, t.datacenter, facts.join(", "))
+        })
+        .collect();
+    parts.join(" -> ")
+}
+
+/// One target's hops: `upstream <u> endpoints`, `<u> healthy in <dc>`, `local gateway`,
+/// `remote gateway`, `intentions`, `mTLS handshake`.
+async fn target_path(
+    r: &mut Report,
+    ctx: &Ctx<'_>,
+    sidecar: &Sidecar,
+    service: &str,
+    upstream: &str,
+    up: &Upstream,
+) {
+    let name = format!("upstream {upstream} endpoints");
     let remote_dc = up.datacenter != ctx.local.dc;
     let first_hop = match (remote_dc, up.mode.as_str()) {
         (true, "local") => "local gateway",
@@ -340,5 +398,64 @@ async fn destination_health(r: &mut Report, ctx: &Ctx<'_>, up: &Upstream) {
                 up.datacenter, up.datacenter
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The built-in admin's `/clusters` shows the chain; Envoy's upstream comes from the
+    /// agent's snapshot (primary flat, `failover` after): both read as the same chain.
+    #[test]
+    fn a_chain_reads_alike_from_the_builtin_admin_and_from_the_snapshot() {
+        let builtin: Upstream = serde_json::from_value(serde_json::json!({
+            "destination": "counting", "datacenter": "dc2", "mode": "local",
+            "sni": "counting.default.dc2.internal.td", "spiffe_id": "spiffe://td/ns/default/dc/dc2/svc/counting",
+            "endpoints": [],
+            "active": "counting.default.dc3.internal.td",
+            "chain": [
+                {"service": "counting", "datacenter": "dc2", "sni": "counting.default.dc2.internal.td",
+                 "spiffe_id": "spiffe://td/ns/default/dc/dc2/svc/counting", "endpoints": [],
+                 "connections": 14, "failovers": 0},
+                {"service": "counting", "datacenter": "dc3", "sni": "counting.default.dc3.internal.td",
+                 "spiffe_id": "spiffe://td/ns/default/dc/dc3/svc/counting", "endpoints": ["127.0.0.1:8443"],
+                 "connections": 3, "failovers": 3},
+            ],
+        }))
+        .unwrap();
+        assert_eq!(
+            describe_chain(&builtin, &builtin.targets()),
+            "counting in dc2 (0 endpoints, 14 connections) -> \
+             counting in dc3 (active, 1 endpoint, 3 connections, 3 failovers)"
+        );
+        let snapshot: Upstream = serde_json::from_value(serde_json::json!({
+            "destination": "counting", "datacenter": "dc2", "mode": "local", "bind": "127.0.0.1:5000",
+            "sni": "counting.default.dc2.internal.td", "spiffe_id": "spiffe://td/ns/default/dc/dc2/svc/counting",
+            "endpoints": ["127.0.0.1:8443"],
+            "failover": [
+                {"service": "counting", "datacenter": "dc3", "sni": "counting.default.dc3.internal.td",
+                 "spiffe_id": "spiffe://td/ns/default/dc/dc3/svc/counting", "endpoints": ["127.0.0.1:8443"]},
+            ],
+        }))
+        .unwrap();
+        let targets = snapshot.targets();
+        assert_eq!(
+            describe_chain(&snapshot, &targets),
+            "counting in dc2 (1 endpoint) -> counting in dc3 (1 endpoint)"
+        );
+        let dc3 = snapshot.only(&targets[1]);
+        assert_eq!(
+            (
+                dc3.destination.as_str(),
+                dc3.datacenter.as_str(),
+                dc3.mode.as_str()
+            ),
+            ("counting", "dc3", "local")
+        );
+        assert!(
+            dc3.targets().len() == 1,
+            "one hop's checks see a single target"
+        );
     }
 }

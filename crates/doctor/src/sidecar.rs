@@ -37,6 +37,67 @@ pub(crate) struct Upstream {
     pub spiffe_id: String,
     pub mode: String,
     pub endpoints: Vec<SocketAddr>,
+    /// The whole chain, primary target first (the built-in admin's `/clusters`).
+    #[serde(default)]
+    pub chain: Vec<Target>,
+    /// The failover targets (the agent's snapshot, read for Envoy).
+    #[serde(default)]
+    pub failover: Vec<Target>,
+    /// The SNI of the target that served the latest connection (built-in admin only).
+    #[serde(default)]
+    pub active: Option<String>,
+}
+
+/// One target of an upstream's chain (a `service-resolver`'s primary or failover target).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Target {
+    pub service: String,
+    pub datacenter: String,
+    pub sni: String,
+    pub spiffe_id: String,
+    pub endpoints: Vec<SocketAddr>,
+    /// Connections it served and, of those, failovers (built-in admin only).
+    #[serde(default)]
+    pub connections: Option<u64>,
+    #[serde(default)]
+    pub failovers: Option<u64>,
+}
+
+impl Upstream {
+    /// The chain in order: the built-in admin's, else the primary target (the upstream's own
+    /// fields) followed by the failover targets.
+    pub fn targets(&self) -> Vec<Target> {
+        if !self.chain.is_empty() {
+            return self.chain.clone();
+        }
+        let primary = Target {
+            service: self.destination.clone(),
+            datacenter: self.datacenter.clone(),
+            sni: self.sni.clone(),
+            spiffe_id: self.spiffe_id.clone(),
+            endpoints: self.endpoints.clone(),
+            connections: None,
+            failovers: None,
+        };
+        std::iter::once(primary)
+            .chain(self.failover.iter().cloned())
+            .collect()
+    }
+
+    /// The upstream as if `t` were its only target, for the checks of one hop.
+    pub fn only(&self, t: &Target) -> Upstream {
+        Upstream {
+            destination: t.service.clone(),
+            datacenter: t.datacenter.clone(),
+            sni: t.sni.clone(),
+            spiffe_id: t.spiffe_id.clone(),
+            mode: self.mode.clone(),
+            endpoints: t.endpoints.clone(),
+            chain: Vec::new(),
+            failover: Vec::new(),
+            active: None,
+        }
+    }
 }
 
 /// The sidecar's leaf certificate.
