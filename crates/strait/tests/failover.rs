@@ -2,8 +2,10 @@
 //! counting in dc2 and dc3, a service-resolver in dc1 failing counting over dc2 -> dc3), a
 //! client making steady requests through the dashboard sidecar's upstream listener, and
 //! events: counting stopped in dc2 (traffic moves to dc3), started again (moves back), one of
-//! dc2's two gateways stopped with SIGSTOP (hung: accepts, never answers), both of dc2's
-//! gateways killed (moves to dc3) and started again (moves back).
+//! dc2's two gateways stopped with SIGSTOP (hung: accepts, never answers; passed over until
+//! its readiness check drops it, then requests are as fast as before), both of dc2's gateways
+//! killed (moves to dc3) and started again (moves back once their checks, run at once on
+//! re-registration, pass).
 //!
 //! Per event it prints the failed requests and the time until traffic flows from the
 //! expected DC (`cargo nextest run -p strait --test failover --no-capture` shows them).
@@ -29,10 +31,12 @@ const PATIENCE: Duration = Duration::from_secs(2);
 /// Pause between requests.
 const PACE: Duration = Duration::from_millis(50);
 
-/// One request: when it was sent and which DC answered (`None`: it failed).
+/// One request: when it was sent, how long it took and which DC answered (`None`: it
+/// failed).
 #[derive(Debug, Clone)]
 struct Sample {
     at: Instant,
+    took: Duration,
     dc: Option<String>,
 }
 
@@ -69,7 +73,8 @@ impl Client {
                 while !stop.load(Ordering::Relaxed) {
                     let at = Instant::now();
                     let dc = count_once(addr);
-                    samples.lock().unwrap().push(Sample { at, dc });
+                    let took = at.elapsed();
+                    samples.lock().unwrap().push(Sample { at, took, dc });
                     thread::sleep(PACE);
                 }
             })
@@ -126,6 +131,31 @@ fn outcome(samples: &[Sample], event: Instant, to: &str) -> Outcome {
     }
 }
 
+/// Sends `SIGSTOP`/`SIGCONT`... to process `name` (e.g. `gateway`) of lab VM `vm`, found in
+/// the lab's `state.json` (`strait lab pause` stops every process of a VM, agent included).
+fn signal(lab: &Lab, vm: &str, name: &str, sig: &str) {
+    let text = std::fs::read_to_string(lab.path().join("state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let pid = state["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["vm"] == vm && p["name"] == name)
+        .and_then(|p| p["pid"].as_u64())
+        .unwrap_or_else(|| panic!("no process {name} on {vm} in state.json"));
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
+/// Mean time a request took.
+fn mean_took(samples: &[Sample]) -> Duration {
+    let n = u32::try_from(samples.len().max(1)).unwrap_or(u32::MAX);
+    samples.iter().map(|s| s.took).sum::<Duration>() / n
+}
+
 fn report(event: &str, o: &Outcome) {
     eprintln!(
         "[failover] {event}: {} failed of {} requests; traffic moved after {:.2} s",
@@ -179,6 +209,20 @@ fn traffic_fails_over_to_dc3_and_back() {
         "{c}"
     );
 
+    // `strait doctor --upstream` prints the chain with the active target and checks each
+    // target: counting is down in dc2, dc3's whole path answers.
+    let (code, out) = lab.cli(&["doctor", "--service", "dashboard", "--upstream", "counting"]);
+    assert_ne!(code, Some(0), "dc2's counting is down:\n{out}");
+    for want in [
+        "✓ upstream counting chain: counting in dc2 (0 endpoints",
+        "-> counting in dc3 (active, 1 endpoint",
+        "✗ counting healthy in dc2 [counting in dc2]",
+        "✓ counting healthy in dc3 [counting in dc3]",
+        "✓ mTLS handshake [counting in dc3]",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+
     // counting starts again in dc2: new connections go to the primary target again.
     let event = Instant::now();
     lab.ok(&["start", "counting", "--vm", "dc2-services"]);
@@ -186,23 +230,49 @@ fn traffic_fails_over_to_dc3_and_back() {
     let started = outcome(&client.since(event), event, "dc2");
     report("counting started in dc2", &started);
 
-    // One of dc2's two gateways hangs: the sidecar's handshake deadline moves each
-    // connection it would have carried on (to dc3), none fails.
+    // One of dc2's two gateways hangs (its process, not its agent, SIGSTOPped: its kernel still completes TCP handshakes,
+    // so a TCP check passes). Until its "Mesh Gateway Ready" check (an HTTP GET of its admin's
+    // /ready, which needs an answer) turns critical, each connection dc1's gateway sends to it
+    // costs the sidecar one handshake deadline and moves on to dc3; none fails. Then dc2's
+    // federation state drops it, dc1's gateway sends dc2's connections to the other one, and
+    // requests are answered by dc2 at full speed again.
+    let recent = client.since(event);
+    let normal = mean_took(&recent[recent.len().saturating_sub(20)..]);
     let event = Instant::now();
-    lab.ok(&["pause", "dc2-gateway-a"]);
-    let paused_for = Duration::from_secs(3);
-    eventually("3 s with a hung gateway", paused_for * 2, || {
-        (event.elapsed() >= paused_for).then_some(())
-    });
+    signal(&lab, "dc2-gateway-a", "gateway", "STOP");
+    let fast = Duration::from_millis(250);
+    let passed_over = eventually(
+        "the hung gateway to be passed over",
+        Duration::from_secs(30),
+        || {
+            let samples = client.since(event);
+            let tail: Vec<&Sample> = samples.iter().rev().take(10).collect();
+            let steady = tail.len() == 10
+                && tail
+                    .iter()
+                    .all(|s| s.dc.as_deref() == Some("dc2") && s.took < fast);
+            steady.then(|| tail[9].at.saturating_duration_since(event))
+        },
+    );
     let paused = client.since(event);
-    lab.ok(&["resume", "dc2-gateway-a"]);
+    signal(&lab, "dc2-gateway-a", "gateway", "CONT");
     let hung = outcome(&paused, event, "dc3");
-    let answered = paused.iter().filter(|s| s.dc.is_some()).count();
+    let (before, after): (Vec<Sample>, Vec<Sample>) = paused
+        .iter()
+        .cloned()
+        .partition(|s| s.at < event + passed_over);
+    let slow = before.iter().filter(|s| s.took >= fast).count();
     eprintln!(
-        "[failover] one dc2 gateway hung for {:.1} s: {} failed of {} requests ({answered} answered)",
-        paused_for.as_secs_f64(),
+        "[failover] one dc2 gateway hung: {} failed of {} requests; passed over after {:.2} s; \
+         until then {slow} of {} requests paid a handshake deadline (mean {:.0} ms per \
+         request), then mean {:.0} ms per request (before the pause {:.0} ms)",
         hung.failed,
-        hung.total
+        hung.total,
+        passed_over.as_secs_f64(),
+        before.len(),
+        mean_took(&before).as_secs_f64() * 1e3,
+        mean_took(&after).as_secs_f64() * 1e3,
+        normal.as_secs_f64() * 1e3,
     );
 
     // Both of dc2's gateways die (hashicorp/consul#9811): dc1's gateway cannot reach dc2
@@ -251,7 +321,10 @@ fn traffic_fails_over_to_dc3_and_back() {
         hung.failed, 0,
         "a hung gateway is passed over within the client's patience"
     );
-    assert!(answered >= 3, "requests kept being answered: {answered}");
+    assert!(
+        passed_over < Duration::from_secs(6),
+        "the hung gateway was passed over after {passed_over:?}"
+    );
     // A request in flight through a gateway when it is killed is lost (one per kill at
     // most); every new connection moves to dc3.
     assert!(
@@ -265,4 +338,11 @@ fn traffic_fails_over_to_dc3_and_back() {
         killed.moved_after
     );
     assert_eq!(restarted.failed, 0, "failing back loses nothing");
+    // Their checks run at once when they register again (not at the next 10 s tick) and the
+    // readiness check passes a second later at most.
+    assert!(
+        restarted.moved_after < Duration::from_secs(4),
+        "moved back to dc2 after {:?}",
+        restarted.moved_after
+    );
 }
