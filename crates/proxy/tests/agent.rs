@@ -186,6 +186,22 @@ async fn gateway_registers_itself_then_follows_its_snapshot() {
     assert_eq!(body["TaggedAddresses"]["lan"]["Address"], "127.0.0.1");
     assert_ne!(body["TaggedAddresses"]["wan"]["Port"], 0);
     assert_eq!(body["TaggedAddresses"]["wan"]["Address"], "127.0.0.2");
+    // Its readiness check asks the admin endpoint actually bound, which answers once the
+    // snapshot is applied.
+    assert_eq!(body["Checks"][0]["Name"], "Mesh Gateway Listening");
+    assert_eq!(body["Checks"][1]["Name"], "Mesh Gateway Ready");
+    let url = body["Checks"][1]["HTTP"].as_str().expect("an HTTP check");
+    let admin: SocketAddr = url
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix("/ready"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("not an admin /ready URL: {url}"));
+    assert_ne!(admin.port(), 0, "the bound admin port is registered");
+    eventually("the admin's /ready to answer 200", || async move {
+        let r = strait_rpc::http::request(admin, http::Method::GET, "/ready", None).await;
+        r.is_ok_and(|r| r.status.is_success())
+    })
+    .await;
     assert!(seen
         .lock()
         .expect("log")
