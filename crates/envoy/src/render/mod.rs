@@ -5,7 +5,8 @@
 //! - sidecar ([`sidecar`]): one inbound listener on the public address that requires a client
 //!   certificate from the federation's roots and forwards to the local app; one outbound
 //!   `tcp_proxy` listener per upstream, whose cluster dials with the proxy's leaf, the
-//!   upstream's SNI, and accepts only the exact destination SPIFFE ID; intentions become a
+//!   upstream's SNI, and accepts only the exact destination SPIFFE ID (a failover chain: an
+//!   aggregate cluster over one such cluster per target, with outlier detection); intentions become a
 //!   network RBAC filter on the inbound listener ([`rbac`]);
 //! - mesh gateway ([`gateway`]): a listener per address (LAN, and WAN when it differs) with
 //!   `tls_inspector` and one filter chain per SNI (`server_names`) that forwards the bytes

@@ -2,7 +2,7 @@
 //! which listener gets what is decided in `sidecar` and `gateway`.
 
 use super::{Resource, LEAF_SECRET, ROOTS_SECRET};
-use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster, OutlierDetection};
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, data_source, socket_address, transport_socket, Address,
     AggregatedConfigSource, ApiVersion, ConfigSource, DataSource, SocketAddress, TransportSocket,
@@ -11,12 +11,13 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::extensions::clusters::aggregate::v3::ClusterConfig as AggregateConfig;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context, secret, CertificateValidationContext, CommonTlsContext, SdsSecretConfig,
     Secret, TlsCertificate,
 };
-use envoy_types::pb::google::protobuf::{Any, Duration};
+use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use prost::Name;
 use std::net::SocketAddr;
 use strait_snapshot::Leaf;
@@ -136,9 +137,15 @@ pub fn transport_socket<M: Name>(tls: &M) -> TransportSocket {
 
 /// A `tcp_proxy` network filter to `cluster`.
 pub fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Filter {
+    tcp_proxy_attempts(stat_prefix, cluster, None)
+}
+
+/// A `tcp_proxy` making up to `attempts` connect attempts per connection (Envoy's default: 1).
+pub fn tcp_proxy_attempts(stat_prefix: &str, cluster: &str, attempts: Option<u32>) -> Filter {
     let config = TcpProxy {
         stat_prefix: stat_prefix.to_string(),
         cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+        max_connect_attempts: attempts.map(|value| UInt32Value { value }),
         ..Default::default()
     };
     Filter {
@@ -207,6 +214,42 @@ pub fn static_cluster(name: &str, endpoint: SocketAddr) -> Cluster {
         )),
         load_assignment: Some(load_assignment(name, &[endpoint])),
         connect_timeout: Some(CONNECT_TIMEOUT),
+        ..Default::default()
+    }
+}
+
+/// Envoy's aggregate cluster over `clusters`: the first with healthy endpoints gets the
+/// connections (priority by order).
+pub fn aggregate_cluster(name: &str, clusters: Vec<String>) -> Cluster {
+    Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::ClusterType(
+            cluster::CustomClusterType {
+                name: "envoy.clusters.aggregate".to_string(),
+                typed_config: Some(any(&AggregateConfig { clusters })),
+            },
+        )),
+        lb_policy: cluster::LbPolicy::ClusterProvided as i32,
+        connect_timeout: Some(CONNECT_TIMEOUT),
+        ..Default::default()
+    }
+}
+
+/// Passive health of a failover target: an endpoint (a sidecar or a gateway) is ejected
+/// after two consecutive connect or handshake failures (for TCP, Envoy counts those as
+/// 5xx), for 5 s at first; every endpoint of a target may be ejected, so the chain moves on.
+pub fn outlier_detection() -> OutlierDetection {
+    OutlierDetection {
+        consecutive_5xx: Some(UInt32Value { value: 2 }),
+        interval: Some(Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        base_ejection_time: Some(Duration {
+            seconds: 5,
+            nanos: 0,
+        }),
+        max_ejection_percent: Some(UInt32Value { value: 100 }),
         ..Default::default()
     }
 }

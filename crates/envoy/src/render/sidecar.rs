@@ -10,7 +10,8 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 use envoy_types::pb::google::protobuf::BoolValue;
-use strait_snapshot::{SidecarSnapshot, UpstreamSnapshot};
+use std::collections::BTreeSet;
+use strait_snapshot::{SidecarSnapshot, UpstreamSnapshot, UpstreamTarget};
 
 /// Name of the cluster that reaches the local app.
 pub const LOCAL_APP: &str = "local_app";
@@ -40,28 +41,76 @@ pub fn render(sidecar: &SidecarSnapshot, out: &mut Resources) {
         LOCAL_APP,
         &proto::static_cluster(LOCAL_APP, sidecar.local_app),
     ));
+    // A target of any chain gets outlier detection, whichever upstream renders it first.
+    let in_chains: BTreeSet<&str> = sidecar
+        .upstreams
+        .iter()
+        .filter(|u| !u.failover.is_empty())
+        .flat_map(|u| u.targets().map(|t| t.sni.as_str()))
+        .collect();
     for upstream in &sidecar.upstreams {
-        outbound(upstream, out);
+        outbound(upstream, &in_chains, out);
     }
 }
 
-/// The upstream's cluster is named by its SNI, unique per (service, DC). Only the primary
-/// target is rendered: Envoy does not fail over to a resolver's failover targets yet.
-fn outbound(upstream: &UpstreamSnapshot, out: &mut Resources) {
-    let target = &upstream.primary;
-    let cluster_name = target.sni.as_str();
+/// Tries per connection through a chain: enough for a first attempt to fail, the failing
+/// target's endpoint to be ejected ([`outlier_detection`]) and the next target to serve.
+const CHAIN_CONNECT_ATTEMPTS: u32 = 3;
+
+/// Name of the aggregate cluster of a chain whose primary target has SNI `primary_sni`.
+pub fn chain_cluster_name(primary_sni: &str) -> String {
+    format!("failover:{primary_sni}")
+}
+
+/// Each target's cluster is named by its SNI, unique per (service, DC), and rendered once
+/// however many upstreams reach it. A single target is the listener's cluster itself; a
+/// `service-resolver` chain is an aggregate cluster over its targets' clusters in order
+/// (Envoy sends to the first whose endpoints are healthy), whose targets eject an endpoint
+/// after consecutive connect or handshake failures, so a connection moves to the next target
+/// within its connect attempts and later ones go there at once.
+fn outbound(upstream: &UpstreamSnapshot, in_chains: &BTreeSet<&str>, out: &mut Resources) {
+    let targets: Vec<&UpstreamTarget> = upstream.targets().collect();
+    let chained = targets.len() > 1;
+    let cluster_name = if chained {
+        chain_cluster_name(&upstream.primary.sni)
+    } else {
+        upstream.primary.sni.clone()
+    };
     let name = format!("upstream:{}", upstream.bind);
+    let proxy = proto::tcp_proxy_attempts(
+        &format!("upstream_{}", upstream.destination),
+        &cluster_name,
+        chained.then_some(CHAIN_CONNECT_ATTEMPTS),
+    );
     let chain = FilterChain {
-        filters: vec![tcp_proxy(
-            &format!("upstream_{}", upstream.destination),
-            cluster_name,
-        )],
+        filters: vec![proxy],
         ..Default::default()
     };
     out.listeners.push(resource(
         &name,
         &listener(&name, upstream.bind, vec![chain]),
     ));
+    for target in &targets {
+        target_cluster(target, in_chains.contains(target.sni.as_str()), out);
+    }
+    if chained && !rendered(out, &cluster_name) {
+        let order = targets.iter().map(|t| t.sni.clone()).collect();
+        out.clusters.push(resource(
+            &cluster_name,
+            &proto::aggregate_cluster(&cluster_name, order),
+        ));
+    }
+}
+
+fn rendered(out: &Resources, cluster: &str) -> bool {
+    out.clusters.iter().any(|c| c.name == cluster)
+}
+
+/// The cluster of one target: mTLS with its SNI, accepting only its exact SPIFFE ID.
+fn target_cluster(target: &UpstreamTarget, in_chain: bool, out: &mut Resources) {
+    if rendered(out, &target.sni) {
+        return;
+    }
     let exact_id = SubjectAltNameMatcher {
         san_type: SanType::Uri as i32,
         matcher: Some(StringMatcher {
@@ -80,7 +129,10 @@ fn outbound(upstream: &UpstreamSnapshot, out: &mut Resources) {
         sni: target.sni.clone(),
         ..Default::default()
     };
-    let mut cluster = eds_cluster(cluster_name);
+    let mut cluster = eds_cluster(&target.sni);
     cluster.transport_socket = Some(proto::transport_socket(&tls));
+    if in_chain {
+        cluster.outlier_detection = Some(proto::outlier_detection());
+    }
     proto::eds_pair(out, cluster, &target.endpoints);
 }

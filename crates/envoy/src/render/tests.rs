@@ -1,8 +1,9 @@
 use super::*;
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, transport_socket};
 use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
+use envoy_types::pb::envoy::extensions::clusters::aggregate::v3::ClusterConfig as AggregateConfig;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context::ValidationContextType, secret, subject_alt_name_matcher,
@@ -187,6 +188,101 @@ fn sidecar_upstream_verifies_the_exact_spiffe_id() {
         eps[0].host_identifier,
         Some(lb_endpoint::HostIdentifier::Endpoint(_))
     ));
+}
+
+fn target(service: &str, dc: &str, endpoints: &[&str]) -> UpstreamTarget {
+    UpstreamTarget {
+        service: service.into(),
+        datacenter: dc.into(),
+        sni: format!("{service}.default.{dc}.internal.td.strait"),
+        spiffe_id: format!("spiffe://td.strait/ns/default/dc/{dc}/svc/{service}"),
+        endpoints: endpoints.iter().map(|a| addr(a)).collect(),
+    }
+}
+
+/// A chain is an aggregate cluster over its targets' clusters in order, each with outlier
+/// detection; a target two upstreams share is rendered once, the same whichever comes
+/// first; the listener retries connects.
+#[test]
+fn a_failover_chain_is_an_aggregate_cluster_over_its_targets() {
+    let mut snap = sidecar();
+    let ProxyRole::Sidecar(s) = &mut snap.role else {
+        unreachable!()
+    };
+    s.upstreams[0].failover = vec![target("counting", "dc3", &["10.0.0.20:8443"])];
+    let mut other = s.upstreams[0].clone();
+    other.destination = "counting-dc3".into();
+    other.bind = addr("127.0.0.1:5001");
+    other.primary = target("counting", "dc3", &["10.0.0.20:8443"]);
+    other.failover = vec![];
+    s.upstreams.push(other);
+    let r = render(&snap);
+
+    let (dc2, dc3) = (
+        "counting.default.dc2.internal.td.strait",
+        "counting.default.dc3.internal.td.strait",
+    );
+    let chain = format!("failover:{dc2}");
+    assert_eq!(names(&r.clusters), ["local_app", dc2, dc3, chain.as_str()]);
+    assert_eq!(names(&r.endpoints), [dc2, dc3]);
+    let outbound: Listener = decode(&r.listeners[1]);
+    assert_eq!(tcp_cluster(&outbound, 0), chain);
+    let Some(filter::ConfigType::TypedConfig(any)) =
+        &outbound.filter_chains[0].filters[0].config_type
+    else {
+        panic!("no typed config");
+    };
+    let proxy = TcpProxy::decode(any.value.as_slice()).expect("tcp_proxy");
+    assert_eq!(proxy.max_connect_attempts.map(|v| v.value), Some(3));
+    // The single-target upstream to dc3 uses dc3's cluster directly, with one attempt.
+    let single: Listener = decode(&r.listeners[2]);
+    assert_eq!(tcp_cluster(&single, 0), dc3);
+
+    let aggregate: Cluster = decode(&r.clusters[3]);
+    let Some(cluster::ClusterDiscoveryType::ClusterType(custom)) =
+        &aggregate.cluster_discovery_type
+    else {
+        panic!("not a custom cluster type");
+    };
+    assert_eq!(custom.name, "envoy.clusters.aggregate");
+    let config = AggregateConfig::decode(
+        custom
+            .typed_config
+            .as_ref()
+            .expect("config")
+            .value
+            .as_slice(),
+    )
+    .expect("aggregate config");
+    assert_eq!(config.clusters, [dc2, dc3], "the chain's order");
+    assert_eq!(
+        aggregate.lb_policy,
+        cluster::LbPolicy::ClusterProvided as i32
+    );
+    for c in &r.clusters[1..3] {
+        let c: Cluster = decode(c);
+        let od = c
+            .outlier_detection
+            .expect("outlier detection on a chain's target");
+        assert_eq!(od.max_ejection_percent.map(|v| v.value), Some(100));
+        let tls: UpstreamTlsContext = typed(&c.transport_socket);
+        assert_eq!(tls.sni, c.name, "each target keeps its own SNI");
+    }
+    let ProxyRole::Sidecar(s) = &mut snap.role else {
+        unreachable!()
+    };
+    s.upstreams.reverse();
+    let reversed = render(&snap);
+    let sorted = |rs: &[Resource]| {
+        let mut v = rs.to_vec();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    };
+    assert_eq!(sorted(&reversed.clusters), sorted(&r.clusters));
+    // Without failover targets nothing changes.
+    let plain = render(&sidecar());
+    let c: Cluster = decode(&plain.clusters[1]);
+    assert!(c.outlier_detection.is_none());
 }
 
 fn gateway(wan: &str) -> Snapshot {
