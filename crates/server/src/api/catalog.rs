@@ -6,8 +6,11 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::Extension;
+use serde::Serialize;
 use serde_json::json;
-use strait_catalog::{ConfigEntry, ServiceInstance};
+use std::collections::{BTreeMap, BTreeSet};
+use strait_catalog::{Check, ConfigEntry, Node, Service, ServiceInstance};
+use strait_filter::Filter;
 use strait_rpc::serve::Peer;
 
 /// Readers over mTLS: any certificate of the federation (agents, servers of any DC).
@@ -15,11 +18,12 @@ fn can_read(origin: Origin, peer: &Peer) -> ApiResult<()> {
     authorize(origin, peer, "read the catalog", |_| true)
 }
 
-/// A catalog read, as every read handler starts: the caller may read, and the blocking query
-/// (`?index=&wait=`), if any, has returned. `index` is the catalog index to answer with.
+/// A catalog read, as every read handler starts: the caller may read, the list parameters
+/// parse, and the blocking query (`?index=&wait=`), if any, has returned. `index` is the
+/// catalog index to answer with.
 pub struct Read {
     pub s: AppState,
-    pub q: Params,
+    pub list: ListQuery,
     pub index: u64,
 }
 
@@ -38,80 +42,311 @@ impl FromRequestParts<AppState> for Read {
         };
         let peer = parts.extensions.get::<Peer>().unwrap_or(&anonymous);
         can_read(origin, peer)?;
-        let Query(q) = Query::<Params>::from_request_parts(parts, s)
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, s)
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let list = ListQuery::parse(&pairs)?;
+        let q: Params = pairs.into_iter().collect();
         let index = block(s, &q).await?;
         Ok(Read {
             s: s.clone(),
-            q,
+            list,
             index,
         })
     }
 }
 
-pub async fn services(Read { s, index, .. }: Read) -> ApiResult<Response> {
-    Ok(indexed(index, s.catalog.services()))
+/// What Consul's list endpoints narrow their answer with: `?tag=` (repeatable: every tag,
+/// compared regardless of case as Consul does), `?node-meta=key:value` (repeatable),
+/// `?passing` and `?filter=`. `?near` is refused: strait keeps no network coordinates.
+#[derive(Default)]
+pub struct ListQuery {
+    tags: Vec<String>,
+    node_meta: Vec<(String, String)>,
+    passing: bool,
+    filter: Option<Filter>,
 }
 
-pub async fn nodes(Read { s, index, .. }: Read) -> ApiResult<Response> {
-    Ok(indexed(index, s.catalog.nodes()))
-}
-
-fn passing_only(mut v: Vec<ServiceInstance>, q: &Params) -> Vec<ServiceInstance> {
-    if q.contains_key("passing") {
-        v.retain(|i| i.checks.iter().all(|c| c.status == "passing"));
+impl ListQuery {
+    fn parse(pairs: &[(String, String)]) -> ApiResult<ListQuery> {
+        let mut out = ListQuery::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "tag" => out.tags.push(v.to_lowercase()),
+                "node-meta" => {
+                    let (key, value) = v.split_once(':').ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "query parameter node-meta = {v:?}: expected key:value"
+                        ))
+                    })?;
+                    out.node_meta.push((key.to_string(), value.to_string()));
+                }
+                // Consul: present without a value is true; otherwise Go's ParseBool.
+                "passing" => {
+                    out.passing = match v.as_str() {
+                        "" | "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+                        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+                        _ => {
+                            return Err(ApiError::bad_request(format!(
+                                "query parameter passing = {v:?}: expected true or false"
+                            )))
+                        }
+                    }
+                }
+                "filter" if !v.is_empty() => {
+                    let f = Filter::parse(v).map_err(|e| {
+                        ApiError::bad_request(format!("query parameter filter: {e}"))
+                    })?;
+                    out.filter = Some(f);
+                }
+                "near" => {
+                    return Err(ApiError::bad_request(
+                        "query parameter near: strait keeps no network coordinates to sort by",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
     }
-    v
+
+    fn node_matches(&self, node: &Node) -> bool {
+        self.node_meta
+            .iter()
+            .all(|(k, v)| node.meta.get(k) == Some(v))
+    }
+
+    fn tags_match(&self, tags: &[String]) -> bool {
+        self.tags
+            .iter()
+            .all(|want| tags.iter().any(|t| t.to_lowercase() == *want))
+    }
+
+    /// Keeps the items `?filter=` accepts, judged on the JSON they are answered as.
+    fn filtered<T: Serialize>(&self, items: Vec<T>) -> ApiResult<Vec<T>> {
+        match &self.filter {
+            None => Ok(items),
+            Some(f) => f
+                .retain(items, |i| serde_json::to_value(i).unwrap_or_default())
+                .map_err(|e| ApiError::bad_request(e.to_string())),
+        }
+    }
+
+    /// Instances narrowed by tag, node meta, `?passing` and `?filter=`.
+    fn instances(&self, mut v: Vec<ServiceInstance>) -> ApiResult<Vec<ServiceInstance>> {
+        v.retain(|i| {
+            self.tags_match(&i.service.tags)
+                && self.node_matches(&i.node)
+                && (!self.passing || i.is_passing())
+        });
+        self.filtered(v)
+    }
+
+    /// Checks narrowed by node meta (`nodes` looks up each check's node) and `?filter=`.
+    fn checks(&self, s: &AppState, mut v: Vec<Check>) -> ApiResult<Vec<Check>> {
+        if !self.node_meta.is_empty() {
+            let nodes: BTreeMap<String, Node> = s
+                .catalog
+                .nodes()
+                .into_iter()
+                .map(|n| (n.node.clone(), n))
+                .collect();
+            v.retain(|c| nodes.get(&c.node).is_some_and(|n| self.node_matches(n)));
+        }
+        self.filtered(v)
+    }
+}
+
+/// Every datacenter this server can reach: its own first, then the others by name.
+pub fn datacenters(s: &AppState) -> Vec<String> {
+    let mut others: Vec<String> = s
+        .catalog
+        .federation_states()
+        .into_iter()
+        .map(|f| f.datacenter)
+        .chain([s.cfg.primary_datacenter.clone()])
+        .filter(|dc| *dc != s.cfg.datacenter)
+        .collect();
+    others.sort();
+    others.dedup();
+    let mut out = vec![s.cfg.datacenter.clone()];
+    out.extend(others);
+    out
+}
+
+pub async fn services(Read { s, list, index }: Read) -> ApiResult<Response> {
+    if list.filter.is_none() && list.node_meta.is_empty() {
+        return Ok(indexed(index, s.catalog.services()));
+    }
+    // Consul filters the service instances (in the flattened shape), then lists names.
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for name in s.catalog.services().into_keys() {
+        let mut instances = s.catalog.service_instances(&name);
+        instances.retain(|i| list.node_matches(&i.node));
+        for i in list.filtered(instances.iter().map(flat).collect())? {
+            let tags = i["ServiceTags"].as_array().cloned().unwrap_or_default();
+            out.entry(name.clone())
+                .or_default()
+                .extend(tags.iter().filter_map(|t| t.as_str().map(str::to_string)));
+        }
+    }
+    Ok(indexed(index, out))
+}
+
+pub async fn nodes(Read { s, list, index }: Read) -> ApiResult<Response> {
+    let mut nodes = s.catalog.nodes();
+    nodes.retain(|n| list.node_matches(n));
+    Ok(indexed(index, list.filtered(nodes)?))
 }
 
 pub async fn health_service(
-    Read { s, q, index }: Read,
+    Read { s, list, index }: Read,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(indexed(
-        index,
-        passing_only(s.catalog.service_instances(&name), &q),
-    ))
+    let out = list.instances(s.catalog.service_instances(&name))?;
+    Ok(indexed(index, out))
 }
 
 pub async fn health_connect(
-    Read { s, q, index }: Read,
+    Read { s, list, index }: Read,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(indexed(
-        index,
-        passing_only(s.catalog.connect_instances(&name), &q),
-    ))
+    let out = list.instances(s.catalog.connect_instances(&name))?;
+    Ok(indexed(index, out))
+}
+
+/// `/v1/health/checks/:service`: the checks of every instance of the service.
+pub async fn health_checks(
+    Read { s, list, index }: Read,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let checks = all_checks(&s)
+        .into_iter()
+        .filter(|c| c.service_name == name)
+        .collect();
+    Ok(indexed(index, list.checks(&s, checks)?))
+}
+
+/// `/v1/health/node/:node`: the node's checks (an unknown node has none).
+pub async fn health_node(
+    Read { s, list, index }: Read,
+    Path(node): Path<String>,
+) -> ApiResult<Response> {
+    let checks = s.catalog.node_checks(&node).unwrap_or_default();
+    Ok(indexed(index, list.checks(&s, checks)?))
+}
+
+/// `/v1/health/state/:state`: every check in `passing`, `warning` or `critical`, or `any`.
+pub async fn health_state(
+    Read { s, list, index }: Read,
+    Path(state): Path<String>,
+) -> ApiResult<Response> {
+    if state != "any" && !strait_catalog::status::ALL.contains(&state.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "invalid check state {state:?}: expected any, passing, warning or critical"
+        )));
+    }
+    let checks = all_checks(&s)
+        .into_iter()
+        .filter(|c| state == "any" || c.status == state)
+        .collect();
+    Ok(indexed(index, list.checks(&s, checks)?))
+}
+
+fn all_checks(s: &AppState) -> Vec<Check> {
+    s.catalog
+        .nodes()
+        .iter()
+        .filter_map(|n| s.catalog.node_checks(&n.node))
+        .flatten()
+        .collect()
 }
 
 /// `/v1/catalog/service/:name`: Consul's flattened node+service objects.
 pub async fn catalog_service(
-    Read { s, index, .. }: Read,
+    Read { s, list, index }: Read,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let out: Vec<_> = s
-        .catalog
-        .service_instances(&name)
-        .into_iter()
-        .map(|i| {
-            json!({
-                "Node": i.node.node,
-                "Address": i.node.address,
-                "Datacenter": i.node.datacenter,
-                "ServiceID": i.service.id,
-                "ServiceName": i.service.service,
-                "ServiceKind": i.service.kind,
-                "ServiceAddress": i.service.address,
-                "ServicePort": i.service.port,
-                "ServiceTags": i.service.tags,
-                "ServiceMeta": i.service.meta,
-                "ServiceTaggedAddresses": i.service.tagged_addresses,
-                "ServiceProxy": i.service.proxy,
-            })
-        })
-        .collect();
+    catalog_list(&list, s.catalog.service_instances(&name), index)
+}
+
+/// `/v1/catalog/connect/:service`: the same shape, for the proxies fronting the service.
+pub async fn catalog_connect(
+    Read { s, list, index }: Read,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    catalog_list(&list, s.catalog.connect_instances(&name), index)
+}
+
+fn catalog_list(
+    list: &ListQuery,
+    mut instances: Vec<ServiceInstance>,
+    index: u64,
+) -> ApiResult<Response> {
+    instances.retain(|i| list.tags_match(&i.service.tags) && list.node_matches(&i.node));
+    let out = list.filtered(instances.iter().map(flat).collect())?;
     Ok(indexed(index, out))
+}
+
+/// One instance as Consul's `ServiceNode` (the catalog's flattened shape).
+fn flat(i: &ServiceInstance) -> serde_json::Value {
+    json!({
+        "Node": i.node.node,
+        "Address": i.node.address,
+        "Datacenter": i.node.datacenter,
+        "NodeMeta": i.node.meta,
+        "ServiceID": i.service.id,
+        "ServiceName": i.service.service,
+        "ServiceKind": i.service.kind,
+        "ServiceAddress": i.service.address,
+        "ServicePort": i.service.port,
+        "ServiceTags": i.service.tags,
+        "ServiceMeta": i.service.meta,
+        "ServiceTaggedAddresses": i.service.tagged_addresses,
+        "ServiceProxy": i.service.proxy,
+        "ModifyIndex": i.service.modify_index,
+    })
+}
+
+/// `/v1/catalog/node/:node`: the node and its services by ID (`null` for an unknown node,
+/// as Consul answers); `?filter=` applies to the services.
+pub async fn catalog_node(
+    Read { s, list, index }: Read,
+    Path(node): Path<String>,
+) -> ApiResult<Response> {
+    let Some(ns) = s.catalog.node_services(&node) else {
+        return Ok(indexed(index, serde_json::Value::Null));
+    };
+    let services: BTreeMap<String, Service> = list
+        .filtered(ns.services)?
+        .into_iter()
+        .map(|svc| (svc.id.clone(), svc))
+        .collect();
+    Ok(indexed(
+        index,
+        json!({ "Node": ns.node, "Services": services }),
+    ))
+}
+
+/// `/v1/catalog/node-services/:node`: the node and its services as a list (`Node: null` and
+/// no services for an unknown node, as Consul answers).
+pub async fn catalog_node_services(
+    Read { s, list, index }: Read,
+    Path(node): Path<String>,
+) -> ApiResult<Response> {
+    let Some(ns) = s.catalog.node_services(&node) else {
+        return Ok(indexed(index, json!({ "Node": null, "Services": [] })));
+    };
+    let services = list.filtered(ns.services)?;
+    Ok(indexed(
+        index,
+        json!({ "Node": ns.node, "Services": services }),
+    ))
+}
+
+/// `/v1/catalog/datacenters`: see [`datacenters`].
+pub async fn catalog_datacenters(Read { s, index, .. }: Read) -> ApiResult<Response> {
+    Ok(indexed(index, datacenters(&s)))
 }
 
 /// `/v1/connect/ca/roots` in Consul's shape.
@@ -199,6 +434,17 @@ pub async fn config_delete(
     Path((kind, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     config_writer(&s, origin, &peer)?;
+    let exists = s
+        .catalog
+        .config_entries()
+        .iter()
+        .any(|e| e.kind == kind && e.name == name);
+    if !exists {
+        return Err(ApiError(
+            http::StatusCode::NOT_FOUND,
+            format!("no config entry {kind:?}/{name:?}"),
+        ));
+    }
     s.write(Command::DeleteConfigEntry { kind, name }).await?;
     Ok(indexed(s.catalog.index(), true))
 }

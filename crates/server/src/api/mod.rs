@@ -58,6 +58,16 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
         .route("/v1/catalog/service/{name}", get(catalog::catalog_service))
         .route("/v1/health/service/{name}", get(catalog::health_service))
         .route("/v1/health/connect/{name}", get(catalog::health_connect))
+        .route("/v1/health/checks/{name}", get(catalog::health_checks))
+        .route("/v1/health/node/{node}", get(catalog::health_node))
+        .route("/v1/health/state/{state}", get(catalog::health_state))
+        .route("/v1/catalog/connect/{name}", get(catalog::catalog_connect))
+        .route("/v1/catalog/node/{node}", get(catalog::catalog_node))
+        .route(
+            "/v1/catalog/node-services/{node}",
+            get(catalog::catalog_node_services),
+        )
+        .route("/v1/catalog/datacenters", get(catalog::catalog_datacenters))
         .route("/v1/connect/ca/roots", get(catalog::ca_roots))
         .route("/v1/config/{kind}", get(catalog::config_list))
         .route("/v1/config", put(catalog::config_set))
