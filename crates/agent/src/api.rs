@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use strait_catalog::CheckStatus;
+use strait_filter::Filter;
 
 type S = Arc<Agent>;
 
@@ -28,6 +29,15 @@ pub fn router(agent: S) -> Router {
         .route("/v1/agent/metrics", get(metrics::metrics))
         .route("/v1/agent/services", get(services))
         .route("/v1/agent/checks", get(checks))
+        .route("/v1/agent/service/{id}", get(service))
+        .route(
+            "/v1/agent/health/service/name/{name}",
+            get(crate::api_health::by_name),
+        )
+        .route(
+            "/v1/agent/health/service/id/{id}",
+            get(crate::api_health::by_id),
+        )
         .route("/v1/agent/service/register", put(register))
         .route("/v1/agent/service/deregister/{id}", put(deregister))
         .route("/v1/agent/check/register", put(register_check))
@@ -48,7 +58,7 @@ pub fn router(agent: S) -> Router {
         .with_state(agent)
 }
 
-fn err(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+pub(crate) fn err(status: StatusCode, msg: impl std::fmt::Display) -> Response {
     (status, format!("{msg}\n")).into_response()
 }
 
@@ -67,43 +77,122 @@ async fn self_info(State(a): State<S>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn services(State(a): State<S>) -> Json<BTreeMap<String, serde_json::Value>> {
+/// A local service in Consul's `AgentService` shape.
+pub(crate) fn agent_service(s: &strait_catalog::Service, dc: &str) -> serde_json::Value {
+    json!({
+        "ID": s.id, "Service": s.service, "Kind": s.kind, "Tags": s.tags, "Meta": s.meta,
+        "Port": s.port, "Address": s.address, "TaggedAddresses": s.tagged_addresses,
+        "Proxy": s.proxy, "Datacenter": dc,
+    })
+}
+
+/// The entries of `map` whose value `?filter=` accepts (all without one); a bad expression
+/// or a type error is a 400 naming it.
+fn filtered(q: &HashMap<String, String>, map: BTreeMap<String, serde_json::Value>) -> Response {
+    let Some(expr) = q.get("filter").filter(|f| !f.is_empty()) else {
+        return Json(map).into_response();
+    };
+    let f = match Filter::parse(expr) {
+        Ok(f) => f,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("query parameter filter: {e}"),
+            )
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in map {
+        match f.matches(&v) {
+            Ok(true) => {
+                out.insert(k, v);
+            }
+            Ok(false) => {}
+            Err(e) => return err(StatusCode::BAD_REQUEST, e),
+        }
+    }
+    Json(out).into_response()
+}
+
+async fn services(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -> Response {
     let dc = a.cfg.datacenter.clone();
-    Json(
-        a.local
-            .services()
-            .into_iter()
-            .map(|s| {
-                let v = json!({
-                    "ID": s.id, "Service": s.service, "Kind": s.kind, "Tags": s.tags, "Meta": s.meta,
-                    "Port": s.port, "Address": s.address, "TaggedAddresses": s.tagged_addresses,
-                    "Proxy": s.proxy, "Datacenter": dc,
-                });
-                (s.id, v)
-            })
-            .collect(),
-    )
+    let all = a
+        .local
+        .services()
+        .into_iter()
+        .map(|s| (s.id.clone(), agent_service(&s, &dc)))
+        .collect();
+    filtered(&q, all)
+}
+
+/// `GET /v1/agent/service/<id>`: one local service, with Consul's `ContentHash`; blocking on
+/// `?hash=` (up to `?wait=`, default 5 minutes) until the service differs from that hash.
+async fn service(
+    State(a): State<S>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let wait = match q.get("wait").map(|w| strait_rpc::duration::parse(w)) {
+        None => Duration::from_secs(300),
+        Some(Ok(wait)) => wait.min(Duration::from_secs(600)),
+        Some(Err(e)) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("query parameter `wait` = {e}"),
+            )
+        }
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = a.local.subscribe();
+    loop {
+        let Some(svc) = a.local.services().into_iter().find(|s| s.id == id) else {
+            return err(StatusCode::NOT_FOUND, format!("unknown service ID {id:?}"));
+        };
+        let mut v = agent_service(&svc, &a.cfg.datacenter);
+        let hash = content_hash(&v);
+        let waiting = q.get("hash").is_some_and(|h| *h == hash);
+        if !waiting || tokio::time::Instant::now() >= deadline {
+            v["ContentHash"] = json!(hash);
+            let mut resp = Json(v).into_response();
+            if let Ok(h) = HeaderValue::from_str(&hash) {
+                resp.headers_mut().insert("x-consul-contenthash", h);
+            }
+            return resp;
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// A hash of the service as answered, for `?hash=` blocking (stable within one agent).
+fn content_hash(v: &serde_json::Value) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 /// Consul's shape: the catalog's view of each check, plus its `Notes`.
-async fn checks(State(a): State<S>) -> Json<BTreeMap<String, serde_json::Value>> {
+async fn checks(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -> Response {
     let notes: HashMap<String, String> = a
         .local
         .check_specs()
         .into_iter()
         .map(|c| (c.check_id, c.notes))
         .collect();
-    Json(
-        a.local
-            .checks()
-            .into_iter()
-            .map(|c| {
-                let mut v = json!(c);
-                v["Notes"] = json!(notes.get(&c.check_id).cloned().unwrap_or_default());
-                (c.check_id, v)
-            })
-            .collect(),
-    )
+    let all = a
+        .local
+        .checks()
+        .into_iter()
+        .map(|c| {
+            let mut v = json!(c);
+            v["Notes"] = json!(notes.get(&c.check_id).cloned().unwrap_or_default());
+            (c.check_id, v)
+        })
+        .collect();
+    filtered(&q, all)
 }
 
 /// Runs `f` (which writes `data_dir/services.json`) on the blocking pool; a panic in it is

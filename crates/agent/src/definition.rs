@@ -283,6 +283,43 @@ fn validate_id(field: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Tags: no control characters (a newline would forge a line in a log that prints them).
+fn validate_tags(tags: &[String]) -> Result<()> {
+    for (i, tag) in tags.iter().enumerate() {
+        if tag.chars().any(char::is_control) {
+            bail!("field Tags[{i}] = {tag:?}: must not contain control characters");
+        }
+    }
+    Ok(())
+}
+
+/// Consul's rules for `Meta` (ValidateServiceMetadata): at most 64 pairs; keys of 1-128
+/// letters, digits, `_` and `-`, not starting with `consul-` (reserved); values of at most
+/// 512 characters.
+fn validate_meta(meta: &BTreeMap<String, String>) -> Result<()> {
+    if meta.len() > 64 {
+        bail!("field Meta: {} pairs, at most 64 are allowed", meta.len());
+    }
+    for (k, v) in meta {
+        if k.is_empty() || k.len() > 128 {
+            bail!("field Meta key {k:?}: must be 1-128 characters");
+        }
+        if !k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            bail!("field Meta key {k:?}: only letters, digits, '_' and '-' are allowed");
+        }
+        if k.starts_with("consul-") {
+            bail!("field Meta key {k:?}: the prefix 'consul-' is reserved");
+        }
+        if v.chars().count() > 512 {
+            bail!("field Meta.{k}: the value is longer than 512 characters");
+        }
+    }
+    Ok(())
+}
+
 fn parse_http(field: &str, url: &str) -> Result<Probe> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         anyhow::anyhow!("field {field} = {url:?}: only http:// URLs are supported")
@@ -322,6 +359,8 @@ impl ServiceDefinition {
             self.id.clone()
         };
         validate_id("ID", &id)?;
+        validate_tags(&self.tags)?;
+        validate_meta(&self.meta)?;
         let address = if self.address.is_empty() {
             advertise.to_string()
         } else {
@@ -702,6 +741,32 @@ mod tests {
         let err =
             expand_err_decoded(r#"{"Name": "a", "Check": {"TTL": "1s", "TCP": "127.0.0.1:1"}}"#);
         assert!(err.contains("exactly one of HTTP, TCP or TTL"), "{err}");
+    }
+
+    #[test]
+    fn tags_and_meta_are_validated_as_consul() {
+        let err = expand_err_decoded(r#"{"Name": "a", "Tags": ["ok", "bad\u0007"]}"#);
+        assert!(
+            err.contains("field Tags[1]") && err.contains("control"),
+            "{err}"
+        );
+        let err = expand_err_decoded(r#"{"Name": "a", "Meta": {"a b": "x"}}"#);
+        assert!(err.contains("Meta key \"a b\""), "{err}");
+        let err = expand_err_decoded(r#"{"Name": "a", "Meta": {"consul-x": "x"}}"#);
+        assert!(err.contains("reserved"), "{err}");
+        let err = expand_err_decoded(r#"{"Name": "a", "Meta": {"": "x"}}"#);
+        assert!(err.contains("1-128"), "{err}");
+        let long = "v".repeat(513);
+        let err = expand_err_decoded(&format!(r#"{{"Name": "a", "Meta": {{"k": "{long}"}}}}"#));
+        assert!(err.contains("Meta.k") && err.contains("512"), "{err}");
+        let many: Vec<String> = (0..65).map(|i| format!(r#""k{i}": "v""#)).collect();
+        let err = expand_err_decoded(&format!(
+            r#"{{"Name": "a", "Meta": {{{}}}}}"#,
+            many.join(",")
+        ));
+        assert!(err.contains("at most 64"), "{err}");
+        let d = decode(r#"{"Name": "a", "Tags": ["v1"], "Meta": {"version_2-x": "ok"}}"#);
+        assert!(d.expand("127.0.0.1".parse().unwrap(), 21000).is_ok());
     }
 
     #[test]

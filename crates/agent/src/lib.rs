@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod api_health;
 mod checks;
 pub mod config;
 pub mod decode;
