@@ -16,6 +16,8 @@ const SERVER: &str = "127.46.0.10";
 const AGENT: &str = "127.46.0.11";
 /// The HTTP app the checks probe (py-consul: HTTP check; npm: TCP check).
 const APP_PORT: u16 = 9100;
+/// The agent's node name.
+const NODE: &str = "compat-node";
 
 /// An HTTP app answering 200 to everything, until the test process ends.
 fn serve_app(addr: &str) {
@@ -84,6 +86,7 @@ fn run_client(what: &str, mut cmd: Command, procs: &[&Proc]) {
     let out = cmd
         .env("AGENT_HOST", AGENT)
         .env("APP_PORT", APP_PORT.to_string())
+        .env("NODE_NAME", NODE)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     let text = format!(
@@ -147,9 +150,8 @@ fn consul_clients_and_service_files_work_against_strait() {
     );
 
     // A consul.d-style directory: HCL and JSON, one and several services per file.
-    let node = "compat-node";
-    let agent_cfg = agent_config(d, "dc1", node, AGENT, SERVER, &join_token("dc1"));
-    let services = services_dir(d, node);
+    let agent_cfg = agent_config(d, "dc1", NODE, AGENT, SERVER, &join_token("dc1"));
+    let services = services_dir(d, NODE);
     write(&services.join("web.hcl"), WEB_HCL);
     write(&services.join("more.json"), MORE_JSON);
     serve_app(&format!("{AGENT}:{APP_PORT}"));
@@ -197,6 +199,11 @@ fn consul_clients_and_service_files_work_against_strait() {
         assert_json_error(addr, "GET", "/v2/nothing", 404);
     }
     assert_json_error(&agent_http, "PUT", "/v1/agent/maintenance", 501);
+    // Deleting a config entry that does not exist is a 404 naming it.
+    let path = "/v1/config/service-defaults/nothing";
+    let (status, body) = http("DELETE", sa(&server_http), path, Some("")).unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("\"nothing\""), "{body}");
 
     // A reload picks up an edit; a bad file is refused with its name and changes nothing.
     write(

@@ -63,6 +63,23 @@ async function main() {
 
   await consul.agent.check.pass({ id: "service:nodeweb:2", note: "all good" });
   await eventually("nodeweb passing after check.pass", async () => (await passing()).length === 1);
+
+  // Queries: tag, passing, filter; read endpoints.
+  assert.equal((await consul.health.service({ service: "nodeweb", tag: "node", passing: true })).length, 1);
+  assert.deepEqual(await consul.health.service({ service: "nodeweb", tag: "python" }), []);
+  const filtered = await consul.health.service({ service: "nodeweb", filter: 'Service.Port == ' + app + ' and Service.Tags contains "v1"' });
+  assert.equal(filtered.length, 1);
+  assert.deepEqual(await consul.catalog.service.nodes({ service: "nodeweb", filter: "ServiceTags is empty" }), []);
+  await assert.rejects(consul.health.service({ service: "nodeweb", filter: "Service.Port ==" }), (err) => {
+    assert.equal(err.response && err.response.statusCode, 400, String(err));
+    assert.match(String(err.response.body), /position 16/);
+    return true;
+  });
+  const healthChecks = await consul.health.checks("nodeweb");
+  assert.deepEqual(healthChecks.map((c) => c.CheckID).sort(), ["service:nodeweb:1", "service:nodeweb:2"]);
+  const states = await consul.health.state("passing");
+  assert.ok(states.some((c) => c.CheckID === "service:nodeweb:2"), JSON.stringify(states));
+  assert.deepEqual(await consul.catalog.datacenters(), ["dc1"]);
   await consul.agent.check.fail({ id: "service:nodeweb:2", note: "broken" });
   await eventually("nodeweb not passing after check.fail", async () => (await passing()).length === 0);
 

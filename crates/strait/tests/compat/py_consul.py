@@ -4,12 +4,16 @@ Environment: AGENT_HOST (the agent's API on port 8500), APP_PORT (an HTTP app on
 answering 200). Exits non-zero with a message on the first thing that is not as Consul's.
 """
 
+import json
 import os
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import consul
+import consul.exceptions
 from consul import Check
 
 host = os.environ["AGENT_HOST"]
@@ -27,6 +31,16 @@ def eventually(what, f, timeout=30.0):
         if time.monotonic() > deadline:
             sys.exit(f"py-consul: timed out waiting for {what}; last: {v!r}")
         time.sleep(0.05)
+
+
+def raw(method, path):
+    """A request py-consul has no method for: (status, decoded JSON body)."""
+    req = urllib.request.Request(f"http://{host}:8500{path}", method=method)
+    try:
+        with urllib.request.urlopen(req) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
 
 
 def passing():
@@ -83,9 +97,53 @@ nodes = eventually("pyweb passing after ttl_pass", passing)
 statuses = {ch["CheckID"]: ch["Status"] for ch in nodes[0]["Checks"]}
 assert statuses["service:pyweb:2"] == "passing", statuses
 
+# Queries: every ?tag= must match (in any case), node-meta, ?passing, ?filter= (bexpr).
+node = os.environ["NODE_NAME"]
+assert len(c.health.service("pyweb", tag="v1")[1]) == 1
+assert len(c.health.service("pyweb", tag=["v1", "PYTHON"], passing=True)[1]) == 1
+assert c.health.service("pyweb", tag=["v1", "v2"])[1] == []
+assert c.health.service("pyweb", node_meta={"rack": "nowhere"})[1] == []
+expr = 'Service.Meta.Lang == "python" and "v1" in Service.Tags and Node.Node == `%s`' % node
+assert len(c.health.service("pyweb", filter_expr=expr)[1]) == 1
+assert c.health.service("pyweb", filter_expr="Service.Meta.Lang != python")[1] == []
+assert len(c.health.service("pyweb", filter_expr='Checks.CheckID contains "pyweb:2"')[1]) == 1
+assert len(c.catalog.service("pyweb", filter_expr='ServiceMeta.Lang matches "^py"')[1]) == 1
+assert c.catalog.service("pyweb", tag="nope")[1] == []
+assert list(c.catalog.services(filter_expr="ServiceName == pyweb")[1]) == ["pyweb"]
+assert [n["Node"] for n in c.catalog.nodes(filter_expr=f"Node == `{node}`")[1]] == [node]
+assert list(c.agent.services(filter_expr="Service == pyweb and Port != 0")) == ["pyweb"]
+assert sorted(c.agent.checks(filter_expr="ServiceID == pyweb")) == ["service:pyweb:1", "service:pyweb:2"]
+try:
+    c.health.service("pyweb", filter_expr='Service.Tags contians "x"')
+    sys.exit("py-consul: an invalid filter was accepted")
+except consul.exceptions.BadRequest as e:
+    assert "position 14" in str(e), e
+
+# Read endpoints.
+checks = c.health.checks("pyweb")[1]
+assert sorted(ch["CheckID"] for ch in checks) == ["service:pyweb:1", "service:pyweb:2"], checks
+assert "service:pyweb:2" in [ch["CheckID"] for ch in c.health.state("passing")[1]]
+assert "service:pyweb:2" in [ch["CheckID"] for ch in c.health.node(node)[1]]
+assert c.catalog.node(node)[1]["Services"]["pyweb"]["Tags"] == ["v1", "python"]
+assert c.catalog.datacenters() == ["dc1"], c.catalog.datacenters()
+try:
+    c.health.service("pyweb", dc="nowhere")
+    sys.exit("py-consul: an unknown datacenter was answered")
+except consul.ConsulException as e:
+    assert "500" in str(e) and "No path to datacenter" in str(e), e
+status, body = raw("GET", "/v1/agent/health/service/name/pyweb")
+assert status == 200 and body[0]["AggregatedStatus"] == "passing", (status, body)
+status, svc = raw("GET", "/v1/agent/service/pyweb")
+assert status == 200 and svc["Service"] == "pyweb" and svc["ContentHash"], svc
+
 assert c.agent.check.ttl_fail("service:pyweb:2", "broken") is True
 eventually("pyweb not passing after ttl_fail", lambda: passing() == [])
 assert c.agent.checks()["service:pyweb:2"]["Output"] == "broken"
+# ?passing=false does not filter (Consul's ParseBool); the agent's health endpoint says 503.
+status, body = raw("GET", "/v1/health/service/pyweb?passing=false")
+assert status == 200 and len(body) == 1, (status, body)
+status, body = raw("GET", "/v1/agent/health/service/id/pyweb")
+assert status == 503 and body["AggregatedStatus"] == "critical", (status, body)
 
 # A check registered on its own, of the service and of the node.
 assert c.agent.check.register(
