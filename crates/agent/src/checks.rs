@@ -1,6 +1,6 @@
 //! Runs the local health checks: one task per check, restarted when definitions change.
 
-use crate::definition::{CheckSpec, Probe};
+use crate::definition::{CheckSpec, Counter, Probe};
 use crate::local::LocalState;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,6 +65,7 @@ async fn run_check(local: Arc<LocalState>, spec: CheckSpec, kick: Arc<Notify>) {
     if let Probe::Ttl { ttl } = spec.probe {
         return run_ttl(&local, &spec.check_id, ttl).await;
     }
+    let mut counter = Counter::default();
     loop {
         let (status, output) =
             match tokio::time::timeout(spec.timeout, probe(&local, &spec.probe)).await {
@@ -74,7 +75,9 @@ async fn run_check(local: Arc<LocalState>, spec: CheckSpec, kick: Arc<Notify>) {
                     format!("timed out after {:?}", spec.timeout),
                 ),
             };
-        local.set_status(&spec.check_id, status.as_str(), &output);
+        if let Some(status) = counter.record(&spec.streak, status) {
+            local.set_status(&spec.check_id, status.as_str(), &output);
+        }
         tokio::select! {
             _ = tokio::time::sleep(spec.interval) => {}
             _ = kick.notified() => {}
@@ -110,26 +113,7 @@ async fn probe(local: &LocalState, probe: &Probe) -> (CheckStatus, String) {
             Ok(_) => (CheckStatus::Passing, format!("TCP connect {addr}: success")),
             Err(e) => (CheckStatus::Critical, format!("TCP connect {addr}: {e}")),
         },
-        Probe::Http { addr, path } => {
-            match strait_rpc::http::request(*addr, http::Method::GET, path, None).await {
-                Ok(r) if r.status.is_success() => (
-                    CheckStatus::Passing,
-                    format!("HTTP GET http://{addr}{path}: {}", r.status),
-                ),
-                Ok(r) if r.status.as_u16() == 429 => (
-                    CheckStatus::Warning,
-                    format!("HTTP GET http://{addr}{path}: {}", r.status),
-                ),
-                Ok(r) => (
-                    CheckStatus::Critical,
-                    format!("HTTP GET http://{addr}{path}: {}", r.status),
-                ),
-                Err(e) => (
-                    CheckStatus::Critical,
-                    format!("HTTP GET http://{addr}{path}: {e}"),
-                ),
-            }
-        }
+        Probe::Http(check) => check.probe().await,
         Probe::Alias { service_id } => {
             let s = local.service_status(service_id);
             let out = format!("service {service_id} is {s}");

@@ -3,6 +3,7 @@
 //! or snake_case), and what one expands to: catalog services (the service and its sidecar),
 //! check definitions, and proxy registrations for snapshots.
 
+use crate::http_check::{self, HttpCheck};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -113,6 +114,25 @@ pub struct CheckDefinition {
     /// definition, empty or that service.
     #[serde(default, rename = "ServiceID")]
     pub service_id: String,
+    /// HTTP checks: the method (default GET), headers (a map of lists), body, and for
+    /// `https://` the name to verify (default the URL's host) or no verification at all.
+    #[serde(default)]
+    pub method: String,
+    #[serde(default)]
+    pub header: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default, rename = "TLSServerName")]
+    pub tls_server_name: String,
+    #[serde(default, rename = "TLSSkipVerify")]
+    pub tls_skip_verify: bool,
+    /// Consecutive results a probed check needs before its status changes (Consul's).
+    #[serde(default)]
+    pub success_before_passing: u32,
+    #[serde(default)]
+    pub failures_before_warning: u32,
+    #[serde(default)]
+    pub failures_before_critical: u32,
 }
 
 impl CheckDefinition {
@@ -130,7 +150,15 @@ impl CheckDefinition {
         let c = self;
         let set = [&c.http, &c.tcp, &c.ttl];
         let probe = match set.iter().filter(|v| !v.is_empty()).count() {
-            1 if !c.http.is_empty() => parse_http(&format!("{prefix}HTTP"), &c.http)?,
+            1 if !c.http.is_empty() => Probe::Http(HttpCheck::parse(http_check::Fields {
+                prefix,
+                url: &c.http,
+                method: &c.method,
+                header: &c.header,
+                body: &c.body,
+                tls_server_name: &c.tls_server_name,
+                tls_skip_verify: c.tls_skip_verify,
+            })?),
             1 if !c.tcp.is_empty() => Probe::Tcp {
                 addr: c
                     .tcp
@@ -153,6 +181,20 @@ impl CheckDefinition {
                 bail!("{at}exactly one of HTTP, TCP or TTL must be set")
             }
         };
+        if c.http.is_empty() {
+            for (field, set) in [
+                ("Method", !c.method.is_empty()),
+                ("Header", !c.header.is_empty()),
+                ("Body", !c.body.is_empty()),
+                ("TLSServerName", !c.tls_server_name.is_empty()),
+                ("TLSSkipVerify", c.tls_skip_verify),
+            ] {
+                if set {
+                    bail!("field {prefix}{field}: only for HTTP checks");
+                }
+            }
+        }
+        let streak = Streak::new(prefix, c)?;
         let initial = match c.status.as_str() {
             "" => CheckStatus::Critical,
             s => CheckStatus::ALL
@@ -192,6 +234,7 @@ impl CheckDefinition {
             )?,
             initial,
             notes: c.notes.clone(),
+            streak,
         })
     }
 
@@ -207,11 +250,75 @@ impl CheckDefinition {
     }
 }
 
+/// Consul's `SuccessBeforePassing`, `FailuresBeforeWarning` and `FailuresBeforeCritical`:
+/// how many consecutive results a probed check needs before its status changes (0 and 1:
+/// the first). Warning results count as successes, as in Consul.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Streak {
+    pub success_before_passing: u32,
+    pub failures_before_warning: u32,
+    pub failures_before_critical: u32,
+}
+
+impl Streak {
+    fn new(prefix: &str, c: &CheckDefinition) -> Result<Streak> {
+        let s = Streak {
+            success_before_passing: c.success_before_passing,
+            // Consul's default: as FailuresBeforeCritical.
+            failures_before_warning: match c.failures_before_warning {
+                0 => c.failures_before_critical,
+                n => n,
+            },
+            failures_before_critical: c.failures_before_critical,
+        };
+        if s.failures_before_warning > s.failures_before_critical {
+            bail!(
+                "field {prefix}FailuresBeforeWarning = {}: must not exceed FailuresBeforeCritical ({})",
+                s.failures_before_warning,
+                s.failures_before_critical
+            );
+        }
+        if !c.ttl.is_empty() && s != Streak::default() {
+            bail!("field {prefix}: SuccessBeforePassing, FailuresBeforeWarning and FailuresBeforeCritical are for probed checks, not TTL checks");
+        }
+        Ok(s)
+    }
+}
+
+/// Counts a check's consecutive results.
+#[derive(Debug, Default)]
+pub struct Counter {
+    successes: u32,
+    failures: u32,
+}
+
+impl Counter {
+    /// Records a probe's result; returns the status to set, or `None` to leave the check's
+    /// status (and output) as they are (Consul's StatusHandler).
+    pub fn record(&mut self, streak: &Streak, result: CheckStatus) -> Option<CheckStatus> {
+        if result == CheckStatus::Critical {
+            self.failures = self.failures.saturating_add(1);
+            self.successes = 0;
+            if self.failures >= streak.failures_before_critical {
+                Some(CheckStatus::Critical)
+            } else if self.failures >= streak.failures_before_warning {
+                Some(CheckStatus::Warning)
+            } else {
+                None
+            }
+        } else {
+            self.successes = self.successes.saturating_add(1);
+            self.failures = 0;
+            (self.successes >= streak.success_before_passing).then_some(result)
+        }
+    }
+}
+
 /// What a check probes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
-    /// GET `path` on `addr`; 2xx is passing, 429 warning, anything else critical.
-    Http { addr: SocketAddr, path: String },
+    /// An HTTP or HTTPS request; 2xx is passing, 429 warning, anything else critical.
+    Http(HttpCheck),
     /// A TCP connect to `addr`.
     Tcp { addr: SocketAddr },
     /// Mirrors the worst status of another service's checks (sidecar -> its app).
@@ -233,6 +340,7 @@ pub struct CheckSpec {
     /// The status until the first result.
     pub initial: CheckStatus,
     pub notes: String,
+    pub streak: Streak,
 }
 
 /// One definition, expanded.
@@ -318,24 +426,6 @@ fn validate_meta(meta: &BTreeMap<String, String>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn parse_http(field: &str, url: &str) -> Result<Probe> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        anyhow::anyhow!("field {field} = {url:?}: only http:// URLs are supported")
-    })?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let hostport = hostport.replace("localhost", "127.0.0.1");
-    let addr: SocketAddr = hostport.parse().map_err(|_| {
-        anyhow::anyhow!("field {field} = {url:?}: host must be an IP address with a port")
-    })?;
-    Ok(Probe::Http {
-        addr,
-        path: path.to_string(),
-    })
 }
 
 fn mode(m: &MeshGatewayConfig, field: &str) -> Result<GatewayMode> {
@@ -547,6 +637,7 @@ impl ServiceDefinition {
             timeout: Duration::from_secs(2),
             initial: CheckStatus::Critical,
             notes: String::new(),
+            streak: Streak::default(),
         });
         out.checks.push(CheckSpec {
             check_id: format!("service:{sid}:2"),
@@ -560,6 +651,7 @@ impl ServiceDefinition {
             timeout: Duration::from_secs(1),
             initial: CheckStatus::Critical,
             notes: String::new(),
+            streak: Streak::default(),
         });
         out.proxies.push(ProxyRegistration {
             proxy_id: sid,
@@ -767,6 +859,71 @@ mod tests {
         assert!(err.contains("at most 64"), "{err}");
         let d = decode(r#"{"Name": "a", "Tags": ["v1"], "Meta": {"version_2-x": "ok"}}"#);
         assert!(d.expand("127.0.0.1".parse().unwrap(), 21000).is_ok());
+    }
+
+    #[test]
+    fn streaks_flip_the_status_as_consul() {
+        let d = decode(
+            r#"{"Name": "a", "Check": {"HTTP": "https://localhost:8443/h", "TLSSkipVerify": true,
+            "Method": "HEAD", "Header": {"X-A": ["1"]}, "success_before_passing": 2,
+            "FailuresBeforeWarning": 1, "FailuresBeforeCritical": 3}}"#,
+        );
+        let e = d.expand("10.0.0.5".parse().unwrap(), 21000).unwrap();
+        let streak = e.checks[0].streak;
+        let Probe::Http(h) = &e.checks[0].probe else {
+            panic!("{:?}", e.checks[0].probe)
+        };
+        assert_eq!(h.method, http::Method::HEAD);
+        assert!(h.tls.as_ref().unwrap().skip_verify);
+        let mut c = Counter::default();
+        use CheckStatus::*;
+        let got: Vec<_> = [
+            Passing, Warning, Critical, Critical, Critical, Passing, Critical, Passing, Passing,
+        ]
+        .into_iter()
+        .map(|r| c.record(&streak, r))
+        .collect();
+        assert_eq!(
+            got,
+            [
+                None,
+                Some(Warning),
+                Some(Warning),
+                Some(Warning),
+                Some(Critical),
+                None,
+                Some(Warning),
+                None,
+                Some(Passing)
+            ]
+        );
+        // Without streaks every result counts at once; warning defaults to critical's count.
+        let mut c = Counter::default();
+        assert_eq!(c.record(&Streak::default(), Critical), Some(Critical));
+        let d = decode(
+            r#"{"Name": "a", "Check": {"TCP": "127.0.0.1:1", "FailuresBeforeCritical": 2}}"#,
+        );
+        let streak = d.expand("10.0.0.5".parse().unwrap(), 21000).unwrap().checks[0].streak;
+        let mut c = Counter::default();
+        assert_eq!(c.record(&streak, Critical), None);
+        assert_eq!(c.record(&streak, Critical), Some(Critical));
+        for (json, want) in [
+            (
+                r#"{"TTL": "1s", "SuccessBeforePassing": 2}"#,
+                "not TTL checks",
+            ),
+            (
+                r#"{"TCP": "127.0.0.1:1", "FailuresBeforeWarning": 3, "FailuresBeforeCritical": 2}"#,
+                "Check.FailuresBeforeWarning",
+            ),
+            (
+                r#"{"TCP": "127.0.0.1:1", "Method": "POST"}"#,
+                "Check.Method: only for HTTP",
+            ),
+        ] {
+            let err = expand_err_decoded(&format!(r#"{{"Name": "a", "Check": {json}}}"#));
+            assert!(err.contains(want), "{json}: {err}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod checks;
 pub mod config;
 pub mod decode;
 pub mod definition;
+pub mod http_check;
 mod join;
 mod local;
 mod metrics;
