@@ -4,6 +4,7 @@
 
 use crate::definition::{CheckDefinition, ServiceDefinition};
 use crate::local::{AdminError, Source, TtlError};
+use crate::maintenance;
 use crate::metrics;
 use crate::snapshots;
 use crate::state::Agent;
@@ -41,6 +42,11 @@ pub fn router(agent: S) -> Router {
         .route("/v1/agent/service/register", put(register))
         .route("/v1/agent/service/deregister/{id}", put(deregister))
         .route("/v1/agent/check/register", put(register_check))
+        .route("/v1/agent/maintenance", put(maintenance::node))
+        .route(
+            "/v1/agent/service/maintenance/{id}",
+            put(maintenance::service),
+        )
         .route("/v1/agent/check/deregister/{id}", put(deregister_check))
         .route("/v1/agent/check/{verb}/{id}", put(ttl_update))
         .route("/v1/agent/members", get(members))
@@ -197,7 +203,7 @@ async fn checks(State(a): State<S>, Query(q): Query<HashMap<String, String>>) ->
 
 /// Runs `f` (which writes `data_dir/services.json`) on the blocking pool; a panic in it is
 /// resumed here, as if it had run inline.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     match tokio::task::spawn_blocking(f).await {

@@ -62,8 +62,13 @@ pub async fn run(local: Arc<LocalState>, shutdown: CancellationToken) {
 }
 
 async fn run_check(local: Arc<LocalState>, spec: CheckSpec, kick: Arc<Notify>) {
-    if let Probe::Ttl { ttl } = spec.probe {
-        return run_ttl(&local, &spec.check_id, ttl).await;
+    match spec.probe {
+        Probe::Ttl { ttl } => return run_ttl(&local, &spec.check_id, ttl).await,
+        Probe::Maintenance => {
+            let status = CheckStatus::Critical.as_str();
+            return local.set_status(&spec.check_id, status, &spec.notes);
+        }
+        _ => {}
     }
     let mut counter = Counter::default();
     loop {
@@ -119,7 +124,9 @@ async fn probe(local: &LocalState, probe: &Probe) -> (CheckStatus, String) {
             let out = format!("service {service_id} is {s}");
             (s, out)
         }
-        Probe::Ttl { .. } => unreachable!("TTL checks have no probe (run_ttl)"),
+        Probe::Ttl { .. } | Probe::Maintenance => {
+            unreachable!("TTL and maintenance checks have no probe (run_check)")
+        }
     }
 }
 

@@ -171,6 +171,7 @@ impl CheckDefinition {
             1 => Probe::Ttl {
                 ttl: parse_duration(&format!("{prefix}TTL"), &c.ttl, Duration::ZERO)?,
             },
+            0 if is_maintenance(&c.check_id) => Probe::Maintenance,
             _ => {
                 let at = prefix.trim_end_matches('.');
                 let at = if at.is_empty() {
@@ -325,6 +326,18 @@ pub enum Probe {
     Alias { service_id: String },
     /// Set by the application through the agent API; critical when not set within `ttl`.
     Ttl { ttl: Duration },
+    /// Maintenance mode ([`crate::maintenance`]): critical, with the reason as its output.
+    Maintenance,
+}
+
+/// The check of the node's maintenance mode, as Consul names it.
+pub const NODE_MAINTENANCE: &str = "_node_maintenance";
+/// The checks of services' maintenance mode are this and the service's ID.
+pub const SERVICE_MAINTENANCE_PREFIX: &str = "_service_maintenance:";
+
+/// Whether `check_id` is a maintenance check's (only those are checks without a probe).
+fn is_maintenance(check_id: &str) -> bool {
+    check_id == NODE_MAINTENANCE || check_id.starts_with(SERVICE_MAINTENANCE_PREFIX)
 }
 
 /// A check as the agent runs it.

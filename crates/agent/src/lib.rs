@@ -15,6 +15,7 @@ pub mod definition;
 pub mod http_check;
 mod join;
 mod local;
+mod maintenance;
 mod metrics;
 mod reload;
 mod servers;

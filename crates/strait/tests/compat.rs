@@ -198,7 +198,7 @@ fn consul_clients_and_service_files_work_against_strait() {
         assert_json_error(addr, "GET", "/v1/operator/autopilot/configuration", 501);
         assert_json_error(addr, "GET", "/v2/nothing", 404);
     }
-    assert_json_error(&agent_http, "PUT", "/v1/agent/maintenance", 501);
+    assert_json_error(&agent_http, "PUT", "/v1/agent/join/10.0.0.1", 501);
     // Deleting a config entry that does not exist is a 404 naming it.
     let path = "/v1/config/service-defaults/nothing";
     let (status, body) = http("DELETE", sa(&server_http), path, Some("")).unwrap();

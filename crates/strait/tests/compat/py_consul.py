@@ -136,6 +136,23 @@ assert status == 200 and body[0]["AggregatedStatus"] == "passing", (status, body
 status, svc = raw("GET", "/v1/agent/service/pyweb")
 assert status == 200 and svc["Service"] == "pyweb" and svc["ContentHash"], svc
 
+# Maintenance mode: a critical check takes the service, or the whole node, out of passing.
+assert c.agent.service.maintenance("pyweb", True, "upgrading") is True
+maint = c.agent.checks()["_service_maintenance:pyweb"]
+assert maint["Status"] == "critical" and maint["Notes"] == "upgrading", maint
+assert maint["ServiceID"] == "pyweb" and maint["Name"] == "Service Maintenance Mode", maint
+eventually("pyweb not passing in maintenance", lambda: passing() == [])
+assert c.agent.service.maintenance("pyweb", False) is True
+assert "_service_maintenance:pyweb" not in c.agent.checks()
+eventually("pyweb passing after its maintenance", passing)
+assert c.agent.maintenance(True) is True
+maint = c.agent.checks()["_node_maintenance"]
+assert maint["Status"] == "critical" and "no reason was provided" in maint["Notes"], maint
+eventually("pyweb not passing with its node in maintenance", lambda: passing() == [])
+assert c.agent.maintenance(False) is True
+eventually("pyweb passing after the node's maintenance", passing)
+assert c.agent.service.maintenance("nothing", True) is False, "an unknown service is a 404"
+
 assert c.agent.check.ttl_fail("service:pyweb:2", "broken") is True
 eventually("pyweb not passing after ttl_fail", lambda: passing() == [])
 assert c.agent.checks()["service:pyweb:2"]["Output"] == "broken"
