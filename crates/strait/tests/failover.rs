@@ -5,7 +5,9 @@
 //! dc2's two gateways stopped with SIGSTOP (hung: accepts, never answers; passed over until
 //! its readiness check drops it, then requests are as fast as before), both of dc2's gateways
 //! killed (moves to dc3) and started again (moves back once their checks, run at once on
-//! re-registration, pass).
+//! re-registration, pass), one of dc2's gateways up but failing a health check (gets no new
+//! connection once dc2 reports it), and one of dc1's two gateways killed
+//! (hashicorp/consul#15703: no new connection fails; the sidecar drops it from the chain).
 //!
 //! `envoy_fails_over_to_dc3_and_back` runs the first two events with `--proxy envoy`.
 //!
@@ -22,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::lab::Lab;
-use common::{eventually, get, sa};
+use common::{eventually, get, http, metric, sa};
 
 /// The dashboard sidecar's upstream listener for counting (dc2, failing over to dc3).
 const UPSTREAM: &str = "127.25.1.12:5000";
@@ -30,6 +32,18 @@ const UPSTREAM: &str = "127.25.1.12:5000";
 const ADMIN: &str = "127.25.1.12:19000";
 const STOP_COUNTING: &[&str] = &["stop", "counting", "--vm", "dc2-services"];
 const START_COUNTING: &[&str] = &["start", "counting", "--vm", "dc2-services"];
+/// The dashboard VM's second gateway, added to the built-in topology by [`topology_text`].
+const DC1_GATEWAY_B: &str = "
+[[vm]]
+name = \"dc1-gateway-b\"
+dc = \"dc1\"
+address = \"127.25.1.13\"
+roles = [\"gateway\"]
+";
+/// The agent and the gateway admin of dc2-gateway-a, and dc2-gateway-b's admin.
+const DC2_GATEWAY_A_AGENT: &str = "127.25.2.11:8500";
+const DC2_GATEWAY_A_ADMIN: &str = "127.25.2.11:19000";
+const DC2_GATEWAY_B_ADMIN: &str = "127.25.2.13:19000";
 /// A client's patience per request.
 const PATIENCE: Duration = Duration::from_secs(2);
 /// Pause between requests.
@@ -134,6 +148,14 @@ struct Outcome {
 }
 
 impl Outcome {
+    fn failed_at_most(&self, n: usize, why: &str) {
+        assert!(
+            self.failed <= n,
+            "{} requests failed, at most {n} expected: {why}",
+            self.failed
+        );
+    }
+
     fn moved_within(&self, limit: Duration) {
         assert!(
             self.moved_after < limit,
@@ -181,6 +203,43 @@ fn mean_took(samples: &[Sample]) -> Duration {
     samples.iter().map(|s| s.took).sum::<Duration>() / n
 }
 
+/// The built-in `failover` topology with a second gateway in dc1 (two gateways per DC, as the
+/// dashboard's first hop in mode `local`).
+fn topology_text() -> String {
+    let text = strait_lab::topology::FAILOVER_TOPOLOGY;
+    let at = text
+        .find("[[vm]]\nname = \"dc1-services\"")
+        .expect("dc1-services in the failover topology");
+    format!(
+        "{}{}\n{}",
+        &text[..at],
+        DC1_GATEWAY_B.trim_start(),
+        &text[at..]
+    )
+}
+
+/// Connections a dc2 gateway routed to counting in dc2.
+fn routed_to_counting(admin: &str) -> u64 {
+    metric(
+        sa(admin),
+        "strait_gateway_routed_total",
+        &["dc=\"dc2\"", "sni=\"counting.default.dc2.internal."],
+    )
+}
+
+/// The dashboard sidecar's `/clusters`.
+fn clusters() -> serde_json::Value {
+    let (_, body) = get(sa(ADMIN), "/clusters");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()
+}
+
+/// How many endpoints the dashboard sidecar has for the chain's first target (dc2).
+fn primary_endpoints() -> Option<usize> {
+    clusters()["upstreams"][0]["chain"][0]["endpoints"]
+        .as_array()
+        .map(Vec::len)
+}
+
 fn report(event: &str, o: &Outcome) {
     eprintln!(
         "[failover] {event}: {} failed of {} requests; traffic moved after {:.2} s",
@@ -192,7 +251,9 @@ fn report(event: &str, o: &Outcome) {
 
 #[test]
 fn traffic_fails_over_to_dc3_and_back() {
-    let lab = Lab::up(&["--topology", "failover"]);
+    let files = tempfile::tempdir().unwrap();
+    let topology = Lab::topology_file(files.path(), "failover.toml", &topology_text());
+    let lab = Lab::up(&["--topology", topology.to_str().unwrap()]);
     let client = Client::start(sa(UPSTREAM));
     let t0 = Instant::now();
     client.wait_steady(t0, "dc2", 10, "counting in dc2 to answer");
@@ -203,10 +264,6 @@ fn traffic_fails_over_to_dc3_and_back() {
     let stopped = client.move_to(&lab, STOP_COUNTING, "dc3", "counting stopped in dc2");
     // Then dc2's health check notices, the agent's watch of dc2's health brings it to dc1,
     // and the dc2 target has no endpoints: the sidecar stops dialling it at all.
-    let clusters = || {
-        let (_, body) = get(sa(ADMIN), "/clusters");
-        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()
-    };
     let noticed = eventually(
         "dc2's target to lose its endpoints",
         Duration::from_secs(30),
@@ -237,7 +294,7 @@ fn traffic_fails_over_to_dc3_and_back() {
     assert_ne!(code, Some(0), "dc2's counting is down:\n{out}");
     for want in [
         "✓ upstream counting chain: counting in dc2 (0 endpoints",
-        "-> counting in dc3 (active, 1 endpoint",
+        "-> counting in dc3 (active, 2 endpoints",
         "✗ counting healthy in dc2 [counting in dc2]",
         "✓ counting healthy in dc3 [counting in dc3]",
         "✓ mTLS handshake [counting in dc3]",
@@ -320,9 +377,107 @@ fn traffic_fails_over_to_dc3_and_back() {
     let restarted = outcome(&client.since(event), event, "dc2");
     report("dc2 gateways restarted", &restarted);
 
+    // dc2-gateway-a is up but fails a health check (a critical TTL check registered for its
+    // service through its agent, as an operator draining it would): dc2's federation state
+    // drops it and dc1's gateway sends dc2's connections to dc2-gateway-b only. Shown by the
+    // gateways' routed counters: over ten requests answered by dc2, a's stays, b's grows.
+    let services = get(sa(DC2_GATEWAY_A_AGENT), "/v1/agent/services").1;
+    let services: serde_json::Value = serde_json::from_str(&services).unwrap();
+    let gateway_id = services
+        .as_object()
+        .into_iter()
+        .flatten()
+        .find(|(_, s)| s["Kind"] == "mesh-gateway")
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("no mesh-gateway on dc2-gateway-a: {services}"));
+    let check = serde_json::json!({
+        "Name": "failover-test-failing",
+        "ServiceID": gateway_id,
+        "TTL": "600s",
+        "Status": "critical",
+    });
+    // Before: dc1's gateway spreads dc2's connections over both.
+    let both = |t: Instant| {
+        let before = [DC2_GATEWAY_A_ADMIN, DC2_GATEWAY_B_ADMIN].map(routed_to_counting);
+        client.wait_steady(t, "dc2", 10, "10 requests answered by dc2");
+        let after = [DC2_GATEWAY_A_ADMIN, DC2_GATEWAY_B_ADMIN].map(routed_to_counting);
+        [after[0] - before[0], after[1] - before[1]]
+    };
+    let spread = both(Instant::now());
+    assert!(
+        spread.iter().all(|&n| n > 0),
+        "both dc2 gateways route while healthy: {spread:?}"
+    );
+    let event = Instant::now();
+    let (status, body) = http(
+        "PUT",
+        sa(DC2_GATEWAY_A_AGENT),
+        "/v1/agent/check/register",
+        Some(&check.to_string()),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let quiet_after = eventually(
+        "the failing dc2 gateway to get no new connections",
+        Duration::from_secs(30),
+        || {
+            let t = Instant::now();
+            let [a, b] = both(t);
+            (a == 0 && b >= 10).then(|| t.saturating_duration_since(event))
+        },
+    );
+    let failing = outcome(&client.since(event), event, "dc2");
+    report("one dc2 gateway failing its health check", &failing);
+    eprintln!(
+        "[failover] the failing dc2 gateway got no new connection from {:.2} s after its check \
+         turned critical",
+        quiet_after.as_secs_f64()
+    );
+    // Its check removed, it takes its share again.
+    let a = routed_to_counting(DC2_GATEWAY_A_ADMIN);
+    let path = "/v1/agent/check/deregister/failover-test-failing";
+    let (status, body) = http("PUT", sa(DC2_GATEWAY_A_AGENT), path, None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        "the dc2 gateway to get connections again once its check is gone",
+        Duration::from_secs(30),
+        || (routed_to_counting(DC2_GATEWAY_A_ADMIN) > a).then_some(()),
+    );
+
+    // One of dc1's two gateways dies (its process killed, its agent still up;
+    // hashicorp/consul#15703): the dashboard's sidecar dials it, is refused, and takes the
+    // other one within the same attempt; then its checks fail and the chain's first target
+    // has one endpoint left, so it is not dialled at all.
+    assert_eq!(primary_endpoints(), Some(2), "{}", clusters());
+    let event = Instant::now();
+    signal(&lab, "dc1-gateway", "gateway", "KILL");
+    let dropped_after = eventually(
+        "the dead dc1 gateway to leave the chain",
+        Duration::from_secs(30),
+        || (primary_endpoints() == Some(1)).then(|| event.elapsed()),
+    );
+    client.wait_steady(
+        event + dropped_after,
+        "dc2",
+        20,
+        "traffic in dc2 through dc1's other gateway",
+    );
+    let dc1_gateway_killed = outcome(&client.since(event), event, "dc2");
+    report("one of dc1's two gateways killed", &dc1_gateway_killed);
+    eprintln!(
+        "[failover] the dead dc1 gateway left the sidecar's chain after {:.2} s",
+        dropped_after.as_secs_f64()
+    );
+    lab.ok(&["start", "dc1-gateway"]);
+    eventually(
+        "the restarted dc1 gateway to be back in the chain",
+        Duration::from_secs(30),
+        || (primary_endpoints() == Some(2)).then_some(()),
+    );
+
     // A request in flight when the app stops is lost; every new connection fails the
     // handshake (the app is down), so the chain moves on.
-    assert!(stopped.failed <= 1, "{} failed", stopped.failed);
+    stopped.failed_at_most(1, "counting stopped in dc2");
     stopped.moved_within(Duration::from_secs(2));
     assert_eq!(started.failed, 0, "failing back loses nothing");
     started.moved_within(Duration::from_secs(10));
@@ -336,16 +491,21 @@ fn traffic_fails_over_to_dc3_and_back() {
     );
     // A request in flight through a gateway when it is killed is lost (one per kill at
     // most); every new connection moves to dc3.
-    assert!(
-        killed.failed <= 2,
-        "{} failed without dc2's gateways",
-        killed.failed
-    );
+    killed.failed_at_most(2, "without dc2's gateways");
     killed.moved_within(Duration::from_secs(2));
     assert_eq!(restarted.failed, 0, "failing back loses nothing");
     // Their checks run at once when they register again (not at the next 10 s tick) and the
     // readiness check passes a second later at most.
     restarted.moved_within(Duration::from_secs(4));
+    failing.failed_at_most(0, "a gateway failing its check costs nothing");
+    assert!(
+        quiet_after < Duration::from_secs(5),
+        "the failing gateway still got connections {quiet_after:?} after its check failed"
+    );
+    // A request in flight through the killed gateway may be lost; no new connection fails
+    // (the sidecar is refused by the dead one and takes the other in the same attempt).
+    dc1_gateway_killed.failed_at_most(1, "with one of dc1's gateways killed");
+    dc1_gateway_killed.moved_within(Duration::from_secs(2));
 }
 
 /// The same chain with `--proxy envoy` (every proxy an Envoy; addresses moved to 127.27.x.y so

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::lab::{alive, processes_mentioning, Lab};
-use common::{eventually, get, sa};
+use common::{eventually, get, metric, sa};
 
 /// `/api/count` of a dashboard: (reachable, count, hostname).
 fn dashboard_count(dash: SocketAddr) -> Option<(bool, u64, String)> {
@@ -56,18 +56,6 @@ fn assert_counts_increase_eventually(dash: SocketAddr, hostname: &str) {
         || dashboard_count(dash).filter(|c| c.0).map(|_| ()),
     );
     assert_counts_increase(dash, hostname);
-}
-
-/// Sum of the values of the metric lines that start with `name` and contain every label in
-/// `labels` (exact `key="value"` text).
-fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> u64 {
-    let (status, text) = get(admin, "/metrics");
-    assert_eq!(status, 200, "GET http://{admin}/metrics");
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|lab| l.contains(lab)))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
-        .sum()
 }
 
 /// Speaks plain HTTP to a sidecar's mTLS port; returns whatever came back before the close.

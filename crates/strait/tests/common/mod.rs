@@ -197,6 +197,18 @@ pub fn consul_index(addr: SocketAddr, path: &str) -> u64 {
         .unwrap_or_else(|| panic!("no X-Consul-Index in:\n{:?}\n{}", reply.headers, reply.body))
 }
 
+/// Sum of the values of the metric lines that start with `name` and contain every label in
+/// `labels` (exact `key="value"` text).
+pub fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> u64 {
+    let (status, text) = get(admin, "/metrics");
+    assert_eq!(status, 200, "GET http://{admin}/metrics");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|lab| l.contains(lab)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
 pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     http("GET", addr, path, None).unwrap_or((0, String::new()))
 }
