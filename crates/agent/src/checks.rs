@@ -234,4 +234,60 @@ mod tests {
         shutdown.cancel();
         runner.await.unwrap();
     }
+
+    /// FailuresBeforeCritical 3: a passing HTTP check stays passing through two failed
+    /// probes and turns critical at the third; SuccessBeforePassing 2 likewise on the way back.
+    #[tokio::test]
+    async fn an_http_check_flips_only_after_its_streak() {
+        use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering::SeqCst};
+        let answer = Arc::new(AtomicU16::new(200));
+        let served = Arc::new(AtomicUsize::new(0));
+        let app = {
+            let (answer, served) = (answer.clone(), served.clone());
+            axum::Router::new().route(
+                "/health",
+                axum::routing::get(move || async move {
+                    served.fetch_add(1, SeqCst);
+                    http::StatusCode::from_u16(answer.load(SeqCst)).unwrap()
+                }),
+            )
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dir = tempfile::tempdir().unwrap();
+        let local = Arc::new(LocalState::new(
+            "n1",
+            "127.0.0.1".parse().unwrap(),
+            dir.path(),
+        ));
+        let def = format!(
+            r#"{{"name": "app", "check": {{"id": "app-http", "http": "http://{addr}/health",
+            "interval": "100ms", "FailuresBeforeCritical": 3, "SuccessBeforePassing": 2}}}}"#
+        );
+        local
+            .insert(crate::decode::json(def.as_bytes()).unwrap(), Source::Api)
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let runner = tokio::spawn(run(local.clone(), shutdown.clone()));
+
+        let (s, _) = next_status(&local, "app-http").await;
+        assert_eq!(s, "passing");
+        assert!(served.load(SeqCst) >= 2, "passing after one success");
+        let before = served.load(SeqCst);
+        answer.store(503, SeqCst);
+        let (s, output) = next_status(&local, "app-http").await;
+        assert_eq!(s, "critical");
+        assert!(output.contains("503"), "{output}");
+        let failed = served.load(SeqCst) - before;
+        assert!(failed >= 3, "critical after {failed} failed probes");
+        answer.store(200, SeqCst);
+        let before = served.load(SeqCst);
+        let (s, _) = next_status(&local, "app-http").await;
+        assert_eq!(s, "passing");
+        let ok = served.load(SeqCst) - before;
+        assert!(ok >= 2, "passing again after {ok} successful probes");
+        shutdown.cancel();
+        runner.await.unwrap();
+    }
 }
