@@ -87,6 +87,7 @@ fn run_client(what: &str, mut cmd: Command, procs: &[&Proc]) {
         .env("AGENT_HOST", AGENT)
         .env("APP_PORT", APP_PORT.to_string())
         .env("NODE_NAME", NODE)
+        .env("SERVER_HOST", SERVER)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     let text = format!(

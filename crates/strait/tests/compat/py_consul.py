@@ -6,6 +6,7 @@ answering 200). Exits non-zero with a message on the first thing that is not as 
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -175,6 +176,26 @@ assert c.agent.check.ttl_pass("node disk") is True
 assert c.agent.checks()["node disk"]["Status"] == "passing"
 assert c.agent.check.deregister("node disk") is True
 assert "node disk" not in c.agent.checks()
+
+# HTTPS checks against the server's TLS port (its certificate is from strait's CA, not in the
+# system roots): verification fails; with TLSSkipVerify the probe gets an HTTP answer.
+url = f"https://{os.environ['SERVER_HOST']}:8300/v1/status/leader"
+assert c.agent.check.register("tls verified", Check.http(url, "1s"), check_id="tls-verified")
+skip = dict(Check.http(url, "1s", header={"X-Probe": ["a", "b"]}), tls_skip_verify=True)
+assert c.agent.check.register("tls skip", skip, check_id="tls-skip")
+
+
+def tls_outputs():
+    ch = c.agent.checks()
+    out = (ch["tls-verified"]["Output"], ch["tls-skip"]["Output"])
+    return out if "not run yet" not in out else None
+
+
+verified, skipped = eventually("the HTTPS checks' first probes", tls_outputs)
+assert "TLS handshake" in verified, verified
+assert c.agent.checks()["tls-verified"]["Status"] == "critical"
+assert re.match(rf"HTTP GET {re.escape(url)}: \d{{3}}\b", skipped), skipped
+assert c.agent.check.deregister("tls-verified") and c.agent.check.deregister("tls-skip")
 
 # What strait does not implement is an error with a reason, not "key not found".
 try:
