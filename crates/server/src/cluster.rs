@@ -529,13 +529,9 @@ pub async fn forwarded_write(
     Extension(peer): Extension<Peer>,
     Json(command): Json<Command>,
 ) -> ApiResult<Response> {
-    let dc = s.cfg.datacenter.clone();
-    authorize(
-        origin,
-        &peer,
-        "forward Raft writes",
-        |id| matches!(id, SpiffeId::Server { datacenter, .. } if *datacenter == dc),
-    )?;
+    authorize(origin, &peer, "forward Raft writes", |id| {
+        crate::api::is_server_of(id, &s.cfg.datacenter)
+    })?;
     let Some(consensus) = s.consensus.get() else {
         return Ok(not_leader(&s, "Raft is not started"));
     };

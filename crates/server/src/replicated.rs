@@ -232,9 +232,7 @@ impl Contacts {
 pub fn peer_check(datacenter: &str) -> strait_raft::service::PeerCheck {
     let dc = datacenter.to_owned();
     Arc::new(move |peer: &strait_rpc::serve::Peer| match &peer.identity {
-        Some(strait_identity::spiffe::SpiffeId::Server { datacenter, .. }) if *datacenter == dc => {
-            Ok(())
-        }
+        Some(id) if crate::api::is_server_of(id, &dc) => Ok(()),
         Some(other) => Err(format!("{other} is not a server of datacenter {dc}")),
         None => Err(format!("{} presented no certificate", peer.addr)),
     })

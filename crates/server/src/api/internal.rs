@@ -329,7 +329,7 @@ pub async fn federation_state(
         origin,
         &peer,
         &format!("publish the federation state of {dc}"),
-        |id| matches!(id, SpiffeId::Server { datacenter, .. } if *datacenter == dc),
+        |id| super::is_server_of(id, &dc),
     )?;
     if !s.cfg.is_primary() {
         return Err(ApiError::bad_request(

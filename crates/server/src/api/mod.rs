@@ -186,6 +186,11 @@ pub async fn block(server: &Server, params: &Params) -> ApiResult<u64> {
 
 /// Authorisation for `Origin::Mesh`: the peer must hold a certificate that `allowed` accepts.
 /// Local callers are trusted.
+/// Whether `id` is a server of datacenter `dc` (what server-to-server routes accept).
+pub fn is_server_of(id: &SpiffeId, dc: &str) -> bool {
+    matches!(id, SpiffeId::Server { datacenter, .. } if datacenter == dc)
+}
+
 pub fn authorize(
     origin: Origin,
     peer: &Peer,

@@ -24,7 +24,6 @@ use openraft::error::{ForwardToLeader, RaftError};
 use openraft::{ChangeMembers, RaftMetrics, TryAsRef};
 use serde::Serialize;
 use std::collections::BTreeSet;
-use strait_identity::spiffe::SpiffeId;
 use strait_raft::{Node, NodeId};
 use strait_rpc::serve::Peer;
 
@@ -215,12 +214,9 @@ pub async fn snapshot_save(
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
 ) -> ApiResult<Response> {
-    authorize(
-        origin,
-        &peer,
-        "take a snapshot",
-        |id| matches!(id, SpiffeId::Server { datacenter, .. } if *datacenter == s.cfg.datacenter),
-    )?;
+    authorize(origin, &peer, "take a snapshot", |id| {
+        super::is_server_of(id, &s.cfg.datacenter)
+    })?;
     let read = consensus(&s)?
         .raft()
         .ensure_linearizable()
