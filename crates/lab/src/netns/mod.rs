@@ -274,6 +274,116 @@ mod tests {
         assert!(!layout.host_reaches("secondary-services", "dc1"));
     }
 
+    /// Every IPv4 address in `text` replaced by what `name` says it stands for (whole
+    /// addresses only: 127.20.1.1 is not a prefix match of 127.20.1.10).
+    fn normalise(text: &str, name: &dyn Fn(Ipv4Addr) -> Option<String>) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+            out.push_str(&rest[..start]);
+            let run = &rest[start..];
+            let len = run
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .unwrap_or(run.len());
+            let token = &run[..len];
+            let preceded_by_word = out.ends_with(|c: char| c.is_ascii_alphanumeric());
+            match token.parse::<Ipv4Addr>().ok().filter(|_| !preceded_by_word) {
+                Some(ip) => out.push_str(&name(ip).unwrap_or_else(|| token.to_owned())),
+                None => out.push_str(token),
+            }
+            rest = &run[len..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The configs and units `up` writes (path relative to the lab, contents) with every
+    /// address replaced by the name of the VM it belongs to; `127.0.0.1` in a VM's own file
+    /// is that VM.
+    fn written_files(
+        topology: &Topology,
+        layout: &Layout,
+        tokens: &crate::plan::Tokens,
+    ) -> Vec<(String, String)> {
+        let paths = crate::paths::LabPaths::new(std::path::Path::new("/lab")).expect("paths");
+        let plan = crate::plan::plan_on(topology, &paths, tokens, layout);
+        let units =
+            crate::units::files(&plan, &paths, std::path::Path::new("/opt/strait")).expect("units");
+        let owner = |ip: Ipv4Addr| {
+            topology
+                .vms
+                .iter()
+                .zip(&layout.vms)
+                .find(|(vm, net)| {
+                    (layout.driver == Driver::Local && vm.address == ip)
+                        || (layout.driver == Driver::Netns
+                            && (net.lan == ip || net.wan == Some(ip)))
+                })
+                .map(|(vm, _)| format!("<{}>", vm.name))
+        };
+        let mut files: Vec<(String, String)> = plan
+            .iter()
+            .flat_map(|p| &p.files)
+            .chain(&units)
+            .map(|f| {
+                let path = f.path.strip_prefix("/lab").expect("in the lab").to_owned();
+                let vm = path.iter().nth(1).and_then(|v| v.to_str()).unwrap_or("");
+                let own = |ip: Ipv4Addr| {
+                    if layout.driver == Driver::Netns && ip == Ipv4Addr::LOCALHOST {
+                        Some(format!("<{vm}>"))
+                    } else {
+                        owner(ip)
+                    }
+                };
+                (
+                    path.display().to_string(),
+                    normalise(&f.contents, &own).replace("localhost:", &format!("<{vm}>:")),
+                )
+            })
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    /// The issue's "the units and configs the lab writes are the same as with the local
+    /// driver apart from addresses", for every built-in topology and both data planes.
+    #[test]
+    fn both_drivers_write_the_same_files_apart_from_addresses() {
+        use crate::topology::{DataPlane, BUILTIN_TOPOLOGIES};
+        for (name, text) in BUILTIN_TOPOLOGIES {
+            for proxy in [DataPlane::Builtin, DataPlane::Envoy] {
+                let topology = Topology::parse(text, name)
+                    .expect("built-in")
+                    .with_default_proxy(proxy);
+                let tokens = crate::plan::Tokens::generate(&topology);
+                let local = written_files(&topology, &Layout::local(&topology), &tokens);
+                let netns = Layout::netns(&topology).expect("fits");
+                let netns = written_files(&topology, &netns, &tokens);
+                assert!(local.len() > 10, "{name}: {} files", local.len());
+                let paths =
+                    |f: &[(String, String)]| f.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+                assert_eq!(
+                    paths(&local),
+                    paths(&netns),
+                    "{name} {proxy:?}: the files written"
+                );
+                for ((path, a), (_, b)) in local.iter().zip(&netns) {
+                    assert_eq!(a, b, "{name} {proxy:?}: {path} differs beyond addresses");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn normalise_replaces_whole_addresses_only() {
+        let name = |ip: Ipv4Addr| (ip == Ipv4Addr::new(127, 20, 1, 1)).then(|| "<h>".to_owned());
+        assert_eq!(
+            normalise("a 127.20.1.1:5 127.20.1.10 v127.20.1.1 1.2", &name),
+            "a <h>:5 127.20.1.10 v127.20.1.1 1.2"
+        );
+    }
+
     #[test]
     fn local_layout_keeps_topology_addresses() {
         let topology = Topology::builtin().expect("default");
