@@ -12,24 +12,35 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// openraft's settings for strait's servers.
+/// openraft's settings for strait's servers at Consul's `raft_multiplier` = 1: [`config`].
+pub fn default_config() -> Config {
+    config(1)
+}
+
+/// The largest `raft_multiplier` (Consul's limit too).
+pub const MAX_RAFT_MULTIPLIER: u32 = 10;
+
+/// openraft's settings for strait's servers; `multiplier` (1..=[`MAX_RAFT_MULTIPLIER`], Consul's
+/// `performance.raft_multiplier`) scales every timer, for slow or overloaded machines.
 ///
-/// - Heartbeats every 150 ms; a follower that hears none for 0.6–1.2 s (randomised) stands
-///   for election. Measured with three servers on loopback (`crates/strait/tests/cluster.rs`):
-///   the first write is acknowledged about 2.0 s after the leader is killed -9 (the followers'
-///   leader lease has to run out before they vote). Each RPC's deadline is the heartbeat
-///   interval.
+/// - At multiplier 1: heartbeats every 150 ms; election timeout 0.3–0.6 s (randomised).
+///   openraft adds its leader lease (the maximum election timeout) on top, so a follower stands
+///   for election 0.9–1.2 s after the last heartbeat and a vote is refused while the voter
+///   heard from a leader within the lease. Measured with three servers on loopback
+///   (`bench/raft.sh`): the first write is acknowledged about 1.2 s after the leader is killed
+///   -9. Each RPC's deadline is the heartbeat interval.
 /// - `snapshot_policy`: a snapshot every 8192 applied entries (Consul's `snapshot_threshold`);
 ///   the log before it is then purged except the last `max_in_snapshot_log_to_keep` = 1024
 ///   entries, so a follower a little behind catches up from the log, and only one far behind
 ///   (or new) is sent the snapshot.
 /// - `install_snapshot_timeout`: 30 s for sending a whole snapshot in one request.
-pub fn default_config() -> Config {
+pub fn config(multiplier: u32) -> Config {
+    let m = u64::from(multiplier.clamp(1, MAX_RAFT_MULTIPLIER));
     Config {
         cluster_name: "strait".into(),
-        heartbeat_interval: 150,
-        election_timeout_min: 600,
-        election_timeout_max: 1200,
+        heartbeat_interval: 150 * m,
+        election_timeout_min: 300 * m,
+        election_timeout_max: 600 * m,
         install_snapshot_timeout: 30_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(8192),
         max_in_snapshot_log_to_keep: 1024,
@@ -125,7 +136,8 @@ impl<A: Replicated> Consensus<A> {
 
     /// The Raft routes for the server's peer listener.
     pub fn router(&self, check: PeerCheck) -> Router {
-        service::router(self.raft.clone(), check, self.contact.clone())
+        let id = self.raft.metrics().borrow().id;
+        service::router(id, self.raft.clone(), check, self.contact.clone())
     }
 
     /// How long ago this server last accepted an append from a leader (since it started, if

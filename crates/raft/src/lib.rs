@@ -26,7 +26,9 @@ pub mod store;
 pub mod wire;
 
 pub use app::Replicated;
-pub use consensus::{default_config, Consensus, StartError, WriteError, Written};
+pub use consensus::{
+    config, default_config, Consensus, StartError, WriteError, Written, MAX_RAFT_MULTIPLIER,
+};
 
 use serde::{Deserialize, Serialize};
 

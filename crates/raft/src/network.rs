@@ -29,12 +29,12 @@ use strait_rpc::{Response, RpcError};
 
 /// How a POST reaches another server.
 pub trait Transport: Clone + Send + Sync + 'static {
-    /// POSTs `body` (JSON, or a [`wire::encode_snapshot`] frame) to `path` on `node` within
-    /// `timeout`; any HTTP status is an answer.
+    /// POSTs `body` (JSON, or a [`wire::encode_snapshot`] frame) to `path` (with its query)
+    /// on `node` within `timeout`; any HTTP status is an answer.
     fn post(
         &self,
         node: &Node,
-        path: &'static str,
+        path: &str,
         body: Vec<u8>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Response, RpcError>> + Send;
@@ -48,7 +48,7 @@ impl Transport for PlainHttp {
     async fn post(
         &self,
         node: &Node,
-        path: &'static str,
+        path: &str,
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Response, RpcError> {
@@ -72,7 +72,7 @@ impl Transport for MutualTls {
     async fn post(
         &self,
         node: &Node,
-        path: &'static str,
+        path: &str,
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Response, RpcError> {
@@ -149,10 +149,12 @@ impl Failure {
             | RpcError::BadUrl { .. }
             | RpcError::NoAddress { .. }
             | RpcError::AllFailed { .. } => Failure::Unreachable(Unreachable::new(error)),
-            // Refused (403: the peer check), or the routes are not mounted (404): asking again
-            // at once would get the same answer.
+            // Refused (403: the peer check), the routes are not mounted (404), or another
+            // Raft node answers at that address now (409, [`wire::addressed`]): asking again at
+            // once would get the same answer.
             RpcError::Status {
-                status: 403 | 404, ..
+                status: 403 | 404 | 409,
+                ..
             } => Failure::Unreachable(Unreachable::new(error)),
             RpcError::Status { .. }
             | RpcError::Timeout { .. }
@@ -178,7 +180,8 @@ impl Failure {
 }
 
 impl<T: Transport> Network<T> {
-    /// POSTs `body` and decodes the remote Raft's `Result`.
+    /// POSTs `body` to the peer's `path`, addressed to the node it should be
+    /// ([`wire::addressed`]), and decodes the remote Raft's `Result`.
     async fn call<R, E>(
         &self,
         path: &'static str,
@@ -191,7 +194,12 @@ impl<T: Transport> Network<T> {
     {
         let resp = self
             .transport
-            .post(&self.node, path, body, timeout)
+            .post(
+                &self.node,
+                &wire::addressed(path, self.target),
+                body,
+                timeout,
+            )
             .await
             .map_err(|e| Failure::of(&e))?;
         resp.json().map_err(|e| Failure::of(&e))

@@ -5,9 +5,9 @@
 //! ID): the server decides who may take part in its cluster (its own DC's servers only); a
 //! refusal is a 403 naming the caller, which the sender treats as unreachable.
 
-use crate::wire::{self, SnapshotHeader};
-use crate::{Raft, TypeConfig};
-use axum::extract::{DefaultBodyLimit, State};
+use crate::wire::{self, SnapshotHeader, To};
+use crate::{NodeId, Raft, TypeConfig};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -69,6 +69,8 @@ impl Default for LeaderContact {
 
 #[derive(Clone)]
 struct Routes {
+    /// This server's node ID: requests for another are refused ([`wire::addressed`]).
+    id: NodeId,
     raft: Raft,
     check: PeerCheck,
     contact: Arc<LeaderContact>,
@@ -76,13 +78,14 @@ struct Routes {
 
 /// The routes of [`crate::wire`], for the server to merge into its router; every append this
 /// server accepts is recorded in `contact`.
-pub fn router(raft: Raft, check: PeerCheck, contact: Arc<LeaderContact>) -> Router {
+pub fn router(id: NodeId, raft: Raft, check: PeerCheck, contact: Arc<LeaderContact>) -> Router {
     Router::new()
         .route(wire::APPEND_PATH, post(append))
         .route(wire::VOTE_PATH, post(vote))
         .route(wire::SNAPSHOT_PATH, post(snapshot))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Routes {
+            id,
             raft,
             check,
             contact,
@@ -100,7 +103,25 @@ impl IntoResponse for Refused {
 }
 
 impl Routes {
-    fn admit(&self, peer: &Peer, what: &str) -> Result<(), Refused> {
+    /// Admits a peer the check accepts, with a request for this node.
+    fn admit(&self, peer: &Peer, to: To, what: &str) -> Result<(), Refused> {
+        self.allowed(peer, what)?;
+        match to.to {
+            Some(target) if target != self.id => {
+                tracing::warn!(peer = %peer.addr, what, target, id = self.id, "Raft request for another node refused");
+                Err(Refused(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "Raft {what} for node {target} reached node {} at this address: the server here lost its data or was replaced, and joins the cluster under its new ID",
+                        self.id
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn allowed(&self, peer: &Peer, what: &str) -> Result<(), Refused> {
         (self.check)(peer).map_err(|reason| {
             let who = match &peer.identity {
                 Some(id) => format!("{} ({id})", peer.addr),
@@ -135,6 +156,7 @@ fn bad_request(peer: &Peer, what: &str, error: &str) -> Refused {
 async fn answer<Req, Fut, R>(
     s: Routes,
     peer: &Peer,
+    to: To,
     body: &[u8],
     what: &str,
     call: impl FnOnce(Raft, Req) -> Fut,
@@ -144,7 +166,7 @@ where
     Fut: std::future::Future<Output = R>,
     R: serde::Serialize,
 {
-    s.admit(peer, what)?;
+    s.admit(peer, to, what)?;
     let req: Req = decode(body, peer, what)?;
     Ok(Json(call(s.raft, req).await).into_response())
 }
@@ -152,12 +174,14 @@ where
 async fn append(
     State(s): State<Routes>,
     Extension(peer): Extension<Peer>,
+    Query(to): Query<To>,
     body: Bytes,
 ) -> Result<Response, Refused> {
     let contact = s.contact.clone();
     answer(
         s,
         &peer,
+        to,
         &body,
         "append",
         |raft, req: AppendEntriesRequest<TypeConfig>| async move {
@@ -175,11 +199,13 @@ async fn append(
 async fn vote(
     State(s): State<Routes>,
     Extension(peer): Extension<Peer>,
+    Query(to): Query<To>,
     body: Bytes,
 ) -> Result<Response, Refused> {
     answer(
         s,
         &peer,
+        to,
         &body,
         "vote",
         |raft, req: VoteRequest<u64>| async move { raft.vote(req).await },
@@ -190,9 +216,10 @@ async fn vote(
 async fn snapshot(
     State(s): State<Routes>,
     Extension(peer): Extension<Peer>,
+    Query(to): Query<To>,
     body: Bytes,
 ) -> Result<Response, Refused> {
-    s.admit(&peer, "snapshot")?;
+    s.admit(&peer, to, "snapshot")?;
     let (SnapshotHeader { vote, meta }, data) =
         wire::decode_snapshot(&body).map_err(|e| bad_request(&peer, "snapshot", &e))?;
     let snapshot = Snapshot {

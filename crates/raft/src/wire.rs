@@ -14,6 +14,21 @@ pub const APPEND_PATH: &str = "/v1/internal/raft/append";
 pub const VOTE_PATH: &str = "/v1/internal/raft/vote";
 pub const SNAPSHOT_PATH: &str = "/v1/internal/raft/snapshot";
 
+/// `path` addressed to Raft node `target` (`?to=<id>`). A server refuses a request for another
+/// node (409): a server that lost its data comes back at the same address under a new ID, and
+/// must not take the old node's log, votes or snapshot as its own (its old promises are gone,
+/// so acting as that node could elect two leaders in one term). A request without `to` is
+/// accepted (servers of a version that did not send it).
+pub fn addressed(path: &str, target: NodeId) -> String {
+    format!("{path}?to={target}")
+}
+
+/// The query of a Raft request: the node it is for ([`addressed`]).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct To {
+    pub to: Option<NodeId>,
+}
+
 /// The header of a snapshot request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotHeader {

@@ -118,3 +118,38 @@ async fn garbage_is_a_400_and_a_valid_vote_gets_the_remote_answer() {
     assert!(resp.vote_granted, "{resp:?}");
     server.kill().await;
 }
+
+/// A server that lost its data comes back at its old address under a new ID: the RPCs the
+/// leader still sends to the old ID are refused (409, Unreachable for openraft), so the fresh
+/// node never takes the old node's votes or log as its own.
+#[tokio::test]
+async fn a_request_for_another_node_id_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = TestNode::start(
+        7,
+        listener,
+        &dir.path().join("raft.redb"),
+        default_config(),
+        admit_all(),
+    )
+    .await;
+    let mut old = Factory::new(PlainHttp).new_client(3, &server.node()).await;
+    match old.vote(vote_request(), option()).await {
+        Err(RPCError::Unreachable(e)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("409") && text.contains("for node 3 reached node 7"),
+                "{text}"
+            );
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    let mut right = Factory::new(PlainHttp).new_client(7, &server.node()).await;
+    let resp = right
+        .vote(vote_request(), option())
+        .await
+        .expect("vote answered");
+    assert!(resp.vote_granted, "{resp:?}");
+    server.kill().await;
+}

@@ -441,6 +441,9 @@ pub async fn join(
     if !is_leader(&s) {
         return Ok(not_leader(&s, "this server is not the Raft leader"));
     }
+    if let Some(busy) = address_in_use(&s, req.raft_id, &req.raft_addr) {
+        return Ok(not_leader(&s, busy));
+    }
     let Some(ca) = s.ca_opt() else {
         return Ok(not_leader(&s, "the CA is not up yet"));
     };
@@ -476,8 +479,63 @@ pub async fn join(
     .into_response())
 }
 
-/// The task `raft-membership`: adds each joining server as a learner, then, once it has
-/// caught up, as a voter.
+/// How long the member at a joiner's address must have been silent before the joiner may take
+/// its place: several heartbeats, so a server that answers is never replaced.
+const REPLACE_AFTER: Duration = Duration::from_secs(1);
+
+/// Why a server joining as `id` at `addr` must wait: another member of the cluster has that
+/// address and still answers Raft. A member there that went silent is the same server, back
+/// without its data under a new ID ([`strait_raft::wire::addressed`]): the membership task
+/// replaces it ([`replace_stale`]).
+fn address_in_use(server: &Server, id: NodeId, addr: &str) -> Option<String> {
+    let consensus = server.consensus.get()?;
+    let contacts = server.contacts.get()?;
+    let metrics = consensus.raft().metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let (old, _) = membership
+        .nodes()
+        .find(|(other, n)| **other != id && n.addr == addr)?;
+    match contacts.since(addr) {
+        Some(silent) if silent < REPLACE_AFTER.max(server.raft_lease()) => Some(format!(
+            "server {old} of the Raft configuration answers at {addr}: a server joining under a new ID takes that address only once the old one is silent"
+        )),
+        _ => None,
+    }
+}
+
+/// Removes the members other than `id` at `node`'s address (a server back without its data,
+/// see [`address_in_use`]), as Consul does before adding a server that reuses an address: the
+/// configuration never counts a node that can no longer vote.
+async fn replace_stale(raft: &strait_raft::Raft, id: NodeId, node: &strait_raft::Node) {
+    let metrics = raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let stale: Vec<NodeId> = membership
+        .nodes()
+        .filter(|(other, n)| **other != id && n.addr == node.addr)
+        .map(|(other, _)| *other)
+        .collect();
+    for old in stale {
+        let change = if voters.contains(&old) {
+            openraft::ChangeMembers::RemoveVoters(BTreeSet::from([old]))
+        } else {
+            openraft::ChangeMembers::RemoveNodes(BTreeSet::from([old]))
+        };
+        match raft.change_membership(change, false).await {
+            Ok(_) => tracing::warn!(
+                node = %node.name, old_id = old, new_id = id, addr = %node.addr,
+                "server re-joined without its data: replaced its old Raft ID"
+            ),
+            Err(e) => tracing::warn!(
+                node = %node.name, old_id = old, error = %e,
+                "cannot remove the old Raft ID of a re-joining server"
+            ),
+        }
+    }
+}
+
+/// The task `raft-membership`: adds each joining server as a learner (replacing a member it
+/// was before it lost its data), then, once it has caught up, as a voter.
 pub async fn membership(
     server: Arc<Server>,
     mut joins: mpsc::UnboundedReceiver<(NodeId, strait_raft::Node)>,
@@ -488,6 +546,7 @@ pub async fn membership(
         };
         let raft = consensus.raft().clone();
         let name = node.name.clone();
+        replace_stale(&raft, id, &node).await;
         let added =
             tokio::time::timeout(Duration::from_secs(60), raft.add_learner(id, node, true)).await;
         match added {

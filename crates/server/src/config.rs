@@ -43,6 +43,10 @@ struct RawConfig {
     /// this long (`"30s"`, `"5m"`); unset: never.
     #[serde(default)]
     dead_server_cleanup: Option<String>,
+    /// Consul's `performance.raft_multiplier`: scales Raft's timers (1 = fastest failover,
+    /// the default; up to 10 for slow or overloaded machines).
+    #[serde(default)]
+    raft_multiplier: Option<u32>,
 }
 
 /// The shortest `dead_server_cleanup`.
@@ -68,6 +72,8 @@ pub struct ServerConfig {
     /// After how long without an answer the leader removes a voter ([`crate::autopilot`]);
     /// `None`: dead servers are removed by an operator only.
     pub dead_server_cleanup: Option<std::time::Duration>,
+    /// Scales Raft's timers ([`strait_raft::config`]).
+    pub raft_multiplier: u32,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -86,6 +92,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("bootstrap_expect", &self.bootstrap_expect)
             .field("retry_join", &self.retry_join)
             .field("dead_server_cleanup", &self.dead_server_cleanup)
+            .field("raft_multiplier", &self.raft_multiplier)
             .finish()
     }
 }
@@ -147,11 +154,18 @@ impl ServerConfig {
                 let d = strait_rpc::duration::parse(text)
                     .map_err(|e| anyhow::anyhow!("field `dead_server_cleanup` = {e}"))?;
                 if d < MIN_DEAD_SERVER_CLEANUP {
-                    bail!("field `dead_server_cleanup` = {text:?}: must be at least 2s (a server is only dead once it missed many heartbeats; elections take 0.6-1.2 s)");
+                    bail!("field `dead_server_cleanup` = {text:?}: must be at least 2s (a server is only dead once it missed many heartbeats; an election starts 0.9-1.2 s after the last one)");
                 }
                 Some(d)
             }
         };
+        let raft_multiplier = raw.raft_multiplier.unwrap_or(1);
+        if !(1..=strait_raft::MAX_RAFT_MULTIPLIER).contains(&raft_multiplier) {
+            bail!(
+                "field `raft_multiplier` = {raft_multiplier}: must be between 1 and {}",
+                strait_raft::MAX_RAFT_MULTIPLIER
+            );
+        }
         let hours = raw.leaf_ttl_hours.unwrap_or(72);
         if !(1..=24 * 365).contains(&hours) {
             bail!("field `leaf_ttl_hours` = {hours}: must be between 1 and 8760");
@@ -170,6 +184,7 @@ impl ServerConfig {
             bootstrap_expect: expect,
             retry_join: raw.retry_join,
             dead_server_cleanup,
+            raft_multiplier,
         })
     }
 }
@@ -208,6 +223,17 @@ primary_gateways = ["127.0.0.2:8443"]
         let text = GOOD.replace("primary_gateways = [\"127.0.0.2:8443\"]", "");
         let err = ServerConfig::parse(&text).unwrap_err();
         assert!(format!("{err:#}").contains("primary_gateways"), "{err:#}");
+    }
+
+    #[test]
+    fn raft_multiplier_defaults_to_1_and_is_bounded() {
+        assert_eq!(ServerConfig::parse(GOOD).unwrap().raft_multiplier, 1);
+        let set = |v: u32| ServerConfig::parse(&format!("{GOOD}raft_multiplier = {v}\n"));
+        assert_eq!(set(5).unwrap().raft_multiplier, 5);
+        for bad in [0, 11] {
+            let err = format!("{:#}", set(bad).unwrap_err());
+            assert!(err.contains("field `raft_multiplier` = "), "{err}");
+        }
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl Transport for Peers {
     async fn post(
         &self,
         node: &strait_raft::Node,
-        path: &'static str,
+        path: &str,
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Response, RpcError> {
@@ -272,7 +272,7 @@ pub async fn start(
     let consensus = Consensus::start(
         id,
         &cfg.data_dir.join("raft.redb"),
-        strait_raft::default_config(),
+        strait_raft::config(cfg.raft_multiplier),
         Arc::new(CatalogApp::new(catalog)),
         peers,
     )

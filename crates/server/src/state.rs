@@ -84,6 +84,14 @@ impl Server {
         outcome.map_err(WriteFailure::Refused)
     }
 
+    /// The leader's read lease and the shortest silence before an election: the minimum
+    /// election timeout of this server's Raft settings.
+    pub fn raft_lease(&self) -> Duration {
+        self.consensus.get().map_or(Duration::ZERO, |c| {
+            Duration::from_millis(c.raft().config().election_timeout_min)
+        })
+    }
+
     /// The trust domain, once this server has a certificate.
     pub fn trust_domain(&self) -> Option<String> {
         self.trust_domain.get().cloned()

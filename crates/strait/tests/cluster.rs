@@ -1,9 +1,10 @@
 //! Datacenters of three servers on Raft, real processes on loopback (each test its own
-//! 127.<net>.0.0/24: 47, 48, 71-75): formation with `bootstrap_expect` and `retry_join`,
+//! 127.<net>.0.0/24: 47, 48, 71-76): formation with `bootstrap_expect` and `retry_join`,
 //! writes through any server (followers forward to the leader), and the faults of issue 10:
 //! `kill -9` of the leader under writes (nothing acknowledged lost; one key's history checked
 //! linearizable by `cluster/linearizable.rs`), SIGSTOP of a follower and of the leader, all
-//! three stopped and started, the CA's creator removed for good, a secondary DC federated
+//! three stopped and started, the CA's creator removed for good, a server back without its
+//! data, a secondary DC federated
 //! through gateways while either DC changes leader, and servers that must not join.
 
 mod common;
@@ -621,6 +622,63 @@ fn a_restarted_cluster_keeps_its_state_and_signs_without_the_ca_creator() {
     let uri = new_agent_leaf_uri(d, DC, "127.73.0.20", &servers);
     assert!(uri.starts_with(&format!("spiffe://{}/", roots.0)), "{uri}");
     assert_eq!(c.roots(leader), roots, "the roots after the removal");
+}
+
+/// A follower loses its disk and comes back at the same address: it refuses the Raft RPCs
+/// meant for its old node ID, joins under a new one, the leader replaces the old ID (the
+/// configuration is three voters again, none of them dead), and the server has every write.
+#[test]
+fn a_server_that_lost_its_data_rejoins_under_a_new_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = Cluster::start(d, 76);
+    let leader = c.agreed_leader(&[0, 1, 2]);
+    let lost = (leader + 1) % 3;
+    let old_id = c.raft_id(leader, lost);
+    let before = write_through(&c, leader, "before", 5);
+
+    c.kill(lost);
+    std::fs::remove_dir_all(d.join(format!("data-{}", c.name(lost)))).unwrap();
+    c.up(lost);
+    c.wait_ready();
+    let new_id = eventually(
+        "the wiped server back as a voter under a new ID, its old ID gone",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = get(c.api(leader), "/v1/operator/raft/configuration");
+            let v: serde_json::Value =
+                (code == 200).then(|| serde_json::from_str(&body).ok())??;
+            let servers = v["Servers"].as_array()?;
+            let at: Vec<&serde_json::Value> = servers
+                .iter()
+                .filter(|s| s["Address"] == c.https(lost).as_str())
+                .collect();
+            let all_voters = servers.len() == 3 && servers.iter().all(|s| s["Voter"] == true);
+            match at.as_slice() {
+                [s] if all_voters && s["ID"] != old_id.as_str() => {
+                    s["ID"].as_str().map(str::to_owned)
+                }
+                _ => None,
+            }
+        },
+    );
+    assert_ne!(new_id, old_id);
+    c.wait_for_entries(lost, &before, "the wiped server to have the earlier writes");
+    let after = write_through(&c, lost, "after", 3);
+    for i in 0..3 {
+        c.wait_for_entries(
+            i,
+            &after,
+            &format!("server-{i} to have the writes made through the wiped server"),
+        );
+    }
+    assert!(
+        (0..3).any(|i| c
+            .proc(i)
+            .log_text()
+            .contains("server re-joined without its data: replaced its old Raft ID")),
+        "the leader says it replaced the old ID"
+    );
 }
 
 /// Starts an agent `node` of `dc` at `ip` (API on :8500) that knows `servers`; not waited for.

@@ -3,7 +3,8 @@
 //! other follower (forwarded to the leader, blocking queries included); `?stale` answers from
 //! the follower itself with `X-Consul-KnownLeader` and `X-Consul-LastContact`; a follower cut
 //! off from the others (SIGSTOP) answers `?stale` with no known leader and a growing last
-//! contact, and default reads with 503 rather than stale data; a leader cut off from both
+//! contact, and default reads (and `?stale&max_stale=` shorter than that) with 503 rather
+//! than stale data; snapshots asked of a follower (forwarded, or `?stale`); a leader cut off from both
 //! followers refuses default reads once its lease runs out and removes neither; a follower
 //! killed for good is removed by the leader after `dead_server_cleanup`. Addresses:
 //! 127.62.0.0/16.
@@ -98,6 +99,19 @@ fn read(i: usize, query: &str) -> Read {
     }
 }
 
+/// `GET /v1/snapshot{query}` on server `i`'s loopback API: the status, and the body as text
+/// for an error.
+fn snapshot(i: usize, query: &str) -> (u16, String) {
+    let reply = request("GET", http_of(i), &format!("/v1/snapshot{query}"), None)
+        .unwrap_or_else(|e| panic!("s{i}: {e}"));
+    let text = if reply.status == 200 {
+        String::new()
+    } else {
+        reply.body
+    };
+    (reply.status, text)
+}
+
 fn signal(p: &Proc, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &p.child.id().to_string()])
@@ -164,6 +178,18 @@ fn consistency_modes_and_dead_server_cleanup() {
     );
     let r = read(f2, "?stale&consistent");
     assert_eq!(r.status, 400, "{}", r.body);
+    let r = read(f2, "?stale&max_stale=10s");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.known_leader.as_deref(), Some("true"));
+    let r = read(f2, "?stale&max_stale=soon");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("max_stale"), "{}", r.body);
+    // A snapshot asked of a follower: taken by the leader (forwarded), or by the follower
+    // itself with ?stale.
+    for query in ["", "?stale"] {
+        let (status, _) = snapshot(f2, query);
+        assert_eq!(status, 200, "snapshot{query} on a follower");
+    }
 
     // Blocking queries on a follower, default (forwarded to the leader) and stale: with
     // nothing written they wait out their `wait`; they wake on the next commit.
@@ -223,6 +249,12 @@ fn consistency_modes_and_dead_server_cleanup() {
     eventually("a growing last contact", Duration::from_secs(10), || {
         (read(f2, "?stale").last_contact? > before).then_some(())
     });
+    // Too stale for the caller: served as a default read, which no leader can answer.
+    let r = read(f2, "?stale&max_stale=100ms");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(snapshot(f2, "?stale").0, 200, "a stale snapshot with no leader");
+    let (status, body) = snapshot(f2, "");
+    assert_eq!(status, 503, "a snapshot with no leader: {body}");
     for query in ["", "?consistent"] {
         let r = eventually("a refused read", Duration::from_secs(20), || {
             let r = read(f2, query);

@@ -12,7 +12,7 @@
 
 mod envelope;
 
-use super::{authorize, indexed, ApiError, ApiResult, AppState, Origin, Params};
+use super::{indexed, ApiError, ApiResult, AppState, Origin, Params};
 use crate::ca::CaFiles;
 use crate::replicated::{Command, Image};
 use axum::body::Bytes;
@@ -25,7 +25,6 @@ use openraft::{ChangeMembers, RaftMetrics, TryAsRef};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use strait_raft::{Node, NodeId};
-use strait_rpc::serve::Peer;
 
 /// The largest snapshot `PUT /v1/snapshot` takes: the restore is one Raft log entry.
 pub const MAX_SNAPSHOT: usize = 64 << 20;
@@ -206,25 +205,25 @@ pub async fn remove_peer(
 }
 
 /// `GET /v1/snapshot`: a point-in-time copy of everything replicated (catalog, config
-/// entries, federation states, the CA with its key), including every write committed before
-/// the request (the leader confirms its leadership first). On the mTLS listener only this
-/// DC's servers may take one.
-pub async fn snapshot_save(
-    State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
-    Extension(peer): Extension<Peer>,
-) -> ApiResult<Response> {
-    authorize(origin, &peer, "take a snapshot", |id| {
-        super::is_server_of(id, &s.cfg.datacenter)
-    })?;
-    let read = consensus(&s)?
-        .raft()
-        .ensure_linearizable()
-        .await
-        .map_err(|e| raft_failed("take a snapshot", e))?;
+/// entries, federation states, the CA with its key). Only this DC's servers (and local callers)
+/// may take one ([`super::read::Readers::Servers`]). Served as Consul's: by the leader, which
+/// confirms its leadership first, so the copy includes every write committed before the
+/// request (a follower forwards it); with `?stale` by the server asked, from its own state.
+pub async fn snapshot_save(State(s): State<AppState>) -> ApiResult<Response> {
+    let consensus = consensus(&s)?;
+    let metrics = consensus.raft().metrics().borrow().clone();
+    let read = if metrics.current_leader == Some(metrics.id) {
+        consensus
+            .raft()
+            .ensure_linearizable()
+            .await
+            .map_err(|e| raft_failed("take a snapshot", e))?
+    } else {
+        metrics.last_applied
+    };
     let raft_index = read.map_or(0, |l| l.index);
     // The whole replicated image: the catalog and the CA (its key too).
-    let body = strait_raft::Replicated::snapshot(consensus(&s)?.app().as_ref());
+    let body = strait_raft::Replicated::snapshot(consensus.app().as_ref());
     let header = envelope::Header {
         datacenter: s.cfg.datacenter.clone(),
         trust_domain: s.ca_opt().map(|ca| ca.trust_domain.clone()),

@@ -5,7 +5,9 @@
 //!   voters answered it within the election timeout, so no other leader can have been
 //!   elected); a follower forwards the read to the leader over mutual TLS, blocking queries
 //!   included, and relays its answer;
-//! - `?stale`: any server answers from its own state, leader or not;
+//! - `?stale`: any server answers from its own state, leader or not; with `&max_stale=<d>`
+//!   (Consul's `MaxStaleDuration`) a follower that has not heard from the leader within `d`
+//!   (or knows none) serves it as a default read instead;
 //! - `?consistent`: the leader first confirms its leadership with a quorum
 //!   (`ensure_linearizable`, which also waits until everything committed before is applied),
 //!   then answers; a follower forwards it.
@@ -64,6 +66,8 @@ pub enum Readers {
     ThisDc,
     /// Servers and agents of any datacenter.
     ServersAndAgents,
+    /// This datacenter's servers only (a snapshot carries the CA's key).
+    Servers,
 }
 
 impl Readers {
@@ -74,6 +78,8 @@ impl Readers {
         match path {
             "/v1/internal/mesh-view" => Some(Readers::ThisDc),
             "/v1/internal/federation/states" => Some(Readers::ServersAndAgents),
+            "/v1/snapshot" => Some(Readers::Servers),
+            "/v1/operator/raft/configuration" => Some(Readers::Anyone),
             _ if ANYONE.iter().any(|p| path.starts_with(p)) => Some(Readers::Anyone),
             _ => None,
         }
@@ -89,6 +95,9 @@ impl Readers {
             }),
             Readers::ServersAndAgents => authorize(origin, peer, "read federation states", |id| {
                 matches!(id, SpiffeId::Server { .. } | SpiffeId::Agent { .. })
+            }),
+            Readers::Servers => authorize(origin, peer, "take a snapshot", |id| {
+                super::is_server_of(id, dc)
             }),
         }
     }
@@ -154,14 +163,23 @@ async fn route(s: &AppState, readers: Readers, asked: Asked) -> ApiResult<Route>
     let mode = Mode::of(asked.query.as_deref())?;
     let peer = &asked.peer;
     readers.authorize(s, asked.origin, peer)?;
-    if mode == Mode::Stale {
-        return Ok(Route::Here);
-    }
     let consensus = s
         .consensus
         .get()
         .ok_or_else(|| unavailable("Raft is not started yet"))?;
     let metrics = consensus.raft().metrics().borrow().clone();
+    if mode == Mode::Stale {
+        let too_stale = match max_stale(asked.query.as_deref())? {
+            Some(max) => {
+                metrics.current_leader != Some(metrics.id)
+                    && (metrics.current_leader.is_none() || consensus.since_leader_contact() > max)
+            }
+            None => false,
+        };
+        if !too_stale {
+            return Ok(Route::Here);
+        }
+    }
     if metrics.current_leader == Some(metrics.id) {
         if mode == Mode::Consistent {
             consensus.raft().ensure_linearizable().await.map_err(|e| {
@@ -185,6 +203,20 @@ async fn route(s: &AppState, readers: Readers, asked: Asked) -> ApiResult<Route>
         ));
     }
     Ok(Route::Answered(to_leader(s, &asked.path_and_query).await))
+}
+
+/// `?max_stale=<duration>` (with `?stale`): how far behind the leader a follower may answer.
+fn max_stale(query: Option<&str>) -> ApiResult<Option<Duration>> {
+    let Some(value) = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|p| p.strip_prefix("max_stale=").map(str::to_owned))
+    else {
+        return Ok(None);
+    };
+    strait_rpc::duration::parse(&value)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(format!("query parameter `max_stale` = {e}")))
 }
 
 /// Sends the read to the leader over mutual TLS; a 503 when no leader is known, it cannot be
@@ -275,7 +307,7 @@ fn lease_holds(s: &Server) -> bool {
     let (Some(consensus), Some(contacts)) = (s.consensus.get(), s.contacts.get()) else {
         return false;
     };
-    let lease = Duration::from_millis(strait_raft::default_config().election_timeout_min);
+    let lease = s.raft_lease();
     let metrics = consensus.raft().metrics().borrow().clone();
     let (voters, silence) = silence(&metrics, contacts, Duration::MAX);
     !matches!(verdict(voters, &silence, lease), Verdict::Keep { .. })
@@ -351,15 +383,26 @@ mod tests {
             Readers::of("/v1/internal/federation/states"),
             Some(Readers::ServersAndAgents)
         );
-        for path in [
-            "/v1/status/leader",
-            "/v1/operator/raft/configuration",
-            "/v1/internal/members",
-            "/v1/snapshot",
-            "/v1/config",
-        ] {
+        assert_eq!(Readers::of("/v1/snapshot"), Some(Readers::Servers));
+        assert_eq!(
+            Readers::of("/v1/operator/raft/configuration"),
+            Some(Readers::Anyone)
+        );
+        for path in ["/v1/status/leader", "/v1/internal/members", "/v1/config"] {
             assert_eq!(Readers::of(path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn max_stale_is_a_duration() {
+        assert_eq!(max_stale(Some("stale")).unwrap(), None);
+        assert_eq!(
+            max_stale(Some("stale&max_stale=5s")).unwrap(),
+            Some(Duration::from_secs(5))
+        );
+        let bad = max_stale(Some("stale&max_stale=soon")).unwrap_err();
+        assert_eq!(bad.0, StatusCode::BAD_REQUEST);
+        assert!(bad.1.contains("max_stale"), "{}", bad.1);
     }
 
     #[test]
