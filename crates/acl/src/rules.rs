@@ -424,19 +424,32 @@ impl<'de> Visitor<'de> for RulesSeed<'_> {
                 "mesh" => &mut self.0.mesh,
                 _ => return Err(de::Error::unknown_field(&key, RULES)),
             };
-            let text: String = map
-                .next_value()
-                .map_err(|e| de::Error::custom(format!("`{key}`: {e}")))?;
-            let access = Access::parse(&text, false).ok_or_else(|| {
-                de::Error::custom(format!(
-                    "`{key}` = {text:?}: expected \"read\", \"write\" or \"deny\""
-                ))
-            })?;
-            if slot.replace(access).is_some() {
-                return Err(de::Error::custom(format!("`{key}` is given twice")));
-            }
+            read_level(&mut map, &key, false, slot)?;
         }
         Ok(())
+    }
+}
+
+/// Reads the value of `key` (an access level, `list` only where `list_ok`) into `slot`.
+fn read_level<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    key: &str,
+    list_ok: bool,
+    slot: &mut Option<Access>,
+) -> Result<(), A::Error> {
+    let text: String = map
+        .next_value()
+        .map_err(|e| de::Error::custom(format!("`{key}`: {e}")))?;
+    let access = Access::parse(&text, list_ok).ok_or_else(|| {
+        let expected = match list_ok {
+            true => "\"read\", \"write\", \"list\" or \"deny\"",
+            false => "\"read\", \"write\" or \"deny\"",
+        };
+        de::Error::custom(format!("`{key}` = {text:?}: expected {expected}"))
+    })?;
+    match slot.replace(access) {
+        Some(_) => Err(de::Error::custom(format!("`{key}` is given twice"))),
+        None => Ok(()),
     }
 }
 
@@ -528,20 +541,8 @@ impl<'de> Visitor<'de> for BodySeed {
                 "intentions" if kind.is_service() => &mut intentions,
                 _ => return Err(de::Error::unknown_field(&key, keys)),
             };
-            let text: String = map
-                .next_value()
-                .map_err(|e| de::Error::custom(format!("`{key}`: {e}")))?;
             let list_ok = kind.is_key() && key == "policy";
-            let access = Access::parse(&text, list_ok).ok_or_else(|| {
-                let expected = match list_ok {
-                    true => "\"read\", \"write\", \"list\" or \"deny\"",
-                    false => "\"read\", \"write\" or \"deny\"",
-                };
-                de::Error::custom(format!("`{key}` = {text:?}: expected {expected}"))
-            })?;
-            if slot.replace(access).is_some() {
-                return Err(de::Error::custom(format!("`{key}` is given twice")));
-            }
+            read_level(&mut map, &key, list_ok, slot)?;
         }
         let policy = policy.ok_or_else(|| de::Error::custom("`policy` is missing"))?;
         Ok(RuleBody { policy, intentions })

@@ -56,14 +56,10 @@ pub struct Token {
     pub secret_id: Option<SecretId>,
     #[serde(default)]
     pub description: String,
-    #[serde(default)]
-    pub policies: Vec<Link>,
+    #[serde(flatten)]
+    pub grants: Grants,
     #[serde(default)]
     pub roles: Vec<Link>,
-    #[serde(default)]
-    pub service_identities: Vec<ServiceIdentity>,
-    #[serde(default)]
-    pub node_identities: Vec<NodeIdentity>,
     /// Stays in the datacenter that created it (not replicated from the primary).
     #[serde(default)]
     pub local: bool,
@@ -71,8 +67,29 @@ pub struct Token {
     pub expiration_time: Option<OffsetDateTime>,
     #[serde(default, with = "rfc3339", skip_serializing_if = "Option::is_none")]
     pub create_time: Option<OffsetDateTime>,
-    /// Base64 SHA-256 of what the token grants ([`Token::content_hash`]); replication
-    /// compares it to see what changed.
+    #[serde(flatten)]
+    pub revision: Revision,
+}
+
+/// What a token or a role grants directly: `Policies`, `ServiceIdentities`, `NodeIdentities`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Grants {
+    #[serde(default)]
+    pub policies: Vec<Link>,
+    #[serde(default)]
+    pub service_identities: Vec<ServiceIdentity>,
+    #[serde(default)]
+    pub node_identities: Vec<NodeIdentity>,
+}
+
+/// What the servers fill in when they write a token, policy or role: `Hash`, `CreateIndex`,
+/// `ModifyIndex`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Revision {
+    /// Base64 SHA-256 of the content (`content_hash`); replication compares it to see what
+    /// changed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
     #[serde(default)]
@@ -96,12 +113,8 @@ pub struct Policy {
     /// Where it applies; empty: every datacenter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub datacenters: Vec<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub hash: String,
-    #[serde(default)]
-    pub create_index: u64,
-    #[serde(default)]
-    pub modify_index: u64,
+    #[serde(flatten)]
+    pub revision: Revision,
 }
 
 /// Consul's `ACLRole`: policies and identities under one name, linked from tokens.
@@ -113,18 +126,10 @@ pub struct Role {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    #[serde(default)]
-    pub policies: Vec<Link>,
-    #[serde(default)]
-    pub service_identities: Vec<ServiceIdentity>,
-    #[serde(default)]
-    pub node_identities: Vec<NodeIdentity>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub hash: String,
-    #[serde(default)]
-    pub create_index: u64,
-    #[serde(default)]
-    pub modify_index: u64,
+    #[serde(flatten)]
+    pub grants: Grants,
+    #[serde(flatten)]
+    pub revision: Revision,
 }
 
 /// A token as the replicated state keeps it: no secret, only its hash.
@@ -164,9 +169,8 @@ impl Token {
                 return Err(invalid("SecretID", "must be a UUID"));
             }
         }
-        validate_links("Policies", &self.policies)?;
         validate_links("Roles", &self.roles)?;
-        validate_identities(&self.service_identities, &self.node_identities)
+        self.grants.validate()
     }
 
     /// Whether it has expired at `now` (an expired token resolves as "ACL not found").
@@ -179,10 +183,8 @@ impl Token {
     pub fn content_hash(&self) -> String {
         content_hash(&(
             &self.description,
-            &self.policies,
+            &self.grants,
             &self.roles,
-            &self.service_identities,
-            &self.node_identities,
             self.local,
             self.expiration_time
                 .map(OffsetDateTime::unix_timestamp_nanos),
@@ -200,7 +202,7 @@ impl StoredToken {
             token.accessor_id = new_uuid();
         }
         token.create_time.get_or_insert(now);
-        token.hash = token.content_hash();
+        token.revision.hash = token.content_hash();
         let stored = StoredToken {
             token,
             secret_hash: secret.hash(),
@@ -253,7 +255,7 @@ impl Policy {
             rules: GLOBAL_MANAGEMENT_RULES.into(),
             ..Policy::default()
         };
-        p.hash = p.content_hash();
+        p.revision.hash = p.content_hash();
         p
     }
 }
@@ -284,18 +286,11 @@ impl Role {
         if !self.id.is_empty() && !is_uuid(&self.id) {
             return Err(invalid("ID", "must be a UUID"));
         }
-        validate_links("Policies", &self.policies)?;
-        validate_identities(&self.service_identities, &self.node_identities)
+        self.grants.validate()
     }
 
     pub fn content_hash(&self) -> String {
-        content_hash(&(
-            &self.name,
-            &self.description,
-            &self.policies,
-            &self.service_identities,
-            &self.node_identities,
-        ))
+        content_hash(&(&self.name, &self.description, &self.grants))
     }
 }
 
@@ -306,6 +301,14 @@ fn validate_links(field: &str, links: &[Link]) -> Result<(), InvalidAcl> {
         }
     }
     Ok(())
+}
+
+impl Grants {
+    /// Links name something; identities are well-formed.
+    fn validate(&self) -> Result<(), InvalidAcl> {
+        validate_links("Policies", &self.policies)?;
+        validate_identities(&self.service_identities, &self.node_identities)
+    }
 }
 
 fn validate_identities(

@@ -32,12 +32,12 @@ fn decodes_consuls_token_shape() {
         tok.secret_id.as_ref().unwrap().expose(),
         "45a3bd52-07c7-47a4-52fd-0745e0cfe967"
     );
-    assert_eq!(tok.policies[1].name, "node-read");
+    assert_eq!(tok.grants.policies[1].name, "node-read");
     assert_eq!(tok.roles[0].id, "");
-    assert_eq!(tok.service_identities[0].datacenters, ["dc1"]);
-    assert_eq!(tok.node_identities[0].datacenter, "dc2");
+    assert_eq!(tok.grants.service_identities[0].datacenters, ["dc1"]);
+    assert_eq!(tok.grants.node_identities[0].datacenter, "dc2");
     assert_eq!(tok.expiration_time, Some(t("2030-01-02T03:04:05Z")));
-    assert_eq!(tok.create_index, 59);
+    assert_eq!(tok.revision.create_index, 59);
     tok.validate().unwrap();
     // Round trip: the same keys come back.
     let back = serde_json::to_value(&tok).unwrap();
@@ -73,7 +73,7 @@ fn create_fills_what_is_missing() {
     assert!(stored.secret_hash.matches(secret.expose()));
     assert_eq!(stored.token.secret_id, None);
     assert_eq!(stored.token.create_time, Some(now));
-    assert_eq!(stored.token.hash, Token::default().content_hash());
+    assert_eq!(stored.token.revision.hash, Token::default().content_hash());
     let (other, _) = StoredToken::create(Token::default(), now);
     assert_ne!(other.token.accessor_id, stored.token.accessor_id);
     assert_ne!(other.secret_hash, stored.secret_hash);
@@ -83,9 +83,9 @@ fn create_fills_what_is_missing() {
 fn content_hash_follows_what_the_token_grants() {
     let mut a = Token::default();
     let h0 = a.content_hash();
-    a.modify_index = 7;
+    a.revision.modify_index = 7;
     assert_eq!(a.content_hash(), h0, "indexes are not content");
-    a.policies.push(Link {
+    a.grants.policies.push(Link {
         id: String::new(),
         name: "p".into(),
     });
@@ -170,7 +170,7 @@ fn policies_and_roles() {
     .unwrap();
     r.validate().unwrap();
     let mut bad = r.clone();
-    bad.policies.push(Link::default());
+    bad.grants.policies.push(Link::default());
     assert_eq!(
         bad.validate().unwrap_err().to_string(),
         "Policies[1]: needs an ID or a Name"
