@@ -5,15 +5,78 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
+use crate::sidecar::list;
+
 /// One loopback HTTP API: strait-rpc's client (every error names the address and the path).
 pub(crate) use strait_rpc::http::Client as Http;
 
+/// Why a TCP probe did not connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unreached {
+    /// This VM has no route to the address (ENETUNREACH): it is not on that network, as a
+    /// services VM is not on the WAN its gateways share. Says nothing about the target.
+    NoRoute,
+    /// Refused, silent or another error (the text names the address).
+    Failed(String),
+}
+
 /// Whether `addr` accepts a TCP connection within `timeout`.
-pub(crate) async fn tcp_probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+pub(crate) async fn tcp_probe(addr: SocketAddr, timeout: Duration) -> Result<(), Unreached> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("{addr}: {e}")),
-        Err(_) => Err(format!("{addr}: no answer in {}s", timeout.as_secs())),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NetworkUnreachable => Err(Unreached::NoRoute),
+        Ok(Err(e)) => Err(Unreached::Failed(format!("{addr}: {e}"))),
+        Err(_) => Err(Unreached::Failed(format!(
+            "{addr}: no answer in {}s",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+/// What probing some addresses from this VM found.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Probe {
+    pub accepting: Vec<SocketAddr>,
+    /// Not routable from this VM (see [`Unreached::NoRoute`]).
+    pub no_route: Vec<SocketAddr>,
+    /// Refused or silent, each naming its address.
+    pub failed: Vec<String>,
+}
+
+impl Probe {
+    /// Probes every address.
+    pub(crate) async fn all(addrs: &[SocketAddr], timeout: Duration) -> Probe {
+        let mut probe = Probe::default();
+        for addr in addrs {
+            match tcp_probe(*addr, timeout).await {
+                Ok(()) => probe.accepting.push(*addr),
+                Err(Unreached::NoRoute) => probe.no_route.push(*addr),
+                Err(Unreached::Failed(e)) => probe.failed.push(e),
+            }
+        }
+        probe
+    }
+
+    /// Ok lists the accepting addresses, Err names those that failed or have no route.
+    pub(crate) fn verdict(&self) -> Result<String, String> {
+        if self.failed.is_empty() && self.no_route.is_empty() {
+            Ok(format!(
+                "{} accept(s) TCP connections",
+                list(&self.accepting)
+            ))
+        } else {
+            let no_route = self
+                .no_route
+                .iter()
+                .map(|a| format!("{a}: no route from this VM"));
+            Err(self
+                .failed
+                .iter()
+                .cloned()
+                .chain(no_route)
+                .collect::<Vec<_>>()
+                .join("; "))
+        }
     }
 }
 
@@ -22,16 +85,5 @@ pub(crate) async fn tcp_probe_all(
     addrs: &[SocketAddr],
     timeout: Duration,
 ) -> Result<String, String> {
-    let mut failed = Vec::new();
-    for addr in addrs {
-        if let Err(e) = tcp_probe(*addr, timeout).await {
-            failed.push(e);
-        }
-    }
-    let all: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-    if failed.is_empty() {
-        Ok(format!("{} accept(s) TCP connections", all.join(", ")))
-    } else {
-        Err(failed.join("; "))
-    }
+    Probe::all(addrs, timeout).await.verdict()
 }

@@ -1,8 +1,9 @@
 //! Node-level checks: the local agent, its servers, and the federation (each DC's gateways
 //! and, through them, its servers).
 
-use crate::client::{tcp_probe_all, Http};
+use crate::client::{Http, Probe};
 use crate::report::Report;
+use crate::sidecar::list;
 use std::net::SocketAddr;
 use std::time::Duration;
 use strait_catalog::FederationState;
@@ -93,22 +94,44 @@ pub(crate) async fn federation(
         );
         return states;
     }
+    let mut probes = Vec::new();
     for st in &states {
         let name = format!("federation {} gateways", st.datacenter);
         let addrs = gateway_addrs(st);
+        let probe = Probe::all(&addrs, timeout).await;
         if addrs.is_empty() {
             r.fail(&name, "no mesh gateway in the federation state", format!("start a mesh gateway in {} (`strait gateway --mesh`) whose agent is joined; secondaries publish their state to the primary through a primary gateway", st.datacenter));
-            continue;
-        }
-        match tcp_probe_all(&addrs, timeout).await {
-            Ok(ok) => r.pass(&name, ok),
-            Err(bad) => r.fail(
+        } else if !probe.failed.is_empty() {
+            r.fail(
                 &name,
-                format!("refused or silent: {bad}"),
-                format!("the gateway of {} is down or not listening: check its process and admin /ready (`strait lab status`)", st.datacenter),
-            ),
+                format!("refused or silent: {}", probe.failed.join("; ")),
+                format!("the gateways of {} are down or not listening (check their process and admin /ready, `strait lab status`), or the WAN between this VM and them is cut (a partition, a firewall)", st.datacenter),
+            );
+        } else if probe.no_route.is_empty() {
+            r.pass(
+                &name,
+                format!("{} accept(s) TCP connections", list(&probe.accepting)),
+            );
+        } else {
+            // A VM off the WAN (servers, services) cannot probe the WAN addresses; the
+            // servers' check below goes through the gateways.
+            r.pass(
+                &name,
+                format!(
+                    "{}: no route from this VM (only gateways are on the WAN; the path through them is checked below)",
+                    list(&probe.no_route)
+                ),
+            );
         }
+        probes.push((st.datacenter.clone(), probe));
     }
+    let probe_of = |dc: &str| {
+        probes
+            .iter()
+            .find(|(d, _)| d == dc)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
+    };
     for st in states.iter().filter(|s| s.datacenter != local.dc) {
         let name = format!("federation {} servers", st.datacenter);
         let path = format!("/v1/status/leader?dc={}", st.datacenter);
@@ -117,11 +140,15 @@ pub(crate) async fn federation(
                 &name,
                 format!("reachable through the gateways (leader {leader})"),
             ),
-            Err(e) => r.fail(
-                &name,
-                format!("{e:#}"),
-                format!("server -> local gateway -> {} gateway -> {} server is broken: check both gateways (above) and the servers' logs", st.datacenter, st.datacenter),
-            ),
+            Err(e) => {
+                let local_gateways = match probe_of(&local.dc) {
+                    p if p.no_route.is_empty() => p,
+                    _ => Probe::all(&lan_gateways(agent).await, timeout).await,
+                };
+                let (detail, hint) =
+                    broken_hop(&local.dc, &local_gateways, st, &probe_of(&st.datacenter));
+                r.fail(&name, format!("{detail} ({e:#})"), hint);
+            }
         }
     }
     states
@@ -133,4 +160,116 @@ pub(crate) fn gateway_addrs(st: &FederationState) -> Vec<SocketAddr> {
         .iter()
         .filter_map(|a| a.parse().ok())
         .collect()
+}
+
+/// The LAN addresses of this DC's mesh gateways (`mesh-gateway` in the catalog, the name
+/// `strait gateway` registers by default): what this DC's VMs dial.
+async fn lan_gateways(agent: &Http) -> Vec<SocketAddr> {
+    let Ok(entries) = agent
+        .json::<Vec<serde_json::Value>>("/v1/catalog/service/mesh-gateway")
+        .await
+    else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            let lan = &e["ServiceTaggedAddresses"]["lan"];
+            let (host, port) = match lan["Address"].as_str() {
+                Some(host) => (host, lan["Port"].as_u64()),
+                None => (e["ServiceAddress"].as_str()?, e["ServicePort"].as_u64()),
+            };
+            format!("{host}:{}", port?).parse().ok()
+        })
+        .collect()
+}
+
+/// When another DC's servers do not answer through the gateways: which hop of
+/// server -> local gateway -> remote gateway -> remote server is broken, from what the
+/// gateways' probes found (detail, hint).
+fn broken_hop(
+    local_dc: &str,
+    local: &Probe,
+    remote: &FederationState,
+    remote_probe: &Probe,
+) -> (String, String) {
+    let dc = &remote.datacenter;
+    let remote_addrs = list(&gateway_addrs(remote));
+    if local.accepting.is_empty() {
+        let seen = if local.failed.is_empty() {
+            "none found in the catalog (mesh-gateway)".to_owned()
+        } else {
+            local.failed.join("; ")
+        };
+        return (
+            format!("{dc}'s servers do not answer through the gateways, and {local_dc}'s gateways do not accept connections: {seen}"),
+            format!("the first hop (server -> {local_dc} gateway) is broken: start {local_dc}'s gateway and check its admin /ready"),
+        );
+    }
+    if !remote_probe.accepting.is_empty() && remote_probe.failed.is_empty() {
+        return (
+            format!("{dc}'s servers do not answer through {local_dc}'s gateways ({}) and {dc}'s gateways ({remote_addrs}), though both accept connections from this VM", list(&local.accepting)),
+            format!("a gateway has no route for {dc}'s servers (its log: `gateway snapshot applied ... remote_dcs=`), or {dc}'s gateway cannot reach {dc}'s servers: read both gateways' logs and {dc}'s servers' logs"),
+        );
+    }
+    (
+        format!("{local_dc} gateway cannot reach {dc}'s gateways at {remote_addrs}: {local_dc}'s gateways ({}) accept connections, {dc}'s servers do not answer through them", list(&local.accepting)),
+        format!("the WAN hop {local_dc} gateway -> {dc} gateway is broken: the WAN between them is cut (a partition, a firewall, `strait lab heal`) or {dc}'s gateways are down; from a {local_dc} gateway VM, `strait doctor` probes {remote_addrs} directly"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn the_broken_hop_is_named_from_the_gateway_probes() {
+        let dc2 = FederationState {
+            datacenter: "dc2".into(),
+            mesh_gateways: vec!["10.213.0.11:8443".into()],
+            updated_index: 1,
+        };
+        let accepting = |a: &str| Probe {
+            accepting: vec![addr(a)],
+            ..Probe::default()
+        };
+        // From a services VM off the WAN: dc2's gateways have no route, dc1's accept.
+        let no_route = Probe {
+            no_route: vec![addr("10.213.0.11:8443")],
+            ..Probe::default()
+        };
+        let (detail, hint) = broken_hop("dc1", &accepting("10.213.1.11:8443"), &dc2, &no_route);
+        assert!(
+            detail.starts_with("dc1 gateway cannot reach dc2's gateways at 10.213.0.11:8443"),
+            "{detail}"
+        );
+        assert!(
+            hint.contains("the WAN hop dc1 gateway -> dc2 gateway"),
+            "{hint}"
+        );
+        // dc1's gateways are down: the first hop, not the WAN.
+        let down = Probe {
+            failed: vec!["10.213.1.11:8443: Connection refused".into()],
+            ..Probe::default()
+        };
+        let (detail, hint) = broken_hop("dc1", &down, &dc2, &no_route);
+        assert!(detail.contains("Connection refused"), "{detail}");
+        assert!(hint.contains("first hop (server -> dc1 gateway)"), "{hint}");
+        // Both accept from here: the gateways' routes or dc2's side.
+        let (detail, hint) = broken_hop(
+            "dc1",
+            &accepting("10.213.1.11:8443"),
+            &dc2,
+            &accepting("10.213.0.11:8443"),
+        );
+        assert!(
+            detail.contains("though both accept connections"),
+            "{detail}"
+        );
+        assert!(hint.contains("remote_dcs="), "{hint}");
+    }
 }

@@ -3,7 +3,7 @@
 //! endpoints; then the gateways on the path, and an mTLS handshake with the destination's
 //! exact identity.
 
-use crate::client::{tcp_probe_all, Http};
+use crate::client::{tcp_probe_all, Http, Probe};
 use crate::mesh::{gateway_addrs, Local};
 use crate::report::Report;
 use crate::sidecar::{self, join, list, norm_serial, Sidecar, Target, Upstream};
@@ -294,16 +294,34 @@ async fn target_path(
         if gws.is_empty() {
             r.fail("remote gateway", format!("no gateway of {} in the federation states", up.datacenter), format!("start a mesh gateway in {} and check that its server federates (`strait members`)", up.datacenter));
         } else {
-            match tcp_probe_all(&gws, ctx.timeout).await {
-                Ok(ok) => r.pass("remote gateway", format!("{} of {}", ok, up.datacenter)),
-                Err(bad) => r.fail(
+            let probe = Probe::all(&gws, ctx.timeout).await;
+            if !probe.failed.is_empty() {
+                r.fail(
                     "remote gateway",
-                    format!("{} gateway refused or silent: {bad}", up.datacenter),
+                    format!("{} gateway refused or silent: {}", up.datacenter, probe.failed.join("; ")),
                     format!(
-                        "the gateway of {} is down: check its process and admin /ready there",
+                        "the gateway of {} is down (check its process and admin /ready there), or the WAN between this VM and it is cut",
                         up.datacenter
                     ),
-                ),
+                );
+            } else if probe.no_route.is_empty() {
+                r.pass(
+                    "remote gateway",
+                    format!(
+                        "{} accept(s) TCP connections of {}",
+                        list(&probe.accepting),
+                        up.datacenter
+                    ),
+                );
+            } else {
+                r.pass(
+                    "remote gateway",
+                    format!(
+                        "{} of {}: no route from this VM (only gateways are on the WAN; the handshake below goes through them)",
+                        list(&probe.no_route),
+                        up.datacenter
+                    ),
+                );
             }
         }
     }
