@@ -80,7 +80,7 @@ pub struct SecretHash([u8; 32]);
 impl SecretHash {
     /// The hash of `secret` as a client sent it.
     pub fn of(secret: &str) -> Self {
-        let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
         let mut out = [0; 32];
         out.copy_from_slice(digest.as_ref());
         SecretHash(out)

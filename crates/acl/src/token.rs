@@ -353,7 +353,7 @@ fn valid_identity_name(name: &str) -> bool {
 
 fn content_hash(value: &impl Serialize) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 

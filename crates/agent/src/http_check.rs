@@ -242,7 +242,7 @@ fn config_with_roots(pem: &[u8]) -> Result<Arc<ClientConfig>, String> {
         return Err("no CA certificate".into());
     }
     let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
@@ -286,7 +286,7 @@ mod tests {
         let acceptor = tls.then(|| {
             let (_, cert, key) = test_pki();
             let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
+                rustls::crypto::aws_lc_rs::default_provider(),
             ))
             .with_safe_default_protocol_versions()
             .unwrap()

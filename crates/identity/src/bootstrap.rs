@@ -4,8 +4,8 @@
 //! is what makes [`crate::tls::dangerous_unverified_client_config`] safe to
 //! use for the first contact.
 
-use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
 fn message(parts: &[&[u8]]) -> Vec<u8> {
     // Length-prefixing makes ["ab","c"] and ["a","bc"] different messages.

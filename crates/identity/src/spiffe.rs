@@ -191,7 +191,7 @@ pub fn parse_trust_domain_uri(uri: &str) -> Result<String> {
 
 /// A fresh trust domain, `<8 random hex>.strait`, chosen once by the primary DC.
 pub fn new_trust_domain() -> String {
-    use ring::rand::{SecureRandom, SystemRandom};
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
     let mut bytes = [0u8; 4];
     // SystemRandom only fails when the OS has no entropy source at all; a
     // process that cannot get randomness cannot run a CA either.

@@ -349,7 +349,7 @@ fn two_uri_sans_are_refused() {
     assert_eq!(cert_info(&cert.pem()).unwrap().spiffe_id, None);
 
     let server = Arc::new(
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()

@@ -21,7 +21,7 @@ use crate::verify::{Accept, AcceptAnyServer, ClientVerifier, ServerVerifier, Spi
 pub use crate::verify::{failure_reason, BadIdentity, TlsFailure};
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// A private key and chain (leaf first, then intermediates), parsed once.
@@ -225,8 +225,8 @@ pub fn dangerous_unverified_client_config() -> Arc<ClientConfig> {
     let verifier = AcceptAnyServer(p.signature_verification_algorithms);
     let config = ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()
-        // The ring provider supports the default versions; failing here is a build bug.
-        .expect("ring provider supports the default TLS versions")
+        // The aws-lc-rs provider supports the default versions; failing here is a build bug.
+        .expect("aws-lc-rs provider supports the default TLS versions")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();

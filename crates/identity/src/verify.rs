@@ -92,7 +92,7 @@ impl SpiffeVerifier {
         SpiffeVerifier {
             roots,
             accept,
-            algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            algs: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
         }
     }
 

@@ -12,7 +12,7 @@
 //! Pure: no I/O, no clock (the caller passes the time); every way a file can be wrong is a
 //! [`EnvelopeError`] that says what is wrong with it.
 
-use ring::digest;
+use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
 
 /// The first word of every snapshot file.
