@@ -546,6 +546,17 @@ pub async fn membership(
         };
         let raft = consensus.raft().clone();
         let name = node.name.clone();
+        let voter = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id);
+        if voter {
+            // A member that asked again (it heard from no leader for a while): nothing to add.
+            continue;
+        }
         replace_stale(&raft, id, &node).await;
         let added =
             tokio::time::timeout(Duration::from_secs(60), raft.add_learner(id, node, true)).await;
@@ -568,6 +579,57 @@ pub async fn membership(
             Ok(_) => tracing::info!(node = %name, raft_id = id, "server is a voter"),
             Err(e) => {
                 tracing::warn!(node = %name, raft_id = id, error = %e, "cannot make the server a voter")
+            }
+        }
+    }
+}
+
+/// How often a member checks that it still belongs to the cluster ([`rejoin`]).
+const REJOIN_CHECK: Duration = Duration::from_secs(2);
+/// A follower that has heard from no leader for this long asks to be re-added.
+const REJOIN_AFTER: Duration = Duration::from_secs(3);
+
+/// The task `raft-rejoin`. Consul's leader re-adds a live server that autopilot or an operator
+/// removed (serf still sees it); in strait the server asks itself: one whose own configuration
+/// no longer lists it (it saw its removal), or a follower that has heard from no leader for
+/// [`REJOIN_AFTER`] (removed while it was down or cut off, no leader sends it anything now),
+/// joins again through the leader with the join token, keeping its ID and its data; the
+/// leader adds it as a learner and promotes it once caught up. A follower that is still a
+/// voter (only cut off for a while) is left as it is by the leader. Nothing to do without
+/// `retry_join` (a single server).
+pub fn spawn_rejoin(server: &Arc<Server>, role: &Role, id: NodeId) {
+    if server.cfg.retry_join.is_empty() {
+        return;
+    }
+    role.spawn_cancellable("raft-rejoin", rejoin(server.clone(), id));
+}
+
+async fn rejoin(server: Arc<Server>, id: NodeId) -> Result<()> {
+    let mut leader_hint = None;
+    loop {
+        tokio::time::sleep(REJOIN_CHECK).await;
+        let Some(consensus) = server.consensus.get() else {
+            continue;
+        };
+        let m = consensus.raft().metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let removed = membership.get_node(&id).is_none();
+        let unheard = m.current_leader != Some(id)
+            && consensus.since_leader_contact() > REJOIN_AFTER.max(server.raft_lease() * 4);
+        if !(removed || unheard) {
+            continue;
+        }
+        match join_once(&server, id, leader_hint).await {
+            Ok(_) if removed => {
+                tracing::info!("this server was removed from the Raft configuration: asked the leader to add it again")
+            }
+            Ok(_) => {}
+            Err(JoinFailure::Retry { why, leader }) => {
+                leader_hint = leader.or(leader_hint);
+                tracing::debug!(reason = %why, "cannot ask to be re-added to the Raft cluster yet");
+            }
+            Err(JoinFailure::Refused(why)) => {
+                tracing::warn!(reason = %why, "asking to be re-added to the Raft cluster was refused")
             }
         }
     }

@@ -97,6 +97,7 @@ pub async fn run(cfg: ServerConfig, path: PathBuf, role: Role) -> Result<()> {
         }
     };
     identity::renew_from_ca(&server, &role, tls, not_after);
+    cluster::spawn_rejoin(&server, &role, raft_id);
     tokio::select! {
         r = register_self(&server) => r?,
         _ = shutdown.cancelled() => return stop_raft(&server).await,

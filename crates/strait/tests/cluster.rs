@@ -592,8 +592,12 @@ fn a_restarted_cluster_keeps_its_state_and_signs_without_the_ca_creator() {
         assert_eq!(c.roots(i), roots, "server-{i}'s roots after the restart");
     }
 
-    // Remove the CA's creator from the cluster through the leader, then kill it.
+    // Kill the CA's creator, then remove it from the cluster through the leader (a removed
+    // server that still runs asks to be re-added, as Consul's serf would have it).
     let id = c.raft_id(leader, creator);
+    c.kill(creator);
+    let rest = c.running();
+    let leader = c.agreed_leader(&rest);
     let (code, body) = http(
         "DELETE",
         c.api(leader),
@@ -602,9 +606,6 @@ fn a_restarted_cluster_keeps_its_state_and_signs_without_the_ca_creator() {
     )
     .unwrap();
     assert_eq!(code, 200, "removing server-{creator} ({id}): {body}");
-    c.kill(creator);
-    let rest = c.running();
-    let leader = c.agreed_leader(&rest);
     eventually("two peers left", Duration::from_secs(30), || {
         let (code, body) = get(c.api(leader), "/v1/status/peers");
         let peers: Vec<String> = (code == 200).then(|| serde_json::from_str(&body).ok())??;

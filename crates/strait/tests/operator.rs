@@ -191,6 +191,15 @@ fn peers_status_and_snapshots() {
     let foreign = d.join("backups/dc2.snap");
     let (ok, out) = strait(other_dc, &["snapshot", "save", foreign.to_str().unwrap()]);
     assert!(ok, "{out}");
+    let stale = d.join("backups/dc1-stale.snap");
+    let (ok, out) = strait(
+        server,
+        &["snapshot", "save", "--stale", stale.to_str().unwrap()],
+    );
+    assert!(ok && out.contains("saved a snapshot"), "{out}");
+    assert!(std::fs::read(&stale)
+        .unwrap()
+        .starts_with(b"strait-snapshot 2\n{\"datacenter\":\"dc1\""));
 
     // Changed since: the service deregistered, the entry deleted.
     let (status, body) = http("PUT", agent_addr, "/v1/agent/service/deregister/web", None).unwrap();

@@ -6,7 +6,8 @@
 //! contact, and default reads (and `?stale&max_stale=` shorter than that) with 503 rather
 //! than stale data; snapshots asked of a follower (forwarded, or `?stale`); a leader cut off from both
 //! followers refuses default reads once its lease runs out and removes neither; a follower
-//! killed for good is removed by the leader after `dead_server_cleanup`. Addresses:
+//! killed for good is removed by the leader after `dead_server_cleanup`, and started again
+//! asks to be re-added and is a voter again. Addresses:
 //! 127.62.0.0/16.
 
 mod common;
@@ -252,7 +253,11 @@ fn consistency_modes_and_dead_server_cleanup() {
     // Too stale for the caller: served as a default read, which no leader can answer.
     let r = read(f2, "?stale&max_stale=100ms");
     assert_eq!(r.status, 503, "{}", r.body);
-    assert_eq!(snapshot(f2, "?stale").0, 200, "a stale snapshot with no leader");
+    assert_eq!(
+        snapshot(f2, "?stale").0,
+        200,
+        "a stale snapshot with no leader"
+    );
     let (status, body) = snapshot(f2, "");
     assert_eq!(status, 503, "a snapshot with no leader: {body}");
     for query in ["", "?consistent"] {
@@ -328,4 +333,23 @@ fn consistency_modes_and_dead_server_cleanup() {
     write_entry(left[0], "third");
     let r = read(left[1], "?consistent");
     assert!(r.body.contains("\"third\""), "{}", r.body);
+
+    // The removed server comes back with its data: no leader talks to it, so it asks to be
+    // re-added, and is a voter again with every write.
+    servers[victim] = start(d, victim);
+    eventually(
+        "the removed server a voter again",
+        Duration::from_secs(30),
+        || (voters(leader(&left)) == 3).then_some(()),
+    );
+    eventually(
+        "the re-added server has the writes",
+        Duration::from_secs(30),
+        || {
+            read(victim, "?stale")
+                .body
+                .contains("\"third\"")
+                .then_some(())
+        },
+    );
 }

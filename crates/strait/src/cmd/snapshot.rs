@@ -21,8 +21,14 @@ pub struct SnapshotArgs {
 #[derive(Debug, clap::Subcommand)]
 enum SnapshotCommand {
     /// Save a point-in-time copy of the catalog, config entries and CA (with its private key)
-    /// to FILE (mode 0600).
-    Save { file: PathBuf },
+    /// to FILE (mode 0600). The leader takes it (the server asked forwards the request).
+    Save {
+        file: PathBuf,
+        /// Copy the state of the server asked, even a follower with no leader (Consul's
+        /// `-stale`): what it has applied, possibly behind the leader.
+        #[arg(long)]
+        stale: bool,
+    },
     /// Replace the datacenter's catalog, config entries and CA with the snapshot in FILE.
     Restore { file: PathBuf },
 }
@@ -45,10 +51,13 @@ struct Restored {
 pub async fn run(args: SnapshotArgs) -> Result<()> {
     let server = Server::locate(&args.server)?;
     match args.cmd {
-        SnapshotCommand::Save { file } => {
-            let resp = server
-                .call(Method::GET, "/v1/snapshot", None, TIMEOUT)
-                .await?;
+        SnapshotCommand::Save { file, stale } => {
+            let path = if stale {
+                "/v1/snapshot?stale"
+            } else {
+                "/v1/snapshot"
+            };
+            let resp = server.call(Method::GET, path, None, TIMEOUT).await?;
             let size = resp.body.len();
             write_private(file.clone(), resp.body.to_vec()).await?;
             println!(
