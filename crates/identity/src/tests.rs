@@ -94,6 +94,11 @@ fn root_signed_mutual_tls_and_peer_identity() {
     assert!(out.ok(), "{out:?}");
     assert_eq!(peer_identity(&s), Some(api));
     assert_eq!(peer_identity(&c), Some(web));
+    // provider(): AES-128-GCM/SHA-256 first on both ends, X25519 first.
+    let suite = c.negotiated_cipher_suite().map(|s| s.suite());
+    assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
+    let group = c.negotiated_key_exchange_group().map(|g| g.name());
+    assert_eq!(group, Some(rustls::NamedGroup::X25519));
 }
 
 #[test]
@@ -349,15 +354,17 @@ fn two_uri_sans_are_refused() {
     assert_eq!(cert_info(&cert.pem()).unwrap().spiffe_id, None);
 
     let server = Arc::new(
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-            )
-            .unwrap(),
+        ServerConfig::builder_with_provider(
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap(),
     );
     let (out, _, _) = handshake(
         client_config(None, &roots(&[&ca]), Expect::AnyServer).unwrap(),

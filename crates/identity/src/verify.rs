@@ -92,7 +92,7 @@ impl SpiffeVerifier {
         SpiffeVerifier {
             roots,
             accept,
-            algs: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+            algs: crate::tls::provider().signature_verification_algorithms,
         }
     }
 
