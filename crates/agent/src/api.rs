@@ -2,17 +2,17 @@
 //! and health reads, config entries and members are forwarded to this DC's servers over mTLS
 //! (with `?dc=` carried along, so they reach other DCs through the gateways).
 
+use crate::connect;
 use crate::definition::{CheckDefinition, ServiceDefinition};
 use crate::local::{AdminError, Source, TtlError};
 use crate::maintenance;
 use crate::metrics;
-use crate::snapshots;
 use crate::state::Agent;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -50,8 +50,13 @@ pub fn router(agent: S) -> Router {
         .route("/v1/agent/check/deregister/{id}", put(deregister_check))
         .route("/v1/agent/check/{verb}/{id}", put(ttl_update))
         .route("/v1/agent/members", get(members))
-        .route("/v1/agent/connect/ca/roots", get(roots))
-        .route("/v1/agent/connect/ca/leaf/{service}", get(leaf))
+        .route("/v1/agent/connect/ca/roots", get(connect::roots))
+        .route("/v1/agent/connect/ca/leaf/{service}", get(connect::leaf))
+        // POST as Consul documents; PUT as py-consul sends it.
+        .route(
+            "/v1/agent/connect/authorize",
+            post(connect::authorize).put(connect::authorize),
+        )
         .route("/v1/agent/proxy/snapshot/{id}", get(snapshot))
         .route("/v1/agent/proxy/admin", get(proxy_admins))
         .route("/v1/agent/proxy/admin/{id}", put(set_proxy_admin))
@@ -138,17 +143,10 @@ async fn service(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let wait = match q.get("wait").map(|w| strait_rpc::duration::parse(w)) {
-        None => Duration::from_secs(300),
-        Some(Ok(wait)) => wait.min(Duration::from_secs(600)),
-        Some(Err(e)) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                format!("query parameter `wait` = {e}"),
-            )
-        }
+    let deadline = match wait_param(&q, Duration::from_secs(300), Duration::from_secs(600)) {
+        Ok(wait) => tokio::time::Instant::now() + wait,
+        Err(resp) => return resp,
     };
-    let deadline = tokio::time::Instant::now() + wait;
     let mut changes = a.local.subscribe();
     loop {
         let Some(svc) = a.local.services().into_iter().find(|s| s.id == id) else {
@@ -169,6 +167,34 @@ async fn service(
             _ = changes.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
+    }
+}
+
+/// A blocking query's `?index=` (0 when absent); not a number is a 400.
+pub(crate) fn index_param(q: &HashMap<String, String>) -> Result<u64, Response> {
+    match q.get("index").map(|v| (v, v.parse())) {
+        None => Ok(0),
+        Some((_, Ok(index))) => Ok(index),
+        Some((v, Err(_))) => Err(err(
+            StatusCode::BAD_REQUEST,
+            format!("query parameter `index` = {v:?} is not a number"),
+        )),
+    }
+}
+
+/// A blocking query's `?wait=` (`default` when absent, at most `max`); a bad one is a 400.
+pub(crate) fn wait_param(
+    q: &HashMap<String, String>,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration, Response> {
+    match q.get("wait").map(|w| strait_rpc::duration::parse(w)) {
+        None => Ok(default),
+        Some(Ok(wait)) => Ok(wait.min(max)),
+        Some(Err(e)) => Err(err(
+            StatusCode::BAD_REQUEST,
+            format!("query parameter `wait` = {e}"),
+        )),
     }
 }
 
@@ -346,46 +372,19 @@ async fn members(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -
     relay(&a, Method::GET, &path, None).await
 }
 
-async fn roots(State(a): State<S>) -> Response {
-    relay(&a, Method::GET, "/v1/connect/ca/roots", None).await
-}
-
-/// Consul's leaf shape, including the private key: this API is loopback only.
-async fn leaf(State(a): State<S>, Path(service): Path<String>) -> Response {
-    if let Err(e) = strait_identity::spiffe::validate_name("service", &service) {
-        return err(StatusCode::BAD_REQUEST, e);
-    }
-    match snapshots::leaf(&a, &service).await {
-        Ok(l) => Json(json!({
-            "SerialNumber": l.serial, "CertPEM": l.chain_pem, "PrivateKeyPEM": l.key_pem.0,
-            "Service": service, "ServiceURI": l.spiffe_id, "ValidBefore": l.not_after_unix,
-        }))
-        .into_response(),
-        Err(e) => err(StatusCode::BAD_GATEWAY, format!("{e:#}")),
-    }
-}
-
 /// A proxy's snapshot; blocking on `?index=<version>` (up to `?wait=`, default 30s).
 async fn snapshot(
     State(a): State<S>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let after: u64 = match q.get("index").map(|v| v.parse()) {
-        None => 0,
-        Some(Ok(index)) => index,
-        Some(Err(_)) => {
-            let msg = format!("query parameter `index` = {:?} is not a number", q["index"]);
-            return (StatusCode::BAD_REQUEST, msg).into_response();
-        }
+    let after = match index_param(&q) {
+        Ok(index) => index,
+        Err(resp) => return resp,
     };
-    let wait = match q.get("wait").map(|w| strait_rpc::duration::parse(w)) {
-        None => Duration::from_secs(30),
-        Some(Ok(wait)) => wait.min(Duration::from_secs(300)),
-        Some(Err(e)) => {
-            let msg = format!("query parameter `wait` = {e}");
-            return (StatusCode::BAD_REQUEST, msg).into_response();
-        }
+    let wait = match wait_param(&q, Duration::from_secs(30), Duration::from_secs(300)) {
+        Ok(wait) => wait,
+        Err(resp) => return resp,
     };
     let mut gen = a.snapshot_gen.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
@@ -455,7 +454,12 @@ async fn set_proxy_admin(State(a): State<S>, Path(id): Path<String>, body: Bytes
     }
 }
 
-async fn relay(a: &Agent, method: Method, path: &str, body: Option<Vec<u8>>) -> Response {
+pub(crate) async fn relay(
+    a: &Agent,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Response {
     let wait = if path.contains("wait=") {
         Duration::from_secs(610)
     } else {

@@ -1,6 +1,7 @@
 //! Runs the local health checks: one task per check, restarted when definitions change.
 
 use crate::definition::{CheckSpec, Counter, Probe};
+use crate::http_check::Trust;
 use crate::local::LocalState;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ struct Running {
 /// at once; a check that is not passing runs again at once whenever the local state changes
 /// (its service registered again, as a gateway does when it restarts; another check turning
 /// passing), so a restarted service is not left critical until the next tick.
-pub async fn run(local: Arc<LocalState>, shutdown: CancellationToken) {
+pub async fn run(local: Arc<LocalState>, trust: Trust, shutdown: CancellationToken) {
     let mut changes = local.subscribe();
     let mut tasks: HashMap<String, Running> = HashMap::new();
     loop {
@@ -47,7 +48,12 @@ pub async fn run(local: Arc<LocalState>, shutdown: CancellationToken) {
         for spec in specs {
             if !tasks.contains_key(&spec.check_id) {
                 let kick = Arc::new(Notify::new());
-                let handle = tokio::spawn(run_check(local.clone(), spec.clone(), kick.clone()));
+                let handle = tokio::spawn(run_check(
+                    local.clone(),
+                    trust.clone(),
+                    spec.clone(),
+                    kick.clone(),
+                ));
                 tasks.insert(spec.check_id.clone(), Running { spec, handle, kick });
             }
         }
@@ -61,7 +67,7 @@ pub async fn run(local: Arc<LocalState>, shutdown: CancellationToken) {
     }
 }
 
-async fn run_check(local: Arc<LocalState>, spec: CheckSpec, kick: Arc<Notify>) {
+async fn run_check(local: Arc<LocalState>, trust: Trust, spec: CheckSpec, kick: Arc<Notify>) {
     match spec.probe {
         Probe::Ttl { ttl } => return run_ttl(&local, &spec.check_id, ttl).await,
         Probe::Maintenance => {
@@ -73,7 +79,7 @@ async fn run_check(local: Arc<LocalState>, spec: CheckSpec, kick: Arc<Notify>) {
     let mut counter = Counter::default();
     loop {
         let (status, output) =
-            match tokio::time::timeout(spec.timeout, probe(&local, &spec.probe)).await {
+            match tokio::time::timeout(spec.timeout, probe(&local, &trust, &spec.probe)).await {
                 Ok(r) => r,
                 Err(_) => (
                     CheckStatus::Critical,
@@ -112,13 +118,13 @@ async fn run_ttl(local: &LocalState, check_id: &str, ttl: Duration) {
     }
 }
 
-async fn probe(local: &LocalState, probe: &Probe) -> (CheckStatus, String) {
+async fn probe(local: &LocalState, trust: &Trust, probe: &Probe) -> (CheckStatus, String) {
     match probe {
         Probe::Tcp { addr } => match TcpStream::connect(addr).await {
             Ok(_) => (CheckStatus::Passing, format!("TCP connect {addr}: success")),
             Err(e) => (CheckStatus::Critical, format!("TCP connect {addr}: {e}")),
         },
-        Probe::Http(check) => check.probe().await,
+        Probe::Http(check) => check.probe(trust).await,
         Probe::Alias { service_id } => {
             let s = local.service_status(service_id);
             let out = format!("service {service_id} is {s}");
@@ -171,7 +177,11 @@ mod tests {
             .insert(crate::decode::json(def.as_bytes()).unwrap(), Source::Api)
             .unwrap();
         let shutdown = CancellationToken::new();
-        let runner = tokio::spawn(run(local.clone(), shutdown.clone()));
+        let runner = tokio::spawn(run(
+            local.clone(),
+            Trust::load(None, None).unwrap(),
+            shutdown.clone(),
+        ));
 
         assert_eq!(status(&local, "app-ttl").0, "passing", "the initial Status");
         let (s, output) = next_status(&local, "app-ttl").await;
@@ -218,7 +228,11 @@ mod tests {
         };
         register();
         let shutdown = CancellationToken::new();
-        let runner = tokio::spawn(run(local.clone(), shutdown.clone()));
+        let runner = tokio::spawn(run(
+            local.clone(),
+            Trust::load(None, None).unwrap(),
+            shutdown.clone(),
+        ));
         // The first probe leaves the initial status (critical) as it is: wait for its output.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !status(&local, "gw-tcp").1.contains("TCP connect") {
@@ -269,7 +283,11 @@ mod tests {
             .insert(crate::decode::json(def.as_bytes()).unwrap(), Source::Api)
             .unwrap();
         let shutdown = CancellationToken::new();
-        let runner = tokio::spawn(run(local.clone(), shutdown.clone()));
+        let runner = tokio::spawn(run(
+            local.clone(),
+            Trust::load(None, None).unwrap(),
+            shutdown.clone(),
+        ));
 
         let (s, _) = next_status(&local, "app-http").await;
         assert_eq!(s, "passing");

@@ -29,6 +29,13 @@ struct RawConfig {
     /// ADS (gRPC) address for Envoy proxies; must be loopback. Unset: no ADS server.
     #[serde(default)]
     grpc_addr: Option<SocketAddr>,
+    /// A PEM file of CA certificates `https://` health checks trust besides the system's
+    /// (Consul's `ca_file`).
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    /// A directory whose `*.pem` / `*.crt` files are trusted likewise (Consul's `ca_path`).
+    #[serde(default)]
+    ca_path: Option<PathBuf>,
 }
 
 /// A validated agent configuration. Its `Debug` leaves the join token out.
@@ -43,6 +50,9 @@ pub struct AgentConfig {
     pub join_token: String,
     pub config_dir: Option<PathBuf>,
     pub grpc_addr: Option<SocketAddr>,
+    /// CA certificates HTTPS checks trust besides the system's (read at start-up).
+    pub ca_file: Option<PathBuf>,
+    pub ca_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -57,6 +67,8 @@ impl std::fmt::Debug for AgentConfig {
             .field("join_token", &"<redacted>")
             .field("config_dir", &self.config_dir)
             .field("grpc_addr", &self.grpc_addr)
+            .field("ca_file", &self.ca_file)
+            .field("ca_path", &self.ca_path)
             .finish()
     }
 }
@@ -97,6 +109,8 @@ impl AgentConfig {
             join_token: raw.join_token,
             config_dir: raw.config_dir,
             grpc_addr: raw.grpc_addr,
+            ca_file: raw.ca_file,
+            ca_path: raw.ca_path,
         })
     }
 }

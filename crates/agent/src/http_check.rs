@@ -1,7 +1,8 @@
 //! HTTP and HTTPS health checks as Consul runs them: `Method` (default GET), `Header` (a map
 //! of lists), `Body`, and for `https://` the system's roots (`SSL_CERT_FILE`, else the
-//! distribution's bundle), `TLSServerName` and `TLSSkipVerify`. 2xx is passing, 429 warning,
-//! anything else (or no answer) critical.
+//! distribution's bundle) plus the agent's `ca_file` / `ca_path` ([`Trust`]),
+//! `TLSServerName` and `TLSSkipVerify`. 2xx is passing, 429 warning, anything else (or no
+//! answer) critical.
 
 use anyhow::{bail, Result};
 use bytes::Bytes;
@@ -12,7 +13,8 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 use strait_catalog::CheckStatus;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -128,18 +130,11 @@ impl HttpCheck {
         })
     }
 
-    /// One probe: the status and the check's output.
-    pub async fn probe(&self) -> (CheckStatus, String) {
-        self.probe_with(system_roots).await
-    }
-
-    /// As [`HttpCheck::probe`], verifying `https://` servers with the config `verified` gives.
-    async fn probe_with(
-        &self,
-        verified: fn() -> Result<Arc<ClientConfig>, String>,
-    ) -> (CheckStatus, String) {
+    /// One probe: the status and the check's output; `https://` servers are verified
+    /// against `trust`.
+    pub async fn probe(&self, trust: &Trust) -> (CheckStatus, String) {
         let what = format!("HTTP {} {}", self.method, self.url);
-        match self.exchange(verified).await {
+        match self.exchange(trust).await {
             Ok(s) if s.is_success() => (CheckStatus::Passing, format!("{what}: {s}")),
             Ok(s) if s.as_u16() == 429 => (CheckStatus::Warning, format!("{what}: {s}")),
             Ok(s) => (CheckStatus::Critical, format!("{what}: {s}")),
@@ -147,10 +142,7 @@ impl HttpCheck {
         }
     }
 
-    async fn exchange(
-        &self,
-        verified: fn() -> Result<Arc<ClientConfig>, String>,
-    ) -> Result<http::StatusCode, String> {
+    async fn exchange(&self, trust: &Trust) -> Result<http::StatusCode, String> {
         let tcp = TcpStream::connect(self.addr)
             .await
             .map_err(|e| format!("connect {}: {e}", self.addr))?;
@@ -161,7 +153,7 @@ impl HttpCheck {
         let config = if tls.skip_verify {
             strait_identity::tls::dangerous_unverified_client_config()
         } else {
-            verified()?
+            trust.0.clone()?
         };
         let stream = tokio_rustls::TlsConnector::from(config)
             .connect(tls.server_name.clone(), tcp)
@@ -205,35 +197,70 @@ impl HttpCheck {
     }
 }
 
-/// The client config of verified `https://` checks: the roots of `SSL_CERT_FILE`, else of the
-/// first bundle found among the usual paths (as Go, hence Consul, does), loaded once.
-fn system_roots() -> Result<Arc<ClientConfig>, String> {
-    static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let path = match std::env::var_os("SSL_CERT_FILE") {
-                Some(p) => std::path::PathBuf::from(p),
-                None => [
-                    "/etc/ssl/certs/ca-certificates.crt",
-                    "/etc/pki/tls/certs/ca-bundle.crt",
-                    "/etc/ssl/ca-bundle.pem",
-                    "/etc/ssl/cert.pem",
-                ]
-                .iter()
-                .map(std::path::PathBuf::from)
-                .find(|p| p.exists())
-                .ok_or("no CA bundle found (set SSL_CERT_FILE)")?,
-            };
-            let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            config_with_roots(&pem).map_err(|e| format!("{}: {e}", path.display()))
-        })
-        .clone()
+/// What verified `https://` checks trust, loaded once at start-up: the roots of
+/// `SSL_CERT_FILE`, else of the first bundle found among the usual paths (as Go, hence
+/// Consul, does), plus the agent's own CA as Consul's agent adds it: `ca_file`, and every
+/// `*.pem` / `*.crt` file of `ca_path`. Without any root, verified checks fail with the reason.
+#[derive(Clone)]
+pub struct Trust(Result<Arc<ClientConfig>, String>);
+
+impl Trust {
+    /// The system's roots plus `ca_file` and `ca_path`; a CA file that cannot be read or
+    /// holds no certificate is an error naming the setting and the file.
+    pub fn load(ca_file: Option<&Path>, ca_path: Option<&Path>) -> Result<Trust> {
+        let mut roots = rustls::RootCertStore::empty();
+        let system = match std::env::var_os("SSL_CERT_FILE") {
+            Some(p) => Some(std::path::PathBuf::from(p)),
+            None => [
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/pki/tls/certs/ca-bundle.crt",
+                "/etc/ssl/ca-bundle.pem",
+                "/etc/ssl/cert.pem",
+            ]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists()),
+        };
+        // The system's bundle is best effort (Go skips what it cannot parse too).
+        let mut why_none = "no CA bundle found (set SSL_CERT_FILE, or the agent's ca_file)".into();
+        if let Some(path) = &system {
+            if let Err(e) = std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| add_roots(&mut roots, &pem))
+            {
+                why_none = format!("{}: {e}", path.display());
+            }
+        }
+        let mut own = Vec::new();
+        if let Some(file) = ca_file {
+            own.push(("ca_file", file.to_path_buf()));
+        }
+        if let Some(dir) = ca_path {
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| anyhow::anyhow!("field `ca_path` = {}: {e}", dir.display()))?;
+            let mut files: Vec<_> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "pem" || x == "crt"))
+                .collect();
+            files.sort();
+            own.extend(files.into_iter().map(|f| ("ca_path", f)));
+        }
+        for (field, file) in own {
+            std::fs::read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| add_roots(&mut roots, &pem))
+                .map_err(|e| anyhow::anyhow!("field `{field}`: {}: {e}", file.display()))?;
+        }
+        if roots.is_empty() {
+            return Ok(Trust(Err(why_none)));
+        }
+        Ok(Trust(Ok(config_with_roots(roots)?)))
+    }
 }
 
-/// A client config trusting the certificates of `pem`.
-fn config_with_roots(pem: &[u8]) -> Result<Arc<ClientConfig>, String> {
+/// Adds the CA certificates of `pem`; none is an error.
+fn add_roots(roots: &mut rustls::RootCertStore, pem: &[u8]) -> Result<(), String> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("bad PEM: {e}"))?;
@@ -241,12 +268,17 @@ fn config_with_roots(pem: &[u8]) -> Result<Arc<ClientConfig>, String> {
     if added == 0 {
         return Err("no CA certificate".into());
     }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    Ok(())
+}
+
+/// A client config trusting `roots`.
+fn config_with_roots(roots: rustls::RootCertStore) -> Result<Arc<ClientConfig>> {
+    let config = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -259,7 +291,7 @@ mod tests {
 
     /// A test CA and a leaf for `localhost` and 127.0.0.1 it signed: (CA PEM, leaf DER, key DER).
     fn test_pki() -> &'static (String, Vec<u8>, Vec<u8>) {
-        static PKI: OnceLock<(String, Vec<u8>, Vec<u8>)> = OnceLock::new();
+        static PKI: std::sync::OnceLock<(String, Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
         PKI.get_or_init(|| {
             let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
             ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -273,8 +305,21 @@ mod tests {
         })
     }
 
-    fn test_roots() -> Result<Arc<ClientConfig>, String> {
-        config_with_roots(test_pki().0.as_bytes())
+    /// The system's roots and the test CA, given as `ca_file` (`ca_path` when `dir`).
+    fn test_trust(dir: bool) -> Trust {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("ca.pem");
+        std::fs::write(&file, &test_pki().0).unwrap();
+        std::fs::write(tmp.path().join("notes.txt"), "not a certificate").unwrap();
+        if dir {
+            Trust::load(None, Some(tmp.path())).unwrap()
+        } else {
+            Trust::load(Some(&file), None).unwrap()
+        }
+    }
+
+    fn system() -> Trust {
+        Trust::load(None, None).unwrap()
     }
 
     /// A server answering `status` to every request and sending each request's head and body
@@ -370,7 +415,7 @@ mod tests {
             r#"{"method": "POST", "header": {"X-Token": ["a", "b"], "Content-Type": ["text/plain"]}, "body": "ping"}"#,
         )
         .unwrap();
-        let (s, out) = c.probe().await;
+        let (s, out) = c.probe(&system()).await;
         assert_eq!(s, CheckStatus::Passing, "{out}");
         assert!(
             out.starts_with(&format!("HTTP POST http://{addr}/health?x=1: 200")),
@@ -395,7 +440,7 @@ mod tests {
         for (code, want) in [(429, CheckStatus::Warning), (503, CheckStatus::Critical)] {
             let (addr, _requests) = server(false, code).await;
             let c = check(&format!("http://{addr}/"), "{}").unwrap();
-            assert_eq!(c.probe().await.0, want, "{code}");
+            assert_eq!(c.probe(&system()).await.0, want, "{code}");
         }
     }
 
@@ -405,23 +450,29 @@ mod tests {
         let port = addr.port();
         // Verified against the roots, by IP and by a TLSServerName the certificate has.
         let by_ip = check(&format!("https://127.0.0.1:{port}/"), "{}").unwrap();
-        assert_eq!(by_ip.probe_with(test_roots).await.0, CheckStatus::Passing);
+        assert_eq!(
+            by_ip.probe(&test_trust(false)).await.0,
+            CheckStatus::Passing
+        );
         let by_name = check(
             &format!("https://127.0.0.1:{port}/"),
             r#"{"tls_server_name": "localhost"}"#,
         )
         .unwrap();
-        assert_eq!(by_name.probe_with(test_roots).await.0, CheckStatus::Passing);
+        assert_eq!(
+            by_name.probe(&test_trust(true)).await.0,
+            CheckStatus::Passing
+        );
         // A name the certificate lacks, or roots that do not hold its CA, fail.
         let wrong = check(
             &format!("https://localhost:{port}/"),
             r#"{"TLSServerName": "other.example"}"#,
         )
         .unwrap();
-        let (s, out) = wrong.probe_with(test_roots).await;
+        let (s, out) = wrong.probe(&test_trust(false)).await;
         assert_eq!(s, CheckStatus::Critical);
         assert!(out.contains("TLS handshake"), "{out}");
-        let (s, out) = by_ip.probe().await;
+        let (s, out) = by_ip.probe(&system()).await;
         assert_eq!(
             s,
             CheckStatus::Critical,
@@ -433,10 +484,28 @@ mod tests {
             r#"{"TLSSkipVerify": true, "TLSServerName": "other.example"}"#,
         )
         .unwrap();
-        assert_eq!(skip.probe().await.0, CheckStatus::Passing);
+        assert_eq!(skip.probe(&system()).await.0, CheckStatus::Passing);
         // Plain HTTP to a TLS server is refused by it.
         let plain = check(&format!("http://127.0.0.1:{port}/"), "{}").unwrap();
-        assert_eq!(plain.probe().await.0, CheckStatus::Critical);
+        assert_eq!(plain.probe(&system()).await.0, CheckStatus::Critical);
+    }
+
+    #[test]
+    fn unreadable_ca_files_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("missing.pem");
+        let e = Trust::load(Some(&missing), None).err().unwrap().to_string();
+        assert!(e.contains("ca_file") && e.contains("missing.pem"), "{e}");
+        let junk = tmp.path().join("junk.crt");
+        std::fs::write(&junk, "junk").unwrap();
+        let e = Trust::load(None, Some(tmp.path()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("ca_path") && e.contains("junk.crt") && e.contains("no CA certificate"),
+            "{e}"
+        );
     }
 
     #[test]

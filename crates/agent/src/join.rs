@@ -133,6 +133,8 @@ mod tests {
             join_token: "0123456789abcdef0123456789abcdef".into(),
             config_dir: None,
             grpc_addr: None,
+            ca_file: None,
+            ca_path: None,
         }
     }
 

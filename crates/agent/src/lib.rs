@@ -10,6 +10,7 @@ mod api;
 mod api_health;
 mod checks;
 pub mod config;
+mod connect;
 pub mod decode;
 pub mod definition;
 pub mod http_check;
@@ -47,6 +48,9 @@ pub async fn run(cfg: AgentConfig, path: PathBuf, role: Role) -> Result<()> {
         &cfg.data_dir,
     ));
     local.load(cfg.config_dir.as_deref()).bad_config()?;
+    let trust = http_check::Trust::load(cfg.ca_file.as_deref(), cfg.ca_path.as_deref())
+        .context("invalid agent config")
+        .bad_config()?;
     let listener = strait_rpc::serve::bind("http_addr", cfg.http_addr).await?;
     let grpc = match cfg.grpc_addr {
         Some(addr) => Some(strait_rpc::serve::bind("grpc_addr", addr).await?),
@@ -61,7 +65,10 @@ pub async fn run(cfg: AgentConfig, path: PathBuf, role: Role) -> Result<()> {
         "local-api",
         strait_rpc::serve::serve_plain(listener, api::router(agent.clone()), shutdown.clone()),
     );
-    role.spawn_cancellable("checks", checks::run(local.clone(), shutdown.clone()));
+    role.spawn_cancellable(
+        "checks",
+        checks::run(local.clone(), trust, shutdown.clone()),
+    );
     if let Some(grpc) = grpc {
         xds::start(agent.clone(), grpc, &role);
     }
@@ -69,11 +76,11 @@ pub async fn run(cfg: AgentConfig, path: PathBuf, role: Role) -> Result<()> {
     let Some(mut not_after) = join_until_done(&agent, &shutdown).await? else {
         return Ok(());
     };
-    let (view_tx, view_rx) = tokio::sync::watch::channel(None);
+    let view_rx = agent.view.subscribe();
     role.spawn_cancellable("anti-entropy", sync::run(agent.clone(), shutdown.clone()));
     role.spawn_cancellable(
         "mesh-view",
-        snapshots::follow_view(agent.clone(), view_tx, shutdown.clone()),
+        snapshots::follow_view(agent.clone(), shutdown.clone()),
     );
     role.spawn_cancellable(
         "snapshots",

@@ -19,11 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Follows `/v1/internal/mesh-view` and publishes each new view; the servers it shows join
 /// the agent's list of servers.
-pub async fn follow_view(
-    agent: Arc<Agent>,
-    tx: watch::Sender<Option<Arc<MeshViewResponse>>>,
-    shutdown: CancellationToken,
-) {
+pub async fn follow_view(agent: Arc<Agent>, shutdown: CancellationToken) {
+    let tx = &agent.view;
     let mut index = 0u64;
     while !shutdown.is_cancelled() {
         let path = format!("/v1/internal/mesh-view?index={index}&wait=30s");
@@ -51,8 +48,7 @@ pub async fn follow_view(
 pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
     let now = strait_base::unix_now();
     if let Some(l) = strait_base::sync::lock(&agent.leaves).get(service) {
-        let half = l.issued_unix + (l.not_after_unix - l.issued_unix) / 2;
-        if now < half {
+        if now < l.renew_at_unix() {
             return Ok(l.clone());
         }
     }
@@ -68,16 +64,27 @@ pub async fn leaf(agent: &Agent, service: &str) -> Result<LeafEntry> {
         .call(Method::POST, path, Some(body), Duration::from_secs(5))
         .await?;
     let s: SignResponse = r.json()?;
-    let entry = LeafEntry {
+    let not_before_unix = strait_identity::ca::cert_info(&s.cert_chain_pem)
+        .map(|i| i.not_before_unix)
+        .unwrap_or(now);
+    let mut entry = LeafEntry {
         key_pem: strait_snapshot::Secret(key_pem),
         chain_pem: s.cert_chain_pem,
         spiffe_id: s.spiffe_id,
         serial: s.serial,
+        not_before_unix,
         not_after_unix: s.not_after_unix,
         issued_unix: now,
+        index: 0,
     };
     tracing::info!(service, serial = %entry.serial, "issued leaf certificate");
-    strait_base::sync::lock(&agent.leaves).insert(service.to_string(), entry.clone());
+    // Under the lock: a blocking leaf query woken by the new index finds the new leaf.
+    let mut leaves = strait_base::sync::lock(&agent.leaves);
+    agent.leaf_index.send_modify(|i| {
+        *i += 1;
+        entry.index = *i;
+    });
+    leaves.insert(service.to_string(), entry.clone());
     Ok(entry)
 }
 
@@ -218,9 +225,8 @@ pub async fn build_loop(
                     serial: l.serial.clone(),
                     not_after_unix: l.not_after_unix,
                 };
-                let renew_at = l.issued_unix + (l.not_after_unix - l.issued_unix) / 2;
                 retry = retry.min(Duration::from_secs(
-                    (renew_at - strait_base::unix_now()).max(1) as u64,
+                    (l.renew_at_unix() - strait_base::unix_now()).max(1) as u64,
                 ));
                 match strait_snapshot::build(&view, p, leaf, v.roots_pem.clone(), 0) {
                     Ok(s) => {

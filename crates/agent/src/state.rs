@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use strait_proto::MeshViewResponse;
 use strait_rpc::Response;
 use strait_snapshot::Snapshot;
 use tokio::sync::watch;
@@ -21,8 +22,19 @@ pub struct LeafEntry {
     pub chain_pem: String,
     pub spiffe_id: String,
     pub serial: String,
+    pub not_before_unix: i64,
     pub not_after_unix: i64,
     pub issued_unix: i64,
+    /// The agent's leaf index when this leaf was issued: `X-Consul-Index` and
+    /// `CreateIndex`/`ModifyIndex` of the leaf endpoint, which blocks until it grows.
+    pub index: u64,
+}
+
+impl LeafEntry {
+    /// When the agent issues a new leaf in its place: at half life.
+    pub fn renew_at_unix(&self) -> i64 {
+        self.issued_unix + (self.not_after_unix - self.issued_unix) / 2
+    }
 }
 
 pub struct Agent {
@@ -38,6 +50,12 @@ pub struct Agent {
     pub snapshots: Mutex<HashMap<String, Arc<Snapshot>>>,
     /// Bumped whenever `snapshots` changes (wakes blocking snapshot queries).
     pub snapshot_gen: watch::Sender<u64>,
+    /// Bumped whenever a leaf is issued (wakes blocking leaf queries); starts from the clock
+    /// so leaf indexes keep increasing across agent restarts.
+    pub leaf_index: watch::Sender<u64>,
+    /// The latest mesh view from the servers (`None` until the first arrives): what the local
+    /// proxies are built from, and what `/v1/agent/connect/authorize` decides with.
+    pub view: watch::Sender<Option<Arc<MeshViewResponse>>>,
     synced: AtomicBool,
     viewed: AtomicBool,
     /// Background-loop counters, for `/v1/agent/metrics`.
@@ -56,6 +74,8 @@ impl Agent {
             leaves: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
             snapshot_gen: watch::channel(0).0,
+            leaf_index: watch::channel(strait_base::unix_now_millis()).0,
+            view: watch::channel(None).0,
             synced: AtomicBool::new(false),
             viewed: AtomicBool::new(false),
             counters: crate::metrics::Counters::default(),

@@ -197,6 +197,9 @@ fn consul_clients_and_service_files_work_against_strait() {
         assert_json_error(addr, "GET", "/v1/acl/tokens", 501);
         assert_json_error(addr, "PUT", "/v1/txn", 501);
         assert_json_error(addr, "GET", "/v1/operator/autopilot/configuration", 501);
+        // The legacy, ID-based intentions API.
+        assert_json_error(addr, "POST", "/v1/connect/intentions", 501);
+        assert_json_error(addr, "GET", "/v1/connect/intentions/9b2a3c1e", 501);
         assert_json_error(addr, "GET", "/v2/nothing", 404);
     }
     assert_json_error(&agent_http, "PUT", "/v1/agent/join/10.0.0.1", 501);

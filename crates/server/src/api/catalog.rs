@@ -367,13 +367,27 @@ pub async fn ca_roots(
         .iter()
         .map(|pem| {
             let info = strait_identity::ca::cert_info(pem).ok();
+            let at = |unix: Option<i64>| {
+                time::OffsetDateTime::from_unix_timestamp(unix.unwrap_or_default())
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+            };
+            let serial = info
+                .as_ref()
+                .map(|i| i.serial_hex.clone())
+                .unwrap_or_default();
+            // strait keeps no Raft index for the CA: a root's indexes are its NotBefore
+            // (stable, and a newer root's is higher).
+            let index = info.as_ref().map(|i| i.not_before_unix).unwrap_or_default();
             json!({
-                "ID": info.as_ref().map(|i| i.serial_hex.clone()).unwrap_or_default(),
-                "Name": "strait root CA",
-                "SerialNumber": info.as_ref().map(|i| i.serial_hex.clone()).unwrap_or_default(),
-                "NotAfter": info.as_ref().map(|i| i.not_after_unix).unwrap_or_default(),
-                "RootCert": pem,
-                "Active": true,
+                "ID": serial, "Name": "strait root CA", "SerialNumber": serial,
+                "NotBefore": at(info.as_ref().map(|i| i.not_before_unix)),
+                "NotAfter": at(info.as_ref().map(|i| i.not_after_unix)),
+                "RootCert": pem, "IntermediateCerts": [], "Active": true,
+                "CreateIndex": index, "ModifyIndex": index,
             })
         })
         .collect();
@@ -419,7 +433,7 @@ pub async fn config_set(
 }
 
 /// Who may write config entries: see [`config_set`].
-fn config_writer(s: &AppState, origin: Origin, peer: &Peer) -> ApiResult<()> {
+pub(super) fn config_writer(s: &AppState, origin: Origin, peer: &Peer) -> ApiResult<()> {
     authorize(origin, peer, "write config entries", |id| {
         matches!(id, strait_identity::spiffe::SpiffeId::Server { datacenter, .. }
             if *datacenter == s.cfg.datacenter || *datacenter == s.cfg.primary_datacenter)

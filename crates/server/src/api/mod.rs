@@ -7,6 +7,7 @@
 //! modes (default: the leader answers; `?stale`; `?consistent`: see [`read`]).
 
 mod catalog;
+mod intentions;
 mod internal;
 mod metrics;
 mod operator;
@@ -69,6 +70,15 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
         )
         .route("/v1/catalog/datacenters", get(catalog::catalog_datacenters))
         .route("/v1/connect/ca/roots", get(catalog::ca_roots))
+        .route("/v1/connect/intentions", get(intentions::list))
+        .route(
+            "/v1/connect/intentions/exact",
+            get(intentions::exact_get)
+                .put(intentions::exact_put)
+                .delete(intentions::exact_delete),
+        )
+        .route("/v1/connect/intentions/match", get(intentions::matching))
+        .route("/v1/connect/intentions/check", get(intentions::check))
         .route("/v1/config/{kind}", get(catalog::config_list))
         .route("/v1/config", put(catalog::config_set))
         .route("/v1/config/{kind}/{name}", delete(catalog::config_delete))

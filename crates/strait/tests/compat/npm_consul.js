@@ -7,6 +7,7 @@
 
 const assert = require("node:assert/strict");
 const Consul = require("consul");
+const utils = require("consul/lib/utils");
 
 const host = process.env.AGENT_HOST;
 const app = Number(process.env.APP_PORT);
@@ -23,6 +24,10 @@ async function eventually(what, f, timeoutMs = 30000) {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+// What the package has no method for, through its own request machinery.
+const call = (method, path, query, body) =>
+  consul[`_${method}`]({ name: `strait${path}`, path, query, ...(body ? { type: "json", body } : {}) }, utils.body);
 
 const passing = () => consul.health.service({ service: "nodeweb", passing: true });
 
@@ -82,6 +87,27 @@ async function main() {
   assert.deepEqual(await consul.catalog.datacenters(), ["dc1"]);
   await consul.agent.check.fail({ id: "service:nodeweb:2", note: "broken" });
   await eventually("nodeweb not passing after check.fail", async () => (await passing()).length === 0);
+
+  // Connect: roots and leaf in Consul's shapes; authorize and the intentions API.
+  const roots = await call("get", "/agent/connect/ca/roots");
+  const root = roots.Roots[0];
+  assert.ok(Date.parse(root.NotBefore) <= Date.now() && Date.now() < Date.parse(root.NotAfter), JSON.stringify(root));
+  const leaf = await call("get", "/agent/connect/ca/leaf/nodeweb");
+  assert.ok(Date.parse(leaf.ValidAfter) <= Date.now() && Date.now() < Date.parse(leaf.ValidBefore), JSON.stringify(leaf));
+  assert.equal(leaf.ServiceURI, `spiffe://${roots.TrustDomain}/ns/default/dc/dc1/svc/nodeweb`);
+  const started = Date.now();
+  const same = await call("get", "/agent/connect/ca/leaf/nodeweb", { index: leaf.ModifyIndex, wait: "1s" });
+  assert.equal(same.ModifyIndex, leaf.ModifyIndex);
+  assert.ok(Date.now() - started >= 900, "the leaf query did not block");
+  const client = { Target: "nodeweb", ClientCertURI: `spiffe://${roots.TrustDomain}/ns/default/dc/dc1/svc/web` };
+  assert.equal((await call("post", "/agent/connect/authorize", undefined, client)).Authorized, true);
+  await assert.rejects(call("post", "/agent/connect/authorize", undefined, { ClientCertURI: client.ClientCertURI }), (err) => {
+    assert.equal(err.response && err.response.statusCode, 400, String(err));
+    assert.match(String(err.response.body), /field Target/);
+    return true;
+  });
+  assert.deepEqual(await call("get", "/connect/intentions/check", { source: "web", destination: "nodeweb" }), { Allowed: true });
+  assert.deepEqual(await call("get", "/connect/intentions/match", { by: "source", name: "web" }), { web: [] });
 
   // What strait does not implement is an error with a reason, not "key not found".
   await assert.rejects(consul.kv.get("config/x"), (err) => {

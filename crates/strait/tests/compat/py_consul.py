@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 
 import consul
 import consul.exceptions
@@ -34,14 +35,19 @@ def eventually(what, f, timeout=30.0):
         time.sleep(0.05)
 
 
-def raw(method, path):
+def raw(method, path, body=None):
     """A request py-consul has no method for: (status, decoded JSON body)."""
-    req = urllib.request.Request(f"http://{host}:8500{path}", method=method)
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://{host}:8500{path}", data=data, method=method)
     try:
         with urllib.request.urlopen(req) as resp:
             return resp.status, json.load(resp)
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+        text = e.read()
+        try:
+            return e.code, json.loads(text or b"null")
+        except ValueError:
+            return e.code, text.decode()  # Consul's errors are plain text too
 
 
 def passing():
@@ -196,6 +202,72 @@ assert "TLS handshake" in verified, verified
 assert c.agent.checks()["tls-verified"]["Status"] == "critical"
 assert re.match(rf"HTTP GET {re.escape(url)}: \d{{3}}\b", skipped), skipped
 assert c.agent.check.deregister("tls-verified") and c.agent.check.deregister("tls-skip")
+
+# Connect: the CA roots and a leaf in Consul's shapes (RFC 3339 times, indexes).
+def when(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+now = datetime.now(timezone.utc)
+roots = c.agent.connect.ca.roots()
+root = roots["Roots"][0]
+assert roots["ActiveRootID"] == root["ID"] and root["Active"] is True, roots
+assert when(root["NotBefore"]) <= now < when(root["NotAfter"]), root
+assert root["IntermediateCerts"] == [] and root["ModifyIndex"] >= root["CreateIndex"] > 0, root
+assert c.connect.ca.roots()["Roots"][0]["RootCert"] == root["RootCert"]
+leaf = c.agent.connect.ca.leaf("pyweb")
+td = roots["TrustDomain"]
+assert leaf["Service"] == "pyweb" and leaf["ServiceURI"] == f"spiffe://{td}/ns/default/dc/dc1/svc/pyweb", leaf
+assert when(leaf["ValidAfter"]) <= now < when(leaf["ValidBefore"]), leaf
+assert leaf["ModifyIndex"] == leaf["CreateIndex"] > 0 and leaf["SerialNumber"], leaf
+assert "BEGIN CERTIFICATE" in leaf["CertPEM"] and "PRIVATE KEY" in leaf["PrivateKeyPEM"]
+# A watcher's query (index = the leaf's) waits for a renewal, here until ?wait= passes.
+started = time.monotonic()
+req = urllib.request.Request(
+    f"http://{host}:8500/v1/agent/connect/ca/leaf/pyweb?index={leaf['ModifyIndex']}&wait=1s"
+)
+with urllib.request.urlopen(req) as resp:
+    assert resp.headers["X-Consul-Index"] == str(leaf["ModifyIndex"]), resp.headers
+    assert json.load(resp)["SerialNumber"] == leaf["SerialNumber"]
+assert time.monotonic() - started >= 0.9, "the leaf query did not block"
+
+# authorize, as native Connect apps call it: no intention yet, allowed by default.
+web_uri = f"spiffe://{td}/ns/default/dc/dc1/svc/web"
+auth = c.agent.connect.authorize("pyweb", web_uri, "01:02")
+assert auth["Authorized"] is True and "Default" in auth["Reason"], auth
+status, body = raw("POST", "/v1/agent/connect/authorize", {"Target": "pyweb", "ClientCertURI": "web"})
+assert status == 400 and "ClientCertURI" in str(body), (status, body)
+
+# Intentions: written on a server's API (agents may not write config entries), read anywhere.
+s = consul.Consul(host=os.environ["SERVER_HOST"], port=8500)
+assert s.connect.intentions.upsert("web", "pyweb", action="deny", description="no web") is True
+assert s.connect.intentions.upsert("*", "pyweb", action="allow") is True
+try:
+    c.connect.intentions.upsert("api", "pyweb", action="allow")
+    sys.exit("py-consul: an agent wrote an intention")
+except consul.ACLPermissionDenied as e:
+    assert "config entries" in str(e), e
+got = c.connect.intentions.read("web", "pyweb")
+assert got["Action"] == "deny" and got["Precedence"] == 9 and got["Description"] == "no web", got
+assert c.connect.intentions.read("api", "pyweb") is None
+listed = [(i["SourceName"], i["DestinationName"], i["Action"]) for i in c.connect.intentions.list()]
+assert listed == [("web", "pyweb", "deny"), ("*", "pyweb", "allow")], listed
+assert [i["SourceName"] for i in c.connect.intentions.list(filter_expr="Action == deny")] == ["web"]
+matched = c.connect.intentions.match("destination", "pyweb")
+assert [i["SourceName"] for i in matched["pyweb"]] == ["web", "*"], matched
+assert c.connect.intentions.check("web", "pyweb") is False
+assert c.connect.intentions.check("api", "pyweb") is True
+# The agent decides with what its sidecars enforce, once the change reaches it.
+eventually(
+    "authorize to follow the deny",
+    lambda: c.agent.connect.authorize("pyweb", web_uri, "01:02")["Authorized"] is False,
+)
+reason = c.agent.connect.authorize("pyweb", web_uri, "01:02")["Reason"]
+assert reason == "Matched L4 intention: web => pyweb (deny)", reason
+assert s.connect.intentions.delete("web", "pyweb") is True
+assert s.connect.intentions.delete("*", "pyweb") is True
+assert c.connect.intentions.list() == []
+assert c.connect.intentions.check("web", "pyweb") is True
 
 # What strait does not implement is an error with a reason, not "key not found".
 try:
