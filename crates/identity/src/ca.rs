@@ -10,12 +10,12 @@
 
 use std::time::Duration;
 
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
     SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 
 pub use crate::certinfo::{cert_info, cert_info_der, CertInfo};
