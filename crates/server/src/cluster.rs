@@ -10,8 +10,8 @@
 //!   others answered that they are fresh and expect the same number, so a restarted server
 //!   that lost its disk cannot start a second cluster beside the first. A different
 //!   `bootstrap_expect` is a configuration error.
-//! - Every other server joins (`POST /v1/internal/server/join`) with the DC's join token, as
-//!   an agent does: the leader signs its server certificate (the answer is authenticated
+//! - Every other server joins (`POST /v1/internal/server/join`) proving the DC's join token
+//!   and the federation token together ([`server_secret`]; an agent knows only the first): the leader signs its server certificate (the answer is authenticated
 //!   with the token, so the joiner can trust roots it did not have), adds it as a learner,
 //!   and promotes it to voter once it has caught up. The CA's keys then reach the joiner
 //!   through the Raft log, inside mutual TLS.
@@ -204,8 +204,8 @@ async fn status_of(server: &Server, peer: SocketAddr) -> Result<ServerStatus> {
     let status: ServerStatus = resp.json()?;
     let parts = status.mac_parts(&nonce);
     let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    if !bootstrap::verify_mac(&server.live.join_token(), &parts, &status.mac) {
-        bail!("the answer is not authenticated by our join_token (another DC's server, a different token, or someone in the middle)");
+    if !bootstrap::verify_mac(&server_secret(server), &parts, &status.mac) {
+        bail!("the answer is not authenticated by our join_token and federation_token (another DC's server, different tokens, or someone in the middle)");
     }
     Ok(status)
 }
@@ -231,7 +231,7 @@ async fn join_once(
     let (key_pem, csr_pem) =
         ca::generate_key_and_csr(&placeholder).map_err(|e| retry(e.to_string()))?;
     let nonce = bootstrap::nonce();
-    let token = server.live.join_token();
+    let token = server_secret(server);
     let raft_addr = cfg.https_addr.to_string();
     let raft_id = id.to_string();
     let req = ServerJoinRequest {
@@ -316,7 +316,7 @@ fn finish(token: &str, nonce: &str, key_pem: &str, ans: JoinResponse) -> Result<
         ans.cert_pem.as_bytes(),
     ];
     if !bootstrap::verify_mac(token, &parts, &ans.mac) {
-        return Err("the answer is not authenticated by our join_token (another DC's server, or someone in the middle)".into());
+        return Err("the answer is not authenticated by our join_token and federation_token (another DC's server, or someone in the middle)".into());
     }
     let identity = Identity::from_pem(&ans.cert_pem, key_pem)
         .map_err(|e| format!("the certificate we were given: {e}"))?;
@@ -364,6 +364,18 @@ fn is_leader(server: &Server) -> bool {
     })
 }
 
+/// What servers of one DC prove to each other when they form a cluster or join it: the DC's
+/// `join_token` and the federation's `federation_token` together. Agents know the first only
+/// and servers of other DCs the second only, so neither can join this DC's cluster as a
+/// server (and receive its CA key with the log).
+fn server_secret(server: &Server) -> String {
+    format!(
+        "{}\n{}",
+        server.live.join_token(),
+        server.cfg.federation_token
+    )
+}
+
 /// `GET /v1/internal/server/status`: what a bootstrapping server asks (no secret in it).
 pub async fn status(
     State(s): State<AppState>,
@@ -393,7 +405,7 @@ pub async fn status(
     };
     let parts = status.mac_parts(nonce);
     let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    status.mac = bootstrap::mac(&s.live.join_token(), &parts);
+    status.mac = bootstrap::mac(&server_secret(&s), &parts);
     Ok(Json(status).into_response())
 }
 
@@ -403,7 +415,7 @@ pub async fn join(
     State(s): State<AppState>,
     Json(req): Json<ServerJoinRequest>,
 ) -> ApiResult<Response> {
-    let token = s.live.join_token();
+    let token = server_secret(&s);
     let raft_id = req.raft_id.to_string();
     let parts: [&[u8]; 7] = [
         b"server-join",
@@ -417,7 +429,7 @@ pub async fn join(
     if !bootstrap::verify_mac(&token, &parts, &req.mac) {
         tracing::warn!(node = %req.node, "server join refused: wrong join token");
         return Err(ApiError::forbidden(format!(
-            "join token refused for server {}: its join_token is not the one of datacenter {}",
+            "join token refused for server {}: its join_token and federation_token are not those of datacenter {} (a server proves both; an agent knows only the join_token)",
             req.node, s.cfg.datacenter
         )));
     }

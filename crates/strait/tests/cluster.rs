@@ -306,32 +306,44 @@ fn three_servers_form_one_cluster_and_survive_losing_the_leader() {
     c.wait_ready();
     c.wait_for_entries(leader_i, &acked, "the old leader to catch up");
 
-    // A fourth server with the wrong join token is refused (78), and learns nothing.
+    // A fourth server with the wrong join token is refused (78), and learns nothing; so is one
+    // with the DC's join token but not the federation token (an agent VM's token is not enough
+    // to become a server).
     let ip = "127.47.0.20";
-    let intruder = write(
-        &d.join("intruder.toml"),
-        &format!(
-            "datacenter = \"{DC}\"\nnode_name = \"intruder\"\ndata_dir = \"{}\"\nhttps_addr = \"{ip}:8300\"\nhttp_addr = \"{ip}:8500\"\njoin_token = \"not-the-join-token-of-dc1\"\nfederation_token = \"{FED_TOKEN}\"\nbootstrap_expect = 3\nretry_join = [\"{}:8300\", \"{}:8300\"]\n",
-            d.join("data-intruder").display(),
-            c.ip(1),
-            c.ip(2)
+    for (name, join, federation) in [
+        (
+            "intruder",
+            "not-the-join-token-of-dc1".to_string(),
+            FED_TOKEN.to_string(),
         ),
-    );
-    let mut intruder = Proc::start(
-        d,
-        "intruder",
-        &["server", "--config", intruder.to_str().unwrap()],
-    );
-    let status = intruder
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("the intruder still runs:\n{}", intruder.log_text()));
-    let log = intruder.log_text();
-    assert_eq!(status.code(), Some(78), "{log}");
-    assert!(log.contains("join token refused"), "{log}");
-    assert!(
-        !d.join("data-intruder/ca").exists(),
-        "the intruder got no CA"
-    );
+        (
+            "agent-vm",
+            join_token(DC),
+            "not-the-federation-token".to_string(),
+        ),
+    ] {
+        let intruder = write(
+            &d.join(format!("{name}.toml")),
+            &format!(
+                "datacenter = \"{DC}\"\nnode_name = \"{name}\"\ndata_dir = \"{}\"\nhttps_addr = \"{ip}:8300\"\nhttp_addr = \"{ip}:8500\"\njoin_token = \"{join}\"\nfederation_token = \"{federation}\"\nbootstrap_expect = 3\nretry_join = [\"{}:8300\", \"{}:8300\"]\n",
+                d.join(format!("data-{name}")).display(),
+                c.ip(1),
+                c.ip(2)
+            ),
+        );
+        let mut intruder =
+            Proc::start(d, name, &["server", "--config", intruder.to_str().unwrap()]);
+        let status = intruder
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("{name} still runs:\n{}", intruder.log_text()));
+        let log = intruder.log_text();
+        assert_eq!(status.code(), Some(78), "{log}");
+        assert!(log.contains("join token refused"), "{log}");
+        assert!(
+            !d.join(format!("data-{name}/ca")).exists(),
+            "{name} got no CA"
+        );
+    }
 }
 
 /// Reads the register of the linearizability test (intention entry `lin`: the value is in its
