@@ -18,12 +18,16 @@ mod authorizer;
 mod config;
 mod rules;
 pub mod secret;
+mod state;
 pub mod token;
 
 pub use authorizer::{Authorizer, Context, Denied, Resource, Store};
 pub use config::{AclConfig, AclConfigError, AclTokens, DefaultPolicy, DownPolicy, Side};
 pub use rules::{Access, Level, Rules, RulesError, Segments, ServiceRule};
 pub use secret::{is_uuid, new_uuid, SecretHash, SecretId};
+pub use state::{
+    prepare_bootstrap, prepare_policy, prepare_role, AclCommand, AclRefused, AclState, ResolveError,
+};
 pub use token::{
     Grants, InvalidAcl, Link, NodeIdentity, Policy, Revision, Role, ServiceIdentity, StoredToken,
     Token, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID,
