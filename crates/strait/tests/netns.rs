@@ -1,10 +1,16 @@
 //! End-to-end tests of `strait lab --driver netns` (root: CI runs as root; skipped with a
-//! printed reason otherwise): refused without root; the default demo with a network namespace per VM. From the
-//! host, the dashboard (through the veth into dc1's LAN) shows counts from dc2; from inside
+//! printed reason otherwise): refused without root; the default demo (plus a caller and a
+//! callee inside dc1) with a network namespace per VM. From the host, the dashboard (through
+//! the veth into dc1's LAN) shows counts from dc2, also in headless Chromium; from inside
 //! primary-services, TCP to secondary-services and to dc2's server fails (no route) while the
-//! count through localhost:5000 works; faults (partition/heal, isolate/rejoin, pause/resume,
-//! kill/start) break and restore the dashboard's cross-DC path; `lab down` leaves no
-//! namespace, link or process, also after an `up` that failed half-way.
+//! count through localhost:5000 works; `strait doctor` passes. Faults: `partition dc1 dc2`
+//! cuts cross-DC requests while requests inside dc1 keep working and the doctor names the WAN
+//! hop; `heal` recovers with no process restarted and no gateway applying a snapshot without
+//! routes to dc2 on the way; dc2's server isolated for 30 s: cross-DC requests keep flowing
+//! from the proxies' last snapshots and registrations made meanwhile reach the catalog after
+//! `rejoin`; isolate/rejoin, pause/resume and kill/start of a services VM. Then the same lab
+//! with `--proxy envoy`, the `ha` and the `failover` topologies: up, counts, down. `lab down`
+//! leaves no namespace, link or process after each, also after an `up` that failed half-way.
 //!
 //! One lab at a time: the netns driver's names and addresses are fixed, so everything runs
 //! in one test.
@@ -15,8 +21,43 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::lab::{processes_mentioning, run_lab};
+use common::browser::{artifact, chromium_dump, element_text};
+use common::lab::{alive, processes_mentioning, recorded_pids, run_lab};
 use common::{eventually, get, sa};
+
+/// The built-in demo plus, in dc1, `frontend` (a dashboard on primary-frontend) calling
+/// `counting` on primary-backend: two services talking inside dc1 while dc1 is cut off.
+fn demo_topology() -> String {
+    strait_lab::topology::DEFAULT_TOPOLOGY.to_owned()
+        + r#"
+[[vm]]
+name = "primary-backend"
+dc = "dc1"
+address = "127.20.1.13"
+roles = ["services"]
+
+[[vm.service]]
+name = "counting"
+kind = "counting"
+port = 9003
+
+[[vm]]
+name = "primary-frontend"
+dc = "dc1"
+address = "127.20.1.14"
+roles = ["services"]
+
+[[vm.service]]
+name = "frontend"
+kind = "dashboard"
+port = 9002
+
+[[vm.service.upstream]]
+destination = "counting"
+datacenter = "dc1"
+local_bind_port = 5000
+"#
+}
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -156,7 +197,17 @@ fn netns_lab_end_to_end() {
     // The demo.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut guard = Down(dir.path(), false);
-    let out = run_lab(dir.path(), &["up", "--driver", "netns"]);
+    let file = common::write(&dir.path().join("demo.toml"), &demo_topology());
+    let out = run_lab(
+        dir.path(),
+        &[
+            "up",
+            "--driver",
+            "netns",
+            "--topology",
+            &file.display().to_string(),
+        ],
+    );
     assert!(
         out.status.success(),
         "lab up --driver netns: {}",
@@ -188,6 +239,16 @@ fn netns_lab_end_to_end() {
         second > first,
         "counts do not increase: {first} then {second}"
     );
+
+    // The page in a real browser on the host shows a count from dc2.
+    let dom = chromium_dump("http://10.213.1.12:9002/", &artifact("netns-dashboard.png"));
+    let shown = element_text(&dom, "count");
+    assert!(
+        shown.parse::<u64>().is_ok_and(|n| n > 0),
+        "no count on the page: {shown:?}\n{dom}"
+    );
+    assert_eq!(element_text(&dom, "hostname"), "secondary-services");
+    assert_eq!(element_text(&dom, "status"), "connected");
 
     // Inside primary-services: its own loopback has the upstream listener...
     let out = exec(
@@ -247,10 +308,76 @@ fn netns_lab_end_to_end() {
     );
     assert!(!status.contains("exited"), "{status}");
 
+    // The doctor, run from the host in the dashboard's VM, passes every check: the WAN
+    // addresses it cannot route to from a services VM are not failures.
+    let (code, report) = doctor(dir.path());
+    assert_eq!(code, Some(0), "{report}");
+
     faults(dir.path(), dashboard);
 
     guard.1 = true;
     down_leaves_nothing(dir.path());
+
+    other_labs();
+}
+
+/// `strait doctor --service dashboard --upstream counting` from the host in the lab `dir`
+/// (it runs itself in primary-services' namespace): (exit code, output).
+fn doctor(dir: &Path) -> (Option<i32>, String) {
+    let out = Command::new(common::strait_bin())
+        .args(["doctor", "--service", "dashboard", "--upstream", "counting"])
+        .args(["--timeout", "3"])
+        .env("STRAIT_LAB_DIR", dir)
+        .env_remove("STRAIT_HTTP_ADDR")
+        .output()
+        .expect("strait doctor");
+    (out.status.code(), text(&out))
+}
+
+/// Issue 13's item 5: the netns driver with Envoy as data plane and with the `ha` and
+/// `failover` topologies: each comes up, its dashboard (on the host's side of the veth)
+/// counts through both DCs' gateways, and `down` leaves nothing.
+fn other_labs() {
+    if Command::new("envoy").arg("--version").output().is_err() {
+        panic!("envoy is not on PATH (scripts/test installs it)");
+    }
+    for (args, hostname) in [
+        (&["--proxy", "envoy"][..], "secondary-services"),
+        (&["--topology", "ha"][..], "secondary-services"),
+        (&["--topology", "failover"][..], "dc2-services"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut guard = Down(dir.path(), false);
+        let mut up = vec!["up", "--driver", "netns"];
+        up.extend_from_slice(args);
+        let started = std::time::Instant::now();
+        let stdout = lab_ok(dir.path(), &up);
+        let url = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("dashboard: http://"))
+            .unwrap_or_else(|| panic!("{args:?}: no dashboard URL in\n{stdout}"));
+        let dashboard = sa(url.trim());
+        let count = || {
+            let (status, body) = get(dashboard, "/api/count");
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && v["reachable"] == true && v["hostname"] == hostname)
+                .then(|| v["count"].as_u64().unwrap_or(0))
+        };
+        let first = eventually(
+            &format!("{args:?}: the dashboard to count from {hostname}"),
+            Duration::from_secs(20),
+            count,
+        );
+        let second = eventually("a higher count", Duration::from_secs(10), || {
+            count().filter(|c| *c > first)
+        });
+        eprintln!(
+            "netns {args:?}: up and counting ({first} then {second}) after {:?}",
+            started.elapsed()
+        );
+        guard.1 = true;
+        down_leaves_nothing(dir.path());
+    }
 }
 
 /// Whether the dashboard gets a count through the mesh right now.
@@ -274,22 +401,52 @@ fn lab_ok(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The `remote_dcs` of every `gateway snapshot applied` line of each gateway's log, in order.
+fn applied_snapshots(dir: &Path) -> Vec<(&'static str, Vec<u64>)> {
+    ["primary-gateway", "secondary-gateway"]
+        .into_iter()
+        .map(|vm| {
+            let log = lab_ok(dir, &["logs", vm, "--process", "gateway"]);
+            let remote = log
+                .lines()
+                .filter(|l| l.contains("gateway snapshot applied"))
+                .map(|l| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix("remote_dcs="))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| panic!("no remote_dcs in {l:?}"))
+                })
+                .collect();
+            (vm, remote)
+        })
+        .collect()
+}
+
+/// The dc1 pair's path: `frontend` on primary-frontend through its sidecar to `counting` on
+/// primary-backend.
+fn frontend_count() -> Option<u64> {
+    let (status, body) = get(sa("10.213.1.14:9002"), "/api/count");
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    (status == 200 && v["reachable"] == true && v["hostname"] == "primary-backend")
+        .then(|| v["count"].as_u64().unwrap_or(0))
+}
+
+/// An HTTP request to the agent of `vm` (on its own 127.0.0.1:8500), from inside the VM;
+/// the raw answer.
+fn agent_request(dir: &Path, vm: &str, method: &str, path: &str, body: &str) -> String {
+    let script = format!(
+        "body='{body}'; exec 3<>/dev/tcp/127.0.0.1/8500 && \
+         printf '{method} {path} HTTP/1.0\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n\\r\\n%s' \"${{#body}}\" \"$body\" >&3 && cat <&3"
+    );
+    let out = exec(dir, vm, &script);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Each fault breaks the dashboard's path to counting in dc2; undoing it restores the path.
 fn faults(dir: &Path, dashboard: std::net::SocketAddr) {
-    lab_ok(dir, &["partition", "dc1", "dc2"]);
-    wait_reachable(dashboard, false, "the partition to cut dc1 from dc2");
-    // Inside dc1 the network is whole.
-    connect_from(dir, "primary-services", "10.213.1.11", 8443).expect("dc1's LAN still works");
-    connect_from(dir, "primary-services", "10.213.1.10", 8300).expect("dc1's LAN still works");
-    let status = lab_ok(dir, &["status"]);
-    assert!(
-        status.contains("fault in force: partition dc1 dc2"),
-        "{status}"
-    );
-    lab_ok(dir, &["heal", "dc1", "dc2"]);
-    let healed = wait_reachable(dashboard, true, "cross-DC traffic to recover after heal");
-    eprintln!("heal: the dashboard reached counting again after {healed:?}");
-    assert!(!lab_ok(dir, &["status"]).contains("fault in force"));
+    partition_and_heal(dir, dashboard);
+    isolate_the_server(dir, dashboard);
 
     lab_ok(dir, &["isolate", "secondary-services"]);
     wait_reachable(dashboard, false, "the isolated VM to drop off");
@@ -323,4 +480,136 @@ fn faults(dir: &Path, dashboard: std::net::SocketAddr) {
     // `lab start <vm>` brings back every process of the VM, its agent included.
     lab_ok(dir, &["start", "secondary-services"]);
     wait_reachable(dashboard, true, "the restarted VM to serve again");
+}
+
+/// `partition dc1 dc2`: cross-DC requests fail, the dc1 pair keeps working, the doctor names
+/// the WAN hop. `heal`: cross-DC requests recover within 5 s, no process restarted, and no
+/// gateway applied a snapshot without routes to the other DC meanwhile.
+fn partition_and_heal(dir: &Path, dashboard: std::net::SocketAddr) {
+    let pids = recorded_pids(dir);
+    let before = applied_snapshots(dir);
+    for (vm, remote) in &before {
+        assert_eq!(
+            remote.last(),
+            Some(&1),
+            "{vm}'s last applied snapshot: routes to the other DC? {remote:?}"
+        );
+    }
+    eventually(
+        "the dc1 pair to count",
+        Duration::from_secs(20),
+        frontend_count,
+    );
+
+    lab_ok(dir, &["partition", "dc1", "dc2"]);
+    wait_reachable(dashboard, false, "the partition to cut dc1 from dc2");
+    // Inside dc1 the network is whole, and requests between its services keep working.
+    connect_from(dir, "primary-services", "10.213.1.11", 8443).expect("dc1's LAN still works");
+    connect_from(dir, "primary-services", "10.213.1.10", 8300).expect("dc1's LAN still works");
+    // For 30 s (long enough for anything that expires a DC's routes to show), requests
+    // between two services of dc1 keep working.
+    let started = std::time::Instant::now();
+    let (mut requests, mut failures) = (0u32, 0u32);
+    while started.elapsed() < Duration::from_secs(30) {
+        requests += 1;
+        if frontend_count().is_none() {
+            failures += 1;
+        }
+    }
+    eprintln!(
+        "partition for 30 s: {requests} requests inside dc1 (frontend -> counting), {failures} failures"
+    );
+    assert_eq!(failures, 0, "of {requests} requests inside dc1");
+    // The doctor names the WAN hop.
+    let (code, report) = doctor(dir);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains(
+            "✗ federation dc2 servers: dc1 gateway cannot reach dc2's gateways at 10.213.0.11:8443"
+        ) && report.contains("hint: the WAN hop dc1 gateway -> dc2 gateway is broken"),
+        "{report}"
+    );
+    assert!(
+        report.contains("✓ local gateway: 10.213.1.11:8443"),
+        "{report}"
+    );
+    let status = lab_ok(dir, &["status"]);
+    assert!(
+        status.contains("fault in force: partition dc1 dc2"),
+        "{status}"
+    );
+
+    let heal = std::time::Instant::now();
+    lab_ok(dir, &["heal", "dc1", "dc2"]);
+    wait_reachable(dashboard, true, "cross-DC traffic to recover after heal");
+    let healed = heal.elapsed();
+    eprintln!("heal: the dashboard reached counting in dc2 again after {healed:?}");
+    assert!(
+        healed <= Duration::from_secs(5),
+        "recovery took {healed:?} (goal: at most 5 s)"
+    );
+    assert!(!lab_ok(dir, &["status"]).contains("fault in force"));
+    assert_eq!(recorded_pids(dir), pids, "a process was restarted");
+    assert!(pids.iter().all(|p| alive(*p)), "a process died: {pids:?}");
+    let mut applied = 0;
+    for ((vm, before), (_, after)) in before.iter().zip(applied_snapshots(dir)) {
+        let meanwhile = &after[before.len()..];
+        assert!(
+            meanwhile.iter().all(|remote| *remote == 1),
+            "{vm} applied a snapshot without routes to the other DC during partition/heal: remote_dcs {meanwhile:?}"
+        );
+        applied += meanwhile.len();
+    }
+    eprintln!("partition/heal: the gateways applied {applied} snapshot(s) meanwhile, all with remote_dcs=1");
+}
+
+/// dc2's server isolated for 30 s: cross-DC requests keep flowing from the proxies' last
+/// snapshots (0 failures); a service registered meanwhile on dc2's agent reaches the catalog
+/// after `rejoin`.
+fn isolate_the_server(dir: &Path, dashboard: std::net::SocketAddr) {
+    lab_ok(dir, &["isolate", "secondary-server"]);
+    let answer = agent_request(
+        dir,
+        "secondary-services",
+        "PUT",
+        "/v1/agent/service/register",
+        r#"{"Name":"registered-while-isolated","Port":7000}"#,
+    );
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let started = std::time::Instant::now();
+    let (mut requests, mut failures) = (0u32, 0u32);
+    while started.elapsed() < Duration::from_secs(30) {
+        requests += 1;
+        if !reachable(dashboard) {
+            failures += 1;
+        }
+    }
+    eprintln!(
+        "isolate secondary-server for 30 s: {requests} cross-DC requests, {failures} failures"
+    );
+    assert_eq!(failures, 0, "of {requests} cross-DC requests");
+    assert!(requests > 30, "only {requests} requests in 30 s");
+    lab_ok(dir, &["rejoin", "secondary-server"]);
+    let catalog = || {
+        let out = Command::new(common::strait_bin())
+            .args(["catalog", "services", "--dc", "dc2"])
+            .env("STRAIT_LAB_DIR", dir)
+            .env_remove("STRAIT_HTTP_ADDR")
+            .output()
+            .expect("strait catalog services");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == "registered-while-isolated")
+            .then_some(())
+    };
+    let rejoined = std::time::Instant::now();
+    eventually(
+        "the registration made while dc2's server was isolated to reach the catalog",
+        Duration::from_secs(30),
+        catalog,
+    );
+    eprintln!(
+        "rejoin: the registration reached dc2's catalog after {:?}",
+        rejoined.elapsed()
+    );
 }

@@ -74,14 +74,7 @@ impl Lab {
 
     /// The pids `state.json` records (every process the lab started).
     pub fn pids(&self) -> Vec<u32> {
-        let text = std::fs::read_to_string(self.path().join("state.json")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        v["processes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|p| p["pid"].as_u64().map(|p| p as u32))
-            .collect()
+        recorded_pids(self.path())
     }
 
     /// The last lines of one process's log, for failure messages.
@@ -103,6 +96,18 @@ impl Drop for Lab {
             let _ = self.run(&["down"]);
         }
     }
+}
+
+/// The pids the `state.json` of the lab in `dir` records.
+pub fn recorded_pids(dir: &Path) -> Vec<u32> {
+    let text = std::fs::read_to_string(dir.join("state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["pid"].as_u64().map(|p| p as u32))
+        .collect()
 }
 
 pub fn run_lab(dir: &Path, args: &[&str]) -> Output {

@@ -3,6 +3,7 @@
 //! 127.<net>.x.y addresses so tests can run in parallel.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod doctor;
 pub mod lab;
 
