@@ -188,6 +188,10 @@ fn instance(kind: InstanceKind, addr: &str) -> Instance {
         wan: None,
         destination_service: None,
         healthy: true,
+        passing: true,
+        tags: vec![],
+        meta: Default::default(),
+        node_meta: Default::default(),
     }
 }
 

@@ -20,7 +20,7 @@ pub use catalog::Catalog;
 pub use error::{CatalogError, Result};
 pub use types::{
     config_kind, intention_action, intentions_for, kind, status, Check, CheckStatus, ConfigEntry,
-    FederationState, MeshGatewayConfig, Node, NodeServices, ProxyConfig, ResolverFailover,
-    ResolverSubset, ResolverTarget, Service, ServiceAddress, ServiceInstance, SourceIntention,
-    SyncOutcome, Upstream,
+    FederationState, MeshGatewayConfig, Node, NodeServices, PassiveHealthCheck, ProxyConfig,
+    ResolverFailover, ResolverSubset, ResolverTarget, Service, ServiceAddress, ServiceInstance,
+    SourceIntention, SyncOutcome, Upstream, UpstreamConfig, UpstreamSettings,
 };

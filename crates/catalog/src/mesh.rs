@@ -54,10 +54,20 @@ impl Catalog {
                     continue;
                 };
                 let addr = SocketAddr::new(ip, svc.port);
-                let healthy = instance_checks(record, &svc.id)
-                    .iter()
-                    .all(|c| c.status != status::CRITICAL);
+                let checks = instance_checks(record, &svc.id);
+                let healthy = checks.iter().all(|c| c.status != status::CRITICAL);
                 let kind = instance_kind(&svc.kind);
+                // A sidecar is selected (resolver subsets) by the instance it fronts.
+                let fronted = svc
+                    .proxy
+                    .as_ref()
+                    .filter(|_| kind == InstanceKind::ConnectProxy)
+                    .and_then(|p| record.services.get(&p.destination_service_id));
+                let passing = checks
+                    .iter()
+                    .chain(&fronted.map_or_else(Vec::new, |f| instance_checks(record, &f.id)))
+                    .all(|c| c.status == status::PASSING);
+                let labelled = fronted.unwrap_or(svc);
                 out.push(Instance {
                     node: record.node.node.clone(),
                     service_id: svc.id.clone(),
@@ -71,6 +81,10 @@ impl Catalog {
                         .filter(|_| kind == InstanceKind::ConnectProxy)
                         .map(|p| p.destination_service_name.clone()),
                     healthy,
+                    passing,
+                    tags: labelled.tags.clone(),
+                    meta: labelled.meta.clone(),
+                    node_meta: record.node.meta.clone(),
                 });
             }
         }

@@ -256,16 +256,20 @@ pub struct ConfigEntry {
     /// `service-resolver` only: the service is served by another service and/or DC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect: Option<ResolverTarget>,
-    /// `service-resolver` only: subset (`*`: any) -> where to go when it has no healthy
-    /// instance. Only `*` for now.
+    /// `service-resolver` only: subset (`*`: any other) -> where to go when it has no
+    /// healthy instance.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failover: BTreeMap<String, ResolverFailover>,
-    /// `service-resolver` only; parsed, refused until subsets are supported.
+    /// `service-resolver` only: the subset of `Subsets` a target that names none selects.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub default_subset: String,
-    /// `service-resolver` only; parsed, refused until subsets are supported.
+    /// `service-resolver` only: named subsets of the service's instances.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subsets: BTreeMap<String, ResolverSubset>,
+    /// `service-defaults` only: settings of this service's upstreams, for all of them
+    /// (`Defaults`) and per upstream (`Overrides`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_config: Option<Box<UpstreamConfig>>,
     /// Set by the catalog.
     #[serde(default)]
     pub modify_index: u64,
@@ -278,7 +282,7 @@ pub struct ConfigEntry {
 pub struct ResolverTarget {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service: String,
-    /// Refused until subsets are supported.
+    /// A subset of `Service`'s resolver; only in this DC (not with `Datacenter`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service_subset: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -292,7 +296,7 @@ pub struct ResolverTarget {
 pub struct ResolverFailover {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service: String,
-    /// Refused until subsets are supported.
+    /// A subset of `Service`'s resolver; only in this DC (not with `Datacenters`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service_subset: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -305,10 +309,85 @@ pub struct ResolverFailover {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ResolverSubset {
+    /// A filter expression (`?filter=`'s language) on `Service.Tags`, `Service.Meta.<key>`,
+    /// `Node.Node`, `Node.Meta.<key>` of the instance; empty: every instance.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub filter: String,
+    /// Leave out instances with a check in `warning`.
     #[serde(default)]
     pub only_passing: bool,
+}
+
+/// `service-defaults` `UpstreamConfig`: what applies to every upstream of the service
+/// (`Defaults`), and to the one each `Overrides` entry names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct UpstreamConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<UpstreamSettings>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<UpstreamSettings>,
+}
+
+/// One `UpstreamConfig.Defaults` or `Overrides[i]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// `Overrides` only: the upstream service.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive_health_check: Option<PassiveHealthCheck>,
+}
+
+/// Consul's `PassiveHealthCheck` (outlier detection); a field left out takes Envoy's
+/// default ([`strait_snapshot::PassiveHealth::DEFAULT`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct PassiveHealthCheck {
+    /// A duration (`"10s"`): the window of a failure streak.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub interval: String,
+    /// Consecutive connect or handshake failures that eject an endpoint; 0: the default.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_failures: u32,
+    /// Envoy only: the % of ejections enforced (0-100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcing_consecutive_5xx: Option<u32>,
+    /// At most this % of a target's endpoints ejected at once (0-100; at least one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ejection_percent: Option<u32>,
+    /// A duration (`"30s"`): the first ejection's length, multiplied by recent ejections.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base_ejection_time: String,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl PassiveHealthCheck {
+    /// A (validated) check as the snapshot builder takes it, defaults filled in.
+    pub fn passive_health(&self) -> strait_snapshot::PassiveHealth {
+        let d = strait_snapshot::PassiveHealth::DEFAULT;
+        let ms = |value: &str, default: u64| {
+            crate::validate::duration_ms(value)
+                .ok()
+                .flatten()
+                .unwrap_or(default)
+        };
+        strait_snapshot::PassiveHealth {
+            interval_ms: ms(&self.interval, d.interval_ms),
+            max_failures: if self.max_failures == 0 {
+                d.max_failures
+            } else {
+                self.max_failures
+            },
+            max_ejection_percent: self.max_ejection_percent.unwrap_or(d.max_ejection_percent),
+            base_ejection_ms: ms(&self.base_ejection_time, d.base_ejection_ms),
+            enforcing_consecutive_5xx: self.enforcing_consecutive_5xx,
+        }
+    }
 }
 
 impl ConfigEntry {
@@ -323,27 +402,45 @@ impl ConfigEntry {
             .collect()
     }
 
+    /// A (validated) `service-defaults` entry's `UpstreamConfig` as the snapshot builder
+    /// takes it; `None` when it sets no passive health.
+    pub fn upstream_configs(&self) -> Option<strait_snapshot::UpstreamConfigs> {
+        let config = self.upstream_config.as_ref()?;
+        let health =
+            |s: &UpstreamSettings| s.passive_health_check.as_ref().map(|c| c.passive_health());
+        let out = strait_snapshot::UpstreamConfigs {
+            defaults: config.defaults.as_ref().and_then(health),
+            overrides: config
+                .overrides
+                .iter()
+                .filter_map(|o| Some((o.name.clone(), health(o)?)))
+                .collect(),
+        };
+        (out != strait_snapshot::UpstreamConfigs::default()).then_some(out)
+    }
+
     /// A (validated) `service-resolver` entry as the snapshot builder takes it.
     pub fn resolver(&self) -> strait_snapshot::Resolver {
-        let name = |service: &str, datacenter: &str| strait_snapshot::TargetName {
+        let name = |service: &str, subset: &str, datacenter: &str| strait_snapshot::TargetName {
             service: service.to_string(),
+            subset: subset.to_string(),
             datacenter: datacenter.to_string(),
         };
-        let failover = self.failover.get("*").map_or_else(Vec::new, |f| {
+        let targets = |f: &ResolverFailover| {
             if f.targets.is_empty() && f.datacenters.is_empty() {
-                vec![name(&f.service, "")]
+                vec![name(&f.service, &f.service_subset, "")]
             } else if f.targets.is_empty() {
                 f.datacenters
                     .iter()
-                    .map(|dc| name(&f.service, dc))
+                    .map(|dc| name(&f.service, &f.service_subset, dc))
                     .collect()
             } else {
                 f.targets
                     .iter()
-                    .map(|t| name(&t.service, &t.datacenter))
+                    .map(|t| name(&t.service, &t.service_subset, &t.datacenter))
                     .collect()
             }
-        });
+        };
         strait_snapshot::Resolver {
             connect_timeout_ms: crate::validate::duration_ms(&self.connect_timeout)
                 .ok()
@@ -351,8 +448,26 @@ impl ConfigEntry {
             redirect: self
                 .redirect
                 .as_ref()
-                .map(|r| name(&r.service, &r.datacenter)),
-            failover,
+                .map(|r| name(&r.service, &r.service_subset, &r.datacenter)),
+            failover: self.failover.get("*").map_or_else(Vec::new, targets),
+            subset_failover: self
+                .failover
+                .iter()
+                .filter(|(subset, _)| *subset != "*")
+                .map(|(subset, f)| (subset.clone(), targets(f)))
+                .collect(),
+            default_subset: self.default_subset.clone(),
+            subsets: self
+                .subsets
+                .iter()
+                .map(|(n, s)| {
+                    let subset = strait_snapshot::Subset {
+                        filter: s.filter.clone(),
+                        only_passing: s.only_passing,
+                    };
+                    (n.clone(), subset)
+                })
+                .collect(),
         }
     }
 }

@@ -154,6 +154,9 @@ pub(crate) fn config_entry(mut entry: ConfigEntry) -> Result<ConfigEntry> {
             if entry.name.is_empty() {
                 return Err(invalid(&entry, "Name (the service) must not be empty"));
             }
+            if let Some(config) = &entry.upstream_config {
+                upstream_config(config).map_err(|reason| invalid(&entry, &reason))?;
+            }
         }
         config_kind::SERVICE_INTENTIONS => {
             service_or_wildcard("Name", &entry.name).map_err(|reason| invalid(&entry, &reason))?;
@@ -187,6 +190,12 @@ pub(crate) fn config_entry(mut entry: ConfigEntry) -> Result<ConfigEntry> {
         return Err(invalid(
             &entry,
             "Sources belongs to service-intentions only",
+        ));
+    }
+    if entry.kind != config_kind::SERVICE_DEFAULTS && entry.upstream_config.is_some() {
+        return Err(invalid(
+            &entry,
+            "UpstreamConfig belongs to service-defaults only",
         ));
     }
     if entry.kind != config_kind::SERVICE_RESOLVER {
@@ -245,13 +254,35 @@ pub(crate) fn duration_ms(value: &str) -> std::result::Result<Option<u64>, Strin
 /// A `service-resolver`'s own fields; what needs the other entries (redirect cycles) is
 /// [`resolver_graph`]'s.
 fn resolver(entry: &ConfigEntry) -> std::result::Result<(), String> {
-    const NO_SUBSETS: &str = "service subsets are not supported yet";
-    if !entry.subsets.is_empty() {
-        return Err(format!("Subsets: {NO_SUBSETS}"));
+    for (subset, s) in &entry.subsets {
+        let at = format!("Subsets[{subset:?}]");
+        // A subset name is a DNS label of the SNI `<subset>.<service>...`.
+        strait_identity::spiffe::validate_name(&at, subset).map_err(|e| e.to_string())?;
+        if !s.filter.is_empty() {
+            strait_filter::Filter::parse(&s.filter).map_err(|e| format!("{at}.Filter: {e}"))?;
+        }
     }
-    if !entry.default_subset.is_empty() {
-        return Err(format!("DefaultSubset: {NO_SUBSETS}"));
-    }
+    // A subset of this resolver's own service must be one of its Subsets; one of another
+    // service is that service's resolver's business (an unknown one selects nothing).
+    let known = |field: &str, service: &str, subset: &str| {
+        if subset.is_empty() || !(service.is_empty() || service == entry.name) {
+            return Ok(());
+        }
+        if entry.subsets.contains_key(subset) {
+            return Ok(());
+        }
+        Err(format!("{field} {subset:?} is not one of Subsets"))
+    };
+    known("DefaultSubset", "", &entry.default_subset)?;
+    // Another DC's gateways route by service: a subset there cannot be honoured.
+    let remote_subset = |field: &str, subset: &str, datacenter: bool| {
+        if datacenter && !subset.is_empty() {
+            return Err(format!(
+                "{field}: a subset in another datacenter is not supported (its gateways route by service)"
+            ));
+        }
+        Ok(())
+    };
     match duration_ms(&entry.connect_timeout) {
         Ok(Some(0)) => return Err("ConnectTimeout must be greater than zero".into()),
         Ok(_) => {}
@@ -267,35 +298,55 @@ fn resolver(entry: &ConfigEntry) -> std::result::Result<(), String> {
         if !entry.failover.is_empty() {
             return Err("Redirect and Failover cannot both be set".into());
         }
-        if !r.service_subset.is_empty() {
-            return Err(format!("Redirect.ServiceSubset: {NO_SUBSETS}"));
+        if r.service.is_empty() && r.datacenter.is_empty() && r.service_subset.is_empty() {
+            return Err("Redirect needs Service, ServiceSubset or Datacenter".into());
         }
-        if r.service.is_empty() && r.datacenter.is_empty() {
-            return Err("Redirect needs Service or Datacenter".into());
-        }
-        if r.service == entry.name && r.datacenter.is_empty() {
+        if r.service == entry.name && r.datacenter.is_empty() && r.service_subset.is_empty() {
             return Err(format!("Redirect points at {:?} itself", entry.name));
         }
         name("Redirect.Service".into(), &r.service)?;
         name("Redirect.Datacenter".into(), &r.datacenter)?;
+        known("Redirect.ServiceSubset", &r.service, &r.service_subset)?;
+        remote_subset(
+            "Redirect.ServiceSubset",
+            &r.service_subset,
+            !r.datacenter.is_empty(),
+        )?;
     }
     for (subset, f) in &entry.failover {
         let at = format!("Failover[{subset:?}]");
-        if subset != "*" {
-            return Err(format!("{at}: only \"*\" is supported ({NO_SUBSETS})"));
-        }
-        if !f.service_subset.is_empty() {
-            return Err(format!("{at}.ServiceSubset: {NO_SUBSETS}"));
-        }
-        if !f.targets.is_empty() && (!f.datacenters.is_empty() || !f.service.is_empty()) {
+        if subset != "*" && !entry.subsets.contains_key(subset) {
             return Err(format!(
-                "{at}: Targets cannot be combined with Service or Datacenters"
+                "{at}: {subset:?} is neither \"*\" nor one of Subsets"
             ));
         }
-        if f.targets.is_empty() && f.datacenters.is_empty() && f.service.is_empty() {
-            return Err(format!("{at} needs Datacenters, Targets or Service"));
+        if !f.targets.is_empty()
+            && (!f.datacenters.is_empty() || !f.service.is_empty() || !f.service_subset.is_empty())
+        {
+            return Err(format!(
+                "{at}: Targets cannot be combined with Service, ServiceSubset or Datacenters"
+            ));
+        }
+        if f.targets.is_empty()
+            && f.datacenters.is_empty()
+            && f.service.is_empty()
+            && f.service_subset.is_empty()
+        {
+            return Err(format!(
+                "{at} needs Datacenters, Targets, Service or ServiceSubset"
+            ));
         }
         name(format!("{at}.Service"), &f.service)?;
+        known(
+            &format!("{at}.ServiceSubset"),
+            &f.service,
+            &f.service_subset,
+        )?;
+        remote_subset(
+            &format!("{at}.ServiceSubset"),
+            &f.service_subset,
+            !f.datacenters.is_empty(),
+        )?;
         for (i, dc) in f.datacenters.iter().enumerate() {
             if dc.is_empty() {
                 return Err(format!("{at}.Datacenters[{i}] must not be empty"));
@@ -303,14 +354,77 @@ fn resolver(entry: &ConfigEntry) -> std::result::Result<(), String> {
             name(format!("{at}.Datacenters[{i}]"), dc)?;
         }
         for (i, t) in f.targets.iter().enumerate() {
-            if !t.service_subset.is_empty() {
-                return Err(format!("{at}.Targets[{i}].ServiceSubset: {NO_SUBSETS}"));
+            let at = format!("{at}.Targets[{i}]");
+            if t.service.is_empty() && t.datacenter.is_empty() && t.service_subset.is_empty() {
+                return Err(format!("{at} needs Service, ServiceSubset or Datacenter"));
             }
-            if t.service.is_empty() && t.datacenter.is_empty() {
-                return Err(format!("{at}.Targets[{i}] needs Service or Datacenter"));
+            name(format!("{at}.Service"), &t.service)?;
+            name(format!("{at}.Datacenter"), &t.datacenter)?;
+            known(
+                &format!("{at}.ServiceSubset"),
+                &t.service,
+                &t.service_subset,
+            )?;
+            remote_subset(
+                &format!("{at}.ServiceSubset"),
+                &t.service_subset,
+                !t.datacenter.is_empty(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A `service-defaults` entry's `UpstreamConfig`: each override names a distinct upstream,
+/// `Defaults` none; passive health values in range.
+fn upstream_config(config: &crate::types::UpstreamConfig) -> std::result::Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let settings = config
+        .defaults
+        .iter()
+        .map(|d| ("UpstreamConfig.Defaults".to_string(), d))
+        .chain(
+            config
+                .overrides
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (format!("UpstreamConfig.Overrides[{i}]"), o)),
+        );
+    for (at, s) in settings {
+        if at.ends_with("Defaults") {
+            if !s.name.is_empty() {
+                return Err(format!(
+                    "{at}.Name: Defaults apply to every upstream; name none"
+                ));
             }
-            name(format!("{at}.Targets[{i}].Service"), &t.service)?;
-            name(format!("{at}.Targets[{i}].Datacenter"), &t.datacenter)?;
+        } else {
+            strait_identity::spiffe::validate_name(&format!("{at}.Name"), &s.name)
+                .map_err(|e| e.to_string())?;
+            if !seen.insert(s.name.as_str()) {
+                return Err(format!("{at}.Name {:?} appears twice", s.name));
+            }
+        }
+        let Some(check) = &s.passive_health_check else {
+            continue;
+        };
+        let at = format!("{at}.PassiveHealthCheck");
+        for (field, value) in [
+            ("Interval", &check.interval),
+            ("BaseEjectionTime", &check.base_ejection_time),
+        ] {
+            match duration_ms(value) {
+                Ok(Some(0)) => return Err(format!("{at}.{field} must be greater than zero")),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{at}.{field}: {e}")),
+            }
+        }
+        for (field, value) in [
+            ("MaxEjectionPercent", check.max_ejection_percent),
+            ("EnforcingConsecutive5xx", check.enforcing_consecutive_5xx),
+        ] {
+            if let Some(v) = value.filter(|v| *v > 100) {
+                return Err(format!("{at}.{field} is {v}; expected 0 to 100"));
+            }
         }
     }
     Ok(())

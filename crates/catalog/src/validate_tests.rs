@@ -19,6 +19,7 @@ fn reason(cat: &Catalog, json: &str) -> String {
 fn name(service: &str, dc: &str) -> TargetName {
     TargetName {
         service: service.into(),
+        subset: String::new(),
         datacenter: dc.into(),
     }
 }
@@ -36,6 +37,7 @@ fn consul_shaped_resolver_is_stored_and_resolved() {
             connect_timeout_ms: Some(1500),
             redirect: None,
             failover: vec![name("", "dc3"), name("", "dc4")],
+            ..Resolver::default()
         }
     );
     let out = serde_json::to_value(&stored).expect("json");
@@ -61,6 +63,61 @@ fn consul_shaped_resolver_is_stored_and_resolved() {
 }
 
 #[test]
+fn subsets_and_passive_health_are_stored_and_converted() {
+    let cat = Catalog::open_in_memory().expect("catalog");
+    let json = r#"{"Kind":"service-resolver","Name":"counting","DefaultSubset":"blue",
+        "Subsets":{"blue":{"Filter":"Service.Tags contains \"blue\""},"v2":{"Filter":"Service.Meta.version == 2","OnlyPassing":true}},
+        "Failover":{"*":{"Datacenters":["dc3"]},"v2":{"Targets":[{"ServiceSubset":"blue"},{"Service":"other","ServiceSubset":"x"}]}}}"#;
+    cat.set_config_entry(parse(json)).expect("valid");
+    let r = cat.config_entries().pop().expect("stored").resolver();
+    assert_eq!(r.default_subset, "blue");
+    assert_eq!(r.subsets["v2"].filter, "Service.Meta.version == 2");
+    assert!(r.subsets["v2"].only_passing && !r.subsets["blue"].only_passing);
+    assert_eq!(r.failover, [name("", "dc3")]);
+    let sub = |service: &str, subset: &str| TargetName {
+        subset: subset.into(),
+        ..name(service, "")
+    };
+    assert_eq!(
+        r.subset_failover["v2"],
+        [sub("", "blue"), sub("other", "x")]
+    );
+
+    let json = r#"{"Kind":"service-defaults","Name":"dashboard","UpstreamConfig":{
+        "Defaults":{"PassiveHealthCheck":{"MaxFailures":3}},
+        "Overrides":[{"Name":"counting","PassiveHealthCheck":{"Interval":"2s","MaxFailures":2,
+            "EnforcingConsecutive5xx":100,"MaxEjectionPercent":50,"BaseEjectionTime":"5s"}},
+            {"Name":"plain"}]}}"#;
+    cat.set_config_entry(parse(json)).expect("valid");
+    let entry = cat
+        .config_entries()
+        .into_iter()
+        .find(|e| e.kind == "service-defaults")
+        .expect("stored");
+    let configs = entry.upstream_configs().expect("passive health set");
+    let counting = strait_snapshot::PassiveHealth {
+        interval_ms: 2000,
+        max_failures: 2,
+        max_ejection_percent: 50,
+        base_ejection_ms: 5000,
+        enforcing_consecutive_5xx: Some(100),
+    };
+    assert_eq!(configs.passive_health("counting"), Some(counting));
+    let defaults = strait_snapshot::PassiveHealth {
+        max_failures: 3,
+        ..strait_snapshot::PassiveHealth::DEFAULT
+    };
+    // An override without PassiveHealthCheck takes the Defaults'.
+    assert_eq!(configs.passive_health("plain"), Some(defaults));
+    assert_eq!(configs.passive_health("api"), Some(defaults));
+    let out = serde_json::to_value(&entry).expect("json");
+    assert_eq!(
+        out["UpstreamConfig"]["Overrides"][0]["PassiveHealthCheck"]["BaseEjectionTime"],
+        "5s"
+    );
+}
+
+#[test]
 fn invalid_resolvers_are_refused_with_the_field() {
     let cat = Catalog::open_in_memory().expect("catalog");
     let cases = [
@@ -75,11 +132,11 @@ fn invalid_resolvers_are_refused_with_the_field() {
         ),
         (
             r#"{"Kind":"service-resolver","Name":"c","Failover":{"v1":{"Datacenters":["dc2"]}}}"#,
-            "Failover[\"v1\"]: only \"*\" is supported (service subsets are not supported yet)",
+            "Failover[\"v1\"]: \"v1\" is neither \"*\" nor one of Subsets",
         ),
         (
             r#"{"Kind":"service-resolver","Name":"c","Failover":{"*":{}}}"#,
-            "Failover[\"*\"] needs Datacenters, Targets or Service",
+            "Failover[\"*\"] needs Datacenters, Targets, Service or ServiceSubset",
         ),
         (
             r#"{"Kind":"service-resolver","Name":"c","Failover":{"*":{"Datacenters":["dc2"],"Targets":[{"Datacenter":"dc3"}]}}}"#,
@@ -91,27 +148,59 @@ fn invalid_resolvers_are_refused_with_the_field() {
         ),
         (
             r#"{"Kind":"service-resolver","Name":"c","Failover":{"*":{"Targets":[{}]}}}"#,
-            "Failover[\"*\"].Targets[0] needs Service or Datacenter",
+            "Failover[\"*\"].Targets[0] needs Service, ServiceSubset or Datacenter",
         ),
         (
             r#"{"Kind":"service-resolver","Name":"c","Redirect":{}}"#,
-            "Redirect needs Service or Datacenter",
+            "Redirect needs Service, ServiceSubset or Datacenter",
         ),
         (
             r#"{"Kind":"service-resolver","Name":"c","Redirect":{"Datacenter":"dc2"},"Failover":{"*":{"Datacenters":["dc3"]}}}"#,
             "Redirect and Failover cannot both be set",
         ),
         (
-            r#"{"Kind":"service-resolver","Name":"c","Subsets":{"v1":{"Filter":"Service.Meta.version == v1","OnlyPassing":true}}}"#,
-            "Subsets: service subsets are not supported yet",
+            r#"{"Kind":"service-resolver","Name":"c","Subsets":{"v1":{"Filter":"Service.Meta.version ==","OnlyPassing":true}}}"#,
+            "Subsets[\"v1\"].Filter: ",
+        ),
+        (
+            r#"{"Kind":"service-resolver","Name":"c","Subsets":{"v.1":{}}}"#,
+            "Subsets[\"v.1\"]",
         ),
         (
             r#"{"Kind":"service-resolver","Name":"c","DefaultSubset":"v1"}"#,
-            "DefaultSubset: service subsets are not supported yet",
+            "DefaultSubset \"v1\" is not one of Subsets",
         ),
         (
-            r#"{"Kind":"service-resolver","Name":"c","Redirect":{"Service":"d","ServiceSubset":"v1"}}"#,
-            "Redirect.ServiceSubset",
+            r#"{"Kind":"service-resolver","Name":"c","Redirect":{"ServiceSubset":"v1"}}"#,
+            "Redirect.ServiceSubset \"v1\" is not one of Subsets",
+        ),
+        (
+            r#"{"Kind":"service-resolver","Name":"c","Subsets":{"v1":{}},"Failover":{"*":{"Targets":[{"ServiceSubset":"v1","Datacenter":"dc2"}]}}}"#,
+            "Failover[\"*\"].Targets[0].ServiceSubset: a subset in another datacenter is not supported",
+        ),
+        (
+            r#"{"Kind":"service-defaults","Name":"c","UpstreamConfig":{"Defaults":{"PassiveHealthCheck":{"Interval":"soon"}}}}"#,
+            "UpstreamConfig.Defaults.PassiveHealthCheck.Interval: \"soon\" is not a duration",
+        ),
+        (
+            r#"{"Kind":"service-defaults","Name":"c","UpstreamConfig":{"Overrides":[{"Name":"a","PassiveHealthCheck":{"BaseEjectionTime":"0s"}}]}}"#,
+            "UpstreamConfig.Overrides[0].PassiveHealthCheck.BaseEjectionTime must be greater than zero",
+        ),
+        (
+            r#"{"Kind":"service-defaults","Name":"c","UpstreamConfig":{"Overrides":[{"Name":"a"},{"Name":"a"}]}}"#,
+            "UpstreamConfig.Overrides[1].Name \"a\" appears twice",
+        ),
+        (
+            r#"{"Kind":"service-defaults","Name":"c","UpstreamConfig":{"Overrides":[{"PassiveHealthCheck":{}}]}}"#,
+            "UpstreamConfig.Overrides[0].Name",
+        ),
+        (
+            r#"{"Kind":"service-defaults","Name":"c","UpstreamConfig":{"Defaults":{"PassiveHealthCheck":{"MaxEjectionPercent":150}}}}"#,
+            "UpstreamConfig.Defaults.PassiveHealthCheck.MaxEjectionPercent is 150; expected 0 to 100",
+        ),
+        (
+            r#"{"Kind":"service-resolver","Name":"c","UpstreamConfig":{}}"#,
+            "UpstreamConfig belongs to service-defaults only",
         ),
         (
             r#"{"Kind":"service-defaults","Name":"c","Failover":{"*":{"Datacenters":["dc3"]}}}"#,

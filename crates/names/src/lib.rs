@@ -27,6 +27,12 @@ pub fn service_sni(service: &str, namespace: &str, dc: &str, td: &str) -> String
     format!("{service}.{namespace}.{dc}.internal.{td}")
 }
 
+/// SNI of one subset of a service's sidecars (a `service-resolver` subset), as Consul spells
+/// it: `<subset>.<service>.<ns>.<dc>.internal.<td>`.
+pub fn subset_sni(subset: &str, service: &str, namespace: &str, dc: &str, td: &str) -> String {
+    format!("{subset}.{}", service_sni(service, namespace, dc, td))
+}
+
 /// SNI pattern for every service of `dc`: `*.<dc>.internal.<td>` (an Envoy `server_names`
 /// wildcard, used by gateways to send another DC's services to that DC's gateways).
 pub fn datacenter_sni_wildcard(dc: &str, td: &str) -> String {

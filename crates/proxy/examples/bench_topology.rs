@@ -58,6 +58,7 @@ fn upstream(dest: &str, dc: &str, bind: &str, endpoints: &[&str]) -> UpstreamSna
         mode: GatewayMode::Local,
         primary: UpstreamTarget {
             service: dest.into(),
+            subset: String::new(),
             datacenter: dc.into(),
             sni: service_sni(dest, dc, TD),
             spiffe_id: service_spiffe_id(dest, dc, TD),
@@ -65,6 +66,7 @@ fn upstream(dest: &str, dc: &str, bind: &str, endpoints: &[&str]) -> UpstreamSna
         },
         failover: vec![],
         connect_timeout_ms: None,
+        passive_health: None,
     }
 }
 

@@ -122,8 +122,8 @@ pub(crate) fn clusters(snapshot: &Snapshot, metrics: &Metrics) -> Value {
 }
 
 /// Each upstream with its primary target's fields at the top (as before chains), its whole
-/// chain with each target's counters, and the active target: the one that served the
-/// latest connection.
+/// chain with each target's counters and endpoints ejected by passive health, and the
+/// active target: the one that served the latest connection.
 fn sidecar_clusters(sidecar: &SidecarSnapshot, metrics: &Metrics, out: &mut Value) {
     out["inbound"] = json!({
         "listener": sidecar.public_listener,
@@ -149,12 +149,19 @@ fn sidecar_clusters(sidecar: &SidecarSnapshot, metrics: &Metrics, out: &mut Valu
                     }
                     json!({
                         "service": t.service,
+                        "subset": t.subset,
                         "datacenter": t.datacenter,
                         "sni": t.sni,
                         "spiffe_id": t.spiffe_id,
                         "endpoints": t.endpoints,
                         "connections": m.connections.load(Relaxed),
                         "failovers": m.failovers.load(Relaxed),
+                        "ejections": m.ejections.load(Relaxed),
+                        "ejected": m
+                            .ejected()
+                            .into_iter()
+                            .map(|(endpoint, ms)| json!({"endpoint": endpoint, "for_ms": ms}))
+                            .collect::<Vec<_>>(),
                     })
                 })
                 .collect();
@@ -167,6 +174,7 @@ fn sidecar_clusters(sidecar: &SidecarSnapshot, metrics: &Metrics, out: &mut Valu
                 "mode": u.mode,
                 "endpoints": u.primary.endpoints,
                 "connect_timeout_ms": u.connect_timeout_ms,
+                "passive_health": u.passive_health,
                 "chain": chain,
                 "active": active.1,
             })

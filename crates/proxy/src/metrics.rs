@@ -7,9 +7,11 @@
 //! by the writer every strait component shares (`strait_rpc::metrics::Exposition`).
 
 use crate::reason::{HandshakeFailure, Refusal};
+use crate::sidecar::passive::EndpointHealth;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use strait_rpc::metrics::{Exposition, Kind};
@@ -43,6 +45,33 @@ pub struct TargetMetrics {
     /// [`Metrics::next_connection_seq`] of the last connection it served (0: none yet); the
     /// target with the highest one is the upstream's active target.
     pub last_seq: AtomicU64,
+    /// Endpoints ejected by passive health.
+    pub ejections: AtomicU64,
+    /// Passive health of each endpoint, kept across snapshots while the endpoint stays.
+    endpoints: Mutex<BTreeMap<SocketAddr, Arc<EndpointHealth>>>,
+}
+
+impl TargetMetrics {
+    /// The passive health state of each of `endpoints`, in order; forgets the others.
+    /// Called when a snapshot is applied.
+    pub fn endpoint_health(&self, endpoints: &[SocketAddr]) -> Vec<Arc<EndpointHealth>> {
+        let mut map = strait_base::sync::lock(&self.endpoints);
+        map.retain(|addr, _| endpoints.contains(addr));
+        endpoints
+            .iter()
+            .map(|addr| map.entry(*addr).or_default().clone())
+            .collect()
+    }
+
+    /// Endpoints ejected now, with the milliseconds left.
+    pub fn ejected(&self) -> Vec<(SocketAddr, u64)> {
+        let now = crate::sidecar::passive::now_ms();
+        let map = strait_base::sync::lock(&self.endpoints);
+        map.iter()
+            .map(|(addr, h)| (*addr, h.ejected_for_ms(now)))
+            .filter(|(_, left)| *left > 0)
+            .collect()
+    }
 }
 
 /// A failure reason: an enum whose variants map to a closed set of metric labels.
@@ -254,6 +283,7 @@ impl Metrics {
                     "sni": sni,
                     "connections": t.connections.load(Relaxed),
                     "failovers": t.failovers.load(Relaxed),
+                    "ejections": t.ejections.load(Relaxed),
                 }))
                 .collect::<Vec<_>>(),
             "intentions_denied": self.intentions_denied.load(Relaxed),
@@ -360,7 +390,7 @@ impl Metrics {
         }
         let targets = self.targets_sorted();
         if !targets.is_empty() {
-            let per_target: [(&str, &str, TargetGetter); 2] = [
+            let per_target: [(&str, &str, TargetGetter); 3] = [
                 (
                     "upstream_target_connections_total",
                     "Upstream connections served, by listener and target (SNI).",
@@ -370,6 +400,11 @@ impl Metrics {
                     "upstream_failovers_total",
                     "Upstream connections served by a target after an earlier one of the chain failed or had no healthy endpoint, by listener and target (SNI).",
                     |t| t.failovers.load(Relaxed),
+                ),
+                (
+                    "upstream_ejections_total",
+                    "Endpoints of a target ejected by passive health (consecutive connect or handshake failures), by listener and target (SNI).",
+                    |t| t.ejections.load(Relaxed),
                 ),
             ];
             for (family, help, get) in per_target {

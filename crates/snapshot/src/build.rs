@@ -6,7 +6,7 @@
 
 use crate::chain;
 use crate::types::{
-    GatewayMode, GatewaySnapshot, InstanceKind, Intentions, Leaf, MeshView, ProxyKind,
+    GatewayMode, GatewaySnapshot, Instance, InstanceKind, Intentions, Leaf, MeshView, ProxyKind,
     ProxyRegistration, ProxyRole, Secret, SidecarSnapshot, Snapshot, TargetName,
     UpstreamRegistration, UpstreamSnapshot, UpstreamTarget,
 };
@@ -172,7 +172,7 @@ fn build_upstream(
         upstream.datacenter.as_str()
     };
     let mode = effective_mode(view, proxy, upstream);
-    let chain = chain::resolve(&view.resolvers, &upstream.destination, dc);
+    let chain = local_chain(view, &upstream.destination, dc);
     // Only a chain has somewhere else to go: a single target keeps its gateways whatever its
     // DC reports, and the far gateway or sidecar says why it refuses.
     let skip_unhealthy = chain.targets.len() > 1;
@@ -189,7 +189,72 @@ fn build_upstream(
         primary,
         failover: targets.collect(),
         connect_timeout_ms: chain.connect_timeout_ms,
+        passive_health: view
+            .upstream_configs
+            .get(&proxy.service)
+            .and_then(|c| c.passive_health(&upstream.destination)),
     }
+}
+
+/// The chain of `service` in `dc` as this DC can serve it: a target in another DC selects
+/// every instance there (its gateways route by service, not subset), so its subset is
+/// dropped and a target that then repeats an earlier one is left out.
+fn local_chain(view: &MeshView, service: &str, dc: &str) -> chain::Chain {
+    let mut chain = chain::resolve(&view.resolvers, service, dc);
+    let mut seen = BTreeSet::new();
+    chain.targets = std::mem::take(&mut chain.targets)
+        .into_iter()
+        .map(|mut t| {
+            if t.datacenter != view.datacenter {
+                t.subset.clear();
+            }
+            t
+        })
+        .filter(|t| seen.insert(t.clone()))
+        .collect();
+    chain
+}
+
+/// Whether a sidecar `instance` of `name`'s service is in `name`'s subset: every instance
+/// when the target names none; none when the subset is unknown or its filter does not parse
+/// (the catalog refuses such entries, so only from a hand-made view).
+fn in_subset(view: &MeshView, name: &TargetName, instance: &Instance) -> bool {
+    if name.subset.is_empty() {
+        return true;
+    }
+    let Some(subset) = view
+        .resolvers
+        .get(&name.service)
+        .and_then(|r| r.subsets.get(&name.subset))
+    else {
+        return false;
+    };
+    if subset.only_passing && !instance.passing {
+        return false;
+    }
+    if subset.filter.is_empty() {
+        return true;
+    }
+    let Ok(filter) = strait_filter::Filter::parse(&subset.filter) else {
+        return false;
+    };
+    filter
+        .matches(&subset_item(name, instance))
+        .unwrap_or(false)
+}
+
+/// What a subset filter sees of an instance: the selectors of `/v1/health/service`.
+fn subset_item(name: &TargetName, instance: &Instance) -> serde_json::Value {
+    serde_json::json!({
+        "Node": {"Node": instance.node, "Meta": instance.node_meta},
+        "Service": {
+            "Service": name.service,
+            "Tags": instance.tags,
+            "Meta": instance.meta,
+            "Address": instance.addr.ip().to_string(),
+            "Port": instance.addr.port(),
+        },
+    })
 }
 
 /// One target of a chain: its names, and the healthy addresses that reach it in `mode`;
@@ -211,6 +276,7 @@ fn build_target(
                 .iter()
                 .filter(|i| i.healthy && i.kind == InstanceKind::ConnectProxy)
                 .filter(|i| i.destination_service.as_deref() == Some(dest))
+                .filter(|i| in_subset(view, name, i))
                 .map(|i| i.addr),
         )
     } else if skip_unhealthy && remote.is_some_and(Vec::is_empty) && mode != GatewayMode::None {
@@ -229,10 +295,16 @@ fn build_target(
             ),
         }
     };
+    let sni = if name.subset.is_empty() {
+        service_sni(dest, dc, &view.trust_domain)
+    } else {
+        strait_names::subset_sni(&name.subset, dest, NAMESPACE, dc, &view.trust_domain)
+    };
     UpstreamTarget {
         service: dest.to_string(),
+        subset: name.subset.clone(),
         datacenter: dc.to_string(),
-        sni: service_sni(dest, dc, &view.trust_domain),
+        sni,
         spiffe_id: service_spiffe_id(dest, dc, &view.trust_domain),
         endpoints,
     }
@@ -249,7 +321,7 @@ pub fn remote_targets(view: &MeshView, proxy: &ProxyRegistration) -> BTreeSet<Ta
         } else {
             &u.datacenter
         };
-        let chain = chain::resolve(&view.resolvers, &u.destination, dc);
+        let chain = local_chain(view, &u.destination, dc);
         if chain.targets.len() > 1 || effective_mode(view, proxy, u) == GatewayMode::None {
             out.extend(
                 chain

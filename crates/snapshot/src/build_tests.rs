@@ -30,6 +30,10 @@ fn instance(id: &str, kind: InstanceKind, a: &str, dest: Option<&str>, healthy: 
         wan: None,
         destination_service: dest.map(str::to_string),
         healthy,
+        passing: healthy,
+        tags: vec![],
+        meta: BTreeMap::new(),
+        node_meta: BTreeMap::new(),
     }
 }
 
@@ -72,6 +76,7 @@ fn view() -> MeshView {
         service_defaults_mode: BTreeMap::new(),
         intentions: BTreeMap::new(),
         resolvers: BTreeMap::new(),
+        upstream_configs: BTreeMap::new(),
     }
 }
 
@@ -245,8 +250,8 @@ fn failover_view() -> MeshView {
         true,
     ));
     let dc = |d: &str| crate::TargetName {
-        service: String::new(),
         datacenter: d.into(),
+        ..crate::TargetName::default()
     };
     v.resolvers.insert(
         "counting".into(),
@@ -254,6 +259,7 @@ fn failover_view() -> MeshView {
             connect_timeout_ms: Some(2000),
             redirect: None,
             failover: vec![dc("dc3"), dc("dc1")],
+            ..crate::Resolver::default()
         },
     );
     v
@@ -354,6 +360,7 @@ fn a_redirect_moves_the_primary_target_but_not_the_listener() {
             redirect: Some(crate::TargetName {
                 service: "counting".into(),
                 datacenter: "dc2".into(),
+                ..crate::TargetName::default()
             }),
             ..crate::Resolver::default()
         },
@@ -554,4 +561,141 @@ fn intentions_resolve_in_precedence_order() {
     let global = resolve_intentions(&v, &p.service);
     assert!(global.allows("web"));
     assert!(!global.allows("api"), "global default deny");
+}
+
+/// A `DefaultSubset` picks the local instances its filter selects (on the fronted service's
+/// tags and meta), `OnlyPassing` leaves out warnings, the SNI names the subset, and a
+/// failover target in another DC takes every instance there (through its gateways).
+#[test]
+fn subsets_select_local_instances_by_filter() {
+    let mut v = view();
+    let tagged = |id: &str, a: &str, tags: &[&str], version: &str, passing: bool| {
+        let mut i = instance(id, InstanceKind::ConnectProxy, a, Some("counting"), true);
+        i.tags = tags.iter().map(|t| t.to_string()).collect();
+        i.meta = BTreeMap::from([("version".to_string(), version.to_string())]);
+        i.passing = passing;
+        i
+    };
+    v.instances.extend([
+        tagged("c-1", "10.0.1.1:21000", &["blue"], "1", true),
+        tagged("c-2", "10.0.1.2:21000", &["green"], "2", true),
+        tagged("c-3", "10.0.1.3:21000", &["blue"], "2", false),
+    ]);
+    v.resolvers.insert(
+        "counting".into(),
+        crate::Resolver {
+            default_subset: "blue".into(),
+            subsets: BTreeMap::from([
+                (
+                    "blue".to_string(),
+                    crate::Subset {
+                        filter: r#"Service.Tags contains "blue""#.into(),
+                        only_passing: false,
+                    },
+                ),
+                (
+                    "v2".to_string(),
+                    crate::Subset {
+                        filter: "Service.Meta.version == 2".into(),
+                        only_passing: true,
+                    },
+                ),
+            ]),
+            failover: vec![
+                crate::TargetName {
+                    subset: "v2".into(),
+                    ..crate::TargetName::default()
+                },
+                crate::TargetName {
+                    datacenter: "dc2".into(),
+                    ..crate::TargetName::default()
+                },
+            ],
+            ..crate::Resolver::default()
+        },
+    );
+    let up = only_upstream(
+        &v,
+        &sidecar(vec![upstream("counting", "", 5000, GatewayMode::Local)]),
+    );
+    assert_eq!(up.primary.subset, "blue");
+    assert_eq!(
+        up.primary.endpoints,
+        vec![addr("10.0.1.1:21000"), addr("10.0.1.3:21000")]
+    );
+    assert_eq!(
+        up.primary.sni,
+        format!("blue.counting.default.dc1.internal.{TD}")
+    );
+    // The SPIFFE ID is the service's: subsets are instances of the same service.
+    assert_eq!(
+        up.primary.spiffe_id,
+        service_spiffe_id("counting", "dc1", TD)
+    );
+    let v2 = &up.failover[0];
+    assert_eq!((v2.subset.as_str(), v2.datacenter.as_str()), ("v2", "dc1"));
+    assert_eq!(
+        v2.endpoints,
+        vec![addr("10.0.1.2:21000")],
+        "c-3 is not passing"
+    );
+    let remote = &up.failover[1];
+    assert_eq!(
+        (remote.subset.as_str(), remote.datacenter.as_str()),
+        ("", "dc2")
+    );
+    assert_eq!(remote.sni, service_sni("counting", "dc2", TD));
+    assert_eq!(remote.endpoints, vec![addr("10.0.0.20:8443")]);
+    // An unknown subset selects nothing (the catalog refuses it; a hand-made view).
+    v.resolvers.get_mut("counting").unwrap().default_subset = "nope".into();
+    let up = only_upstream(
+        &v,
+        &sidecar(vec![upstream("counting", "", 5000, GatewayMode::Local)]),
+    );
+    assert!(up.primary.endpoints.is_empty());
+}
+
+/// `UpstreamConfig`: the override naming the upstream, else `Defaults`, of the downstream
+/// service's `service-defaults`; another service's entry does not apply.
+#[test]
+fn passive_health_comes_from_the_downstream_service_defaults() {
+    let mut v = view();
+    let custom = crate::PassiveHealth {
+        max_failures: 2,
+        ..crate::PassiveHealth::DEFAULT
+    };
+    v.upstream_configs.insert(
+        "web".into(),
+        crate::UpstreamConfigs {
+            defaults: Some(crate::PassiveHealth::DEFAULT),
+            overrides: BTreeMap::from([("db".to_string(), custom)]),
+        },
+    );
+    v.upstream_configs.insert(
+        "api".into(),
+        crate::UpstreamConfigs {
+            defaults: Some(custom),
+            overrides: BTreeMap::new(),
+        },
+    );
+    let snap = build(
+        &v,
+        &sidecar(vec![
+            upstream("api", "", 5000, GatewayMode::Local),
+            upstream("db", "", 5001, GatewayMode::Local),
+        ]),
+        leaf(),
+        vec![],
+        1,
+    )
+    .expect("build");
+    let ups = &snap.sidecar().expect("sidecar").upstreams;
+    assert_eq!(ups[0].passive_health, Some(crate::PassiveHealth::DEFAULT));
+    assert_eq!(ups[1].passive_health, Some(custom));
+    v.upstream_configs.clear();
+    let up = only_upstream(
+        &v,
+        &sidecar(vec![upstream("api", "", 5000, GatewayMode::Local)]),
+    );
+    assert_eq!(up.passive_health, None);
 }

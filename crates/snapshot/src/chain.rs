@@ -2,13 +2,16 @@
 //! following redirects) and the failover targets, in order. Pure, like the rest of the
 //! builder; the catalog uses [`follow_redirects`] to refuse redirect cycles on write.
 //!
-//! Semantics (Consul's discovery chain, without subsets or namespaces):
-//! - a resolver's `Redirect` replaces the service and/or the datacenter of the target it
+//! Semantics (Consul's discovery chain, without namespaces):
+//! - an upstream starts at its service's `DefaultSubset` (none: every instance).
+//! - a resolver's `Redirect` replaces the service, subset and/or datacenter of the target it
 //!   applies to; the resolver of the new service applies next, until the target no longer
 //!   changes. A target seen twice is a cycle.
-//! - the failover targets are those of the primary target's resolver, each empty field
-//!   taken from the primary target; a target equal to the primary, or to an earlier one, is
-//!   left out.
+//! - the failover targets are those of the primary target's resolver (`Failover[subset]`
+//!   for the primary's subset, else `Failover["*"]`), each empty field taken from the
+//!   primary target; a target equal to the primary, or to an earlier one, is left out.
+//! - an empty subset stays the base target's when the service does not change, else it is
+//!   the new service's `DefaultSubset`.
 //! - `ConnectTimeout` is the primary target's resolver's.
 
 use crate::types::{Resolver, TargetName};
@@ -32,13 +35,36 @@ pub struct RedirectCycle(pub Vec<TargetName>);
 
 fn describe(path: &[TargetName]) -> String {
     path.iter()
-        .map(|t| format!("{}@{}", t.service, t.datacenter))
+        .map(TargetName::to_string)
         .collect::<Vec<_>>()
         .join(" -> ")
 }
 
-/// `name` with its empty fields taken from `base`.
-fn applied(name: &TargetName, base: &TargetName) -> TargetName {
+impl std::fmt::Display for TargetName {
+    /// `service@dc`, or `subset.service@dc`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.subset.is_empty() {
+            write!(f, "{}.", self.subset)?;
+        }
+        write!(f, "{}@{}", self.service, self.datacenter)
+    }
+}
+
+/// The `DefaultSubset` of `service`'s resolver ("" without one).
+fn default_subset(resolvers: &BTreeMap<String, Resolver>, service: &str) -> String {
+    resolvers
+        .get(service)
+        .map(|r| r.default_subset.clone())
+        .unwrap_or_default()
+}
+
+/// `name` with its empty fields taken from `base` (an empty subset of another service: that
+/// service's default subset).
+fn applied(
+    resolvers: &BTreeMap<String, Resolver>,
+    name: &TargetName,
+    base: &TargetName,
+) -> TargetName {
     let pick = |own: &String, base: &String| {
         if own.is_empty() {
             base.clone()
@@ -46,8 +72,17 @@ fn applied(name: &TargetName, base: &TargetName) -> TargetName {
             own.clone()
         }
     };
+    let service = pick(&name.service, &base.service);
+    let subset = if !name.subset.is_empty() {
+        name.subset.clone()
+    } else if service == base.service {
+        base.subset.clone()
+    } else {
+        default_subset(resolvers, &service)
+    };
     TargetName {
-        service: pick(&name.service, &base.service),
+        subset,
+        service,
         datacenter: pick(&name.datacenter, &base.datacenter),
     }
 }
@@ -66,7 +101,7 @@ pub fn follow_redirects(
         else {
             break;
         };
-        let next = applied(redirect, current);
+        let next = applied(resolvers, redirect, current);
         if next == *current {
             break;
         }
@@ -84,6 +119,7 @@ pub fn follow_redirects(
 pub fn resolve(resolvers: &BTreeMap<String, Resolver>, service: &str, datacenter: &str) -> Chain {
     let start = TargetName {
         service: service.to_string(),
+        subset: default_subset(resolvers, service),
         datacenter: datacenter.to_string(),
     };
     let Ok(primary) = follow_redirects(resolvers, start.clone()) else {
@@ -93,9 +129,14 @@ pub fn resolve(resolvers: &BTreeMap<String, Resolver>, service: &str, datacenter
         };
     };
     let resolver = resolvers.get(&primary.service);
+    let failover = resolver.map(|r| {
+        r.subset_failover
+            .get(&primary.subset)
+            .unwrap_or(&r.failover)
+    });
     let mut targets = vec![primary];
-    for name in resolver.into_iter().flat_map(|r| &r.failover) {
-        let target = applied(name, &targets[0]);
+    for name in failover.into_iter().flatten() {
+        let target = applied(resolvers, name, &targets[0]);
         if !targets.contains(&target) {
             targets.push(target);
         }
@@ -124,6 +165,7 @@ pub fn find_redirect_cycle(resolvers: &BTreeMap<String, Resolver>) -> Option<Red
         dcs.iter().find_map(|dc| {
             let start = TargetName {
                 service: service.clone(),
+                subset: String::new(),
                 datacenter: dc.clone(),
             };
             follow_redirects(resolvers, start).err()
@@ -138,8 +180,66 @@ mod tests {
     fn name(service: &str, dc: &str) -> TargetName {
         TargetName {
             service: service.into(),
+            subset: String::new(),
             datacenter: dc.into(),
         }
+    }
+
+    fn in_subset(subset: &str, service: &str, dc: &str) -> TargetName {
+        TargetName {
+            subset: subset.into(),
+            ..name(service, dc)
+        }
+    }
+
+    #[test]
+    fn subsets_default_carry_over_and_pick_their_failover() {
+        let counting = Resolver {
+            default_subset: "v1".into(),
+            failover: vec![name("", "dc3")],
+            subset_failover: BTreeMap::from([(
+                "v2".to_string(),
+                vec![in_subset("v1", "", ""), name("", "dc4")],
+            )]),
+            ..Resolver::default()
+        };
+        let resolvers = BTreeMap::from([
+            ("counting".to_string(), counting),
+            // Redirects to a named subset; the old service's own default does not apply.
+            ("old".to_string(), {
+                let mut r = redirect("counting", "");
+                r.redirect.as_mut().unwrap().subset = "v2".into();
+                r.default_subset = "ignored".into();
+                r
+            }),
+            ("plain".to_string(), redirect("counting", "")),
+        ]);
+        // The default subset, and Failover["*"] keeps it in the other DC.
+        assert_eq!(
+            resolve(&resolvers, "counting", "dc2").targets,
+            [
+                in_subset("v1", "counting", "dc2"),
+                in_subset("v1", "counting", "dc3")
+            ]
+        );
+        // Failover["v2"] applies to v2: another subset in the same DC, then dc4 of v2.
+        assert_eq!(
+            resolve(&resolvers, "old", "dc2").targets,
+            [
+                in_subset("v2", "counting", "dc2"),
+                in_subset("v1", "counting", "dc2"),
+                in_subset("v2", "counting", "dc4"),
+            ]
+        );
+        // A redirect to another service without a subset takes that service's default.
+        assert_eq!(
+            resolve(&resolvers, "plain", "dc1").targets[0],
+            in_subset("v1", "counting", "dc1")
+        );
+        assert_eq!(
+            in_subset("v2", "counting", "dc4").to_string(),
+            "v2.counting@dc4"
+        );
     }
 
     fn failover(targets: &[(&str, &str)]) -> Resolver {

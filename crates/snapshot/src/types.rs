@@ -214,6 +214,63 @@ pub struct UpstreamSnapshot {
     /// Bound on one connection attempt over every target (the resolver's `ConnectTimeout`);
     /// `None`: the proxy's default.
     pub connect_timeout_ms: Option<u64>,
+    /// Passive health of every target's endpoints (`service-defaults` `UpstreamConfig`
+    /// `PassiveHealthCheck`); `None`: not configured.
+    pub passive_health: Option<PassiveHealth>,
+}
+
+/// Passive health (outlier detection): an endpoint (a sidecar or a gateway) that fails
+/// `max_failures` connections in a row (connect or handshake) within `interval_ms` is
+/// ejected for `base_ejection_ms` times the number of its recent ejections, as Envoy does;
+/// at most `max_ejection_percent` of a target's endpoints (and at least one) at a time.
+/// Consul's `PassiveHealthCheck`, with Envoy's defaults for the fields left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassiveHealth {
+    /// `Interval`: the window of a failure streak; also how often an ejection multiplier
+    /// decays while the endpoint is not ejected.
+    pub interval_ms: u64,
+    /// `MaxFailures`: consecutive failures that eject.
+    pub max_failures: u32,
+    /// `MaxEjectionPercent`.
+    pub max_ejection_percent: u32,
+    /// `BaseEjectionTime`.
+    pub base_ejection_ms: u64,
+    /// `EnforcingConsecutive5xx`: Envoy only (the % of ejections enforced); the built-in
+    /// sidecar always enforces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcing_consecutive_5xx: Option<u32>,
+}
+
+impl PassiveHealth {
+    /// Envoy's defaults, which Consul leaves in place for fields not given.
+    pub const DEFAULT: PassiveHealth = PassiveHealth {
+        interval_ms: 10_000,
+        max_failures: 5,
+        max_ejection_percent: 10,
+        base_ejection_ms: 30_000,
+        enforcing_consecutive_5xx: None,
+    };
+    /// Envoy's cap on one ejection (`max_ejection_time`), unless the base time is longer.
+    pub const MAX_EJECTION_MS: u64 = 300_000;
+}
+
+/// A downstream service's `service-defaults` `UpstreamConfig`, as far as the data plane
+/// uses it: passive health for every upstream (`Defaults`) and per upstream (`Overrides`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UpstreamConfigs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<PassiveHealth>,
+    /// Upstream service name -> its passive health; an upstream not named here takes
+    /// `defaults`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, PassiveHealth>,
+}
+
+impl UpstreamConfigs {
+    /// The passive health of upstream `destination`.
+    pub fn passive_health(&self, destination: &str) -> Option<PassiveHealth> {
+        self.overrides.get(destination).copied().or(self.defaults)
+    }
 }
 
 impl UpstreamSnapshot {
@@ -227,8 +284,11 @@ impl UpstreamSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpstreamTarget {
     pub service: String,
+    /// The `service-resolver` subset whose instances `endpoints` are; empty: every instance.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subset: String,
     pub datacenter: String,
-    /// SNI sent in the ClientHello: `<service>.<ns>.<dc>.internal.<td>`.
+    /// SNI sent in the ClientHello: `[<subset>.]<service>.<ns>.<dc>.internal.<td>`.
     pub sni: String,
     /// The exact SPIFFE ID the destination must present.
     pub spiffe_id: String,
@@ -237,12 +297,29 @@ pub struct UpstreamTarget {
     pub endpoints: Vec<SocketAddr>,
 }
 
-/// A service in a datacenter: what a resolver's redirect or failover names. An empty field
-/// means "the same as the target it applies to".
+/// A service (or one subset of it) in a datacenter: what a resolver's redirect or failover
+/// names. An empty field means "the same as the target it applies to" (for `subset`: the
+/// resolver's `DefaultSubset` when the service changes).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct TargetName {
     pub service: String,
+    /// `ServiceSubset`; empty: every instance (or the default subset). Only a target in the
+    /// proxy's own DC is narrowed to it: another DC's gateways route by service.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subset: String,
     pub datacenter: String,
+}
+
+/// A `service-resolver` `Subsets[name]`: the instances a filter selects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Subset {
+    /// A filter expression (go-bexpr) on the instance as `/v1/health/service` shows it:
+    /// `Service.Tags`, `Service.Meta.<key>`, `Service.ID`, `Node.Node`, `Node.Meta.<key>`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter: String,
+    /// Leave out instances with a check in `warning` (critical ones are always left out).
+    #[serde(default)]
+    pub only_passing: bool,
 }
 
 /// A `service-resolver` config entry as the builder takes it (the catalog validated it).
@@ -257,6 +334,15 @@ pub struct Resolver {
     /// `Failover["*"]`, in order: `Datacenters` (same service) or `Targets`.
     #[serde(default)]
     pub failover: Vec<TargetName>,
+    /// `Failover[subset]`: the failover of a target of that subset, instead of `"*"`'s.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subset_failover: BTreeMap<String, Vec<TargetName>>,
+    /// `DefaultSubset`: the subset of a target that names none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub default_subset: String,
+    /// `Subsets`, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subsets: BTreeMap<String, Subset>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,8 +388,22 @@ pub struct Instance {
     pub wan: Option<SocketAddr>,
     /// For a connect-proxy: the service it fronts.
     pub destination_service: Option<String>,
-    /// All checks passing (no check counts as passing).
+    /// No check critical (no check counts as healthy).
     pub healthy: bool,
+    /// Every check passing (none in `warning` either), for a `Subset`'s `OnlyPassing`. For
+    /// a connect-proxy, its fronted service instance's checks count too.
+    #[serde(default)]
+    pub passing: bool,
+    /// Tags: a connect-proxy's are those of the service instance it fronts, which is what a
+    /// resolver's subset filter selects on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Service meta; for a connect-proxy, its fronted service instance's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+    /// The node's meta (`Node.Meta` in subset filters).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_meta: BTreeMap<String, String>,
 }
 
 /// Everything outside the proxy's own registration that the snapshot depends on.
@@ -331,6 +431,9 @@ pub struct MeshView {
     /// `service-resolver` entries of this DC, by service name.
     #[serde(default)]
     pub resolvers: BTreeMap<String, Resolver>,
+    /// `service-defaults` `UpstreamConfig` of this DC, by (downstream) service name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstream_configs: BTreeMap<String, UpstreamConfigs>,
 }
 
 /// The proxy's registration, as the agent holds it.

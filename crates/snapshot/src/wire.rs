@@ -7,8 +7,8 @@
 //! kind's section, is refused naming the proxy and the field.
 
 use crate::types::{
-    GatewayMode, GatewaySnapshot, Leaf, ProxyKind, ProxyRole, SidecarSnapshot, Snapshot,
-    UpstreamSnapshot, UpstreamTarget,
+    GatewayMode, GatewaySnapshot, Leaf, PassiveHealth, ProxyKind, ProxyRole, SidecarSnapshot,
+    Snapshot, UpstreamSnapshot, UpstreamTarget,
 };
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -131,6 +131,11 @@ pub(crate) struct WireUpstream {
     failover: Vec<UpstreamTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     connect_timeout_ms: Option<u64>,
+    /// The primary target's subset, when it has one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    subset: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    passive_health: Option<PassiveHealth>,
 }
 
 impl From<WireUpstream> for UpstreamSnapshot {
@@ -138,6 +143,7 @@ impl From<WireUpstream> for UpstreamSnapshot {
         UpstreamSnapshot {
             primary: UpstreamTarget {
                 service: w.service.unwrap_or_else(|| w.destination.clone()),
+                subset: w.subset,
                 datacenter: w.target_datacenter.unwrap_or_else(|| w.datacenter.clone()),
                 sni: w.sni,
                 spiffe_id: w.spiffe_id,
@@ -149,6 +155,7 @@ impl From<WireUpstream> for UpstreamSnapshot {
             mode: w.mode,
             failover: w.failover,
             connect_timeout_ms: w.connect_timeout_ms,
+            passive_health: w.passive_health,
         }
     }
 }
@@ -168,6 +175,8 @@ impl From<UpstreamSnapshot> for WireUpstream {
             endpoints: p.endpoints,
             failover: u.failover,
             connect_timeout_ms: u.connect_timeout_ms,
+            subset: p.subset,
+            passive_health: u.passive_health,
         }
     }
 }

@@ -3,13 +3,14 @@
 
 use super::proto::{self, common_tls, eds_cluster, listener, resource, tcp_proxy};
 use super::Resources;
+use envoy_types::pb::envoy::config::cluster::v3::OutlierDetection;
 use envoy_types::pb::envoy::config::listener::v3::FilterChain;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     subject_alt_name_matcher::SanType, CertificateValidationContext, DownstreamTlsContext,
     SubjectAltNameMatcher, UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
-use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
 use std::collections::BTreeSet;
 use strait_snapshot::{SidecarSnapshot, UpstreamSnapshot, UpstreamTarget};
 
@@ -53,6 +54,34 @@ pub fn render(sidecar: &SidecarSnapshot, out: &mut Resources) {
     }
 }
 
+/// The outlier detection of a target's cluster: the upstream's `PassiveHealthCheck` when the
+/// `service-defaults` entry gives one (consecutive connect or handshake failures are 5xx
+/// for TCP in Envoy), else the chain default ([`proto::outlier_detection`]) for a target of
+/// a chain, else none.
+fn outlier(upstream: &UpstreamSnapshot, in_chain: bool) -> Option<OutlierDetection> {
+    let Some(p) = &upstream.passive_health else {
+        return in_chain.then(proto::outlier_detection);
+    };
+    let duration = |ms: u64| Duration {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    };
+    Some(OutlierDetection {
+        consecutive_5xx: Some(UInt32Value {
+            value: p.max_failures,
+        }),
+        interval: Some(duration(p.interval_ms)),
+        base_ejection_time: Some(duration(p.base_ejection_ms)),
+        max_ejection_percent: Some(UInt32Value {
+            value: p.max_ejection_percent,
+        }),
+        enforcing_consecutive_5xx: p
+            .enforcing_consecutive_5xx
+            .map(|value| UInt32Value { value }),
+        ..Default::default()
+    })
+}
+
 /// Tries per connection through a chain: enough for a first attempt to fail, the failing
 /// target's endpoint to be ejected ([`outlier_detection`]) and the next target to serve.
 const CHAIN_CONNECT_ATTEMPTS: u32 = 3;
@@ -91,7 +120,8 @@ fn outbound(upstream: &UpstreamSnapshot, in_chains: &BTreeSet<&str>, out: &mut R
         &listener(&name, upstream.bind, vec![chain]),
     ));
     for target in &targets {
-        target_cluster(target, in_chains.contains(target.sni.as_str()), out);
+        let outlier = outlier(upstream, in_chains.contains(target.sni.as_str()));
+        target_cluster(target, outlier, out);
     }
     if chained && !rendered(out, &cluster_name) {
         let order = targets.iter().map(|t| t.sni.clone()).collect();
@@ -107,7 +137,7 @@ fn rendered(out: &Resources, cluster: &str) -> bool {
 }
 
 /// The cluster of one target: mTLS with its SNI, accepting only its exact SPIFFE ID.
-fn target_cluster(target: &UpstreamTarget, in_chain: bool, out: &mut Resources) {
+fn target_cluster(target: &UpstreamTarget, outlier: Option<OutlierDetection>, out: &mut Resources) {
     if rendered(out, &target.sni) {
         return;
     }
@@ -131,8 +161,6 @@ fn target_cluster(target: &UpstreamTarget, in_chain: bool, out: &mut Resources) 
     };
     let mut cluster = eds_cluster(&target.sni);
     cluster.transport_socket = Some(proto::transport_socket(&tls));
-    if in_chain {
-        cluster.outlier_detection = Some(proto::outlier_detection());
-    }
+    cluster.outlier_detection = outlier;
     proto::eds_pair(out, cluster, &target.endpoints);
 }

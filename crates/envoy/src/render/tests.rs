@@ -51,6 +51,7 @@ fn sidecar() -> Snapshot {
             mode: GatewayMode::Local,
             primary: UpstreamTarget {
                 service: "counting".into(),
+                subset: String::new(),
                 datacenter: "dc2".into(),
                 sni: "counting.default.dc2.internal.td.strait".into(),
                 spiffe_id: "spiffe://td.strait/ns/default/dc/dc2/svc/counting".into(),
@@ -58,6 +59,7 @@ fn sidecar() -> Snapshot {
             },
             failover: vec![],
             connect_timeout_ms: None,
+            passive_health: None,
         }],
         intentions: Default::default(),
     }))
@@ -193,6 +195,7 @@ fn sidecar_upstream_verifies_the_exact_spiffe_id() {
 fn target(service: &str, dc: &str, endpoints: &[&str]) -> UpstreamTarget {
     UpstreamTarget {
         service: service.into(),
+        subset: String::new(),
         datacenter: dc.into(),
         sni: format!("{service}.default.{dc}.internal.td.strait"),
         spiffe_id: format!("spiffe://td.strait/ns/default/dc/{dc}/svc/{service}"),
@@ -369,4 +372,34 @@ fn same_snapshot_renders_the_same() {
         render(&gateway("10.0.0.11:8443")),
         render(&gateway("10.0.0.11:8443"))
     );
+}
+
+/// A `PassiveHealthCheck` of the upstream is rendered as given, on a single target too; the
+/// chain's default values are not used then.
+#[test]
+fn passive_health_of_the_upstream_is_the_outlier_detection() {
+    let mut snap = sidecar();
+    let ProxyRole::Sidecar(s) = &mut snap.role else {
+        unreachable!()
+    };
+    s.upstreams[0].passive_health = Some(strait_snapshot::PassiveHealth {
+        interval_ms: 2_500,
+        max_failures: 3,
+        max_ejection_percent: 50,
+        base_ejection_ms: 7_000,
+        enforcing_consecutive_5xx: Some(80),
+    });
+    let r = render(&snap);
+    let c: Cluster = decode(&r.clusters[1]);
+    let od = c
+        .outlier_detection
+        .expect("outlier detection from the entry");
+    assert_eq!(od.consecutive_5xx.map(|v| v.value), Some(3));
+    assert_eq!(
+        od.interval.map(|d| (d.seconds, d.nanos)),
+        Some((2, 500_000_000))
+    );
+    assert_eq!(od.base_ejection_time.map(|d| d.seconds), Some(7));
+    assert_eq!(od.max_ejection_percent.map(|v| v.value), Some(50));
+    assert_eq!(od.enforcing_consecutive_5xx.map(|v| v.value), Some(80));
 }

@@ -9,6 +9,7 @@
 
 pub(crate) mod inbound;
 pub(crate) mod outbound;
+pub mod passive;
 pub mod state;
 
 use crate::cli::Options;

@@ -7,8 +7,12 @@
 //!
 //! Each dial and each handshake has its own short deadline (`--connect-timeout`,
 //! `--upstream-handshake-timeout`), so a gateway that accepts into its backlog but never
-//! answers (a stopped process) costs one deadline, not the client's patience.
+//! answers (a stopped process) costs one deadline, not the client's patience. With passive
+//! health configured ([`super::passive`]), an endpoint that failed `MaxFailures` times in a
+//! row is skipped by new connections until its ejection ends; a target whose endpoints are
+//! all ejected is passed over like one without healthy endpoints.
 
+use super::passive::{now_ms, Outlier};
 use super::state::{TargetState, UpstreamKey, UpstreamState};
 use super::Shared;
 use crate::copy::copy_streams;
@@ -73,12 +77,26 @@ async fn dial_chain(
     let options = &shared.options;
     let deadline = Instant::now() + upstream.connect_timeout.unwrap_or(options.attempt_timeout);
     let mut passed_over = false;
-    for target in &upstream.targets {
+    // Ejected endpoints only when nothing else answered (Envoy's panic routing).
+    let passes: &[Pass] = match upstream.passive_health {
+        Some(_) => &[Pass::NotEjected, Pass::Ejected],
+        None => &[Pass::All],
+    };
+    let chain = (0..passes.len() * upstream.targets.len()).map(|i| {
+        let n = upstream.targets.len();
+        (passes[i / n], &upstream.targets[i % n])
+    });
+    for (pass, target) in chain {
         if target.endpoints.is_empty() {
             passed_over = true;
             continue;
         }
-        if let Some(tls) = dial_target(shared, lm, target, deadline).await {
+        let passive = upstream.passive_health.as_ref().map(|config| Outlier {
+            config,
+            endpoints: &target.health,
+        });
+        let dialled = dial_target(shared, lm, target, passive.as_ref(), pass, deadline).await;
+        if let Some(tls) = dialled {
             let m = &target.metrics;
             m.connections.fetch_add(1, Relaxed);
             if passed_over {
@@ -94,7 +112,9 @@ async fn dial_chain(
             tracing::warn!("connect timeout of the upstream reached; closed");
             return None;
         }
-        tracing::warn!(target = %sni_of(target), "every endpoint of the target failed; trying the next target");
+        if pass != Pass::Ejected {
+            tracing::warn!(target = %sni_of(target), "every endpoint of the target failed; trying the next target");
+        }
     }
     if passed_over {
         tracing::warn!("no target of the upstream could be reached; closed");
@@ -112,18 +132,46 @@ fn sni_of(target: &TargetState) -> &str {
     }
 }
 
-/// Each endpoint of `target` once, round-robin, until one completes a handshake.
+/// Which endpoints of a target a pass over the chain dials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Passive health off: every endpoint.
+    All,
+    NotEjected,
+    /// After every target's other endpoints failed: the ejected ones, as a last resort.
+    Ejected,
+}
+
+/// Each endpoint of `target` that `pass` selects once, round-robin, until one completes a
+/// handshake; each failure and success is reported to `passive`.
 async fn dial_target(
     shared: &Shared,
     lm: &ListenerMetrics,
     target: &TargetState,
+    passive: Option<&Outlier<'_>>,
+    pass: Pass,
     deadline: Instant,
 ) -> Option<TlsStream<TcpStream>> {
     let options = &shared.options;
     let endpoints = &target.endpoints;
     let start = target.next.fetch_add(1, Relaxed);
+    let failed = |index: usize, endpoint: SocketAddr| {
+        if passive.is_some_and(|p| p.failure(index, now_ms())) {
+            target.metrics.ejections.fetch_add(1, Relaxed);
+            tracing::warn!(%endpoint, "endpoint ejected by passive health");
+        }
+    };
     for i in 0..endpoints.len() {
-        let endpoint = endpoints[(start + i) % endpoints.len()];
+        let index = (start + i) % endpoints.len();
+        let endpoint = endpoints[index];
+        let selected = match pass {
+            Pass::All => true,
+            Pass::NotEjected => !target.health[index].is_ejected(now_ms()),
+            Pass::Ejected => target.health[index].is_ejected(now_ms()),
+        };
+        if !selected {
+            continue;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return None;
@@ -132,6 +180,7 @@ async fn dial_target(
             Ok(tcp) => tcp,
             Err(err) => {
                 lm.connect_errors.fetch_add(1, Relaxed);
+                failed(index, endpoint);
                 tracing::warn!(%endpoint, %err, "endpoint unreachable; trying the next");
                 continue;
             }
@@ -143,6 +192,9 @@ async fn dial_target(
             .max(Duration::from_millis(1));
         match tokio::time::timeout(limit, handshake).await {
             Ok(Ok(s)) => {
+                if passive.is_some() {
+                    target.health[index].success(now_ms());
+                }
                 let span = tracing::Span::current();
                 span.record("endpoint", tracing::field::display(endpoint));
                 span.record("target", sni_of(target));
@@ -153,6 +205,7 @@ async fn dial_target(
             Ok(Err(err)) => {
                 let reason = HandshakeFailure::of(&err);
                 shared.metrics.handshake_outbound.inc(&reason);
+                failed(index, endpoint);
                 tracing::warn!(%endpoint, reason = reason.label(), %err, "upstream handshake failed; trying the next");
             }
             Err(_) => {
@@ -160,6 +213,7 @@ async fn dial_target(
                     .metrics
                     .handshake_outbound
                     .inc(&HandshakeFailure::Timeout);
+                failed(index, endpoint);
                 tracing::warn!(%endpoint, ?limit, "upstream handshake timed out; trying the next");
             }
         }

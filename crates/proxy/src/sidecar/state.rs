@@ -1,8 +1,9 @@
 //! Snapshot -> everything the sidecar's data path needs, built once per snapshot: the
 //! inbound server config, one client config per upstream target (expecting exactly that
-//! target's SPIFFE ID), the SNI names, each target's counters. Connections only clone `Arc`s
-//! out of it.
+//! target's SPIFFE ID), the SNI names, each target's counters and its endpoints' passive
+//! health. Connections only clone `Arc`s out of it.
 
+use super::passive::EndpointHealth;
 use crate::metrics::{Metrics, TargetMetrics};
 use rustls_pki_types::ServerName;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use strait_identity::tls::{self, ClientAuth, Expect, Identity, Roots};
 use strait_identity::SpiffeId;
-use strait_snapshot::{Intentions, Snapshot, WrongKind};
+use strait_snapshot::{Intentions, PassiveHealth, Snapshot, WrongKind};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Identifies an upstream across snapshots: its listener follows it.
@@ -36,6 +37,8 @@ pub(crate) struct UpstreamState {
     pub targets: Vec<TargetState>,
     /// Bound on one connection attempt over every target (`None`: the proxy's default).
     pub connect_timeout: Option<Duration>,
+    /// Passive health of every target's endpoints (`None`: off).
+    pub passive_health: Option<PassiveHealth>,
 }
 
 /// One target of an upstream's chain.
@@ -43,6 +46,8 @@ pub(crate) struct TargetState {
     pub sni: ServerName<'static>,
     pub connector: TlsConnector,
     pub endpoints: Vec<SocketAddr>,
+    /// Passive health of each of `endpoints` (same order); kept across snapshots.
+    pub health: Vec<Arc<EndpointHealth>>,
     /// Round-robin start over endpoints.
     pub next: AtomicUsize,
     /// Connections served and failovers to it; kept across snapshots.
@@ -124,12 +129,14 @@ impl SidecarState {
                         destination: up.destination.clone(),
                         sni: target.sni.clone(),
                     })?;
+                let metrics = metrics.target(&listener, &target.sni);
                 targets.push(TargetState {
                     sni,
                     connector: TlsConnector::from(client),
                     endpoints: target.endpoints.clone(),
+                    health: metrics.endpoint_health(&target.endpoints),
                     next: AtomicUsize::new(0),
-                    metrics: metrics.target(&listener, &target.sni),
+                    metrics,
                 });
             }
             upstreams.push(UpstreamState {
@@ -137,6 +144,7 @@ impl SidecarState {
                 bind: up.bind,
                 targets,
                 connect_timeout: up.connect_timeout_ms.map(Duration::from_millis),
+                passive_health: up.passive_health,
             });
         }
         Ok(SidecarState {

@@ -100,6 +100,7 @@ pub fn upstream(td: &str, dest: &str, dc: &str, endpoints: Vec<SocketAddr>) -> U
         primary: target(td, dest, dc, endpoints),
         failover: vec![],
         connect_timeout_ms: None,
+        passive_health: None,
     }
 }
 
@@ -107,6 +108,7 @@ pub fn upstream(td: &str, dest: &str, dc: &str, endpoints: Vec<SocketAddr>) -> U
 pub fn target(td: &str, dest: &str, dc: &str, endpoints: Vec<SocketAddr>) -> UpstreamTarget {
     UpstreamTarget {
         service: dest.to_string(),
+        subset: String::new(),
         datacenter: dc.to_string(),
         sni: service_sni(dest, dc, td),
         spiffe_id: service_spiffe_id(dest, dc, td),

@@ -89,6 +89,9 @@ pub async fn mesh_view(
             "proxy-defaults" => view.proxy_defaults_mode = mode,
             "service-defaults" => {
                 view.service_defaults_mode.insert(e.name.clone(), mode);
+                if let Some(configs) = e.upstream_configs() {
+                    view.upstream_configs.insert(e.name.clone(), configs);
+                }
             }
             "service-intentions" => {
                 view.intentions.insert(e.name.clone(), e.intention_rules());
