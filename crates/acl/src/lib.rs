@@ -1,8 +1,9 @@
 //! Access control in Consul's model: tokens, policies and roles ([`token`]), the rule
-//! language ([`Rules`]), the [`Authorizer`] a token compiles to, and the `[acl]` config table
-//! ([`AclConfig`]). The core only — pure, no I/O and no clock (callers pass `now`); the
-//! servers keep these types in their replicated state and every agent and server endpoint
-//! asks an `Authorizer` before it acts (docs/architecture.md, "ACLs").
+//! language ([`Rules`]), the [`Authorizer`] a token compiles to, the ACL part of the servers'
+//! replicated state ([`AclState`], changed by [`AclCommand`]s), and the `[acl]` config table
+//! ([`AclConfig`]). The core only — pure, no I/O and no clock (callers pass `now`); every
+//! agent and server endpoint is to ask an `Authorizer` before it acts (docs/architecture.md,
+//! "ACLs (core only so far)").
 //!
 //! Where it sits: beside the catalog. The servers store tokens, policies and roles; agents,
 //! servers and the ADS server resolve the token of each request into an `Authorizer`; a

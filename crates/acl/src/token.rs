@@ -52,7 +52,13 @@ pub struct NodeIdentity {
 pub struct Token {
     #[serde(rename = "AccessorID", default)]
     pub accessor_id: String,
-    #[serde(rename = "SecretID", default, skip_serializing_if = "Option::is_none")]
+    /// An empty string is no secret (clients send `""` for "generate one").
+    #[serde(
+        rename = "SecretID",
+        default,
+        deserialize_with = "empty_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret_id: Option<SecretId>,
     #[serde(default)]
     pub description: String,
@@ -349,6 +355,11 @@ fn valid_identity_name(name: &str) -> bool {
         && b.first().is_some_and(edge)
         && b.last().is_some_and(edge)
         && b.iter().all(|c| edge(c) || *c == b'-' || *c == b'_')
+}
+
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretId>, D::Error> {
+    let secret = Option::<SecretId>::deserialize(d)?;
+    Ok(secret.filter(|s| !s.expose().is_empty()))
 }
 
 fn content_hash(value: &impl Serialize) -> String {

@@ -119,6 +119,9 @@ fn validation_names_the_field() {
     };
     assert_eq!(bad(r#"{"AccessorID": "x"}"#), "AccessorID: must be a UUID");
     assert_eq!(bad(r#"{"SecretID": "short"}"#), "SecretID: must be a UUID");
+    let empty: Token = serde_json::from_str(r#"{"SecretID": "", "AccessorID": ""}"#).unwrap();
+    assert_eq!(empty.secret_id, None, "empty means: generate one");
+    empty.validate().unwrap();
     assert_eq!(
         bad(r#"{"Policies": [{"Name": "a"}, {}]}"#),
         "Policies[1]: needs an ID or a Name"
