@@ -145,7 +145,7 @@ async fn service(
 ) -> Response {
     let deadline = match wait_param(&q, Duration::from_secs(300), Duration::from_secs(600)) {
         Ok(wait) => tokio::time::Instant::now() + wait,
-        Err(resp) => return resp,
+        Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };
     let mut changes = a.local.subscribe();
     loop {
@@ -170,31 +170,26 @@ async fn service(
     }
 }
 
-/// A blocking query's `?index=` (0 when absent); not a number is a 400.
-pub(crate) fn index_param(q: &HashMap<String, String>) -> Result<u64, Response> {
+/// A blocking query's `?index=` (0 when absent); the error (a 400's) names the parameter.
+pub(crate) fn index_param(q: &HashMap<String, String>) -> Result<u64, String> {
     match q.get("index").map(|v| (v, v.parse())) {
         None => Ok(0),
         Some((_, Ok(index))) => Ok(index),
-        Some((v, Err(_))) => Err(err(
-            StatusCode::BAD_REQUEST,
-            format!("query parameter `index` = {v:?} is not a number"),
-        )),
+        Some((v, Err(_))) => Err(format!("query parameter `index` = {v:?} is not a number")),
     }
 }
 
-/// A blocking query's `?wait=` (`default` when absent, at most `max`); a bad one is a 400.
+/// A blocking query's `?wait=` (`default` when absent, at most `max`); the error (a 400's)
+/// names the parameter.
 pub(crate) fn wait_param(
     q: &HashMap<String, String>,
     default: Duration,
     max: Duration,
-) -> Result<Duration, Response> {
+) -> Result<Duration, String> {
     match q.get("wait").map(|w| strait_rpc::duration::parse(w)) {
         None => Ok(default),
         Some(Ok(wait)) => Ok(wait.min(max)),
-        Some(Err(e)) => Err(err(
-            StatusCode::BAD_REQUEST,
-            format!("query parameter `wait` = {e}"),
-        )),
+        Some(Err(e)) => Err(format!("query parameter `wait` = {e}")),
     }
 }
 
@@ -380,11 +375,11 @@ async fn snapshot(
 ) -> Response {
     let after = match index_param(&q) {
         Ok(index) => index,
-        Err(resp) => return resp,
+        Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };
     let wait = match wait_param(&q, Duration::from_secs(30), Duration::from_secs(300)) {
         Ok(wait) => wait,
-        Err(resp) => return resp,
+        Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };
     let mut gen = a.snapshot_gen.subscribe();
     let deadline = tokio::time::Instant::now() + wait;

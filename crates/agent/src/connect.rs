@@ -64,11 +64,11 @@ pub async fn leaf(
     }
     let after = match index_param(&q) {
         Ok(index) => index,
-        Err(resp) => return resp,
+        Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };
     let deadline = match wait_param(&q, Duration::from_secs(300), Duration::from_secs(600)) {
         Ok(wait) => tokio::time::Instant::now() + wait,
-        Err(resp) => return resp,
+        Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };
     let mut issued = a.leaf_index.subscribe();
     loop {

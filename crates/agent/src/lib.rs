@@ -8,6 +8,7 @@
 
 mod api;
 mod api_health;
+pub mod check_definition;
 mod checks;
 pub mod config;
 mod connect;

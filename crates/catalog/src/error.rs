@@ -6,6 +6,9 @@
 pub enum CatalogError {
     #[error("{what}: field {field} must not be empty")]
     EmptyField { what: String, field: &'static str },
+    /// A registration breaking one of [`crate::rules`]; `reason` names the field.
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
     #[error("unknown node {node:?}")]
     UnknownNode { node: String },
     #[error("unknown service {service:?} on node {node:?}")]

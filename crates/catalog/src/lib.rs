@@ -24,3 +24,4 @@ pub use types::{
     ResolverFailover, ResolverSubset, ResolverTarget, Service, ServiceAddress, ServiceInstance,
     SourceIntention, SyncOutcome, Upstream, UpstreamConfig, UpstreamSettings,
 };
+pub use validate::rules;

@@ -8,6 +8,88 @@ use crate::types::{
 };
 use std::net::SocketAddr;
 
+/// Consul's rules for the names and labels of a registration, shared by the agent (which
+/// checks definitions before they are stored) and the catalog (which refuses writes that
+/// bypass an agent). Each error is the whole message, naming the field and the value.
+pub mod rules {
+    use std::collections::BTreeMap;
+
+    /// A service, check or node ID: it goes into URL paths and log lines, so 1-128
+    /// characters, no '/' and no control characters.
+    pub fn id(field: &str, id: &str) -> Result<(), String> {
+        if id.is_empty() || id.len() > 128 || id.contains('/') || id.chars().any(char::is_control) {
+            return Err(format!(
+                "field {field} = {id:?}: must be 1-128 characters without '/' or control characters"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A free-text label (a name, a tag): no control characters (a newline would forge a
+    /// line in a log that prints it).
+    pub fn text(field: &str, value: &str) -> Result<(), String> {
+        if value.chars().any(char::is_control) {
+            return Err(format!(
+                "field {field} = {value:?}: must not contain control characters"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Tags: see [`text`].
+    pub fn tags(tags: &[String]) -> Result<(), String> {
+        for (i, tag) in tags.iter().enumerate() {
+            text(&format!("Tags[{i}]"), tag)?;
+        }
+        Ok(())
+    }
+
+    /// Consul's rules for `Meta` (ValidateServiceMetadata): at most 64 pairs; keys of 1-128
+    /// letters, digits, `_` and `-`, not starting with `consul-` (reserved); values of at
+    /// most 512 characters, without control characters.
+    pub fn meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
+        if meta.len() > 64 {
+            return Err(format!(
+                "field Meta: {} pairs, at most 64 are allowed",
+                meta.len()
+            ));
+        }
+        for (k, v) in meta {
+            if k.is_empty() || k.len() > 128 {
+                return Err(format!("field Meta key {k:?}: must be 1-128 characters"));
+            }
+            if !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(format!(
+                    "field Meta key {k:?}: only letters, digits, '_' and '-' are allowed"
+                ));
+            }
+            if k.starts_with("consul-") {
+                return Err(format!(
+                    "field Meta key {k:?}: the prefix 'consul-' is reserved"
+                ));
+            }
+            if v.chars().count() > 512 {
+                return Err(format!(
+                    "field Meta.{k}: the value is longer than 512 characters"
+                ));
+            }
+            text(&format!("Meta.{k}"), v)?;
+        }
+        Ok(())
+    }
+}
+
+/// A rule of [`rules`] broken by `what`.
+fn ruled(what: impl FnOnce() -> String, r: Result<(), String>) -> Result<()> {
+    r.map_err(|reason| CatalogError::Invalid {
+        what: what(),
+        reason,
+    })
+}
+
 fn non_empty(value: &str, what: impl FnOnce() -> String, field: &'static str) -> Result<()> {
     if value.is_empty() {
         return Err(CatalogError::EmptyField {
@@ -41,7 +123,10 @@ pub(crate) fn check_status(s: &str) -> Result<()> {
 
 pub(crate) fn node(node: &Node) -> Result<()> {
     non_empty(&node.node, || "node".into(), "Node")?;
-    non_empty(&node.address, || format!("node {:?}", node.node), "Address")
+    let what = || format!("node {:?}", node.node);
+    ruled(what, rules::id("Node", &node.node))?;
+    ruled(what, rules::meta(&node.meta))?;
+    non_empty(&node.address, what, "Address")
 }
 
 /// Checks a service and fills in its defaults (ID = name).
@@ -55,6 +140,10 @@ pub(crate) fn service(node: &str, mut svc: Service) -> Result<Service> {
         svc.id = svc.service.clone();
     }
     let what = || format!("service {:?} on node {node:?}", svc.id);
+    ruled(what, rules::id("ID", &svc.id))?;
+    ruled(what, rules::text("Service", &svc.service))?;
+    ruled(what, rules::tags(&svc.tags))?;
+    ruled(what, rules::meta(&svc.meta))?;
     if !kind::ALL.contains(&svc.kind.as_str()) {
         return Err(CatalogError::InvalidKind {
             service: svc.id.clone(),
@@ -106,6 +195,9 @@ pub(crate) fn check<'a>(
         || format!("check on node {node:?}"),
         "CheckID",
     )?;
+    let what = || format!("check {:?} on node {node:?}", chk.check_id);
+    ruled(what, rules::id("CheckID", &chk.check_id))?;
+    ruled(what, rules::text("Name", &chk.name))?;
     if chk.node.is_empty() {
         chk.node = node.to_string();
     } else if chk.node != node {
@@ -498,3 +590,7 @@ pub(crate) fn federation_state(fed: &FederationState) -> Result<()> {
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "validate_registration_tests.rs"]
+mod registration_tests;
