@@ -13,6 +13,7 @@ use crate::rules::{Access, Level, Rules, Segments, ServiceRule};
 use crate::token::{
     Grants, InvalidAcl, Link, Policy, Role, Token, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID,
 };
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -23,6 +24,11 @@ pub trait Store {
     fn policy(&self, link: &Link) -> Option<&Policy>;
     /// The role a link names, likewise.
     fn role(&self, link: &Link) -> Option<&Role>;
+    /// A policy's rules, parsed. A store that keeps them parsed (as [`crate::AclState`]
+    /// does) lends them, so resolving a token parses no HCL.
+    fn policy_rules<'a>(&'a self, policy: &'a Policy) -> Result<Cow<'a, Rules>, InvalidAcl> {
+        policy.parsed_rules().map(Cow::Owned)
+    }
 }
 
 /// Where the token is being used.
@@ -133,7 +139,7 @@ impl Authorizer {
                 continue;
             }
             management |= policy.id == GLOBAL_MANAGEMENT_POLICY_ID;
-            rules.merge(&policy.parsed_rules()?);
+            rules.merge(&*store.policy_rules(policy)?);
         }
         for s in grants.iter().flat_map(|g| &g.service_identities) {
             if s.datacenters.is_empty() || s.datacenters.iter().any(|d| d == ctx.datacenter) {

@@ -6,12 +6,14 @@
 //! Links by name are resolved to IDs when applied, as Consul does on write.
 
 use crate::authorizer::{Authorizer, Context, Store};
+use crate::rules::Rules;
 use crate::secret::{new_uuid, SecretHash, SecretId};
 use crate::token::{
     Grants, InvalidAcl, Link, Policy, Role, StoredToken, Token, ANONYMOUS_TOKEN_ID,
     GLOBAL_MANAGEMENT_POLICY_ID,
 };
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
@@ -70,6 +72,8 @@ pub struct AclState {
     image: Image,
     /// Secret hash -> `AccessorID`.
     by_secret: BTreeMap<SecretHash, String>,
+    /// Policy ID -> its rules, parsed when the policy is written.
+    rules: BTreeMap<String, Rules>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -89,7 +93,18 @@ impl From<Image> for AclState {
             .values()
             .map(|t| (t.secret_hash, t.token.accessor_id.clone()))
             .collect();
-        AclState { image, by_secret }
+        // A policy that no longer parses is left out here and refused when a token using
+        // it resolves (`Store::policy_rules` parses it again and names it).
+        let rules = image
+            .policies
+            .values()
+            .filter_map(|p| Some((p.id.clone(), p.parsed_rules().ok()?)))
+            .collect();
+        AclState {
+            image,
+            by_secret,
+            rules,
+        }
     }
 }
 
@@ -160,6 +175,7 @@ impl AclState {
                     return Err(conflict("the global-management policy cannot be deleted"));
                 }
                 self.image.policies.remove(&id);
+                self.rules.remove(&id);
                 Ok(())
             }
             AclCommand::SetRole(role) => self.set_role(index, role),
@@ -265,7 +281,7 @@ impl AclState {
     }
 
     fn set_policy(&mut self, index: u64, mut policy: Policy) -> Result<(), AclRefused> {
-        policy.validate()?;
+        let rules = policy.validate()?;
         if policy.id.is_empty() {
             return Err(conflict("a policy is proposed with its ID (a bug)"));
         }
@@ -289,6 +305,7 @@ impl AclState {
         policy.revision.create_index = existing.map_or(index, |p| p.revision.create_index);
         policy.revision.modify_index = index;
         policy.revision.hash = policy.content_hash();
+        self.rules.insert(policy.id.clone(), rules);
         self.image.policies.insert(policy.id.clone(), policy);
         Ok(())
     }
@@ -415,6 +432,13 @@ impl Store for AclState {
         match link.id.is_empty() {
             false => self.image.roles.get(&link.id),
             true => self.image.roles.values().find(|r| r.name == link.name),
+        }
+    }
+
+    fn policy_rules<'a>(&'a self, policy: &'a Policy) -> Result<Cow<'a, Rules>, InvalidAcl> {
+        match self.rules.get(&policy.id) {
+            Some(rules) => Ok(Cow::Borrowed(rules)),
+            None => policy.parsed_rules().map(Cow::Owned),
         }
     }
 }

@@ -349,3 +349,45 @@ fn the_same_log_gives_the_same_state() {
     };
     assert_eq!(replay(&log), replay(&log));
 }
+
+#[test]
+fn rules_are_parsed_once_when_written() {
+    let (mut state, _) = bootstrapped();
+    let policy = Policy {
+        name: "ops".into(),
+        rules: "operator = \"read\"\n".into(),
+        ..Policy::default()
+    };
+    state.apply(2, prepare_policy(policy)).unwrap();
+    let token = Token {
+        grants: Grants {
+            policies: vec![named("ops")],
+            ..Grants::default()
+        },
+        ..Token::default()
+    };
+    let (_, secret) = create(&mut state, 3, token);
+    let stored = state.policy(&named("ops")).unwrap();
+    assert!(matches!(
+        state.policy_rules(stored).unwrap(),
+        std::borrow::Cow::Borrowed(_)
+    ));
+
+    // A state image whose policy no longer parses (written by a broken version, edited by
+    // hand): the token using it is refused with the policy named, not silently narrowed.
+    let mut image = serde_json::to_value(&state).unwrap();
+    for policy in image["policies"].as_object_mut().unwrap().values_mut() {
+        if policy["Name"] == "ops" {
+            policy["Rules"] = "operator = \"sometimes\"\n".into();
+        }
+    }
+    let broken: AclState = serde_json::from_value(image).unwrap();
+    let e = broken
+        .resolve(Some(secret.expose()), now(), &DC1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("policy \"ops\": invalid Rules: line 1: "),
+        "{e}"
+    );
+}
