@@ -219,7 +219,7 @@ impl Rules {
         use hcl::edit::Span;
         let body: Body = text
             .parse()
-            .map_err(|e: hcl::edit::parser::Error| RulesError(e.to_string()))?;
+            .map_err(|e: hcl::edit::parser::Error| RulesError(syntax_error(&e)))?;
         let mut rules = Rules::default();
         for structure in body {
             let start = structure.span().map_or(0, |s| s.start);
@@ -268,6 +268,17 @@ impl Rules {
         self.node.merge(&other.node, Access::strongest);
         self.agent.merge(&other.agent, Access::strongest);
         self.key.merge(&other.key, Access::strongest);
+    }
+}
+
+/// hcl-rs's message, plus a hint where Consul's HCL 1 habit of several attributes on one
+/// line (`{ policy = "write" intentions = "read" }`) is the likely cause.
+fn syntax_error(e: &hcl::edit::parser::Error) -> String {
+    match e.line().matches('=').count() > 1 {
+        true => format!(
+            "{e}\n  = HCL 2 takes one attribute per line: `{{ policy = \"write\" intentions = \"read\" }}` (Consul's HCL 1) is written over several lines"
+        ),
+        false => e.to_string(),
     }
 }
 

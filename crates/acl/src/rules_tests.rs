@@ -127,9 +127,12 @@ fn hcl_errors_name_rule_key_and_line() {
     assert!(e.contains("operator"), "{e}");
 
     let e = err("service \"a\" {\n  policy = \n");
+    assert!(e.contains("line 2"), "hcl-rs names the position: {e}");
+    assert!(!e.contains("one attribute per line"), "{e}");
+    let e = err("\nservice \"a\" { policy = \"write\" intentions = \"read\" }\n");
     assert!(
-        !e.is_empty(),
-        "syntax errors come from hcl-rs with their position"
+        e.contains("line 2") && e.contains("one attribute per line"),
+        "{e}"
     );
 }
 
