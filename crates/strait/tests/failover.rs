@@ -6,8 +6,11 @@
 //! its readiness check drops it, then requests are as fast as before), both of dc2's gateways
 //! killed (moves to dc3) and started again (moves back once their checks, run at once on
 //! re-registration, pass), one of dc2's gateways up but failing a health check (gets no new
-//! connection once dc2 reports it), and one of dc1's two gateways killed
-//! (hashicorp/consul#15703: no new connection fails; the sidecar drops it from the chain).
+//! connection once dc2 reports it), one of dc1's two gateways killed
+//! (hashicorp/consul#15703: no new connection fails; the sidecar drops it from the chain),
+//! and, with a `PassiveHealthCheck` written for the dashboard's upstream, one of dc1's
+//! gateways hung (ejected after `MaxFailures` handshake timeouts, before the catalog
+//! notices: later connections do not pay for it).
 //!
 //! `envoy_fails_over_to_dc3_and_back` runs the first two events with `--proxy envoy`.
 //!
@@ -32,14 +35,9 @@ const UPSTREAM: &str = "127.25.1.12:5000";
 const ADMIN: &str = "127.25.1.12:19000";
 const STOP_COUNTING: &[&str] = &["stop", "counting", "--vm", "dc2-services"];
 const START_COUNTING: &[&str] = &["start", "counting", "--vm", "dc2-services"];
-/// The dashboard VM's second gateway, added to the built-in topology by [`topology_text`].
-const DC1_GATEWAY_B: &str = "
-[[vm]]
-name = \"dc1-gateway-b\"
-dc = \"dc1\"
-address = \"127.25.1.13\"
-roles = [\"gateway\"]
-";
+/// dc1's server's HTTP API (config entries are written there, as the lab writes its
+/// resolver).
+const DC1_SERVER_API: &str = "127.25.1.10:8500";
 /// The agent and the gateway admin of dc2-gateway-a, and dc2-gateway-b's admin.
 const DC2_GATEWAY_A_AGENT: &str = "127.25.2.11:8500";
 const DC2_GATEWAY_A_ADMIN: &str = "127.25.2.11:19000";
@@ -203,21 +201,6 @@ fn mean_took(samples: &[Sample]) -> Duration {
     samples.iter().map(|s| s.took).sum::<Duration>() / n
 }
 
-/// The built-in `failover` topology with a second gateway in dc1 (two gateways per DC, as the
-/// dashboard's first hop in mode `local`).
-fn topology_text() -> String {
-    let text = strait_lab::topology::FAILOVER_TOPOLOGY;
-    let at = text
-        .find("[[vm]]\nname = \"dc1-services\"")
-        .expect("dc1-services in the failover topology");
-    format!(
-        "{}{}\n{}",
-        &text[..at],
-        DC1_GATEWAY_B.trim_start(),
-        &text[at..]
-    )
-}
-
 /// Connections a dc2 gateway routed to counting in dc2.
 fn routed_to_counting(admin: &str) -> u64 {
     metric(
@@ -251,9 +234,7 @@ fn report(event: &str, o: &Outcome) {
 
 #[test]
 fn traffic_fails_over_to_dc3_and_back() {
-    let files = tempfile::tempdir().unwrap();
-    let topology = Lab::topology_file(files.path(), "failover.toml", &topology_text());
-    let lab = Lab::up(&["--topology", topology.to_str().unwrap()]);
+    let lab = Lab::up(&["--topology", "failover"]);
     let client = Client::start(sa(UPSTREAM));
     let t0 = Instant::now();
     client.wait_steady(t0, "dc2", 10, "counting in dc2 to answer");
@@ -484,6 +465,80 @@ fn traffic_fails_over_to_dc3_and_back() {
         || (primary_endpoints() == Some(2)).then_some(()),
     );
 
+    // Passive health: the dashboard's service-defaults gives counting a PassiveHealthCheck
+    // (2 failures in a row eject for 30 s). One of dc1's gateways hangs (SIGSTOP: connects
+    // complete into its backlog, handshakes never do) while the catalog still lists it: the
+    // sidecar pays a handshake deadline twice, ejects it, and no later connection pays for
+    // it; none fails.
+    let entry = serde_json::json!({
+        "Kind": "service-defaults",
+        "Name": "dashboard",
+        "UpstreamConfig": {"Overrides": [{
+            "Name": "counting",
+            "PassiveHealthCheck": {"Interval": "10s", "MaxFailures": 2,
+                "MaxEjectionPercent": 50, "BaseEjectionTime": "30s"},
+        }]},
+    });
+    let (status, body) = http(
+        "PUT",
+        sa(DC1_SERVER_API),
+        "/v1/config",
+        Some(&entry.to_string()),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        "the dashboard sidecar to apply passive health",
+        Duration::from_secs(30),
+        || (clusters()["upstreams"][0]["passive_health"]["max_failures"] == 2).then_some(()),
+    );
+    client.wait_steady(Instant::now(), "dc2", 10, "traffic in dc2 before the hang");
+    let ejections = || {
+        metric(
+            sa(ADMIN),
+            "strait_sidecar_upstream_ejections_total",
+            &["target=\"counting.default.dc2.internal."],
+        )
+    };
+    let ejections_before = ejections();
+    let event = Instant::now();
+    signal(&lab, "dc1-gateway", "gateway", "STOP");
+    let ejected_after = eventually(
+        "the hung dc1 gateway to be ejected",
+        Duration::from_secs(30),
+        || {
+            let c = clusters();
+            let ejected = c["upstreams"][0]["chain"][0]["ejected"].as_array()?.len();
+            (ejected == 1).then(|| event.elapsed())
+        },
+    );
+    client.wait_steady(
+        Instant::now(),
+        "dc2",
+        20,
+        "traffic in dc2 past the ejected gateway",
+    );
+    // The catalog notices later (its readiness check needs an answer); until then only the
+    // ejection keeps connections off it.
+    let dropped_after = eventually(
+        "the hung dc1 gateway to leave the chain",
+        Duration::from_secs(30),
+        || (primary_endpoints() == Some(1)).then(|| event.elapsed()),
+    );
+    let ejected_samples = client.since(event);
+    signal(&lab, "dc1-gateway", "gateway", "CONT");
+    let ejected = outcome(&ejected_samples, event, "dc2");
+    let paid = ejected_samples.iter().filter(|s| s.took >= fast).count();
+    report("one dc1 gateway hung, passive health on", &ejected);
+    eprintln!(
+        "[failover] passive health ejected the hung dc1 gateway after {:.2} s, the catalog \
+         dropped it after {:.2} s; {paid} of {} requests paid a handshake deadline",
+        ejected_after.as_secs_f64(),
+        dropped_after.as_secs_f64(),
+        ejected.total,
+    );
+    assert!(ejections() > ejections_before, "the ejection is counted");
+
     // A request in flight when the app stops is lost; every new connection fails the
     // handshake (the app is down), so the chain moves on.
     stopped.failed_at_most(1, "counting stopped in dc2");
@@ -515,6 +570,12 @@ fn traffic_fails_over_to_dc3_and_back() {
     // (the sidecar is refused by the dead one and takes the other in the same attempt).
     dc1_gateway_killed.failed_at_most(1, "with one of dc1's gateways killed");
     dc1_gateway_killed.moved_within(Duration::from_secs(2));
+    // MaxFailures connections pay for the hung gateway, then it is skipped.
+    ejected.failed_at_most(0, "a hung gateway is ejected, not waited for");
+    assert!(
+        paid <= 2,
+        "{paid} requests paid a handshake deadline; passive health ejects after 2"
+    );
 }
 
 /// The same chain with `--proxy envoy` (every proxy an Envoy; addresses moved to 127.27.x.y so
