@@ -2,8 +2,9 @@
 //! their expansion, and current check statuses. API-registered definitions are persisted in
 //! `data_dir/services.json` so an agent restart re-registers them; config-directory ones are
 //! re-read at start. Checks registered on their own (`PUT /v1/agent/check/register`) are kept
-//! in `data_dir/checks.json`. TTL checks' statuses are set by the application. Every change bumps a `watch` generation that wakes anti-entropy and the
-//! snapshot builder.
+//! in `data_dir/checks.json`. Check statuses (probes', and TTL checks' set by the
+//! application) are in [`status`]. Every change bumps a `watch` generation that wakes
+//! anti-entropy and the snapshot builder.
 //!
 //! Also where each local proxy's admin endpoint listens, as the proxy registered it
 //! (`PUT /v1/agent/proxy/admin/<proxy id>`), for `strait doctor`; persisted in
@@ -19,9 +20,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
-use strait_catalog::{Check, CheckStatus, Service};
+use strait_catalog::Service;
 use strait_snapshot::ProxyRegistration;
 use tokio::sync::watch;
+
+#[path = "local_status.rs"]
+mod status;
+pub use status::TtlError;
 
 /// What [`LocalState::replace_file_definitions`] did, by service ID.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -58,15 +63,6 @@ struct Inner {
     /// TTL check ID -> when its status was last set (or the check registered): it turns
     /// critical a TTL later.
     ttl_set_at: BTreeMap<String, Instant>,
-}
-
-/// Why `PUT /v1/agent/check/pass|warn|fail|update/<id>` was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum TtlError {
-    #[error("no check {0:?} is registered with this agent")]
-    UnknownCheck(String),
-    #[error("check {0:?} is not a TTL check: its status comes from its probe")]
-    NotTtl(String),
 }
 
 /// Why a proxy's admin address was refused.
@@ -381,69 +377,6 @@ impl LocalState {
             .with_context(|| format!("cannot write {}", self.persist.display()))
     }
 
-    pub fn set_status(&self, check_id: &str, status: &str, output: &str) {
-        let mut inner = self.lock();
-        let Some(cur) = inner.status.get_mut(check_id) else {
-            return;
-        };
-        if cur.0 != status {
-            tracing::info!(check = check_id, from = %cur.0, to = status, output, "check status changed");
-            *cur = (status.to_string(), output.to_string());
-            drop(inner);
-            self.bump();
-        } else {
-            cur.1 = output.to_string();
-        }
-    }
-
-    /// Sets the status of TTL check `check_id` (the application's report) and starts its TTL
-    /// over.
-    pub fn set_ttl_status(
-        &self,
-        check_id: &str,
-        status: CheckStatus,
-        output: &str,
-    ) -> Result<(), TtlError> {
-        {
-            let mut inner = self.lock();
-            let spec = specs(&inner)
-                .find(|c| c.check_id == check_id)
-                .ok_or_else(|| TtlError::UnknownCheck(check_id.to_owned()))?;
-            if !matches!(spec.probe, Probe::Ttl { .. }) {
-                return Err(TtlError::NotTtl(check_id.to_owned()));
-            }
-            inner.ttl_set_at.insert(check_id.to_owned(), Instant::now());
-        }
-        self.set_status(check_id, status.as_str(), output);
-        self.ttl_updates.send_modify(|g| *g += 1);
-        Ok(())
-    }
-
-    /// When TTL check `check_id` was last set (or registered); `None` once it is gone.
-    pub fn ttl_set_at(&self, check_id: &str) -> Option<Instant> {
-        self.lock().ttl_set_at.get(check_id).copied()
-    }
-
-    /// Changes at every TTL status update.
-    pub fn ttl_updates(&self) -> watch::Receiver<u64> {
-        self.ttl_updates.subscribe()
-    }
-
-    /// Worst status of the checks of `service_id` (passing when it has none).
-    pub fn service_status(&self, service_id: &str) -> CheckStatus {
-        let inner = self.lock();
-        specs(&inner)
-            .filter(|c| c.service_id == service_id)
-            .map(|c| {
-                inner
-                    .status
-                    .get(&c.check_id)
-                    .map_or(CheckStatus::Critical, |s| CheckStatus::parse(&s.0))
-            })
-            .max()
-            .unwrap_or(CheckStatus::Passing)
-    }
-
     pub fn services(&self) -> Vec<Service> {
         self.lock()
             .entries
@@ -461,26 +394,6 @@ impl LocalState {
             .entries
             .values()
             .flat_map(|e| e.expanded.proxies.clone())
-            .collect()
-    }
-
-    /// The catalog view of our checks, with current statuses.
-    pub fn checks(&self) -> Vec<Check> {
-        let inner = self.lock();
-        specs(&inner)
-            .map(|c| {
-                let (status, output) = inner.status.get(&c.check_id).cloned().unwrap_or_default();
-                Check {
-                    node: self.node.clone(),
-                    check_id: c.check_id.clone(),
-                    name: c.name.clone(),
-                    status,
-                    output,
-                    service_id: c.service_id.clone(),
-                    service_name: c.service_name.clone(),
-                    ..Default::default()
-                }
-            })
             .collect()
     }
 }
@@ -510,142 +423,5 @@ fn untrack(inner: &mut Inner, check_id: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttl_status_is_set_only_on_ttl_checks() {
-        let dir = tempfile::tempdir().unwrap();
-        let local = LocalState::new("n1", "127.0.0.1".parse().unwrap(), dir.path());
-        let web = r#"{"Name": "web", "Port": 9100, "Checks": [
-            {"CheckID": "web-ttl", "TTL": "10s", "Status": "warning"},
-            {"CheckID": "web-tcp", "TCP": "127.0.0.1:9100"}]}"#;
-        local
-            .insert(crate::decode::json(web.as_bytes()).unwrap(), Source::Api)
-            .unwrap();
-        let status = |id: &str| {
-            let c = local
-                .checks()
-                .into_iter()
-                .find(|c| c.check_id == id)
-                .unwrap();
-            (c.status, c.output)
-        };
-        assert_eq!(status("web-ttl").0, "warning", "the initial Status");
-        let set_at = local.ttl_set_at("web-ttl").unwrap();
-        local
-            .set_ttl_status("web-ttl", CheckStatus::Passing, "all good")
-            .unwrap();
-        assert_eq!(status("web-ttl"), ("passing".into(), "all good".into()));
-        assert!(
-            local.ttl_set_at("web-ttl").unwrap() > set_at,
-            "the TTL starts over"
-        );
-        let err = local
-            .set_ttl_status("web-tcp", CheckStatus::Passing, "")
-            .unwrap_err();
-        assert!(matches!(err, TtlError::NotTtl(_)), "{err}");
-        let err = local
-            .set_ttl_status("nope", CheckStatus::Passing, "")
-            .unwrap_err();
-        assert!(matches!(err, TtlError::UnknownCheck(_)), "{err}");
-        local.remove("web").unwrap();
-        assert_eq!(local.ttl_set_at("web-ttl"), None);
-    }
-
-    #[test]
-    fn checks_registered_on_their_own_persist_and_go_with_their_service() {
-        let dir = tempfile::tempdir().unwrap();
-        let new = || LocalState::new("n1", "127.0.0.1".parse().unwrap(), dir.path());
-        let local = new();
-        let check =
-            |json: &str| -> CheckDefinition { crate::decode::json(json.as_bytes()).unwrap() };
-        let err = local
-            .add_check(check(r#"{"name": "x", "ttl": "10s", "serviceid": "web"}"#))
-            .unwrap_err();
-        assert!(err.to_string().contains("ServiceID = \"web\""), "{err}");
-        let web = r#"{"Name": "web", "Port": 9100, "Check": {"TTL": "10s"}}"#;
-        local
-            .insert(crate::decode::json(web.as_bytes()).unwrap(), Source::Api)
-            .unwrap();
-        let err = local
-            .add_check(check(r#"{"name": "x", "id": "service:web", "ttl": "10s"}"#))
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("service \"web\"'s definition"),
-            "{err}"
-        );
-        let err = local.add_check(check(r#"{"ttl": "10s"}"#)).unwrap_err();
-        assert!(err.to_string().contains("Name is required"), "{err}");
-
-        let id = local
-            .add_check(check(
-                r#"{"name": "web-extra", "ttl": "10s", "service_id": "web"}"#,
-            ))
-            .unwrap();
-        assert_eq!(id, "web-extra", "the Name is the default CheckID");
-        local
-            .add_check(check(
-                r#"{"Name": "disk", "TTL": "10s", "Status": "passing"}"#,
-            ))
-            .unwrap();
-        local
-            .set_ttl_status("web-extra", CheckStatus::Warning, "slow")
-            .unwrap();
-        assert_eq!(local.service_status("web"), CheckStatus::Critical);
-        let names = |l: &LocalState| -> Vec<(String, String)> {
-            let checks = l.checks().into_iter();
-            checks.map(|c| (c.check_id, c.service_name)).collect()
-        };
-        let all = vec![
-            ("service:web".to_owned(), "web".to_owned()),
-            ("disk".to_owned(), String::new()),
-            ("web-extra".to_owned(), "web".to_owned()),
-        ];
-        assert_eq!(names(&local), all);
-
-        // A restarted agent has them again.
-        let again = new();
-        again.load(None).unwrap();
-        assert_eq!(names(&again), all);
-
-        // Deregistering the service takes its checks along; the node's check stays.
-        assert!(again.remove("web").unwrap());
-        assert_eq!(names(&again), [("disk".to_owned(), String::new())]);
-        assert!(again.remove_check("disk").unwrap());
-        assert!(!again.remove_check("disk").unwrap());
-        let last = new();
-        last.load(None).unwrap();
-        assert!(last.checks().is_empty(), "{:?}", last.checks());
-    }
-
-    #[test]
-    fn admin_addresses_only_for_registered_proxies_on_loopback_and_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let new = || LocalState::new("n1", "127.0.0.1".parse().unwrap(), dir.path());
-        let local = new();
-        let web = r#"{"Name": "web", "Port": 9100, "Connect": {"SidecarService": {}}}"#;
-        local
-            .insert(serde_json::from_str(web).unwrap(), Source::Api)
-            .unwrap();
-        let admin: SocketAddr = "127.0.0.1:19001".parse().unwrap();
-        let err = local.set_admin("db-sidecar-proxy", admin).unwrap_err();
-        assert!(err.to_string().contains("\"db-sidecar-proxy\""), "{err}");
-        let err = local
-            .set_admin("web-sidecar-proxy", "10.0.0.1:19001".parse().unwrap())
-            .unwrap_err();
-        assert!(err.to_string().contains("loopback"), "{err}");
-        assert_eq!(local.proxy_admins()[0].1, None);
-
-        local.set_admin("web-sidecar-proxy", admin).unwrap();
-        let found = local.proxy_admins();
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0.proxy_id, "web-sidecar-proxy");
-        assert_eq!(found[0].1, Some(admin));
-
-        // A restarted agent still knows it (Envoy registers once, before it starts).
-        let again = new();
-        again.load(None).unwrap();
-        assert_eq!(again.proxy_admins()[0].1, Some(admin));
-    }
-}
+#[path = "local_tests.rs"]
+mod tests;
