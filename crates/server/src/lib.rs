@@ -83,7 +83,7 @@ pub async fn run(cfg: ServerConfig, path: PathBuf, role: Role) -> Result<()> {
         // carries the CA.
         cluster::Formation::Joined(joined) => {
             let not_after = identity::joined(&server, &tls, joined)?;
-            peers.set(mutual_tls(&server)?);
+            peers.set(identity::mutual_tls(&server)?);
             let ca = wait_for_ca(&server, &shutdown).await?;
             server.set_ca(ca);
             not_after
@@ -92,11 +92,11 @@ pub async fn run(cfg: ServerConfig, path: PathBuf, role: Role) -> Result<()> {
             let ca = wait_for_ca(&server, &shutdown).await?;
             server.set_ca(ca);
             let not_after = identity::first(&server, &tls)?;
-            peers.set(mutual_tls(&server)?);
+            peers.set(identity::mutual_tls(&server)?);
             not_after
         }
     };
-    identity::renew_from_ca(&server, &role, tls, not_after);
+    identity::renew_from_ca(&server, &role, tls, not_after, peers);
     cluster::spawn_rejoin(&server, &role, raft_id);
     tokio::select! {
         r = register_self(&server) => r?,
@@ -151,17 +151,6 @@ async fn register_self(server: &Server) -> Result<()> {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
     }
-}
-
-/// Raft between this DC's servers: this server's certificate, only this DC's servers trusted.
-fn mutual_tls(server: &Server) -> Result<strait_raft::network::MutualTls> {
-    let td = server
-        .trust_domain()
-        .context("the server certificate is not issued yet")?;
-    Ok(strait_raft::network::MutualTls {
-        tls: server.client_tls_for(&server.cfg.datacenter)?,
-        sni: strait_names::server_sni(&server.cfg.datacenter, &td),
-    })
 }
 
 /// Stops Raft (its tasks are openraft's own) once the role stops.

@@ -16,6 +16,16 @@ use strait_proto::Member;
 /// A node not heard from for this long is reported as failed.
 pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A CA a snapshot restore replaced: servers still trust it between them until `until`, so
+/// those that apply the restore a moment later (or present the old certificate meanwhile)
+/// keep talking.
+#[derive(Debug, Clone)]
+pub struct Replaced {
+    pub trust_domain: String,
+    pub roots_pem: Vec<String>,
+    pub until: Instant,
+}
+
 pub struct Server {
     pub cfg: ServerConfig,
     /// The fields of `cfg` a SIGHUP reload may change; read these from here, not from `cfg`.
@@ -30,9 +40,13 @@ pub struct Server {
     /// Joining servers, for the `raft-membership` task ([`crate::cluster`]).
     pub membership:
         OnceLock<tokio::sync::mpsc::UnboundedSender<(strait_raft::NodeId, strait_raft::Node)>>,
-    /// The federation's trust domain, known from this server's first certificate.
-    trust_domain: OnceLock<String>,
-    ca: OnceLock<Arc<CaState>>,
+    /// The federation's trust domain, known from this server's first certificate (replaced
+    /// with the CA by a snapshot restore).
+    trust_domain: RwLock<Option<String>>,
+    ca: RwLock<Option<Arc<CaState>>>,
+    /// The CA a snapshot restore replaced, still trusted between servers for a while
+    /// ([`crate::identity`]).
+    replaced: RwLock<Option<Replaced>>,
     /// Our certificate and the roots, for server -> server calls; replaced on renewal.
     client_identity: RwLock<Option<Arc<(Identity, Roots)>>>,
     /// Last time each agent synced (not persisted: after a restart members are "unknown"
@@ -54,8 +68,9 @@ impl Server {
             consensus: OnceLock::new(),
             contacts: OnceLock::new(),
             membership: OnceLock::new(),
-            trust_domain: OnceLock::new(),
-            ca: OnceLock::new(),
+            trust_domain: RwLock::new(None),
+            ca: RwLock::new(None),
+            replaced: RwLock::new(None),
             client_identity: RwLock::new(None),
             last_seen: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
@@ -94,40 +109,72 @@ impl Server {
 
     /// The trust domain, once this server has a certificate.
     pub fn trust_domain(&self) -> Option<String> {
-        self.trust_domain.get().cloned()
+        strait_base::sync::read(&self.trust_domain).clone()
     }
 
+    /// Installs the CA (again, when a snapshot restore replaced it).
     pub fn set_ca(&self, ca: CaState) {
-        let _ = self.ca.set(Arc::new(ca));
+        *strait_base::sync::write(&self.ca) = Some(Arc::new(ca));
     }
 
     /// The CA; only called once it is up (after `set_ca`).
-    pub fn ca(&self) -> &Arc<CaState> {
-        self.ca
-            .get()
+    pub fn ca(&self) -> Arc<CaState> {
+        self.ca_opt()
             .expect("CA is brought up before the API needs it")
     }
 
-    pub fn ca_opt(&self) -> Option<&Arc<CaState>> {
-        self.ca.get()
+    pub fn ca_opt(&self) -> Option<Arc<CaState>> {
+        strait_base::sync::read(&self.ca).clone()
+    }
+
+    /// The CA a restore replaced, while it is still trusted between servers.
+    pub fn replaced(&self) -> Option<Replaced> {
+        strait_base::sync::read(&self.replaced)
+            .clone()
+            .filter(|r| r.until > Instant::now())
+    }
+
+    pub fn set_replaced(&self, replaced: Option<Replaced>) {
+        *strait_base::sync::write(&self.replaced) = replaced;
+    }
+
+    /// The roots this server trusts: its CA's, and the replaced CA's while it is trusted.
+    pub fn trusted_roots(&self) -> Vec<String> {
+        let mut roots = self.ca().roots_pem.clone();
+        if let Some(old) = self.replaced() {
+            roots.extend(old.roots_pem);
+        }
+        roots
+    }
+
+    /// The certificate this server presents to other servers, and the roots it trusts.
+    pub fn client_identity(&self) -> Option<Arc<(Identity, Roots)>> {
+        strait_base::sync::read(&self.client_identity).clone()
     }
 
     pub fn set_client_identity(&self, trust_domain: &str, identity: Identity, roots: Roots) {
-        let _ = self.trust_domain.set(trust_domain.to_owned());
+        *strait_base::sync::write(&self.trust_domain) = Some(trust_domain.to_owned());
         *strait_base::sync::write(&self.client_identity) = Some(Arc::new((identity, roots)));
     }
 
     /// A TLS client config that presents our certificate and accepts only the servers of
-    /// `dc` (the exact SPIFFE ID `spiffe://<td>/server/dc/<dc>`).
+    /// `dc` (the SPIFFE ID `spiffe://<td>/server/dc/<dc>`; while a CA a restore replaced is
+    /// still trusted, its trust domain's too).
     pub fn client_tls_for(&self, dc: &str) -> Result<Arc<rustls::ClientConfig>> {
-        let guard = strait_base::sync::read(&self.client_identity).clone();
-        let pair =
-            guard.ok_or_else(|| anyhow::anyhow!("the server certificate is not issued yet"))?;
-        let td = self
-            .trust_domain
-            .get()
+        let pair = self
+            .client_identity()
             .ok_or_else(|| anyhow::anyhow!("the server certificate is not issued yet"))?;
-        let expect = Expect::Exact(SpiffeId::server(td, dc));
+        let td = self
+            .trust_domain()
+            .ok_or_else(|| anyhow::anyhow!("the server certificate is not issued yet"))?;
+        let mut ids = vec![SpiffeId::server(&td, dc)];
+        if let Some(old) = self.replaced().filter(|old| old.trust_domain != td) {
+            ids.push(SpiffeId::server(&old.trust_domain, dc));
+        }
+        let expect = match ids.len() {
+            1 => Expect::Exact(ids.remove(0)),
+            _ => Expect::AnyOf(ids),
+        };
         Ok(tls::client_config(Some(&pair.0), &pair.1, expect)?)
     }
 

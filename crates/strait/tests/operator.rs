@@ -2,7 +2,7 @@
 //! list-peers / remove-peer`, the status and operator endpoints, and `strait snapshot save /
 //! restore` (a saved catalog and config entry come back; a corrupt, truncated or other DC's
 //! file is refused and changes nothing; a fresh server restored from it gets the original CA
-//! back). Addresses: 127.61.0.0/16.
+//! back and serves with it at once: the original's agent works against it).  Addresses: 127.61.0.0/16.
 
 mod common;
 
@@ -74,11 +74,11 @@ fn saved_state(server: SocketAddr) -> bool {
 fn peers_status_and_snapshots() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let (s1, server) = start_server(d, "dc1", "127.61.1.10");
+    let (mut s1, server) = start_server(d, "dc1", "127.61.1.10");
     let (s2, other_dc) = start_server(d, "dc2", "127.61.2.10");
     wait_ready(server, "/v1/status/ready", &[&s1]);
     wait_ready(other_dc, "/v1/status/ready", &[&s2]);
-    let cfg = agent_config(
+    let cfg_agent = agent_config(
         d,
         "dc1",
         "web-node",
@@ -87,7 +87,11 @@ fn peers_status_and_snapshots() {
         &join_token("dc1"),
     );
     let agent_addr = sa("127.61.1.11:8500");
-    let mut agent = Proc::start(d, "agent", &["agent", "--config", cfg.to_str().unwrap()]);
+    let mut agent = Proc::start(
+        d,
+        "agent",
+        &["agent", "--config", cfg_agent.to_str().unwrap()],
+    );
     wait_ready(agent_addr, "/v1/agent/ready", &[&agent, &s1]);
 
     // Status: the one server leads and is the only voter, also as an agent relays it.
@@ -272,8 +276,10 @@ fn peers_status_and_snapshots() {
     assert_eq!(status, 200, "{body}");
     assert!(!has_web_defaults(server));
 
-    // Disaster recovery: a fresh server of dc1 (its own new CA) restored from the snapshot has,
-    // once restarted, the catalog, the config entries and the CA of the original.
+    // Disaster recovery: a fresh server of dc1 (its own new CA) restored from the snapshot has
+    // the catalog, the config entries and the CA of the original, and serves with that CA at
+    // once: the original's agent, pointed at it with its old certificate, works again, and a
+    // leaf is signed by the restored CA; no restart.
     let fresh_dir = d.join("fresh");
     let cfg = server_config(&fresh_dir, "dc1", "127.61.1.20", &[]);
     let fresh = sa("127.61.1.20:8500");
@@ -291,14 +297,58 @@ fn peers_status_and_snapshots() {
         "{out}"
     );
     assert!(saved_state(fresh), "{}", state(fresh));
-    s3.stop();
-    let s3 = Proc::start(&fresh_dir, "server-fresh", &args);
-    wait_ready(fresh, "/v1/status/ready", &[&s3]);
     assert_eq!(roots(fresh), trust);
-    assert!(saved_state(fresh), "{}", state(fresh));
+    eventually(
+        "the fresh server serving with the restored CA",
+        Duration::from_secs(20),
+        || {
+            s3.log_text()
+                .contains("a snapshot restore replaced the DC's CA")
+                .then_some(())
+        },
+    );
     let key = fresh_dir.join("data-server-dc1/ca/root.key");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    s1.stop();
+    agent_config(
+        d,
+        "dc1",
+        "web-node",
+        "127.61.1.11",
+        "127.61.1.20",
+        &join_token("dc1"),
+    );
+    let agent = Proc::start(
+        d,
+        "agent",
+        &["agent", "--config", cfg_agent.to_str().unwrap()],
+    );
+    wait_ready(agent_addr, "/v1/agent/ready", &[&agent, &s3]);
+    let (status, body) = http(
+        "PUT",
+        agent_addr,
+        "/v1/agent/service/register",
+        Some(r#"{"Name": "api", "Port": 9090}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let leaf = eventually("a leaf for api", Duration::from_secs(30), || {
+        let (code, body) = get(agent_addr, "/v1/agent/connect/ca/leaf/api");
+        (code == 200).then_some(body)
+    });
+    let leaf: serde_json::Value = serde_json::from_str(&leaf).unwrap();
+    let uri = leaf["ServiceURI"].as_str().unwrap();
+    assert!(uri.starts_with(&format!("spiffe://{}/", trust.0)), "{uri}");
+    eventually(
+        "api registered on the fresh server",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = get(fresh, "/v1/catalog/service/api");
+            (status == 200 && body.contains("\"ServiceName\":\"api\"")).then_some(())
+        },
+    );
+    s3.stop();
 }
 
 /// The trust domain and root certificates a server serves (`/v1/connect/ca/roots`).

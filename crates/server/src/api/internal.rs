@@ -112,7 +112,7 @@ pub async fn mesh_view(
     ))
 }
 
-fn ca_of(s: &AppState) -> ApiResult<&std::sync::Arc<crate::ca::CaState>> {
+fn ca_of(s: &AppState) -> ApiResult<std::sync::Arc<crate::ca::CaState>> {
     s.ca_opt().ok_or_else(|| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,

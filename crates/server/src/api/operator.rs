@@ -256,8 +256,9 @@ struct Restored {
     /// cluster keeps its CA).
     #[serde(skip_serializing_if = "Option::is_none")]
     trust_domain: Option<String>,
-    /// The snapshot's CA differs from the one the cluster had: each server serves with it
-    /// once restarted.
+    /// The snapshot's CA differs from the one the cluster had: every server signs and serves
+    /// with it as it applies the restore (the old one stays trusted between servers for a
+    /// while, see `crate::identity`).
     ca_replaced: bool,
 }
 
@@ -305,7 +306,7 @@ pub async fn snapshot_restore(
     if ca_replaced {
         tracing::warn!(
             trust_domain = trust_domain.as_deref().unwrap_or_default(),
-            "the snapshot replaced the DC's CA: restart each server of the DC to serve with it"
+            "the snapshot replaced the DC's CA: every server switches to it"
         );
     }
     Ok(indexed(

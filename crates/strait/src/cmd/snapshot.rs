@@ -83,7 +83,7 @@ pub async fn run(args: SnapshotArgs) -> Result<()> {
             );
             if done.ca_replaced {
                 println!(
-                    "the snapshot's CA (trust domain {}) replaced the cluster's: restart each server of datacenter {} to serve with it",
+                    "the snapshot's CA (trust domain {}) replaced the cluster's: the servers of datacenter {} sign and serve with it from now on",
                     done.trust_domain.unwrap_or_default(),
                     done.datacenter
                 );
