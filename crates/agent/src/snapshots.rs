@@ -18,7 +18,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Follows `/v1/internal/mesh-view` and publishes each new view; the servers it shows join
-/// the agent's list of servers.
+/// the agent's list of servers. When the view's roots change (a new CA), the leaves the agent
+/// holds are dropped, so that proxies and leaf watchers get leaves of the new CA.
 pub async fn follow_view(agent: Arc<Agent>, shutdown: CancellationToken) {
     let tx = &agent.view;
     let mut index = 0u64;
@@ -31,6 +32,14 @@ pub async fn follow_view(agent: Arc<Agent>, shutdown: CancellationToken) {
                 agent.servers.learn(&v.view);
                 if v.index != index || tx.borrow().is_none() {
                     index = v.index;
+                    let rotated = tx
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|old| old.roots_pem != v.roots_pem);
+                    if rotated {
+                        tracing::info!("the CA roots changed: issuing new leaf certificates");
+                        agent.forget_leaves();
+                    }
                     tx.send_replace(Some(Arc::new(v)));
                     agent.mark_viewed();
                 }

@@ -135,7 +135,49 @@ impl Agent {
             .await?)
     }
 
+    /// Drops every leaf (their CA is gone) and wakes the blocking leaf queries, which then
+    /// ask for new ones.
+    pub fn forget_leaves(&self) {
+        let mut leaves = strait_base::sync::lock(&self.leaves);
+        leaves.clear();
+        self.leaf_index.send_modify(|i| *i += 1);
+    }
+
     pub fn publish_snapshots(&self) {
         self.snapshot_gen.send_modify(|g| *g += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgetting_leaves_wakes_their_watchers() {
+        let cfg = AgentConfig::parse(
+            "datacenter = \"dc1\"\nnode_name = \"n1\"\ndata_dir = \"/nonexistent\"\n\
+             advertise_addr = \"127.0.0.1\"\nhttp_addr = \"127.0.0.1:8500\"\n\
+             servers = [\"127.0.0.1:8300\"]\njoin_token = \"0123456789abcdef0\"\n",
+        )
+        .unwrap();
+        let local = Arc::new(LocalState::new("n1", cfg.advertise_addr, &cfg.data_dir));
+        let agent = Agent::new(cfg, local);
+        let leaf = LeafEntry {
+            key_pem: strait_snapshot::Secret(String::new()),
+            chain_pem: String::new(),
+            spiffe_id: String::new(),
+            serial: "01".into(),
+            not_before_unix: 0,
+            not_after_unix: 100,
+            issued_unix: 0,
+            index: *agent.leaf_index.borrow(),
+        };
+        assert_eq!(leaf.renew_at_unix(), 50);
+        strait_base::sync::lock(&agent.leaves).insert("web".into(), leaf);
+        let mut watcher = agent.leaf_index.subscribe();
+        watcher.borrow_and_update();
+        agent.forget_leaves();
+        assert!(watcher.has_changed().unwrap());
+        assert!(strait_base::sync::lock(&agent.leaves).is_empty());
     }
 }
