@@ -180,6 +180,9 @@ fn a_chain_keeps_the_primary_flat_and_adds_only_what_differs() {
         "endpoints": ["10.0.0.21:8443"]
     }]);
     up["connect_timeout_ms"] = json!(1500);
+    up["subset"] = json!("v2");
+    up["passive_health"] = json!({"interval_ms": 10000, "max_failures": 2,
+        "max_ejection_percent": 50, "base_ejection_ms": 30000});
     let snap = parse(v.clone()).expect("chain");
     let ProxyRole::Sidecar(sidecar) = &snap.role else {
         panic!("not a sidecar")
@@ -193,6 +196,9 @@ fn a_chain_keeps_the_primary_flat_and_adds_only_what_differs() {
     );
     assert_eq!(up.failover[0].endpoints, [addr("10.0.0.21:8443")]);
     assert_eq!(up.connect_timeout_ms, Some(1500));
+    assert_eq!(up.primary.subset, "v2");
+    assert_eq!(up.failover[0].subset, "", "absent: every instance");
+    assert_eq!(up.passive_health.map(|p| p.max_failures), Some(2));
     assert_eq!(up.targets().count(), 2);
     assert_eq!(serde_json::to_value(&snap).expect("json"), v);
 }
