@@ -195,6 +195,59 @@ mod tests {
         assert!(!sc.healthy, "own critical check");
     }
 
+    /// A sidecar carries the tags and meta of the service instance it fronts (what resolver
+    /// subsets select on) and is passing only if that instance is too.
+    #[test]
+    fn a_sidecar_is_labelled_by_the_instance_it_fronts() {
+        let cat = Catalog::open_in_memory().expect("catalog");
+        let app = |id: &str, tag: &str| Service {
+            id: id.into(),
+            service: "api".into(),
+            port: 8080,
+            tags: vec![tag.into()],
+            meta: [("version".to_string(), tag.to_string())].into(),
+            ..Service::default()
+        };
+        let fronting = |id: &str, app_id: &str, port: u16| {
+            let mut s = sidecar(id, "api", port);
+            if let Some(p) = s.proxy.as_mut() {
+                p.destination_service_id = app_id.into();
+            }
+            s.tags = vec!["own".into()];
+            s
+        };
+        let mut n1 = node("n1", "10.0.0.1");
+        n1.meta = [("zone".to_string(), "a".to_string())].into();
+        cat.register(
+            n1,
+            vec![
+                app("api-1", "blue"),
+                app("api-2", "green"),
+                fronting("s1", "api-1", 21000),
+                fronting("s2", "api-2", 21001),
+                fronting("s3", "gone", 21002),
+            ],
+            vec![check("api-2-warn", "api-2", status::WARNING)],
+        )
+        .expect("register");
+        let by_id = |id: &str| {
+            cat.mesh_instances()
+                .into_iter()
+                .find(|i| i.service_id == id)
+                .expect(id)
+        };
+        let s1 = by_id("s1");
+        assert_eq!(s1.tags, ["blue"]);
+        assert_eq!(s1.meta["version"], "blue");
+        assert_eq!(s1.node_meta["zone"], "a");
+        assert!(s1.healthy && s1.passing);
+        let s2 = by_id("s2");
+        assert_eq!(s2.tags, ["green"]);
+        assert!(s2.healthy && !s2.passing, "its app's check is in warning");
+        // Without its instance on the node: its own labels.
+        assert_eq!(by_id("s3").tags, ["own"]);
+    }
+
     #[test]
     fn node_check_applies_to_every_service_and_hostnames_are_skipped() {
         let cat = Catalog::open_in_memory().expect("catalog");
