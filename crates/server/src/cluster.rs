@@ -9,7 +9,9 @@
 //!   in a cluster it joins that one instead; it initialises only once `bootstrap_expect - 1`
 //!   others answered that they are fresh and expect the same number, so a restarted server
 //!   that lost its disk cannot start a second cluster beside the first. A different
-//!   `bootstrap_expect` is a configuration error.
+//!   `bootstrap_expect` among servers forming a cluster is a configuration error; a formed
+//!   cluster takes a joining server whatever its `bootstrap_expect` (adding servers at run
+//!   time, e.g. growing from 3 to 5).
 //! - Every other server joins (`POST /v1/internal/server/join`) proving the DC's join token
 //!   and the federation token together ([`server_secret`]; an agent knows only the first): the leader signs its server certificate (the answer is authenticated
 //!   with the token, so the joiner can trust roots it did not have), adds it as a learner,
@@ -163,16 +165,17 @@ async fn probe(server: &Server) -> Result<Probe> {
             ))
             .bad_config();
         }
+        // A formed cluster is joined whatever it was bootstrapped with (adding servers).
+        if status.member {
+            let leader = status.leader.and_then(|l| l.parse().ok());
+            return Ok(Probe::Cluster(leader));
+        }
         if status.bootstrap_expect != cfg.bootstrap_expect {
             return Err(anyhow::anyhow!(
                 "field `bootstrap_expect` = {} but server {} ({peer}) expects {}: every server of a datacenter must say the same",
                 cfg.bootstrap_expect, status.node, status.bootstrap_expect
             ))
             .bad_config();
-        }
-        if status.member {
-            let leader = status.leader.and_then(|l| l.parse().ok());
-            return Ok(Probe::Cluster(leader));
         }
         fresh += 1;
     }
@@ -439,12 +442,6 @@ pub async fn join(
             req.node, req.datacenter, s.cfg.datacenter
         )));
     }
-    if req.bootstrap_expect != s.cfg.bootstrap_expect {
-        return Err(ApiError::bad_request(format!(
-            "server {} has bootstrap_expect = {} but this cluster was formed with {}",
-            req.node, req.bootstrap_expect, s.cfg.bootstrap_expect
-        )));
-    }
     strait_identity::spiffe::validate_name("Node", &req.node)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let addr: SocketAddr = req.raft_addr.parse().map_err(|_| {
@@ -452,6 +449,16 @@ pub async fn join(
     })?;
     if !is_leader(&s) {
         return Ok(not_leader(&s, "this server is not the Raft leader"));
+    }
+    // The cluster is formed (this server leads it): a server joins whatever its
+    // `bootstrap_expect` says, as Consul's (that is how a DC grows from 3 servers to 5).
+    if req.bootstrap_expect != s.cfg.bootstrap_expect {
+        tracing::info!(
+            node = %req.node,
+            theirs = req.bootstrap_expect,
+            ours = s.cfg.bootstrap_expect,
+            "a server with another bootstrap_expect joins the formed cluster"
+        );
     }
     if let Some(busy) = address_in_use(&s, req.raft_id, &req.raft_addr) {
         return Ok(not_leader(&s, busy));

@@ -1,10 +1,10 @@
 //! Datacenters of three servers on Raft, real processes on loopback (each test its own
-//! 127.<net>.0.0/24: 47, 48, 71-76): formation with `bootstrap_expect` and `retry_join`,
+//! 127.<net>.0.0/24: 47, 48, 71-77): formation with `bootstrap_expect` and `retry_join`,
 //! writes through any server (followers forward to the leader), and the faults of issue 10:
 //! `kill -9` of the leader under writes (nothing acknowledged lost; one key's history checked
 //! linearizable by `cluster/linearizable.rs`), SIGSTOP of a follower and of the leader, all
 //! three stopped and started, the CA's creator removed for good, a server back without its
-//! data, a secondary DC federated
+//! data, a fourth server added and removed at run time, a secondary DC federated
 //! through gateways while either DC changes leader, and servers that must not join.
 
 mod common;
@@ -635,6 +635,78 @@ fn a_restarted_cluster_keeps_its_state_and_signs_without_the_ca_creator() {
     let uri = new_agent_leaf_uri(d, DC, "127.73.0.20", &servers);
     assert!(uri.starts_with(&format!("spiffe://{}/", roots.0)), "{uri}");
     assert_eq!(c.roots(leader), roots, "the roots after the removal");
+}
+
+/// A formed cluster grows at run time: a fourth server (configured with `bootstrap_expect = 5`,
+/// as when growing to five) joins, becomes a voter and has the state; stopped and removed with
+/// `strait operator raft remove-peer --address`, the three go on.
+#[test]
+fn a_server_is_added_and_removed_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = Cluster::start(d, 77);
+    let leader = c.agreed_leader(&[0, 1, 2]);
+    let before = write_through(&c, leader, "before", 3);
+    let ip = "127.77.0.13";
+    let others: Vec<String> = (0..3).map(|i| format!("\"{}\"", c.https(i))).collect();
+    let cfg = write(
+        &d.join("server-3.toml"),
+        &format!(
+            "datacenter = \"{DC}\"\nnode_name = \"server-3\"\ndata_dir = \"{}\"\nhttps_addr = \"{ip}:8300\"\nhttp_addr = \"{ip}:8500\"\njoin_token = \"{}\"\nfederation_token = \"{FED_TOKEN}\"\nbootstrap_expect = 5\nretry_join = [{}]\n",
+            d.join("data-server-3").display(),
+            join_token(DC),
+            others.join(", ")
+        ),
+    );
+    let mut fourth = Proc::start(
+        d,
+        "server-3",
+        &["server", "--config", cfg.to_str().unwrap()],
+    );
+    let api = sa(&format!("{ip}:8500"));
+    wait_ready(api, "/v1/status/ready", &[&fourth]);
+    let peers = |i: usize| -> Option<Vec<String>> {
+        let (code, body) = get(c.api(i), "/v1/status/peers");
+        (code == 200).then(|| serde_json::from_str(&body).ok())?
+    };
+    eventually("four voters", Duration::from_secs(30), || {
+        let leader = c.agreed_leader(&[0, 1, 2]);
+        (peers(leader)?.len() == 4).then_some(())
+    });
+    eventually(
+        "the fourth server has the state",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = get(api, "/v1/config/service-intentions?stale");
+            (code == 200 && before.iter().all(|b| body.contains(&format!("\"{b}\"")))).then_some(())
+        },
+    );
+
+    fourth.stop();
+    let leader = c.agreed_leader(&[0, 1, 2]);
+    let out = std::process::Command::new(strait_bin())
+        .args([
+            "operator",
+            "raft",
+            "remove-peer",
+            "--address",
+            &format!("{ip}:8300"),
+        ])
+        .args(["--http-addr", &c.api(leader).to_string()])
+        .env_remove("STRAIT_LAB_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("three voters again", Duration::from_secs(30), || {
+        (peers(leader)?.len() == 3).then_some(())
+    });
+    let after = write_through(&c, (leader + 1) % 3, "after", 3);
+    c.wait_for_entries(leader, &after, "writes after the removal");
 }
 
 /// A follower loses its disk and comes back at the same address: it refuses the Raft RPCs
