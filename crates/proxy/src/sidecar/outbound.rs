@@ -82,6 +82,8 @@ async fn dial_chain(
         Some(_) => &[Pass::NotEjected, Pass::Ejected],
         None => &[Pass::All],
     };
+    // Each pass over the targets in order (indexing, not nested iterators, whose closures'
+    // lifetimes keep the connection's future from being `Send`).
     let chain = (0..passes.len() * upstream.targets.len()).map(|i| {
         let n = upstream.targets.len();
         (passes[i / n], &upstream.targets[i % n])
