@@ -166,6 +166,32 @@ pub struct Member {
     pub status: String,
 }
 
+/// `GET /v1/operator/raft/configuration`: every server of the DC's Raft configuration (voters
+/// first, then learners), in Consul's shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RaftConfiguration {
+    pub servers: Vec<RaftServer>,
+    /// The Raft index of this configuration.
+    pub index: u64,
+}
+
+/// One server of [`RaftConfiguration`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RaftServer {
+    /// The Raft node ID (a number, as a string like Consul's IDs).
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub node: String,
+    /// Its `https_addr`, where Raft travels over mutual TLS.
+    pub address: String,
+    pub leader: bool,
+    pub voter: bool,
+    /// Consul's Raft protocol 3 identifies servers by ID, as strait does.
+    pub protocol_version: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ use openraft::error::{ForwardToLeader, RaftError};
 use openraft::{ChangeMembers, RaftMetrics, TryAsRef};
 use serde::Serialize;
 use std::collections::BTreeSet;
+use strait_proto::{RaftConfiguration, RaftServer};
 use strait_raft::{Node, NodeId};
 
 /// The largest snapshot `PUT /v1/snapshot` takes: the restore is one Raft log entry.
@@ -91,29 +92,6 @@ pub async fn peers(State(s): State<AppState>) -> ApiResult<Json<Vec<String>>> {
     Ok(Json(addrs))
 }
 
-/// One server of `GET /v1/operator/raft/configuration`, in Consul's shape.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct RaftServer {
-    /// The Raft node ID (a number, as a string like Consul's IDs).
-    #[serde(rename = "ID")]
-    id: String,
-    node: String,
-    address: String,
-    leader: bool,
-    voter: bool,
-    /// Consul's Raft protocol 3 identifies servers by ID, as strait does.
-    protocol_version: &'static str,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct RaftConfiguration {
-    servers: Vec<RaftServer>,
-    /// The Raft index of this configuration.
-    index: u64,
-}
-
 /// `GET /v1/operator/raft/configuration`: every member (voters first, then learners).
 pub async fn configuration(State(s): State<AppState>) -> ApiResult<Response> {
     let m = metrics(&s)?;
@@ -128,7 +106,7 @@ pub async fn configuration(State(s): State<AppState>) -> ApiResult<Response> {
             address: node.addr.clone(),
             leader: m.current_leader == Some(*id),
             voter: voters.contains(id),
-            protocol_version: "3",
+            protocol_version: "3".into(),
         })
         .collect();
     servers.sort_by_key(|s| !s.voter);
@@ -297,7 +275,23 @@ pub async fn snapshot_restore(
         .as_ref()
         .is_some_and(|ca| consensus(&s).is_ok_and(|c| c.app().ca.borrow().as_ref() != Some(ca)));
     let trust_domain = image.ca.as_ref().map(|ca| ca.trust_domain.clone());
+    let new_root = image.ca.as_ref().map(|ca| ca.root_pem.clone());
     let index = s.write(Command::RestoreAll(image)).await?;
+    if let (true, Some(root)) = (ca_replaced, new_root) {
+        // This server installs the new CA as it applies the restore (`crate::identity`):
+        // answer once it signs with it, so what the caller asks next is signed by it.
+        let installed = async {
+            while !s.ca_opt().is_some_and(|ca| ca.roots_pem.contains(&root)) {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(10), installed)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the restored CA is not installed on this server after 10 s");
+        }
+    }
     tracing::info!(
         raft_index = header.raft_index,
         created_unix = header.created_unix,

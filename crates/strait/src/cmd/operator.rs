@@ -7,9 +7,9 @@ use super::intention::{server_help, SERVER_ENV};
 use super::locate::{self, Located};
 use anyhow::{bail, Context, Result};
 use http::Method;
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
+use strait_proto::RaftConfiguration;
 
 /// The server to ask: `--http-addr`, `STRAIT_SERVER_HTTP_ADDR`, the lab's, or the local one.
 #[derive(Debug, clap::Args)]
@@ -92,31 +92,13 @@ enum RaftCommand {
     },
 }
 
-/// `GET /v1/operator/raft/configuration`, as the CLI reads it.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Configuration {
-    servers: Vec<RaftServer>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RaftServer {
-    #[serde(rename = "ID")]
-    id: String,
-    node: String,
-    address: String,
-    leader: bool,
-    voter: bool,
-}
-
 pub async fn run(args: OperatorArgs) -> Result<()> {
     let server = Server::locate(&args.server)?;
     let timeout = strait_rpc::http::DEFAULT_TIMEOUT;
     match args.cmd {
         OperatorCommand::Raft(RaftCommand::ListPeers) => {
             let path = "/v1/operator/raft/configuration";
-            let config: Configuration = server
+            let config: RaftConfiguration = server
                 .call(Method::GET, path, None, timeout)
                 .await?
                 .json()?;
