@@ -415,9 +415,11 @@ pub async fn config_list(
     Ok(indexed(index, entries))
 }
 
-/// `PUT /v1/config`: proxy-defaults, service-defaults (mesh gateway mode) and
-/// service-intentions. Local callers only (operators on the server VM); over mTLS, servers of
-/// this DC and of the primary DC (an operator there writing with `?dc=`).
+/// `PUT /v1/config`: proxy-defaults, service-defaults, service-resolver and
+/// service-intentions. Local callers (operators on the server VM); over mTLS, agents of this DC
+/// (any agent relays writes, as Consul's) and servers of this DC and of the primary DC (an
+/// operator there writing with `?dc=`). Until ACLs exist, anyone who can reach an agent's
+/// loopback API may write them, as in Consul with ACLs off.
 pub async fn config_set(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
@@ -434,9 +436,13 @@ pub async fn config_set(
 
 /// Who may write config entries: see [`config_set`].
 pub(super) fn config_writer(s: &AppState, origin: Origin, peer: &Peer) -> ApiResult<()> {
-    authorize(origin, peer, "write config entries", |id| {
-        matches!(id, strait_identity::spiffe::SpiffeId::Server { datacenter, .. }
-            if *datacenter == s.cfg.datacenter || *datacenter == s.cfg.primary_datacenter)
+    use strait_identity::spiffe::SpiffeId;
+    authorize(origin, peer, "write config entries", |id| match id {
+        SpiffeId::Server { datacenter, .. } => {
+            *datacenter == s.cfg.datacenter || *datacenter == s.cfg.primary_datacenter
+        }
+        SpiffeId::Agent { datacenter, .. } => *datacenter == s.cfg.datacenter,
+        _ => false,
     })
 }
 
