@@ -207,6 +207,12 @@ impl CaState {
         &self.roots_pem[0]
     }
 
+    /// A secondary's intermediate certificate (PEM), which its leaves chain to; `None` in the
+    /// primary, whose root signs directly.
+    pub fn intermediate_pem(&self) -> Option<&str> {
+        (!self.chain_pem.is_empty()).then_some(self.chain_pem.as_str())
+    }
+
     /// Primary only: signs a secondary DC's intermediate CA.
     pub fn sign_intermediate(&self, csr_pem: &str, dc: &str) -> Result<IssuedCert> {
         Ok(self

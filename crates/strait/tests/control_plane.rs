@@ -140,6 +140,22 @@ fn two_datacenters_federate_through_gateways() {
     assert_eq!(st, 200, "{roots}");
     let roots: serde_json::Value = serde_json::from_str(&roots).unwrap();
     let root_pem = roots["Roots"][0]["RootCert"].as_str().unwrap().to_string();
+    // Consul's `IntermediateCerts`: none in the primary, dc2's intermediate in dc2.
+    assert_eq!(
+        roots["Roots"][0]["IntermediateCerts"],
+        serde_json::json!([])
+    );
+    let (st, dc2_roots) = get(agent_addr, "/v1/agent/connect/ca/roots");
+    assert_eq!(st, 200, "{dc2_roots}");
+    let dc2_roots: serde_json::Value = serde_json::from_str(&dc2_roots).unwrap();
+    assert_eq!(
+        dc2_roots["Roots"][0]["RootCert"].as_str(),
+        Some(root_pem.as_str())
+    );
+    assert_eq!(
+        dc2_roots["Roots"][0]["IntermediateCerts"],
+        serde_json::json!([inter])
+    );
     let (st, leaf) = get(agent_addr, "/v1/agent/connect/ca/leaf/counting");
     assert_eq!(st, 200, "{leaf}");
     let leaf: serde_json::Value = serde_json::from_str(&leaf).unwrap();

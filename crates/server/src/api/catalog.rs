@@ -362,6 +362,8 @@ pub async fn ca_roots(
             "the CA is not up yet".into(),
         )
     })?;
+    // A secondary's leaves chain through its intermediate, as Consul lists it.
+    let intermediates: Vec<&str> = ca.intermediate_pem().into_iter().collect();
     let roots: Vec<_> = ca
         .roots_pem
         .iter()
@@ -386,7 +388,7 @@ pub async fn ca_roots(
                 "ID": serial, "Name": "strait root CA", "SerialNumber": serial,
                 "NotBefore": at(info.as_ref().map(|i| i.not_before_unix)),
                 "NotAfter": at(info.as_ref().map(|i| i.not_after_unix)),
-                "RootCert": pem, "IntermediateCerts": [], "Active": true,
+                "RootCert": pem, "IntermediateCerts": intermediates, "Active": true,
                 "CreateIndex": index, "ModifyIndex": index,
             })
         })
