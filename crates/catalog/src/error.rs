@@ -45,6 +45,15 @@ pub enum CatalogError {
     },
     #[error("unknown config entry {kind:?}/{name:?}")]
     UnknownConfigEntry { kind: String, name: String },
+    /// A check-and-set write (Consul's `?cas=`) whose index is not the entry's `ModifyIndex`
+    /// (0: the entry must not exist).
+    #[error("config entry {kind:?}/{name:?} changed: check-and-set index {cas}, its ModifyIndex is {actual}")]
+    CasMismatch {
+        kind: String,
+        name: String,
+        cas: u64,
+        actual: u64,
+    },
     #[error("catalog store: {0}")]
     Store(String),
     #[error("catalog store: table {table}, key {key:?}: {reason}")]

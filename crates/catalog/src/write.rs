@@ -5,7 +5,7 @@
 
 use crate::catalog::Catalog;
 use crate::error::{CatalogError, Result};
-use crate::store::{Edit, NodeRecord};
+use crate::store::{ConfigKey, Edit, NodeRecord};
 use crate::types::{Check, ConfigEntry, FederationState, Indexed, Node, Service, SyncOutcome};
 use crate::validate;
 use std::collections::BTreeMap;
@@ -211,11 +211,19 @@ impl Catalog {
 
     /// Creates or replaces a config entry (keyed by Kind and Name).
     pub fn set_config_entry(&self, entry: ConfigEntry) -> Result<u64> {
+        self.set_config_entry_cas(entry, None)
+    }
+
+    /// [`Catalog::set_config_entry`] as Consul's check-and-set (`?cas=`) when `cas` is given:
+    /// only if the entry's `ModifyIndex` is `cas` (0: only if there is none), else
+    /// [`CatalogError::CasMismatch`] and nothing changes.
+    pub fn set_config_entry_cas(&self, entry: ConfigEntry, cas: Option<u64>) -> Result<u64> {
         let mut entry = validate::config_entry(entry)?;
         let writer = self.lock_writer();
         validate::resolver_graph(&entry, self.read_state().config.values())?;
         let key = (entry.kind.clone(), entry.name.clone());
         let old = self.read_state().config.get(&key).cloned();
+        check_cas(&key, old.as_ref(), cas)?;
         if let Some(old) = old {
             entry.modify_index = old.modify_index;
             if old == entry {
@@ -228,9 +236,16 @@ impl Catalog {
 
     /// Deletes a config entry.
     pub fn delete_config_entry(&self, kind: &str, name: &str) -> Result<u64> {
+        self.delete_config_entry_cas(kind, name, None)
+    }
+
+    /// [`Catalog::delete_config_entry`], with Consul's check-and-set when `cas` is given.
+    pub fn delete_config_entry_cas(&self, kind: &str, name: &str, cas: Option<u64>) -> Result<u64> {
         let writer = self.lock_writer();
         let key = (kind.to_string(), name.to_string());
-        if !self.read_state().config.contains_key(&key) {
+        let old = self.read_state().config.get(&key).cloned();
+        check_cas(&key, old.as_ref(), cas)?;
+        if old.is_none() {
             return Err(CatalogError::UnknownConfigEntry {
                 kind: key.0,
                 name: key.1,
@@ -261,3 +276,21 @@ impl Catalog {
 #[cfg(test)]
 #[path = "write_tests.rs"]
 mod tests;
+
+/// Consul's check-and-set on a config entry: `cas` must be its `ModifyIndex` (0 when `old` is
+/// none).
+fn check_cas(key: &ConfigKey, old: Option<&ConfigEntry>, cas: Option<u64>) -> Result<()> {
+    let Some(cas) = cas else {
+        return Ok(());
+    };
+    let actual = old.map_or(0, |o| o.modify_index);
+    if actual == cas {
+        return Ok(());
+    }
+    Err(CatalogError::CasMismatch {
+        kind: key.0.clone(),
+        name: key.1.clone(),
+        cas,
+        actual,
+    })
+}

@@ -470,3 +470,39 @@ fn service_intentions_are_validated_and_name_the_field() {
     assert!(reason(misplaced).contains("Sources"));
     assert_eq!(cat.config_entries().len(), 1, "nothing invalid was stored");
 }
+
+/// Consul's check-and-set: 0 creates only, the current ModifyIndex replaces or deletes, any
+/// other index changes nothing and says what the index is.
+#[test]
+fn config_entries_check_and_set() {
+    let cat = Catalog::replicated();
+    let entry = |mode: &str| ConfigEntry {
+        kind: "service-defaults".into(),
+        name: "web".into(),
+        mesh_gateway: MeshGatewayConfig { mode: mode.into() },
+        ..ConfigEntry::default()
+    };
+    assert_eq!(cat.set_config_entry_cas(entry("local"), Some(0)), Ok(1));
+    let lost = cat.set_config_entry_cas(entry("remote"), Some(0));
+    assert_eq!(
+        lost,
+        Err(CatalogError::CasMismatch {
+            kind: "service-defaults".into(),
+            name: "web".into(),
+            cas: 0,
+            actual: 1
+        })
+    );
+    assert_eq!(cat.service_defaults_modes()["web"], GatewayMode::Local);
+    assert_eq!(cat.set_config_entry_cas(entry("remote"), Some(1)), Ok(2));
+    assert!(matches!(
+        cat.delete_config_entry_cas("service-defaults", "web", Some(1)),
+        Err(CatalogError::CasMismatch { actual: 2, .. })
+    ));
+    assert_eq!(cat.config_entries().len(), 1);
+    assert_eq!(
+        cat.delete_config_entry_cas("service-defaults", "web", Some(2)),
+        Ok(3)
+    );
+    assert!(cat.config_entries().is_empty());
+}

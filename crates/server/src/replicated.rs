@@ -33,6 +33,18 @@ pub enum Command {
         kind: String,
         name: String,
     },
+    /// Consul's check-and-set (`?cas=`, and the intentions API's read-modify-write): applied
+    /// only if the entry's `ModifyIndex` is `cas` (0: it must not exist); else the outcome is
+    /// [`CAS_LOST`] on every server.
+    SetConfigEntryCas {
+        entry: ConfigEntry,
+        cas: u64,
+    },
+    DeleteConfigEntryCas {
+        kind: String,
+        name: String,
+        cas: u64,
+    },
     SetFederationState(FederationState),
     /// Replaces the whole catalog with a [`Catalog::snapshot`] image (`strait snapshot
     /// restore`); validated before it is proposed, so every server accepts it alike.
@@ -48,6 +60,10 @@ pub enum Command {
 /// What applying a command answered: the catalog index after it, or why the catalog refused
 /// it (the same refusal on every server: commands are validated deterministically).
 pub type Outcome = Result<u64, String>;
+
+/// The outcome of a check-and-set command whose index was not the entry's: Consul answers
+/// `false`, not an error.
+pub const CAS_LOST: &str = "check-and-set index is not the entry's ModifyIndex";
 
 /// The replicated application: the catalog and the DC's CA.
 pub struct CatalogApp {
@@ -127,12 +143,21 @@ impl Replicated for CatalogApp {
                 .map(|_| catalog.index()),
             Command::SetConfigEntry(entry) => catalog.set_config_entry(entry),
             Command::DeleteConfigEntry { kind, name } => catalog.delete_config_entry(&kind, &name),
+            Command::SetConfigEntryCas { entry, cas } => {
+                catalog.set_config_entry_cas(entry, Some(cas))
+            }
+            Command::DeleteConfigEntryCas { kind, name, cas } => {
+                catalog.delete_config_entry_cas(&kind, &name, Some(cas))
+            }
             Command::SetFederationState(state) => catalog.set_federation_state(state),
             Command::Restore(image) => catalog.restore(image.as_bytes()).map(|()| catalog.index()),
             Command::SetCa(files) => return self.set_ca(files),
             Command::RestoreAll(image) => return self.restore_all(image),
         };
-        applied.map_err(|e| e.to_string())
+        applied.map_err(|e| match e {
+            strait_catalog::CatalogError::CasMismatch { .. } => CAS_LOST.to_string(),
+            e => e.to_string(),
+        })
     }
 
     fn snapshot(&self) -> Vec<u8> {

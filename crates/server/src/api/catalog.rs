@@ -417,23 +417,82 @@ pub async fn config_list(
     Ok(indexed(index, entries))
 }
 
+/// `GET /v1/config/{kind}/{name}`: one entry (with its `ModifyIndex`, for `?cas=`), or 404
+/// naming it.
+pub async fn config_get(
+    Read { s, index, .. }: Read,
+    Path((kind, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let entry = s
+        .catalog
+        .config_entries()
+        .into_iter()
+        .find(|e| e.kind == kind && e.name == name)
+        .ok_or_else(|| {
+            ApiError(
+                http::StatusCode::NOT_FOUND,
+                format!("Config entry not found for {kind:?} / {name:?}"),
+            )
+        })?;
+    Ok(indexed(index, entry))
+}
+
 /// `PUT /v1/config`: proxy-defaults, service-defaults, service-resolver and
 /// service-intentions. Local callers (operators on the server VM); over mTLS, agents of this DC
 /// (any agent relays writes, as Consul's) and servers of this DC and of the primary DC (an
 /// operator there writing with `?dc=`). Until ACLs exist, anyone who can reach an agent's
 /// loopback API may write them, as in Consul with ACLs off.
+/// With `?cas=<index>` (Consul's check-and-set) it writes only if `index` is the entry's
+/// `ModifyIndex` (0: only if there is none) and answers `false` otherwise.
 pub async fn config_set(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
+    Query(q): Query<Params>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     config_writer(&s, origin, &peer)?;
     // Any Content-Type (curl -d sends form encoding), as Consul accepts.
     let entry: ConfigEntry = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid config entry: {e}")))?;
-    s.write(Command::SetConfigEntry(entry)).await?;
-    Ok(indexed(s.catalog.index(), true))
+    let command = match cas_param(&q)? {
+        Some(cas) => Command::SetConfigEntryCas { entry, cas },
+        None => Command::SetConfigEntry(entry),
+    };
+    write_cas(&s, command).await
+}
+
+/// Consul's `?cas=<index>` on a config write.
+fn cas_param(q: &Params) -> ApiResult<Option<u64>> {
+    q.get("cas")
+        .map(|v| {
+            v.parse().map_err(|_| {
+                ApiError::bad_request(format!("query parameter `cas` = {v:?} is not a number"))
+            })
+        })
+        .transpose()
+}
+
+/// Writes a config entry command and answers Consul's `true`, or `false` when its
+/// check-and-set lost.
+async fn write_cas(s: &AppState, command: Command) -> ApiResult<Response> {
+    Ok(match write_checked(s, command).await? {
+        Some(index) => indexed(index, true),
+        None => indexed(s.catalog.index(), false),
+    })
+}
+
+/// Writes a config entry command: the index after it, or `None` when its check-and-set lost.
+pub(super) async fn write_checked(s: &AppState, command: Command) -> ApiResult<Option<u64>> {
+    match s.write(command).await {
+        Ok(index) => Ok(Some(index)),
+        Err(crate::replicated::WriteFailure::Refused(why))
+            if why == crate::replicated::CAS_LOST =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Who may write config entries: see [`config_set`].
@@ -448,12 +507,14 @@ pub(super) fn config_writer(s: &AppState, origin: Origin, peer: &Peer) -> ApiRes
     })
 }
 
-/// `DELETE /v1/config/{kind}/{name}`: removes an entry; same callers as [`config_set`].
+/// `DELETE /v1/config/{kind}/{name}`: removes an entry; same callers and `?cas=` as
+/// [`config_set`].
 pub async fn config_delete(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
     Path((kind, name)): Path<(String, String)>,
+    Query(q): Query<Params>,
 ) -> ApiResult<Response> {
     config_writer(&s, origin, &peer)?;
     let exists = s
@@ -467,6 +528,9 @@ pub async fn config_delete(
             format!("no config entry {kind:?}/{name:?}"),
         ));
     }
-    s.write(Command::DeleteConfigEntry { kind, name }).await?;
-    Ok(indexed(s.catalog.index(), true))
+    let command = match cas_param(&q)? {
+        Some(cas) => Command::DeleteConfigEntryCas { kind, name, cas },
+        None => Command::DeleteConfigEntry { kind, name },
+    };
+    write_cas(&s, command).await
 }

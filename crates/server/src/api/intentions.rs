@@ -7,7 +7,7 @@
 //! Not here: the legacy ID-based API (`/v1/connect/intentions/:id`, `POST`), L7
 //! `Permissions`, `Meta`, namespaces other than `default`.
 
-use super::catalog::{config_writer, Read};
+use super::catalog::{config_writer, write_checked, Read};
 use super::{indexed, ApiError, ApiResult, AppState, Origin, Params};
 use crate::replicated::Command;
 use axum::extract::{Query, State};
@@ -180,19 +180,60 @@ pub async fn exact_put(
             body.action
         )));
     }
-    let mut entry = entry_of(&s, destination).unwrap_or_else(|| ConfigEntry {
-        kind: config_kind::SERVICE_INTENTIONS.into(),
-        name: destination.into(),
-        ..ConfigEntry::default()
-    });
-    entry.sources.retain(|src| src.name != source);
-    entry.sources.push(SourceIntention {
+    let intention = SourceIntention {
         name: source.into(),
         action: body.action,
         description: body.description,
-    });
-    s.write(Command::SetConfigEntry(entry)).await?;
-    Ok(indexed(s.catalog.index(), true))
+    };
+    update_entry(&s, destination, |current| {
+        let mut entry = current.unwrap_or_else(|| ConfigEntry {
+            kind: config_kind::SERVICE_INTENTIONS.into(),
+            name: destination.into(),
+            ..ConfigEntry::default()
+        });
+        entry.sources.retain(|src| src.name != source);
+        entry.sources.push(intention.clone());
+        Ok(Some(entry))
+    })
+    .await
+}
+
+/// Applies `change` to the destination's `service-intentions` entry (`None` in, no entry yet;
+/// `None` out, delete it) as a check-and-set on its `ModifyIndex`, read again and retried when
+/// another write changed the entry in between: two intentions written at once to one
+/// destination are both kept (Consul changes the entry inside one state-store transaction).
+async fn update_entry(
+    s: &AppState,
+    destination: &str,
+    change: impl Fn(Option<ConfigEntry>) -> ApiResult<Option<ConfigEntry>>,
+) -> ApiResult<Response> {
+    const ATTEMPTS: usize = 32;
+    for _ in 0..ATTEMPTS {
+        let current = entry_of(s, destination);
+        let cas = current.as_ref().map_or(0, |e| e.modify_index);
+        let command = match change(current)? {
+            Some(entry) => Command::SetConfigEntryCas { entry, cas },
+            None => Command::DeleteConfigEntryCas {
+                kind: config_kind::SERVICE_INTENTIONS.into(),
+                name: destination.into(),
+                cas,
+            },
+        };
+        let seen = s.catalog.index();
+        if let Some(index) = write_checked(s, command).await? {
+            return Ok(indexed(index, true));
+        }
+        // Lost to another write: this server may not have applied it yet.
+        s.catalog
+            .wait_for_change(seen, std::time::Duration::from_millis(200))
+            .await;
+    }
+    Err(ApiError(
+        StatusCode::CONFLICT,
+        format!(
+            "the intentions of {destination:?} kept changing under {ATTEMPTS} attempts to write them: try again"
+        ),
+    ))
 }
 
 /// `DELETE /v1/connect/intentions/exact?source=&destination=`: removes the source from the
@@ -205,20 +246,17 @@ pub async fn exact_delete(
 ) -> ApiResult<Response> {
     config_writer(&s, origin, &peer)?;
     let (source, destination) = (required(&q, "source")?, required(&q, "destination")?);
-    let mut entry = entry_of(&s, destination)
-        .filter(|e| e.sources.iter().any(|src| src.name == source))
-        .ok_or_else(|| not_found(source, destination))?;
-    entry.sources.retain(|src| src.name != source);
-    let command = if entry.sources.is_empty() {
-        Command::DeleteConfigEntry {
-            kind: entry.kind,
-            name: entry.name,
-        }
-    } else {
-        Command::SetConfigEntry(entry)
-    };
-    s.write(command).await?;
-    Ok(indexed(s.catalog.index(), true))
+    if !entry_of(&s, destination).is_some_and(|e| e.sources.iter().any(|src| src.name == source)) {
+        return Err(not_found(source, destination));
+    }
+    update_entry(&s, destination, |current| {
+        let mut entry = current
+            .filter(|e| e.sources.iter().any(|src| src.name == source))
+            .ok_or_else(|| not_found(source, destination))?;
+        entry.sources.retain(|src| src.name != source);
+        Ok((!entry.sources.is_empty()).then_some(entry))
+    })
+    .await
 }
 
 /// `GET /v1/connect/intentions/match?by=source|destination&name=X` (`name` repeatable): per

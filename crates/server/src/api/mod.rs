@@ -81,7 +81,10 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
         .route("/v1/connect/intentions/check", get(intentions::check))
         .route("/v1/config/{kind}", get(catalog::config_list))
         .route("/v1/config", put(catalog::config_set))
-        .route("/v1/config/{kind}/{name}", delete(catalog::config_delete))
+        .route(
+            "/v1/config/{kind}/{name}",
+            get(catalog::config_get).delete(catalog::config_delete),
+        )
         .route("/v1/internal/members", get(internal::members))
         .route("/v1/internal/mesh-view", get(internal::mesh_view))
         .route("/v1/internal/join", post(internal::join))

@@ -266,6 +266,54 @@ assert c.connect.intentions.delete("*", "pyweb") is True
 assert c.connect.intentions.list() == []
 assert c.connect.intentions.check("web", "pyweb") is True
 
+# Eight intentions written at once to one destination through the agent are all kept (each
+# is a check-and-set of the destination's entry, retried when another write came first), and
+# so are eight deletions.
+sources = [f"conc-{i}" for i in range(8)]
+failures = []
+
+
+def at_once(write):
+    def run(src):
+        try:
+            if write(src) is not True:
+                failures.append(src)
+        except Exception as e:  # noqa: BLE001 - reported below
+            failures.append(f"{src}: {e}")
+
+    threads = [threading.Thread(target=run, args=(src,)) for src in sources]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+
+
+def concurrent_sources():
+    return sorted(i["SourceName"] for i in c.connect.intentions.list() if i["DestinationName"] == "pyconc")
+
+
+at_once(lambda src: c.connect.intentions.upsert(src, "pyconc", action="allow"))
+assert concurrent_sources() == sources, concurrent_sources()
+at_once(lambda src: c.connect.intentions.delete(src, "pyconc"))
+assert concurrent_sources() == [], concurrent_sources()
+
+# Consul's check-and-set on config entries: ?cas=0 creates only; the ModifyIndex replaces.
+defaults = {"Kind": "service-defaults", "Name": "pycas", "MeshGateway": {"Mode": "local"}}
+assert raw("PUT", "/v1/config?cas=0", defaults) == (200, True)
+assert raw("PUT", "/v1/config?cas=0", defaults) == (200, False)
+status, entry = raw("GET", "/v1/config/service-defaults/pycas")
+assert status == 200, entry
+index = entry["ModifyIndex"]
+defaults["MeshGateway"]["Mode"] = "remote"
+assert raw("PUT", f"/v1/config?cas={index + 1}", defaults) == (200, False)
+assert raw("PUT", f"/v1/config?cas={index}", defaults) == (200, True)
+status, body = raw("PUT", "/v1/config?cas=soon", defaults)
+assert status == 400 and "cas" in str(body), (status, body)
+assert raw("DELETE", f"/v1/config/service-defaults/pycas?cas={index}") == (200, False)
+status, entry = raw("GET", "/v1/config/service-defaults/pycas")
+assert raw("DELETE", f"/v1/config/service-defaults/pycas?cas={entry['ModifyIndex']}") == (200, True)
+
 # What strait does not implement is an error with a reason, not "key not found".
 try:
     c.kv.get("config/x")
