@@ -155,7 +155,10 @@ fn consul_clients_and_service_files_work_against_strait() {
     // Consul's `ca_file`: HTTPS checks trust the mesh's root CA besides the system's.
     let root = d.join("data-server-dc1/ca/root.pem");
     let cfg = std::fs::read_to_string(&agent_cfg).unwrap();
-    write(&agent_cfg, &format!("{cfg}ca_file = \"{}\"\n", root.display()));
+    write(
+        &agent_cfg,
+        &format!("{cfg}ca_file = \"{}\"\n", root.display()),
+    );
     let services = services_dir(d, NODE);
     write(&services.join("web.hcl"), WEB_HCL);
     write(&services.join("more.json"), MORE_JSON);
