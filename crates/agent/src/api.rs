@@ -80,12 +80,44 @@ async fn ready(State(a): State<S>) -> Response {
     }
 }
 
+/// `GET /v1/agent/self`: Consul's `Config` (datacenter, node name, address, `Version` =
+/// strait's) and `Member` (this agent in [`consul_member`]'s shape), and the trust domain.
 async fn self_info(State(a): State<S>) -> Json<serde_json::Value> {
+    let me = strait_proto::Member {
+        node: a.cfg.node_name.clone(),
+        address: a.cfg.advertise_addr.to_string(),
+        datacenter: a.cfg.datacenter.clone(),
+        role: "agent".into(),
+        status: "alive".into(),
+    };
     Json(json!({
-        "Config": { "Datacenter": a.cfg.datacenter, "NodeName": a.cfg.node_name, "AdvertiseAddr": a.cfg.advertise_addr.to_string() },
-        "Member": { "Name": a.cfg.node_name, "Addr": a.cfg.advertise_addr.to_string() },
+        "Config": {
+            "Datacenter": a.cfg.datacenter, "NodeName": a.cfg.node_name,
+            "AdvertiseAddr": a.cfg.advertise_addr.to_string(), "Server": false,
+            "Version": env!("CARGO_PKG_VERSION"), "Revision": "",
+        },
+        "Member": consul_member(&me),
         "TrustDomain": a.conn().map(|c| c.trust_domain.clone()),
     }))
+}
+
+/// A member in Consul's `AgentMember` shape: `Tags.role` is `consul` for a server and `node`
+/// for an agent, `Status` is serf's number (1 alive, 4 failed, 0 not heard from yet), and
+/// `Port` is 0 (strait has no gossip port).
+fn consul_member(m: &strait_proto::Member) -> serde_json::Value {
+    let status = match m.status.as_str() {
+        "alive" => 1,
+        "failed" => 4,
+        _ => 0,
+    };
+    let role = if m.role == "server" { "consul" } else { "node" };
+    json!({
+        "Name": m.node, "Addr": m.address, "Port": 0,
+        "Tags": { "role": role, "dc": m.datacenter },
+        "Status": status,
+        "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
+        "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+    })
 }
 
 /// A local service in Consul's `AgentService` shape.
@@ -353,6 +385,8 @@ async fn ttl_update(
     }
 }
 
+/// `GET /v1/agent/members` (`?dc=`): the DC's members in Consul's shape ([`consul_member`]);
+/// strait's own shape is `/v1/internal/members`.
 async fn members(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -> Response {
     let path = match q.get("dc") {
         Some(dc) => {
@@ -364,7 +398,21 @@ async fn members(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -
         }
         None => "/v1/internal/members".to_string(),
     };
-    relay(&a, Method::GET, &path, None).await
+    let resp = match a
+        .call(Method::GET, &path, None, Duration::from_secs(30))
+        .await
+    {
+        Ok(resp) if resp.status.is_success() => resp,
+        Ok(resp) => return resp.into_response(),
+        Err(e) => return err(StatusCode::BAD_GATEWAY, format!("{e:#}")),
+    };
+    match resp.json::<Vec<strait_proto::Member>>() {
+        Ok(members) => Json(members.iter().map(consul_member).collect::<Vec<_>>()).into_response(),
+        Err(e) => err(
+            StatusCode::BAD_GATEWAY,
+            format!("the servers' member list: {e}"),
+        ),
+    }
 }
 
 /// A proxy's snapshot; blocking on `?index=<version>` (up to `?wait=`, default 30s).

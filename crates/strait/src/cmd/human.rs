@@ -58,8 +58,8 @@ pub async fn members(agent: AgentAddr) -> Result<()> {
     );
     for dc in dcs {
         let path = match &dc {
-            Some(dc) => format!("/v1/agent/members?dc={dc}"),
-            None => "/v1/agent/members".to_string(),
+            Some(dc) => format!("/v1/internal/members?dc={dc}"),
+            None => "/v1/internal/members".to_string(),
         };
         match get::<Vec<Member>>(agent, &path).await {
             Ok(ms) => rows.extend(

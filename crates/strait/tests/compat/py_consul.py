@@ -104,8 +104,17 @@ nodes = eventually("pyweb passing after ttl_pass", passing)
 statuses = {ch["CheckID"]: ch["Status"] for ch in nodes[0]["Checks"]}
 assert statuses["service:pyweb:2"] == "passing", statuses
 
-# Queries: every ?tag= must match (in any case), node-meta, ?passing, ?filter= (bexpr).
+# The agent and its DC's members in Consul's shapes.
 node = os.environ["NODE_NAME"]
+me = c.agent.self()
+assert me["Config"]["NodeName"] == node and me["Config"]["Datacenter"] == "dc1", me
+assert me["Config"]["Version"] and me["Member"]["Name"] == node and me["Member"]["Status"] == 1, me
+members = {m["Name"]: m for m in c.agent.members()}
+assert members[node]["Status"] == 1 and members[node]["Tags"] == {"role": "node", "dc": "dc1"}, members
+servers = [m for m in members.values() if m["Tags"]["role"] == "consul"]
+assert len(servers) == 1 and servers[0]["Addr"] == os.environ["SERVER_HOST"], members
+
+# Queries: every ?tag= must match (in any case), node-meta, ?passing, ?filter= (bexpr).
 assert len(c.health.service("pyweb", tag="v1")[1]) == 1
 assert len(c.health.service("pyweb", tag=["v1", "PYTHON"], passing=True)[1]) == 1
 assert c.health.service("pyweb", tag=["v1", "v2"])[1] == []
