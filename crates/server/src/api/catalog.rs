@@ -349,6 +349,39 @@ pub async fn catalog_datacenters(Read { s, index, .. }: Read) -> ApiResult<Respo
     Ok(indexed(index, datacenters(&s)))
 }
 
+/// `GET /v1/connect/ca/configuration` in Consul's shape: strait's built-in CA (`Provider`
+/// `strait`), its leaf lifetime (`leaf_ttl_hours`) and a secondary's intermediate lifetime.
+/// Changing the CA configuration (`PUT`) is not supported (501).
+pub async fn ca_configuration(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Extension(peer): Extension<Peer>,
+) -> ApiResult<Response> {
+    can_read(origin, &peer)?;
+    let ca = s.ca_opt().ok_or_else(|| {
+        ApiError(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "the CA is not up yet".into(),
+        )
+    })?;
+    let hours = |d: std::time::Duration| format!("{}h", d.as_secs() / 3600);
+    Ok(indexed(
+        s.catalog.index(),
+        json!({
+            "Provider": "strait",
+            "Config": {
+                "LeafCertTTL": hours(s.live.leaf_ttl()),
+                "IntermediateCertTTL": hours(crate::ca::INTERMEDIATE_TTL),
+                "PrivateKeyType": "ec",
+                "PrivateKeyBits": 256,
+                "TrustDomain": ca.trust_domain,
+            },
+            "State": null,
+            "ForceWithoutCrossSigning": false,
+        }),
+    ))
+}
+
 /// `/v1/connect/ca/roots` in Consul's shape.
 pub async fn ca_roots(
     State(s): State<AppState>,

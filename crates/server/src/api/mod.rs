@@ -70,6 +70,10 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
         )
         .route("/v1/catalog/datacenters", get(catalog::catalog_datacenters))
         .route("/v1/connect/ca/roots", get(catalog::ca_roots))
+        .route(
+            "/v1/connect/ca/configuration",
+            get(catalog::ca_configuration),
+        )
         .route("/v1/connect/intentions", get(intentions::list))
         .route(
             "/v1/connect/intentions/exact",

@@ -225,6 +225,13 @@ assert roots["ActiveRootID"] == root["ID"] and root["Active"] is True, roots
 assert when(root["NotBefore"]) <= now < when(root["NotAfter"]), root
 assert root["IntermediateCerts"] == [] and root["ModifyIndex"] >= root["CreateIndex"] > 0, root
 assert c.connect.ca.roots()["Roots"][0]["RootCert"] == root["RootCert"]
+ca_config = c.connect.ca.configuration()
+assert ca_config["Provider"] == "strait" and ca_config["Config"]["LeafCertTTL"].endswith("h"), ca_config
+try:
+    c.connect.ca.update_configuration("vault", {"Address": "https://vault:8200"})
+    sys.exit("py-consul: the CA configuration was changed")
+except consul.ConsulException as e:
+    assert "501" in str(e) and "not supported by strait" in str(e), e
 leaf = c.agent.connect.ca.leaf("pyweb")
 td = roots["TrustDomain"]
 assert leaf["Service"] == "pyweb" and leaf["ServiceURI"] == f"spiffe://{td}/ns/default/dc/dc1/svc/pyweb", leaf
