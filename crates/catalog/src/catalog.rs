@@ -1,16 +1,14 @@
-//! The [`Catalog`]: one DC's state in memory, written through to redb, with a watch on its
-//! index for blocking queries.
+//! The [`Catalog`]: one DC's state in memory, with a watch on its index for blocking queries.
+//! Its durability is the server's Raft log and snapshots ([`Catalog::snapshot`],
+//! [`Catalog::restore`]): a write reaches the catalog only once Raft committed it.
 //!
-//! Writers are serialised by a mutex and do their disk commit *before* taking the state's
-//! write lock, so readers (HTTP API, snapshot builders) only ever wait for an in-memory swap,
-//! never for an fsync. Write operations are synchronous; async callers with many writes
-//! should run them in `spawn_blocking`.
+//! Writers are serialised by a mutex; readers (HTTP API, snapshot builders) only ever wait for
+//! an in-memory swap.
 
 use crate::error::{CatalogError, Result};
-use crate::store::{Edit, NodeRecord, State, Store};
+use crate::store::{Edit, NodeRecord, State};
 use crate::types::{ConfigEntry, FederationState};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -21,9 +19,6 @@ pub struct Catalog {
     state: RwLock<State>,
     /// Serialises writers so each computes its change from the latest state.
     writer: Mutex<()>,
-    /// Where writes are made durable; `None` for a replicated catalog, which Raft makes
-    /// durable (its log and snapshots) before a write is applied here.
-    store: Option<Store>,
     /// Current index, for watchers and blocking queries.
     index_tx: watch::Sender<u64>,
 }
@@ -47,30 +42,14 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// Opens (or creates) the catalog stored at `path`, restoring all state and the index.
-    pub fn open(path: impl AsRef<Path>) -> Result<Catalog> {
-        let (store, state) = Store::open(path.as_ref())?;
-        Ok(Catalog::from_parts(Some(store), state))
-    }
-
-    /// An empty catalog kept only in memory (tests, lab experiments).
-    pub fn open_in_memory() -> Result<Catalog> {
-        let (store, state) = Store::in_memory()?;
-        Ok(Catalog::from_parts(Some(store), state))
-    }
-
     /// An empty catalog whose durability is someone else's: the server's Raft log and
     /// snapshots ([`Catalog::snapshot`], [`Catalog::restore`]). Writes only change memory.
     pub fn replicated() -> Catalog {
-        Catalog::from_parts(None, State::default())
-    }
-
-    fn from_parts(store: Option<Store>, state: State) -> Catalog {
+        let state = State::default();
         let (index_tx, _) = watch::channel(state.index);
         Catalog {
             state: RwLock::new(state),
             writer: Mutex::new(()),
-            store,
             index_tx,
         }
     }
@@ -127,7 +106,7 @@ impl Catalog {
     /// nothing. Blocking queries wake if the index moved.
     pub fn restore(&self, snapshot: &[u8]) -> Result<()> {
         let image: Image = serde_json::from_slice(snapshot)
-            .map_err(|e| CatalogError::Store(format!("invalid catalog snapshot: {e}")))?;
+            .map_err(|e| CatalogError::BadSnapshot(e.to_string()))?;
         let mut state = State {
             index: image.index,
             ..State::default()
@@ -144,9 +123,6 @@ impl Catalog {
             state.federation.insert(fed.datacenter.clone(), fed);
         }
         let _writer = self.lock_writer();
-        if let Some(store) = &self.store {
-            store.replace(&state)?;
-        }
         let index = state.index;
         *strait_base::sync::write(&self.state) = state;
         self.index_tx.send_replace(index);
@@ -164,13 +140,10 @@ impl Catalog {
         strait_base::sync::lock(&self.writer)
     }
 
-    /// Persists `edit` at the next index, then publishes it. The caller holds the writer
-    /// lock and has checked that `edit` changes something.
+    /// Applies `edit` at the next index, then publishes it. The caller holds the writer lock
+    /// and has checked that `edit` changes something.
     pub(crate) fn commit(&self, _writer: &MutexGuard<'_, ()>, edit: Edit) -> Result<u64> {
         let index = self.index() + 1;
-        if let Some(store) = &self.store {
-            store.commit(index, &edit)?;
-        }
         strait_base::sync::write(&self.state).apply(index, edit);
         self.index_tx.send_replace(index);
         tracing::trace!(index, "catalog write");
@@ -199,7 +172,7 @@ mod tests {
 
     #[tokio::test]
     async fn wait_returns_at_once_for_zero_or_stale_index() {
-        let cat = Catalog::open_in_memory().expect("catalog");
+        let cat = Catalog::replicated();
         assert_eq!(cat.wait_for_change(0, Duration::from_secs(30)).await, 0);
         cat.register(node("n1"), vec![], vec![]).expect("register");
         assert_eq!(cat.wait_for_change(0, Duration::from_secs(30)).await, 1);
@@ -208,7 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn wait_times_out_with_current_index() {
-        let cat = Catalog::open_in_memory().expect("catalog");
+        let cat = Catalog::replicated();
         cat.register(node("n1"), vec![], vec![]).expect("register");
         let start = std::time::Instant::now();
         let idx = cat.wait_for_change(1, Duration::from_millis(100)).await;
@@ -218,7 +191,7 @@ mod tests {
 
     #[tokio::test]
     async fn wait_wakes_on_change() {
-        let cat = Arc::new(Catalog::open_in_memory().expect("catalog"));
+        let cat = Arc::new(Catalog::replicated());
         cat.register(node("n1"), vec![], vec![]).expect("register");
         let waiter = tokio::spawn({
             let cat = cat.clone();
@@ -237,7 +210,7 @@ mod tests {
     /// `strait snapshot restore` of an older snapshot moves the index back: waiters wake.
     #[tokio::test]
     async fn wait_wakes_when_a_restore_moves_the_index_back() {
-        let cat = Arc::new(Catalog::open_in_memory().expect("catalog"));
+        let cat = Arc::new(Catalog::replicated());
         cat.register(node("n1"), vec![], vec![]).expect("register");
         let image = cat.snapshot();
         cat.register(node("n2"), vec![], vec![]).expect("register");
@@ -256,9 +229,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_restores_everything_and_a_bad_one_changes_nothing() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("c.redb");
-        let source = Catalog::open_in_memory().expect("catalog");
+        let source = Catalog::replicated();
         source
             .register(node("n1"), vec![], vec![])
             .expect("register");
@@ -281,22 +252,11 @@ mod tests {
             "a bad snapshot changes nothing"
         );
 
-        // A catalog with a file: the restored state is what a reopen finds.
-        {
-            let stored = Catalog::open(&path).expect("open");
-            stored
-                .register(node("old"), vec![], vec![])
-                .expect("register");
-            stored.restore(&image).expect("restore");
-        }
-        let reopened = Catalog::open(&path).expect("reopen");
-        assert_eq!(reopened.nodes(), source.nodes());
-        assert_eq!(reopened.index(), source.index());
     }
 
     #[tokio::test]
     async fn subscribe_sees_new_index() {
-        let cat = Catalog::open_in_memory().expect("catalog");
+        let cat = Catalog::replicated();
         let mut rx = cat.subscribe();
         assert_eq!(*rx.borrow_and_update(), 0);
         cat.register(node("n1"), vec![], vec![]).expect("register");

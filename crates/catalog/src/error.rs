@@ -54,25 +54,8 @@ pub enum CatalogError {
         cas: u64,
         actual: u64,
     },
-    #[error("catalog store: {0}")]
-    Store(String),
-    #[error("catalog store: table {table}, key {key:?}: {reason}")]
-    Corrupt {
-        table: &'static str,
-        key: String,
-        reason: String,
-    },
+    #[error("invalid catalog snapshot: {0}")]
+    BadSnapshot(String),
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
-
-impl From<redb::Error> for CatalogError {
-    fn from(e: redb::Error) -> Self {
-        CatalogError::Store(e.to_string())
-    }
-}
-
-/// redb's operations return several error types, all convertible into `redb::Error`.
-pub(crate) fn store_err(e: impl Into<redb::Error>) -> CatalogError {
-    CatalogError::from(e.into())
-}

@@ -1,7 +1,7 @@
 //! strait-catalog: one DC's catalog, held by `strait server`.
 //!
 //! Flow position: agents register nodes, services and checks (and keep them in sync) ->
-//! [`Catalog`] (in memory, persisted to a redb file, one transaction per write) -> the HTTP
+//! [`Catalog`] (in memory; durable through the server's Raft log and snapshots) -> the HTTP
 //! API returns its Consul-shaped values directly, blocking queries wait on its index, and
 //! [`Catalog::mesh_instances`] feeds the snapshot builder (`strait-snapshot`).
 

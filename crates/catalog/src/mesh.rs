@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn maps_kinds_addresses_and_health() {
-        let cat = Catalog::open_in_memory().expect("catalog");
+        let cat = Catalog::replicated();
         let gw = Service {
             id: "mesh-gateway".into(),
             service: "mesh-gateway".into(),
@@ -199,7 +199,7 @@ mod tests {
     /// subsets select on) and is passing only if that instance is too.
     #[test]
     fn a_sidecar_is_labelled_by_the_instance_it_fronts() {
-        let cat = Catalog::open_in_memory().expect("catalog");
+        let cat = Catalog::replicated();
         let app = |id: &str, tag: &str| Service {
             id: id.into(),
             service: "api".into(),
@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn node_check_applies_to_every_service_and_hostnames_are_skipped() {
-        let cat = Catalog::open_in_memory().expect("catalog");
+        let cat = Catalog::replicated();
         cat.register(
             node("n1", "10.0.0.1"),
             vec![sidecar("a", "api", 21000), sidecar("b", "db", 21001)],

@@ -22,7 +22,7 @@ fn web() -> Service {
 
 /// The message of the refusal of `n` with `services` and `checks`.
 fn refused(n: Node, services: Vec<Service>, checks: Vec<Check>) -> String {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     match cat.sync_node(n, services, checks) {
         Err(e @ CatalogError::Invalid { .. }) => e.to_string(),
         other => panic!("expected CatalogError::Invalid, got {other:?}"),
@@ -83,7 +83,7 @@ fn consul_limits_on_ids_and_meta() {
     n.meta.insert("a.b".into(), "1".into());
     assert!(refused(n, vec![], vec![]).contains("Meta key \"a.b\""));
     // What the agents and servers register passes.
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     let mut n = node("n1");
     n.meta.insert("strait-role".into(), "server".into());
     let chk = Check {

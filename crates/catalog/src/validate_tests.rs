@@ -26,7 +26,7 @@ fn name(service: &str, dc: &str) -> TargetName {
 
 #[test]
 fn consul_shaped_resolver_is_stored_and_resolved() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     let json = r#"{"Kind":"service-resolver","Name":"counting","ConnectTimeout":"1.5s",
         "Failover":{"*":{"Datacenters":["dc3","dc4"]}}}"#;
     cat.set_config_entry(parse(json)).expect("valid");
@@ -64,7 +64,7 @@ fn consul_shaped_resolver_is_stored_and_resolved() {
 
 #[test]
 fn subsets_and_passive_health_are_stored_and_converted() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     let json = r#"{"Kind":"service-resolver","Name":"counting","DefaultSubset":"blue",
         "Subsets":{"blue":{"Filter":"Service.Tags contains \"blue\""},"v2":{"Filter":"Service.Meta.version == 2","OnlyPassing":true}},
         "Failover":{"*":{"Datacenters":["dc3"]},"v2":{"Targets":[{"ServiceSubset":"blue"},{"Service":"other","ServiceSubset":"x"}]}}}"#;
@@ -119,7 +119,7 @@ fn subsets_and_passive_health_are_stored_and_converted() {
 
 #[test]
 fn invalid_resolvers_are_refused_with_the_field() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     let cases = [
         (r#"{"Kind":"service-resolver","Name":"*"}"#, "Name"),
         (
@@ -233,7 +233,7 @@ fn invalid_resolvers_are_refused_with_the_field() {
 
 #[test]
 fn redirect_cycles_across_entries_are_refused_and_unknown_dcs_allowed() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     cat.set_config_entry(parse(
         r#"{"Kind":"service-resolver","Name":"a","Redirect":{"Service":"b","Datacenter":"dc-not-yet"}}"#,
     ))

@@ -51,7 +51,7 @@ fn ids(services: &[Service]) -> Vec<&str> {
 
 #[test]
 fn register_fills_defaults_and_stamps_modify_index() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     let idx = cat
         .register(
             node("n1"),
@@ -100,7 +100,7 @@ fn register_fills_defaults_and_stamps_modify_index() {
 
 #[test]
 fn validation_errors_name_the_field() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     let err = cat
         .register(Node::default(), vec![], vec![])
         .expect_err("no name");
@@ -163,7 +163,7 @@ fn validation_errors_name_the_field() {
 
 #[test]
 fn sync_removes_stale_and_is_a_no_op_when_in_agreement() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     cat.register(
         node("n1"),
         vec![svc("web", "web", 80), svc("old", "old", 81)],
@@ -218,7 +218,7 @@ fn sync_removes_stale_and_is_a_no_op_when_in_agreement() {
 
 #[test]
 fn check_status_updates_and_skips_no_ops() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     cat.register(
         node("n1"),
         vec![svc("web", "web", 80)],
@@ -259,7 +259,7 @@ fn check_status_updates_and_skips_no_ops() {
 
 #[test]
 fn deregister_service_and_node() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     cat.register(
         node("n1"),
         vec![svc("web", "web", 80), svc("api", "api", 81)],
@@ -291,7 +291,7 @@ fn deregister_service_and_node() {
 
 #[test]
 fn reads_services_instances_and_connect_instances() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     cat.register(
         node("n2"),
         vec![svc("web", "web", 80), sidecar("web-sp", "web")],
@@ -325,7 +325,7 @@ fn reads_services_instances_and_connect_instances() {
 
 #[test]
 fn config_entries_and_modes() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     let entry = |k: &str, name: &str, mode: &str| ConfigEntry {
         kind: k.into(),
         name: name.into(),
@@ -365,7 +365,7 @@ fn config_entries_and_modes() {
 
 #[test]
 fn federation_states_validate_and_sort() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     let fed = |gws: &[&str]| FederationState {
         datacenter: "dc2".into(),
         mesh_gateways: gws.iter().map(|s| s.to_string()).collect(),
@@ -394,7 +394,7 @@ fn federation_states_validate_and_sort() {
 
 #[test]
 fn index_is_monotonic_across_operations() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     let mut seen = vec![cat.index()];
     seen.push(
         cat.register(node("a"), vec![svc("s", "s", 1)], vec![])
@@ -413,7 +413,7 @@ fn index_is_monotonic_across_operations() {
 
 #[test]
 fn concurrent_writers_each_get_their_own_index() {
-    let cat = std::sync::Arc::new(Catalog::open_in_memory().expect("catalog"));
+    let cat = std::sync::Arc::new(Catalog::replicated());
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let cat = cat.clone();
@@ -435,7 +435,7 @@ fn concurrent_writers_each_get_their_own_index() {
 
 #[test]
 fn service_intentions_are_validated_and_name_the_field() {
-    let cat = Catalog::open_in_memory().expect("catalog");
+    let cat = Catalog::replicated();
     let src = |name: &str, action: &str| SourceIntention {
         name: name.into(),
         action: action.into(),

@@ -148,9 +148,7 @@ federation_token = "0123456789abcdef1"
     #[test]
     fn live_fields_apply_and_others_are_reported() {
         let cfg = ServerConfig::parse(BASE).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = strait_catalog::Catalog::open(dir.path().join("c.redb")).unwrap();
-        let server = Server::new(cfg, catalog);
+        let server = Server::new(cfg, strait_catalog::Catalog::replicated());
         let text = BASE
             .replace("0123456789abcdef0", "fedcba9876543210x")
             .replace("127.0.0.1:8300", "127.0.0.1:8301")
