@@ -45,7 +45,11 @@ pub(crate) async fn accept_loop<H, F>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = handler(stream, peer);
+        // Boxed: a connection's future (TLS state, copy state) is about 13 KB, and a task
+        // holding it inline had it memcpy'd five times per connection (spawn, the task cell,
+        // the output stage): 14 % of a sidecar's instructions per new connection in callgrind
+        // (bench/README.md, "Where the cycles go"). Boxed, it is written once, in place.
+        let conn = Box::pin(handler(stream, peer));
         conns.spawn(run_guarded(conn, guard));
     }
 }

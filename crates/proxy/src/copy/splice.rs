@@ -10,9 +10,8 @@
 //! supported (EINVAL/ENOSYS on the first call) that direction copies through user space.
 #![allow(unsafe_code)]
 
-use super::{idle_error, Activity, Moved, COPY_BUF};
+use super::{idle_error, Activity, Moved, COPY_BUF, SCRATCH};
 use crate::metrics::ListenerMetrics;
-use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -112,14 +111,6 @@ async fn one_way(
     mode: Mode,
 ) -> io::Result<u64> {
     buffered(src, dst, total, activity, mode != Mode::UserSpace, 0).await
-}
-
-thread_local! {
-    /// The read buffer of every connection copied on this thread: filled by one `recv` and
-    /// written out by one `send` with no await in between, so no connection holds it while
-    /// it waits. An idle connection thus holds no buffer at all, and no connection pays for
-    /// allocating and zeroing one (two of 16 KiB each before).
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; COPY_BUF].into_boxed_slice());
 }
 
 /// Small messages (requests, responses) go through a user-space buffer: one read and one
