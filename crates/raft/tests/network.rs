@@ -22,6 +22,22 @@ fn option() -> RPCOption {
     RPCOption::new(Duration::from_secs(5))
 }
 
+/// Raft node `id` on a loopback port with its store in a new temporary directory (kept with
+/// it) and `check` on its routes.
+async fn node(id: u64, check: strait_raft::service::PeerCheck) -> (tempfile::TempDir, TestNode) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = TestNode::start(
+        id,
+        listener,
+        &dir.path().join("raft.redb"),
+        default_config(),
+        check,
+    )
+    .await;
+    (dir, server)
+}
+
 #[tokio::test]
 async fn a_down_peer_is_unreachable_so_the_leader_backs_off() {
     // A port that was just free: nothing listens there.
@@ -58,18 +74,9 @@ async fn a_down_peer_is_unreachable_so_the_leader_backs_off() {
 
 #[tokio::test]
 async fn a_refusing_peer_check_answers_403_naming_the_caller() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let check =
         Arc::new(|p: &strait_rpc::serve::Peer| Err(format!("{} is not a server of dc1", p.addr)));
-    let server = TestNode::start(
-        1,
-        listener,
-        &dir.path().join("raft.redb"),
-        default_config(),
-        check,
-    )
-    .await;
+    let (_dir, server) = node(1, check).await;
     let mut net = Factory::new(PlainHttp).new_client(1, &server.node()).await;
     match net.vote(vote_request(), option()).await {
         Err(RPCError::Unreachable(e)) => {
@@ -87,16 +94,7 @@ async fn a_refusing_peer_check_answers_403_naming_the_caller() {
 
 #[tokio::test]
 async fn garbage_is_a_400_and_a_valid_vote_gets_the_remote_answer() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let server = TestNode::start(
-        1,
-        listener,
-        &dir.path().join("raft.redb"),
-        default_config(),
-        admit_all(),
-    )
-    .await;
+    let (_dir, server) = node(1, admit_all()).await;
     for path in [wire::APPEND_PATH, wire::VOTE_PATH, wire::SNAPSHOT_PATH] {
         let resp =
             strait_rpc::http::request(server.addr, http::Method::POST, path, Some(b"{}".to_vec()))
@@ -124,16 +122,7 @@ async fn garbage_is_a_400_and_a_valid_vote_gets_the_remote_answer() {
 /// node never takes the old node's votes or log as its own.
 #[tokio::test]
 async fn a_request_for_another_node_id_is_refused() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let server = TestNode::start(
-        7,
-        listener,
-        &dir.path().join("raft.redb"),
-        default_config(),
-        admit_all(),
-    )
-    .await;
+    let (_dir, server) = node(7, admit_all()).await;
     let mut old = Factory::new(PlainHttp).new_client(3, &server.node()).await;
     match old.vote(vote_request(), option()).await {
         Err(RPCError::Unreachable(e)) => {

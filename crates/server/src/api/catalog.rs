@@ -358,12 +358,7 @@ pub async fn ca_configuration(
     Extension(peer): Extension<Peer>,
 ) -> ApiResult<Response> {
     can_read(origin, &peer)?;
-    let ca = s.ca_opt().ok_or_else(|| {
-        ApiError(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "the CA is not up yet".into(),
-        )
-    })?;
+    let ca = super::internal::ca_of(&s)?;
     let hours = |d: std::time::Duration| format!("{}h", d.as_secs() / 3600);
     Ok(indexed(
         s.catalog.index(),
@@ -389,12 +384,7 @@ pub async fn ca_roots(
     Extension(peer): Extension<Peer>,
 ) -> ApiResult<Response> {
     can_read(origin, &peer)?;
-    let ca = s.ca_opt().ok_or_else(|| {
-        ApiError(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "the CA is not up yet".into(),
-        )
-    })?;
+    let ca = super::internal::ca_of(&s)?;
     // A secondary's leaves chain through its intermediate, as Consul lists it.
     let intermediates: Vec<&str> = ca.intermediate_pem().into_iter().collect();
     let roots: Vec<_> = ca

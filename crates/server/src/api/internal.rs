@@ -112,7 +112,8 @@ pub async fn mesh_view(
     ))
 }
 
-fn ca_of(s: &AppState) -> ApiResult<std::sync::Arc<crate::ca::CaState>> {
+/// The CA, or 503 while it is not up yet.
+pub(super) fn ca_of(s: &AppState) -> ApiResult<std::sync::Arc<crate::ca::CaState>> {
     s.ca_opt().ok_or_else(|| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
