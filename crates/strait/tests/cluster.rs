@@ -1,7 +1,8 @@
 //! Datacenters of three servers on Raft, real processes on loopback (each test its own
-//! 127.<net>.0.0/24: 47, 48, 71-77): formation with `bootstrap_expect` and `retry_join`,
+//! 127.<net>.0.0/24: 47, 48, 71-78): formation with `bootstrap_expect` and `retry_join`,
 //! writes through any server (followers forward to the leader), and the faults of issue 10:
-//! `kill -9` of the leader under writes (nothing acknowledged lost; one key's history checked
+//! `kill -9` of the leader under writes through the servers and under registrations through
+//! an agent (nothing acknowledged lost; one key's history checked
 //! linearizable by `cluster/linearizable.rs`), SIGSTOP of a follower and of the leader, all
 //! three stopped and started, the CA's creator removed for good, a server back without its
 //! data, a fourth server added and removed at run time, a secondary DC federated
@@ -635,6 +636,75 @@ fn a_restarted_cluster_keeps_its_state_and_signs_without_the_ca_creator() {
     let uri = new_agent_leaf_uri(d, DC, "127.73.0.20", &servers);
     assert!(uri.starts_with(&format!("spiffe://{}/", roots.0)), "{uri}");
     assert_eq!(c.roots(leader), roots, "the roots after the removal");
+}
+
+/// A steady stream of registrations through an agent while the leader is killed -9: every
+/// registration the agent acknowledged reaches every server's catalog (the agent fails over to
+/// another server and syncs what it has; the killed server, started again, catches up).
+#[test]
+fn registrations_through_an_agent_survive_killing_the_leader() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const COUNT: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = Cluster::start(d, 78);
+    let leader = c.agreed_leader(&[0, 1, 2]);
+    let servers: Vec<String> = (0..3).map(|i| c.https(i)).collect();
+    let (agent, api) = start_agent(d, DC, "web-node", "127.78.0.20", &servers);
+    wait_ready(api, "/v1/agent/ready", &[&agent]);
+
+    let acked = Arc::new(AtomicUsize::new(0));
+    let writer = std::thread::spawn({
+        let acked = acked.clone();
+        move || {
+            let mut names = Vec::new();
+            for n in 0..COUNT {
+                let name = format!("reg-{n}");
+                let body = format!(r#"{{"Name": "{name}", "Port": {}}}"#, 10_000 + n);
+                let (code, resp) =
+                    http("PUT", api, "/v1/agent/service/register", Some(&body)).unwrap();
+                assert_eq!(code, 200, "register {name}: {resp}");
+                names.push(name);
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+            names
+        }
+    });
+    eventually(
+        "a third of the registrations",
+        Duration::from_secs(30),
+        || (acked.load(Ordering::SeqCst) >= COUNT / 3).then_some(()),
+    );
+    c.kill(leader);
+    let names = writer.join().unwrap();
+    assert_eq!(names.len(), COUNT);
+    let apis: Vec<SocketAddr> = (0..3).map(|i| c.api(i)).collect();
+    let in_catalog = |i: usize| -> Option<Vec<String>> {
+        let (code, body) = get(apis[i], "/v1/catalog/services?stale");
+        let v: serde_json::Value = (code == 200).then(|| serde_json::from_str(&body).ok())??;
+        Some(v.as_object()?.keys().cloned().collect())
+    };
+    for i in c.running() {
+        eventually(
+            &format!("server-{i} to have every registration"),
+            Duration::from_secs(30),
+            || {
+                let have = in_catalog(i)?;
+                names.iter().all(|n| have.contains(n)).then_some(())
+            },
+        );
+    }
+    c.up(leader);
+    c.wait_ready();
+    eventually(
+        "the killed server, back, to have every registration",
+        Duration::from_secs(30),
+        || {
+            let have = in_catalog(leader)?;
+            names.iter().all(|n| have.contains(n)).then_some(())
+        },
+    );
 }
 
 /// A formed cluster grows at run time: a fourth server (configured with `bootstrap_expect = 5`,
