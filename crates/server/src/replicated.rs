@@ -11,8 +11,9 @@ use crate::ca::CaFiles;
 use crate::state::Server;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use strait_acl::{AclCommand, AclState};
 use strait_catalog::{Catalog, CatalogError, Check, ConfigEntry, FederationState, Node, Service};
 use strait_raft::network::{MutualTls, Transport};
 use strait_raft::{Consensus, NodeId, Replicated};
@@ -55,6 +56,9 @@ pub enum Command {
     /// and the CA when the image carries one (a restore into a fresh cluster brings the
     /// original CA back). Validated before it is proposed, as [`Command::Restore`].
     RestoreAll(Image),
+    /// A change to the ACL state (tokens, policies, roles): prepared with its IDs, secret
+    /// hash and times before it is proposed, so every server applies it alike.
+    Acl(AclCommand),
 }
 
 /// What applying a command answered: the catalog index after it, or why the catalog refused
@@ -65,11 +69,13 @@ pub type Outcome = Result<u64, String>;
 /// `false`, not an error.
 pub const CAS_LOST: &str = "check-and-set index is not the entry's ModifyIndex";
 
-/// The replicated application: the catalog and the DC's CA.
+/// The replicated application: the catalog, the DC's CA and the ACL state.
 pub struct CatalogApp {
     pub catalog: Arc<Catalog>,
     /// The DC's CA files once set; servers watch it to install them.
     pub ca: tokio::sync::watch::Sender<Option<CaFiles>>,
+    /// Tokens, policies and roles ([`crate::acl`] reads them).
+    pub acl: RwLock<AclState>,
 }
 
 impl CatalogApp {
@@ -77,6 +83,7 @@ impl CatalogApp {
         CatalogApp {
             catalog,
             ca: tokio::sync::watch::channel(None).0,
+            acl: RwLock::default(),
         }
     }
 
@@ -100,11 +107,15 @@ impl CatalogApp {
     }
 
     /// Applies [`Command::RestoreAll`]: unlike [`Command::SetCa`], the image's CA replaces the
-    /// one set (an image without a CA leaves it alone).
+    /// one set (an image without a CA leaves it alone); so does its ACL state (an image from
+    /// before ACLs leaves the cluster's alone).
     fn restore_all(&self, image: Image) -> Outcome {
         self.catalog
             .restore(image.catalog.as_bytes())
             .map_err(|e| e.to_string())?;
+        if let Some(acl) = image.acl {
+            *strait_base::sync::write(&self.acl) = acl;
+        }
         if let Some(files) = image.ca {
             self.ca.send_if_modified(|current| {
                 let changed = current.as_ref() != Some(&files);
@@ -118,20 +129,24 @@ impl CatalogApp {
     }
 }
 
-/// A snapshot of the server's state: the catalog image and the CA (with its key).
+/// A snapshot of the server's state: the catalog image, the CA (with its key) and the ACL
+/// state (secrets as hashes only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
     /// [`Catalog::snapshot`]'s JSON.
     pub catalog: String,
     pub ca: Option<CaFiles>,
+    /// Absent in snapshots taken before ACLs existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<AclState>,
 }
 
 impl Replicated for CatalogApp {
     type Command = Command;
     type Response = Outcome;
 
-    fn apply(&self, _index: u64, command: Command) -> Outcome {
+    fn apply(&self, index: u64, command: Command) -> Outcome {
         let catalog = &self.catalog;
         let applied = match command {
             Command::SyncNode {
@@ -153,6 +168,13 @@ impl Replicated for CatalogApp {
             Command::Restore(image) => catalog.restore(image.as_bytes()).map(|()| catalog.index()),
             Command::SetCa(files) => return self.set_ca(files),
             Command::RestoreAll(image) => return self.restore_all(image),
+            // ACL answers carry the log index (their `CreateIndex`/`ModifyIndex`).
+            Command::Acl(command) => {
+                return strait_base::sync::write(&self.acl)
+                    .apply(index, command)
+                    .map(|()| index)
+                    .map_err(|e| e.to_string())
+            }
         };
         applied.map_err(|e| match e {
             strait_catalog::CatalogError::CasMismatch { .. } => CAS_LOST.to_string(),
@@ -164,6 +186,7 @@ impl Replicated for CatalogApp {
         let image = Image {
             catalog: String::from_utf8(self.catalog.snapshot()).unwrap_or_default(),
             ca: self.ca.borrow().clone(),
+            acl: Some(strait_base::sync::read(&self.acl).clone()),
         };
         serde_json::to_vec(&image).unwrap_or_default()
     }
@@ -175,6 +198,7 @@ impl Replicated for CatalogApp {
             .restore(image.catalog.as_bytes())
             .map_err(|e: CatalogError| e.to_string())?;
         self.ca.send_replace(image.ca);
+        *strait_base::sync::write(&self.acl) = image.acl.unwrap_or_default();
         Ok(())
     }
 }
@@ -352,12 +376,46 @@ mod tests {
         assert_eq!(*fresh.ca.borrow(), Some(ca("old.strait")));
     }
 
+    /// ACL commands apply in the log, travel in the snapshot image, and an image from before
+    /// ACLs (no `acl` field) still loads, leaving the cluster's ACLs alone on a restore.
+    #[test]
+    fn acl_state_is_replicated_and_snapshotted() {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let app = app_with("web", "td.strait");
+        let (bootstrap, secret) = strait_acl::prepare_bootstrap(None, now);
+        assert_eq!(app.apply(3, Command::Acl(bootstrap.clone())), Ok(3));
+        let again = app.apply(4, Command::Acl(bootstrap)).unwrap_err();
+        assert!(again.contains("ACL bootstrap no longer allowed"), "{again}");
+        let ctx = strait_acl::Context {
+            datacenter: "dc1",
+            default_policy: strait_acl::DefaultPolicy::Deny,
+        };
+        let resolves = |app: &CatalogApp| {
+            strait_base::sync::read(&app.acl)
+                .resolve(Some(secret.expose()), now, &ctx)
+                .is_ok_and(|a| a.is_management())
+        };
+        assert!(resolves(&app));
+
+        let copy = CatalogApp::new(Arc::new(Catalog::replicated()));
+        copy.restore(&app.snapshot()).unwrap();
+        assert!(resolves(&copy));
+
+        let mut old: serde_json::Value = serde_json::from_slice(&app.snapshot()).unwrap();
+        old.as_object_mut().unwrap().remove("acl");
+        let old: Image = serde_json::from_value(old).unwrap();
+        assert!(old.acl.is_none());
+        app.apply(5, Command::RestoreAll(old)).unwrap();
+        assert!(resolves(&app), "an image without ACLs keeps the cluster's");
+    }
+
     #[test]
     fn an_image_without_a_ca_keeps_the_cluster_one() {
         let fresh = app_with("api", "new.strait");
         let image = Image {
             catalog: String::from_utf8(Catalog::replicated().snapshot()).unwrap(),
             ca: None,
+            acl: None,
         };
         fresh.apply(3, Command::RestoreAll(image)).unwrap();
         assert!(names(&fresh).is_empty());
