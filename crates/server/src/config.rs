@@ -47,6 +47,9 @@ struct RawConfig {
     /// the default; up to 10 for slow or overloaded machines).
     #[serde(default)]
     raft_multiplier: Option<u32>,
+    /// `[acl]`: tokens and policies (strait-acl's table; its `Debug` never prints a token).
+    #[serde(default)]
+    acl: strait_acl::AclConfig,
 }
 
 /// The shortest `dead_server_cleanup`.
@@ -74,6 +77,8 @@ pub struct ServerConfig {
     pub dead_server_cleanup: Option<std::time::Duration>,
     /// Scales Raft's timers ([`strait_raft::config`]).
     pub raft_multiplier: u32,
+    /// `[acl]`, validated for a server.
+    pub acl: strait_acl::AclConfig,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -93,6 +98,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("retry_join", &self.retry_join)
             .field("dead_server_cleanup", &self.dead_server_cleanup)
             .field("raft_multiplier", &self.raft_multiplier)
+            .field("acl", &self.acl)
             .finish()
     }
 }
@@ -166,6 +172,9 @@ impl ServerConfig {
                 strait_raft::MAX_RAFT_MULTIPLIER
             );
         }
+        raw.acl
+            .validate(strait_acl::Side::Server)
+            .map_err(anyhow::Error::new)?;
         let hours = raw.leaf_ttl_hours.unwrap_or(72);
         if !(1..=24 * 365).contains(&hours) {
             bail!("field `leaf_ttl_hours` = {hours}: must be between 1 and 8760");
@@ -185,6 +194,7 @@ impl ServerConfig {
             retry_join: raw.retry_join,
             dead_server_cleanup,
             raft_multiplier,
+            acl: raw.acl,
         })
     }
 }
@@ -251,6 +261,32 @@ primary_gateways = ["127.0.0.2:8443"]
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn acl_table_is_checked_and_never_printed() {
+        assert!(!ServerConfig::parse(GOOD).unwrap().acl.enabled);
+        let secret = "0b4c1f7e-5d8a-4c0e-9a52-1f0d7b9e3c21";
+        let c = ServerConfig::parse(&format!(
+            "{GOOD}[acl]\nenabled = true\ndefault_policy = \"deny\"\n[acl.tokens]\ninitial_management = {secret:?}\n"
+        ))
+        .unwrap();
+        assert!(c.acl.enabled);
+        assert_eq!(c.acl.default_policy, strait_acl::DefaultPolicy::Deny);
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("enabled: true") && !debug.contains(secret),
+            "{debug}"
+        );
+        let err =
+            ServerConfig::parse(&format!("{GOOD}[acl.tokens]\ndefault = \"short\"\n")).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("acl.tokens.default") && !err.contains("short\""),
+            "{err}"
+        );
+        let err = ServerConfig::parse(&format!("{GOOD}[acl]\nenable = true\n")).unwrap_err();
+        assert!(format!("{err:#}").contains("enable"), "{err:#}");
     }
 
     #[test]
