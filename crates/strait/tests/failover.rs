@@ -142,6 +142,9 @@ impl Drop for Client {
 struct Outcome {
     failed: usize,
     moved_after: Duration,
+    /// The longest time after the event without an answered request (from the event to the
+    /// first answer, then between answers): how long traffic stopped flowing.
+    stalled: Duration,
     total: usize,
 }
 
@@ -151,6 +154,15 @@ impl Outcome {
             self.failed <= n,
             "{} requests failed, at most {n} expected: {why}",
             self.failed
+        );
+    }
+
+    /// The issue's goal: traffic flows again within `limit` (2 s) of any event.
+    fn flowed_within(&self, limit: Duration, what: &str) {
+        assert!(
+            self.stalled < limit,
+            "{what}: no request answered for {:?}, not within {limit:?}",
+            self.stalled
         );
     }
 
@@ -169,9 +181,22 @@ fn outcome(samples: &[Sample], event: Instant, to: &str) -> Outcome {
         .iter()
         .find(|s| s.dc.as_deref() == Some(to))
         .map_or(Duration::MAX, |s| s.at.saturating_duration_since(event));
+    let mut answered: Vec<Instant> = samples
+        .iter()
+        .filter(|s| s.dc.is_some())
+        .map(|s| s.at + s.took)
+        .collect();
+    answered.sort();
+    let mut stalled = Duration::ZERO;
+    let mut last = event;
+    for at in answered {
+        stalled = stalled.max(at.saturating_duration_since(last));
+        last = at;
+    }
     Outcome {
         failed,
         moved_after,
+        stalled,
         total: samples.len(),
     }
 }
@@ -225,10 +250,12 @@ fn primary_endpoints() -> Option<usize> {
 
 fn report(event: &str, o: &Outcome) {
     eprintln!(
-        "[failover] {event}: {} failed of {} requests; traffic moved after {:.2} s",
+        "[failover] {event}: {} failed of {} requests; traffic moved after {:.2} s; longest \
+         time without an answer {:.2} s",
         o.failed,
         o.total,
-        o.moved_after.as_secs_f64()
+        o.moved_after.as_secs_f64(),
+        o.stalled.as_secs_f64()
     );
 }
 
@@ -539,12 +566,28 @@ fn traffic_fails_over_to_dc3_and_back() {
     );
     assert!(ejections() > ejections_before, "the ejection is counted");
 
+    // The issue's goal for every event: traffic flows again within 2 s.
+    const GOAL: Duration = Duration::from_secs(2);
+    for (what, o) in [
+        ("counting stopped in dc2", &stopped),
+        ("counting started in dc2", &started),
+        ("a dc2 gateway hung", &hung),
+        ("both dc2 gateways killed", &killed),
+        ("dc2's gateways restarted", &restarted),
+        ("a dc2 gateway failing its check", &failing),
+        ("one of dc1's gateways killed", &dc1_gateway_killed),
+        ("a hung dc1 gateway ejected", &ejected),
+    ] {
+        o.flowed_within(GOAL, what);
+    }
     // A request in flight when the app stops is lost; every new connection fails the
     // handshake (the app is down), so the chain moves on.
     stopped.failed_at_most(1, "counting stopped in dc2");
-    stopped.moved_within(Duration::from_secs(2));
+    stopped.moved_within(GOAL);
+    // Failing back: traffic flows to dc3 meanwhile (none fails); dc2 takes over again once
+    // its instance passes its check (measured 0.3-0.9 s).
     assert_eq!(started.failed, 0, "failing back loses nothing");
-    started.moved_within(Duration::from_secs(10));
+    started.moved_within(Duration::from_secs(5));
     assert_eq!(
         hung.failed, 0,
         "a hung gateway is passed over within the client's patience"
@@ -556,7 +599,7 @@ fn traffic_fails_over_to_dc3_and_back() {
     // A request in flight through a gateway when it is killed is lost (one per kill at
     // most); every new connection moves to dc3.
     killed.failed_at_most(2, "without dc2's gateways");
-    killed.moved_within(Duration::from_secs(2));
+    killed.moved_within(GOAL);
     assert_eq!(restarted.failed, 0, "failing back loses nothing");
     // Their checks run at once when they register again (not at the next 10 s tick) and the
     // readiness check passes a second later at most.
@@ -566,10 +609,10 @@ fn traffic_fails_over_to_dc3_and_back() {
         quiet_after < Duration::from_secs(5),
         "the failing gateway still got connections {quiet_after:?} after its check failed"
     );
-    // A request in flight through the killed gateway may be lost; no new connection fails
-    // (the sidecar is refused by the dead one and takes the other in the same attempt).
+    // A request in flight through the killed gateway may be lost (its TCP connection dies
+    // with the process: no proxy can save it); no new connection fails (the sidecar is
+    // refused by the dead one and takes the other in the same attempt). Measured: 0.
     dc1_gateway_killed.failed_at_most(1, "with one of dc1's gateways killed");
-    dc1_gateway_killed.moved_within(Duration::from_secs(2));
     // MaxFailures connections pay for the hung gateway, then it is skipped.
     ejected.failed_at_most(0, "a hung gateway is ejected, not waited for");
     assert!(
@@ -622,7 +665,17 @@ fn envoy_fails_over_to_dc3_and_back() {
         "envoy: counting started in dc2",
     );
 
-    stopped.moved_within(Duration::from_secs(5));
+    // The 2 s goal holds for Envoy too; the requests it loses meanwhile (its dc2 side
+    // completes the handshake before it dials the app) are reported, not hidden: bounded by
+    // the requests of those 2 s.
+    stopped.moved_within(Duration::from_secs(2));
+    stopped.flowed_within(Duration::from_secs(2), "envoy: counting stopped in dc2");
+    assert!(
+        stopped.failed < stopped.total,
+        "envoy: every request failed ({})",
+        stopped.total
+    );
     assert_eq!(started.failed, 0, "failing back loses nothing");
-    started.moved_within(Duration::from_secs(10));
+    started.flowed_within(Duration::from_secs(2), "envoy: counting started in dc2");
+    started.moved_within(Duration::from_secs(5));
 }
