@@ -3,7 +3,7 @@
 //! by their exact SNI, local servers by `server.<dc>.<td>` (and the bootstrap domain), and
 //! every other DC by wildcard, since that DC's gateway decides what exists there.
 
-use super::proto::{self, eds_cluster, listener, resource, tcp_proxy};
+use super::proto::{self, eds_cluster, listener, resource};
 use super::Resources;
 use envoy_types::pb::envoy::config::listener::v3::{
     listener_filter, FilterChain, FilterChainMatch, ListenerFilter,
@@ -55,6 +55,9 @@ fn routes(snapshot: &Snapshot, gw: &GatewaySnapshot) -> Vec<Route> {
     routes
 }
 
+/// Connect attempts per connection through a gateway.
+const GATEWAY_CONNECT_ATTEMPTS: u32 = 3;
+
 pub fn render(snapshot: &Snapshot, gw: &GatewaySnapshot, out: &mut Resources) {
     let routes = routes(snapshot, gw);
     let chains: Vec<FilterChain> = routes
@@ -65,7 +68,13 @@ pub fn render(snapshot: &Snapshot, gw: &GatewaySnapshot, out: &mut Resources) {
                 server_names: r.server_names.clone(),
                 ..Default::default()
             }),
-            filters: vec![tcp_proxy("mesh_gateway", &r.cluster)],
+            // Up to 3 connect attempts: a dead gateway of the target DC is passed over for the
+            // next within the same connection (Envoy's default is one attempt).
+            filters: vec![proto::tcp_proxy_attempts(
+                "mesh_gateway",
+                &r.cluster,
+                Some(GATEWAY_CONNECT_ATTEMPTS),
+            )],
             ..Default::default()
         })
         .collect();

@@ -189,6 +189,14 @@ const CONNECT_TIMEOUT: Duration = Duration {
     nanos: 0,
 };
 
+/// `ms` milliseconds as a protobuf duration.
+pub fn millis(ms: u64) -> Duration {
+    Duration {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
 /// A cluster whose endpoints come over EDS under the cluster's own name.
 pub fn eds_cluster(name: &str) -> Cluster {
     Cluster {

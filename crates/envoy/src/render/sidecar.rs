@@ -62,10 +62,7 @@ fn outlier(upstream: &UpstreamSnapshot, in_chain: bool) -> Option<OutlierDetecti
     let Some(p) = &upstream.passive_health else {
         return in_chain.then(proto::outlier_detection);
     };
-    let duration = |ms: u64| Duration {
-        seconds: (ms / 1000) as i64,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    };
+    let duration = proto::millis;
     Some(OutlierDetection {
         consecutive_5xx: Some(UInt32Value {
             value: p.max_failures,
@@ -82,9 +79,16 @@ fn outlier(upstream: &UpstreamSnapshot, in_chain: bool) -> Option<OutlierDetecti
     })
 }
 
-/// Tries per connection through a chain: enough for a first attempt to fail, the failing
-/// target's endpoint to be ejected ([`outlier_detection`]) and the next target to serve.
-const CHAIN_CONNECT_ATTEMPTS: u32 = 3;
+/// Tries per connection, for every upstream: through a chain, enough for a first attempt to
+/// fail, the failing target's endpoint to be ejected ([`outlier_detection`]) and the next
+/// target to serve; for a single target, the next endpoint (one of two local gateways killed,
+/// hashicorp/consul#15703) rather than Envoy's default of one attempt.
+const CONNECT_ATTEMPTS: u32 = 3;
+
+/// Each connect attempt's deadline unless the resolver's `ConnectTimeout` says otherwise: the
+/// built-in sidecar's per-attempt default, well under a client's patience (Envoy's own
+/// default is 5 s, which a hung endpoint would cost every connection).
+const ATTEMPT_TIMEOUT_MS: u64 = 500;
 
 /// Name of the aggregate cluster of a chain whose primary target has SNI `primary_sni`.
 pub fn chain_cluster_name(primary_sni: &str) -> String {
@@ -109,7 +113,7 @@ fn outbound(upstream: &UpstreamSnapshot, in_chains: &BTreeSet<&str>, out: &mut R
     let proxy = proto::tcp_proxy_attempts(
         &format!("upstream_{}", upstream.destination),
         &cluster_name,
-        chained.then_some(CHAIN_CONNECT_ATTEMPTS),
+        Some(CONNECT_ATTEMPTS),
     );
     let chain = FilterChain {
         filters: vec![proxy],
@@ -119,9 +123,10 @@ fn outbound(upstream: &UpstreamSnapshot, in_chains: &BTreeSet<&str>, out: &mut R
         &name,
         &listener(&name, upstream.bind, vec![chain]),
     ));
+    let timeout = proto::millis(upstream.connect_timeout_ms.unwrap_or(ATTEMPT_TIMEOUT_MS));
     for target in &targets {
         let outlier = outlier(upstream, in_chains.contains(target.sni.as_str()));
-        target_cluster(target, outlier, out);
+        target_cluster(target, outlier, timeout, out);
     }
     if chained && !rendered(out, &cluster_name) {
         let order = targets.iter().map(|t| t.sni.clone()).collect();
@@ -136,8 +141,14 @@ fn rendered(out: &Resources, cluster: &str) -> bool {
     out.clusters.iter().any(|c| c.name == cluster)
 }
 
-/// The cluster of one target: mTLS with its SNI, accepting only its exact SPIFFE ID.
-fn target_cluster(target: &UpstreamTarget, outlier: Option<OutlierDetection>, out: &mut Resources) {
+/// The cluster of one target: mTLS with its SNI, accepting only its exact SPIFFE ID, each
+/// connect attempt bounded by `timeout` (the first upstream naming a target sets it).
+fn target_cluster(
+    target: &UpstreamTarget,
+    outlier: Option<OutlierDetection>,
+    timeout: Duration,
+    out: &mut Resources,
+) {
     if rendered(out, &target.sni) {
         return;
     }
@@ -162,5 +173,6 @@ fn target_cluster(target: &UpstreamTarget, outlier: Option<OutlierDetection>, ou
     let mut cluster = eds_cluster(&target.sni);
     cluster.transport_socket = Some(proto::transport_socket(&tls));
     cluster.outlier_detection = outlier;
+    cluster.connect_timeout = Some(timeout);
     proto::eds_pair(out, cluster, &target.endpoints);
 }

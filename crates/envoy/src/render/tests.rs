@@ -237,9 +237,23 @@ fn a_failover_chain_is_an_aggregate_cluster_over_its_targets() {
     };
     let proxy = TcpProxy::decode(any.value.as_slice()).expect("tcp_proxy");
     assert_eq!(proxy.max_connect_attempts.map(|v| v.value), Some(3));
-    // The single-target upstream to dc3 uses dc3's cluster directly, with one attempt.
+    // The single-target upstream to dc3 uses dc3's cluster directly, with three attempts too
+    // (the next endpoint when one is dead).
     let single: Listener = decode(&r.listeners[2]);
     assert_eq!(tcp_cluster(&single, 0), dc3);
+    let Some(filter::ConfigType::TypedConfig(any)) =
+        &single.filter_chains[0].filters[0].config_type
+    else {
+        panic!("no typed config");
+    };
+    let proxy = TcpProxy::decode(any.value.as_slice()).expect("tcp_proxy");
+    assert_eq!(proxy.max_connect_attempts.map(|v| v.value), Some(3));
+    // Each attempt is bounded by 500 ms unless the resolver says otherwise.
+    let target: Cluster = decode(&r.clusters[1]);
+    assert_eq!(
+        target.connect_timeout.map(|d| (d.seconds, d.nanos)),
+        Some((0, 500_000_000))
+    );
 
     let aggregate: Cluster = decode(&r.clusters[3]);
     let Some(cluster::ClusterDiscoveryType::ClusterType(custom)) =
@@ -402,4 +416,25 @@ fn passive_health_of_the_upstream_is_the_outlier_detection() {
     assert_eq!(od.base_ejection_time.map(|d| d.seconds), Some(7));
     assert_eq!(od.max_ejection_percent.map(|v| v.value), Some(50));
     assert_eq!(od.enforcing_consecutive_5xx.map(|v| v.value), Some(80));
+}
+
+/// The resolver's `ConnectTimeout` bounds each connect attempt of the upstream's clusters.
+#[test]
+fn a_resolver_connect_timeout_bounds_each_attempt() {
+    let mut snap = sidecar();
+    let ProxyRole::Sidecar(s) = &mut snap.role else {
+        unreachable!()
+    };
+    s.upstreams[0].connect_timeout_ms = Some(1500);
+    let r = render(&snap);
+    let sni = "counting.default.dc2.internal.td.strait";
+    let at = names(&r.clusters)
+        .iter()
+        .position(|n| *n == sni)
+        .expect("the target's cluster");
+    let target: Cluster = decode(&r.clusters[at]);
+    assert_eq!(
+        target.connect_timeout.map(|d| (d.seconds, d.nanos)),
+        Some((1, 500_000_000))
+    );
 }
