@@ -110,10 +110,30 @@ impl Client {
         path_and_query: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response, RpcError> {
+        self.request_with(method, path_and_query, body, &[]).await
+    }
+
+    /// [`Client::request`] with extra request headers (an ACL token: `X-Consul-Token`).
+    pub async fn request_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, RpcError> {
         let addr = self.addr;
         within(addr, path_and_query, self.timeout, async {
             let tcp = connect(addr).await?;
-            exchange(tcp, addr, "localhost", method, path_and_query, body).await
+            exchange(
+                tcp,
+                addr,
+                "localhost",
+                method,
+                path_and_query,
+                body,
+                headers,
+            )
+            .await
         })
         .await
     }
@@ -192,7 +212,7 @@ pub async fn get_url(url: &str, timeout: Duration) -> Result<Response, RpcError>
     let left = timeout.saturating_sub(started.elapsed());
     within(addr, &path, left, async {
         let tcp = connect(addr).await?;
-        exchange(tcp, addr, authority.as_str(), Method::GET, &path, None).await
+        exchange(tcp, addr, authority.as_str(), Method::GET, &path, None, &[]).await
     })
     .await
 }
@@ -230,6 +250,7 @@ pub(crate) async fn exchange<S>(
     method: Method,
     path_and_query: &str,
     body: Option<Vec<u8>>,
+    headers: &[(&str, &str)],
 ) -> Result<Response, RpcError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -261,6 +282,9 @@ where
         .header(http::header::HOST, host);
     if body.is_some() {
         req = req.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let req = req
         .body(Full::new(Bytes::from(body.unwrap_or_default())))

@@ -74,7 +74,7 @@ pub async fn request_within(
                 path: path_and_query.to_owned(),
                 timeout: deadlines.connect,
             })??;
-        exchange(stream, addr, sni, method, path_and_query, body).await
+        exchange(stream, addr, sni, method, path_and_query, body, &[]).await
     })
     .await
 }

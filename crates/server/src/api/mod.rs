@@ -6,6 +6,7 @@
 //! queries (`?index=N&wait=30s`, answered with `X-Consul-Index`) and Consul's consistency
 //! modes (default: the leader answers; `?stale`; `?consistent`: see [`read`]).
 
+mod acl;
 mod catalog;
 mod intentions;
 mod internal;
@@ -53,6 +54,32 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
                 .put(operator::snapshot_restore)
                 .layer(DefaultBodyLimit::max(operator::MAX_SNAPSHOT)),
         )
+        .route("/v1/acl/bootstrap", put(acl::bootstrap))
+        .route("/v1/acl/token", put(acl::token_create))
+        .route("/v1/acl/token/self", get(acl::token_self))
+        .route(
+            "/v1/acl/token/{id}",
+            get(acl::token_read)
+                .put(acl::token_update)
+                .delete(acl::token_delete),
+        )
+        .route("/v1/acl/tokens", get(acl::token_list))
+        .route("/v1/acl/policy", put(acl::policy_create))
+        .route(
+            "/v1/acl/policy/{id}",
+            get(acl::policy_read)
+                .put(acl::policy_update)
+                .delete(acl::policy_delete),
+        )
+        .route("/v1/acl/policies", get(acl::policy_list))
+        .route("/v1/acl/role", put(acl::role_create))
+        .route(
+            "/v1/acl/role/{id}",
+            get(acl::role_read)
+                .put(acl::role_update)
+                .delete(acl::role_delete),
+        )
+        .route("/v1/acl/roles", get(acl::role_list))
         .route("/v1/agent/metrics", get(metrics::metrics))
         .route("/v1/catalog/services", get(catalog::services))
         .route("/v1/catalog/nodes", get(catalog::nodes))

@@ -46,7 +46,7 @@ fn metrics(s: &AppState) -> ApiResult<RaftMetrics<NodeId, Node>> {
 }
 
 /// Writes that change the cluster are for operators on this server.
-fn local_only(origin: Origin, what: &str) -> ApiResult<()> {
+pub(super) fn local_only(origin: Origin, what: &str) -> ApiResult<()> {
     match origin {
         Origin::Local => Ok(()),
         Origin::Mesh => Err(ApiError::forbidden(format!(

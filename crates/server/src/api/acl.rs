@@ -1,0 +1,434 @@
+//! Consul's `/v1/acl/` endpoints: bootstrap, tokens, policies and roles, stored in the
+//! replicated ACL state ([`strait_acl::AclState`], changed by `Command::Acl` through the Raft
+//! log, so any server takes a write: a follower forwards it to the leader).
+//!
+//! Only on the loopback API for now (agents reach no ACL endpoint yet). With
+//! `acl.enabled = false` every one answers Consul's 401 "ACL support disabled". These
+//! endpoints are the one place ACLs are enforced so far: reads need `acl = "read"`, writes
+//! `acl = "write"` (or a management token); before bootstrap no token exists, so only
+//! `PUT /v1/acl/bootstrap` is answered. Reads are answered from the asked server's copy (as
+//! Consul's `?stale`), which a write made on that server has reached when it is answered.
+//!
+//! Secrets are stored as hashes (`strait_acl::secret`): the `SecretID` appears only in the
+//! answers to bootstrap and token creation; reads and lists cannot show it, and leave it out.
+
+use super::{ApiError, ApiResult, AppState, Origin};
+use crate::replicated::Command;
+use crate::state::Server;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::de::DeserializeOwned;
+use strait_acl::{
+    AclCommand, AclState, Authorizer, Context, Policy, ResolveError, Role, SecretId, StoredToken,
+    Token,
+};
+use time::OffsetDateTime;
+
+/// Consul's answer when ACLs are off.
+fn disabled() -> ApiError {
+    ApiError(StatusCode::UNAUTHORIZED, "ACL support disabled".into())
+}
+
+/// Consul's answer for an unknown or expired token, and for reading what does not exist.
+fn not_found() -> ApiError {
+    ApiError::forbidden("ACL not found")
+}
+
+/// The caller's secret: `X-Consul-Token`, else `Authorization: Bearer`.
+pub fn token_of(headers: &HeaderMap) -> Option<&str> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    header("x-consul-token")
+        .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Runs `f` on this server's copy of the ACL state.
+fn with_state<T>(s: &Server, f: impl FnOnce(&AclState) -> T) -> ApiResult<T> {
+    let consensus = s.consensus.get().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Raft is not started yet".into(),
+        )
+    })?;
+    let acl = strait_base::sync::read(&consensus.app().acl);
+    Ok(f(&acl))
+}
+
+/// The caller's authorizer, on a server with ACLs on and a loopback caller.
+fn caller(s: &Server, origin: Origin, headers: &HeaderMap) -> ApiResult<Authorizer> {
+    super::operator::local_only(origin, "managing ACLs")?;
+    if !s.cfg.acl.enabled {
+        return Err(disabled());
+    }
+    let ctx = Context {
+        datacenter: &s.cfg.datacenter,
+        default_policy: s.cfg.acl.default_policy,
+    };
+    let now = OffsetDateTime::now_utc();
+    with_state(s, |acl| acl.resolve(token_of(headers), now, &ctx))?.map_err(|e| match e {
+        ResolveError::NotFound => not_found(),
+        e @ ResolveError::Invalid(_) => ApiError::internal(e),
+    })
+}
+
+fn denied(e: strait_acl::Denied) -> ApiError {
+    ApiError::forbidden(e.to_string())
+}
+
+fn reader(s: &Server, origin: Origin, headers: &HeaderMap) -> ApiResult<()> {
+    caller(s, origin, headers)?.acl_read().map_err(denied)
+}
+
+fn writer(s: &Server, origin: Origin, headers: &HeaderMap) -> ApiResult<()> {
+    caller(s, origin, headers)?.acl_write().map_err(denied)
+}
+
+fn parse<T: DeserializeOwned>(what: &str, body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
+}
+
+/// Commits `command` and waits until this server has applied it (a follower forwards it to
+/// the leader, which answers once it applied it), so the answer shows what was written and a
+/// read on this server right after sees it.
+async fn propose(s: &Server, command: AclCommand) -> ApiResult<u64> {
+    let index = s.write(Command::Acl(command)).await?;
+    applied(s, index).await?;
+    Ok(index)
+}
+
+/// Waits until this server has applied log `index`.
+async fn applied(s: &Server, index: u64) -> ApiResult<()> {
+    let consensus = s
+        .consensus
+        .get()
+        .ok_or_else(|| ApiError::internal("no Raft"))?;
+    consensus
+        .raft()
+        .wait(Some(std::time::Duration::from_secs(10)))
+        .applied_index_at_least(Some(index), "an ACL write")
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the write was committed but this server has not applied it yet: {e}"),
+            )
+        })?;
+    Ok(())
+}
+
+/// A stored token as the API shows it, with its secret when the caller just chose or got it.
+fn shown(s: &Server, accessor_id: &str, secret: Option<SecretId>) -> ApiResult<Response> {
+    let token = with_state(s, |acl| acl.token(accessor_id).map(|t| t.token.clone()))?;
+    let mut token = token.ok_or_else(not_found)?;
+    token.secret_id = secret;
+    Ok(Json(token).into_response())
+}
+
+/// `PUT /v1/acl/bootstrap`: once per cluster, the management token (its secret is
+/// `acl.tokens.initial_management` when set); again: Consul's 403.
+pub async fn bootstrap(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+) -> ApiResult<Response> {
+    super::operator::local_only(origin, "managing ACLs")?;
+    if !s.cfg.acl.enabled {
+        return Err(disabled());
+    }
+    let initial = s.cfg.acl.tokens.initial_management.clone();
+    let (command, secret) = strait_acl::prepare_bootstrap(initial, OffsetDateTime::now_utc());
+    let AclCommand::Bootstrap(stored) = &command else {
+        unreachable!("prepare_bootstrap prepares a bootstrap");
+    };
+    let accessor = stored.token.accessor_id.clone();
+    match s.write(Command::Acl(command)).await {
+        Err(crate::replicated::WriteFailure::Refused(why)) => {
+            Err(ApiError::forbidden(format!("Permission denied: {why}")))
+        }
+        Err(e) => Err(e.into()),
+        Ok(index) => {
+            applied(&s, index).await?;
+            tracing::info!(accessor_id = %accessor, "ACLs bootstrapped");
+            shown(&s, &accessor, Some(secret))
+        }
+    }
+}
+
+/// `PUT /v1/acl/token`: a new token (its secret is generated unless the body gives one);
+/// the answer is the only one that shows the `SecretID`.
+pub async fn token_create(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    writer(&s, origin, &headers)?;
+    let token: Token = parse("token", &body)?;
+    let (stored, secret) = StoredToken::create(token, OffsetDateTime::now_utc());
+    let accessor = stored.token.accessor_id.clone();
+    propose(&s, AclCommand::CreateToken(stored)).await?;
+    shown(&s, &accessor, Some(secret))
+}
+
+/// `PUT /v1/acl/token/:AccessorID`: replaces what the token grants and its description.
+pub async fn token_update(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    writer(&s, origin, &headers)?;
+    let mut token: Token = parse("token", &body)?;
+    same_id("AccessorID", &mut token.accessor_id, &id)?;
+    propose(&s, AclCommand::UpdateToken(token)).await?;
+    shown(&s, &id, None)
+}
+
+/// An update's body names the object of its path, or none.
+fn same_id(field: &str, body: &mut String, path: &str) -> ApiResult<()> {
+    if !body.is_empty() && body != path {
+        return Err(ApiError::bad_request(format!(
+            "{field} {body} in the body is not the {path} of the path"
+        )));
+    }
+    *body = path.to_owned();
+    Ok(())
+}
+
+/// `GET /v1/acl/token/:AccessorID` (no `SecretID`: only its hash is stored).
+pub async fn token_read(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    reader(&s, origin, &headers)?;
+    shown(&s, &id, None)
+}
+
+/// `GET /v1/acl/token/self`: the caller's own token; needs no rights.
+pub async fn token_self(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let me = caller(&s, origin, &headers)?;
+    shown(&s, me.accessor_id(), None)
+}
+
+/// `DELETE /v1/acl/token/:AccessorID`: `true`, as Consul answers.
+pub async fn token_delete(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Path(accessor_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<bool>> {
+    writer(&s, origin, &headers)?;
+    propose(&s, AclCommand::DeleteToken { accessor_id }).await?;
+    Ok(Json(true))
+}
+
+/// `GET /v1/acl/tokens`: every token, without secrets.
+pub async fn token_list(
+    State(s): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<Token>>> {
+    reader(&s, origin, &headers)?;
+    with_state(&s, |acl| acl.tokens().map(|t| t.token.clone()).collect()).map(Json)
+}
+
+/// Policies and roles: objects with an `ID`, created, replaced, read, listed and deleted
+/// alike.
+trait Object: serde::Serialize + DeserializeOwned + Clone {
+    const WHAT: &'static str;
+    fn id(&mut self) -> &mut String;
+    fn set(self) -> AclCommand;
+    fn delete(id: String) -> AclCommand;
+    fn find(acl: &AclState, id: &str) -> Option<Self>;
+    fn all(acl: &AclState) -> Vec<serde_json::Value>;
+}
+
+impl Object for Policy {
+    const WHAT: &'static str = "policy";
+    fn id(&mut self) -> &mut String {
+        &mut self.id
+    }
+    fn set(self) -> AclCommand {
+        AclCommand::SetPolicy(self)
+    }
+    fn delete(id: String) -> AclCommand {
+        AclCommand::DeletePolicy { id }
+    }
+    fn find(acl: &AclState, id: &str) -> Option<Self> {
+        acl.policies().find(|p| p.id == id).cloned()
+    }
+    /// Consul's policy list entries leave the rules out.
+    fn all(acl: &AclState) -> Vec<serde_json::Value> {
+        acl.policies()
+            .filter_map(|p| {
+                let mut v = serde_json::to_value(p).ok()?;
+                v.as_object_mut()?.remove("Rules");
+                Some(v)
+            })
+            .collect()
+    }
+}
+
+impl Object for Role {
+    const WHAT: &'static str = "role";
+    fn id(&mut self) -> &mut String {
+        &mut self.id
+    }
+    fn set(self) -> AclCommand {
+        AclCommand::SetRole(self)
+    }
+    fn delete(id: String) -> AclCommand {
+        AclCommand::DeleteRole { id }
+    }
+    fn find(acl: &AclState, id: &str) -> Option<Self> {
+        acl.roles().find(|r| r.id == id).cloned()
+    }
+    fn all(acl: &AclState) -> Vec<serde_json::Value> {
+        acl.roles()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect()
+    }
+}
+
+fn read_object<T: Object>(s: &Server, id: &str) -> ApiResult<Response> {
+    let found = with_state(s, |acl| T::find(acl, id))?;
+    Ok(Json(found.ok_or_else(not_found)?).into_response())
+}
+
+/// `PUT /v1/acl/policy` and `/v1/acl/role`: a new one (its `ID` is chosen here).
+async fn create<T: Object>(
+    s: AppState,
+    origin: Origin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    writer(&s, origin, &headers)?;
+    let mut object: T = parse(T::WHAT, &body)?;
+    if !object.id().is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "ID: cannot be given when creating a {what}; update one with PUT /v1/acl/{what}/<ID>",
+            what = T::WHAT
+        )));
+    }
+    let id = strait_acl::new_uuid();
+    *object.id() = id.clone();
+    propose(&s, object.set()).await?;
+    read_object::<T>(&s, &id)
+}
+
+/// `PUT /v1/acl/policy/:id` and `/v1/acl/role/:id`: replaces an existing one.
+async fn update<T: Object>(
+    s: AppState,
+    origin: Origin,
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    writer(&s, origin, &headers)?;
+    let mut object: T = parse(T::WHAT, &body)?;
+    same_id("ID", object.id(), &id)?;
+    if with_state(&s, |acl| T::find(acl, &id))?.is_none() {
+        return Err(not_found());
+    }
+    propose(&s, object.set()).await?;
+    read_object::<T>(&s, &id)
+}
+
+async fn read<T: Object>(
+    s: AppState,
+    origin: Origin,
+    id: String,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    reader(&s, origin, &headers)?;
+    read_object::<T>(&s, &id)
+}
+
+async fn delete<T: Object>(
+    s: AppState,
+    origin: Origin,
+    id: String,
+    headers: HeaderMap,
+) -> ApiResult<Json<bool>> {
+    writer(&s, origin, &headers)?;
+    propose(&s, T::delete(id)).await?;
+    Ok(Json(true))
+}
+
+async fn list<T: Object>(s: AppState, origin: Origin, headers: HeaderMap) -> ApiResult<Response> {
+    reader(&s, origin, &headers)?;
+    Ok(Json(with_state(&s, T::all)?).into_response())
+}
+
+/// The handlers of one kind of object, for the router.
+macro_rules! object_routes {
+    ($kind:ty, $create:ident, $update:ident, $read:ident, $delete:ident, $list:ident) => {
+        pub async fn $create(
+            State(s): State<AppState>,
+            Extension(origin): Extension<Origin>,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> ApiResult<Response> {
+            create::<$kind>(s, origin, headers, body).await
+        }
+        pub async fn $update(
+            State(s): State<AppState>,
+            Extension(origin): Extension<Origin>,
+            Path(id): Path<String>,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> ApiResult<Response> {
+            update::<$kind>(s, origin, id, headers, body).await
+        }
+        pub async fn $read(
+            State(s): State<AppState>,
+            Extension(origin): Extension<Origin>,
+            Path(id): Path<String>,
+            headers: HeaderMap,
+        ) -> ApiResult<Response> {
+            read::<$kind>(s, origin, id, headers).await
+        }
+        pub async fn $delete(
+            State(s): State<AppState>,
+            Extension(origin): Extension<Origin>,
+            Path(id): Path<String>,
+            headers: HeaderMap,
+        ) -> ApiResult<Json<bool>> {
+            delete::<$kind>(s, origin, id, headers).await
+        }
+        pub async fn $list(
+            State(s): State<AppState>,
+            Extension(origin): Extension<Origin>,
+            headers: HeaderMap,
+        ) -> ApiResult<Response> {
+            list::<$kind>(s, origin, headers).await
+        }
+    };
+}
+
+object_routes!(
+    Policy,
+    policy_create,
+    policy_update,
+    policy_read,
+    policy_delete,
+    policy_list
+);
+object_routes!(
+    Role,
+    role_create,
+    role_update,
+    role_read,
+    role_delete,
+    role_list
+);
