@@ -83,6 +83,8 @@ pub enum Command {
     /// The Raft cluster of a datacenter's servers (list-peers, remove-peer), on a server's
     /// loopback API.
     Operator(crate::cmd::operator::OperatorArgs),
+    /// ACL tokens and policies (bootstrap, token, policy), on a server's loopback API.
+    Acl(crate::cmd::acl::AclArgs),
     /// Save or restore a snapshot of a datacenter's catalog, config entries and CA (backups),
     /// on a server's loopback API.
     Snapshot(crate::cmd::snapshot::SnapshotArgs),

@@ -1,5 +1,6 @@
 //! Running each command.
 
+pub(crate) mod acl;
 pub(crate) mod envoy;
 mod human;
 pub(crate) mod install;
@@ -70,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             Exit::Failure
         }),
         Command::Operator(args) => done(operator::run(args).await),
+        Command::Acl(args) => done(acl::run(args).await),
         Command::Snapshot(args) => done(snapshot::run(args).await),
         Command::Install(args) => done(install::install(args)),
         Command::Version => {

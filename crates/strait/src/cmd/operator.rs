@@ -39,8 +39,21 @@ impl Server {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<strait_rpc::http::Response> {
+        self.call_as(method, path, body, timeout, None).await
+    }
+
+    /// [`Server::call`] with an ACL token (`X-Consul-Token`).
+    pub(crate) async fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+        token: Option<&str>,
+    ) -> Result<strait_rpc::http::Response> {
+        let headers: Vec<(&str, &str)> = token.map(|t| ("x-consul-token", t)).into_iter().collect();
         let resp = strait_rpc::http::Client::new(self.0.addr, timeout)
-            .request(method, path, body)
+            .request_with(method, path, body, &headers)
             .await
             .with_context(|| {
                 format!(
