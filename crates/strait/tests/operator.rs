@@ -10,23 +10,11 @@ use common::*;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 /// Runs `strait ARGS --http-addr SERVER`: (success, stdout + stderr).
 fn strait(server: SocketAddr, args: &[&str]) -> (bool, String) {
-    let out = Command::new(strait_bin())
-        .args(args)
-        .args(["--http-addr", &server.to_string()])
-        .env_remove("STRAIT_LAB_DIR")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    strait_at(server, args, &[])
 }
 
 fn start_server(dir: &Path, dc: &str, ip: &str) -> (Proc, SocketAddr) {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod cluster;
 pub mod doctor;
 pub mod lab;
 
@@ -103,6 +104,26 @@ impl Drop for Proc {
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs `strait ARGS --http-addr SERVER` (no lab, no token from the environment) with `env`
+/// set: (success, stdout + stderr).
+pub fn strait_at(server: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(strait_bin())
+        .args(args)
+        .args(["--http-addr", &server.to_string()])
+        .env_remove("STRAIT_LAB_DIR")
+        .env_remove("STRAIT_HTTP_TOKEN")
+        .env_remove("CONSUL_HTTP_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// A minimal blocking HTTP/1.1 client for the tests: (status, body).

@@ -1,0 +1,233 @@
+//! ACLs on a datacenter of three servers (127.81.0.0/24), through the real `strait acl` CLI:
+//! bootstrap once, a policy from an HCL file and a token with it written through a follower
+//! and read on every server, what a token may do per its rights, Consul's 403s for an unknown
+//! token and for missing rights, and the tokens kept across a snapshot restore and a restart
+//! of all three servers.
+
+mod common;
+
+use common::cluster::{Cluster, DC};
+use common::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn strait(server: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    strait_at(server, args, env)
+}
+
+/// `strait acl ARGS --token TOKEN` on `server`, which must succeed: its output.
+fn acl(server: SocketAddr, token: &str, args: &[&str]) -> String {
+    let mut all = vec!["acl"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--token", token]);
+    let (ok, out) = strait(server, &all, &[]);
+    assert!(ok, "strait {all:?} on {server}: {out}");
+    out
+}
+
+/// The value of `Field:` in the CLI's output.
+fn field(out: &str, name: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
+}
+
+#[test]
+fn tokens_and_policies_are_replicated_enforced_on_acl_endpoints_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = Cluster::start_with(
+        d,
+        81,
+        DC,
+        &[],
+        "[acl]\nenabled = true\ndefault_policy = \"deny\"\n",
+    );
+    let leader = c.agreed_leader(&[0, 1, 2]);
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+
+    // Before bootstrap nothing resolves: not even reading is allowed.
+    let (ok, out) = strait(c.api(follower), &["acl", "token", "list"], &[]);
+    assert!(
+        !ok && out.contains("HTTP 403")
+            && out.contains("Permission denied: anonymous token lacks permission 'acl:read'"),
+        "{out}"
+    );
+
+    // Bootstrap through a follower (forwarded to the leader); once only.
+    let (ok, out) = strait(c.api(follower), &["acl", "bootstrap"], &[]);
+    assert!(ok, "{out}");
+    let management = field(&out, "SecretID");
+    assert!(out.contains("global-management"), "{out}");
+    let (ok, out) = strait(c.api(other), &["acl", "bootstrap"], &[]);
+    assert!(
+        !ok && out.contains("HTTP 403")
+            && out.contains("Permission denied: ACL bootstrap no longer allowed"),
+        "{out}"
+    );
+
+    // A policy from an HCL file and a token with it, written through a follower.
+    let rules = write(
+        &d.join("readers.hcl"),
+        "acl = \"read\"\nservice_prefix \"\" {\n  policy = \"read\"\n}\n",
+    );
+    let rules_arg = format!("@{}", rules.display());
+    let out = acl(
+        c.api(follower),
+        &management,
+        &[
+            "policy", "create", "--name", "readers", "--rules", &rules_arg,
+        ],
+    );
+    let policy_id = field(&out, "ID");
+    assert!(out.contains("service_prefix"), "{out}");
+    let out = acl(
+        c.api(follower),
+        &management,
+        &[
+            "token",
+            "create",
+            "--description",
+            "reader",
+            "--policy-name",
+            "readers",
+        ],
+    );
+    let accessor = field(&out, "AccessorID");
+    let reader = field(&out, "SecretID");
+    assert!(out.contains(&format!("{policy_id} - readers")), "{out}");
+
+    // Replicated: every server reads the token and the policy from its own copy, and no
+    // read shows a secret.
+    for i in 0..3 {
+        let out = eventually(
+            &format!("server-{i} to have the reader token"),
+            Duration::from_secs(20),
+            || {
+                let (ok, out) = strait(
+                    c.api(i),
+                    &["acl", "token", "read", &accessor, "--token", &management],
+                    &[],
+                );
+                ok.then_some(out)
+            },
+        );
+        assert!(
+            out.contains("readers") && !out.contains("SecretID"),
+            "{out}"
+        );
+        let out = acl(c.api(i), &management, &["policy", "read", &policy_id]);
+        assert!(out.contains("service_prefix"), "{out}");
+    }
+
+    // The reader token reads (also as Consul's CONSUL_HTTP_TOKEN), and may not write.
+    let (ok, out) = strait(
+        c.api(other),
+        &["acl", "token", "list"],
+        &[("CONSUL_HTTP_TOKEN", &reader)],
+    );
+    assert!(ok && out.contains(&accessor), "{out}");
+    assert!(
+        !out.contains(&reader) && !out.contains(&management),
+        "{out}"
+    );
+    let out = acl(c.api(other), &reader, &["token", "read", "self"]);
+    assert_eq!(field(&out, "AccessorID"), accessor);
+    let (ok, out) = strait(
+        c.api(other),
+        &["acl", "policy", "delete", &policy_id],
+        &[("STRAIT_HTTP_TOKEN", &reader)],
+    );
+    assert!(
+        !ok && out.contains(&format!(
+            "Permission denied: token with AccessorID '{accessor}' lacks permission 'acl:write'"
+        )),
+        "{out}"
+    );
+    // A token nobody created: Consul's 403 "ACL not found".
+    let (ok, out) = strait(
+        c.api(leader),
+        &[
+            "acl",
+            "token",
+            "list",
+            "--token",
+            "6a1f0c2e-9d4b-4e7a-8c3f-2b5d7e9a1c4f",
+        ],
+        &[],
+    );
+    assert!(
+        !ok && out.contains("HTTP 403") && out.contains("ACL not found"),
+        "{out}"
+    );
+
+    // A snapshot keeps them: delete the token, restore, it resolves again.
+    let snap = d.join("acl.snap");
+    let (ok, out) = strait(
+        c.api(leader),
+        &["snapshot", "save", snap.to_str().unwrap()],
+        &[],
+    );
+    assert!(ok, "{out}");
+    acl(
+        c.api(follower),
+        &management,
+        &["token", "delete", &accessor],
+    );
+    let (ok, out) = strait(
+        c.api(follower),
+        &["acl", "token", "read", "self", "--token", &reader],
+        &[],
+    );
+    assert!(!ok && out.contains("ACL not found"), "{out}");
+    let (ok, out) = strait(
+        c.api(follower),
+        &["snapshot", "restore", snap.to_str().unwrap()],
+        &[],
+    );
+    assert!(ok, "{out}");
+    for i in 0..3 {
+        eventually(
+            &format!("server-{i} to resolve the restored token"),
+            Duration::from_secs(20),
+            || {
+                let (ok, out) = strait(
+                    c.api(i),
+                    &["acl", "token", "read", "self", "--token", &reader],
+                    &[],
+                );
+                (ok && out.contains(&accessor)).then_some(())
+            },
+        );
+    }
+
+    // All three stopped and started: the tokens still resolve, on every server.
+    for i in 0..3 {
+        c.stop(i);
+    }
+    for i in (0..3).rev() {
+        c.up(i);
+    }
+    c.wait_ready();
+    for i in 0..3 {
+        for (secret, accessor_of) in [(&reader, Some(&accessor)), (&management, None)] {
+            let out = eventually(
+                &format!("server-{i} to resolve the tokens after the restart"),
+                Duration::from_secs(30),
+                || {
+                    let (ok, out) = strait(
+                        c.api(i),
+                        &["acl", "token", "read", "self", "--token", secret],
+                        &[],
+                    );
+                    ok.then_some(out)
+                },
+            );
+            if let Some(accessor) = accessor_of {
+                assert_eq!(field(&out, "AccessorID"), *accessor);
+            }
+        }
+    }
+}
