@@ -231,3 +231,24 @@ fn tokens_and_policies_are_replicated_enforced_on_acl_endpoints_and_kept() {
         }
     }
 }
+
+/// With `acl.enabled = false` (the default) the ACL endpoints answer Consul's 401.
+#[test]
+fn acl_endpoints_say_when_acls_are_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server_config(dir.path(), "dc1", "127.81.0.20", &[]);
+    let server = Proc::start(
+        dir.path(),
+        "server-dc1",
+        &["server", "--config", cfg.to_str().unwrap()],
+    );
+    let api = sa("127.81.0.20:8500");
+    wait_ready(api, "/v1/status/ready", &[&server]);
+    for args in [&["acl", "bootstrap"][..], &["acl", "policy", "list"]] {
+        let (ok, out) = strait(api, args, &[]);
+        assert!(
+            !ok && out.contains("HTTP 401") && out.contains("ACL support disabled"),
+            "{out}"
+        );
+    }
+}
