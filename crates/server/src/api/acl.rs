@@ -37,13 +37,19 @@ fn not_found() -> ApiError {
     ApiError::forbidden("ACL not found")
 }
 
+/// A header's token, if it holds one.
+fn given(text: &str) -> Option<&str> {
+    Some(text.trim()).filter(|t| !t.is_empty())
+}
+
 /// The caller's secret: `X-Consul-Token`, else `Authorization: Bearer`.
 pub fn token_of(headers: &HeaderMap) -> Option<&str> {
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    header("x-consul-token")
-        .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    header("x-consul-token").and_then(given).or_else(|| {
+        header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(given)
+    })
 }
 
 /// Runs `f` on this server's copy of the ACL state.
@@ -432,3 +438,23 @@ object_routes!(
     role_delete,
     role_list
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_comes_from_x_consul_token_else_a_bearer() {
+        let mut h = HeaderMap::new();
+        assert_eq!(token_of(&h), None);
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(token_of(&h), Some("abc"));
+        h.insert("x-consul-token", " def ".parse().unwrap());
+        assert_eq!(token_of(&h), Some("def"));
+        h.insert("x-consul-token", "".parse().unwrap());
+        assert_eq!(token_of(&h), Some("abc"), "an empty header is no token");
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        h.remove("x-consul-token");
+        assert_eq!(token_of(&h), None);
+    }
+}
