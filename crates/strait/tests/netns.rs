@@ -112,10 +112,19 @@ impl Drop for Down<'_> {
     }
 }
 
+/// `lab down`, then no namespace or link of the lab is left, and no process it recorded in
+/// `state.json` (servers, agents, gateways, sidecars, apps) nor any mentioning its directory.
 fn down_leaves_nothing(dir: &Path) {
+    let pids = recorded_pids(dir);
+    assert!(!pids.is_empty(), "no process recorded in {}", dir.display());
     let out = run_lab(dir, &["down"]);
     assert!(out.status.success(), "lab down: {}", text(&out));
     assert_eq!(leftovers(), Vec::<String>::new(), "lab down left these");
+    let survivors: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+    assert!(
+        survivors.is_empty(),
+        "recorded processes of the lab survive `down`: {survivors:?} of {pids:?}"
+    );
     let procs = processes_mentioning(&dir.display().to_string());
     assert!(procs.is_empty(), "processes of the lab survive: {procs:?}");
 }
