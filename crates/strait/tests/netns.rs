@@ -573,8 +573,8 @@ fn partition_and_heal(dir: &Path, dashboard: std::net::SocketAddr) {
 }
 
 /// dc2's server isolated for 30 s: cross-DC requests keep flowing from the proxies' last
-/// snapshots (0 failures); a service registered meanwhile on dc2's agent reaches the catalog
-/// after `rejoin`.
+/// snapshots (0 failures); a service registered meanwhile on dc2's agent (which has no route
+/// to its server) is not in dc2's catalog until `rejoin`, and is soon after.
 fn isolate_the_server(dir: &Path, dashboard: std::net::SocketAddr) {
     lab_ok(dir, &["isolate", "secondary-server"]);
     let answer = agent_request(
@@ -598,19 +598,17 @@ fn isolate_the_server(dir: &Path, dashboard: std::net::SocketAddr) {
     );
     assert_eq!(failures, 0, "of {requests} cross-DC requests");
     assert!(requests > 30, "only {requests} requests in 30 s");
+    // The isolation is real: after 30 s the agent still cannot reach its server, and dc2's
+    // catalog does not have the registration.
+    let err = connect_from(dir, "secondary-services", "10.213.2.10", 8300)
+        .expect_err("the isolated server must be unreachable from dc2's services VM");
+    assert!(err.contains("No route to host"), "10.213.2.10:8300: {err}");
+    assert!(
+        !registered_in_dc2(dir),
+        "the registration reached dc2's catalog while its server was isolated"
+    );
     lab_ok(dir, &["rejoin", "secondary-server"]);
-    let catalog = || {
-        let out = Command::new(common::strait_bin())
-            .args(["catalog", "services", "--dc", "dc2"])
-            .env("STRAIT_LAB_DIR", dir)
-            .env_remove("STRAIT_HTTP_ADDR")
-            .output()
-            .expect("strait catalog services");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .any(|l| l.trim() == "registered-while-isolated")
-            .then_some(())
-    };
+    let catalog = || registered_in_dc2(dir).then_some(());
     let rejoined = std::time::Instant::now();
     eventually(
         "the registration made while dc2's server was isolated to reach the catalog",
@@ -621,4 +619,18 @@ fn isolate_the_server(dir: &Path, dashboard: std::net::SocketAddr) {
         "rejoin: the registration reached dc2's catalog after {:?}",
         rejoined.elapsed()
     );
+}
+
+/// Whether `strait catalog services --dc dc2`, run from the host in the lab `dir`, lists
+/// `registered-while-isolated`.
+fn registered_in_dc2(dir: &Path) -> bool {
+    let out = Command::new(common::strait_bin())
+        .args(["catalog", "services", "--dc", "dc2"])
+        .env("STRAIT_LAB_DIR", dir)
+        .env_remove("STRAIT_HTTP_ADDR")
+        .output()
+        .expect("strait catalog services");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == "registered-while-isolated")
 }
