@@ -1,6 +1,7 @@
 //! End-to-end tests of `strait lab`: the default two-DC demo (dashboard in dc1, counting in
-//! dc2, through both mesh gateways), a three-DC topology with `remote` and `local` gateway
-//! modes, the dashboard page in headless Chromium, and `lab down` leaving no process.
+//! dc2, through both mesh gateways), `lab kill` / `lab start` of dc2's server, a three-DC
+//! topology with `remote` and `local` gateway modes, the dashboard page in headless
+//! Chromium, and `lab down` leaving no process.
 //!
 //! The default topology's addresses (127.20.x.y) are fixed, so only
 //! `default_lab_end_to_end` uses them (and there also the commands for humans, which find the
@@ -223,6 +224,8 @@ fn default_lab_end_to_end() {
     assert_eq!(code, Some(0), "{text}");
     assert_counts_increase_eventually(dash, "secondary-services");
 
+    kill_and_start_a_server(&lab, dash);
+
     // Status lists every process as running and ready.
     let status = lab.ok(&["status"]);
     for line in status.lines().filter(|l| l.contains("127.20.")) {
@@ -254,6 +257,50 @@ fn default_lab_end_to_end() {
         Vec::<u32>::new()
     );
     assert_eq!(processes_mentioning("127.20.1.12:8500"), Vec::<u32>::new());
+}
+
+/// `lab kill secondary-server` stops dc2's only server (its API no longer answers); `lab start
+/// secondary-server` brings it back ready (its Raft state from disk), and dc2's catalog answers
+/// through it again while the dashboard keeps counting.
+fn kill_and_start_a_server(lab: &Lab, dash: SocketAddr) {
+    let server = sa("127.20.2.10:8500");
+    let before = lab.pids();
+    lab.ok(&["kill", "secondary-server"]);
+    eventually(
+        "the killed server's API to stop answering",
+        Duration::from_secs(5),
+        || (get(server, "/v1/status/ready").0 == 0).then_some(()),
+    );
+    let started = std::time::Instant::now();
+    lab.ok(&["start", "secondary-server"]);
+    let (status, body) = get(server, "/v1/status/ready");
+    assert_eq!(
+        status,
+        200,
+        "{body}\n{}",
+        lab.log_tail("secondary-server", "server")
+    );
+    let after = lab.pids();
+    let restarted: Vec<u32> = after
+        .iter()
+        .filter(|p| !before.contains(p))
+        .copied()
+        .collect();
+    assert_eq!(restarted.len(), 1, "{before:?} -> {after:?}");
+    let services = eventually(
+        "dc2's catalog to answer through the restarted server",
+        Duration::from_secs(15),
+        || {
+            let (code, services) = lab.cli(&["catalog", "services", "--dc", "dc2"]);
+            (code == Some(0) && services.lines().any(|l| l == "counting")).then_some(services)
+        },
+    );
+    assert!(services.contains("mesh-gateway"), "{services}");
+    eprintln!(
+        "kill/start secondary-server: ready and dc2's catalog answering after {:?}",
+        started.elapsed()
+    );
+    assert_counts_increase(dash, "secondary-services");
 }
 
 /// After `lab up`, the commands for humans work from the lab directory with no address flag:
