@@ -146,6 +146,43 @@ fn tokens_and_policies_are_replicated_enforced_on_acl_endpoints_and_kept() {
         )),
         "{out}"
     );
+    // Roles and the policy list over HTTP, a token sent as `Authorization: Bearer`.
+    let bearer = format!("Bearer {management}");
+    let as_management = [("authorization", bearer.as_str())];
+    let role = r#"{"Name":"ops","Policies":[{"Name":"readers"}]}"#;
+    let reply = request_with(
+        "PUT",
+        c.api(other),
+        "/v1/acl/role",
+        Some(role),
+        &as_management,
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let role: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(role["Policies"][0]["ID"], policy_id.as_str(), "{role}");
+    let reply = request_with("GET", c.api(other), "/v1/acl/roles", None, &as_management).unwrap();
+    assert!(
+        reply.status == 200 && reply.body.contains("\"ops\""),
+        "{}",
+        reply.body
+    );
+    let reply = request_with(
+        "GET",
+        c.api(other),
+        "/v1/acl/policies",
+        None,
+        &as_management,
+    )
+    .unwrap();
+    assert!(
+        reply.status == 200 && reply.body.contains("readers") && !reply.body.contains("Rules"),
+        "the list leaves the rules out: {}",
+        reply.body
+    );
+    let reply = request("PUT", c.api(other), "/v1/acl/role", Some(r#"{"Name":"x"}"#)).unwrap();
+    assert_eq!(reply.status, 403, "no token, no write: {}", reply.body);
+
     // A token nobody created: Consul's 403 "ACL not found".
     let (ok, out) = strait(
         c.api(leader),

@@ -252,59 +252,67 @@ pub async fn token_list(
 /// alike.
 trait Object: serde::Serialize + DeserializeOwned + Clone {
     const WHAT: &'static str;
+    /// Fields Consul's list answers leave out.
+    const NOT_LISTED: &'static [&'static str];
     fn id(&mut self) -> &mut String;
+    fn id_of(&self) -> &str;
     fn set(self) -> AclCommand;
     fn delete(id: String) -> AclCommand;
-    fn find(acl: &AclState, id: &str) -> Option<Self>;
-    fn all(acl: &AclState) -> Vec<serde_json::Value>;
-}
+    fn each(acl: &AclState) -> Vec<&Self>;
 
-impl Object for Policy {
-    const WHAT: &'static str = "policy";
-    fn id(&mut self) -> &mut String {
-        &mut self.id
-    }
-    fn set(self) -> AclCommand {
-        AclCommand::SetPolicy(self)
-    }
-    fn delete(id: String) -> AclCommand {
-        AclCommand::DeletePolicy { id }
-    }
     fn find(acl: &AclState, id: &str) -> Option<Self> {
-        acl.policies().find(|p| p.id == id).cloned()
+        Self::each(acl)
+            .into_iter()
+            .find(|o| o.id_of() == id)
+            .cloned()
     }
-    /// Consul's policy list entries leave the rules out.
+
     fn all(acl: &AclState) -> Vec<serde_json::Value> {
-        acl.policies()
-            .filter_map(|p| {
-                let mut v = serde_json::to_value(p).ok()?;
-                v.as_object_mut()?.remove("Rules");
-                Some(v)
-            })
-            .collect()
+        let listed = |o: &Self| {
+            let mut v = serde_json::to_value(o).ok()?;
+            let fields = v.as_object_mut()?;
+            for name in Self::NOT_LISTED {
+                fields.remove(*name);
+            }
+            Some(v)
+        };
+        Self::each(acl).into_iter().filter_map(listed).collect()
     }
 }
 
-impl Object for Role {
-    const WHAT: &'static str = "role";
-    fn id(&mut self) -> &mut String {
-        &mut self.id
-    }
-    fn set(self) -> AclCommand {
-        AclCommand::SetRole(self)
-    }
-    fn delete(id: String) -> AclCommand {
-        AclCommand::DeleteRole { id }
-    }
-    fn find(acl: &AclState, id: &str) -> Option<Self> {
-        acl.roles().find(|r| r.id == id).cloned()
-    }
-    fn all(acl: &AclState) -> Vec<serde_json::Value> {
-        acl.roles()
-            .filter_map(|r| serde_json::to_value(r).ok())
-            .collect()
-    }
+macro_rules! object {
+    ($kind:ty, $what:literal, $not_listed:expr, $set:ident, $delete:ident, $each:ident) => {
+        impl Object for $kind {
+            const WHAT: &'static str = $what;
+            const NOT_LISTED: &'static [&'static str] = $not_listed;
+            fn id(&mut self) -> &mut String {
+                &mut self.id
+            }
+            fn id_of(&self) -> &str {
+                &self.id
+            }
+            fn set(self) -> AclCommand {
+                AclCommand::$set(self)
+            }
+            fn delete(id: String) -> AclCommand {
+                AclCommand::$delete { id }
+            }
+            fn each(acl: &AclState) -> Vec<&Self> {
+                acl.$each().collect()
+            }
+        }
+    };
 }
+
+object!(
+    Policy,
+    "policy",
+    &["Rules"],
+    SetPolicy,
+    DeletePolicy,
+    policies
+);
+object!(Role, "role", &[], SetRole, DeleteRole, roles);
 
 fn read_object<T: Object>(s: &Server, id: &str) -> ApiResult<Response> {
     let found = with_state(s, |acl| T::find(acl, id))?;
