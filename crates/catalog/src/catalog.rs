@@ -251,7 +251,6 @@ mod tests {
             source.nodes(),
             "a bad snapshot changes nothing"
         );
-
     }
 
     #[tokio::test]
