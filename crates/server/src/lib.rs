@@ -14,6 +14,7 @@ pub mod config;
 mod federation;
 mod forward;
 mod identity;
+mod liveness;
 pub mod reload;
 mod replicated;
 mod state;
@@ -103,6 +104,7 @@ pub async fn run(cfg: ServerConfig, path: PathBuf, role: Role) -> Result<()> {
         _ = shutdown.cancelled() => return stop_raft(&server).await,
     }
     federation::spawn(server.clone(), &role);
+    liveness::spawn(&server, &role);
     server.mark_ready();
     role.ready(&format!("ready: dc {}", cfg.datacenter));
     reload::spawn(server.clone(), path, &role);

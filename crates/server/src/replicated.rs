@@ -59,6 +59,13 @@ pub enum Command {
     /// A change to the ACL state (tokens, policies, roles): prepared with its IDs, secret
     /// hash and times before it is proposed, so every server applies it alike.
     Acl(AclCommand),
+    /// Node liveness (Consul's `serfHealth`): the leader found that `node`'s agent has not
+    /// synced for a while ([`crate::liveness`]); its node check `serfHealth` turns critical,
+    /// so none of its services is used, until the agent's next sync replaces its checks.
+    NodeUnreachable {
+        node: String,
+        output: String,
+    },
 }
 
 /// What applying a command answered: the catalog index after it, or why the catalog refused
@@ -76,6 +83,9 @@ pub struct CatalogApp {
     pub ca: tokio::sync::watch::Sender<Option<CaFiles>>,
     /// Tokens, policies and roles ([`crate::acl`] reads them).
     pub acl: RwLock<AclState>,
+    /// When each agent's sync was last applied here (not replicated state: every server
+    /// applies the same syncs at about the same time), for node liveness.
+    pub synced: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl CatalogApp {
@@ -84,6 +94,7 @@ impl CatalogApp {
             catalog,
             ca: tokio::sync::watch::channel(None).0,
             acl: RwLock::default(),
+            synced: Default::default(),
         }
     }
 
@@ -153,9 +164,16 @@ impl Replicated for CatalogApp {
                 node,
                 services,
                 checks,
-            } => catalog
-                .sync_node(node, services, checks)
-                .map(|_| catalog.index()),
+            } => {
+                strait_base::sync::lock(&self.synced)
+                    .insert(node.node.clone(), std::time::Instant::now());
+                catalog
+                    .sync_node(node, services, checks)
+                    .map(|_| catalog.index())
+            }
+            Command::NodeUnreachable { node, output } => {
+                crate::liveness::mark_unreachable(catalog, &node, output)
+            }
             Command::SetConfigEntry(entry) => catalog.set_config_entry(entry),
             Command::DeleteConfigEntry { kind, name } => catalog.delete_config_entry(&kind, &name),
             Command::SetConfigEntryCas { entry, cas } => {

@@ -4,7 +4,6 @@ use crate::ca::CaState;
 use crate::config::ServerConfig;
 use crate::replicated::{Command, WriteFailure};
 use anyhow::Result;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -12,9 +11,6 @@ use strait_catalog::{Catalog, Node, Service};
 use strait_identity::spiffe::SpiffeId;
 use strait_identity::tls::{self, Expect, Identity, Roots};
 use strait_proto::Member;
-
-/// A node not heard from for this long is reported as failed.
-pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A CA a snapshot restore replaced: servers still trust it between them until `until`, so
 /// those that apply the restore a moment later (or present the old certificate meanwhile)
@@ -49,9 +45,6 @@ pub struct Server {
     replaced: RwLock<Option<Replaced>>,
     /// Our certificate and the roots, for server -> server calls; replaced on renewal.
     client_identity: RwLock<Option<Arc<(Identity, Roots)>>>,
-    /// Last time each agent synced (not persisted: after a restart members are "unknown"
-    /// until their next sync, a few seconds later).
-    last_seen: Mutex<HashMap<String, Instant>>,
     ready: AtomicBool,
     /// Why the server is not ready yet, for `/v1/status/ready`.
     pub waiting_for: Mutex<String>,
@@ -72,7 +65,6 @@ impl Server {
             ca: RwLock::new(None),
             replaced: RwLock::new(None),
             client_identity: RwLock::new(None),
-            last_seen: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
             waiting_for: Mutex::new("starting".into()),
             http_requests: strait_rpc::metrics::HttpRequests::new(),
@@ -190,10 +182,6 @@ impl Server {
         *strait_base::sync::lock(&self.waiting_for) = why.into();
     }
 
-    pub fn seen(&self, node: &str) {
-        strait_base::sync::lock(&self.last_seen).insert(node.to_string(), Instant::now());
-    }
-
     /// Registers this server in its own catalog (node + `strait-server` service), so gateways
     /// learn where to send `server.<dc>.<td>`.
     pub async fn register_self(&self) -> Result<()> {
@@ -222,9 +210,39 @@ impl Server {
         Ok(())
     }
 
+    /// Another server's liveness, as far as this one knows from Raft: the leader knows when
+    /// each answered it last; a follower knows its leader is alive while it hears from it.
+    fn server_status(&self, node: &str) -> &'static str {
+        let (Some(consensus), Some(contacts)) = (self.consensus.get(), self.contacts.get()) else {
+            return "unknown";
+        };
+        let metrics = consensus.raft().metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let Some((id, raft_node)) = membership.nodes().find(|(_, n)| n.name == node) else {
+            return "unknown";
+        };
+        let fresh = |d: Duration| d < crate::liveness::NODE_TIMEOUT;
+        if metrics.current_leader == Some(metrics.id) {
+            return match contacts.since(&raft_node.addr) {
+                Some(d) if fresh(d) => "alive",
+                Some(_) => "failed",
+                None => "unknown",
+            };
+        }
+        if metrics.current_leader == Some(*id) && fresh(consensus.since_leader_contact()) {
+            return "alive";
+        }
+        "unknown"
+    }
+
     /// This DC's members: every catalog node with its liveness.
     pub fn members(&self) -> Vec<Member> {
-        let seen = strait_base::sync::lock(&self.last_seen);
+        // When each agent's sync was last applied here (every server applies them alike).
+        let seen = self
+            .consensus
+            .get()
+            .map(|c| strait_base::sync::lock(&c.app().synced).clone())
+            .unwrap_or_default();
         self.catalog
             .nodes()
             .into_iter()
@@ -232,9 +250,11 @@ impl Server {
                 let is_server = n.meta.get("strait-role").map(String::as_str) == Some("server");
                 let status = if n.node == self.cfg.node_name {
                     "alive"
+                } else if is_server {
+                    self.server_status(&n.node)
                 } else {
                     match seen.get(&n.node) {
-                        Some(t) if t.elapsed() < MEMBER_TIMEOUT => "alive",
+                        Some(t) if t.elapsed() < crate::liveness::NODE_TIMEOUT => "alive",
                         Some(_) => "failed",
                         None => "unknown",
                     }

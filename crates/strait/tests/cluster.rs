@@ -426,7 +426,16 @@ fn registrations_through_an_agent_survive_killing_the_leader() {
     let leader = c.agreed_leader(&[0, 1, 2]);
     let servers: Vec<String> = (0..3).map(|i| c.https(i)).collect();
     let (agent, api) = start_agent(d, DC, "web-node", "127.78.0.20", &servers);
+    // Two more agents: a node is marked unreachable only while fewer than half are silent.
+    let others: Vec<(Proc, SocketAddr)> =
+        [("db-node", "127.78.0.21"), ("cache-node", "127.78.0.22")]
+            .iter()
+            .map(|(node, ip)| start_agent(d, DC, node, ip, &servers))
+            .collect();
     wait_ready(api, "/v1/agent/ready", &[&agent]);
+    for (proc, other) in &others {
+        wait_ready(*other, "/v1/agent/ready", &[proc]);
+    }
 
     let acked = Arc::new(AtomicUsize::new(0));
     let writer = std::thread::spawn({
@@ -478,6 +487,59 @@ fn registrations_through_an_agent_survive_killing_the_leader() {
             let have = in_catalog(leader)?;
             names.iter().all(|n| have.contains(n)).then_some(())
         },
+    );
+
+    // Node liveness: the agent paused (SIGSTOP, as `strait lab pause` does to a VM) stops
+    // syncing; the leader marks its node (one of three agents) with a critical `serfHealth`
+    // check, so its services are critical, and the agent, resumed, clears it with its next
+    // sync; the other agents' nodes are not marked.
+    let serf_health = |i: usize| -> Option<String> {
+        let (code, body) = get(apis[i], "/v1/health/node/web-node?stale");
+        let checks: serde_json::Value =
+            (code == 200).then(|| serde_json::from_str(&body).ok())??;
+        Some(
+            checks
+                .as_array()?
+                .iter()
+                .find(|c| c["CheckID"] == "serfHealth")
+                .map_or_else(String::new, |c| {
+                    c["Status"].as_str().unwrap_or("").to_owned()
+                }),
+        )
+    };
+    let kill = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &agent.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} agent");
+    };
+    kill("-STOP");
+    let paused = Instant::now();
+    eventually(
+        "the paused agent's node marked critical",
+        Duration::from_secs(40),
+        || (serf_health(leader)? == "critical").then_some(()),
+    );
+    let took = paused.elapsed();
+    eprintln!("paused agent: node marked critical after {took:?}");
+    // (12 s without a sync; the last one came up to 5 s before the pause.)
+    assert!(
+        took >= Duration::from_secs(6),
+        "marked after {took:?}, before the timeout"
+    );
+    let (code, body) = get(apis[leader], "/v1/health/service/reg-0?passing&stale");
+    assert_eq!(
+        (code, body.trim()),
+        (200, "[]"),
+        "a marked node's services are not passing"
+    );
+    kill("-CONT");
+    eventually(
+        "the resumed agent's sync clears the mark",
+        Duration::from_secs(30),
+        || serf_health(leader)?.is_empty().then_some(()),
     );
 }
 

@@ -265,7 +265,6 @@ pub async fn sync(
         checks: req.checks,
     })
     .await?;
-    s.seen(&node);
     Ok(indexed(s.catalog.index(), true))
 }
 
