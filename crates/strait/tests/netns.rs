@@ -10,7 +10,8 @@
 //! from the proxies' last snapshots and registrations made meanwhile reach the catalog after
 //! `rejoin`; isolate/rejoin, pause/resume and kill/start of a services VM. Then the same lab
 //! with `--proxy envoy`, the `ha` and the `failover` topologies: up, counts, down. `lab down`
-//! leaves no namespace, link or process after each, also after an `up` that failed half-way.
+//! leaves no namespace, link or process after each, also after an `up` that failed half-way
+//! and after the lab's own process was killed -9 during `up`.
 //!
 //! One lab at a time: the netns driver's names and addresses are fixed, so everything runs
 //! in one test.
@@ -202,6 +203,34 @@ fn netns_lab_end_to_end() {
     );
     assert!(!leftovers().is_empty(), "the network stays for inspection");
     down_leaves_nothing(failed.path());
+
+    // The lab's own process killed (-9) half-way through `up`: what it created is recorded
+    // in the lab directory before it is created, so `down` still removes all of it.
+    let killed = tempfile::tempdir().expect("tempdir");
+    let mut up = Command::new(common::strait_bin())
+        .args(["lab", "--dir"])
+        .arg(killed.path())
+        .args(["up", "--driver", "netns"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strait lab up");
+    eventually(
+        "`lab up` to have started some processes",
+        Duration::from_secs(60),
+        || {
+            let state = std::fs::read_to_string(killed.path().join("state.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&state).ok()?;
+            (v["processes"].as_array()?.len() >= 2).then_some(())
+        },
+    );
+    up.kill().expect("kill -9 lab up");
+    up.wait().expect("reaped");
+    assert!(
+        !leftovers().is_empty(),
+        "its network was up when it was killed"
+    );
+    down_leaves_nothing(killed.path());
 
     // The demo.
     let dir = tempfile::tempdir().expect("tempdir");

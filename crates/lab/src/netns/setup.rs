@@ -356,12 +356,39 @@ fn federation_routes(layout: &Layout, topology: &Topology) -> anyhow::Result<()>
     Ok(())
 }
 
+/// SIGKILLs every process still inside namespace `ns` (none once `down` stopped the recorded
+/// process groups; a namespace already gone has none).
+fn kill_inside(ns: &str) {
+    let Ok(pids) = ip_output(&["netns", "pids", ns]) else {
+        return;
+    };
+    // The lab starts every process as the leader of its own group: kill the group.
+    for pid in pids
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+    {
+        tracing::warn!(
+            namespace = ns,
+            pid,
+            "killing a process the lab had not recorded"
+        );
+        let _ = crate::signal::signal_group(pid, crate::signal::Signal::Kill);
+    }
+}
+
 /// Removes everything `network.json` records (last created first) and the file itself; what
 /// is already gone is not an error. Returns how many namespaces and links were removed.
 pub fn teardown(paths: &LabPaths) -> anyhow::Result<usize> {
     let Some(net) = Network::load(paths)? else {
         return Ok(0);
     };
+    // A process the lab did not get to record (its own process killed between starting one
+    // and writing state.json) still runs inside a namespace: `ip netns pids` finds it.
+    for resource in &net.created {
+        if let Resource::Netns(ns) = resource {
+            kill_inside(ns);
+        }
+    }
     let mut removed = 0;
     let mut errors = Vec::new();
     for resource in net.created.iter().rev() {
