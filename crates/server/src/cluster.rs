@@ -429,21 +429,18 @@ pub async fn join(
         req.csr_pem.as_bytes(),
         req.nonce.as_bytes(),
     ];
-    if !bootstrap::verify_mac(&token, &parts, &req.mac) {
-        tracing::warn!(node = %req.node, "server join refused: wrong join token");
-        return Err(ApiError::forbidden(format!(
-            "join token refused for server {}: its join_token and federation_token are not those of datacenter {} (a server proves both; an agent knows only the join_token)",
-            req.node, s.cfg.datacenter
-        )));
-    }
-    if req.datacenter != s.cfg.datacenter {
-        return Err(ApiError::bad_request(format!(
-            "server {} says it is in datacenter {} but this cluster is {}",
-            req.node, req.datacenter, s.cfg.datacenter
-        )));
-    }
-    strait_identity::spiffe::validate_name("Node", &req.node)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    crate::api::internal::admit_joiner(
+        &s,
+        crate::api::internal::Joiner {
+            what: "server",
+            node: &req.node,
+            datacenter: &req.datacenter,
+            mac: &req.mac,
+        },
+        &token,
+        &parts,
+        "its join_token and federation_token (a server proves both; an agent knows only the join_token) are not those of datacenter",
+    )?;
     let addr: SocketAddr = req.raft_addr.parse().map_err(|_| {
         ApiError::bad_request(format!("field RaftAddr {:?}: not ip:port", req.raft_addr))
     })?;

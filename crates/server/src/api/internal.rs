@@ -122,6 +122,47 @@ pub(super) fn ca_of(s: &AppState) -> ApiResult<std::sync::Arc<crate::ca::CaState
     })
 }
 
+/// Who asks to join (an agent's node or a server), as its request says.
+pub(crate) struct Joiner<'a> {
+    /// `node` or `server`, for messages.
+    pub what: &'static str,
+    pub node: &'a str,
+    pub datacenter: &'a str,
+    pub mac: &'a str,
+}
+
+/// Admits a joiner: its MAC over `parts` under `secret` (403 saying `wrong`, then the DC),
+/// this DC, and a valid node name (400s naming them).
+pub(crate) fn admit_joiner(
+    s: &AppState,
+    joiner: Joiner<'_>,
+    secret: &str,
+    parts: &[&[u8]],
+    wrong: &str,
+) -> ApiResult<()> {
+    let Joiner {
+        what,
+        node,
+        datacenter,
+        mac,
+    } = joiner;
+    if !bootstrap::verify_mac(secret, parts, mac) {
+        tracing::warn!(%node, what, "join refused: wrong token");
+        return Err(ApiError::forbidden(format!(
+            "join token refused for {what} {node}: {wrong} {}",
+            s.cfg.datacenter
+        )));
+    }
+    if datacenter != s.cfg.datacenter {
+        return Err(ApiError::bad_request(format!(
+            "{what} {node} says it is in datacenter {datacenter} but this cluster is {}",
+            s.cfg.datacenter
+        )));
+    }
+    strait_identity::spiffe::validate_name("Node", node)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
 /// An agent joins: proves it knows the DC's join token and gets its certificate.
 pub async fn join(State(s): State<AppState>, Json(req): Json<JoinRequest>) -> ApiResult<Response> {
     let ca = ca_of(&s)?;
@@ -133,21 +174,18 @@ pub async fn join(State(s): State<AppState>, Json(req): Json<JoinRequest>) -> Ap
         req.csr_pem.as_bytes(),
         req.nonce.as_bytes(),
     ];
-    if !bootstrap::verify_mac(token, &parts, &req.mac) {
-        tracing::warn!(node = %req.node, "join refused: wrong join token");
-        return Err(ApiError::forbidden(format!(
-            "join token refused for node {}: the agent's join_token is not the one of datacenter {}",
-            req.node, s.cfg.datacenter
-        )));
-    }
-    if req.datacenter != s.cfg.datacenter {
-        return Err(ApiError::bad_request(format!(
-            "node {} says it is in datacenter {} but this server is in {}",
-            req.node, req.datacenter, s.cfg.datacenter
-        )));
-    }
-    strait_identity::spiffe::validate_name("Node", &req.node)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    admit_joiner(
+        &s,
+        Joiner {
+            what: "node",
+            node: &req.node,
+            datacenter: &req.datacenter,
+            mac: &req.mac,
+        },
+        token,
+        &parts,
+        "the agent's join_token is not the one of datacenter",
+    )?;
     let id = SpiffeId::agent(&ca.trust_domain, &s.cfg.datacenter, &req.node);
     let signed = ca
         .sign(&req.csr_pem, &id, s.live.leaf_ttl())

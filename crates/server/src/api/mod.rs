@@ -9,7 +9,7 @@
 mod acl;
 mod catalog;
 mod intentions;
-mod internal;
+pub(crate) mod internal;
 mod metrics;
 mod operator;
 mod read;
