@@ -33,7 +33,7 @@ use http::Method;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use strait_identity::spiffe::SpiffeId;
 use strait_identity::tls::{self, Identity, Roots};
 use strait_identity::{bootstrap, ca};
@@ -610,7 +610,8 @@ const REJOIN_AFTER: Duration = Duration::from_secs(3);
 /// no longer lists it (it saw its removal), or a follower that has heard from no leader for
 /// [`REJOIN_AFTER`] (removed while it was down or cut off, no leader sends it anything now),
 /// joins again through the leader with the join token, keeping its ID and its data; the
-/// leader adds it as a learner and promotes it once caught up. A follower that is still a
+/// leader adds it as a learner and promotes it once caught up (a learner left unpromoted for
+/// [`REJOIN_AFTER`], its leader deposed in between, asks again). A follower that is still a
 /// voter (only cut off for a while) is left as it is by the leader. Nothing to do without
 /// `retry_join` (a single server).
 pub fn spawn_rejoin(server: &Arc<Server>, role: &Role, id: NodeId) {
@@ -622,6 +623,7 @@ pub fn spawn_rejoin(server: &Arc<Server>, role: &Role, id: NodeId) {
 
 async fn rejoin(server: Arc<Server>, id: NodeId) -> Result<()> {
     let mut leader_hint = None;
+    let mut learner_since: Option<Instant> = None;
     loop {
         tokio::time::sleep(REJOIN_CHECK).await;
         let Some(consensus) = server.consensus.get() else {
@@ -632,8 +634,23 @@ async fn rejoin(server: Arc<Server>, id: NodeId) -> Result<()> {
         let removed = membership.get_node(&id).is_none();
         let unheard = m.current_leader != Some(id)
             && consensus.since_leader_contact() > REJOIN_AFTER.max(server.raft_lease() * 4);
-        if !(removed || unheard) {
+        // Added as a learner but never promoted: the leader that added it lost its leadership
+        // in between (the returning server's own elections can cause that), and its
+        // successor does not know a promotion is due.
+        let learner = !removed && !membership.voter_ids().any(|v| v == id);
+        let stuck =
+            learner && learner_since.get_or_insert_with(Instant::now).elapsed() > REJOIN_AFTER;
+        if !learner {
+            learner_since = None;
+        }
+        if !(removed || unheard || stuck) {
             continue;
+        }
+        if stuck {
+            learner_since = None;
+            tracing::info!(
+                "this server is a learner that was never made a voter: asking the leader again"
+            );
         }
         match join_once(&server, id, leader_hint).await {
             Ok(_) if removed => {
