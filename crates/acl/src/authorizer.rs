@@ -40,8 +40,11 @@ pub struct Context<'a> {
     pub default_policy: DefaultPolicy,
 }
 
-/// What a token may do.
-#[derive(Debug, Clone)]
+/// What a token may do. It travels from a server to an agent (which resolves its callers'
+/// tokens through its servers) as JSON: `AccessorID`, `Management`, `DefaultAllow` and the
+/// compiled `Rules`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(into = "Wire", from = "Wire")]
 pub struct Authorizer {
     accessor_id: String,
     management: bool,
@@ -49,6 +52,42 @@ pub struct Authorizer {
     rules: Rules,
     /// `service` rules' intentions levels, explicit or derived from their policy.
     intentions: Segments<Access>,
+}
+
+/// [`Authorizer`]'s serialized form (the intentions levels are derived again on arrival).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Wire {
+    #[serde(rename = "AccessorID")]
+    accessor_id: String,
+    #[serde(rename = "Management")]
+    management: bool,
+    #[serde(rename = "DefaultAllow")]
+    default_allow: bool,
+    #[serde(rename = "Rules")]
+    rules: Rules,
+}
+
+impl From<Authorizer> for Wire {
+    fn from(a: Authorizer) -> Wire {
+        Wire {
+            accessor_id: a.accessor_id,
+            management: a.management,
+            default_allow: a.default_allow,
+            rules: a.rules,
+        }
+    }
+}
+
+impl From<Wire> for Authorizer {
+    fn from(w: Wire) -> Authorizer {
+        let policy = match w.default_allow {
+            true => DefaultPolicy::Allow,
+            false => DefaultPolicy::Deny,
+        };
+        let mut auth = Authorizer::from_rules(&w.accessor_id, w.rules, policy);
+        auth.management = w.management;
+        auth
+    }
 }
 
 /// The resources of the rule language; `Display` is Consul's name for them in errors.

@@ -414,3 +414,36 @@ fn keys_list_and_write() {
     auth.key_write("app/rw/x").unwrap();
     assert!(auth.key_read("other").is_err());
 }
+
+/// What a server sends an agent decides exactly as the authorizer it resolved.
+#[test]
+fn an_authorizer_survives_its_trip_to_an_agent() {
+    let store = Mem {
+        policies: vec![policy(
+            "web",
+            "service_prefix \"web\" {\n  policy = \"write\"\n  intentions = \"write\"\n}\nservice \"db\" {\n  policy = \"deny\"\n}\nnode_prefix \"\" {\n  policy = \"read\"\n}\noperator = \"read\"\n",
+        )],
+        ..Mem::default()
+    };
+    let auth = compile(&store, &token(&["web"]), DENY);
+    let json = serde_json::to_string(&auth).unwrap();
+    assert!(json.contains("\"AccessorID\""), "{json}");
+    let back: Authorizer = serde_json::from_str(&json).unwrap();
+    assert_eq!(auth.accessor_id(), back.accessor_id());
+    assert!(back.service_write("web-api").is_ok());
+    assert!(back.intention_write("web").is_ok());
+    assert_eq!(
+        auth.service_read("db").unwrap_err(),
+        back.service_read("db").unwrap_err()
+    );
+    assert!(back.node_read("n1").is_ok());
+    assert!(back.node_write("n1").is_err());
+    assert!(back.operator_read().is_ok());
+    assert!(back.operator_write().is_err());
+    assert!(!back.is_management());
+    assert!(!back.intention_default_allow());
+    let mgmt: Authorizer =
+        serde_json::from_str(&serde_json::to_string(&Authorizer::management("m")).unwrap())
+            .unwrap();
+    assert!(mgmt.is_management() && mgmt.acl_write().is_ok());
+}

@@ -23,7 +23,8 @@ use std::fmt;
 
 /// The disposition a rule gives. When several policies give one (same resource, same name),
 /// the strongest wins: `deny` over `write` over `list` over `read` (Consul's merge).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Access {
     Read,
     List,
@@ -100,7 +101,8 @@ impl fmt::Display for Level {
 }
 
 /// Rules for named things: exact names and name prefixes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct Segments<T> {
     pub exact: BTreeMap<String, T>,
     pub prefix: BTreeMap<String, T>,
@@ -145,7 +147,8 @@ impl<T: Copy> Segments<T> {
 }
 
 /// A `service` / `service_prefix` rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct ServiceRule {
     pub policy: Access,
     /// `None`: derived from `policy` as Consul does (read or write give read, deny denies).
@@ -173,8 +176,10 @@ impl ServiceRule {
     }
 }
 
-/// One policy's rules, or several merged.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One policy's rules, or several merged. Serde gives the compiled form servers send agents
+/// with a resolved token (an [`crate::Authorizer`]), not the rule language ([`Rules::parse`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct Rules {
     pub acl: Option<Access>,
     pub operator: Option<Access>,

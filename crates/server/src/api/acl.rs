@@ -21,48 +21,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::de::DeserializeOwned;
-use strait_acl::{
-    AclCommand, AclState, Authorizer, Context, Policy, ResolveError, Role, SecretId, StoredToken,
-    Token,
-};
+use super::authz::{denied, disabled, not_found, resolve, token_of, with_state};
+use strait_acl::{AclCommand, AclState, Authorizer, Policy, Role, SecretId, StoredToken, Token};
 use time::OffsetDateTime;
-
-/// Consul's answer when ACLs are off.
-fn disabled() -> ApiError {
-    ApiError(StatusCode::UNAUTHORIZED, "ACL support disabled".into())
-}
-
-/// Consul's answer for an unknown or expired token, and for reading what does not exist.
-fn not_found() -> ApiError {
-    ApiError::forbidden("ACL not found")
-}
-
-/// A header's token, if it holds one.
-fn given(text: &str) -> Option<&str> {
-    Some(text.trim()).filter(|t| !t.is_empty())
-}
-
-/// The caller's secret: `X-Consul-Token`, else `Authorization: Bearer`.
-pub fn token_of(headers: &HeaderMap) -> Option<&str> {
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    header("x-consul-token").and_then(given).or_else(|| {
-        header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(given)
-    })
-}
-
-/// Runs `f` on this server's copy of the ACL state.
-fn with_state<T>(s: &Server, f: impl FnOnce(&AclState) -> T) -> ApiResult<T> {
-    let consensus = s.consensus.get().ok_or_else(|| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Raft is not started yet".into(),
-        )
-    })?;
-    let acl = strait_base::sync::read(&consensus.app().acl);
-    Ok(f(&acl))
-}
 
 /// The caller's authorizer, on a server with ACLs on and a loopback caller.
 fn caller(s: &Server, origin: Origin, headers: &HeaderMap) -> ApiResult<Authorizer> {
@@ -70,19 +31,7 @@ fn caller(s: &Server, origin: Origin, headers: &HeaderMap) -> ApiResult<Authoriz
     if !s.cfg.acl.enabled {
         return Err(disabled());
     }
-    let ctx = Context {
-        datacenter: &s.cfg.datacenter,
-        default_policy: s.cfg.acl.default_policy,
-    };
-    let now = OffsetDateTime::now_utc();
-    with_state(s, |acl| acl.resolve(token_of(headers), now, &ctx))?.map_err(|e| match e {
-        ResolveError::NotFound => not_found(),
-        e @ ResolveError::Invalid(_) => ApiError::internal(e),
-    })
-}
-
-fn denied(e: strait_acl::Denied) -> ApiError {
-    ApiError::forbidden(e.to_string())
+    resolve(s, token_of(headers))
 }
 
 fn reader(s: &Server, origin: Origin, headers: &HeaderMap) -> ApiResult<()> {
@@ -446,23 +395,3 @@ object_routes!(
     role_delete,
     role_list
 );
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_token_comes_from_x_consul_token_else_a_bearer() {
-        let mut h = HeaderMap::new();
-        assert_eq!(token_of(&h), None);
-        h.insert("authorization", "Bearer abc".parse().unwrap());
-        assert_eq!(token_of(&h), Some("abc"));
-        h.insert("x-consul-token", " def ".parse().unwrap());
-        assert_eq!(token_of(&h), Some("def"));
-        h.insert("x-consul-token", "".parse().unwrap());
-        assert_eq!(token_of(&h), Some("abc"), "an empty header is no token");
-        h.insert("authorization", "Basic abc".parse().unwrap());
-        h.remove("x-consul-token");
-        assert_eq!(token_of(&h), None);
-    }
-}

@@ -7,6 +7,7 @@
 //! modes (default: the leader answers; `?stale`; `?consistent`: see [`read`]).
 
 mod acl;
+pub(crate) mod authz;
 mod catalog;
 mod intentions;
 pub(crate) mod internal;
@@ -126,6 +127,7 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
             post(crate::cluster::forwarded_write),
         )
         .route("/v1/internal/sign", post(internal::sign))
+        .route("/v1/internal/acl/authorizer", get(authz::authorizer))
         .route("/v1/internal/sync", put(internal::sync))
         .route(
             "/v1/internal/federation/join",
