@@ -52,6 +52,39 @@ pub async fn request_within(
     body: Option<Vec<u8>>,
     deadlines: Deadlines,
 ) -> Result<Response, RpcError> {
+    let req = Outgoing {
+        method,
+        path_and_query,
+        body,
+        headers: &[],
+    };
+    send(tls, addr, sni, req, deadlines).await
+}
+
+/// One request: what [`send`] sends. `headers` are extra request headers (the ACL token a
+/// request carries on behalf of its caller: `X-Consul-Token`).
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    pub method: Method,
+    pub path_and_query: &'a str,
+    pub body: Option<Vec<u8>>,
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+/// [`request_within`] for a request with extra headers.
+pub async fn send(
+    tls: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    sni: &str,
+    req: Outgoing<'_>,
+    deadlines: Deadlines,
+) -> Result<Response, RpcError> {
+    let Outgoing {
+        method,
+        path_and_query,
+        body,
+        headers,
+    } = req;
     let server_name = ServerName::try_from(sni.to_string()).map_err(|_| RpcError::BadSni {
         sni: sni.to_string(),
     })?;
@@ -74,7 +107,7 @@ pub async fn request_within(
                 path: path_and_query.to_owned(),
                 timeout: deadlines.connect,
             })??;
-        exchange(stream, addr, sni, method, path_and_query, body, &[]).await
+        exchange(stream, addr, sni, method, path_and_query, body, headers).await
     })
     .await
 }
@@ -91,16 +124,29 @@ pub async fn request_any(
     body: Option<Vec<u8>>,
     timeout: Duration,
 ) -> Result<Response, RpcError> {
+    let req = Outgoing {
+        method,
+        path_and_query,
+        body,
+        headers: &[],
+    };
+    send_any(tls, addrs, sni, req, timeout).await
+}
+
+/// [`request_any`] for a request with extra headers.
+pub async fn send_any(
+    tls: Arc<rustls::ClientConfig>,
+    addrs: &[SocketAddr],
+    sni: &str,
+    req: Outgoing<'_>,
+    timeout: Duration,
+) -> Result<Response, RpcError> {
+    let deadlines = Deadlines {
+        connect: timeout,
+        total: timeout,
+    };
     first_answer(addrs, sni, |addr| {
-        request(
-            tls.clone(),
-            addr,
-            sni,
-            method.clone(),
-            path_and_query,
-            body.clone(),
-            timeout,
-        )
+        send(tls.clone(), addr, sni, req.clone(), deadlines)
     })
     .await
 }
