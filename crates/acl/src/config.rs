@@ -5,6 +5,7 @@
 //! enabled        = true
 //! default_policy = "deny"          # "allow" (default) | "deny"
 //! down_policy    = "extend-cache"  # (default) | "deny" | "allow"
+//! token_ttl      = "30s"           # agents: how long a resolved token is trusted (default 30s)
 //!
 //! [acl.tokens]
 //! initial_management = "…"   # servers: the management token bootstrap creates
@@ -51,9 +52,17 @@ pub struct AclConfig {
     pub default_policy: DefaultPolicy,
     #[serde(default)]
     pub down_policy: DownPolicy,
+    /// Agents: how long a token resolved through the servers is used before it is resolved
+    /// again (Consul's `token_ttl`, default 30 s): a revoked token stops working within it.
+    /// `"0s"` resolves on every request. A duration (`500ms`, `30s`, `5m`).
+    #[serde(default)]
+    pub token_ttl: Option<String>,
     #[serde(default)]
     pub tokens: AclTokens,
 }
+
+/// Consul's default `token_ttl`.
+const DEFAULT_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `[acl.tokens]`: secrets this process uses or creates.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -90,6 +99,7 @@ impl AclConfig {
     /// Checks the table for a server or an agent: tokens at least
     /// [`strait_rpc::config::MIN_TOKEN_LEN`] characters; server-only tokens not on agents.
     pub fn validate(&self, side: Side) -> Result<(), AclConfigError> {
+        self.try_token_ttl()?;
         let t = &self.tokens;
         let fields = [
             ("initial_management", &t.initial_management, true),
@@ -109,6 +119,20 @@ impl AclConfig {
                 .map_err(|e| AclConfigError(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// `token_ttl`, or its default; a value [`AclConfig::validate`] refused counts as the
+    /// default.
+    pub fn token_ttl(&self) -> std::time::Duration {
+        self.try_token_ttl().unwrap_or(DEFAULT_TOKEN_TTL)
+    }
+
+    fn try_token_ttl(&self) -> Result<std::time::Duration, AclConfigError> {
+        match &self.token_ttl {
+            None => Ok(DEFAULT_TOKEN_TTL),
+            Some(text) => strait_rpc::duration::parse(text)
+                .map_err(|e| AclConfigError(format!("field `acl.token_ttl` = {e}"))),
+        }
     }
 
     /// Whether a connection no intention matches is allowed: with ACLs on and
@@ -142,7 +166,20 @@ mod tests {
         assert_eq!(a.default_policy, DefaultPolicy::Allow);
         assert_eq!(a.down_policy, DownPolicy::ExtendCache);
         assert!(a.intentions_default_allow());
+        assert_eq!(a.token_ttl(), DEFAULT_TOKEN_TTL);
         a.validate(Side::Agent).unwrap();
+    }
+
+    #[test]
+    fn token_ttl_is_a_duration() {
+        let a = acl("[acl]\ntoken_ttl = \"500ms\"\n");
+        assert_eq!(a.token_ttl(), std::time::Duration::from_millis(500));
+        a.validate(Side::Agent).unwrap();
+        let e = acl("[acl]\ntoken_ttl = \"soon\"\n")
+            .validate(Side::Agent)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("field `acl.token_ttl` = \"soon\""), "{e}");
     }
 
     #[test]
