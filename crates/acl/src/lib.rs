@@ -27,7 +27,8 @@ pub use config::{AclConfig, AclConfigError, AclTokens, DefaultPolicy, DownPolicy
 pub use rules::{Access, Level, Rules, RulesError, Segments, ServiceRule};
 pub use secret::{is_uuid, new_uuid, SecretHash, SecretId};
 pub use state::{
-    prepare_bootstrap, prepare_policy, prepare_role, AclCommand, AclRefused, AclState, ResolveError,
+    prepare_bootstrap, prepare_policy, prepare_role, AclCommand, AclRefused, AclState, Replica,
+    ResolveError,
 };
 pub use token::{
     Grants, InvalidAcl, Link, NodeIdentity, Policy, Revision, Role, ServiceIdentity, StoredToken,

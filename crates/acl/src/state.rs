@@ -4,6 +4,11 @@
 //! proposed ([`prepare_bootstrap`], [`StoredToken::create`], [`prepare_policy`],
 //! [`prepare_role`]) — so every server that applies the same log holds the same state.
 //! Links by name are resolved to IDs when applied, as Consul does on write.
+//!
+//! Replication: the primary DC is the authority for global (non-`Local`) tokens, policies
+//! and roles. A secondary copies them with one [`AclCommand::Replicate`] carrying the
+//! primary's [`AclState::replica`]: it replaces every global object and keeps the
+//! secondary's own `Local` tokens.
 
 use crate::authorizer::{Authorizer, Context, Store};
 use crate::rules::Rules;
@@ -42,6 +47,22 @@ pub enum AclCommand {
     DeleteRole {
         id: String,
     },
+    /// A secondary DC's copy of the primary's global objects ([`AclState::replica`]):
+    /// replaces every global token, every policy and every role; this DC's `Local` tokens
+    /// stay.
+    Replicate(Replica),
+}
+
+/// What a secondary DC copies from the primary: the global (non-`Local`) tokens with their
+/// secret hashes (never secrets), every policy and every role, as of the primary's ACL
+/// `Index` ([`AclState::index`]). Objects keep the primary's `CreateIndex`/`ModifyIndex`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct Replica {
+    pub index: u64,
+    pub tokens: Vec<StoredToken>,
+    pub policies: Vec<Policy>,
+    pub roles: Vec<Role>,
 }
 
 /// Why a command was refused: the same on every server. Names the field or the object.
@@ -84,6 +105,14 @@ struct Image {
     roles: BTreeMap<String, Role>,
     /// The log index of the bootstrap, once done (a second one is refused).
     bootstrap_index: Option<u64>,
+    /// The log index of the last ACL command applied (what replication's blocking query on
+    /// the primary waits on); 0 in images from before replication.
+    #[serde(default)]
+    index: u64,
+    /// On a secondary: the primary's ACL index its global objects are a copy of (0: none
+    /// yet), where replication resumes after a restart or a change of leader.
+    #[serde(default)]
+    replicated_index: u64,
 }
 
 impl From<Image> for AclState {
@@ -154,8 +183,16 @@ fn conflict(msg: impl Into<String>) -> AclRefused {
 }
 
 impl AclState {
-    /// Applies a command at log `index` (the `CreateIndex`/`ModifyIndex` it records).
+    /// Applies a command at log `index` (the `CreateIndex`/`ModifyIndex` it records). The
+    /// ACL index moves to `index` even when the command is refused (a refused bootstrap may
+    /// have created the built-in policy first), so a replica is never older than the state.
     pub fn apply(&mut self, index: u64, command: AclCommand) -> Result<(), AclRefused> {
+        let applied = self.apply_command(index, command);
+        self.image.index = index;
+        applied
+    }
+
+    fn apply_command(&mut self, index: u64, command: AclCommand) -> Result<(), AclRefused> {
         match command {
             AclCommand::Bootstrap(management) => self.bootstrap(index, management),
             AclCommand::CreateToken(token) => self.create_token(index, token),
@@ -183,7 +220,50 @@ impl AclState {
                 self.image.roles.remove(&id);
                 Ok(())
             }
+            AclCommand::Replicate(replica) => {
+                self.replicate(replica);
+                Ok(())
+            }
         }
+    }
+
+    /// Installs the primary's global objects. A `Local` token of this DC whose `AccessorID`
+    /// or secret a global token also has is dropped: the primary's is the authority. The
+    /// replica's `Local` tokens (there should be none) are left out.
+    fn replicate(&mut self, replica: Replica) {
+        let mut tokens: BTreeMap<String, StoredToken> = replica
+            .tokens
+            .into_iter()
+            .filter(|t| !t.token.local)
+            .map(|mut t| {
+                t.token.secret_id = None;
+                (t.token.accessor_id.clone(), t)
+            })
+            .collect();
+        let global_secrets: std::collections::BTreeSet<SecretHash> =
+            tokens.values().map(|t| t.secret_hash).collect();
+        for (accessor, local) in std::mem::take(&mut self.image.tokens) {
+            if local.token.local && !global_secrets.contains(&local.secret_hash) {
+                tokens.entry(accessor).or_insert(local);
+            }
+        }
+        let image = Image {
+            tokens,
+            policies: replica
+                .policies
+                .into_iter()
+                .map(|p| (p.id.clone(), p))
+                .collect(),
+            roles: replica
+                .roles
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect(),
+            bootstrap_index: self.image.bootstrap_index,
+            index: self.image.index,
+            replicated_index: replica.index,
+        };
+        *self = AclState::from(image);
     }
 
     fn bootstrap(&mut self, index: u64, management: StoredToken) -> Result<(), AclRefused> {
@@ -385,6 +465,26 @@ impl AclState {
                 ctx,
             )?),
             None => Err(ResolveError::NotFound),
+        }
+    }
+
+    /// The log index of the last ACL command applied here.
+    pub fn index(&self) -> u64 {
+        self.image.index
+    }
+
+    /// On a secondary: the primary's ACL index of the last replica applied (0: none).
+    pub fn replicated_index(&self) -> u64 {
+        self.image.replicated_index
+    }
+
+    /// The global objects, for a secondary to copy ([`AclCommand::Replicate`]).
+    pub fn replica(&self) -> Replica {
+        Replica {
+            index: self.image.index,
+            tokens: self.tokens().filter(|t| !t.token.local).cloned().collect(),
+            policies: self.policies().cloned().collect(),
+            roles: self.roles().cloned().collect(),
         }
     }
 

@@ -391,3 +391,158 @@ fn rules_are_parsed_once_when_written() {
         "{e}"
     );
 }
+
+/// A secondary's copy: the primary's global tokens (by secret hash), policies and roles
+/// replace its own; its `Local` tokens stay; a global token deleted in the primary stops
+/// resolving with the next replica; the ACL index and the replicated index move.
+#[test]
+fn a_replica_replaces_the_global_objects_and_keeps_local_tokens() {
+    let (mut primary, management) = bootstrapped();
+    primary
+        .apply(
+            2,
+            prepare_policy(Policy {
+                name: "readers".into(),
+                rules: "acl = \"read\"\n".into(),
+                ..Policy::default()
+            }),
+        )
+        .unwrap();
+    let (global, global_secret) = create(
+        &mut primary,
+        3,
+        Token {
+            grants: Grants {
+                policies: vec![named("readers")],
+                ..Grants::default()
+            },
+            ..Token::default()
+        },
+    );
+    // A primary's own Local token is not for other DCs.
+    let (primary_local, _) = create(
+        &mut primary,
+        4,
+        Token {
+            local: true,
+            ..Token::default()
+        },
+    );
+    assert_eq!(primary.index(), 4);
+    let replica = primary.replica();
+    assert_eq!(replica.index, 4);
+    assert!(replica.tokens.iter().all(|t| !t.token.local));
+    let json = serde_json::to_string(&replica).unwrap();
+    assert!(!json.contains(global_secret.expose()) && !json.contains(management.expose()));
+
+    // The secondary had a Local token and a stale global one of its own.
+    let mut secondary = AclState::default();
+    let (local, local_secret) = create(
+        &mut secondary,
+        1,
+        Token {
+            local: true,
+            ..Token::default()
+        },
+    );
+    let (stale, stale_secret) = create(&mut secondary, 2, Token::default());
+    secondary
+        .apply(
+            7,
+            AclCommand::Replicate(serde_json::from_str(&json).unwrap()),
+        )
+        .unwrap();
+    assert_eq!((secondary.index(), secondary.replicated_index()), (7, 4));
+    let auth = secondary
+        .resolve(Some(global_secret.expose()), now(), &DC1)
+        .unwrap();
+    auth.acl_read().unwrap();
+    assert_eq!(auth.accessor_id(), global);
+    assert_eq!(
+        secondary
+            .token(&global)
+            .unwrap()
+            .token
+            .revision
+            .create_index,
+        3,
+        "objects keep the primary's indexes"
+    );
+    assert!(secondary
+        .resolve(Some(management.expose()), now(), &DC1)
+        .unwrap()
+        .is_management());
+    assert!(secondary
+        .resolve(Some(local_secret.expose()), now(), &DC1)
+        .is_ok());
+    assert!(secondary.token(&local).is_some());
+    assert!(secondary.token(&primary_local).is_none());
+    assert!(matches!(
+        secondary.resolve(Some(stale_secret.expose()), now(), &DC1),
+        Err(ResolveError::NotFound)
+    ));
+    assert!(secondary.token(&stale).is_none());
+    assert_eq!(secondary.policies().count(), 2);
+
+    // Deleted in the primary: gone from the next replica; the Local token stays.
+    primary
+        .apply(
+            5,
+            AclCommand::DeleteToken {
+                accessor_id: global.clone(),
+            },
+        )
+        .unwrap();
+    secondary
+        .apply(8, AclCommand::Replicate(primary.replica()))
+        .unwrap();
+    assert_eq!(secondary.replicated_index(), 5);
+    assert!(matches!(
+        secondary.resolve(Some(global_secret.expose()), now(), &DC1),
+        Err(ResolveError::NotFound)
+    ));
+    assert!(secondary
+        .resolve(Some(local_secret.expose()), now(), &DC1)
+        .is_ok());
+
+    // Kept in the snapshot image with both indexes.
+    let back: AclState = serde_json::from_str(&serde_json::to_string(&secondary).unwrap()).unwrap();
+    assert_eq!(back, secondary);
+    assert_eq!((back.index(), back.replicated_index()), (8, 5));
+}
+
+/// A global token that reuses a Local token's AccessorID or secret wins; the Local one goes.
+#[test]
+fn a_replicated_token_replaces_a_colliding_local_one() {
+    let mut secondary = AclState::default();
+    let secret = SecretId::new("0b4c1f7e-5d8a-4c0e-9a52-1f0d7b9e3c21");
+    let (local, _) = create(
+        &mut secondary,
+        1,
+        Token {
+            secret_id: Some(secret.clone()),
+            local: true,
+            ..Token::default()
+        },
+    );
+    let (global, _) = StoredToken::create(
+        Token {
+            secret_id: Some(secret.clone()),
+            description: "global".into(),
+            ..Token::default()
+        },
+        now(),
+    );
+    let accessor = global.token.accessor_id.clone();
+    let replica = Replica {
+        index: 3,
+        tokens: vec![global],
+        ..Replica::default()
+    };
+    secondary.apply(2, AclCommand::Replicate(replica)).unwrap();
+    assert!(secondary.token(&local).is_none());
+    let auth = secondary
+        .resolve(Some(secret.expose()), now(), &DC1)
+        .unwrap();
+    assert_eq!(auth.accessor_id(), accessor);
+}
