@@ -7,6 +7,7 @@ use http::Method;
 use std::net::SocketAddr;
 use std::time::Duration;
 use strait_identity::spiffe;
+use strait_rpc::mesh::Outgoing;
 use strait_rpc::Response;
 use strait_snapshot::InstanceKind;
 
@@ -50,13 +51,29 @@ pub async fn call(
     body: Option<Vec<u8>>,
     timeout: Duration,
 ) -> Result<Response> {
+    let req = Outgoing {
+        method,
+        path_and_query,
+        body,
+        headers: &[],
+    };
+    send(server, dc, req, timeout).await
+}
+
+/// [`call`] with extra headers (a caller's `X-Consul-Token`).
+pub async fn send(
+    server: &Server,
+    dc: &str,
+    req: Outgoing<'_>,
+    timeout: Duration,
+) -> Result<Response> {
     let addrs = routes_to(server, dc);
     if addrs.is_empty() {
         anyhow::bail!("no mesh gateway known through which to reach datacenter {dc}");
     }
     let tls = server.client_tls_for(dc)?;
     let sni = spiffe::server_sni(dc, &server.ca().trust_domain);
-    strait_rpc::mesh::request_any(tls, &addrs, &sni, method, path_and_query, body, timeout)
+    strait_rpc::mesh::send_any(tls, &addrs, &sni, req, timeout)
         .await
         .with_context(|| format!("cannot reach the servers of datacenter {dc} through {addrs:?}"))
 }
