@@ -6,9 +6,9 @@
 
 use crate::chain;
 use crate::types::{
-    GatewayMode, GatewaySnapshot, Instance, InstanceKind, Intentions, Leaf, MeshView, ProxyKind,
-    ProxyRegistration, ProxyRole, Secret, SidecarSnapshot, Snapshot, TargetName,
-    UpstreamRegistration, UpstreamSnapshot, UpstreamTarget,
+    GatewayMode, GatewaySnapshot, Instance, InstanceKind, IntentionRule, Intentions, Leaf,
+    MeshView, ProxyKind, ProxyRegistration, ProxyRole, Secret, SidecarSnapshot, Snapshot,
+    TargetName, UpstreamRegistration, UpstreamSnapshot, UpstreamTarget,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -157,6 +157,12 @@ pub fn resolve_intentions(view: &MeshView, service: &str) -> Intentions {
         };
         let (wild, exact): (Vec<_>, Vec<_>) = sources.iter().partition(|r| r.source == "*");
         rules.extend(exact.into_iter().chain(wild).cloned());
+    }
+    if view.intentions_default_deny {
+        rules.push(IntentionRule {
+            source: "*".into(),
+            allow: false,
+        });
     }
     Intentions { rules }
 }

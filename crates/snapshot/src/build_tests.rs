@@ -75,6 +75,7 @@ fn view() -> MeshView {
         proxy_defaults_mode: GatewayMode::Default,
         service_defaults_mode: BTreeMap::new(),
         intentions: BTreeMap::new(),
+        intentions_default_deny: false,
         resolvers: BTreeMap::new(),
         upstream_configs: BTreeMap::new(),
     }
@@ -561,6 +562,17 @@ fn intentions_resolve_in_precedence_order() {
     let global = resolve_intentions(&v, &p.service);
     assert!(global.allows("web"));
     assert!(!global.allows("api"), "global default deny");
+
+    // ACLs with default deny: no matching intention denies; an allow still allows.
+    v.intentions.clear();
+    v.intentions
+        .insert(p.service.clone(), vec![rule("web", true)]);
+    v.intentions_default_deny = true;
+    let closed = resolve_intentions(&v, &p.service);
+    assert!(closed.allows("web"));
+    assert!(!closed.allows("api"), "ACL default deny closes the mesh");
+    v.intentions_default_deny = false;
+    assert!(resolve_intentions(&v, &p.service).allows("api"));
 }
 
 /// A `DefaultSubset` picks the local instances its filter selects (on the fronted service's

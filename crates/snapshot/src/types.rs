@@ -428,6 +428,10 @@ pub struct MeshView {
     /// entry's order.
     #[serde(default)]
     pub intentions: BTreeMap<String, Vec<IntentionRule>>,
+    /// No intention matching denies (the servers have ACLs on with `default_policy =
+    /// "deny"`: Consul's rule closes the mesh too), as if a `*` -> `*` deny came last.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub intentions_default_deny: bool,
     /// `service-resolver` entries of this DC, by service name.
     #[serde(default)]
     pub resolvers: BTreeMap<String, Resolver>,

@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use strait_acl::{AclState, Authorizer, Context, Denied, ResolveError};
+use strait_acl::{AclState, Authorizer, Context, DefaultPolicy, Denied, ResolveError};
 use strait_identity::spiffe::SpiffeId;
 use strait_rpc::serve::Peer;
 use time::OffsetDateTime;
@@ -63,7 +63,8 @@ pub fn with_state<T>(s: &Server, f: impl FnOnce(&AclState) -> T) -> ApiResult<T>
     Ok(f(&acl))
 }
 
-/// What the holder of `secret` (none: the anonymous token) may do here. ACLs off: anything.
+/// What the holder of `secret` (none, or Consul's literal `anonymous`: the anonymous token)
+/// may do here. ACLs off: anything.
 pub fn resolve(s: &Server, secret: Option<&str>) -> ApiResult<Authorizer> {
     if !s.cfg.acl.enabled {
         return Ok(Authorizer::management("acls-disabled"));
@@ -73,15 +74,65 @@ pub fn resolve(s: &Server, secret: Option<&str>) -> ApiResult<Authorizer> {
         default_policy: s.cfg.acl.default_policy,
     };
     let now = OffsetDateTime::now_utc();
+    let secret = secret.filter(|t| *t != ANONYMOUS_SECRET);
     with_state(s, |acl| acl.resolve(secret, now, &ctx))?.map_err(|e| match e {
         ResolveError::NotFound => not_found(),
         e @ ResolveError::Invalid(_) => ApiError::internal(e),
     })
 }
 
+/// The anonymous token's `SecretID` in Consul: sending it is sending no token. Agents relay a
+/// client that sent no token (and has no `tokens.default`) with it, so that a server tells
+/// such a request from the agent's own (which sends none; see [`Caller`]).
+pub const ANONYMOUS_SECRET: &str = "anonymous";
+
+/// The token a request relayed for its caller carries (to the leader, to another DC): the
+/// caller's, or [`ANONYMOUS_SECRET`] for a caller that sent none, so the server it reaches
+/// never takes it for this server's own request; none for a strait process's own request
+/// (the server it reaches sees this server's certificate and grants the same rights).
+pub fn relayed_token(
+    headers: &HeaderMap,
+    origin: Option<Origin>,
+    peer: Option<&Peer>,
+) -> Option<String> {
+    match token_of(headers) {
+        Some(token) => Some(token.to_owned()),
+        None if is_process(origin, peer) => None,
+        None => Some(ANONYMOUS_SECRET.to_owned()),
+    }
+}
+
+/// Whether a request comes from an agent or a server of the federation (over mTLS).
+fn is_process(origin: Option<Origin>, peer: Option<&Peer>) -> bool {
+    match (origin, peer) {
+        (Some(Origin::Mesh), Some(peer)) => matches!(
+            peer.identity,
+            Some(SpiffeId::Agent { .. } | SpiffeId::Server { .. })
+        ),
+        _ => false,
+    }
+}
+
+/// The rights of a strait process's own requests, which carry no token: an agent or a server
+/// of the federation, identified by its certificate, reading the catalog for its proxies and
+/// its failover targets (Consul's agents use their agent token for this). They read every
+/// service and node, and write nothing.
+fn internal_reader() -> Authorizer {
+    static RULES: std::sync::OnceLock<strait_acl::Rules> = std::sync::OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        strait_acl::Rules::parse(
+            "service_prefix \"\" {\n  policy = \"read\"\n}\nnode_prefix \"\" {\n  policy = \"read\"\n}\n",
+        )
+        .expect("the internal reader's rules parse")
+    });
+    Authorizer::from_rules("strait-internal", rules.clone(), DefaultPolicy::Deny)
+}
+
 /// The caller of a request, as an extractor: handlers take `caller: Caller` and ask it
 /// (`caller.check(|a| a.service_write(name))?`). An unknown token is refused before the
-/// handler runs (403 "ACL not found").
+/// handler runs (403 "ACL not found"). A request with a token is its token's; one without is
+/// the anonymous token's, except over mTLS from an agent or server of the federation, which
+/// is that process's own ([`internal_reader`]).
 pub struct Caller(pub Authorizer);
 
 impl Caller {
@@ -94,15 +145,24 @@ impl Caller {
     pub fn may(&self, allowed: impl FnOnce(&Authorizer) -> Result<(), Denied>) -> bool {
         allowed(&self.0).is_ok()
     }
+
+    /// The caller of a request with these headers and extensions.
+    pub fn of(s: &Server, parts: &Parts) -> ApiResult<Caller> {
+        let token = token_of(&parts.headers);
+        let origin = parts.extensions.get::<Origin>().copied();
+        let process = is_process(origin, parts.extensions.get::<Peer>());
+        if token.is_none() && process && s.cfg.acl.enabled {
+            return Ok(Caller(internal_reader()));
+        }
+        resolve(s, token).map(Caller)
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
-        resolve(s, token_of(&parts.headers))
-            .map(Caller)
-            .map_err(IntoResponse::into_response)
+        Caller::of(s, parts).map_err(IntoResponse::into_response)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Public read endpoints in Consul's shapes, plus config entries.
 
+use super::authz::Caller;
 use super::{authorize, block, indexed, ApiError, ApiResult, AppState, Origin, Params};
 use crate::replicated::Command;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -20,11 +21,13 @@ fn can_read(origin: Origin, peer: &Peer) -> ApiResult<()> {
 
 /// A catalog read, as every read handler starts: the caller may read, the list parameters
 /// parse, and the blocking query (`?index=&wait=`), if any, has returned. `index` is the
-/// catalog index to answer with.
+/// catalog index to answer with; `caller` what the caller's ACL token lets it see (reads
+/// leave out what it may not, as Consul's do).
 pub struct Read {
     pub s: AppState,
     pub list: ListQuery,
     pub index: u64,
+    pub caller: Caller,
 }
 
 impl FromRequestParts<AppState> for Read {
@@ -42,6 +45,7 @@ impl FromRequestParts<AppState> for Read {
         };
         let peer = parts.extensions.get::<Peer>().unwrap_or(&anonymous);
         can_read(origin, peer)?;
+        let caller = Caller::of(s, parts)?;
         let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, s)
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -52,6 +56,7 @@ impl FromRequestParts<AppState> for Read {
             s: s.clone(),
             list,
             index,
+            caller,
         })
     }
 }
@@ -174,15 +179,35 @@ pub fn datacenters(s: &AppState) -> Vec<String> {
     out
 }
 
-pub async fn services(Read { s, list, index }: Read) -> ApiResult<Response> {
+/// Whether the caller may see this instance: its service and its node.
+fn sees_instance(caller: &Caller, i: &ServiceInstance) -> bool {
+    caller.may(|a| a.service_read(&i.service.service)) && caller.may(|a| a.node_read(&i.node.node))
+}
+
+/// Whether the caller may see this check: its node, and its service if it has one.
+fn sees_check(caller: &Caller, c: &Check) -> bool {
+    caller.may(|a| a.node_read(&c.node))
+        && (c.service_name.is_empty() || caller.may(|a| a.service_read(&c.service_name)))
+}
+
+pub async fn services(
+    Read {
+        s,
+        list,
+        index,
+        caller,
+    }: Read,
+) -> ApiResult<Response> {
     if list.filter.is_none() && list.node_meta.is_empty() {
-        return Ok(indexed(index, s.catalog.services()));
+        let mut all = s.catalog.services();
+        all.retain(|name, _| caller.may(|a| a.service_read(name)));
+        return Ok(indexed(index, all));
     }
     // Consul filters the service instances (in the flattened shape), then lists names.
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for name in s.catalog.services().into_keys() {
         let mut instances = s.catalog.service_instances(&name);
-        instances.retain(|i| list.node_matches(&i.node));
+        instances.retain(|i| list.node_matches(&i.node) && sees_instance(&caller, i));
         for i in list.filtered(instances.iter().map(flat).collect())? {
             let tags = i["ServiceTags"].as_array().cloned().unwrap_or_default();
             out.entry(name.clone())
@@ -193,52 +218,85 @@ pub async fn services(Read { s, list, index }: Read) -> ApiResult<Response> {
     Ok(indexed(index, out))
 }
 
-pub async fn nodes(Read { s, list, index }: Read) -> ApiResult<Response> {
+pub async fn nodes(
+    Read {
+        s,
+        list,
+        index,
+        caller,
+    }: Read,
+) -> ApiResult<Response> {
     let mut nodes = s.catalog.nodes();
-    nodes.retain(|n| list.node_matches(n));
+    nodes.retain(|n| list.node_matches(n) && caller.may(|a| a.node_read(&n.node)));
     Ok(indexed(index, list.filtered(nodes)?))
 }
 
-pub async fn health_service(
-    Read { s, list, index }: Read,
-    Path(name): Path<String>,
-) -> ApiResult<Response> {
-    let out = list.instances(s.catalog.service_instances(&name))?;
-    Ok(indexed(index, out))
+pub async fn health_service(read: Read, Path(name): Path<String>) -> ApiResult<Response> {
+    let instances = read.s.catalog.service_instances(&name);
+    let out = read
+        .list
+        .instances(visible(&read.caller, &name, instances))?;
+    Ok(indexed(read.index, out))
 }
 
-pub async fn health_connect(
-    Read { s, list, index }: Read,
-    Path(name): Path<String>,
-) -> ApiResult<Response> {
-    let out = list.instances(s.catalog.connect_instances(&name))?;
-    Ok(indexed(index, out))
+pub async fn health_connect(read: Read, Path(name): Path<String>) -> ApiResult<Response> {
+    let instances = read.s.catalog.connect_instances(&name);
+    let out = read
+        .list
+        .instances(visible(&read.caller, &name, instances))?;
+    Ok(indexed(read.index, out))
+}
+
+/// The instances of `service` (or of the proxies in front of it) the caller may see: none
+/// without `service:read` on it, and only those on nodes it may read.
+fn visible(caller: &Caller, service: &str, mut v: Vec<ServiceInstance>) -> Vec<ServiceInstance> {
+    if !caller.may(|a| a.service_read(service)) {
+        return Vec::new();
+    }
+    v.retain(|i| caller.may(|a| a.node_read(&i.node.node)));
+    v
 }
 
 /// `/v1/health/checks/:service`: the checks of every instance of the service.
 pub async fn health_checks(
-    Read { s, list, index }: Read,
+    Read {
+        s,
+        list,
+        index,
+        caller,
+    }: Read,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let checks = all_checks(&s)
         .into_iter()
-        .filter(|c| c.service_name == name)
+        .filter(|c| c.service_name == name && sees_check(&caller, c))
         .collect();
     Ok(indexed(index, list.checks(&s, checks)?))
 }
 
 /// `/v1/health/node/:node`: the node's checks (an unknown node has none).
 pub async fn health_node(
-    Read { s, list, index }: Read,
+    Read {
+        s,
+        list,
+        index,
+        caller,
+    }: Read,
     Path(node): Path<String>,
 ) -> ApiResult<Response> {
-    let checks = s.catalog.node_checks(&node).unwrap_or_default();
+    let mut checks = s.catalog.node_checks(&node).unwrap_or_default();
+    checks.retain(|c| sees_check(&caller, c));
     Ok(indexed(index, list.checks(&s, checks)?))
 }
 
 /// `/v1/health/state/:state`: every check in `passing`, `warning` or `critical`, or `any`.
 pub async fn health_state(
-    Read { s, list, index }: Read,
+    Read {
+        s,
+        list,
+        index,
+        caller,
+    }: Read,
     Path(state): Path<String>,
 ) -> ApiResult<Response> {
     if state != "any" && !strait_catalog::status::ALL.contains(&state.as_str()) {
@@ -248,7 +306,7 @@ pub async fn health_state(
     }
     let checks = all_checks(&s)
         .into_iter()
-        .filter(|c| state == "any" || c.status == state)
+        .filter(|c| (state == "any" || c.status == state) && sees_check(&caller, c))
         .collect();
     Ok(indexed(index, list.checks(&s, checks)?))
 }
@@ -263,19 +321,23 @@ fn all_checks(s: &AppState) -> Vec<Check> {
 }
 
 /// `/v1/catalog/service/:name`: Consul's flattened node+service objects.
-pub async fn catalog_service(
-    Read { s, list, index }: Read,
-    Path(name): Path<String>,
-) -> ApiResult<Response> {
-    catalog_list(&list, s.catalog.service_instances(&name), index)
+pub async fn catalog_service(read: Read, Path(name): Path<String>) -> ApiResult<Response> {
+    let instances = read.s.catalog.service_instances(&name);
+    catalog_list(
+        &read.list,
+        visible(&read.caller, &name, instances),
+        read.index,
+    )
 }
 
 /// `/v1/catalog/connect/:service`: the same shape, for the proxies fronting the service.
-pub async fn catalog_connect(
-    Read { s, list, index }: Read,
-    Path(name): Path<String>,
-) -> ApiResult<Response> {
-    catalog_list(&list, s.catalog.connect_instances(&name), index)
+pub async fn catalog_connect(read: Read, Path(name): Path<String>) -> ApiResult<Response> {
+    let instances = read.s.catalog.connect_instances(&name);
+    catalog_list(
+        &read.list,
+        visible(&read.caller, &name, instances),
+        read.index,
+    )
 }
 
 fn catalog_list(
@@ -311,10 +373,15 @@ fn flat(i: &ServiceInstance) -> serde_json::Value {
 /// `/v1/catalog/node/:node`: the node and its services by ID (`null` for an unknown node,
 /// as Consul answers); `?filter=` applies to the services.
 pub async fn catalog_node(
-    Read { s, list, index }: Read,
+    Read {
+        s,
+        list,
+        index,
+        caller,
+    }: Read,
     Path(node): Path<String>,
 ) -> ApiResult<Response> {
-    let Some(ns) = s.catalog.node_services(&node) else {
+    let Some(ns) = node_services(&s, &caller, &node) else {
         return Ok(indexed(index, serde_json::Value::Null));
     };
     let services: BTreeMap<String, Service> = list
@@ -331,10 +398,15 @@ pub async fn catalog_node(
 /// `/v1/catalog/node-services/:node`: the node and its services as a list (`Node: null` and
 /// no services for an unknown node, as Consul answers).
 pub async fn catalog_node_services(
-    Read { s, list, index }: Read,
+    Read {
+        s,
+        list,
+        index,
+        caller,
+    }: Read,
     Path(node): Path<String>,
 ) -> ApiResult<Response> {
-    let Some(ns) = s.catalog.node_services(&node) else {
+    let Some(ns) = node_services(&s, &caller, &node) else {
         return Ok(indexed(index, json!({ "Node": null, "Services": [] })));
     };
     let services = list.filtered(ns.services)?;
@@ -342,6 +414,22 @@ pub async fn catalog_node_services(
         index,
         json!({ "Node": ns.node, "Services": services }),
     ))
+}
+
+/// A node and the services on it the caller may see; `None` for an unknown node or one the
+/// caller may not read (Consul answers both alike).
+fn node_services(
+    s: &AppState,
+    caller: &Caller,
+    node: &str,
+) -> Option<strait_catalog::NodeServices> {
+    if !caller.may(|a| a.node_read(node)) {
+        return None;
+    }
+    let mut ns = s.catalog.node_services(node)?;
+    ns.services
+        .retain(|svc| caller.may(|a| a.service_read(&svc.service)));
+    Some(ns)
 }
 
 /// `/v1/catalog/datacenters`: see [`datacenters`].
@@ -356,8 +444,10 @@ pub async fn ca_configuration(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
+    caller: Caller,
 ) -> ApiResult<Response> {
     can_read(origin, &peer)?;
+    caller.check(|a| a.operator_read())?;
     let ca = super::internal::ca_of(&s)?;
     let hours = |d: std::time::Duration| format!("{}h", d.as_secs() / 3600);
     Ok(indexed(
@@ -427,15 +517,32 @@ pub async fn ca_roots(
     ))
 }
 
+/// What reading and writing a config entry needs, as Consul's: `proxy-defaults` and `mesh`
+/// anyone may read and `mesh:write` may write; `service-intentions` need `intention:read` /
+/// `intention:write` on their destination; the others `service:read` / `service:write` on
+/// the service they configure.
+pub(super) fn entry_access(caller: &Caller, kind: &str, name: &str, write: bool) -> ApiResult<()> {
+    caller.check(|a| match (kind, write) {
+        ("proxy-defaults" | "mesh", false) => Ok(()),
+        ("proxy-defaults" | "mesh", true) => a.mesh_write(),
+        ("service-intentions", false) => a.intention_read(name),
+        ("service-intentions", true) => a.intention_write(name),
+        (_, false) => a.service_read(name),
+        (_, true) => a.service_write(name),
+    })
+}
+
 pub async fn config_list(
-    Read { s, index, .. }: Read,
+    Read {
+        s, index, caller, ..
+    }: Read,
     Path(kind): Path<String>,
 ) -> ApiResult<Response> {
     let entries: Vec<ConfigEntry> = s
         .catalog
         .config_entries()
         .into_iter()
-        .filter(|e| e.kind == kind)
+        .filter(|e| e.kind == kind && entry_access(&caller, &e.kind, &e.name, false).is_ok())
         .collect();
     Ok(indexed(index, entries))
 }
@@ -443,9 +550,12 @@ pub async fn config_list(
 /// `GET /v1/config/{kind}/{name}`: one entry (with its `ModifyIndex`, for `?cas=`), or 404
 /// naming it.
 pub async fn config_get(
-    Read { s, index, .. }: Read,
+    Read {
+        s, index, caller, ..
+    }: Read,
     Path((kind, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    entry_access(&caller, &kind, &name, false)?;
     let entry = s
         .catalog
         .config_entries()
@@ -463,14 +573,15 @@ pub async fn config_get(
 /// `PUT /v1/config`: proxy-defaults, service-defaults, service-resolver and
 /// service-intentions. Local callers (operators on the server VM); over mTLS, agents of this DC
 /// (any agent relays writes, as Consul's) and servers of this DC and of the primary DC (an
-/// operator there writing with `?dc=`). Until ACLs exist, anyone who can reach an agent's
-/// loopback API may write them, as in Consul with ACLs off.
+/// operator there writing with `?dc=`); with ACLs on, the caller's token must allow it
+/// ([`entry_access`]).
 /// With `?cas=<index>` (Consul's check-and-set) it writes only if `index` is the entry's
 /// `ModifyIndex` (0: only if there is none) and answers `false` otherwise.
 pub async fn config_set(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
+    caller: Caller,
     Query(q): Query<Params>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
@@ -478,6 +589,7 @@ pub async fn config_set(
     // Any Content-Type (curl -d sends form encoding), as Consul accepts.
     let entry: ConfigEntry = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid config entry: {e}")))?;
+    entry_access(&caller, &entry.kind, &entry.name, true)?;
     let command = match cas_param(&q)? {
         Some(cas) => Command::SetConfigEntryCas { entry, cas },
         None => Command::SetConfigEntry(entry),
@@ -536,10 +648,12 @@ pub async fn config_delete(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
+    caller: Caller,
     Path((kind, name)): Path<(String, String)>,
     Query(q): Query<Params>,
 ) -> ApiResult<Response> {
     config_writer(&s, origin, &peer)?;
+    entry_access(&caller, &kind, &name, true)?;
     let exists = s
         .catalog
         .config_entries()

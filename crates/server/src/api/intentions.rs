@@ -7,6 +7,7 @@
 //! Not here: the legacy ID-based API (`/v1/connect/intentions/:id`, `POST`), L7
 //! `Permissions`, `Meta`, namespaces other than `default`.
 
+use super::authz::Caller;
 use super::catalog::{config_writer, write_checked, Read};
 use super::{indexed, ApiError, ApiResult, AppState, Origin, Params};
 use crate::replicated::Command;
@@ -86,9 +87,15 @@ fn required<'a>(q: &'a Params, name: &str) -> ApiResult<&'a str> {
 }
 
 /// `GET /v1/connect/intentions` (`?filter=` on the intentions' fields).
-pub async fn list(Read { s, index, .. }: Read, Query(q): Query<Params>) -> ApiResult<Response> {
+pub async fn list(
+    Read {
+        s, index, caller, ..
+    }: Read,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
     let items: Vec<serde_json::Value> = all(&s.catalog.config_entries())
         .iter()
+        .filter(|i| caller.may(|a| a.intention_read(&i.destination)))
         .map(Intention::json)
         .collect();
     let items = match q.get("filter").filter(|f| !f.is_empty()) {
@@ -103,10 +110,13 @@ pub async fn list(Read { s, index, .. }: Read, Query(q): Query<Params>) -> ApiRe
 
 /// `GET /v1/connect/intentions/exact?source=&destination=`: 404 when there is none.
 pub async fn exact_get(
-    Read { s, index, .. }: Read,
+    Read {
+        s, index, caller, ..
+    }: Read,
     Query(q): Query<Params>,
 ) -> ApiResult<Response> {
     let (source, destination) = (required(&q, "source")?, required(&q, "destination")?);
+    caller.check(|a| a.intention_read(destination))?;
     all(&s.catalog.config_entries())
         .into_iter()
         .find(|i| i.source == source && i.destination == destination)
@@ -151,11 +161,13 @@ pub async fn exact_put(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
+    caller: Caller,
     Query(q): Query<Params>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     config_writer(&s, origin, &peer)?;
     let (source, destination) = (required(&q, "source")?, required(&q, "destination")?);
+    caller.check(|a| a.intention_write(destination))?;
     let body: Body = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid intention: {e}")))?;
     if !body.permissions.is_empty() {
@@ -242,10 +254,12 @@ pub async fn exact_delete(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
+    caller: Caller,
     Query(q): Query<Params>,
 ) -> ApiResult<Response> {
     config_writer(&s, origin, &peer)?;
     let (source, destination) = (required(&q, "source")?, required(&q, "destination")?);
+    caller.check(|a| a.intention_write(destination))?;
     if !entry_of(&s, destination).is_some_and(|e| e.sources.iter().any(|src| src.name == source)) {
         return Err(not_found(source, destination));
     }
@@ -263,7 +277,9 @@ pub async fn exact_delete(
 /// name, the intentions that apply to it (its own and `*`'s), in the order they are
 /// evaluated.
 pub async fn matching(
-    Read { s, index, .. }: Read,
+    Read {
+        s, index, caller, ..
+    }: Read,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
     let by_source = match pairs
@@ -294,7 +310,7 @@ pub async fn matching(
         .map(|name| {
             let applies = all.iter().filter(|i| {
                 let side = if by_source { &i.source } else { &i.destination };
-                side == name || side == "*"
+                (side == name || side == "*") && caller.may(|a| a.intention_read(&i.destination))
             });
             (name, applies.map(Intention::json).collect())
         })
@@ -303,10 +319,17 @@ pub async fn matching(
 }
 
 /// `GET /v1/connect/intentions/check?source=&destination=`: `{"Allowed": bool}`, decided as
-/// the destination's sidecars decide: the matching intention of highest precedence, else
-/// allowed (strait's default, Consul's without ACLs).
-pub async fn check(Read { s, index, .. }: Read, Query(q): Query<Params>) -> ApiResult<Response> {
+/// the destination's sidecars decide: the matching intention of highest precedence, else the
+/// default (allowed, unless ACLs are on with `default_policy = "deny"`, Consul's rule).
+/// Needs `service:read` on the destination, as Consul's.
+pub async fn check(
+    Read {
+        s, index, caller, ..
+    }: Read,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
     let (source, destination) = (required(&q, "source")?, required(&q, "destination")?);
+    caller.check(|a| a.service_read(destination))?;
     if let Some(t) = q.get("source-type").filter(|t| *t != "consul") {
         return Err(ApiError::bad_request(format!(
             "query parameter source-type = {t:?}: only \"consul\" is supported"
@@ -314,18 +337,19 @@ pub async fn check(Read { s, index, .. }: Read, Query(q): Query<Params>) -> ApiR
     }
     Ok(indexed(
         index,
-        json!({ "Allowed": allowed(&all(&s.catalog.config_entries()), source, destination) }),
+        json!({ "Allowed": allowed(&all(&s.catalog.config_entries()), source, destination, s.cfg.acl.intentions_default_allow()) }),
     ))
 }
 
-/// Whether `source` may connect to `destination` under `all` (sorted by precedence).
-fn allowed(all: &[Intention], source: &str, destination: &str) -> bool {
+/// Whether `source` may connect to `destination` under `all` (sorted by precedence);
+/// `default` when no intention matches.
+fn allowed(all: &[Intention], source: &str, destination: &str, default: bool) -> bool {
     all.iter()
         .find(|i| {
             (i.source == source || i.source == "*")
                 && (i.destination == destination || i.destination == "*")
         })
-        .is_none_or(|i| i.allow)
+        .map_or(default, |i| i.allow)
 }
 
 #[cfg(test)]
@@ -374,14 +398,21 @@ mod tests {
                 (5, "*", "*")
             ]
         );
-        assert!(allowed(&all, "web", "db"));
-        assert!(!allowed(&all, "cache", "db"));
-        assert!(allowed(&all, "web", "api"));
+        assert!(allowed(&all, "web", "db", true));
+        assert!(!allowed(&all, "cache", "db", true));
+        assert!(allowed(&all, "web", "api", true));
         assert!(
-            !allowed(&all, "cache", "api"),
+            !allowed(&all, "cache", "api", true),
             "`*` -> `*` deny is the default"
         );
-        assert!(allowed(&all[..3], "cache", "api"), "no intention: allowed");
+        assert!(
+            allowed(&all[..3], "cache", "api", true),
+            "no intention: allowed"
+        );
+        assert!(
+            !allowed(&all[..3], "cache", "api", false),
+            "no intention under ACLs' default deny: denied"
+        );
         assert_eq!(all[0].json()["Action"], "allow");
         assert_eq!(all[3].json()["SourceName"], "*");
     }

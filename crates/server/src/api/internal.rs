@@ -38,9 +38,12 @@ pub async fn members(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
+    caller: super::authz::Caller,
 ) -> ApiResult<Response> {
     authorize(origin, &peer, "list members", |_| true)?;
-    Ok(indexed(s.catalog.index(), s.members()))
+    let mut members = s.members();
+    members.retain(|m| caller.may(|a| a.node_read(&m.node)));
+    Ok(indexed(s.catalog.index(), members))
 }
 
 fn mode_of(m: &str) -> GatewayMode {
@@ -81,6 +84,7 @@ pub async fn mesh_view(
         datacenter: s.cfg.datacenter.clone(),
         instances: s.catalog.mesh_instances(),
         federation,
+        intentions_default_deny: !s.cfg.acl.intentions_default_allow(),
         ..Default::default()
     };
     for e in s.catalog.config_entries() {

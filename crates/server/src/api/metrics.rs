@@ -21,9 +21,11 @@ pub async fn metrics(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
+    caller: super::authz::Caller,
     Query(q): Query<Params>,
 ) -> ApiResult<Response> {
     authorize(origin, &peer, "read metrics", |_| true)?;
+    caller.check(|a| a.agent_read(&s.cfg.node_name))?;
     Ok(strait_rpc::metrics::response(
         q.get("format").map(String::as_str),
         || render(&s),

@@ -322,6 +322,7 @@ async fn forward_dc(State(server): State<AppState>, req: Request, next: Next) ->
         format!("{}?{}", req.uri().path(), rest.join("&"))
     };
     let method = req.method().clone();
+    let token = authz::relayed_token(req.headers(), Some(origin), peer.as_ref());
     let body = match axum::body::to_bytes(req.into_body(), 4 << 20).await {
         Ok(b) if b.is_empty() => None,
         Ok(b) => Some(b.to_vec()),
@@ -334,16 +335,14 @@ async fn forward_dc(State(server): State<AppState>, req: Request, next: Next) ->
         .find(|(k, _)| k == "wait")
         .and_then(|(_, v)| parse_wait(v).ok())
         .unwrap_or(Duration::ZERO);
-    match forward::call(
-        &server,
-        &dc,
+    let header = token.as_deref().map(|t| ("x-consul-token", t));
+    let forwarded = strait_rpc::mesh::Outgoing {
         method,
-        &path,
+        path_and_query: &path,
         body,
-        wait + Duration::from_secs(10),
-    )
-    .await
-    {
+        headers: header.as_slice(),
+    };
+    match forward::send(&server, &dc, forwarded, wait + Duration::from_secs(10)).await {
         Ok(r) => r.into_response(),
         Err(e) => ApiError(StatusCode::BAD_GATEWAY, format!("{e:#}")).into_response(),
     }

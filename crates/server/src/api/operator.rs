@@ -12,6 +12,7 @@
 
 mod envelope;
 
+use super::authz::Caller;
 use super::{indexed, ApiError, ApiResult, AppState, Origin, Params};
 use crate::ca::CaFiles;
 use crate::replicated::{Command, Image};
@@ -93,7 +94,8 @@ pub async fn peers(State(s): State<AppState>) -> ApiResult<Json<Vec<String>>> {
 }
 
 /// `GET /v1/operator/raft/configuration`: every member (voters first, then learners).
-pub async fn configuration(State(s): State<AppState>) -> ApiResult<Response> {
+pub async fn configuration(State(s): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.check(|a| a.operator_read())?;
     let m = metrics(&s)?;
     let index = m.membership_config.log_id().map_or(0, |l| l.index);
     let membership = m.membership_config.membership();
@@ -118,9 +120,11 @@ pub async fn configuration(State(s): State<AppState>) -> ApiResult<Response> {
 pub async fn remove_peer(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
+    caller: Caller,
     Query(q): Query<Params>,
 ) -> ApiResult<Response> {
     local_only(origin, "removing a Raft peer")?;
+    caller.check(|a| a.operator_write())?;
     let m = metrics(&s)?;
     let membership = m.membership_config.membership();
     let known = || {
@@ -187,7 +191,8 @@ pub async fn remove_peer(
 /// may take one ([`super::read::Readers::Servers`]). Served as Consul's: by the leader, which
 /// confirms its leadership first, so the copy includes every write committed before the
 /// request (a follower forwards it); with `?stale` by the server asked, from its own state.
-pub async fn snapshot_save(State(s): State<AppState>) -> ApiResult<Response> {
+pub async fn snapshot_save(State(s): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.check(|a| a.snapshot())?;
     let consensus = consensus(&s)?;
     let metrics = consensus.raft().metrics().borrow().clone();
     let read = if metrics.current_leader == Some(metrics.id) {
@@ -247,9 +252,11 @@ struct Restored {
 pub async fn snapshot_restore(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
+    caller: Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
     local_only(origin, "restoring a snapshot")?;
+    caller.check(|a| a.snapshot())?;
     let refused =
         |why: String| ApiError::bad_request(format!("cannot restore this snapshot: {why}"));
     let opened = envelope::open(&body).map_err(|e| refused(e.to_string()))?;

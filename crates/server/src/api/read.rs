@@ -136,6 +136,9 @@ struct Asked {
     query: Option<String>,
     origin: Origin,
     peer: Peer,
+    /// The ACL token that travels with the read to the leader
+    /// ([`super::authz::relayed_token`]).
+    token: Option<String>,
 }
 
 impl Asked {
@@ -155,6 +158,11 @@ impl Asked {
                 addr: ([0, 0, 0, 0], 0).into(),
                 identity: None,
             }),
+            token: super::authz::relayed_token(
+                req.headers(),
+                req.extensions().get::<Origin>().copied(),
+                req.extensions().get::<Peer>(),
+            ),
         }
     }
 }
@@ -202,7 +210,9 @@ async fn route(s: &AppState, readers: Readers, asked: Asked) -> ApiResult<Route>
             "this server is not the Raft leader (a read another server forwarded is not forwarded again)",
         ));
     }
-    Ok(Route::Answered(to_leader(s, &asked.path_and_query).await))
+    Ok(Route::Answered(
+        to_leader(s, &asked.path_and_query, asked.token.as_deref()).await,
+    ))
 }
 
 /// `?max_stale=<duration>` (with `?stale`): how far behind the leader a follower may answer.
@@ -219,9 +229,10 @@ fn max_stale(query: Option<&str>) -> ApiResult<Option<Duration>> {
         .map_err(|e| ApiError::bad_request(format!("query parameter `max_stale` = {e}")))
 }
 
-/// Sends the read to the leader over mutual TLS; a 503 when no leader is known, it cannot be
-/// reached, or leadership changes while the read waits (the caller asks again).
-async fn to_leader(s: &Server, path_and_query: &str) -> Response {
+/// Sends the read to the leader over mutual TLS, with the caller's token; a 503 when no
+/// leader is known, it cannot be reached, or leadership changes while the read waits (the
+/// caller asks again).
+async fn to_leader(s: &Server, path_and_query: &str, token: Option<&str>) -> Response {
     let no_leader = || {
         unavailable(
             "no Raft leader is known: the cluster has no quorum (use ?stale to read this server's state)",
@@ -246,13 +257,18 @@ async fn to_leader(s: &Server, path_and_query: &str) -> Response {
         let td = s
             .trust_domain()
             .ok_or("this server has no certificate yet")?;
-        strait_rpc::mesh::request_within(
+        let header = token.map(|t| ("x-consul-token", t));
+        let req = strait_rpc::mesh::Outgoing {
+            method: Method::GET,
+            path_and_query,
+            body: None,
+            headers: header.as_slice(),
+        };
+        strait_rpc::mesh::send(
             tls,
             addr,
             &strait_names::server_sni(&s.cfg.datacenter, &td),
-            Method::GET,
-            path_and_query,
-            None,
+            req,
             Deadlines {
                 connect: Duration::from_secs(2),
                 total: read_deadline(path_and_query),

@@ -1,0 +1,247 @@
+//! ACLs enforced on the servers' own endpoints, on a datacenter of three servers
+//! (127.88.0.0/24) with `default_policy = "deny"`: config entries, intentions, catalog and
+//! health reads (filtered, as Consul's), operator and snapshot endpoints, each asked with no
+//! token, a bogus one, a token for `web` only and the management token; reads asked on a
+//! follower reach the leader with the caller's token (never with the follower's rights).
+
+mod common;
+
+use common::cluster::{Cluster, DC};
+use common::*;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+/// One request with `token` (none: no header), as `X-Consul-Token` or, with `bearer`, as
+/// `Authorization: Bearer`.
+fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> Reply {
+    let body = body.map(Value::to_string);
+    let header = token.map(|t| ("X-Consul-Token", t));
+    request_with(method, addr, path, body.as_deref(), header.as_slice())
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+fn ok_json(r: Reply, what: &str) -> Value {
+    assert_eq!(r.status, 200, "{what}: {}", r.body);
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{what}: {e}: {}", r.body))
+}
+
+fn denied(r: Reply, what: &str, permission: &str) {
+    assert_eq!(r.status, 403, "{what}: {}", r.body);
+    assert!(
+        r.body.contains("Permission denied") && r.body.contains(permission),
+        "{what}: {}",
+        r.body
+    );
+}
+
+/// The names in a JSON list of objects' `field`.
+fn names(v: &Value, field: &str) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|e| e[field].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn server_endpoints_check_the_callers_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start_with(
+        dir.path(),
+        88,
+        DC,
+        &[],
+        "[acl]\nenabled = true\ndefault_policy = \"deny\"\n",
+    );
+    let leader = c.agreed_leader(&[0, 1, 2]);
+    let (f, l) = (c.api((leader + 1) % 3), c.api(leader));
+    let defaults = |name: &str| json!({"Kind": "service-defaults", "Name": name, "MeshGateway": {"Mode": "local"}});
+
+    // Nothing is open before bootstrap: the anonymous token grants nothing.
+    denied(
+        call(f, "PUT", "/v1/config", Some(&defaults("web")), None),
+        "anonymous config write",
+        "anonymous token lacks permission 'service:write' on \"web\"",
+    );
+    let boot = ok_json(call(f, "PUT", "/v1/acl/bootstrap", None, None), "bootstrap");
+    let root = boot["SecretID"].as_str().unwrap().to_owned();
+    let root = Some(root.as_str());
+
+    // A team token: write on web (and its intentions), read on the servers and every node.
+    let rules = "service \"web\" {\n  policy = \"write\"\n  intentions = \"write\"\n}\nservice_prefix \"strait-\" {\n  policy = \"read\"\n}\nnode_prefix \"\" {\n  policy = \"read\"\n}\n";
+    let policy = json!({"Name": "web-team", "Rules": rules});
+    ok_json(
+        call(f, "PUT", "/v1/acl/policy", Some(&policy), root),
+        "policy",
+    );
+    let token = json!({"Description": "web team", "Policies": [{"Name": "web-team"}]});
+    let team = ok_json(call(f, "PUT", "/v1/acl/token", Some(&token), root), "token");
+    let accessor = team["AccessorID"].as_str().unwrap().to_owned();
+    let team = team["SecretID"].as_str().unwrap().to_owned();
+    let team = Some(team.as_str());
+
+    // Config entries: by the service they configure.
+    for name in ["web", "counting"] {
+        let r = call(f, "PUT", "/v1/config", Some(&defaults(name)), root);
+        assert_eq!(ok_json(r, "management write"), json!(true));
+    }
+    let r = call(f, "PUT", "/v1/config", Some(&defaults("web")), team);
+    assert_eq!(ok_json(r, "team writes web"), json!(true));
+    denied(
+        call(f, "PUT", "/v1/config", Some(&defaults("counting")), team),
+        "team writes counting",
+        &format!(
+            "token with AccessorID '{accessor}' lacks permission 'service:write' on \"counting\""
+        ),
+    );
+    denied(
+        call(
+            f,
+            "DELETE",
+            "/v1/config/service-defaults/counting",
+            None,
+            team,
+        ),
+        "team deletes counting",
+        "'service:write' on \"counting\"",
+    );
+    // Reads asked on a follower are answered by the leader with the caller's token.
+    for (addr, query) in [(f, ""), (l, ""), (f, "?stale"), (f, "?consistent")] {
+        let path = format!("/v1/config/service-defaults{query}");
+        let seen = ok_json(call(addr, "GET", &path, None, team), &path);
+        assert_eq!(names(&seen, "Name"), ["web"], "{path}");
+        let seen = ok_json(call(addr, "GET", &path, None, None), &path);
+        assert_eq!(
+            names(&seen, "Name"),
+            Vec::<String>::new(),
+            "{path} anonymous"
+        );
+        let seen = ok_json(call(addr, "GET", &path, None, root), &path);
+        assert_eq!(
+            names(&seen, "Name"),
+            ["counting", "web"],
+            "{path} management"
+        );
+    }
+    denied(
+        call(f, "GET", "/v1/config/service-defaults/counting", None, team),
+        "team reads counting",
+        "'service:read' on \"counting\"",
+    );
+
+    // An unknown token is refused outright, in either header.
+    let r = call(f, "GET", "/v1/catalog/services", None, Some("bogus"));
+    assert_eq!((r.status, r.body.trim()), (403, "ACL not found"));
+    let bearer = format!("Bearer {}", team.unwrap());
+    let r = request_with(
+        "GET",
+        f,
+        "/v1/catalog/nodes",
+        None,
+        &[("Authorization", &bearer)],
+    )
+    .unwrap();
+    assert_eq!(names(&ok_json(r, "nodes by bearer"), "Node").len(), 3);
+
+    // Catalog and health reads leave out what the token may not read.
+    let services = ok_json(
+        call(f, "GET", "/v1/catalog/services", None, team),
+        "services",
+    );
+    assert!(services.get("strait-server").is_some(), "{services}");
+    let services = ok_json(
+        call(f, "GET", "/v1/catalog/services", None, None),
+        "services",
+    );
+    assert_eq!(services, json!({}));
+    assert_eq!(
+        ok_json(call(f, "GET", "/v1/catalog/nodes", None, None), "nodes"),
+        json!([])
+    );
+    let health = "/v1/health/service/strait-server";
+    assert_eq!(
+        ok_json(call(f, "GET", health, None, team), health)
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        ok_json(call(f, "GET", health, None, None), health),
+        json!([])
+    );
+
+    // Intentions: by their destination; with default deny, no intention means denied.
+    let exact = |src: &str, dst: &str| {
+        format!("/v1/connect/intentions/exact?source={src}&destination={dst}")
+    };
+    let allow = json!({"Action": "allow"});
+    ok_json(
+        call(f, "PUT", &exact("dashboard", "web"), Some(&allow), team),
+        "team intention on web",
+    );
+    denied(
+        call(
+            f,
+            "PUT",
+            &exact("dashboard", "counting"),
+            Some(&allow),
+            team,
+        ),
+        "team intention on counting",
+        "'intention:write' on \"counting\"",
+    );
+    ok_json(
+        call(
+            f,
+            "PUT",
+            &exact("dashboard", "counting"),
+            Some(&allow),
+            root,
+        ),
+        "management intention",
+    );
+    let listed = ok_json(
+        call(f, "GET", "/v1/connect/intentions", None, team),
+        "intentions",
+    );
+    assert_eq!(names(&listed, "DestinationName"), ["web"]);
+    let listed = ok_json(
+        call(f, "GET", "/v1/connect/intentions", None, root),
+        "intentions",
+    );
+    assert_eq!(names(&listed, "DestinationName").len(), 2);
+    let check = |src: &str| {
+        let path = format!("/v1/connect/intentions/check?source={src}&destination=web");
+        ok_json(call(f, "GET", &path, None, team), &path)["Allowed"].clone()
+    };
+    assert_eq!(check("dashboard"), json!(true));
+    assert_eq!(
+        check("intruder"),
+        json!(false),
+        "ACL default deny closes the mesh"
+    );
+
+    // Operator and snapshot endpoints.
+    let raft = "/v1/operator/raft/configuration";
+    denied(call(f, "GET", raft, None, team), raft, "'operator:read'");
+    ok_json(call(f, "GET", raft, None, root), raft);
+    denied(
+        call(f, "GET", "/v1/snapshot", None, team),
+        "snapshot",
+        "Permission denied",
+    );
+    let r = call(f, "GET", "/v1/snapshot", None, root);
+    assert_eq!(r.status, 200, "management snapshot: {}", r.body);
+    denied(
+        call(f, "GET", "/v1/agent/metrics", None, team),
+        "metrics",
+        "'agent:read'",
+    );
+}
