@@ -50,6 +50,8 @@ pub struct Server {
     pub waiting_for: Mutex<String>,
     /// API requests by route and status, for `/v1/agent/metrics` (both listeners).
     pub http_requests: Arc<strait_rpc::metrics::HttpRequests>,
+    /// What ACL replication did last, for `/v1/acl/replication`.
+    pub acl_replication: crate::acl_replication::Status,
 }
 
 impl Server {
@@ -68,6 +70,7 @@ impl Server {
             ready: AtomicBool::new(false),
             waiting_for: Mutex::new("starting".into()),
             http_requests: strait_rpc::metrics::HttpRequests::new(),
+            acl_replication: Default::default(),
         }
     }
 

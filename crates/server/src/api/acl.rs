@@ -2,44 +2,102 @@
 //! replicated ACL state ([`strait_acl::AclState`], changed by `Command::Acl` through the Raft
 //! log, so any server takes a write: a follower forwards it to the leader).
 //!
-//! Only on the loopback API for now (agents reach no ACL endpoint yet). With
+//! On the loopback API; on the mTLS API of the primary also for the servers of other DCs,
+//! which forward their callers' writes of global objects (below). With
 //! `acl.enabled = false` every one answers Consul's 401 "ACL support disabled". These
 //! endpoints are the one place ACLs are enforced so far: reads need `acl = "read"`, writes
 //! `acl = "write"` (or a management token); before bootstrap no token exists, so only
 //! `PUT /v1/acl/bootstrap` is answered. Reads are answered from the asked server's copy (as
 //! Consul's `?stale`), which a write made on that server has reached when it is answered.
 //!
+//! In a secondary DC ([`crate::acl_replication`]): bootstrap is refused (it happens in the
+//! primary); writes of global tokens, of policies and of roles go to the primary with the
+//! caller's token and are answered once replicated here; `Local` tokens are written here.
+//! Answers carry the ACL index in `X-Consul-Index`.
+//!
 //! Secrets are stored as hashes (`strait_acl::secret`): the `SecretID` appears only in the
 //! answers to bootstrap and token creation; reads and lists cannot show it, and leave it out.
 
-use super::{ApiError, ApiResult, AppState, Origin};
+use super::authz::{denied, disabled, not_found, resolve, token_of, with_state};
+use super::{indexed, ApiError, ApiResult, AppState, Origin};
+use crate::acl_replication::to_primary;
 use crate::replicated::Command;
 use crate::state::Server;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use axum::Extension;
 use serde::de::DeserializeOwned;
-use super::authz::{denied, disabled, not_found, resolve, token_of, with_state};
 use strait_acl::{AclCommand, AclState, Authorizer, Policy, Role, SecretId, StoredToken, Token};
+use strait_identity::spiffe::SpiffeId;
+use strait_rpc::serve::Peer;
 use time::OffsetDateTime;
 
-/// The caller's authorizer, on a server with ACLs on and a loopback caller.
-fn caller(s: &Server, origin: Origin, headers: &HeaderMap) -> ApiResult<Authorizer> {
-    super::operator::local_only(origin, "managing ACLs")?;
-    if !s.cfg.acl.enabled {
-        return Err(disabled());
+/// A caller these endpoints take: the loopback API; on the primary also a server of another
+/// DC, which forwards its caller's write with the caller's token ([`to_primary`]).
+pub struct Admitted;
+
+impl FromRequestParts<AppState> for Admitted {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> ApiResult<Self> {
+        let origin = parts.extensions.get::<Origin>().copied();
+        let peer = parts
+            .extensions
+            .get::<Peer>()
+            .and_then(|p| p.identity.as_ref());
+        let other_dc = |id: &SpiffeId| matches!(id, SpiffeId::Server { datacenter, .. } if *datacenter != s.cfg.datacenter);
+        match origin {
+            Some(Origin::Local) => Ok(Admitted),
+            _ if s.cfg.is_primary() && peer.is_some_and(other_dc) => Ok(Admitted),
+            _ => super::operator::local_only(Origin::Mesh, "managing ACLs").map(|()| Admitted),
+        }
     }
+}
+
+/// ACLs on, or Consul's 401.
+fn enabled(s: &Server) -> ApiResult<()> {
+    match s.cfg.acl.enabled {
+        true => Ok(()),
+        false => Err(disabled()),
+    }
+}
+
+/// The caller's authorizer, on a server with ACLs on.
+fn caller(s: &Server, headers: &HeaderMap) -> ApiResult<Authorizer> {
+    enabled(s)?;
     resolve(s, token_of(headers))
 }
 
-fn reader(s: &Server, origin: Origin, headers: &HeaderMap) -> ApiResult<()> {
-    caller(s, origin, headers)?.acl_read().map_err(denied)
+fn reader(s: &Server, headers: &HeaderMap) -> ApiResult<()> {
+    caller(s, headers)?.acl_read().map_err(denied)
 }
 
-fn writer(s: &Server, origin: Origin, headers: &HeaderMap) -> ApiResult<()> {
-    caller(s, origin, headers)?.acl_write().map_err(denied)
+fn writer(s: &Server, headers: &HeaderMap) -> ApiResult<()> {
+    caller(s, headers)?.acl_write().map_err(denied)
+}
+
+/// In a secondary DC, a write of a global object goes to the primary: the path it takes
+/// there (`None`: this server writes it). Path IDs must be UUIDs, so the path needs no
+/// escaping.
+fn global_write(
+    s: &Server,
+    global: bool,
+    path: &str,
+    id: Option<&str>,
+) -> ApiResult<Option<String>> {
+    if s.cfg.is_primary() || !global {
+        return Ok(None);
+    }
+    match id {
+        None => Ok(Some(path.to_owned())),
+        Some(id) if strait_acl::is_uuid(id) => Ok(Some(format!("{path}/{id}"))),
+        Some(id) => Err(ApiError::bad_request(format!(
+            "ID {id:?} in the path is not a UUID"
+        ))),
+    }
 }
 
 fn parse<T: DeserializeOwned>(what: &str, body: &[u8]) -> ApiResult<T> {
@@ -77,21 +135,33 @@ async fn applied(s: &Server, index: u64) -> ApiResult<()> {
 
 /// A stored token as the API shows it, with its secret when the caller just chose or got it.
 fn shown(s: &Server, accessor_id: &str, secret: Option<SecretId>) -> ApiResult<Response> {
-    let token = with_state(s, |acl| acl.token(accessor_id).map(|t| t.token.clone()))?;
+    let (token, index) = with_state(s, |acl| {
+        (acl.token(accessor_id).map(|t| t.token.clone()), acl.index())
+    })?;
     let mut token = token.ok_or_else(not_found)?;
     token.secret_id = secret;
-    Ok(Json(token).into_response())
+    Ok(indexed(index, token))
+}
+
+/// `true` (the answer to a delete), with the ACL index.
+fn deleted(s: &Server) -> ApiResult<Response> {
+    Ok(indexed(with_state(s, AclState::index)?, true))
 }
 
 /// `PUT /v1/acl/bootstrap`: once per cluster, the management token (its secret is
-/// `acl.tokens.initial_management` when set); again: Consul's 403.
+/// `acl.tokens.initial_management` when set); again: Consul's 403. Loopback only, and in
+/// the primary DC only.
 pub async fn bootstrap(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
 ) -> ApiResult<Response> {
     super::operator::local_only(origin, "managing ACLs")?;
-    if !s.cfg.acl.enabled {
-        return Err(disabled());
+    enabled(&s)?;
+    if !s.cfg.is_primary() {
+        return Err(ApiError::forbidden(format!(
+            "Permission denied: ACL bootstrap happens in the primary datacenter {}; datacenter {} replicates its ACLs from there",
+            s.cfg.primary_datacenter, s.cfg.datacenter
+        )));
     }
     let initial = s.cfg.acl.tokens.initial_management.clone();
     let (command, secret) = strait_acl::prepare_bootstrap(initial, OffsetDateTime::now_utc());
@@ -116,12 +186,16 @@ pub async fn bootstrap(
 /// the answer is the only one that shows the `SecretID`.
 pub async fn token_create(
     State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
+    _: Admitted,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    writer(&s, origin, &headers)?;
+    enabled(&s)?;
     let token: Token = parse("token", &body)?;
+    if let Some(path) = global_write(&s, !token.local, "/v1/acl/token", None)? {
+        return to_primary(&s, Method::PUT, &path, &headers, body.to_vec()).await;
+    }
+    writer(&s, &headers)?;
     let (stored, secret) = StoredToken::create(token, OffsetDateTime::now_utc());
     let accessor = stored.token.accessor_id.clone();
     propose(&s, AclCommand::CreateToken(stored)).await?;
@@ -131,16 +205,27 @@ pub async fn token_create(
 /// `PUT /v1/acl/token/:AccessorID`: replaces what the token grants and its description.
 pub async fn token_update(
     State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
+    _: Admitted,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    writer(&s, origin, &headers)?;
+    enabled(&s)?;
+    if let Some(path) = global_write(&s, !is_local(&s, &id)?, "/v1/acl/token", Some(&id))? {
+        return to_primary(&s, Method::PUT, &path, &headers, body.to_vec()).await;
+    }
+    writer(&s, &headers)?;
     let mut token: Token = parse("token", &body)?;
     same_id("AccessorID", &mut token.accessor_id, &id)?;
     propose(&s, AclCommand::UpdateToken(token)).await?;
     shown(&s, &id, None)
+}
+
+/// Whether `accessor_id` is a `Local` token of this DC (one it does not know is not).
+fn is_local(s: &Server, accessor_id: &str) -> ApiResult<bool> {
+    with_state(s, |acl| {
+        acl.token(accessor_id).is_some_and(|t| t.token.local)
+    })
 }
 
 /// An update's body names the object of its path, or none.
@@ -157,44 +242,53 @@ fn same_id(field: &str, body: &mut String, path: &str) -> ApiResult<()> {
 /// `GET /v1/acl/token/:AccessorID` (no `SecretID`: only its hash is stored).
 pub async fn token_read(
     State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
+    _: Admitted,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    reader(&s, origin, &headers)?;
+    reader(&s, &headers)?;
     shown(&s, &id, None)
 }
 
 /// `GET /v1/acl/token/self`: the caller's own token; needs no rights.
 pub async fn token_self(
     State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
+    _: Admitted,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let me = caller(&s, origin, &headers)?;
+    let me = caller(&s, &headers)?;
     shown(&s, me.accessor_id(), None)
 }
 
 /// `DELETE /v1/acl/token/:AccessorID`: `true`, as Consul answers.
 pub async fn token_delete(
     State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
+    _: Admitted,
     Path(accessor_id): Path<String>,
     headers: HeaderMap,
-) -> ApiResult<Json<bool>> {
-    writer(&s, origin, &headers)?;
+) -> ApiResult<Response> {
+    enabled(&s)?;
+    let global = !is_local(&s, &accessor_id)?;
+    if let Some(path) = global_write(&s, global, "/v1/acl/token", Some(&accessor_id))? {
+        return to_primary(&s, Method::DELETE, &path, &headers, Vec::new()).await;
+    }
+    writer(&s, &headers)?;
     propose(&s, AclCommand::DeleteToken { accessor_id }).await?;
-    Ok(Json(true))
+    deleted(&s)
 }
 
 /// `GET /v1/acl/tokens`: every token, without secrets.
 pub async fn token_list(
     State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
+    _: Admitted,
     headers: HeaderMap,
-) -> ApiResult<Json<Vec<Token>>> {
-    reader(&s, origin, &headers)?;
-    with_state(&s, |acl| acl.tokens().map(|t| t.token.clone()).collect()).map(Json)
+) -> ApiResult<Response> {
+    reader(&s, &headers)?;
+    let (tokens, index) = with_state(&s, |acl| {
+        let tokens: Vec<Token> = acl.tokens().map(|t| t.token.clone()).collect();
+        (tokens, acl.index())
+    })?;
+    Ok(indexed(index, tokens))
 }
 
 /// Policies and roles: objects with an `ID`, created, replaced, read, listed and deleted
@@ -264,18 +358,22 @@ object!(
 object!(Role, "role", &[], SetRole, DeleteRole, roles);
 
 fn read_object<T: Object>(s: &Server, id: &str) -> ApiResult<Response> {
-    let found = with_state(s, |acl| T::find(acl, id))?;
-    Ok(Json(found.ok_or_else(not_found)?).into_response())
+    let (found, index) = with_state(s, |acl| (T::find(acl, id), acl.index()))?;
+    Ok(indexed(index, found.ok_or_else(not_found)?))
+}
+
+/// `/v1/acl/policy` or `/v1/acl/role`.
+fn path_of<T: Object>() -> String {
+    format!("/v1/acl/{}", T::WHAT)
 }
 
 /// `PUT /v1/acl/policy` and `/v1/acl/role`: a new one (its `ID` is chosen here).
-async fn create<T: Object>(
-    s: AppState,
-    origin: Origin,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
-    writer(&s, origin, &headers)?;
+async fn create<T: Object>(s: AppState, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    enabled(&s)?;
+    if let Some(path) = global_write(&s, true, &path_of::<T>(), None)? {
+        return to_primary(&s, Method::PUT, &path, &headers, body.to_vec()).await;
+    }
+    writer(&s, &headers)?;
     let mut object: T = parse(T::WHAT, &body)?;
     if !object.id().is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -292,12 +390,15 @@ async fn create<T: Object>(
 /// `PUT /v1/acl/policy/:id` and `/v1/acl/role/:id`: replaces an existing one.
 async fn update<T: Object>(
     s: AppState,
-    origin: Origin,
     id: String,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    writer(&s, origin, &headers)?;
+    enabled(&s)?;
+    if let Some(path) = global_write(&s, true, &path_of::<T>(), Some(&id))? {
+        return to_primary(&s, Method::PUT, &path, &headers, body.to_vec()).await;
+    }
+    writer(&s, &headers)?;
     let mut object: T = parse(T::WHAT, &body)?;
     same_id("ID", object.id(), &id)?;
     if with_state(&s, |acl| T::find(acl, &id))?.is_none() {
@@ -307,30 +408,25 @@ async fn update<T: Object>(
     read_object::<T>(&s, &id)
 }
 
-async fn read<T: Object>(
-    s: AppState,
-    origin: Origin,
-    id: String,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    reader(&s, origin, &headers)?;
+async fn read<T: Object>(s: AppState, id: String, headers: HeaderMap) -> ApiResult<Response> {
+    reader(&s, &headers)?;
     read_object::<T>(&s, &id)
 }
 
-async fn delete<T: Object>(
-    s: AppState,
-    origin: Origin,
-    id: String,
-    headers: HeaderMap,
-) -> ApiResult<Json<bool>> {
-    writer(&s, origin, &headers)?;
+async fn delete<T: Object>(s: AppState, id: String, headers: HeaderMap) -> ApiResult<Response> {
+    enabled(&s)?;
+    if let Some(path) = global_write(&s, true, &path_of::<T>(), Some(&id))? {
+        return to_primary(&s, Method::DELETE, &path, &headers, Vec::new()).await;
+    }
+    writer(&s, &headers)?;
     propose(&s, T::delete(id)).await?;
-    Ok(Json(true))
+    deleted(&s)
 }
 
-async fn list<T: Object>(s: AppState, origin: Origin, headers: HeaderMap) -> ApiResult<Response> {
-    reader(&s, origin, &headers)?;
-    Ok(Json(with_state(&s, T::all)?).into_response())
+async fn list<T: Object>(s: AppState, headers: HeaderMap) -> ApiResult<Response> {
+    reader(&s, &headers)?;
+    let (all, index) = with_state(&s, |acl| (T::all(acl), acl.index()))?;
+    Ok(indexed(index, all))
 }
 
 /// The handlers of one kind of object, for the router.
@@ -338,43 +434,43 @@ macro_rules! object_routes {
     ($kind:ty, $create:ident, $update:ident, $read:ident, $delete:ident, $list:ident) => {
         pub async fn $create(
             State(s): State<AppState>,
-            Extension(origin): Extension<Origin>,
+            _: Admitted,
             headers: HeaderMap,
             body: Bytes,
         ) -> ApiResult<Response> {
-            create::<$kind>(s, origin, headers, body).await
+            create::<$kind>(s, headers, body).await
         }
         pub async fn $update(
             State(s): State<AppState>,
-            Extension(origin): Extension<Origin>,
+            _: Admitted,
             Path(id): Path<String>,
             headers: HeaderMap,
             body: Bytes,
         ) -> ApiResult<Response> {
-            update::<$kind>(s, origin, id, headers, body).await
+            update::<$kind>(s, id, headers, body).await
         }
         pub async fn $read(
             State(s): State<AppState>,
-            Extension(origin): Extension<Origin>,
+            _: Admitted,
             Path(id): Path<String>,
             headers: HeaderMap,
         ) -> ApiResult<Response> {
-            read::<$kind>(s, origin, id, headers).await
+            read::<$kind>(s, id, headers).await
         }
         pub async fn $delete(
             State(s): State<AppState>,
-            Extension(origin): Extension<Origin>,
+            _: Admitted,
             Path(id): Path<String>,
             headers: HeaderMap,
-        ) -> ApiResult<Json<bool>> {
-            delete::<$kind>(s, origin, id, headers).await
+        ) -> ApiResult<Response> {
+            delete::<$kind>(s, id, headers).await
         }
         pub async fn $list(
             State(s): State<AppState>,
-            Extension(origin): Extension<Origin>,
+            _: Admitted,
             headers: HeaderMap,
         ) -> ApiResult<Response> {
-            list::<$kind>(s, origin, headers).await
+            list::<$kind>(s, headers).await
         }
     };
 }

@@ -81,6 +81,7 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
                 .delete(acl::role_delete),
         )
         .route("/v1/acl/roles", get(acl::role_list))
+        .route("/v1/acl/replication", get(crate::acl_replication::status))
         .route("/v1/agent/metrics", get(metrics::metrics))
         .route("/v1/catalog/services", get(catalog::services))
         .route("/v1/catalog/nodes", get(catalog::nodes))
@@ -128,6 +129,10 @@ pub fn router(server: Arc<Server>, origin: Origin) -> Router {
         )
         .route("/v1/internal/sign", post(internal::sign))
         .route("/v1/internal/acl/authorizer", get(authz::authorizer))
+        .route(
+            "/v1/internal/acl/replication",
+            get(crate::acl_replication::source),
+        )
         .route("/v1/internal/sync", put(internal::sync))
         .route(
             "/v1/internal/federation/join",
