@@ -2,11 +2,13 @@
 //! and health reads, config entries and members are forwarded to this DC's servers over mTLS
 //! (with `?dc=` carried along, so they reach other DCs through the gateways).
 
+use crate::acl::{Caller, Refused};
 use crate::connect;
 use crate::definition::{CheckDefinition, ServiceDefinition};
 use crate::local::{AdminError, Source, TtlError};
 use crate::maintenance;
 use crate::metrics;
+use crate::permissions;
 use crate::state::Agent;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -82,7 +84,8 @@ async fn ready(State(a): State<S>) -> Response {
 
 /// `GET /v1/agent/self`: Consul's `Config` (datacenter, node name, address, `Version` =
 /// strait's) and `Member` (this agent in [`consul_member`]'s shape), and the trust domain.
-async fn self_info(State(a): State<S>) -> Json<serde_json::Value> {
+async fn self_info(State(a): State<S>, caller: Caller) -> Result<Response, Refused> {
+    caller.check(|z| z.agent_read(&a.cfg.node_name))?;
     let me = strait_proto::Member {
         node: a.cfg.node_name.clone(),
         address: a.cfg.advertise_addr.to_string(),
@@ -90,7 +93,7 @@ async fn self_info(State(a): State<S>) -> Json<serde_json::Value> {
         role: "agent".into(),
         status: "alive".into(),
     };
-    Json(json!({
+    Ok(Json(json!({
         "Config": {
             "Datacenter": a.cfg.datacenter, "NodeName": a.cfg.node_name,
             "AdvertiseAddr": a.cfg.advertise_addr.to_string(), "Server": false,
@@ -99,6 +102,7 @@ async fn self_info(State(a): State<S>) -> Json<serde_json::Value> {
         "Member": consul_member(&me),
         "TrustDomain": a.conn().map(|c| c.trust_domain.clone()),
     }))
+    .into_response())
 }
 
 /// A member in Consul's `AgentMember` shape: `Tags.role` is `consul` for a server and `node`
@@ -157,12 +161,17 @@ fn filtered(q: &HashMap<String, String>, map: BTreeMap<String, serde_json::Value
     Json(out).into_response()
 }
 
-async fn services(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn services(
+    State(a): State<S>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let dc = a.cfg.datacenter.clone();
     let all = a
         .local
         .services()
         .into_iter()
+        .filter(|s| caller.may(|z| z.service_read(&s.service)))
         .map(|s| (s.id.clone(), agent_service(&s, &dc)))
         .collect();
     filtered(&q, all)
@@ -172,6 +181,7 @@ async fn services(State(a): State<S>, Query(q): Query<HashMap<String, String>>) 
 /// `?hash=` (up to `?wait=`, default 5 minutes) until the service differs from that hash.
 async fn service(
     State(a): State<S>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -184,6 +194,9 @@ async fn service(
         let Some(svc) = a.local.services().into_iter().find(|s| s.id == id) else {
             return err(StatusCode::NOT_FOUND, format!("unknown service ID {id:?}"));
         };
+        if let Err(denied) = caller.check(|z| z.service_read(&svc.service)) {
+            return denied.into_response();
+        }
         let mut v = agent_service(&svc, &a.cfg.datacenter);
         let hash = content_hash(&v);
         let waiting = q.get("hash").is_some_and(|h| *h == hash);
@@ -234,7 +247,11 @@ fn content_hash(v: &serde_json::Value) -> String {
 }
 
 /// Consul's shape: the catalog's view of each check, plus its `Notes`.
-async fn checks(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn checks(
+    State(a): State<S>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let notes: HashMap<String, String> = a
         .local
         .check_specs()
@@ -245,6 +262,7 @@ async fn checks(State(a): State<S>, Query(q): Query<HashMap<String, String>>) ->
         .local
         .checks()
         .into_iter()
+        .filter(|c| permissions::read_check(&caller, &c.node, &c.service_name))
         .map(|c| {
             let mut v = json!(c);
             v["Notes"] = json!(notes.get(&c.check_id).cloned().unwrap_or_default());
@@ -266,16 +284,25 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// `PUT /v1/agent/service/register`: a bad body is a 400 naming the field; nothing changes.
-async fn register(State(a): State<S>, body: Bytes) -> Response {
+async fn register(State(a): State<S>, caller: Caller, body: Bytes) -> Response {
+    let invalid = |e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            format!("invalid service definition: {e}"),
+        )
+    };
     let def: ServiceDefinition = match crate::decode::json(&body) {
         Ok(d) => d,
-        Err(e) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                format!("invalid service definition: {e}"),
-            )
-        }
+        Err(e) => return invalid(format!("{e}")),
     };
+    match permissions::written_by(&a, &def) {
+        Ok(services) => {
+            if let Err(denied) = permissions::write_services(&caller, &services) {
+                return denied.into_response();
+            }
+        }
+        Err(e) => return invalid(format!("{e:#}")),
+    }
     // The definition is persisted (a file write): off the runtime's two workers.
     let local = a.local.clone();
     match blocking(move || local.insert(def, Source::Api)).await {
@@ -283,14 +310,16 @@ async fn register(State(a): State<S>, body: Bytes) -> Response {
             tracing::info!(service = %id, "service registered through the local API");
             (StatusCode::OK, "").into_response()
         }
-        Err(e) => err(
-            StatusCode::BAD_REQUEST,
-            format!("invalid service definition: {e:#}"),
-        ),
+        Err(e) => invalid(format!("{e:#}")),
     }
 }
 
-async fn deregister(State(a): State<S>, Path(id): Path<String>) -> Response {
+async fn deregister(State(a): State<S>, caller: Caller, Path(id): Path<String>) -> Response {
+    if let Some(name) = permissions::service_name(&a, &id) {
+        if let Err(denied) = caller.check(|z| z.service_write(&name)) {
+            return denied.into_response();
+        }
+    }
     let local = a.local.clone();
     let removing = id.clone();
     match blocking(move || local.remove(&removing)).await {
@@ -302,11 +331,22 @@ async fn deregister(State(a): State<S>, Path(id): Path<String>) -> Response {
 
 /// `PUT /v1/agent/check/register`: a check on its own, of the node or of a local service
 /// (`ServiceID`); a bad body is a 400 naming the field.
-async fn register_check(State(a): State<S>, body: Bytes) -> Response {
+async fn register_check(State(a): State<S>, caller: Caller, body: Bytes) -> Response {
     let def: CheckDefinition = match crate::decode::json(&body) {
         Ok(d) => d,
         Err(e) => return err(StatusCode::BAD_REQUEST, format!("invalid check: {e}")),
     };
+    // A check of a service this agent lacks is refused below, naming the field.
+    let service = match def.service_id.as_str() {
+        "" => Some(String::new()),
+        id => permissions::service_name(&a, id),
+    };
+    if let Some(service) = service {
+        let replaced = permissions::write_existing_check(&a, &caller, &def.check_id);
+        if let Err(denied) = replaced.and(permissions::write_check(&a, &caller, &service)) {
+            return denied.into_response();
+        }
+    }
     let local = a.local.clone();
     match blocking(move || local.add_check(def)).await {
         Ok(id) => {
@@ -318,7 +358,10 @@ async fn register_check(State(a): State<S>, body: Bytes) -> Response {
 }
 
 /// `PUT /v1/agent/check/deregister/<id>`: a check registered on its own.
-async fn deregister_check(State(a): State<S>, Path(id): Path<String>) -> Response {
+async fn deregister_check(State(a): State<S>, caller: Caller, Path(id): Path<String>) -> Response {
+    if let Err(denied) = permissions::write_existing_check(&a, &caller, &id) {
+        return denied.into_response();
+    }
     let local = a.local.clone();
     let removing = id.clone();
     match blocking(move || local.remove_check(&removing)).await {
@@ -345,10 +388,14 @@ struct CheckUpdate {
 /// status, as the application reports it.
 async fn ttl_update(
     State(a): State<S>,
+    caller: Caller,
     Path((verb, id)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    if let Err(denied) = permissions::write_existing_check(&a, &caller, &id) {
+        return denied.into_response();
+    }
     let note = q.get("note").cloned().unwrap_or_default();
     let (status, output) = match verb.as_str() {
         "pass" => (CheckStatus::Passing, note),
@@ -387,7 +434,11 @@ async fn ttl_update(
 
 /// `GET /v1/agent/members` (`?dc=`): the DC's members in Consul's shape ([`consul_member`]);
 /// strait's own shape is `/v1/internal/members`.
-async fn members(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn members(
+    State(a): State<S>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let path = match q.get("dc") {
         Some(dc) => {
             // Query values arrive decoded: check before putting one back into a URL.
@@ -399,7 +450,13 @@ async fn members(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -
         None => "/v1/internal/members".to_string(),
     };
     let resp = match a
-        .call(Method::GET, &path, None, Duration::from_secs(30))
+        .call_as(
+            caller.secret(),
+            Method::GET,
+            &path,
+            None,
+            Duration::from_secs(30),
+        )
         .await
     {
         Ok(resp) if resp.status.is_success() => resp,
@@ -407,7 +464,12 @@ async fn members(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -
         Err(e) => return err(StatusCode::BAD_GATEWAY, format!("{e:#}")),
     };
     match resp.json::<Vec<strait_proto::Member>>() {
-        Ok(members) => Json(members.iter().map(consul_member).collect::<Vec<_>>()).into_response(),
+        Ok(members) => {
+            let visible = members
+                .iter()
+                .filter(|m| caller.may(|z| z.node_read(&m.node)));
+            Json(visible.map(consul_member).collect::<Vec<_>>()).into_response()
+        }
         Err(e) => err(
             StatusCode::BAD_GATEWAY,
             format!("the servers' member list: {e}"),
@@ -418,9 +480,14 @@ async fn members(State(a): State<S>, Query(q): Query<HashMap<String, String>>) -
 /// A proxy's snapshot; blocking on `?index=<version>` (up to `?wait=`, default 30s).
 async fn snapshot(
     State(a): State<S>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    // It carries the service's private key: as much as the service's leaf.
+    if let Err(denied) = write_proxy(&a, &caller, &id) {
+        return denied.into_response();
+    }
     let after = match index_param(&q) {
         Ok(index) => index,
         Err(e) => return err(StatusCode::BAD_REQUEST, e),
@@ -456,8 +523,9 @@ async fn snapshot(
 
 /// `GET /v1/agent/proxy/admin` (strait's, not Consul's): every local proxy and the admin
 /// endpoint it registered (`null` until it did), for `strait doctor`.
-async fn proxy_admins(State(a): State<S>) -> Json<Vec<serde_json::Value>> {
-    Json(
+async fn proxy_admins(State(a): State<S>, caller: Caller) -> Result<Response, Refused> {
+    caller.check(|z| z.agent_read(&a.cfg.node_name))?;
+    Ok(Json(
         a.local
             .proxy_admins()
             .into_iter()
@@ -467,8 +535,19 @@ async fn proxy_admins(State(a): State<S>) -> Json<Vec<serde_json::Value>> {
                     "AdminAddress": admin.map(|a| a.to_string()),
                 })
             })
-            .collect(),
+            .collect::<Vec<_>>(),
     )
+    .into_response())
+}
+
+/// What acting for local proxy `id` needs: `service:write` on the service it serves (a
+/// sidecar's destination, a gateway's own); nothing to check for an unknown proxy (the
+/// handler answers 404).
+fn write_proxy(a: &Agent, caller: &Caller, id: &str) -> Result<(), Refused> {
+    match a.local.proxies().into_iter().find(|p| p.proxy_id == id) {
+        Some(p) => caller.check(|z| z.service_write(&p.service)),
+        None => Ok(()),
+    }
 }
 
 /// The body of `PUT /v1/agent/proxy/admin/<proxy id>`.
@@ -481,7 +560,15 @@ struct AdminBody {
 
 /// `PUT /v1/agent/proxy/admin/<proxy id>` `{"AdminAddress": "127.0.0.1:19000"}`: a proxy
 /// says where its admin endpoint listens (Consul's registrations have no such field).
-async fn set_proxy_admin(State(a): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn set_proxy_admin(
+    State(a): State<S>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(denied) = write_proxy(&a, &caller, &id) {
+        return denied.into_response();
+    }
     let body: AdminBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => return err(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
@@ -497,8 +584,11 @@ async fn set_proxy_admin(State(a): State<S>, Path(id): Path<String>, body: Bytes
     }
 }
 
+/// Sends a request to the servers on behalf of the caller holding `secret` (`None`: the
+/// anonymous token; see [`Agent::call_as`]) and answers with their answer.
 pub(crate) async fn relay(
     a: &Agent,
+    secret: Option<&strait_acl::SecretId>,
     method: Method,
     path: &str,
     body: Option<Vec<u8>>,
@@ -508,13 +598,14 @@ pub(crate) async fn relay(
     } else {
         Duration::from_secs(30)
     };
-    match a.call(method, path, body, wait).await {
+    match a.call_as(secret, method, path, body, wait).await {
         Ok(r) => r.into_response(),
         Err(e) => err(StatusCode::BAD_GATEWAY, format!("{e:#}")),
     }
 }
 
-/// Catalog, health, config and federation reads go to the servers as they are.
+/// Catalog, health, config and federation reads go to the servers as they are, with the
+/// caller's token (or `acl.tokens.default`): the servers check it.
 async fn forward(State(a): State<S>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let allowed = [
@@ -535,10 +626,11 @@ async fn forward(State(a): State<S>, req: Request) -> Response {
         .map(|p| p.to_string())
         .unwrap_or(path);
     let method = req.method().clone();
+    let secret = a.acl.secret_of(req.headers());
     let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
         Ok(b) if b.is_empty() => None,
         Ok(b) => Some(b.to_vec()),
         Err(e) => return err(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
     };
-    relay(&a, method, &pq, body).await
+    relay(&a, secret.as_ref(), method, &pq, body).await
 }

@@ -3,6 +3,7 @@
 //! Consul's status codes, so a load balancer or script can probe the agent: 200 passing, 429
 //! warning, 503 critical, 404 no such service.
 
+use crate::acl::Caller;
 use crate::api::{agent_service, err};
 use crate::state::Agent;
 use axum::extract::{Path, State};
@@ -43,7 +44,14 @@ fn code(status: CheckStatus) -> StatusCode {
 }
 
 /// Every local instance of service `name`; the status code is the worst instance's.
-pub async fn by_name(State(a): State<Arc<Agent>>, Path(name): Path<String>) -> Response {
+pub async fn by_name(
+    State(a): State<Arc<Agent>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(denied) = caller.check(|z| z.service_read(&name)) {
+        return denied.into_response();
+    }
     let entries: Vec<_> = a
         .local
         .services()
@@ -62,10 +70,17 @@ pub async fn by_name(State(a): State<Arc<Agent>>, Path(name): Path<String>) -> R
 }
 
 /// One local service by ID.
-pub async fn by_id(State(a): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
+pub async fn by_id(
+    State(a): State<Arc<Agent>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
     let Some(svc) = a.local.services().into_iter().find(|s| s.id == id) else {
         return err(StatusCode::NOT_FOUND, format!("unknown service ID {id:?}"));
     };
+    if let Err(denied) = caller.check(|z| z.service_read(&svc.service)) {
+        return denied.into_response();
+    }
     let (worst, body) = entry(&a, &svc);
     (code(worst), Json(body)).into_response()
 }

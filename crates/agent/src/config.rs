@@ -36,6 +36,9 @@ struct RawConfig {
     /// A directory whose `*.pem` / `*.crt` files are trusted likewise (Consul's `ca_path`).
     #[serde(default)]
     ca_path: Option<PathBuf>,
+    /// `[acl]`: whether the local API checks its callers' tokens (strait-acl's table).
+    #[serde(default)]
+    acl: strait_acl::AclConfig,
 }
 
 /// A validated agent configuration. Its `Debug` leaves the join token out.
@@ -53,6 +56,8 @@ pub struct AgentConfig {
     /// CA certificates HTTPS checks trust besides the system's (read at start-up).
     pub ca_file: Option<PathBuf>,
     pub ca_path: Option<PathBuf>,
+    /// `[acl]`, validated for an agent (its `Debug` never prints a token).
+    pub acl: strait_acl::AclConfig,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -69,6 +74,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("grpc_addr", &self.grpc_addr)
             .field("ca_file", &self.ca_file)
             .field("ca_path", &self.ca_path)
+            .field("acl", &self.acl)
             .finish()
     }
 }
@@ -99,6 +105,9 @@ impl AgentConfig {
             bail!("field `servers` is empty: name at least one server's https_addr");
         }
         strait_rpc::config::check_token("join_token", &raw.join_token)?;
+        raw.acl
+            .validate(strait_acl::Side::Agent)
+            .map_err(anyhow::Error::new)?;
         Ok(AgentConfig {
             datacenter: raw.datacenter,
             node_name: raw.node_name,
@@ -111,6 +120,7 @@ impl AgentConfig {
             grpc_addr: raw.grpc_addr,
             ca_file: raw.ca_file,
             ca_path: raw.ca_path,
+            acl: raw.acl,
         })
     }
 }
@@ -154,6 +164,31 @@ join_token = "0123456789abcdef0"
         let e = format!("{e:#}");
         assert!(e.contains("join_token") && e.contains("16"), "{e}");
         assert!(!e.contains("tooshort"), "the value is never quoted: {e}");
+    }
+
+    #[test]
+    fn acl_table_is_checked_and_never_printed() {
+        assert!(!AgentConfig::parse(GOOD).unwrap().acl.enabled);
+        let secret = "6f3a2c1d-0e9b-4a8c-b7d6-5e4f3a2b1c0d";
+        let c = AgentConfig::parse(&format!(
+            "{GOOD}[acl]\nenabled = true\ndefault_policy = \"deny\"\ntoken_ttl = \"2s\"\n\
+             [acl.tokens]\ndefault = {secret:?}\n"
+        ))
+        .unwrap();
+        assert!(c.acl.enabled);
+        assert_eq!(c.acl.token_ttl(), std::time::Duration::from_secs(2));
+        assert!(!format!("{c:?}").contains(secret), "{c:?}");
+        let e = AgentConfig::parse(&format!(
+            "{GOOD}[acl.tokens]\ninitial_management = {secret:?}\n"
+        ))
+        .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("acl.tokens.initial_management") && !e.contains(secret),
+            "{e}"
+        );
+        let e = AgentConfig::parse(&format!("{GOOD}[acl]\ndown_policy = \"later\"\n")).unwrap_err();
+        assert!(format!("{e:#}").contains("down_policy"), "{e:#}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! blocking queries) and `authorize`, which native Connect applications call to ask whether a
 //! caller's certificate may connect (decided from the mesh view the local proxies use).
 
+use crate::acl::Caller;
 use crate::api::{err, index_param, wait_param};
 use crate::snapshots;
 use crate::state::{Agent, LeafEntry};
@@ -31,9 +32,10 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-/// `GET /v1/agent/connect/ca/roots`: the servers' answer, as it is.
+/// `GET /v1/agent/connect/ca/roots`: the servers' answer, as it is (public: any caller,
+/// relayed as the anonymous token).
 pub async fn roots(State(a): State<S>) -> Response {
-    crate::api::relay(&a, Method::GET, "/v1/connect/ca/roots", None).await
+    crate::api::relay(&a, None, Method::GET, "/v1/connect/ca/roots", None).await
 }
 
 /// Consul's leaf shape, including the private key: this API is loopback only.
@@ -56,11 +58,15 @@ fn leaf_body(service: &str, l: &LeafEntry) -> Response {
 /// the leaf's index exceeds N, that is until the agent renews it.
 pub async fn leaf(
     State(a): State<S>,
+    caller: Caller,
     Path(service): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     if let Err(e) = strait_identity::spiffe::validate_name("service", &service) {
         return err(StatusCode::BAD_REQUEST, e);
+    }
+    if let Err(denied) = caller.check(|z| z.service_write(&service)) {
+        return denied.into_response();
     }
     let after = match index_param(&q) {
         Ok(index) => index,
@@ -105,13 +111,16 @@ struct AuthorizeRequest {
 /// `POST /v1/agent/connect/authorize` `{Target, ClientCertURI, ClientCertSerial}`: may the
 /// certificate's service connect to `Target`? `{Authorized, Reason}`, decided as the sidecars
 /// decide (the intentions of the target, then the default).
-pub async fn authorize(State(a): State<S>, body: Bytes) -> Response {
+pub async fn authorize(State(a): State<S>, caller: Caller, body: Bytes) -> Response {
     let req: AuthorizeRequest = match crate::decode::json(&body) {
         Ok(r) => r,
         Err(e) => return err(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
     };
     if req.target.is_empty() {
         return err(StatusCode::BAD_REQUEST, "field Target: must be set");
+    }
+    if let Err(denied) = caller.check(|z| z.service_write(&req.target)) {
+        return denied.into_response();
     }
     if req.client_cert_uri.is_empty() {
         return err(StatusCode::BAD_REQUEST, "field ClientCertURI: must be set");

@@ -135,6 +135,7 @@ mod tests {
             grpc_addr: None,
             ca_file: None,
             ca_path: None,
+            acl: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! mesh view -> snapshots -> proxies.
 #![forbid(unsafe_code)]
 
+mod acl;
 mod api;
 mod api_health;
 pub mod check_definition;
@@ -19,6 +20,7 @@ mod join;
 mod local;
 mod maintenance;
 mod metrics;
+mod permissions;
 mod reload;
 mod servers;
 mod service_file;

@@ -4,6 +4,7 @@
 //! `_service_maintenance:<id>` of one local service. They are checks registered on their own,
 //! so they are kept across restarts and go with their service.
 
+use crate::acl::Caller;
 use crate::api::{blocking, err};
 use crate::definition::{CheckDefinition, NODE_MAINTENANCE, SERVICE_MAINTENANCE_PREFIX};
 use crate::state::Agent;
@@ -16,8 +17,12 @@ use std::sync::Arc;
 /// `PUT /v1/agent/maintenance`.
 pub async fn node(
     State(a): State<Arc<Agent>>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    if let Err(denied) = caller.check(|z| z.node_write(&a.cfg.node_name)) {
+        return denied.into_response();
+    }
     let def = CheckDefinition {
         check_id: NODE_MAINTENANCE.into(),
         name: "Node Maintenance Mode".into(),
@@ -30,11 +35,15 @@ pub async fn node(
 /// `PUT /v1/agent/service/maintenance/:id`; 404 for a service this agent does not have.
 pub async fn service(
     State(a): State<Arc<Agent>>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if !a.local.services().iter().any(|s| s.id == id) {
+    let Some(name) = crate::permissions::service_name(&a, &id) else {
         return err(StatusCode::NOT_FOUND, format!("Unknown service ID {id:?}"));
+    };
+    if let Err(denied) = caller.check(|z| z.service_write(&name)) {
+        return denied.into_response();
     }
     let def = CheckDefinition {
         check_id: format!("{SERVICE_MAINTENANCE_PREFIX}{id}"),

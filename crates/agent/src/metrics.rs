@@ -3,7 +3,7 @@
 
 use crate::state::Agent;
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -21,8 +21,12 @@ pub struct Counters {
 
 pub async fn metrics(
     State(a): State<Arc<Agent>>,
+    caller: crate::acl::Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    if let Err(denied) = caller.check(|z| z.agent_read(&a.cfg.node_name)) {
+        return denied.into_response();
+    }
     strait_rpc::metrics::response(q.get("format").map(String::as_str), || render(&a))
 }
 

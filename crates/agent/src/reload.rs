@@ -24,6 +24,7 @@ pub fn needs_restart(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> 
         ("http_addr", old.http_addr != new.http_addr),
         ("servers", old.servers != new.servers),
         ("join_token", old.join_token != new.join_token),
+        ("acl", old.acl != new.acl),
     ])
 }
 

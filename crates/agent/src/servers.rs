@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use strait_rpc::mesh::Deadlines;
+use strait_rpc::mesh::{Deadlines, Outgoing};
 use strait_rpc::{Response, RpcError};
 use strait_snapshot::{InstanceKind, MeshView};
 
@@ -111,19 +111,33 @@ impl Servers {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<Response, RpcError> {
+        let req = Outgoing {
+            method,
+            path_and_query,
+            body,
+            headers: &[],
+        };
+        self.send(channel, req, timeout).await
+    }
+
+    /// [`Servers::request`] for a request with extra headers (a caller's ACL token).
+    pub async fn send(
+        &self,
+        channel: &Channel<'_>,
+        req: Outgoing<'_>,
+        timeout: Duration,
+    ) -> Result<Response, RpcError> {
         let deadlines = Deadlines {
             connect: self.connect_timeout.min(timeout),
             total: timeout,
         };
         let order = self.order();
         let resp = strait_rpc::mesh::first_answer(&order, channel.sni, |addr| {
-            let attempt = strait_rpc::mesh::request_within(
+            let attempt = strait_rpc::mesh::send(
                 channel.tls.clone(),
                 addr,
                 channel.sni,
-                method.clone(),
-                path_and_query,
-                body.clone(),
+                req.clone(),
                 deadlines,
             );
             async move {

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use strait_acl::SecretId;
 use strait_proto::MeshViewResponse;
+use strait_rpc::mesh::Outgoing;
 use strait_rpc::Response;
 use strait_snapshot::Snapshot;
 use tokio::sync::watch;
@@ -40,6 +42,8 @@ impl LeafEntry {
 pub struct Agent {
     pub cfg: AgentConfig,
     pub local: Arc<LocalState>,
+    /// `[acl]` and the tokens resolved through the servers (see [`crate::acl`]).
+    pub acl: crate::acl::Acl,
     /// This DC's servers: configured and learned from the catalog; every request goes
     /// through [`Servers::request`] (failover, stickiness).
     pub servers: Servers,
@@ -68,6 +72,7 @@ impl Agent {
     pub fn new(cfg: AgentConfig, local: Arc<LocalState>) -> Agent {
         Agent {
             servers: Servers::new(cfg.servers.clone()),
+            acl: crate::acl::Acl::new(&cfg.acl),
             cfg,
             local,
             conn: RwLock::new(None),
@@ -114,9 +119,37 @@ impl Agent {
     }
 
     /// One mTLS request to this DC's servers: the current one, then the others in turn (see
-    /// [`Servers::request`]); `timeout` bounds each attempt's exchange.
+    /// [`Servers::request`]); `timeout` bounds each attempt's exchange. The agent's own
+    /// request: it carries no token, and the servers grant it what its certificate allows.
     pub async fn call(
         &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Response> {
+        self.send(&[], method, path, body, timeout).await
+    }
+
+    /// [`Agent::call`] on behalf of a local caller holding `secret` (`None`: the anonymous
+    /// token, sent as Consul's literal `anonymous` so the servers do not take the request
+    /// for the agent's own); the token travels as `X-Consul-Token` and the servers check it.
+    pub async fn call_as(
+        &self,
+        secret: Option<&SecretId>,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Response> {
+        let token = secret.map_or(crate::acl::ANONYMOUS_SECRET, SecretId::expose);
+        let headers = [("x-consul-token", token)];
+        self.send(&headers, method, path, body, timeout).await
+    }
+
+    async fn send(
+        &self,
+        headers: &[(&str, &str)],
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
@@ -129,10 +162,13 @@ impl Agent {
             tls: conn.tls.clone(),
             sni: &conn.sni,
         };
-        Ok(self
-            .servers
-            .request(&channel, method, path, body, timeout)
-            .await?)
+        let req = Outgoing {
+            method,
+            path_and_query: path,
+            body,
+            headers,
+        };
+        Ok(self.servers.send(&channel, req, timeout).await?)
     }
 
     /// Drops every leaf (their CA is gone) and wakes the blocking leaf queries, which then

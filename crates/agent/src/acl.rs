@@ -1,0 +1,352 @@
+//! Whose request this is, on the agent's local API: the caller's token (`X-Consul-Token`,
+//! else `Authorization: Bearer`, else the agent's `acl.tokens.default`, else the anonymous
+//! token) resolved through this DC's servers (`GET /v1/internal/acl/authorizer`) into an
+//! [`Authorizer`] that the handlers ask before they act.
+//!
+//! Resolved tokens are cached by the hash of their secret for `acl.token_ttl` (Consul's
+//! `token_ttl`, default 30 s), so a revoked token stops working within it. When no server
+//! answers, `acl.down_policy` decides: `extend-cache` keeps using what was resolved last
+//! (a token never resolved is refused), `deny` refuses, `allow` allows everything. With
+//! `acl.enabled = false` every caller may do anything and no server is asked; the token a
+//! caller sent still travels with the requests the agent relays, so servers with ACLs on
+//! check it.
+//!
+//! Secrets are never logged; logs name a token by its `AccessorID`.
+
+use crate::api::err;
+use crate::state::Agent;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use strait_acl::{AclConfig, Authorizer, Denied, DownPolicy, SecretHash, SecretId};
+
+/// Consul's `SecretID` of the anonymous token: what a request relayed for a caller without a
+/// token carries (a request without any is the agent's own, which its certificate
+/// authorises).
+pub const ANONYMOUS_SECRET: &str = "anonymous";
+
+/// The servers' endpoint that compiles a token into its [`Authorizer`].
+const RESOLVE_PATH: &str = "/v1/internal/acl/authorizer";
+
+/// How long one resolution may take before the servers count as unreachable.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request the caller's token does not allow (403, Consul's message), or whose token
+/// cannot be resolved; answered as `status` with `message`.
+#[derive(Debug)]
+pub struct Refused {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refused {
+    fn new(status: StatusCode, message: impl std::fmt::Display) -> Refused {
+        let message = message.to_string();
+        Refused { status, message }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        err(self.status, self.message)
+    }
+}
+
+/// The agent's ACL settings and its cache of resolved tokens.
+pub struct Acl {
+    cfg: AclConfig,
+    ttl: Duration,
+    /// By the hash of the secret (`None`: the anonymous token).
+    cache: Mutex<HashMap<Option<SecretHash>, Cached>>,
+    /// What every caller gets with ACLs off (or from `down_policy = "allow"`).
+    allow_all: Arc<Authorizer>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    auth: Arc<Authorizer>,
+    resolved: Instant,
+}
+
+/// What the cache holds for a token at some instant.
+enum Lookup {
+    Fresh(Arc<Authorizer>),
+    Stale(Arc<Authorizer>),
+    Missing,
+}
+
+/// Why a token could not be resolved through the servers.
+#[derive(Debug)]
+enum Unresolved {
+    /// The servers' answer (403 "ACL not found" for an unknown or expired token): final.
+    Refused(StatusCode, String),
+    /// No server answered (or not in a way that says anything about the token):
+    /// `down_policy` decides.
+    Down(String),
+}
+
+impl Acl {
+    pub fn new(cfg: &AclConfig) -> Acl {
+        Acl {
+            ttl: cfg.token_ttl(),
+            cfg: cfg.clone(),
+            cache: Mutex::new(HashMap::new()),
+            allow_all: Arc::new(Authorizer::management("acls-disabled")),
+        }
+    }
+
+    /// The secret a request acts with: the one it presents, else `acl.tokens.default`;
+    /// `None` is the anonymous token.
+    pub fn secret_of(&self, headers: &HeaderMap) -> Option<SecretId> {
+        presented(headers)
+            .map(SecretId::new)
+            .or_else(|| self.cfg.tokens.default.clone())
+    }
+
+    fn lookup(&self, key: &Option<SecretHash>, now: Instant) -> Lookup {
+        match strait_base::sync::lock(&self.cache).get(key) {
+            None => Lookup::Missing,
+            Some(c) if now.saturating_duration_since(c.resolved) < self.ttl => {
+                Lookup::Fresh(c.auth.clone())
+            }
+            Some(c) => Lookup::Stale(c.auth.clone()),
+        }
+    }
+
+    fn remember(&self, key: Option<SecretHash>, auth: Arc<Authorizer>, now: Instant) {
+        let cached = Cached {
+            auth,
+            resolved: now,
+        };
+        strait_base::sync::lock(&self.cache).insert(key, cached);
+    }
+
+    fn forget(&self, key: &Option<SecretHash>) {
+        strait_base::sync::lock(&self.cache).remove(key);
+    }
+
+    /// What `down_policy` makes of a token no server could resolve, given what the cache
+    /// still holds for it.
+    fn when_down(
+        &self,
+        stale: Option<Arc<Authorizer>>,
+        why: &str,
+    ) -> Result<Arc<Authorizer>, Refused> {
+        let refuse = |policy: &str| {
+            Refused::new(
+                StatusCode::FORBIDDEN,
+                format!("ACL not found: no server answered to resolve the token ({why}) and acl.down_policy = {policy}"),
+            )
+        };
+        match self.cfg.down_policy {
+            DownPolicy::Allow => Ok(self.allow_all.clone()),
+            DownPolicy::Deny => Err(refuse("deny")),
+            DownPolicy::ExtendCache => {
+                stale.ok_or_else(|| refuse("extend-cache (token not cached)"))
+            }
+        }
+    }
+}
+
+/// The secret a request presents: `X-Consul-Token`, else `Authorization: Bearer` (an empty
+/// header is none).
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    let value = |name| {
+        let text = headers.get(name)?.to_str().ok()?;
+        Some(text.trim()).filter(|t| !t.is_empty())
+    };
+    value("x-consul-token").or_else(|| {
+        value("authorization")?
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    })
+}
+
+impl Agent {
+    /// What the holder of `secret` (`None`: the anonymous token) may do on this agent; the
+    /// `Err` is the response to answer with (403 for an unknown token).
+    pub async fn authorizer(&self, secret: Option<&SecretId>) -> Result<Arc<Authorizer>, Refused> {
+        let acl = &self.acl;
+        if !acl.cfg.enabled {
+            return Ok(acl.allow_all.clone());
+        }
+        let key = secret.map(SecretId::hash);
+        let stale = match acl.lookup(&key, Instant::now()) {
+            Lookup::Fresh(auth) => return Ok(auth),
+            Lookup::Stale(auth) => Some(auth),
+            Lookup::Missing => None,
+        };
+        match self.resolve(secret).await {
+            Ok(auth) => {
+                tracing::debug!(
+                    accessor = auth.accessor_id(),
+                    "token resolved through the servers"
+                );
+                let auth = Arc::new(auth);
+                acl.remember(key, auth.clone(), Instant::now());
+                Ok(auth)
+            }
+            Err(Unresolved::Refused(status, msg)) => {
+                acl.forget(&key);
+                Err(Refused::new(status, msg))
+            }
+            Err(Unresolved::Down(why)) => {
+                tracing::warn!(error = %why, down_policy = ?acl.cfg.down_policy,
+                    cached = stale.is_some(), "cannot resolve an ACL token through the servers");
+                acl.when_down(stale, &why)
+            }
+        }
+    }
+
+    async fn resolve(&self, secret: Option<&SecretId>) -> Result<Authorizer, Unresolved> {
+        let resp = self
+            .call_as(secret, Method::GET, RESOLVE_PATH, None, RESOLVE_TIMEOUT)
+            .await
+            .map_err(|e| Unresolved::Down(format!("{e:#}")))?;
+        let text = || String::from_utf8_lossy(&resp.body).trim().to_string();
+        match resp.status {
+            StatusCode::OK => resp
+                .json::<Authorizer>()
+                .map_err(|e| Unresolved::Down(format!("the servers' authorizer: {e}"))),
+            StatusCode::FORBIDDEN => Err(Unresolved::Refused(StatusCode::FORBIDDEN, text())),
+            StatusCode::UNAUTHORIZED => Err(Unresolved::Refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "this agent has acl.enabled = true but its servers answer {:?}: enable ACLs on the servers or disable them on the agent",
+                    text()
+                ),
+            )),
+            status => Err(Unresolved::Down(format!("{} answered {status}: {}", resp.peer, text()))),
+        }
+    }
+}
+
+/// The caller of a local API request, as an extractor: its token resolved (see
+/// [`Agent::authorizer`]); an unknown token is refused before the handler runs.
+pub struct Caller {
+    auth: Arc<Authorizer>,
+    secret: Option<SecretId>,
+}
+
+impl Caller {
+    /// `Ok` if `allowed` says so, else the 403 with Consul's message.
+    pub fn check(
+        &self,
+        allowed: impl FnOnce(&Authorizer) -> Result<(), Denied>,
+    ) -> Result<(), Refused> {
+        allowed(&self.auth).map_err(|d| Refused::new(StatusCode::FORBIDDEN, d))
+    }
+
+    /// Whether `allowed` says so (for filtering what a read shows).
+    pub fn may(&self, allowed: impl FnOnce(&Authorizer) -> Result<(), Denied>) -> bool {
+        allowed(&self.auth).is_ok()
+    }
+
+    /// The secret to relay to the servers with the caller's requests.
+    pub fn secret(&self) -> Option<&SecretId> {
+        self.secret.as_ref()
+    }
+}
+
+impl FromRequestParts<Arc<Agent>> for Caller {
+    type Rejection = Refused;
+
+    async fn from_request_parts(parts: &mut Parts, a: &Arc<Agent>) -> Result<Self, Refused> {
+        let secret = a.acl.secret_of(&parts.headers);
+        let auth = a.authorizer(secret.as_ref()).await?;
+        Ok(Caller { auth, secret })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strait_acl::DefaultPolicy;
+
+    fn acl(text: &str) -> Acl {
+        #[derive(serde::Deserialize)]
+        struct File {
+            acl: AclConfig,
+        }
+        let cfg = strait_rpc::config::parse_toml::<File>(text).unwrap().acl;
+        Acl::new(&cfg)
+    }
+
+    fn auth(accessor: &str) -> Arc<Authorizer> {
+        let rules = strait_acl::Rules::default();
+        Arc::new(Authorizer::from_rules(accessor, rules, DefaultPolicy::Deny))
+    }
+
+    #[test]
+    fn the_token_is_presented_else_the_default_else_anonymous() {
+        let none = acl("[acl]\nenabled = true\n");
+        let default = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+        let with_default = acl(&format!(
+            "[acl]\nenabled = true\n[acl.tokens]\ndefault = {default:?}\n"
+        ));
+        let mut h = HeaderMap::new();
+        assert_eq!(none.secret_of(&h), None);
+        assert_eq!(with_default.secret_of(&h), Some(SecretId::new(default)));
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(with_default.secret_of(&h), Some(SecretId::new("abc")));
+        h.insert("x-consul-token", " def ".parse().unwrap());
+        assert_eq!(none.secret_of(&h), Some(SecretId::new("def")));
+        h.insert("x-consul-token", "".parse().unwrap());
+        assert_eq!(
+            none.secret_of(&h),
+            Some(SecretId::new("abc")),
+            "empty is none"
+        );
+        h.remove("x-consul-token");
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(none.secret_of(&h), None);
+        h.insert("authorization", "Bearer  ".parse().unwrap());
+        assert_eq!(with_default.secret_of(&h), Some(SecretId::new(default)));
+    }
+
+    #[test]
+    fn cached_tokens_are_fresh_for_the_ttl_then_stale() {
+        let a = acl("[acl]\nenabled = true\ntoken_ttl = \"2s\"\n");
+        let key = Some(SecretHash::of("web-secret"));
+        let t0 = Instant::now();
+        assert!(matches!(a.lookup(&key, t0), Lookup::Missing));
+        a.remember(key, auth("web"), t0);
+        assert!(
+            matches!(a.lookup(&key, t0 + Duration::from_millis(1999)), Lookup::Fresh(x) if x.accessor_id() == "web")
+        );
+        assert!(matches!(
+            a.lookup(&key, t0 + Duration::from_secs(2)),
+            Lookup::Stale(_)
+        ));
+        assert!(
+            matches!(a.lookup(&None, t0), Lookup::Missing),
+            "anonymous is its own entry"
+        );
+        a.forget(&key);
+        assert!(matches!(a.lookup(&key, t0), Lookup::Missing));
+    }
+
+    #[test]
+    fn down_policy_decides_when_no_server_answers() {
+        let extend = acl("[acl]\nenabled = true\n");
+        let got = extend.when_down(Some(auth("web")), "x").ok().unwrap();
+        assert_eq!(got.accessor_id(), "web");
+        let refused = extend.when_down(None, "no route").unwrap_err();
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+        let deny = acl("[acl]\nenabled = true\ndown_policy = \"deny\"\n");
+        assert_eq!(
+            deny.when_down(Some(auth("web")), "x").unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
+
+        let allow = acl("[acl]\nenabled = true\ndown_policy = \"allow\"\n");
+        let got = allow.when_down(None, "x").ok().unwrap();
+        assert!(got.is_management());
+    }
+}

@@ -1,0 +1,245 @@
+//! ACLs enforced on the agent's local API (127.83.0.0/24): one server and two agents with
+//! `[acl] enabled = true, default_policy = "deny"`, the second with a `tokens.default`.
+//! Bootstrap with the real CLI, then: no token cannot read a leaf, register or deregister; a
+//! service-identity token for `web` registers web (and its sidecar) and gets web's leaf, and
+//! is refused for `counting` with Consul's message; an unknown token is "ACL not found";
+//! relayed reads carry the caller's token to the server (which filters by it); the agent's
+//! default token stands in for a missing one; a deleted token stops working within the
+//! agent's `token_ttl`; no secret is logged.
+
+#[path = "common/acl.rs"]
+mod acl_cli;
+mod common;
+
+use acl_cli::{acl, bootstrap, field};
+use common::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const SERVER: &str = "127.83.0.10";
+/// Agent A: no default token (a request without one is the anonymous token's).
+const AGENT_A: &str = "127.83.0.11";
+/// Agent B: `acl.tokens.default` is [`DEFAULT_SECRET`].
+const AGENT_B: &str = "127.83.0.12";
+const DEFAULT_SECRET: &str = "5d1c0a8e-3b7f-4e2a-9c6d-0f8e7a6b5c4d";
+const BOGUS: &str = "6a1f0c2e-9d4b-4e7a-8c3f-2b5d7e9a1c4f";
+const TOKEN_TTL: Duration = Duration::from_secs(1);
+
+const ACL: &str = "[acl]\nenabled = true\ndefault_policy = \"deny\"\n";
+
+fn append(path: &std::path::Path, text: &str) {
+    let mut all = std::fs::read_to_string(path).unwrap();
+    all.push_str(text);
+    write(path, &all);
+}
+
+/// An HTTP request to an agent with `token` as `X-Consul-Token` (none: no header).
+fn call(
+    agent: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Reply {
+    let headers: Vec<(&str, &str)> = token.map(|t| ("x-consul-token", t)).into_iter().collect();
+    request_with(method, agent, path, body, &headers).unwrap()
+}
+
+/// Asserts a 403 whose body contains `message`.
+fn refused(r: &Reply, message: &str) {
+    assert!(
+        r.status == 403 && r.body.contains(message),
+        "expected 403 with {message:?}, got {}: {}",
+        r.status,
+        r.body
+    );
+}
+
+fn denied(accessor: &str, permission: &str, name: &str) -> String {
+    format!("Permission denied: token with AccessorID '{accessor}' lacks permission '{permission}' on \"{name}\"")
+}
+
+fn anonymous(permission: &str, name: &str) -> String {
+    format!("Permission denied: anonymous token lacks permission '{permission}' on \"{name}\"")
+}
+
+#[test]
+fn agent_endpoints_check_the_callers_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server_cfg = server_config(d, "dc1", SERVER, &[]);
+    append(&server_cfg, ACL);
+    let agent_acl = format!("{ACL}token_ttl = \"{}ms\"\n", TOKEN_TTL.as_millis());
+    let a_cfg = agent_config(d, "dc1", "node-a", AGENT_A, SERVER, &join_token("dc1"));
+    append(&a_cfg, &agent_acl);
+    let b_cfg = agent_config(d, "dc1", "node-b", AGENT_B, SERVER, &join_token("dc1"));
+    append(
+        &b_cfg,
+        &format!("{agent_acl}[acl.tokens]\ndefault = \"{DEFAULT_SECRET}\"\n"),
+    );
+    let server = Proc::start(
+        d,
+        "server",
+        &["server", "--config", server_cfg.to_str().unwrap()],
+    );
+    let api = sa(&format!("{SERVER}:8500"));
+    let agents: Vec<Proc> = [("agent-a", &a_cfg), ("agent-b", &b_cfg)]
+        .into_iter()
+        .map(|(name, cfg)| Proc::start(d, name, &["agent", "--config", cfg.to_str().unwrap()]))
+        .collect();
+    let a = sa(&format!("{AGENT_A}:8500"));
+    let b = sa(&format!("{AGENT_B}:8500"));
+    let procs: Vec<&Proc> = std::iter::once(&server).chain(&agents).collect();
+    wait_ready(api, "/v1/status/ready", &procs);
+    wait_ready(a, "/v1/agent/ready", &procs);
+    wait_ready(b, "/v1/agent/ready", &procs);
+
+    let management = bootstrap(api);
+    let out = acl(
+        api,
+        &management,
+        &[
+            "token",
+            "create",
+            "--description",
+            "web",
+            "--service-identity",
+            "web",
+        ],
+    );
+    let (web_accessor, web) = (field(&out, "AccessorID"), field(&out, "SecretID"));
+
+    // No token: the anonymous token, which default deny allows nothing.
+    let leaf = "/v1/agent/connect/ca/leaf/web";
+    refused(
+        &call(a, "GET", leaf, None, None),
+        &anonymous("service:write", "web"),
+    );
+    let web_def = r#"{"Name":"web","Port":9090,"Connect":{"SidecarService":{}}}"#;
+    let register = "/v1/agent/service/register";
+    refused(
+        &call(a, "PUT", register, Some(web_def), None),
+        &anonymous("service:write", "web"),
+    );
+    refused(
+        &call(a, "GET", "/v1/agent/self", None, None),
+        &anonymous("agent:read", "node-a"),
+    );
+    // An unknown token: Consul's "ACL not found", on the agent and relayed to the server.
+    refused(&call(a, "GET", leaf, None, Some(BOGUS)), "ACL not found");
+    refused(
+        &call(a, "GET", "/v1/catalog/services", None, Some(BOGUS)),
+        "ACL not found",
+    );
+
+    // web's service identity: web and its sidecar, web's leaf; not counting.
+    let r = call(a, "PUT", register, Some(web_def), Some(&web));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // (The servers sign once the agent has synced the service.)
+    eventually(
+        "web's leaf for web's token",
+        Duration::from_secs(10),
+        || {
+            let r = call(a, "GET", leaf, None, Some(&web));
+            (r.status == 200 && r.body.contains("PrivateKeyPEM")).then_some(())
+        },
+    );
+    let counting_def = r#"{"Name":"counting","Port":9003}"#;
+    let web_lacks = |name: &str| denied(&web_accessor, "service:write", name);
+    refused(
+        &call(a, "PUT", register, Some(counting_def), Some(&web)),
+        &web_lacks("counting"),
+    );
+    refused(
+        &call(
+            a,
+            "GET",
+            "/v1/agent/connect/ca/leaf/counting",
+            None,
+            Some(&web),
+        ),
+        &web_lacks("counting"),
+    );
+    // A service only the management token may write: deregistering it needs that too.
+    let r = call(a, "PUT", register, Some(counting_def), Some(&management));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deregister = "/v1/agent/service/deregister/counting";
+    refused(
+        &call(a, "PUT", deregister, None, None),
+        &anonymous("service:write", "counting"),
+    );
+    refused(
+        &call(a, "PUT", deregister, None, Some(&web)),
+        &web_lacks("counting"),
+    );
+    // Reads leave out what the token may not see: anonymous sees no service.
+    let r = call(a, "GET", "/v1/agent/services", None, None);
+    assert!(r.status == 200 && r.body.trim() == "{}", "{}", r.body);
+    let r = call(a, "GET", "/v1/agent/services", None, Some(&web));
+    assert!(
+        r.body.contains("\"counting\"") && r.body.contains("web-sidecar-proxy"),
+        "{}",
+        r.body
+    );
+    let r = call(a, "PUT", deregister, None, Some(&management));
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Relayed reads carry the token: the server shows web to web's token (once the agent
+    // synced it), and nothing to the anonymous token.
+    eventually(
+        "the catalog to show web to web's token",
+        Duration::from_secs(10),
+        || {
+            let r = call(a, "GET", "/v1/catalog/services", None, Some(&web));
+            (r.status == 200 && r.body.contains("\"web\"")).then_some(())
+        },
+    );
+    let r = call(a, "GET", "/v1/catalog/services", None, None);
+    assert!(r.status == 200 && !r.body.contains("\"web\""), "{}", r.body);
+
+    // Agent B's default token stands in for a missing one (and a token sent wins over it).
+    let body = format!(
+        r#"{{"SecretID":"{DEFAULT_SECRET}","Description":"node-b default","ServiceIdentities":[{{"ServiceName":"api"}}]}}"#
+    );
+    let bearer = [("x-consul-token", management.as_str())];
+    let r = request_with("PUT", api, "/v1/acl/token", Some(&body), &bearer).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let created: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let default_accessor = created["AccessorID"].as_str().unwrap().to_owned();
+    let r = call(
+        b,
+        "PUT",
+        register,
+        Some(r#"{"Name":"api","Port":8080}"#),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    refused(
+        &call(b, "PUT", register, Some(counting_def), None),
+        &denied(&default_accessor, "service:write", "counting"),
+    );
+    let r = call(b, "PUT", register, Some(web_def), Some(&web));
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A deleted token stops working within the agents' token_ttl (it was just used, so
+    // both hold it in their caches).
+    acl(api, &management, &["token", "delete", &web_accessor]);
+    let deleted = Instant::now();
+    for agent in [a, b] {
+        eventually("the deleted token to be refused", TOKEN_TTL * 5, || {
+            let r = call(agent, "GET", leaf, None, Some(&web));
+            (r.status == 403).then_some(r)
+        });
+    }
+    let took = deleted.elapsed();
+    assert!(took < TOKEN_TTL * 3, "revocation took {took:?}");
+    refused(&call(a, "GET", leaf, None, Some(&web)), "ACL not found");
+
+    // No secret in any log.
+    for p in &procs {
+        let log = p.log_text();
+        for secret in [&management, &web, DEFAULT_SECRET] {
+            assert!(!log.contains(secret), "{} logs a secret", p.name);
+        }
+    }
+}

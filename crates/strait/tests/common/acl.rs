@@ -1,0 +1,30 @@
+//! ACL helpers for the tests: the real `strait acl` CLI against a server, and the fields of
+//! its output. Declared by the tests that use it (`#[path = "common/acl.rs"] mod acl_cli;`).
+
+use crate::common::strait_at;
+use std::net::SocketAddr;
+
+/// `strait acl ARGS --token TOKEN` on `server`, which must succeed: its output.
+pub fn acl(server: SocketAddr, token: &str, args: &[&str]) -> String {
+    let mut all = vec!["acl"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--token", token]);
+    let (ok, out) = strait_at(server, &all, &[]);
+    assert!(ok, "strait {all:?} on {server}: {out}");
+    out
+}
+
+/// The value of `Field:` in the CLI's output.
+pub fn field(out: &str, name: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
+}
+
+/// `strait acl bootstrap` on `server`: the management token's secret.
+pub fn bootstrap(server: SocketAddr) -> String {
+    let (ok, out) = strait_at(server, &["acl", "bootstrap"], &[]);
+    assert!(ok, "strait acl bootstrap on {server}: {out}");
+    field(&out, "SecretID")
+}
