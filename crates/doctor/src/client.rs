@@ -1,14 +1,56 @@
 //! Plain HTTP to loopback APIs (the agent, a proxy's admin endpoint), through strait-rpc's one
 //! client, and TCP probes.
 
+use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::time::Duration;
+use strait_rpc::http::Response;
+use strait_rpc::RpcError;
 use tokio::net::TcpStream;
 
 use crate::sidecar::list;
 
-/// One loopback HTTP API: strait-rpc's client (every error names the address and the path).
-pub(crate) use strait_rpc::http::Client as Http;
+/// One loopback HTTP API through strait-rpc's client (every error names the address and the
+/// path); the agent's carries the ACL token the doctor was given, a proxy's admin none.
+#[derive(Clone)]
+pub(crate) struct Http {
+    pub addr: SocketAddr,
+    pub timeout: Duration,
+    token: Option<std::sync::Arc<str>>,
+}
+
+impl Http {
+    pub(crate) fn new(addr: SocketAddr, timeout: Duration) -> Http {
+        Http {
+            addr,
+            timeout,
+            token: None,
+        }
+    }
+
+    /// Sends `token` (a SecretID) as `X-Consul-Token` with every request.
+    pub(crate) fn with_token(mut self, token: Option<&str>) -> Http {
+        self.token = token.map(Into::into);
+        self
+    }
+
+    /// GET `path`; any status is returned.
+    pub(crate) async fn get(&self, path: &str) -> Result<Response, RpcError> {
+        let headers: Vec<(&str, &str)> = self
+            .token
+            .iter()
+            .map(|t| ("x-consul-token", &**t))
+            .collect();
+        strait_rpc::http::Client::new(self.addr, self.timeout)
+            .request_with(http::Method::GET, path, None, &headers)
+            .await
+    }
+
+    /// GET `path` and decode a 2xx JSON body; other statuses are errors carrying the body.
+    pub(crate) async fn json<T: DeserializeOwned>(&self, path: &str) -> Result<T, RpcError> {
+        self.get(path).await?.json()
+    }
+}
 
 /// Why a TCP probe did not connect.
 #[derive(Debug, Clone, PartialEq, Eq)]

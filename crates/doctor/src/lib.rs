@@ -11,6 +11,7 @@
 //! endpoints, destination health, local and remote gateway, mTLS handshake.
 #![forbid(unsafe_code)]
 
+mod acl;
 mod client;
 mod envoy;
 mod handshake;
@@ -66,12 +67,33 @@ fn parse_secs(v: &str) -> Result<Duration, String> {
 pub struct Agent {
     pub addr: SocketAddr,
     pub found: String,
+    /// The ACL token to send the agent (`--token`, `--token-file`, ...); none: the agent's
+    /// `default` token or the anonymous token answers.
+    pub token: Option<SentToken>,
+}
+
+/// An ACL token and where it came from; `Debug` shows only where.
+#[derive(Clone)]
+pub struct SentToken {
+    pub secret: String,
+    /// Where it came from, for hints: `--token or STRAIT_HTTP_TOKEN`, `the token file ...`.
+    pub from: String,
+}
+
+impl std::fmt::Debug for SentToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SentToken(<redacted>, from {})", self.from)
+    }
 }
 
 /// Runs every check, printing each line as it completes; the report says whether all passed.
 /// Errors only for problems of the doctor itself, never for a failed check.
 pub async fn run(args: DoctorArgs, agent: Agent) -> anyhow::Result<Report> {
-    let mut report = Report::new(true);
+    let sent = match &agent.token {
+        Some(t) => format!("the token from {}", t.from),
+        None => "no token, so the agent's `default` token or the anonymous token".to_owned(),
+    };
+    let mut report = Report::new(true).with_sent_token(sent);
     run_into(&args, &agent, &mut report).await;
     Ok(report)
 }
@@ -86,7 +108,8 @@ async fn run_into(args: &DoctorArgs, found: &Agent, r: &mut Report) {
         );
         return;
     }
-    let agent = client::Http::new(found.addr, args.timeout);
+    let token = found.token.as_ref().map(|t| t.secret.as_str());
+    let agent = client::Http::new(found.addr, args.timeout).with_token(token);
     r.section("control plane");
     let Some(local) = mesh::local_agent(r, &agent, &found.found).await else {
         return;

@@ -31,6 +31,8 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Print each check to stdout as it is recorded.
     pub print: bool,
+    /// Which ACL token the doctor sent, for the hint of a check the ACLs refused.
+    pub sent_token: String,
 }
 
 impl Report {
@@ -38,7 +40,14 @@ impl Report {
         Report {
             checks: Vec::new(),
             print,
+            sent_token: "no token".to_owned(),
         }
+    }
+
+    /// Names the token sent (never the secret) in hints of checks the ACLs refused.
+    pub fn with_sent_token(mut self, sent: String) -> Report {
+        self.sent_token = sent;
+        self
     }
 
     pub fn pass(&mut self, name: &str, detail: impl Into<String>) {
@@ -50,12 +59,24 @@ impl Report {
         });
     }
 
+    /// A failed check. A failure whose detail is the servers' ACL refusal (Consul's 403
+    /// "Permission denied" or "ACL not found") is reported as that, with a hint about the
+    /// token instead of `hint` (which is about reachability): a missing permission is not a
+    /// network fault.
     pub fn fail(&mut self, name: &str, detail: impl Into<String>, hint: impl Into<String>) {
+        let detail = detail.into();
+        let (detail, hint) = match crate::acl::Denial::find(&detail) {
+            Some(denial) => (
+                format!("refused by ACLs, not a network fault: {detail}"),
+                denial.hint(&self.sent_token),
+            ),
+            None => (detail, hint.into()),
+        };
         self.push(Check {
             name: name.to_string(),
             ok: false,
-            detail: detail.into(),
-            hint: Some(hint.into()),
+            detail,
+            hint: Some(hint),
         });
     }
 

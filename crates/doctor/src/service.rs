@@ -26,7 +26,7 @@ pub(crate) struct Ctx<'a> {
 
 pub(crate) async fn check(r: &mut Report, ctx: &Ctx<'_>, service: &str, upstream: Option<&str>) {
     registered(r, ctx, service).await;
-    let Some(sidecar) = sidecar::ready(r, ctx.admin, ctx.agent, service).await else {
+    let Some(sidecar) = sidecar::ready(r, ctx.admin.clone(), ctx.agent, service).await else {
         return;
     };
     certificates(r, ctx, &sidecar, service).await;
@@ -213,7 +213,7 @@ async fn upstream_path(
             i + 1,
             targets.len()
         ));
-        let mut sub = Report::new(false);
+        let mut sub = Report::new(false).with_sent_token(r.sent_token.clone());
         target_path(&mut sub, ctx, sidecar, service, upstream, &up.only(t)).await;
         r.extend_scoped(sub, &scope);
     }

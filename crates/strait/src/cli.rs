@@ -65,7 +65,12 @@ pub enum Command {
     Demo(strait_lab::DemoArgs),
     /// Check every hop (agent, servers, federation, a service and its upstream) and name the
     /// broken one; exit code 0 only if every check passed.
-    Doctor(strait_doctor::DoctorArgs),
+    Doctor {
+        #[command(flatten)]
+        args: strait_doctor::DoctorArgs,
+        #[command(flatten)]
+        token: crate::cmd::token::TokenArgs,
+    },
     /// Nodes per datacenter, with status.
     Members {
         #[command(flatten)]
@@ -83,7 +88,8 @@ pub enum Command {
     /// The Raft cluster of a datacenter's servers (list-peers, remove-peer), on a server's
     /// loopback API.
     Operator(crate::cmd::operator::OperatorArgs),
-    /// ACL tokens and policies (bootstrap, token, policy), on a server's loopback API.
+    /// ACL tokens, policies and roles (bootstrap, token, policy, role), on a server's loopback
+    /// API.
     Acl(crate::cmd::acl::AclArgs),
     /// Save or restore a snapshot of a datacenter's catalog, config entries and CA (backups),
     /// on a server's loopback API.
@@ -104,6 +110,8 @@ pub struct AgentAddr {
     /// The agent's HTTP API.
     #[arg(long = "http-addr", env = "STRAIT_HTTP_ADDR", global = true, long_help = agent_help())]
     pub http_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub token: crate::cmd::token::TokenArgs,
 }
 
 fn agent_help() -> String {
@@ -114,13 +122,15 @@ fn agent_help() -> String {
 }
 
 impl AgentAddr {
-    /// The agent to ask: see [`crate::cmd::locate`].
-    pub(crate) fn locate(&self) -> anyhow::Result<crate::cmd::locate::Located> {
-        let flag = crate::cmd::locate::Flag {
+    /// The agent to ask (see [`crate::cmd::locate`]), with the token to send it.
+    pub(crate) fn api(&self) -> anyhow::Result<crate::cmd::api::Api> {
+        use crate::cmd::{api, locate};
+        let flag = locate::Flag {
             value: self.http_addr,
             env: "STRAIT_HTTP_ADDR",
         };
-        crate::cmd::locate::locate(flag, crate::cmd::locate::Want::Agent)
+        let at = locate::locate(flag, locate::Want::Agent)?;
+        api::Api::new(at, api::Kind::Agent, &self.token)
     }
 }
 

@@ -1,14 +1,17 @@
 //! ACLs on a datacenter of three servers (127.81.0.0/24), through the real `strait acl` CLI:
 //! bootstrap once, a policy from an HCL file and a token with it written through a follower
 //! and read on every server, what a token may do per its rights, Consul's 403s for an unknown
-//! token and for missing rights, and the tokens kept across a snapshot restore and a restart
-//! of all three servers.
+//! token and for missing rights, roles and updates of tokens, roles and policies, tokens sent
+//! from files (a file others may read refused), and the tokens kept across a snapshot restore
+//! and a restart of all three servers.
 
 mod common;
 
 use common::cluster::{Cluster, DC};
 use common::*;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn strait(server: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
@@ -31,6 +34,224 @@ fn field(out: &str, name: &str) -> String {
         .find_map(|l| l.strip_prefix(&format!("{name}:")))
         .map(|v| v.trim().to_owned())
         .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
+}
+
+/// `text` in a new file of mode 0600.
+fn private_file(path: &Path, text: &str) -> PathBuf {
+    let path = write(path, &format!("{text}\n"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// Through the CLI on `server`: roles created, read, updated, listed and deleted (a token
+/// linked to one loses its rights with it); a token's policy swapped and a policy's rules
+/// updated, its rights following; `token self`; tokens from files, a shared one refused.
+/// (Writes and the reads right after go to one server, which has applied them by then.)
+fn roles_updates_and_token_files(d: &Path, server: SocketAddr, management: &str, reader: &str) {
+    let denied = |secret: &str, args: &[&str], permission: &str| {
+        let mut all = vec!["acl"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--token", secret]);
+        let (ok, out) = strait(server, &all, &[]);
+        assert!(
+            !ok && out.contains(&format!("lacks permission '{permission}'")),
+            "{all:?}: {out}"
+        );
+    };
+
+    // A role: created with a policy, read, renamed and given an identity, listed.
+    let out = acl(
+        server,
+        management,
+        &[
+            "role",
+            "create",
+            "--name",
+            "auditors",
+            "--description",
+            "read ACLs",
+            "--policy-name",
+            "readers",
+        ],
+    );
+    let role_id = field(&out, "ID");
+    assert!(out.contains(" - readers"), "{out}");
+    let out = acl(
+        server,
+        management,
+        &[
+            "role",
+            "update",
+            &role_id,
+            "--description",
+            "read ACLs, write web",
+            "--service-identity",
+            "web:dc1",
+        ],
+    );
+    assert_eq!(field(&out, "Description"), "read ACLs, write web");
+    assert!(
+        out.contains(" - readers") && out.contains("web (Datacenters: dc1)"),
+        "the policy stays, the identity is added: {out}"
+    );
+    let out = acl(server, management, &["role", "read", &role_id]);
+    assert_eq!(field(&out, "Name"), "auditors");
+    let out = acl(server, management, &["role", "list"]);
+    assert!(
+        out.contains(&role_id) && out.contains("readers, service-identity:web"),
+        "{out}"
+    );
+
+    // A token with only the role reads ACLs through it; the role deleted, it may not.
+    let out = acl(
+        server,
+        management,
+        &["token", "create", "--role-name", "auditors"],
+    );
+    let auditor = field(&out, "SecretID");
+    assert!(out.contains(&format!("{role_id} - auditors")), "{out}");
+    acl(server, &auditor, &["token", "list"]);
+    let out = acl(server, management, &["role", "delete", &role_id]);
+    assert!(out.contains("deleted"), "{out}");
+    denied(&auditor, &["token", "list"], "acl:read");
+    let out = acl(server, management, &["role", "list"]);
+    assert!(!out.contains(&role_id), "{out}");
+
+    // Token update: the policy swapped for one without ACL rights, then that policy's rules
+    // updated from a file: the token's rights follow; its secret and description stay.
+    let out = acl(
+        server,
+        management,
+        &[
+            "policy",
+            "create",
+            "--name",
+            "nodes",
+            "--rules",
+            "node_prefix \"\" {\n  policy = \"read\"\n}\n",
+        ],
+    );
+    let nodes_id = field(&out, "ID");
+    let out = acl(
+        server,
+        management,
+        &[
+            "token",
+            "create",
+            "--description",
+            "swapped",
+            "--policy-name",
+            "readers",
+            "--node-identity",
+            "n1:dc1",
+        ],
+    );
+    let (swapped_id, swapped) = (field(&out, "AccessorID"), field(&out, "SecretID"));
+    assert!(out.contains("n1 (Datacenter: dc1)"), "{out}");
+    acl(server, &swapped, &["token", "list"]);
+    let out = acl(
+        server,
+        management,
+        &["token", "update", &swapped_id, "--policy-name", "nodes"],
+    );
+    assert!(
+        out.contains(&format!("{nodes_id} - nodes")) && !out.contains(" - readers"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("SecretID") && !out.contains(&swapped),
+        "an update shows no secret: {out}"
+    );
+    assert_eq!(field(&out, "Description"), "swapped");
+    assert!(
+        out.contains("n1 (Datacenter: dc1)"),
+        "unnamed lists stay: {out}"
+    );
+    denied(&swapped, &["token", "list"], "acl:read");
+    let rules = write(
+        &d.join("nodes.hcl"),
+        "acl = \"read\"\nnode_prefix \"\" {\n  policy = \"read\"\n}\n",
+    );
+    let out = acl(
+        server,
+        management,
+        &[
+            "policy",
+            "update",
+            &nodes_id,
+            "--rules",
+            &format!("@{}", rules.display()),
+        ],
+    );
+    assert!(
+        out.contains("acl = \"read\"") && field(&out, "Name") == "nodes",
+        "{out}"
+    );
+    let out = acl(server, &swapped, &["token", "list"]);
+    assert!(out.contains(&swapped_id), "{out}");
+    // `token self`: the token sent, as the servers know it now.
+    let out = acl(server, &swapped, &["token", "self"]);
+    assert_eq!(field(&out, "AccessorID"), swapped_id);
+    assert!(out.contains(" - nodes"), "{out}");
+
+    // Tokens from files: a private one is sent (flag, then Consul's variable); one others
+    // may read is refused, naming the file; so are an empty and a missing one.
+    let file = private_file(&d.join("reader.token"), reader);
+    let (ok, out) = strait(
+        server,
+        &[
+            "acl",
+            "token",
+            "self",
+            "--token-file",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok && !out.contains(reader), "{out}");
+    let reader_id = field(&out, "AccessorID");
+    let (ok, out) = strait(
+        server,
+        &["acl", "token", "self"],
+        &[("CONSUL_HTTP_TOKEN_FILE", file.to_str().unwrap())],
+    );
+    assert!(ok && field(&out, "AccessorID") == reader_id, "{out}");
+    let shared = write(&d.join("shared.token"), reader);
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let empty = private_file(&d.join("empty.token"), "");
+    let missing = d.join("missing.token");
+    for (path, why) in [
+        (&shared, "readable by group or others (mode 0644)"),
+        (&empty, "is empty"),
+        (&missing, "cannot read the token file"),
+    ] {
+        let (ok, out) = strait(
+            server,
+            &[
+                "acl",
+                "token",
+                "list",
+                "--token-file",
+                path.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(
+            !ok && out.contains(why) && out.contains(path.to_str().unwrap()),
+            "{path:?}: {out}"
+        );
+        assert!(!out.contains(reader), "{out}");
+    }
+    // Every command sends it: `operator` refuses the shared file before asking anything.
+    let (ok, out) = strait(
+        server,
+        &["operator", "raft", "list-peers"],
+        &[("STRAIT_HTTP_TOKEN_FILE", shared.to_str().unwrap())],
+    );
+    assert!(
+        !ok && out.contains("shared.token") && out.contains("mode 0644"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -200,12 +421,16 @@ fn tokens_and_policies_are_replicated_enforced_on_acl_endpoints_and_kept() {
         "{out}"
     );
 
-    // A snapshot keeps them: delete the token, restore, it resolves again.
+    roles_updates_and_token_files(d, c.api(follower), &management, &reader);
+
+    // A snapshot keeps them: delete the token, restore, it resolves again (the management
+    // token sent from a 0600 file named by STRAIT_HTTP_TOKEN_FILE).
+    let management_file = private_file(&d.join("management.token"), &management);
     let snap = d.join("acl.snap");
     let (ok, out) = strait(
         c.api(leader),
         &["snapshot", "save", snap.to_str().unwrap()],
-        &[],
+        &[("STRAIT_HTTP_TOKEN_FILE", management_file.to_str().unwrap())],
     );
     assert!(ok, "{out}");
     acl(
@@ -222,7 +447,7 @@ fn tokens_and_policies_are_replicated_enforced_on_acl_endpoints_and_kept() {
     let (ok, out) = strait(
         c.api(follower),
         &["snapshot", "restore", snap.to_str().unwrap()],
-        &[],
+        &[("STRAIT_HTTP_TOKEN_FILE", management_file.to_str().unwrap())],
     );
     assert!(ok, "{out}");
     for i in 0..3 {

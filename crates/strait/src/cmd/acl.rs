@@ -1,16 +1,17 @@
-//! `strait acl bootstrap | token … | policy …`: Consul's ACL commands, on a server's loopback
-//! HTTP API (found like `strait operator`'s, [`Server::locate`]). The token sent is
-//! `--token`, else `STRAIT_HTTP_TOKEN`, else Consul's `CONSUL_HTTP_TOKEN`.
+//! `strait acl bootstrap | token … | policy … | role …`: Consul's ACL commands, on a server's
+//! loopback HTTP API (found like `strait operator`'s, [`ServerAddr`]); the token sent is the
+//! one every command sends (`--token`, `--token-file`, ..., see [`super::token`]).
+//!
+//! `update` commands read the object, replace what their flags give (a list flag replaces
+//! that whole list; what no flag names stays) and write it back, as Consul's without
+//! `-merge-*`.
 
-use super::operator::{Server, ServerAddr};
+use super::api::Api;
+use super::operator::ServerAddr;
 use anyhow::{bail, Context, Result};
 use http::Method;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-
-/// strait's variable for the token the CLI sends; Consul's is also read.
-const TOKEN_ENV: &str = "STRAIT_HTTP_TOKEN";
-const CONSUL_TOKEN_ENV: &str = "CONSUL_HTTP_TOKEN";
 
 #[derive(Debug, clap::Args)]
 pub struct AclArgs {
@@ -18,9 +19,6 @@ pub struct AclArgs {
     cmd: AclCommand,
     #[command(flatten)]
     server: ServerAddr,
-    /// The ACL token (SecretID) to send as `X-Consul-Token` (else `CONSUL_HTTP_TOKEN`).
-    #[arg(long, env = TOKEN_ENV, global = true, hide_env_values = true)]
-    token: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -34,6 +32,26 @@ enum AclCommand {
     /// Policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Roles: named sets of policies and identities that tokens link to.
+    #[command(subcommand)]
+    Role(RoleCommand),
+}
+
+/// What a token or a role grants: policies and identities (each flag repeatable).
+#[derive(Debug, clap::Args)]
+struct GrantArgs {
+    /// A policy by name.
+    #[arg(long = "policy-name", value_name = "NAME")]
+    policy_names: Vec<String>,
+    /// A policy by ID.
+    #[arg(long = "policy-id", value_name = "ID")]
+    policy_ids: Vec<String>,
+    /// A service identity: `NAME` or `NAME:dc1,dc2` (write on NAME, read on all services).
+    #[arg(long = "service-identity", value_name = "NAME[:DCS]")]
+    service_identities: Vec<String>,
+    /// A node identity: `NODE:DC` (write on the node, read on all services).
+    #[arg(long = "node-identity", value_name = "NODE:DC")]
+    node_identities: Vec<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -42,23 +60,33 @@ enum TokenCommand {
     Create {
         #[arg(long, default_value = "")]
         description: String,
-        /// A policy by name (repeatable).
-        #[arg(long = "policy-name")]
-        policy_names: Vec<String>,
-        /// A policy by ID (repeatable).
-        #[arg(long = "policy-id")]
-        policy_ids: Vec<String>,
-        /// A service identity: `NAME` or `NAME:dc1,dc2` (repeatable).
-        #[arg(long = "service-identity")]
-        service_identities: Vec<String>,
+        #[command(flatten)]
+        grants: GrantArgs,
+        /// A role by name (repeatable).
+        #[arg(long = "role-name", value_name = "NAME")]
+        role_names: Vec<String>,
         /// The token stays in this datacenter.
         #[arg(long)]
         local: bool,
+    },
+    /// Change a token's description, policies, roles or identities (its secret stays).
+    Update {
+        accessor_id: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        grants: GrantArgs,
+        /// A role by name (repeatable; replaces the token's roles).
+        #[arg(long = "role-name", value_name = "NAME")]
+        role_names: Vec<String>,
     },
     /// List the tokens (no SecretIDs).
     List,
     /// Show one token by AccessorID (`self`: the one sent).
     Read { accessor_id: String },
+    /// Show the token sent (as `read self`).
+    #[command(name = "self")]
+    Me,
     /// Delete a token by AccessorID.
     Delete { accessor_id: String },
 }
@@ -78,11 +106,54 @@ enum PolicyCommand {
         #[arg(long = "valid-datacenter")]
         datacenters: Vec<String>,
     },
+    /// Change a policy's name, description, rules or datacenters (by ID).
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// The new rules, or `@FILE` to read them from a file.
+        #[arg(long)]
+        rules: Option<String>,
+        /// Datacenters where it applies (repeatable; replaces the list).
+        #[arg(long = "valid-datacenter")]
+        datacenters: Vec<String>,
+    },
     /// List the policies.
     List,
     /// Show one policy (with its rules) by ID.
     Read { id: String },
     /// Delete a policy by ID.
+    Delete { id: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum RoleCommand {
+    /// Create a role.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        grants: GrantArgs,
+    },
+    /// Change a role's name, description, policies or identities (by ID).
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        grants: GrantArgs,
+    },
+    /// List the roles.
+    List,
+    /// Show one role by ID.
+    Read { id: String },
+    /// Delete a role by ID.
     Delete { id: String },
 }
 
@@ -109,113 +180,298 @@ fn service_identity(arg: &str) -> Result<Value> {
     Ok(json!({"ServiceName": name, "Datacenters": dcs}))
 }
 
-pub async fn run(args: AclArgs) -> Result<()> {
-    let server = Server::locate(&args.server)?;
-    let token = args
-        .token
-        .or_else(|| std::env::var(CONSUL_TOKEN_ENV).ok())
-        .filter(|t| !t.is_empty());
-    let call = |method: Method, path: String, body: Option<Value>| {
-        let server = &server;
-        let token = token.as_deref();
-        async move {
-            let body = body.map(|b| b.to_string().into_bytes());
-            let timeout = strait_rpc::http::DEFAULT_TIMEOUT;
-            let resp = server.call_as(method, &path, body, timeout, token).await?;
-            let value: Value = resp.json()?;
-            anyhow::Ok(value)
+fn node_identity(arg: &str) -> Result<Value> {
+    match arg.split_once(':') {
+        Some((node, dc)) if !node.is_empty() && !dc.is_empty() && !dc.contains(',') => {
+            Ok(json!({"NodeName": node, "Datacenter": dc}))
         }
-    };
+        _ => bail!("--node-identity {arg:?}: give the node and its one datacenter (NODE:DC)"),
+    }
+}
+
+fn links(names: &[String], ids: &[String]) -> Value {
+    let by_name = names.iter().map(|n| json!({ "Name": n }));
+    by_name
+        .chain(ids.iter().map(|id| json!({ "ID": id })))
+        .collect()
+}
+
+impl GrantArgs {
+    /// Sets in `object` the fields these flags give; with `all`, also the empty ones.
+    fn apply(&self, object: &mut Value, all: bool) -> Result<()> {
+        let mut set = |field: &str, value: Value, given: bool| {
+            if all || given {
+                object[field] = value;
+            }
+        };
+        let policies = !self.policy_names.is_empty() || !self.policy_ids.is_empty();
+        set(
+            "Policies",
+            links(&self.policy_names, &self.policy_ids),
+            policies,
+        );
+        let services = self
+            .service_identities
+            .iter()
+            .map(|s| service_identity(s))
+            .collect::<Result<Vec<_>>>()?;
+        let given = !services.is_empty();
+        set("ServiceIdentities", services.into(), given);
+        let nodes = self
+            .node_identities
+            .iter()
+            .map(|s| node_identity(s))
+            .collect::<Result<Vec<_>>>()?;
+        let given = !nodes.is_empty();
+        set("NodeIdentities", nodes.into(), given);
+        Ok(())
+    }
+}
+
+/// Sets `field` to `value` when a flag gave it.
+fn replace(object: &mut Value, field: &str, value: Option<String>) {
+    if let Some(v) = value {
+        object[field] = v.into();
+    }
+}
+
+/// One exchange with JSON in and out.
+async fn call(api: &Api, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    let body = body.map(|b| b.to_string().into_bytes());
+    let timeout = strait_rpc::http::DEFAULT_TIMEOUT;
+    Ok(api.call(method, path, body, timeout).await?.json()?)
+}
+
+/// One kind of ACL object: where the API keeps it and how it is printed.
+struct Object {
+    /// `/v1/acl/token`: `PUT` creates, `/<ID>` reads, updates and deletes.
+    path: &'static str,
+    /// `Token`, as the deletion message names it.
+    noun: &'static str,
+    print: fn(&Value),
+}
+
+const TOKEN: Object = Object {
+    path: "/v1/acl/token",
+    noun: "Token",
+    print: print_token,
+};
+const POLICY: Object = Object {
+    path: "/v1/acl/policy",
+    noun: "Policy",
+    print: print_policy,
+};
+const ROLE: Object = Object {
+    path: "/v1/acl/role",
+    noun: "Role",
+    print: print_role,
+};
+
+impl Object {
+    /// Creates one from `body` (with `grants`' fields, also the empty ones) and prints it.
+    async fn create(&self, api: &Api, mut body: Value, grants: Option<&GrantArgs>) -> Result<()> {
+        if let Some(grants) = grants {
+            grants.apply(&mut body, true)?;
+        }
+        (self.print)(&call(api, Method::PUT, self.path, Some(body)).await?);
+        Ok(())
+    }
+
+    /// Reads it, changes it with `edit`, writes it back and prints the answer.
+    async fn update(
+        &self,
+        api: &Api,
+        id: &str,
+        edit: impl FnOnce(&mut Value) -> Result<()>,
+    ) -> Result<()> {
+        let path = format!("{}/{id}", self.path);
+        let mut object = call(api, Method::GET, &path, None).await?;
+        edit(&mut object)?;
+        (self.print)(&call(api, Method::PUT, &path, Some(object)).await?);
+        Ok(())
+    }
+
+    async fn read(&self, api: &Api, id: &str) -> Result<()> {
+        let path = format!("{}/{id}", self.path);
+        (self.print)(&call(api, Method::GET, &path, None).await?);
+        Ok(())
+    }
+
+    async fn delete(&self, api: &Api, id: &str) -> Result<()> {
+        let path = format!("{}/{id}", self.path);
+        call(api, Method::DELETE, &path, None).await?;
+        println!("{} \"{id}\" deleted successfully", self.noun);
+        Ok(())
+    }
+
+    /// Prints the list at `path` as a table of `columns`.
+    async fn list(&self, api: &Api, path: &str, columns: &[Column]) -> Result<()> {
+        let objects = call(api, Method::GET, path, None).await?;
+        let rows = list(&objects)
+            .iter()
+            .map(|o| columns.iter().map(|(_, cell)| cell(o)).collect())
+            .collect();
+        let header: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+        super::human::table(&header, rows);
+        Ok(())
+    }
+}
+
+/// A list's column: its header and how a row's cell reads.
+type Column = (&'static str, fn(&Value) -> String);
+
+fn id(o: &Value) -> String {
+    text(o, "ID")
+}
+
+fn name(o: &Value) -> String {
+    text(o, "Name")
+}
+
+fn description(o: &Value) -> String {
+    text(o, "Description")
+}
+
+pub async fn run(args: AclArgs) -> Result<()> {
+    let api = args.server.api()?;
     match args.cmd {
         AclCommand::Bootstrap => {
-            print_token(&call(Method::PUT, "/v1/acl/bootstrap".into(), None).await?)
+            print_token(&call(&api, Method::PUT, "/v1/acl/bootstrap", None).await?);
+            Ok(())
         }
-        AclCommand::Token(cmd) => match cmd {
-            TokenCommand::Create {
-                description,
-                policy_names,
-                policy_ids,
-                service_identities,
-                local,
-            } => {
-                let policies: Vec<Value> = policy_names
-                    .iter()
-                    .map(|n| json!({ "Name": n }))
-                    .chain(policy_ids.iter().map(|id| json!({ "ID": id })))
-                    .collect();
-                let identities = service_identities
-                    .iter()
-                    .map(|s| service_identity(s))
-                    .collect::<Result<Vec<_>>>()?;
-                let body = json!({
-                    "Description": description,
-                    "Policies": policies,
-                    "ServiceIdentities": identities,
-                    "Local": local,
-                });
-                print_token(&call(Method::PUT, "/v1/acl/token".into(), Some(body)).await?);
-            }
-            TokenCommand::List => {
-                let tokens = call(Method::GET, "/v1/acl/tokens".into(), None).await?;
-                let rows = list(&tokens)
-                    .iter()
-                    .map(|t| {
-                        vec![
-                            text(t, "AccessorID"),
-                            text(t, "Description"),
-                            links(t),
-                            t["Local"].as_bool().unwrap_or(false).to_string(),
-                        ]
-                    })
-                    .collect();
-                super::human::table(&["AccessorID", "Description", "Policies", "Local"], rows);
-            }
-            TokenCommand::Read { accessor_id } => {
-                let path = match accessor_id.as_str() {
-                    "self" => "/v1/acl/token/self".to_owned(),
-                    id => format!("/v1/acl/token/{id}"),
-                };
-                print_token(&call(Method::GET, path, None).await?);
-            }
-            TokenCommand::Delete { accessor_id } => {
-                let path = format!("/v1/acl/token/{accessor_id}");
-                call(Method::DELETE, path, None).await?;
-                println!("Token \"{accessor_id}\" deleted successfully");
-            }
-        },
-        AclCommand::Policy(cmd) => match cmd {
-            PolicyCommand::Create {
-                name,
-                description,
-                rules,
-                datacenters,
-            } => {
-                let body = json!({
-                    "Name": name,
-                    "Description": description,
-                    "Rules": rules_text(&rules)?,
-                    "Datacenters": datacenters,
-                });
-                print_policy(&call(Method::PUT, "/v1/acl/policy".into(), Some(body)).await?);
-            }
-            PolicyCommand::List => {
-                let policies = call(Method::GET, "/v1/acl/policies".into(), None).await?;
-                let rows = list(&policies)
-                    .iter()
-                    .map(|p| vec![text(p, "ID"), text(p, "Name"), text(p, "Description")])
-                    .collect();
-                super::human::table(&["ID", "Name", "Description"], rows);
-            }
-            PolicyCommand::Read { id } => {
-                print_policy(&call(Method::GET, format!("/v1/acl/policy/{id}"), None).await?);
-            }
-            PolicyCommand::Delete { id } => {
-                call(Method::DELETE, format!("/v1/acl/policy/{id}"), None).await?;
-                println!("Policy \"{id}\" deleted successfully");
-            }
-        },
+        AclCommand::Token(cmd) => token(&api, cmd).await,
+        AclCommand::Policy(cmd) => policy(&api, cmd).await,
+        AclCommand::Role(cmd) => role(&api, cmd).await,
     }
-    Ok(())
+}
+
+async fn token(api: &Api, cmd: TokenCommand) -> Result<()> {
+    match cmd {
+        TokenCommand::Create {
+            description,
+            grants,
+            role_names,
+            local,
+        } => {
+            let body = json!({
+                "Description": description,
+                "Roles": links(&role_names, &[]),
+                "Local": local,
+            });
+            TOKEN.create(api, body, Some(&grants)).await
+        }
+        TokenCommand::Update {
+            accessor_id,
+            description,
+            grants,
+            role_names,
+        } => {
+            TOKEN
+                .update(api, &accessor_id, |t| {
+                    replace(t, "Description", description);
+                    if !role_names.is_empty() {
+                        t["Roles"] = links(&role_names, &[]);
+                    }
+                    grants.apply(t, false)
+                })
+                .await
+        }
+        TokenCommand::List => {
+            let local = |t: &Value| t["Local"].as_bool().unwrap_or(false).to_string();
+            let columns: [Column; 4] = [
+                ("AccessorID", |t| text(t, "AccessorID")),
+                ("Description", description),
+                ("Grants", grants_summary),
+                ("Local", local),
+            ];
+            TOKEN.list(api, "/v1/acl/tokens", &columns).await
+        }
+        TokenCommand::Read { accessor_id } => TOKEN.read(api, &accessor_id).await,
+        TokenCommand::Me => TOKEN.read(api, "self").await,
+        TokenCommand::Delete { accessor_id } => TOKEN.delete(api, &accessor_id).await,
+    }
+}
+
+async fn policy(api: &Api, cmd: PolicyCommand) -> Result<()> {
+    match cmd {
+        PolicyCommand::Create {
+            name,
+            description,
+            rules,
+            datacenters,
+        } => {
+            let body = json!({
+                "Name": name,
+                "Description": description,
+                "Rules": rules_text(&rules)?,
+                "Datacenters": datacenters,
+            });
+            POLICY.create(api, body, None).await
+        }
+        PolicyCommand::Update {
+            id,
+            name,
+            description,
+            rules,
+            datacenters,
+        } => {
+            let rules = rules.as_deref().map(rules_text).transpose()?;
+            POLICY
+                .update(api, &id, |p| {
+                    replace(p, "Name", name);
+                    replace(p, "Description", description);
+                    replace(p, "Rules", rules);
+                    if !datacenters.is_empty() {
+                        p["Datacenters"] = datacenters.into();
+                    }
+                    Ok(())
+                })
+                .await
+        }
+        PolicyCommand::List => {
+            let columns: [Column; 3] = [("ID", id), ("Name", name), ("Description", description)];
+            POLICY.list(api, "/v1/acl/policies", &columns).await
+        }
+        PolicyCommand::Read { id } => POLICY.read(api, &id).await,
+        PolicyCommand::Delete { id } => POLICY.delete(api, &id).await,
+    }
+}
+
+async fn role(api: &Api, cmd: RoleCommand) -> Result<()> {
+    match cmd {
+        RoleCommand::Create {
+            name,
+            description,
+            grants,
+        } => {
+            let body = json!({ "Name": name, "Description": description });
+            ROLE.create(api, body, Some(&grants)).await
+        }
+        RoleCommand::Update {
+            id,
+            name,
+            description,
+            grants,
+        } => {
+            ROLE.update(api, &id, |r| {
+                replace(r, "Name", name);
+                replace(r, "Description", description);
+                grants.apply(r, false)
+            })
+            .await
+        }
+        RoleCommand::List => {
+            let columns: [Column; 4] = [
+                ("ID", id),
+                ("Name", name),
+                ("Description", description),
+                ("Grants", grants_summary),
+            ];
+            ROLE.list(api, "/v1/acl/roles", &columns).await
+        }
+        RoleCommand::Read { id } => ROLE.read(api, &id).await,
+        RoleCommand::Delete { id } => ROLE.delete(api, &id).await,
+    }
 }
 
 fn list(v: &Value) -> Vec<Value> {
@@ -226,18 +482,27 @@ fn text(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().to_owned()
 }
 
-/// A token's policies and service identities, as `name, name, service-identity:web`.
-fn links(token: &Value) -> String {
-    let policies = list(&token["Policies"])
-        .into_iter()
-        .map(|p| text(&p, "Name"));
-    let identities = list(&token["ServiceIdentities"])
-        .into_iter()
-        .map(|s| format!("service-identity:{}", text(&s, "ServiceName")));
-    policies.chain(identities).collect::<Vec<_>>().join(", ")
+/// A token's or role's grants on one line: `readers, role:ops, service-identity:web,
+/// node-identity:n1`.
+fn grants_summary(object: &Value) -> String {
+    let named = |field: &str, prefix: &str, key: &str| {
+        list(&object[field])
+            .into_iter()
+            .map(|o| format!("{prefix}{}", text(&o, key)))
+            .collect::<Vec<_>>()
+    };
+    [
+        named("Policies", "", "Name"),
+        named("Roles", "role:", "Name"),
+        named("ServiceIdentities", "service-identity:", "ServiceName"),
+        named("NodeIdentities", "node-identity:", "NodeName"),
+    ]
+    .concat()
+    .join(", ")
 }
 
-/// A token as Consul's CLI prints it; the SecretID line only when the answer carries one.
+/// A token as Consul's CLI prints it; the SecretID line only when the answer carries one
+/// (the answers to bootstrap and create: nothing else shows a secret).
 fn print_token(token: &Value) {
     println!("AccessorID:       {}", text(token, "AccessorID"));
     if let Some(secret) = token["SecretID"].as_str() {
@@ -249,16 +514,52 @@ fn print_token(token: &Value) {
         token["Local"].as_bool().unwrap_or(false)
     );
     println!("Create Time:      {}", text(token, "CreateTime"));
-    println!("Policies:");
-    for p in list(&token["Policies"]) {
-        println!("   {} - {}", text(&p, "ID"), text(&p, "Name"));
-    }
-    let identities = list(&token["ServiceIdentities"]);
-    if !identities.is_empty() {
+    print_grants(token);
+    print_links(token, "Roles");
+}
+
+/// The policies and identities of a token or role, as Consul's CLI lists them.
+fn print_grants(object: &Value) {
+    print_links(object, "Policies");
+    let services = list(&object["ServiceIdentities"]);
+    if !services.is_empty() {
         println!("Service Identities:");
-        for s in identities {
-            println!("   {}", text(&s, "ServiceName"));
+        for s in services {
+            let dcs: Vec<String> = list(&s["Datacenters"])
+                .iter()
+                .filter_map(|d| d.as_str().map(str::to_owned))
+                .collect();
+            let dcs = if dcs.is_empty() {
+                "all".to_owned()
+            } else {
+                dcs.join(", ")
+            };
+            println!("   {} (Datacenters: {dcs})", text(&s, "ServiceName"));
         }
+    }
+    let nodes = list(&object["NodeIdentities"]);
+    if !nodes.is_empty() {
+        println!("Node Identities:");
+        for n in nodes {
+            println!(
+                "   {} (Datacenter: {})",
+                text(&n, "NodeName"),
+                text(&n, "Datacenter")
+            );
+        }
+    }
+}
+
+/// `Policies:` / `Roles:` and their `ID - Name` lines (the heading only when there are some
+/// roles; policies always, as Consul's CLI).
+fn print_links(object: &Value, field: &str) {
+    let links = list(&object[field]);
+    if field == "Roles" && links.is_empty() {
+        return;
+    }
+    println!("{field}:");
+    for l in links {
+        println!("   {} - {}", text(&l, "ID"), text(&l, "Name"));
     }
 }
 
@@ -267,4 +568,61 @@ fn print_policy(policy: &Value) {
     println!("Name:         {}", text(policy, "Name"));
     println!("Description:  {}", text(policy, "Description"));
     println!("Rules:\n{}", text(policy, "Rules"));
+}
+
+fn print_role(role: &Value) {
+    println!("ID:           {}", text(role, "ID"));
+    println!("Name:         {}", text(role, "Name"));
+    println!("Description:  {}", text(role, "Description"));
+    print_grants(role);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_are_parsed_or_refused_naming_the_flag() {
+        assert_eq!(
+            service_identity("web:dc1,dc2").unwrap(),
+            json!({"ServiceName": "web", "Datacenters": ["dc1", "dc2"]})
+        );
+        assert_eq!(
+            node_identity("n1:dc1").unwrap(),
+            json!({"NodeName": "n1", "Datacenter": "dc1"})
+        );
+        for bad in ["n1", ":dc1", "n1:", "n1:dc1,dc2"] {
+            let err = node_identity(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("--node-identity") && err.contains("NODE:DC"),
+                "{err}"
+            );
+        }
+        assert!(service_identity(":dc1")
+            .unwrap_err()
+            .to_string()
+            .contains("--service-identity"));
+    }
+
+    /// An update replaces the lists its flags give and keeps the others.
+    #[test]
+    fn updates_replace_only_what_is_given() {
+        let grants = GrantArgs {
+            policy_names: vec!["writers".into()],
+            policy_ids: vec![],
+            service_identities: vec![],
+            node_identities: vec![],
+        };
+        let mut token = json!({
+            "Policies": [{"ID": "1", "Name": "readers"}],
+            "ServiceIdentities": [{"ServiceName": "web"}],
+        });
+        grants.apply(&mut token, false).unwrap();
+        assert_eq!(token["Policies"], json!([{"Name": "writers"}]));
+        assert_eq!(token["ServiceIdentities"], json!([{"ServiceName": "web"}]));
+        assert!(token.get("NodeIdentities").is_none());
+        let mut created = json!({});
+        grants.apply(&mut created, true).unwrap();
+        assert_eq!(created["NodeIdentities"], json!([]));
+    }
 }

@@ -1,21 +1,10 @@
 //! Commands for humans, answered by an agent (the local one, or a lab's: `locate.rs`).
 
-use super::locate::Located;
 use crate::cli::{AgentAddr, CatalogCommand};
-use anyhow::{Context, Result};
-use http::Method;
+use anyhow::Result;
 use std::collections::BTreeMap;
 use strait_catalog::{FederationState, Node};
 use strait_proto::Member;
-
-async fn get<T: serde::de::DeserializeOwned>(agent: &Located, path: &str) -> Result<T> {
-    let resp = strait_rpc::http::request(agent.addr, Method::GET, path, None)
-        .await
-        .with_context(|| {
-            format!("cannot reach the agent at {agent}; is `strait agent` running there?")
-        })?;
-    Ok(resp.json()?)
-}
 
 pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -40,11 +29,11 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
 
 /// `strait members`: every DC the federation knows, its nodes and their status.
 pub async fn members(agent: AgentAddr) -> Result<()> {
-    let agent = &agent.locate()?;
-    let states: Vec<FederationState> = get(agent, "/v1/internal/federation/states").await?;
+    let agent = &agent.api()?;
+    let states: Vec<FederationState> = agent.get("/v1/internal/federation/states").await?;
     let mut rows = vec![];
     let mut dcs: Vec<Option<String>> = vec![None];
-    let local: serde_json::Value = get(agent, "/v1/agent/self").await?;
+    let local: serde_json::Value = agent.get("/v1/agent/self").await?;
     let local_dc = local["Config"]["Datacenter"]
         .as_str()
         .unwrap_or_default()
@@ -61,7 +50,7 @@ pub async fn members(agent: AgentAddr) -> Result<()> {
             Some(dc) => format!("/v1/internal/members?dc={dc}"),
             None => "/v1/internal/members".to_string(),
         };
-        match get::<Vec<Member>>(agent, &path).await {
+        match agent.get::<Vec<Member>>(&path).await {
             Ok(ms) => rows.extend(
                 ms.into_iter()
                     .map(|m| vec![m.node, m.address, m.status, m.role, m.datacenter]),
@@ -80,18 +69,19 @@ pub async fn members(agent: AgentAddr) -> Result<()> {
 }
 
 pub async fn catalog(agent: AgentAddr, cmd: CatalogCommand) -> Result<()> {
-    let agent = &agent.locate()?;
+    let agent = &agent.api()?;
     let dcq = |dc: &Option<String>| dc.as_ref().map(|d| format!("?dc={d}")).unwrap_or_default();
     match cmd {
         CatalogCommand::Services { dc } => {
-            let s: BTreeMap<String, Vec<String>> =
-                get(agent, &format!("/v1/catalog/services{}", dcq(&dc))).await?;
+            let s: BTreeMap<String, Vec<String>> = agent
+                .get(&format!("/v1/catalog/services{}", dcq(&dc)))
+                .await?;
             for name in s.keys() {
                 println!("{name}");
             }
         }
         CatalogCommand::Nodes { dc } => {
-            let nodes: Vec<Node> = get(agent, &format!("/v1/catalog/nodes{}", dcq(&dc))).await?;
+            let nodes: Vec<Node> = agent.get(&format!("/v1/catalog/nodes{}", dcq(&dc))).await?;
             table(
                 &["Node", "Address", "DC"],
                 nodes

@@ -3,23 +3,16 @@
 //! in a lab directory the primary DC's server, see `locate.rs`); `--dc` forwards through the
 //! mesh gateways.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use http::Method;
-use std::net::SocketAddr;
 use strait_catalog::{config_kind, intention_action, ConfigEntry, SourceIntention};
 
 #[derive(Debug, clap::Args)]
 pub struct IntentionArgs {
     #[command(subcommand)]
     cmd: IntentionCommand,
-    /// A server's loopback HTTP API (`http_addr` in its config).
-    #[arg(
-        long = "http-addr",
-        env = SERVER_ENV,
-        global = true,
-        long_help = server_help()
-    )]
-    http_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    server: super::operator::ServerAddr,
     /// The destination's datacenter (forwarded through the mesh gateways).
     #[arg(long, global = true)]
     dc: Option<String>,
@@ -59,12 +52,8 @@ pub(crate) fn server_help() -> String {
 
 /// Runs the subcommand; `Ok(false)` means "denied" for `check`.
 pub async fn run(args: IntentionArgs) -> Result<bool> {
-    let flag = super::locate::Flag {
-        value: args.http_addr,
-        env: SERVER_ENV,
-    };
     let api = Api {
-        server: super::locate::locate(flag, super::locate::Want::Server)?,
+        server: args.server.api()?,
         dc: args.dc,
     };
     match args.cmd {
@@ -78,7 +67,7 @@ pub async fn run(args: IntentionArgs) -> Result<bool> {
 }
 
 struct Api {
-    server: super::locate::Located,
+    server: super::api::Api,
     dc: Option<String>,
 }
 
@@ -91,24 +80,11 @@ impl Api {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>> {
-        let path = self.path(path);
-        let addr = self.server.addr;
-        let resp = strait_rpc::http::request(addr, method, &path, body)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the server's HTTP API at {} (run this on a server VM, or set \
-                     --http-addr / {SERVER_ENV} to the server's http_addr)",
-                    self.server
-                )
-            })?;
-        if !resp.status.is_success() {
-            bail!(
-                "{path} on {addr}: HTTP {}: {}",
-                resp.status,
-                String::from_utf8_lossy(&resp.body).trim()
-            );
-        }
+        let timeout = strait_rpc::http::DEFAULT_TIMEOUT;
+        let resp = self
+            .server
+            .call(method, &self.path(path), body, timeout)
+            .await?;
         Ok(resp.body.to_vec())
     }
 

@@ -65,7 +65,11 @@ pub(crate) fn doctor_agent(args: &strait_doctor::DoctorArgs) -> Result<strait_do
     };
     let want = args.service.as_deref().map_or(Want::Agent, Want::AgentOf);
     let Located { addr, how } = locate(flag, want)?;
-    Ok(strait_doctor::Agent { addr, found: how })
+    Ok(strait_doctor::Agent {
+        addr,
+        found: how,
+        token: None,
+    })
 }
 
 pub(crate) fn locate(flag: Flag, want: Want<'_>) -> Result<Located> {

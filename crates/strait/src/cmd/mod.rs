@@ -1,6 +1,7 @@
 //! Running each command.
 
 pub(crate) mod acl;
+pub(crate) mod api;
 pub(crate) mod envoy;
 mod human;
 pub(crate) mod install;
@@ -8,6 +9,7 @@ pub(crate) mod intention;
 pub(crate) mod locate;
 pub(crate) mod operator;
 pub(crate) mod snapshot;
+pub(crate) mod token;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 use anyhow::Result;
@@ -58,7 +60,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Envoy { cmd } => role("envoy", DEFAULT_GRACE, |r| envoy::run(cmd, r)).await,
         Command::Lab(args) => done(strait_lab::run_lab(args).await),
         Command::Demo(args) => role("demo", DEFAULT_GRACE, |r| strait_lab::run_demo(args, r)).await,
-        Command::Doctor(args) => doctor(args).await,
+        Command::Doctor { args, token } => doctor(args, token).await,
         Command::Members { agent } => done(human::members(agent).await),
         Command::Catalog { cmd, agent } => done(human::catalog(agent, cmd).await),
         Command::Config {
@@ -87,8 +89,12 @@ fn done(r: Result<()>) -> Result<Exit> {
 }
 
 /// `strait doctor`: the checks print themselves; the exit code says whether all passed.
-async fn doctor(args: strait_doctor::DoctorArgs) -> Result<Exit> {
-    let agent = locate::doctor_agent(&args)?;
+async fn doctor(args: strait_doctor::DoctorArgs, token: token::TokenArgs) -> Result<Exit> {
+    let mut agent = locate::doctor_agent(&args)?;
+    agent.token = token.resolve()?.map(|t| strait_doctor::SentToken {
+        secret: t.expose().to_owned(),
+        from: t.from().to_owned(),
+    });
     let report = strait_doctor::run(args, agent).await?;
     let failed = report.failed();
     if failed > 0 {

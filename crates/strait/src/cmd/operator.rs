@@ -1,14 +1,15 @@
 //! `strait operator raft list-peers | remove-peer`: the Raft cluster of a datacenter's
 //! servers, as Consul's `consul operator raft`. Talks to a server's loopback HTTP API (found
-//! as `locate.rs` says, like `strait intention`); [`Server`] is also what `strait snapshot`
-//! talks through.
+//! as `locate.rs` says, like `strait intention`); [`ServerAddr`] is also how `strait snapshot`
+//! and `strait acl` find theirs.
 
+use super::api::{Api, Kind};
 use super::intention::{server_help, SERVER_ENV};
-use super::locate::{self, Located};
-use anyhow::{bail, Context, Result};
+use super::locate;
+use super::token::TokenArgs;
+use anyhow::{bail, Result};
 use http::Method;
 use std::net::SocketAddr;
-use std::time::Duration;
 use strait_proto::RaftConfiguration;
 
 /// The server to ask: `--http-addr`, `STRAIT_SERVER_HTTP_ADDR`, the lab's, or the local one.
@@ -17,60 +18,22 @@ pub struct ServerAddr {
     /// A server's loopback HTTP API (`http_addr` in its config).
     #[arg(long = "http-addr", env = SERVER_ENV, global = true, long_help = server_help())]
     http_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    token: TokenArgs,
 }
 
-/// A server's loopback API.
-pub(crate) struct Server(Located);
-
-impl Server {
-    pub(crate) fn locate(addr: &ServerAddr) -> Result<Server> {
+impl ServerAddr {
+    /// The server to ask, with the token to send it.
+    pub(crate) fn api(&self) -> Result<Api> {
         let flag = locate::Flag {
-            value: addr.http_addr,
+            value: self.http_addr,
             env: SERVER_ENV,
         };
-        Ok(Server(locate::locate(flag, locate::Want::Server)?))
-    }
-
-    /// One exchange; a non-2xx answer is an error carrying the server's message.
-    pub(crate) async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-        timeout: Duration,
-    ) -> Result<strait_rpc::http::Response> {
-        self.call_as(method, path, body, timeout, None).await
-    }
-
-    /// [`Server::call`] with an ACL token (`X-Consul-Token`).
-    pub(crate) async fn call_as(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-        timeout: Duration,
-        token: Option<&str>,
-    ) -> Result<strait_rpc::http::Response> {
-        let headers: Vec<(&str, &str)> = token.map(|t| ("x-consul-token", t)).into_iter().collect();
-        let resp = strait_rpc::http::Client::new(self.0.addr, timeout)
-            .request_with(method, path, body, &headers)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the server's HTTP API at {} (run this on a server VM, or set \
-                     --http-addr / {SERVER_ENV} to the server's http_addr)",
-                    self.0
-                )
-            })?;
-        if !resp.status.is_success() {
-            bail!(
-                "{path} on {}: HTTP {}: {}",
-                self.0.addr,
-                resp.status,
-                String::from_utf8_lossy(&resp.body).trim()
-            );
-        }
-        Ok(resp)
+        Api::new(
+            locate::locate(flag, locate::Want::Server)?,
+            Kind::Server,
+            &self.token,
+        )
     }
 }
 
@@ -106,7 +69,7 @@ enum RaftCommand {
 }
 
 pub async fn run(args: OperatorArgs) -> Result<()> {
-    let server = Server::locate(&args.server)?;
+    let server = args.server.api()?;
     let timeout = strait_rpc::http::DEFAULT_TIMEOUT;
     match args.cmd {
         OperatorCommand::Raft(RaftCommand::ListPeers) => {

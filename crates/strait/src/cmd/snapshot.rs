@@ -3,7 +3,7 @@
 //! envelope as it came (see `crates/server/src/api/operator/envelope.rs`); the server checks
 //! it on restore.
 
-use super::operator::{Server, ServerAddr};
+use super::operator::ServerAddr;
 use anyhow::{Context, Result};
 use http::Method;
 use serde::Deserialize;
@@ -49,7 +49,7 @@ struct Restored {
 }
 
 pub async fn run(args: SnapshotArgs) -> Result<()> {
-    let server = Server::locate(&args.server)?;
+    let server = args.server.api()?;
     match args.cmd {
         SnapshotCommand::Save { file, stale } => {
             let path = if stale {

@@ -1,0 +1,188 @@
+//! The ACL token the CLI sends with every request to an agent's or a server's API (as
+//! `X-Consul-Token`, see [`super::api`]), first found wins, as Consul's CLI:
+//!
+//! 1. `--token` or `STRAIT_HTTP_TOKEN`;
+//! 2. `--token-file` or `STRAIT_HTTP_TOKEN_FILE`;
+//! 3. Consul's `CONSUL_HTTP_TOKEN`, then `CONSUL_HTTP_TOKEN_FILE`;
+//! 4. none: the agent's `default` token or the anonymous token answers.
+//!
+//! A token file must exist, hold the token (surrounding whitespace is dropped) and be
+//! readable by its owner only: a secret others can read is refused, naming the file.
+
+use anyhow::{bail, Context, Result};
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub(crate) const TOKEN_ENV: &str = "STRAIT_HTTP_TOKEN";
+pub(crate) const TOKEN_FILE_ENV: &str = "STRAIT_HTTP_TOKEN_FILE";
+const CONSUL_TOKEN_ENV: &str = "CONSUL_HTTP_TOKEN";
+const CONSUL_TOKEN_FILE_ENV: &str = "CONSUL_HTTP_TOKEN_FILE";
+
+/// `--token` and `--token-file`, on every command that talks to an API.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TokenArgs {
+    /// The ACL token (SecretID) sent as `X-Consul-Token` (else `--token-file`, then Consul's
+    /// CONSUL_HTTP_TOKEN and CONSUL_HTTP_TOKEN_FILE).
+    #[arg(long, env = TOKEN_ENV, global = true, hide_env_values = true, value_name = "SECRET")]
+    token: Option<String>,
+    /// A file holding the ACL token; it must be readable by its owner only (chmod 600).
+    #[arg(long = "token-file", env = TOKEN_FILE_ENV, global = true, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+}
+
+/// A token to send, and where it came from (for messages; the secret is never printed:
+/// `Debug` and `Display` show only its origin).
+#[derive(Clone)]
+pub(crate) struct Token {
+    secret: String,
+    from: String,
+}
+
+impl Token {
+    /// The secret, for the one place that sends it (the `X-Consul-Token` header).
+    pub(crate) fn expose(&self) -> &str {
+        &self.secret
+    }
+
+    /// Where it came from: `--token or STRAIT_HTTP_TOKEN`, `the token file /etc/...`.
+    pub(crate) fn from(&self) -> &str {
+        &self.from
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token(<redacted>, from {})", self.from)
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the token from {}", self.from)
+    }
+}
+
+impl TokenArgs {
+    /// The token to send, if any (see the module's order).
+    pub(crate) fn resolve(&self) -> Result<Option<Token>> {
+        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(secret) = self.token.as_deref().filter(|t| !t.trim().is_empty()) {
+            return Ok(Some(Token {
+                secret: secret.trim().to_owned(),
+                from: format!("--token or {TOKEN_ENV}"),
+            }));
+        }
+        if let Some(path) = &self.token_file {
+            return read_file(path, &format!("--token-file or {TOKEN_FILE_ENV}")).map(Some);
+        }
+        if let Some(secret) = env(CONSUL_TOKEN_ENV) {
+            let secret = secret.to_string_lossy().trim().to_owned();
+            return Ok(Some(Token {
+                secret,
+                from: CONSUL_TOKEN_ENV.to_owned(),
+            }));
+        }
+        match env(CONSUL_TOKEN_FILE_ENV) {
+            Some(path) => read_file(Path::new(&path), CONSUL_TOKEN_FILE_ENV).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Reads a token file given by `flag` (named in errors with the file).
+pub(crate) fn read_file(path: &Path, flag: &str) -> Result<Token> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("{flag}: cannot read the token file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "{flag}: the token file {} is not a regular file",
+            path.display()
+        );
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{flag}: the token file {} is readable by group or others (mode {mode:04o}): strait \
+             refuses a secret that other users can read; make it private with `chmod 600 {0}`",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{flag}: cannot read the token file {}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        bail!(
+            "{flag}: the token file {} is empty (put the token's SecretID in it)",
+            path.display()
+        );
+    }
+    if secret.lines().count() > 1 {
+        bail!(
+            "{flag}: the token file {} has more than one line (it holds one SecretID)",
+            path.display()
+        );
+    }
+    Ok(Token {
+        secret: secret.to_owned(),
+        from: format!("the token file {} ({flag})", path.display()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn token_files_must_be_private_non_empty_and_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let good = file(d, "good", "  6a1f0c2e-9d4b\n", 0o600);
+        let token = read_file(&good, "--token-file").unwrap();
+        assert_eq!(token.expose(), "6a1f0c2e-9d4b");
+        assert!(!format!("{token:?} {token}").contains("6a1f"));
+        assert!(token.from().contains(&good.display().to_string()));
+
+        let cases = [
+            (
+                file(d, "shared", "6a1f0c2e-9d4b\n", 0o644),
+                "readable by group or others (mode 0644)",
+            ),
+            (file(d, "group", "6a1f0c2e", 0o640), "mode 0640"),
+            (file(d, "empty", " \n", 0o600), "is empty"),
+            (file(d, "two", "a\nb\n", 0o600), "more than one line"),
+            (d.join("missing"), "cannot read the token file"),
+        ];
+        for (path, want) in cases {
+            let err = format!("{:#}", read_file(&path, "--token-file").unwrap_err());
+            assert!(
+                err.contains(want) && err.contains(&path.display().to_string()),
+                "{path:?}: {err}"
+            );
+            assert!(!err.contains("6a1f"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_flag_comes_before_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(dir.path(), "t", "from-file", 0o600);
+        let args = TokenArgs {
+            token: Some("from-flag".into()),
+            token_file: Some(path.clone()),
+        };
+        assert_eq!(args.resolve().unwrap().unwrap().expose(), "from-flag");
+        let args = TokenArgs {
+            token: None,
+            token_file: Some(path),
+        };
+        assert_eq!(args.resolve().unwrap().unwrap().expose(), "from-file");
+    }
+}
