@@ -232,6 +232,7 @@ fn agent_endpoints_check_the_callers_token() {
         });
     }
     let took = deleted.elapsed();
+    eprintln!("a deleted token refused by both agents {took:?} after the delete (token_ttl {TOKEN_TTL:?})");
     assert!(took < TOKEN_TTL * 3, "revocation took {took:?}");
     refused(&call(a, "GET", leaf, None, Some(&web)), "ACL not found");
 
