@@ -17,6 +17,7 @@ pub mod http;
 pub mod mesh;
 pub mod metrics;
 pub mod serve;
+pub mod token;
 pub mod unsupported;
 
 pub use error::RpcError;
