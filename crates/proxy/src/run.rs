@@ -26,6 +26,7 @@ pub const STOP_MARGIN: Duration = Duration::from_secs(2);
 /// `strait proxy --sidecar-for <service-id>`.
 pub async fn run_sidecar(args: SidecarArgs, role: Role) -> anyhow::Result<()> {
     let (options, source) = args.validate().bad_usage()?;
+    crate::snapshot_source::init_agent_token().bad_config()?;
     crate::rlimit::check(options.max_connections, 2);
     let shutdown = role.shutdown().clone();
     let (tx, rx) = watch::channel(None);
@@ -53,6 +54,7 @@ pub async fn run_sidecar(args: SidecarArgs, role: Role) -> anyhow::Result<()> {
 /// `strait gateway --mesh`.
 pub async fn run_gateway(args: GatewayArgs, role: Role) -> anyhow::Result<()> {
     let (options, source) = args.validate().bad_usage()?;
+    crate::snapshot_source::init_agent_token().bad_config()?;
     crate::rlimit::check(options.max_connections, 6);
     let shutdown = role.shutdown().clone();
     // A bad snapshot file is refused before anything binds.
@@ -126,7 +128,7 @@ fn serve_hangups(role: &Role, source: SnapshotSource, tx: SnapshotTx) {
     role.on_reload(move || {
         let (tx, path) = (tx.clone(), path.clone());
         async move {
-            let resp = strait_rpc::http::request_with_timeout(
+            let resp = crate::snapshot_source::agent_request(
                 agent,
                 Method::GET,
                 &path,

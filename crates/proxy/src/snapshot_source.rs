@@ -7,11 +7,16 @@
 //! Following the agent, the proxy also registers where its admin endpoint listens
 //! (`PUT /v1/agent/proxy/admin/<proxy_id>`), before its first query and again after the agent
 //! stopped answering, so that `strait doctor` finds it without `--admin`.
+//!
+//! Every request to the agent carries the proxy's ACL token (with ACLs on, the agent gives a
+//! proxy its snapshot, which holds its private key, only for `service:write` on its service):
+//! `STRAIT_HTTP_TOKEN[_FILE]` or `CONSUL_HTTP_TOKEN[_FILE]`, read once at start-up
+//! ([`init_agent_token`]).
 
 use http::{Method, StatusCode};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use strait_snapshot::Snapshot;
 use tokio::sync::watch;
@@ -51,6 +56,32 @@ pub enum SourceError {
         path: PathBuf,
         error: serde_json::Error,
     },
+}
+
+/// The token this proxy presents to its agent; set once by [`init_agent_token`].
+static AGENT_TOKEN: OnceLock<Option<String>> = OnceLock::new();
+
+/// Reads the proxy's ACL token from the environment (see the module); a token file that
+/// cannot be used is an error naming it. Called once, before the proxy talks to its agent.
+pub fn init_agent_token() -> Result<(), strait_rpc::token::TokenFileError> {
+    let token = strait_rpc::token::from_env()?;
+    let _ = AGENT_TOKEN.set(token);
+    Ok(())
+}
+
+/// One request to the local agent, with the proxy's token.
+pub(crate) async fn agent_request(
+    agent: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<strait_rpc::Response, strait_rpc::RpcError> {
+    let token = AGENT_TOKEN.get().and_then(Option::as_deref);
+    let header = token.map(|t| ("x-consul-token", t));
+    strait_rpc::http::Client::new(agent, timeout)
+        .request_with(method, path, body, header.as_slice())
+        .await
 }
 
 /// Reads and parses a snapshot file.
@@ -146,7 +177,7 @@ async fn follow_agent(
         }
         let index = tx.borrow().as_ref().map_or(0, |s| s.version);
         let path = format!("/v1/agent/proxy/snapshot/{proxy_id}?index={index}&wait=30s");
-        let request = strait_rpc::http::request_with_timeout(
+        let request = agent_request(
             agent,
             Method::GET,
             &path,
@@ -251,11 +282,12 @@ pub async fn register_gateway(
     let body = body.to_string().into_bytes();
     let mut backoff = Duration::from_millis(200);
     loop {
-        let request = strait_rpc::http::request(
+        let request = agent_request(
             agent,
             Method::PUT,
             "/v1/agent/service/register",
             Some(body.clone()),
+            strait_rpc::http::DEFAULT_TIMEOUT,
         );
         let result = tokio::select! {
             _ = shutdown.cancelled() => return false,
@@ -283,11 +315,12 @@ pub async fn register_admin(
 ) -> Result<(), strait_rpc::RpcError> {
     let body = serde_json::json!({ "AdminAddress": admin.to_string() });
     let path = format!("/v1/agent/proxy/admin/{proxy_id}");
-    strait_rpc::http::request(
+    agent_request(
         agent,
         Method::PUT,
         &path,
         Some(body.to_string().into_bytes()),
+        strait_rpc::http::DEFAULT_TIMEOUT,
     )
     .await?
     .ok()
