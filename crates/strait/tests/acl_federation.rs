@@ -5,8 +5,12 @@
 //! dc2 has it; a `Local` token stays in dc2; with dc1's server down dc2 keeps serving from its
 //! copy and its replication status says why it cannot replicate.
 
+#[allow(dead_code)] // bootstrap: dc1 may have bootstrapped by itself
+#[path = "common/acl.rs"]
+mod acl_cli;
 mod common;
 
+use acl_cli::{acl, field};
 use common::*;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -41,27 +45,12 @@ fn start_server(d: &Path, dc: u8, primary_gateways: &[&str], token: &str) -> Pro
     server
 }
 
-/// `strait acl ARGS` on `server` with `token`: (success, output).
-fn acl(server: SocketAddr, token: &str, args: &[&str]) -> (bool, String) {
+/// `strait acl ARGS` on `server` with `token`, which may fail: (success, output).
+fn try_acl(server: SocketAddr, token: &str, args: &[&str]) -> (bool, String) {
     let mut all = vec!["acl"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--token", token]);
     strait_at(server, &all, &[])
-}
-
-/// [`acl`], which must succeed: its output.
-fn acl_ok(server: SocketAddr, token: &str, args: &[&str]) -> String {
-    let (ok, out) = acl(server, token, args);
-    assert!(ok, "strait acl {args:?} on {server}: {out}");
-    out
-}
-
-/// The value of `Field:` in the CLI's output.
-fn field(out: &str, name: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
 }
 
 /// dc2's `GET /v1/acl/replication`.
@@ -86,7 +75,7 @@ fn global_acls_replicate_to_the_secondary_through_the_gateways() {
         "dc1's management token to work in dc1",
         Duration::from_secs(10),
         || {
-            acl(api(1), MANAGEMENT, &["token", "read", "self"])
+            try_acl(api(1), MANAGEMENT, &["token", "read", "self"])
                 .0
                 .then_some(())
         },
@@ -101,7 +90,7 @@ fn global_acls_replicate_to_the_secondary_through_the_gateways() {
         "dc1's management token to work in dc2",
         Duration::from_secs(30),
         || {
-            acl(api(2), MANAGEMENT, &["token", "read", "self"])
+            try_acl(api(2), MANAGEMENT, &["token", "read", "self"])
                 .0
                 .then_some(())
         },
@@ -133,7 +122,7 @@ fn global_acls_replicate_to_the_secondary_through_the_gateways() {
     // A policy and a token made in dc1 work in dc2 within seconds.
     let rules = write(&d.join("readers.hcl"), "acl = \"read\"\n");
     let rules_arg = format!("@{}", rules.display());
-    let out = acl_ok(
+    let out = acl(
         api(1),
         MANAGEMENT,
         &[
@@ -141,7 +130,7 @@ fn global_acls_replicate_to_the_secondary_through_the_gateways() {
         ],
     );
     let policy_id = field(&out, "ID");
-    let out = acl_ok(
+    let out = acl(
         api(1),
         MANAGEMENT,
         &[
@@ -160,7 +149,7 @@ fn global_acls_replicate_to_the_secondary_through_the_gateways() {
         "the reader token made in dc1 to work in dc2",
         Duration::from_secs(10),
         || {
-            let (ok, out) = acl(api(2), &reader, &["token", "read", &accessor]);
+            let (ok, out) = try_acl(api(2), &reader, &["token", "read", &accessor]);
             ok.then_some(out)
         },
     );
@@ -171,14 +160,14 @@ fn global_acls_replicate_to_the_secondary_through_the_gateways() {
     );
     assert_eq!(
         field(
-            &acl_ok(api(2), &reader, &["token", "read", "self"]),
+            &acl(api(2), &reader, &["token", "read", "self"]),
             "AccessorID"
         ),
         accessor
     );
     // Its rights are the policy's, in dc2 too; a policy write in dc2 goes to dc1 with the
     // caller's token, which dc1 refuses.
-    let (ok, out) = acl(api(2), &reader, &["policy", "delete", &policy_id]);
+    let (ok, out) = try_acl(api(2), &reader, &["policy", "delete", &policy_id]);
     assert!(
         !ok && out.contains("HTTP 403")
             && out.contains(&format!("'{accessor}' lacks permission 'acl:write'")),
@@ -186,7 +175,7 @@ fn global_acls_replicate_to_the_secondary_through_the_gateways() {
     );
 
     // A global token written in dc2 is made in dc1, and dc2 has it when it answers.
-    let out = acl_ok(
+    let out = acl(
         api(2),
         MANAGEMENT,
         &["token", "create", "--description", "made-in-dc2"],
@@ -194,11 +183,11 @@ fn global_acls_replicate_to_the_secondary_through_the_gateways() {
     let via_dc2 = field(&out, "AccessorID");
     let via_dc2_secret = field(&out, "SecretID");
     assert_eq!(field(&out, "Local"), "false", "{out}");
-    acl_ok(api(2), MANAGEMENT, &["token", "read", &via_dc2]);
-    acl_ok(api(1), MANAGEMENT, &["token", "read", &via_dc2]);
+    acl(api(2), MANAGEMENT, &["token", "read", &via_dc2]);
+    acl(api(1), MANAGEMENT, &["token", "read", &via_dc2]);
 
     // A Local token made in dc2 stays there.
-    let out = acl_ok(
+    let out = acl(
         api(2),
         MANAGEMENT,
         &["token", "create", "--description", "dc2-only", "--local"],
@@ -206,26 +195,26 @@ fn global_acls_replicate_to_the_secondary_through_the_gateways() {
     let local = field(&out, "AccessorID");
     let local_secret = field(&out, "SecretID");
     assert_eq!(field(&out, "Local"), "true", "{out}");
-    let (ok, out) = acl(api(1), MANAGEMENT, &["token", "read", &local]);
+    let (ok, out) = try_acl(api(1), MANAGEMENT, &["token", "read", &local]);
     assert!(!ok && out.contains("ACL not found"), "{out}");
-    let (ok, out) = acl(api(1), &local_secret, &["token", "read", "self"]);
+    let (ok, out) = try_acl(api(1), &local_secret, &["token", "read", "self"]);
     assert!(!ok && out.contains("ACL not found"), "{out}");
 
     // Deleted in dc1: refused in dc2 within seconds; the Local token stays.
-    acl_ok(api(1), MANAGEMENT, &["token", "delete", &accessor]);
+    acl(api(1), MANAGEMENT, &["token", "delete", &accessor]);
     let deleted = Instant::now();
     eventually(
         "the deleted reader token to be refused in dc2",
         Duration::from_secs(10),
         || {
-            let (ok, out) = acl(api(2), &reader, &["token", "read", "self"]);
+            let (ok, out) = try_acl(api(2), &reader, &["token", "read", "self"]);
             (!ok && out.contains("ACL not found")).then_some(())
         },
     );
     eprintln!("deleted in dc1 -> refused in dc2: {:?}", deleted.elapsed());
     assert_eq!(
         field(
-            &acl_ok(api(2), &local_secret, &["token", "read", "self"]),
+            &acl(api(2), &local_secret, &["token", "read", "self"]),
             "AccessorID"
         ),
         local
@@ -234,7 +223,7 @@ fn global_acls_replicate_to_the_secondary_through_the_gateways() {
     // dc1's server down: dc2 serves from its copy, and says why it cannot replicate.
     s1.stop();
     for secret in [MANAGEMENT, via_dc2_secret.as_str(), local_secret.as_str()] {
-        acl_ok(api(2), secret, &["token", "read", "self"]);
+        acl(api(2), secret, &["token", "read", "self"]);
     }
     let status = eventually(
         "dc2's replication status to report the unreachable primary",
@@ -246,7 +235,7 @@ fn global_acls_replicate_to_the_secondary_through_the_gateways() {
         },
     );
     assert_ne!(status["LastSuccess"], "0001-01-01T00:00:00Z", "{status}");
-    acl_ok(api(2), &via_dc2_secret, &["token", "read", "self"]);
+    acl(api(2), &via_dc2_secret, &["token", "read", "self"]);
     let logs = s2.log_text();
     for secret in [MANAGEMENT, &reader, &via_dc2_secret, &local_secret] {
         assert!(!logs.contains(secret), "a secret in dc2's log");
