@@ -50,6 +50,12 @@ impl Refused {
     }
 }
 
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         err(self.status, self.message)
@@ -102,7 +108,12 @@ impl Acl {
     /// The secret a request acts with: the one it presents, else `acl.tokens.default`;
     /// `None` is the anonymous token.
     pub fn secret_of(&self, headers: &HeaderMap) -> Option<SecretId> {
-        presented(headers)
+        self.or_default(presented(headers))
+    }
+
+    /// `presented`, else `acl.tokens.default`; `None` is the anonymous token.
+    pub fn or_default(&self, presented: Option<&str>) -> Option<SecretId> {
+        presented
             .map(SecretId::new)
             .or_else(|| self.cfg.tokens.default.clone())
     }

@@ -1,9 +1,12 @@
 //! Envoy proxies follow their snapshots over ADS (gRPC) on the agent's `grpc_addr`: the
 //! same snapshots the built-in proxies get from `/v1/agent/proxy/snapshot/{id}`, rendered
-//! to Envoy resources by `strait-envoy`.
+//! to Envoy resources by `strait-envoy`. With ACLs on, a stream's token (gRPC metadata
+//! `x-consul-token`, else the agent's `acl.tokens.default`) needs `service:write` on the
+//! proxy's service (a sidecar's destination, a gateway's own), as for its snapshot over HTTP.
 
 use crate::state::Agent;
 use std::sync::Arc;
+use strait_envoy::Authorizing;
 use strait_snapshot::Snapshot;
 use strait_systemd::lifecycle::Role;
 use tokio::net::TcpListener;
@@ -20,6 +23,29 @@ impl strait_envoy::SnapshotSource for AgentSnapshots {
 
     fn changes(&self) -> watch::Receiver<u64> {
         self.0.snapshot_gen.subscribe()
+    }
+
+    fn authorize(&self, proxy_id: &str, token: Option<String>) -> Authorizing {
+        let agent = self.0.clone();
+        let proxy_id = proxy_id.to_owned();
+        Box::pin(async move {
+            let secret = agent.acl.or_default(token.as_deref());
+            let auth = agent
+                .authorizer(secret.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            if auth.is_management() {
+                return Ok(());
+            }
+            let proxies = agent.local.proxies();
+            let Some(p) = proxies.iter().find(|p| p.proxy_id == proxy_id) else {
+                return Err(format!(
+                    "no proxy {proxy_id:?} is registered with this agent: with ACLs on, its \
+                     registration says which service's token the stream needs"
+                ));
+            };
+            auth.service_write(&p.service).map_err(|d| d.to_string())
+        })
     }
 }
 

@@ -1,6 +1,10 @@
 //! The gRPC Aggregated Discovery Service (state of the world). Each stream is bound to the
 //! proxy named by the node id of its first request, follows that proxy's snapshots through
-//! a [`SnapshotSource`], and answers with [`crate::stream::StreamState`].
+//! a [`SnapshotSource`], and answers with [`crate::stream::StreamState`]. The stream's
+//! token (gRPC metadata `x-consul-token`, as Consul's) is checked with the proxy id by
+//! [`SnapshotSource::authorize`] when the stream names its proxy and again before each new
+//! snapshot is pushed (a revoked token gets no new keys); a refusal ends the stream with
+//! `PERMISSION_DENIED`.
 
 use crate::render::render;
 use crate::stream::{Rendered, RequestOutcome, StreamState};
@@ -10,6 +14,8 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use strait_snapshot::Snapshot;
 use tokio::net::TcpListener;
@@ -24,7 +30,17 @@ pub trait SnapshotSource: Send + Sync + 'static {
     fn snapshot(&self, proxy_id: &str) -> Option<Arc<Snapshot>>;
     /// Changes whenever any snapshot may have changed.
     fn changes(&self) -> watch::Receiver<u64>;
+    /// Whether the stream presenting `token` (none: it sent no `x-consul-token`) may follow
+    /// `proxy_id`'s snapshots (they carry its private key); the `Err` says why not. By
+    /// default every stream may (snapshot files, ACLs off).
+    fn authorize(&self, proxy_id: &str, token: Option<String>) -> Authorizing {
+        let _ = (proxy_id, token);
+        Box::pin(async { Ok(()) })
+    }
 }
+
+/// What [`SnapshotSource::authorize`] answers, when it has asked.
+pub type Authorizing = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// Serves ADS on `listener` until `shutdown`; open streams end with it.
 pub async fn serve<S: SnapshotSource>(
@@ -59,10 +75,17 @@ impl<S: SnapshotSource> AggregatedDiscoveryService for Ads<S> {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let peer = request.remote_addr();
+        let token = request
+            .metadata()
+            .get("x-consul-token")
+            .and_then(|v| v.to_str().ok())
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
         let (tx, rx) = mpsc::channel(16);
         let (source, shutdown) = (self.source.clone(), self.shutdown.clone());
         tokio::spawn(async move {
-            if let Err(status) = run_stream(&*source, request.into_inner(), &tx, shutdown).await {
+            let requests = request.into_inner();
+            if let Err(status) = run_stream(&*source, requests, token, &tx, shutdown).await {
                 tracing::warn!(?peer, error = %status.message(), "ADS stream refused");
                 let _ = tx.send(Err(status)).await;
             }
@@ -98,9 +121,19 @@ fn refresh(source: &dyn SnapshotSource, proxy_id: &str, current: &mut Option<Ren
     true
 }
 
+async fn authorize(
+    source: &dyn SnapshotSource,
+    proxy_id: &str,
+    token: &Option<String>,
+) -> Result<(), Status> {
+    let asking = source.authorize(proxy_id, token.clone());
+    asking.await.map_err(Status::permission_denied)
+}
+
 async fn run_stream<S: SnapshotSource>(
     source: &S,
     mut requests: Streaming<DiscoveryRequest>,
+    token: Option<String>,
     tx: &mpsc::Sender<Sent>,
     shutdown: CancellationToken,
 ) -> Result<(), Status> {
@@ -131,6 +164,7 @@ async fn run_stream<S: SnapshotSource>(
                                 "the first DiscoveryRequest must name the proxy in node.id (the proxy id, e.g. web-sidecar-proxy)",
                             ));
                         }
+                        authorize(source, &id, &token).await?;
                         tracing::info!(proxy = %id, "Envoy connected over ADS");
                         proxy_id = Some(id.clone());
                         id
@@ -154,6 +188,7 @@ async fn run_stream<S: SnapshotSource>(
                 }
                 if let Some(id) = &proxy_id {
                     if refresh(source, id, &mut current) {
+                        authorize(source, id, &token).await?;
                         if let Some(c) = &current {
                             tracing::debug!(proxy = %id, version = c.version, "pushing a new snapshot");
                             state.on_snapshot(c, &mut out);

@@ -18,6 +18,9 @@ pub struct Bootstrap {
     pub admin: SocketAddr,
     /// The agent's `grpc_addr`.
     pub ads: SocketAddr,
+    /// The proxy's ACL token, sent on the ADS stream as gRPC metadata `x-consul-token` (the
+    /// agent checks it with ACLs on). The bootstrap then holds a secret.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,6 +50,10 @@ impl Bootstrap {
             return Err(BootstrapError::EmptyProxyId);
         }
         let ads = json!({ "ads": {}, "resource_api_version": "V3" });
+        let mut grpc = json!({ "envoy_grpc": { "cluster_name": ADS_CLUSTER } });
+        if let Some(token) = &self.token {
+            grpc["initial_metadata"] = json!([{ "key": "x-consul-token", "value": token }]);
+        }
         Ok(json!({
             "node": { "id": self.proxy_id, "cluster": self.cluster },
             "admin": { "address": socket(self.admin) },
@@ -54,7 +61,7 @@ impl Bootstrap {
                 "ads_config": {
                     "api_type": "GRPC",
                     "transport_api_version": "V3",
-                    "grpc_services": [{ "envoy_grpc": { "cluster_name": ADS_CLUSTER } }],
+                    "grpc_services": [grpc],
                 },
                 "cds_config": ads,
                 "lds_config": ads,
@@ -90,6 +97,7 @@ mod tests {
             cluster: "web".into(),
             admin: "127.0.0.1:19000".parse().expect("addr"),
             ads: "127.0.0.1:8502".parse().expect("addr"),
+            token: None,
         }
     }
 
@@ -104,6 +112,24 @@ mod tests {
         assert_eq!(ep["address"], "127.0.0.1");
         assert_eq!(ep["port_value"], 8502);
         assert_eq!(j["dynamic_resources"]["ads_config"]["api_type"], "GRPC");
+        let grpc = &j["dynamic_resources"]["ads_config"]["grpc_services"][0];
+        assert_eq!(grpc["envoy_grpc"]["cluster_name"], ADS_CLUSTER);
+        assert!(
+            grpc.get("initial_metadata").is_none(),
+            "no token, no metadata"
+        );
+    }
+
+    #[test]
+    fn a_token_travels_as_grpc_metadata() {
+        let mut b = bootstrap();
+        b.token = Some("5d1c0a8e-3b7f-4e2a-9c6d-0f8e7a6b5c4d".into());
+        let j = b.to_json().expect("valid");
+        let grpc = &j["dynamic_resources"]["ads_config"]["grpc_services"][0];
+        assert_eq!(
+            grpc["initial_metadata"],
+            json!([{ "key": "x-consul-token", "value": "5d1c0a8e-3b7f-4e2a-9c6d-0f8e7a6b5c4d" }])
+        );
     }
 
     #[test]

@@ -12,5 +12,5 @@ pub mod bootstrap;
 pub mod render;
 pub mod stream;
 
-pub use ads::{serve, SnapshotSource};
+pub use ads::{serve, Authorizing, SnapshotSource};
 pub use render::{render, Resources};

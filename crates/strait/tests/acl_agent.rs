@@ -22,6 +22,8 @@ const AGENT_A: &str = "127.83.0.11";
 /// Agent B: `acl.tokens.default` is [`DEFAULT_SECRET`].
 const AGENT_B: &str = "127.83.0.12";
 const DEFAULT_SECRET: &str = "5d1c0a8e-3b7f-4e2a-9c6d-0f8e7a6b5c4d";
+/// Agent A's ADS address, for Envoy.
+const GRPC_A: &str = "127.83.0.11:8502";
 const BOGUS: &str = "6a1f0c2e-9d4b-4e7a-8c3f-2b5d7e9a1c4f";
 const TOKEN_TTL: Duration = Duration::from_secs(1);
 
@@ -71,7 +73,7 @@ fn agent_endpoints_check_the_callers_token() {
     append(&server_cfg, ACL);
     let agent_acl = format!("{ACL}token_ttl = \"{}ms\"\n", TOKEN_TTL.as_millis());
     let a_cfg = agent_config(d, "dc1", "node-a", AGENT_A, SERVER, &join_token("dc1"));
-    append(&a_cfg, &agent_acl);
+    append(&a_cfg, &format!("grpc_addr = \"{GRPC_A}\"\n{agent_acl}"));
     let b_cfg = agent_config(d, "dc1", "node-b", AGENT_B, SERVER, &join_token("dc1"));
     append(
         &b_cfg,
@@ -220,6 +222,44 @@ fn agent_endpoints_check_the_callers_token() {
     );
     let r = call(b, "PUT", register, Some(web_def), Some(&web));
     assert_eq!(r.status, 200, "{}", r.body);
+
+    // Envoy's ADS stream: web's sidecar needs a token with service:write on web.
+    let envoy = |name: &str, admin: &str, token: &[&str]| {
+        let agent = a.to_string();
+        let mut args = vec!["envoy", "run", "--sidecar-for", "web", "--no-register"];
+        args.extend(["--grpc", GRPC_A, "--admin", admin, "--agent", &agent]);
+        args.extend(token);
+        Proc::start(d, name, &args)
+    };
+    let anonymous_envoy = envoy("envoy-anonymous", "127.83.0.11:19001", &[]);
+    let web_envoy = envoy("envoy-web", "127.83.0.11:19000", &["--token", &web]);
+    eventually(
+        "Envoy with web's token to get web's listener",
+        Duration::from_secs(20),
+        || {
+            let (_, listeners) = get(sa("127.83.0.11:19000"), "/listeners");
+            listeners.contains("public_listener").then_some(())
+        },
+    );
+    let agent_log = &agents[0];
+    eventually(
+        "the agent to refuse the anonymous ADS stream",
+        Duration::from_secs(20),
+        || {
+            let log = agent_log.log_text();
+            (log.contains("ADS stream refused") && log.contains(&anonymous("service:write", "web")))
+                .then_some(())
+        },
+    );
+    let (status, listeners) = get(sa("127.83.0.11:19001"), "/listeners");
+    assert!(
+        status == 200 && !listeners.contains("public_listener"),
+        "{status} {listeners}"
+    );
+    for p in [&anonymous_envoy, &web_envoy] {
+        assert!(!p.log_text().contains(&web), "{} logs the token", p.name);
+    }
+    drop((anonymous_envoy, web_envoy));
 
     // A deleted token stops working within the agents' token_ttl (it was just used, so
     // both hold it in their caches).

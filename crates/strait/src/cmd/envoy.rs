@@ -134,6 +134,10 @@ pub struct EnvoyProxyArgs {
     /// The agent's HTTP API (gateway and admin endpoint registration).
     #[arg(long, default_value = "127.0.0.1:8500", value_name = "ADDR")]
     agent: SocketAddr,
+    /// The proxy's ACL token: Envoy presents it on the ADS stream (gRPC metadata
+    /// `x-consul-token`); it needs `service:write` on the proxy's service.
+    #[command(flatten)]
+    token: super::token::TokenArgs,
 }
 
 impl EnvoyProxyArgs {
@@ -147,6 +151,7 @@ impl EnvoyProxyArgs {
             cluster,
             admin: self.admin,
             ads: self.grpc,
+            token: self.token.resolve()?.map(|t| t.expose().to_owned()),
         };
         Ok(bootstrap.to_json()?)
     }
@@ -187,6 +192,22 @@ impl EnvoyProxyArgs {
     }
 }
 
+/// Hands Envoy its bootstrap: on the command line, or, when it holds a token (a command line
+/// is world-readable), in a file only this user can read (`$TMPDIR/strait-envoy-<pid>.json`;
+/// Envoy keeps the pid).
+fn config_arg(envoy: &mut std::process::Command, bootstrap: &serde_json::Value) -> Result<()> {
+    let grpc = &bootstrap["dynamic_resources"]["ads_config"]["grpc_services"][0];
+    if grpc.get("initial_metadata").is_none() {
+        envoy.arg("--config-yaml").arg(bootstrap.to_string());
+        return Ok(());
+    }
+    let file = std::env::temp_dir().join(format!("strait-envoy-{}.json", std::process::id()));
+    strait_identity::files::write_secret(&file, bootstrap.to_string().as_bytes())
+        .context("cannot write Envoy's bootstrap (it holds the token)")?;
+    envoy.arg("--config-path").arg(file);
+    Ok(())
+}
+
 /// Runs under the lifecycle: SIGTERM/SIGINT stop `ads`, and a registration still waiting
 /// for the agent (then the process is Envoy, which handles its own signals).
 pub async fn run(cmd: EnvoyCommand, role: Role) -> Result<()> {
@@ -217,12 +238,9 @@ pub async fn run(cmd: EnvoyCommand, role: Role) -> Result<()> {
                 proxy.register_admin(&bootstrap).await;
             }
             // Several Envoys share a VM: hot restart (shared memory per base id) is off.
-            let err = std::process::Command::new(&envoy_bin)
-                .arg("--config-yaml")
-                .arg(bootstrap.to_string())
-                .arg("--disable-hot-restart")
-                .args(&envoy_args)
-                .exec();
+            let mut envoy = std::process::Command::new(&envoy_bin);
+            config_arg(&mut envoy, &bootstrap)?;
+            let err = envoy.arg("--disable-hot-restart").args(&envoy_args).exec();
             Err(err).with_context(|| format!("cannot run Envoy ({envoy_bin}); install Envoy 1.40 or name it with --envoy-bin"))
         }
     }
