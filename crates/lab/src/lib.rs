@@ -7,6 +7,7 @@
 //! status / logs / stop / start / down read that state.
 #![deny(unsafe_code)]
 
+pub mod acl;
 pub mod config_entries;
 pub mod control;
 pub mod demo;
@@ -63,6 +64,10 @@ pub enum LabCommand {
         /// network namespace, a bridge per DC, only gateways on the WAN (root; docs/lab.md).
         #[arg(long, value_enum, default_value = "local")]
         driver: netns::Driver,
+        /// ACLs: `deny` (default; Consul's production setting: nothing without a token that
+        /// allows it, the lab creates every token its processes need), `allow`, or `off`.
+        #[arg(long, value_enum, default_value = "deny")]
+        acl: acl::AclMode,
     },
     /// Validate a topology and print the processes `up` would start, in order.
     Plan {
@@ -192,6 +197,7 @@ pub async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
             step_timeout,
             proxy,
             driver,
+            acl,
         } => {
             let options = up::UpOptions {
                 topology,
@@ -199,6 +205,7 @@ pub async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
                 down_command: down_command(&args.dir),
                 proxy,
                 driver,
+                acl,
             };
             up::up(&paths, &options).await
         }

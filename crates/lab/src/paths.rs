@@ -45,6 +45,11 @@ impl LabPaths {
         self.root.join("state.json")
     }
 
+    /// The management token of a lab with ACLs (0600), which the CLI uses against the lab.
+    pub fn management_token(&self) -> PathBuf {
+        self.root.join("management.token")
+    }
+
     pub fn topology(&self) -> PathBuf {
         self.root.join("topology.toml")
     }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 
 use crate::netns::{setup, Driver, Layout};
 use crate::paths::LabPaths;
-use crate::plan::{self, ProcessSpec, Tokens};
+use crate::plan::{self, ProcessSpec, Role, Tokens};
 use crate::state::{self, LabState, Lock};
 use crate::supervisor;
 use crate::topology::{DataPlane, Topology, DEFAULT_ORIGIN, DEFAULT_TOPOLOGY};
@@ -29,6 +29,8 @@ pub struct UpOptions {
     pub proxy: DataPlane,
     /// Loopback addresses (local) or a network namespace per VM (netns).
     pub driver: Driver,
+    /// ACLs on (with which default policy) or off.
+    pub acl: crate::acl::AclMode,
 }
 
 /// Reads the topology file (or the default) and validates it; errors are configuration
@@ -151,7 +153,7 @@ async fn start_all(
 ) -> anyhow::Result<()> {
     clear_previous(paths)?;
     state::write_file(&paths.topology(), text.as_bytes(), false)?;
-    let tokens = Tokens::generate(topology);
+    let tokens = Tokens::generate(topology).with_acl(topology, options.acl);
     let plan = plan::plan_on(topology, paths, &tokens, layout);
     match layout.driver {
         Driver::Local => check_addresses_free(&plan)?,
@@ -187,6 +189,20 @@ async fn start_all(
         }),
     };
     lab.save(paths)?;
+    // A management token of an earlier lab must not outlive it.
+    let management = paths.management_token();
+    if let Err(e) = std::fs::remove_file(&management) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e).with_context(|| format!("cannot remove {}", management.display()));
+        }
+    }
+    if let Some(acl) = &tokens.acl {
+        state::write_file(
+            &management,
+            format!("{}\n", acl.management).as_bytes(),
+            true,
+        )?;
+    }
     println!(
         "starting {} processes on {} VMs in {} datacenters (driver {}, topology: {origin}; files in {})",
         plan.len(),
@@ -206,7 +222,7 @@ async fn start_all(
             lab.processes.push(record);
             lab.save(paths)?;
         }
-        for (i, mut child) in group.zip(children) {
+        for (i, mut child) in group.clone().zip(children) {
             let spec = &plan[i];
             supervisor::wait_ready(spec, &mut child, options.step_timeout)
                 .await
@@ -227,9 +243,18 @@ async fn start_all(
                 spec.ready_summary()
             );
         }
+        // A DC's servers are up: its ACLs must be there before anything else starts.
+        let last = &plan[group.end - 1];
+        if let (Some(acl), Role::Server) = (&tokens.acl, last.role) {
+            crate::acl::after_servers(&plan, topology, acl, &last.dc, options.step_timeout).await?;
+        }
     }
 
-    crate::config_entries::write(&plan, topology).await?;
+    let management = tokens.acl.as_ref().map(|a| a.management.as_str());
+    if let Some(acl) = &tokens.acl {
+        crate::acl::intentions(&plan, topology, acl).await?;
+    }
+    crate::config_entries::write(&plan, topology, management).await?;
     let dashboards: Vec<&ProcessSpec> = plan::dashboards(&plan).collect();
     // Every process answers; now the path itself: each dashboard must get a count through
     // its sidecar, the gateways and counting's sidecar (health checks and federation take a
@@ -256,6 +281,13 @@ async fn start_all(
                 p.address, p.dc, p.vm
             );
         }
+    }
+    if let Some(acl) = &tokens.acl {
+        println!(
+            "ACLs:      on, default {} (management token in {}; the CLI uses it against this lab)",
+            acl.default_policy,
+            paths.management_token().display()
+        );
     }
     println!("status:    strait lab status");
     println!("stop it:   {}", options.down_command);
@@ -334,6 +366,7 @@ mod tests {
             down_command: "strait lab down".into(),
             proxy: DataPlane::Builtin,
             driver: Driver::Local,
+            acl: crate::acl::AclMode::Deny,
         };
         let err = up(&paths, &options).await.expect_err("no primary");
         assert!(err.to_string().contains("bad.toml:2"), "{err}");

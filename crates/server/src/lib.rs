@@ -6,6 +6,7 @@
 //! (blocking query) -> agents build per-proxy snapshots.
 #![forbid(unsafe_code)]
 
+mod acl_bootstrap;
 mod acl_replication;
 mod api;
 mod autopilot;
@@ -107,6 +108,7 @@ pub async fn run(cfg: ServerConfig, path: PathBuf, role: Role) -> Result<()> {
     federation::spawn(server.clone(), &role);
     liveness::spawn(&server, &role);
     acl_replication::spawn(&server, &role);
+    acl_bootstrap::spawn(&server, &role);
     server.mark_ready();
     role.ready(&format!("ready: dc {}", cfg.datacenter));
     reload::spawn(server.clone(), path, &role);

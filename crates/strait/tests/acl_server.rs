@@ -245,3 +245,32 @@ fn server_endpoints_check_the_callers_token() {
         "'agent:read'",
     );
 }
+
+/// With `acl.tokens.initial_management`, the primary's leader bootstraps by itself (as
+/// Consul's): the token works without `strait acl bootstrap`, and bootstrap is then refused.
+#[test]
+fn initial_management_bootstraps_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "6f1d0c4e-8a2b-4b7e-9c3d-2e5f7a9b1c0d";
+    let c = Cluster::start_with(
+        dir.path(),
+        89,
+        DC,
+        &[],
+        &format!("[acl]\nenabled = true\ndefault_policy = \"deny\"\n[acl.tokens]\ninitial_management = \"{secret}\"\n"),
+    );
+    let me = eventually(
+        "the initial management token",
+        std::time::Duration::from_secs(20),
+        || {
+            let r = call(c.api(2), "GET", "/v1/acl/token/self", None, Some(secret));
+            (r.status == 200).then_some(r)
+        },
+    );
+    assert!(me.body.contains("global-management"), "{}", me.body);
+    denied(
+        call(c.api(0), "PUT", "/v1/acl/bootstrap", None, None),
+        "bootstrap after initial_management",
+        "ACL bootstrap no longer allowed",
+    );
+}

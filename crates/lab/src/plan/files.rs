@@ -29,6 +29,32 @@ pub(super) struct ServerToml<'a> {
     /// The other servers of this DC (their `https_addr`); empty for a lone server.
     #[serde(skip_serializing_if = "<[SocketAddr]>::is_empty")]
     pub retry_join: &'a [SocketAddr],
+    /// `[acl]`, when the lab runs with ACLs (a table: serialized after every value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl: Option<AclToml<'a>>,
+}
+
+/// The `[acl]` table of a server's or an agent's config.
+#[derive(Debug, Serialize)]
+pub(super) struct AclToml<'a> {
+    pub enabled: bool,
+    pub default_policy: &'a str,
+    pub down_policy: &'a str,
+    pub tokens: AclTokensToml<'a>,
+}
+
+/// `[acl.tokens]`.
+#[derive(Debug, Default, Serialize)]
+pub(super) struct AclTokensToml<'a> {
+    /// Primary servers: the management token they bootstrap with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_management: Option<&'a str>,
+    /// Secondary servers: what ACL replication presents to the primary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<&'a str>,
+    /// Agents: their own token (a node identity).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<&'a str>,
 }
 
 fn is_one(n: &usize) -> bool {
@@ -49,6 +75,9 @@ pub(super) struct AgentToml<'a> {
     /// Only on VMs whose proxies are Envoy: the agent's ADS server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_addr: Option<SocketAddr>,
+    /// `[acl]`, when the lab runs with ACLs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl: Option<AclToml<'a>>,
 }
 
 const HEADER: &str = "# Written by `strait lab up`; regenerated on every start.\n";

@@ -14,6 +14,7 @@ fn tokens() -> Tokens {
     Tokens {
         federation: "fed".into(),
         join: [("dc1".into(), "j1".into()), ("dc2".into(), "j2".into())].into(),
+        acl: None,
     }
 }
 

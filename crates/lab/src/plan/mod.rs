@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::acl::{AclMode, LabAcl};
 use crate::netns::{Driver, Layout};
 use crate::paths::LabPaths;
 use crate::topology::{
@@ -150,6 +151,8 @@ pub struct Tokens {
     pub federation: String,
     /// Per DC: what agents present to join.
     pub join: BTreeMap<String, String>,
+    /// ACL tokens, when the lab runs with ACLs ([`Tokens::with_acl`]).
+    pub acl: Option<LabAcl>,
 }
 
 impl Tokens {
@@ -167,7 +170,57 @@ impl Tokens {
                 .iter()
                 .map(|dc| (dc.name.clone(), fresh()))
                 .collect(),
+            acl: None,
         }
+    }
+
+    /// The same, with ACL tokens for `mode` (none with ACLs off).
+    pub fn with_acl(mut self, topology: &Topology, mode: AclMode) -> Tokens {
+        self.acl = LabAcl::generate(topology, mode);
+        self
+    }
+
+    /// The `[acl]` table of a server (`primary`: it bootstraps with the management token;
+    /// otherwise it replicates with it) or, with `agent`, of that agent.
+    fn acl_toml(&self, primary: bool, agent: Option<&str>) -> Option<files::AclToml<'_>> {
+        let acl = self.acl.as_ref()?;
+        let management = Some(acl.management.as_str());
+        let tokens = match agent {
+            Some(vm) => files::AclTokensToml {
+                agent: acl.agents.get(vm).map(String::as_str),
+                ..Default::default()
+            },
+            None if primary => files::AclTokensToml {
+                initial_management: management,
+                ..Default::default()
+            },
+            None => files::AclTokensToml {
+                replication: management,
+                ..Default::default()
+            },
+        };
+        Some(files::AclToml {
+            enabled: true,
+            default_policy: acl.default_policy,
+            down_policy: "extend-cache",
+            tokens,
+        })
+    }
+
+    /// Gives a gateway's or sidecar's process its token: a 0600 file named by
+    /// `STRAIT_HTTP_TOKEN_FILE` (state.json keeps the path, never the secret).
+    fn give_token(&self, p: &mut ProcessSpec, paths: &LabPaths) {
+        let Some(secret) = self.acl.as_ref().and_then(|a| a.proxy(&p.vm, &p.name)) else {
+            return;
+        };
+        let path = paths.config(&p.vm, &format!("{}.token", p.name));
+        p.env
+            .push(("STRAIT_HTTP_TOKEN_FILE".into(), path.display().to_string()));
+        p.files.push(FileSpec {
+            path,
+            contents: format!("{secret}\n"),
+            secret: true,
+        });
     }
 
     fn join(&self, dc: &str) -> String {
@@ -263,7 +316,9 @@ pub fn plan_on(
         }
         for vm in topology.vms_in(dc).filter(|vm| vm.roles.gateway) {
             out.push(agent(on, topology, vm, paths, tokens));
-            out.push(gateway(on, vm, paths));
+            let mut gw = gateway(on, vm, paths);
+            tokens.give_token(&mut gw, paths);
+            out.push(gw);
         }
     }
     let services_vms = || {
@@ -281,7 +336,9 @@ pub fn plan_on(
     }
     for vm in services_vms() {
         for (index, service) in vm.services.iter().enumerate() {
-            out.push(sidecar(on, vm, index, service, paths));
+            let mut proxy = sidecar(on, vm, index, service, paths);
+            tokens.give_token(&mut proxy, paths);
+            out.push(proxy);
         }
     }
     out
@@ -372,6 +429,7 @@ fn server(
         primary_gateways,
         bootstrap_expect: cluster.len(),
         retry_join: &retry_join,
+        acl: tokens.acl_toml(vm.dc == topology.primary_dc(), None),
     });
     let mut p = configured(on, vm, "server", Role::Server, paths, config, contents);
     p.dirs.push(data);
@@ -403,6 +461,7 @@ fn agent(
         join_token: &tokens.join(&vm.dc),
         config_dir: &config_dir,
         grpc_addr: envoy_ads(on, vm),
+        acl: tokens.acl_toml(false, Some(&vm.name)),
     });
     let mut p = configured(on, vm, "agent", Role::Agent, paths, config, contents);
     for service in &vm.services {

@@ -12,6 +12,7 @@ fn default_plan() -> (Vec<ProcessSpec>, Tokens) {
     let tokens = Tokens {
         federation: "fed".into(),
         join: [("dc1".into(), "j1".into()), ("dc2".into(), "j2".into())].into(),
+        acl: None,
     };
     (plan(&topology, &paths, &tokens), tokens)
 }
