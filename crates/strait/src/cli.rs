@@ -24,6 +24,46 @@ pub struct Cli {
     pub cmd: Command,
 }
 
+/// The commands that mirror Consul's CLI, whose flags Consul spells with one dash.
+const CONSUL_STYLE: &[&str] = &[
+    "acl",
+    "intention",
+    "operator",
+    "snapshot",
+    "members",
+    "catalog",
+];
+
+/// The command line with Consul's one-dash long flags (`-token-file`, `-policy-name=x`)
+/// spelled as clap's two-dash ones, after a command that mirrors Consul's (`strait acl token
+/// create -policy-name readers` works as in Consul). One-letter flags (`-h`) stay; so does
+/// what follows `--`. A value that itself starts with `-word` is given as `--flag=-word`.
+pub fn consul_style(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut args = args.into_iter();
+    let mut out: Vec<std::ffi::OsString> = args.next().into_iter().collect();
+    let mut consul = false;
+    for arg in args.by_ref() {
+        let text = arg.to_str().unwrap_or_default();
+        if text == "--" {
+            out.push(arg);
+            break;
+        }
+        let name = text.strip_prefix('-').unwrap_or_default();
+        let flag = name.split('=').next().unwrap_or_default();
+        let long = flag.len() > 1
+            && flag.starts_with(|c: char| c.is_ascii_lowercase())
+            && flag.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+        if consul && long {
+            out.push(format!("--{name}").into());
+        } else {
+            consul |= CONSUL_STYLE.contains(&text);
+            out.push(arg);
+        }
+    }
+    out.extend(args);
+    out
+}
+
 impl Cli {
     /// Proxies run on one thread (`main` gives them a current-thread runtime: no cross-thread
     /// wake-ups, one malloc arena); every other command uses up to two workers.
@@ -147,6 +187,51 @@ pub enum CatalogCommand {
         #[arg(long)]
         dc: Option<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(line: &str) -> String {
+        let args = line.split(' ').map(std::ffi::OsString::from);
+        let out: Vec<String> = consul_style(args)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        out.join(" ")
+    }
+
+    #[test]
+    fn consuls_one_dash_flags_are_read_after_consul_commands_only() {
+        assert_eq!(
+            rewrite("strait acl token create -policy-name=readers -service-identity web -local"),
+            "strait acl token create --policy-name=readers --service-identity web --local"
+        );
+        assert_eq!(
+            rewrite("strait acl token list -token-file /t --http-addr 127.0.0.1:1 -h"),
+            "strait acl token list --token-file /t --http-addr 127.0.0.1:1 -h"
+        );
+        assert_eq!(
+            rewrite("strait lab exec vm -- strait acl -x -token t"),
+            "strait lab exec vm -- strait acl -x -token t"
+        );
+        assert_eq!(
+            rewrite("strait server -c f.toml -token t"),
+            "strait server -c f.toml -token t"
+        );
+        assert_eq!(
+            rewrite("strait snapshot save -stale f -- -token"),
+            "strait snapshot save --stale f -- -token"
+        );
+        // And clap takes the result.
+        let args = consul_style(
+            "strait acl role create -name ops -policy-name readers -token-file /t"
+                .split(' ')
+                .map(std::ffi::OsString::from),
+        );
+        Cli::try_parse_from(args).unwrap();
+    }
 }
 
 #[derive(Debug, Subcommand)]

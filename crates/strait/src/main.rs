@@ -15,7 +15,7 @@ fn exit(status: Exit) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args = match cli::Cli::try_parse() {
+    let args = match cli::Cli::try_parse_from(cli::consul_style(std::env::args_os())) {
         Ok(args) => args,
         Err(e) => {
             // `--help` and `--version` print to stdout and succeed; the rest is a usage error.

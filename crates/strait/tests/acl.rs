@@ -194,8 +194,9 @@ fn roles_updates_and_token_files(d: &Path, server: SocketAddr, management: &str,
     assert_eq!(field(&out, "AccessorID"), swapped_id);
     assert!(out.contains(" - nodes"), "{out}");
 
-    // Tokens from files: a private one is sent (flag, then Consul's variable); one others
-    // may read is refused, naming the file; so are an empty and a missing one.
+    // Tokens from files: a private one is sent (the flag spelled as Consul's, then Consul's
+    // variable); one others may read is refused, naming the file; so are an empty and a
+    // missing one.
     let file = private_file(&d.join("reader.token"), reader);
     let (ok, out) = strait(
         server,
@@ -203,7 +204,7 @@ fn roles_updates_and_token_files(d: &Path, server: SocketAddr, management: &str,
             "acl",
             "token",
             "self",
-            "--token-file",
+            "-token-file",
             file.to_str().unwrap(),
         ],
         &[],
