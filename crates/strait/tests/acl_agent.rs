@@ -14,6 +14,8 @@ mod common;
 use acl_cli::{acl, bootstrap, field};
 use common::*;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SERVER: &str = "127.83.0.10";
@@ -26,6 +28,62 @@ const DEFAULT_SECRET: &str = "5d1c0a8e-3b7f-4e2a-9c6d-0f8e7a6b5c4d";
 const GRPC_A: &str = "127.83.0.11:8502";
 const BOGUS: &str = "6a1f0c2e-9d4b-4e7a-8c3f-2b5d7e9a1c4f";
 const TOKEN_TTL: Duration = Duration::from_secs(1);
+
+/// py-consul (`token=`) and the `consul` npm package (`defaults: {token}`) as their users
+/// pass a token: web's registers web and gets its leaf, is refused counting; none is refused.
+const PY_CONSUL: &str = r#"
+import os, sys, consul
+host, token = os.environ["AGENT_HOST"], os.environ["WEB_TOKEN"]
+c = consul.Consul(host=host, port=8500, token=token)
+c.agent.service.register("web", service_id="web-py", port=9092)
+leaf = c.agent.connect.ca.leaf("web")
+assert "PRIVATE KEY" in leaf["PrivateKeyPEM"], leaf
+try:
+    c.agent.service.register("counting", service_id="counting-py", port=9003)
+    sys.exit("py-consul: counting registered with web's token")
+except consul.ACLPermissionDenied as e:
+    assert "lacks permission 'service:write' on \"counting\"" in str(e), str(e)
+try:
+    consul.Consul(host=host, port=8500).agent.service.register("web", service_id="web-anon", port=9093)
+    sys.exit("py-consul: registered without a token")
+except consul.ACLPermissionDenied as e:
+    assert "anonymous token" in str(e), str(e)
+assert c.agent.service.deregister("web-py")
+"#;
+
+const NPM_CONSUL: &str = r#"
+const assert = require("node:assert/strict");
+const Consul = require("consul");
+const host = process.env.AGENT_HOST;
+const web = new Consul({ host, port: 8500, defaults: { token: process.env.WEB_TOKEN } });
+const refused = (p, text) => p.then(
+  () => { throw new Error("accepted: " + text); },
+  (e) => { assert.equal(e.response && e.response.statusCode, 403, String(e)); assert.match(String(e.response.body), text); });
+(async () => {
+  await web.agent.service.register({ name: "web", id: "web-npm", port: 9094 });
+  await refused(web.agent.service.register({ name: "counting", id: "counting-npm", port: 9003 }),
+    /lacks permission 'service:write' on "counting"/);
+  await refused(new Consul({ host, port: 8500 }).agent.service.register({ name: "web", id: "web-anon", port: 9095 }),
+    /anonymous token/);
+  await web.agent.service.deregister("web-npm");
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+/// Runs a client script with web's token in `WEB_TOKEN`; it must succeed.
+fn client(what: &str, mut cmd: Command, web: &str) {
+    let out = cmd
+        .env("AGENT_HOST", AGENT_A)
+        .env("WEB_TOKEN", web)
+        .env_remove("CONSUL_HTTP_TOKEN")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 const ACL: &str = "[acl]\nenabled = true\ndefault_policy = \"deny\"\n";
 
@@ -222,6 +280,16 @@ fn agent_endpoints_check_the_callers_token() {
     );
     let r = call(b, "PUT", register, Some(web_def), Some(&web));
     assert_eq!(r.status, 200, "{}", r.body);
+
+    // Real clients with a token (scripts/test installs both).
+    let mut py = Command::new("python3");
+    py.args(["-c", PY_CONSUL]);
+    client("py-consul", py, &web);
+    let modules =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/compat-npm/node_modules");
+    let mut node = Command::new("node");
+    node.args(["-e", NPM_CONSUL]).env("NODE_PATH", &modules);
+    client("consul npm", node, &web);
 
     // Envoy's ADS stream: web's sidecar needs a token with service:write on web.
     let envoy = |name: &str, admin: &str, token: &[&str]| {
