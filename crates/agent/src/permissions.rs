@@ -66,3 +66,44 @@ pub fn read_check(caller: &Caller, node: &str, service_name: &str) -> bool {
         name => caller.may(|z| z.service_read(name)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::{LocalState, Source};
+    use std::sync::Arc;
+
+    fn agent(dir: &std::path::Path) -> Agent {
+        let cfg = crate::config::AgentConfig::parse(&format!(
+            "datacenter = \"dc1\"\nnode_name = \"n1\"\ndata_dir = {:?}\n\
+             advertise_addr = \"127.0.0.1\"\nhttp_addr = \"127.0.0.1:8500\"\n\
+             servers = [\"127.0.0.1:8300\"]\njoin_token = \"0123456789abcdef0\"\n",
+            dir.display()
+        ))
+        .unwrap();
+        let local = Arc::new(LocalState::new("n1", cfg.advertise_addr, &cfg.data_dir));
+        Agent::new(cfg, local)
+    }
+
+    fn def(json: &str) -> ServiceDefinition {
+        crate::decode::json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_registration_writes_its_services_a_proxys_destination_and_what_it_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = agent(dir.path());
+        let web = def(r#"{"Name":"web","Port":80,"Connect":{"SidecarService":{}}}"#);
+        assert_eq!(written_by(&a, &web).unwrap(), ["web", "web-sidecar-proxy"]);
+        let proxy = def(r#"{"Name":"db-proxy","Kind":"connect-proxy","Port":21000,
+                "Proxy":{"DestinationServiceName":"db"}}"#);
+        assert_eq!(written_by(&a, &proxy).unwrap(), ["db", "db-proxy"]);
+        a.local
+            .insert(def(r#"{"ID":"x","Name":"api"}"#), Source::Api)
+            .unwrap();
+        let renamed = def(r#"{"ID":"x","Name":"web"}"#);
+        assert_eq!(written_by(&a, &renamed).unwrap(), ["api", "web"]);
+        let e = written_by(&a, &def(r#"{"Name":"bad name!"}"#)).unwrap_err();
+        assert!(format!("{e:#}").contains("Name"), "{e:#}");
+    }
+}

@@ -4,8 +4,10 @@
 //! service-identity token for `web` registers web (and its sidecar) and gets web's leaf, and
 //! is refused for `counting` with Consul's message; an unknown token is "ACL not found";
 //! relayed reads carry the caller's token to the server (which filters by it); the agent's
-//! default token stands in for a missing one; a deleted token stops working within the
-//! agent's `token_ttl`; no secret is logged.
+//! default token stands in for a missing one; py-consul and the npm client with a token;
+//! Envoy's ADS stream needs web's token to get web's sidecar config; a deleted token stops
+//! working within the agent's `token_ttl`; no secret is logged; with the server down,
+//! `extend-cache` keeps the tokens the agent resolved.
 
 #[path = "common/acl.rs"]
 mod acl_cli;
@@ -137,7 +139,7 @@ fn agent_endpoints_check_the_callers_token() {
         &b_cfg,
         &format!("{agent_acl}[acl.tokens]\ndefault = \"{DEFAULT_SECRET}\"\n"),
     );
-    let server = Proc::start(
+    let mut server = Proc::start(
         d,
         "server",
         &["server", "--config", server_cfg.to_str().unwrap()],
@@ -351,4 +353,19 @@ fn agent_endpoints_check_the_callers_token() {
             assert!(!log.contains(secret), "{} logs a secret", p.name);
         }
     }
+
+    // The server down: with down_policy = "extend-cache" the agent keeps using what it
+    // resolved, however old (management's entry is long past token_ttl), and refuses a token
+    // it never resolved.
+    server.stop();
+    let r = call(a, "GET", "/v1/agent/services", None, Some(&management));
+    assert!(
+        r.status == 200 && r.body.contains("web-sidecar-proxy"),
+        "{}",
+        r.body
+    );
+    refused(
+        &call(a, "GET", "/v1/agent/services", None, Some(DEFAULT_SECRET)),
+        "no server answered to resolve the token",
+    );
 }
