@@ -24,11 +24,8 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new(at: Located, kind: Kind, token: &TokenArgs) -> Result<Api> {
-        Ok(Api {
-            at,
-            kind,
-            token: token.resolve()?,
-        })
+        let token = token.resolve_with(at.lab_token.as_deref())?;
+        Ok(Api { at, kind, token })
     }
 
     /// One exchange within `timeout`; a non-2xx answer is an error carrying the answer.

@@ -7,7 +7,8 @@
 //!    agent or server `strait_lab::endpoints` picks (an error if that lab is not running);
 //! 3. `127.0.0.1:8500`: the local agent (or server) of the VM the command runs on.
 //!
-//! The answer carries how it was found, so that a failure says what was tried.
+//! The answer carries how it was found, so that a failure says what was tried, and for a
+//! running lab its management token file, which the CLI sends when given no token.
 
 use anyhow::{bail, Result};
 use std::fmt;
@@ -49,7 +50,13 @@ pub(crate) struct Flag {
 pub(crate) struct Located {
     pub addr: SocketAddr,
     pub how: String,
+    /// Found in a running lab with ACLs: its management token file (see [`LAB_TOKEN`]).
+    pub lab_token: Option<PathBuf>,
 }
+
+/// The file in a lab's directory holding its management token (0600), which `strait lab up`
+/// writes when the lab runs with ACLs (crates/lab/src/acl.rs).
+pub(crate) const LAB_TOKEN: &str = "management.token";
 
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -58,18 +65,13 @@ impl fmt::Display for Located {
 }
 
 /// The agent `strait doctor` asks: with `--service`, the one of the lab VM running it.
-pub(crate) fn doctor_agent(args: &strait_doctor::DoctorArgs) -> Result<strait_doctor::Agent> {
+pub(crate) fn doctor_agent(args: &strait_doctor::DoctorArgs) -> Result<Located> {
     let flag = Flag {
         value: args.http_addr,
         env: "STRAIT_HTTP_ADDR",
     };
     let want = args.service.as_deref().map_or(Want::Agent, Want::AgentOf);
-    let Located { addr, how } = locate(flag, want)?;
-    Ok(strait_doctor::Agent {
-        addr,
-        found: how,
-        token: None,
-    })
+    locate(flag, want)
 }
 
 pub(crate) fn locate(flag: Flag, want: Want<'_>) -> Result<Located> {
@@ -84,7 +86,11 @@ pub(crate) fn locate(flag: Flag, want: Want<'_>) -> Result<Located> {
 fn locate_in(flag: Flag, want: Want<'_>, dir: &Path, from_env: bool) -> Result<Located> {
     if let Some(addr) = flag.value {
         let how = format!("from --http-addr or {}", flag.env);
-        return Ok(Located { addr, how });
+        return Ok(Located {
+            addr,
+            how,
+            lab_token: None,
+        });
     }
     let (root, found) = endpoints::find(dir)?;
     let lab = if from_env {
@@ -110,6 +116,7 @@ fn locate_in(flag: Flag, want: Want<'_>, dir: &Path, from_env: bool) -> Result<L
         Found::NoLab => Ok(Located {
             addr: DEFAULT.parse()?,
             how: format!("the default: {not_there}"),
+            lab_token: None,
         }),
         Found::NotRunning => {
             bail!("{lab} is not running (no process of it is alive): start it with `strait lab up`, or {ask}")
@@ -118,13 +125,15 @@ fn locate_in(flag: Flag, want: Want<'_>, dir: &Path, from_env: bool) -> Result<L
             bail!("{lab} was started by a strait that does not record where its agents listen: restart it (`strait lab down`, `strait lab up`), or {ask}")
         }
         Found::Running(e) => {
+            let lab_token = Some(root.join(LAB_TOKEN)).filter(|t| t.exists());
             let pick = |what: &str, chosen: Option<&Endpoint>| match chosen {
                 Some(Endpoint {
                     netns: Some(ns), ..
-                }) => Err(run_inside(ns)),
+                }) => Err(run_inside(ns, lab_token.as_deref())),
                 Some(chosen) => Ok(Located {
                     addr: chosen.http,
                     how: format!("{what} on {} ({}), {lab}", chosen.vm, chosen.dc),
+                    lab_token: lab_token.clone(),
                 }),
                 None => bail!("{lab} has no {what}: {ask}"),
             };
@@ -145,14 +154,20 @@ fn locate_in(flag: Flag, want: Want<'_>, dir: &Path, from_env: bool) -> Result<L
 
 /// With the netns driver a lab VM's API answers only inside its namespace: this very command
 /// runs again there (`ip netns exec`), asking the VM's own `127.0.0.1:8500` as on a real VM,
-/// like `strait lab exec <vm> -- strait ...`. Returns only if that cannot start.
-fn run_inside(ns: &str) -> anyhow::Error {
+/// like `strait lab exec <vm> -- strait ...`, with the lab's management token file unless a
+/// token is set in the environment (flags win there anyway). Returns only if that cannot
+/// start.
+fn run_inside(ns: &str, lab_token: Option<&Path>) -> anyhow::Error {
     use std::os::unix::process::CommandExt;
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => return anyhow::anyhow!("cannot find this strait binary to run it in {ns}: {e}"),
     };
-    let err = std::process::Command::new("ip")
+    let mut cmd = std::process::Command::new("ip");
+    if let Some(file) = lab_token.filter(|_| !crate::cmd::token::in_environment()) {
+        cmd.env(crate::cmd::token::TOKEN_FILE_ENV, file);
+    }
+    let err = cmd
         .args(["netns", "exec", ns])
         .arg(exe)
         .args(std::env::args_os().skip(1))

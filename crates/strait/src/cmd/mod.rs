@@ -90,11 +90,16 @@ fn done(r: Result<()>) -> Result<Exit> {
 
 /// `strait doctor`: the checks print themselves; the exit code says whether all passed.
 async fn doctor(args: strait_doctor::DoctorArgs, token: token::TokenArgs) -> Result<Exit> {
-    let mut agent = locate::doctor_agent(&args)?;
-    agent.token = token.resolve()?.map(|t| strait_doctor::SentToken {
-        secret: t.expose().to_owned(),
-        from: t.from().to_owned(),
-    });
+    let found = locate::doctor_agent(&args)?;
+    let token = token.resolve_with(found.lab_token.as_deref())?;
+    let agent = strait_doctor::Agent {
+        addr: found.addr,
+        found: found.how,
+        token: token.map(|t| strait_doctor::SentToken {
+            secret: t.expose().to_owned(),
+            from: t.from().to_owned(),
+        }),
+    };
     let report = strait_doctor::run(args, agent).await?;
     let failed = report.failed();
     if failed > 0 {

@@ -4,7 +4,8 @@
 //! 1. `--token` or `STRAIT_HTTP_TOKEN`;
 //! 2. `--token-file` or `STRAIT_HTTP_TOKEN_FILE`;
 //! 3. Consul's `CONSUL_HTTP_TOKEN`, then `CONSUL_HTTP_TOKEN_FILE`;
-//! 4. none: the agent's `default` token or the anonymous token answers.
+//! 4. the API was found in a running lab with ACLs: the lab's management token file;
+//! 5. none: the agent's `default` token or the anonymous token answers.
 //!
 //! A token file must exist, hold the token (surrounding whitespace is dropped) and be
 //! readable by its owner only: a secret others can read is refused, naming the file.
@@ -63,10 +64,31 @@ impl fmt::Display for Token {
     }
 }
 
+/// Whether a token variable is set (strait's or Consul's).
+pub(crate) fn in_environment() -> bool {
+    [
+        TOKEN_ENV,
+        TOKEN_FILE_ENV,
+        CONSUL_TOKEN_ENV,
+        CONSUL_TOKEN_FILE_ENV,
+    ]
+    .iter()
+    .any(|name| env(name).is_some())
+}
+
+fn env(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
 impl TokenArgs {
-    /// The token to send, if any (see the module's order).
+    /// The token to send, if any (see the module's order), without a lab's.
     pub(crate) fn resolve(&self) -> Result<Option<Token>> {
-        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        self.resolve_with(None)
+    }
+
+    /// [`TokenArgs::resolve`]; `lab`: the management token file of the lab the API was
+    /// found in.
+    pub(crate) fn resolve_with(&self, lab: Option<&Path>) -> Result<Option<Token>> {
         if let Some(secret) = self.token.as_deref().filter(|t| !t.trim().is_empty()) {
             return Ok(Some(Token {
                 secret: secret.trim().to_owned(),
@@ -83,10 +105,11 @@ impl TokenArgs {
                 from: CONSUL_TOKEN_ENV.to_owned(),
             }));
         }
-        match env(CONSUL_TOKEN_FILE_ENV) {
-            Some(path) => read_file(Path::new(&path), CONSUL_TOKEN_FILE_ENV).map(Some),
-            None => Ok(None),
+        if let Some(path) = env(CONSUL_TOKEN_FILE_ENV) {
+            return read_file(Path::new(&path), CONSUL_TOKEN_FILE_ENV).map(Some);
         }
+        lab.map(|path| read_file(path, "the lab's management token"))
+            .transpose()
     }
 }
 
@@ -181,8 +204,21 @@ mod tests {
         assert_eq!(args.resolve().unwrap().unwrap().expose(), "from-flag");
         let args = TokenArgs {
             token: None,
-            token_file: Some(path),
+            token_file: Some(path.clone()),
         };
         assert_eq!(args.resolve().unwrap().unwrap().expose(), "from-file");
+        // A lab's management token only when nothing else gives one.
+        let lab = file(dir.path(), "management.token", "from-lab", 0o600);
+        let got = args.resolve_with(Some(&lab)).unwrap().unwrap();
+        assert_eq!(got.expose(), "from-file");
+        if !in_environment() {
+            let got = TokenArgs::default()
+                .resolve_with(Some(&lab))
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.expose(), "from-lab");
+            assert!(got.from().contains("the lab's management token"), "{got}");
+            assert!(TokenArgs::default().resolve().unwrap().is_none());
+        }
     }
 }
