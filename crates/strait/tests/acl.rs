@@ -224,7 +224,7 @@ fn roles_updates_and_token_files(d: &Path, server: SocketAddr, management: &str,
     for (path, why) in [
         (&shared, "readable by group or others (mode 0644)"),
         (&empty, "is empty"),
-        (&missing, "cannot read the token file"),
+        (&missing, "cannot be read"),
     ] {
         let (ok, out) = strait(
             server,

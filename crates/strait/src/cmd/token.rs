@@ -10,15 +10,12 @@
 //! A token file must exist, hold the token (surrounding whitespace is dropped) and be
 //! readable by its owner only: a secret others can read is refused, naming the file.
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-pub(crate) const TOKEN_ENV: &str = "STRAIT_HTTP_TOKEN";
-pub(crate) const TOKEN_FILE_ENV: &str = "STRAIT_HTTP_TOKEN_FILE";
-const CONSUL_TOKEN_ENV: &str = "CONSUL_HTTP_TOKEN";
-const CONSUL_TOKEN_FILE_ENV: &str = "CONSUL_HTTP_TOKEN_FILE";
+pub(crate) use strait_rpc::token::TOKEN_FILE_ENV;
+use strait_rpc::token::{CONSUL_TOKEN_ENV, CONSUL_TOKEN_FILE_ENV, TOKEN_ENV};
 
 /// `--token` and `--token-file`, on every command that talks to an API.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -113,41 +110,11 @@ impl TokenArgs {
     }
 }
 
-/// Reads a token file given by `flag` (named in errors with the file).
+/// Reads a token file given by `flag` (`strait_rpc::token`'s checks: it exists, holds one
+/// token, and only its owner may read it; errors name the flag and the file).
 pub(crate) fn read_file(path: &Path, flag: &str) -> Result<Token> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("{flag}: cannot read the token file {}", path.display()))?;
-    if !meta.is_file() {
-        bail!(
-            "{flag}: the token file {} is not a regular file",
-            path.display()
-        );
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        bail!(
-            "{flag}: the token file {} is readable by group or others (mode {mode:04o}): strait \
-             refuses a secret that other users can read; make it private with `chmod 600 {0}`",
-            path.display()
-        );
-    }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{flag}: cannot read the token file {}", path.display()))?;
-    let secret = text.trim();
-    if secret.is_empty() {
-        bail!(
-            "{flag}: the token file {} is empty (put the token's SecretID in it)",
-            path.display()
-        );
-    }
-    if secret.lines().count() > 1 {
-        bail!(
-            "{flag}: the token file {} has more than one line (it holds one SecretID)",
-            path.display()
-        );
-    }
     Ok(Token {
-        secret: secret.to_owned(),
+        secret: strait_rpc::token::read_file(path, flag)?,
         from: format!("the token file {} ({flag})", path.display()),
     })
 }
@@ -155,6 +122,7 @@ pub(crate) fn read_file(path: &Path, flag: &str) -> Result<Token> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
         let path = dir.join(name);
@@ -181,7 +149,7 @@ mod tests {
             (file(d, "group", "6a1f0c2e", 0o640), "mode 0640"),
             (file(d, "empty", " \n", 0o600), "is empty"),
             (file(d, "two", "a\nb\n", 0o600), "more than one line"),
-            (d.join("missing"), "cannot read the token file"),
+            (d.join("missing"), "cannot be read"),
         ];
         for (path, want) in cases {
             let err = format!("{:#}", read_file(&path, "--token-file").unwrap_err());
