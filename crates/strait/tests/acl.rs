@@ -515,3 +515,70 @@ fn acl_endpoints_say_when_acls_are_off() {
         );
     }
 }
+
+/// `strait doctor` and `strait members` against an agent with ACLs on and default deny: no
+/// token is reported as an ACL refusal naming the permission and how to send a token (not
+/// as an unreachable agent); with the management token from a 0600 file the checks pass.
+#[test]
+fn doctor_tells_a_missing_permission_from_a_network_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let acl_on = "[acl]\nenabled = true\ndefault_policy = \"deny\"\n";
+    let server_cfg = server_config(d, "dc1", "127.81.0.30", &[]);
+    let text = std::fs::read_to_string(&server_cfg).unwrap() + acl_on;
+    write(&server_cfg, &text);
+    let agent_cfg = agent_config(
+        d,
+        "dc1",
+        "node-a",
+        "127.81.0.31",
+        "127.81.0.30",
+        &join_token("dc1"),
+    );
+    let text = std::fs::read_to_string(&agent_cfg).unwrap() + acl_on;
+    write(&agent_cfg, &text);
+    let server = Proc::start(
+        d,
+        "server",
+        &["server", "--config", server_cfg.to_str().unwrap()],
+    );
+    let agent = Proc::start(
+        d,
+        "agent",
+        &["agent", "--config", agent_cfg.to_str().unwrap()],
+    );
+    let (api, a) = (sa("127.81.0.30:8500"), sa("127.81.0.31:8500"));
+    wait_ready(api, "/v1/status/ready", &[&server, &agent]);
+    wait_ready(a, "/v1/agent/ready", &[&server, &agent]);
+    let (ok, out) = strait(api, &["acl", "bootstrap"], &[]);
+    assert!(ok, "{out}");
+    let management = private_file(&d.join("management.token"), &field(&out, "SecretID"));
+
+    let (ok, out) = strait(a, &["doctor"], &[]);
+    assert!(!ok, "{out}");
+    for want in [
+        "✗ local agent: refused by ACLs, not a network fault",
+        "needs 'agent:read on \"node-a\"', which anonymous token lacks",
+        "the doctor sent no token",
+        "--token-file",
+        "X-Consul-Token",
+    ] {
+        assert!(out.contains(want), "{want} not in:\n{out}");
+    }
+    assert!(!out.contains("is `strait agent` running"), "{out}");
+    let (ok, out) = strait(a, &["members"], &[]);
+    assert!(!ok && out.contains("lacks permission"), "{out}");
+
+    let file = management.to_str().unwrap();
+    // (Federation fails here for want of a mesh gateway, which is no ACL matter.)
+    let (_, out) = strait(a, &["doctor", "--token-file", file], &[]);
+    assert!(
+        out.contains("✓ local agent")
+            && out.contains("✓ server")
+            && out.contains("federation dc1 gateways: no mesh gateway")
+            && !out.contains("refused by ACLs"),
+        "{out}"
+    );
+    let (ok, out) = strait(a, &["members"], &[("CONSUL_HTTP_TOKEN_FILE", file)]);
+    assert!(ok && out.contains("node-a"), "{out}");
+}
