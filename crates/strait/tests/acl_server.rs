@@ -83,8 +83,8 @@ fn server_endpoints_check_the_callers_token() {
     let token = json!({"Description": "web team", "Policies": [{"Name": "web-team"}]});
     let team = ok_json(call(f, "PUT", "/v1/acl/token", Some(&token), root), "token");
     let accessor = team["AccessorID"].as_str().unwrap().to_owned();
-    let team = team["SecretID"].as_str().unwrap().to_owned();
-    let team = Some(team.as_str());
+    let team_secret = team["SecretID"].as_str().unwrap().to_owned();
+    let team = Some(team_secret.as_str());
 
     // Config entries: by the service they configure.
     for name in ["web", "counting"] {
@@ -138,7 +138,7 @@ fn server_endpoints_check_the_callers_token() {
     // An unknown token is refused outright, in either header.
     let r = call(f, "GET", "/v1/catalog/services", None, Some("bogus"));
     assert_eq!((r.status, r.body.trim()), (403, "ACL not found"));
-    let bearer = format!("Bearer {}", team.unwrap());
+    let bearer = format!("Bearer {team_secret}");
     let r = request_with(
         "GET",
         f,

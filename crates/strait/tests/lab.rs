@@ -142,14 +142,43 @@ fn default_lab_end_to_end() {
         },
     );
 
-    // An agent gets certificates only for the services its node runs: primary-services may
-    // hold dashboard's identity, not counting's.
+    // ACLs (the lab's default: on, default deny): a leaf needs service:write on its service.
+    // Nobody gets one without a token; the dashboard sidecar's token (a service identity the
+    // lab created, in a 0600 file) gets dashboard's, not counting's.
     let agent = sa("127.20.1.12:8500");
     let (status, body) = get(agent, "/v1/agent/connect/ca/leaf/dashboard");
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("anonymous token lacks permission 'service:write'"),
+        "{body}"
+    );
+    let sidecar_token = lab
+        .path()
+        .join("vms/primary-services/dashboard-sidecar.token");
+    assert_private(&sidecar_token);
+    let sidecar_token = std::fs::read_to_string(&sidecar_token).unwrap();
+    let with = |token: &str, path: &str| {
+        let r = common::request_with(
+            "GET",
+            agent,
+            path,
+            None,
+            &[("X-Consul-Token", token.trim())],
+        )
+        .unwrap();
+        (r.status, r.body)
+    };
+    let (status, body) = with(&sidecar_token, "/v1/agent/connect/ca/leaf/dashboard");
     assert_eq!(status, 200, "{body}");
-    let (status, body) = get(agent, "/v1/agent/connect/ca/leaf/counting");
+    let (status, body) = with(&sidecar_token, "/v1/agent/connect/ca/leaf/counting");
+    assert_eq!(status, 403, "{body}");
+    // An agent gets certificates only for the services its node runs: even the management
+    // token gets no leaf for counting on primary-services.
+    let (status, body) = lab.http("GET", agent, "/v1/agent/connect/ca/leaf/counting", None);
     assert_ne!(status, 200, "{body}");
     assert!(body.contains("runs no such service"), "{body}");
+    // No secret of the lab in a log, in state.json, or in a file others can read.
+    assert_no_secret_leaks(&lab);
 
     // The page in a real browser shows a count from counting's host.
     let dom = chromium_dump(&format!("http://{dash}/"), &artifact("dashboard.png"));
@@ -199,14 +228,13 @@ fn default_lab_end_to_end() {
     );
     let bad = r#"{"Kind":"service-intentions","Name":"counting",
         "Sources":[{"Name":"dashboard","Action":"block"}]}"#;
-    let (status, body) =
-        common::http("PUT", primary_server, "/v1/config?dc=dc2", Some(bad)).unwrap();
+    let (status, body) = lab.http("PUT", primary_server, "/v1/config?dc=dc2", Some(bad));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("Sources[0].Action"), "{body}");
     // A local write without a Content-Type (as `curl -d` sends it) is accepted.
     let defaults =
         r#"{"Kind":"service-defaults","Name":"dashboard","MeshGateway":{"Mode":"local"}}"#;
-    let (status, body) = common::http("PUT", primary_server, "/v1/config", Some(defaults)).unwrap();
+    let (status, body) = lab.http("PUT", primary_server, "/v1/config", Some(defaults));
     assert_eq!(status, 200, "{body}");
     eventually(
         "the deny intention to take effect",
@@ -220,7 +248,16 @@ fn default_lab_end_to_end() {
             &[]
         ) > 0
     );
+    // Deleted, no intention matches: ACLs' default deny still refuses; allowed again, the
+    // counts come back.
     let (code, text) = intention(&["delete", "dashboard", "counting"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = intention(&["check", "dashboard", "counting"]);
+    assert_eq!(
+        (code, text.trim()),
+        (Some(1), "dashboard -> counting: denied")
+    );
+    let (code, text) = intention(&["allow", "dashboard", "counting"]);
     assert_eq!(code, Some(0), "{text}");
     assert_counts_increase_eventually(dash, "secondary-services");
 
@@ -262,6 +299,50 @@ fn default_lab_end_to_end() {
 /// `lab kill secondary-server` stops dc2's only server (its API no longer answers); `lab start
 /// secondary-server` brings it back ready (its Raft state from disk), and dc2's catalog answers
 /// through it again while the dashboard keeps counting.
+/// `path` is readable by its owner only.
+fn assert_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", path.display());
+}
+
+/// Every token of the lab (the management token and each process's) appears only in files
+/// that are 0600, and in no log and not in state.json.
+fn assert_no_secret_leaks(lab: &Lab) {
+    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(lab.path(), &mut all);
+    let secrets: Vec<String> = all
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "token"))
+        .map(|p| std::fs::read_to_string(p).unwrap().trim().to_owned())
+        .collect();
+    assert!(secrets.len() >= 5, "{all:?}");
+    for path in &all {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        if !secrets.iter().any(|s| text.contains(s.as_str())) {
+            continue;
+        }
+        let name = path.display().to_string();
+        assert!(
+            !name.ends_with(".log") && !name.ends_with("state.json"),
+            "a secret in {name}"
+        );
+        assert_private(path);
+    }
+}
+
 fn kill_and_start_a_server(lab: &Lab, dash: SocketAddr) {
     let server = sa("127.20.2.10:8500");
     let before = lab.pids();
@@ -332,10 +413,12 @@ fn cli_finds_the_lab(lab: &Lab) {
         !names.contains(&"dashboard"),
         "dc1's service in dc2:\n{services}"
     );
+    // The lab allowed the upstream its topology declares (ACLs' default deny closes the rest).
     let (code, list) = lab.cli(&["intention", "list"]);
-    assert_eq!(
-        (code, list.trim()),
-        (Some(0), "no intentions: every service may call every other")
+    assert_eq!(code, Some(0), "{list}");
+    assert!(
+        list.contains("dashboard  allow   counting     declared upstream (strait lab)"),
+        "{list}"
     );
     // The doctor asks the agent of the VM running the service, and that agent where the
     // sidecar's admin endpoint is (the sidecar registered it).
@@ -539,7 +622,12 @@ fn three_datacenters_remote_and_local_gateway_modes() {
     );
 
     // dc2 federates too: its catalog is visible from dc1.
-    let (status, body) = get(sa("127.21.1.12:8500"), "/v1/catalog/nodes?dc=dc2");
+    let (status, body) = lab.http(
+        "GET",
+        sa("127.21.1.12:8500"),
+        "/v1/catalog/nodes?dc=dc2",
+        None,
+    );
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("dc2-gateway"), "{body}");
 

@@ -177,11 +177,21 @@ async fn list(api: &Api) -> Result<()> {
     Ok(())
 }
 
-/// Evaluates with the same function the snapshot builder uses, so the answer is what the
-/// destination's sidecars enforce.
+/// Asks the server (`/v1/connect/intentions/check`), which decides as the destination's
+/// sidecars do: the matching intention of highest precedence, else the default (allowed;
+/// denied when ACLs are on with `default_policy = "deny"`).
 async fn check(api: &Api, p: Pair) -> Result<bool> {
-    let entries = api.entries().await?;
-    let allowed = strait_catalog::intentions_for(&entries, &p.destination).allows(&p.source);
+    let mut path = format!(
+        "/v1/connect/intentions/check?source={}&destination={}",
+        p.source, p.destination
+    );
+    if let Some(dc) = &api.dc {
+        path.push_str(&format!("&dc={dc}"));
+    }
+    let answer: serde_json::Value = api.server.get(&path).await?;
+    let allowed = answer["Allowed"]
+        .as_bool()
+        .with_context(|| format!("the server's answer to {path} has no Allowed: {answer}"))?;
     println!(
         "{} -> {}: {}",
         p.source,

@@ -72,6 +72,29 @@ impl Lab {
         (out.status.code(), text)
     }
 
+    /// The lab's management token (the lab runs with ACLs, default deny, unless `--acl`).
+    pub fn token(&self) -> String {
+        let path = self.path().join("management.token");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .to_owned()
+    }
+
+    /// `METHOD path` on `addr` with the management token: (status, body).
+    pub fn http(
+        &self,
+        method: &str,
+        addr: std::net::SocketAddr,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let token = self.token();
+        let r = super::request_with(method, addr, path, body, &[("X-Consul-Token", &token)])
+            .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"));
+        (r.status, r.body)
+    }
+
     /// The pids `state.json` records (every process the lab started).
     pub fn pids(&self) -> Vec<u32> {
         recorded_pids(self.path())

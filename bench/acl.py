@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""What ACLs add to an agent's API (driven by bench/acl.sh).
+
+Real `strait` processes on loopback (127.64.0.0/16): a server and an agent with ACLs off, then
+the same with ACLs on (`default_policy = "deny"`), measured in the same run. For each:
+  register     PUT /v1/agent/service/register of `web` (port changed each time) with a
+               service-identity token for web, answered by the agent: p50/p99 over $CALLS
+  leaf         GET /v1/agent/connect/ca/leaf/web with that token (the agent's cached leaf):
+               p50/p99 over $CALLS
+  first use    (ACLs on only) the first leaf fetch with each of $FRESH new tokens: the agent
+               resolves the token through its server (not cached yet): p50/p99
+ACLs off sends the same header (ignored). Ratios are ACLs on / ACLs off.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+import http.client
+
+STRAIT, OUT = sys.argv[1], sys.argv[2]
+CALLS = int(os.environ.get("CALLS", "2000"))
+FRESH = int(os.environ.get("FRESH", "200"))
+JOIN_TOKEN = "join-token-dc1-0123456789"
+FED_TOKEN = "federation-token-0123456789"
+MANAGEMENT = "0b4c1f7e-5d8a-4c0e-9a52-1f0d7b9e3c21"
+PROCS = []
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def start(name, args):
+    f = open(os.path.join(OUT, f"{name}.log"), "a")
+    p = subprocess.Popen([STRAIT] + args, stdout=f, stderr=f, env={**os.environ, "STRAIT_LOG": "warn"})
+    PROCS.append(p)
+    return p
+
+
+class Api:
+    """One keep-alive connection to a loopback API."""
+
+    def __init__(self, addr):
+        host, port = addr.split(":")
+        self.host, self.port = host, int(port)
+        self.conn = None
+
+    def call(self, method, path, body=None, token=None):
+        headers = {"X-Consul-Token": token} if token else {}
+        for attempt in range(2):
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+                self.conn.request(method, path, body=body, headers=headers)
+                r = self.conn.getresponse()
+                return r.status, r.read().decode()
+            except (OSError, http.client.HTTPException):
+                self.conn = None
+                if attempt:
+                    return 0, ""
+        return 0, ""
+
+
+def wait(what, pred, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def summary(xs):
+    return {"p50_ms": pct(xs, 50) * 1e3, "p99_ms": pct(xs, 99) * 1e3}
+
+
+def timed(f):
+    t0 = time.perf_counter()
+    status, body = f()
+    if status != 200:
+        raise SystemExit(f"{status}: {body}")
+    return time.perf_counter() - t0
+
+
+def run(net, acl):
+    d = os.path.join(OUT, f"acl-{acl}")
+    os.makedirs(os.path.join(d, "services"), exist_ok=True)
+    server_ip, agent_ip = f"127.64.{net}.10", f"127.64.{net}.11"
+    table = ""
+    if acl:
+        table = f'\n[acl]\nenabled = true\ndefault_policy = "deny"\n'
+    with open(os.path.join(d, "server.toml"), "w") as f:
+        f.write(
+            f'datacenter = "dc1"\nnode_name = "server"\ndata_dir = "{d}/data-server"\n'
+            f'https_addr = "{server_ip}:8300"\nhttp_addr = "{server_ip}:8500"\n'
+            f'join_token = "{JOIN_TOKEN}"\nfederation_token = "{FED_TOKEN}"\n{table}'
+            + (f'[acl.tokens]\ninitial_management = "{MANAGEMENT}"\n' if acl else "")
+        )
+    server = Api(f"{server_ip}:8500")
+    s = start(f"server-{acl}", ["server", "--config", os.path.join(d, "server.toml")])
+    wait("server ready", lambda: server.call("GET", "/v1/status/ready")[0] == 200)
+    with open(os.path.join(d, "agent.toml"), "w") as f:
+        f.write(
+            f'datacenter = "dc1"\nnode_name = "bench-agent"\ndata_dir = "{d}/data-agent"\n'
+            f'advertise_addr = "{agent_ip}"\nhttp_addr = "{agent_ip}:8500"\n'
+            f'servers = ["{server_ip}:8300"]\njoin_token = "{JOIN_TOKEN}"\n'
+            f'config_dir = "{d}/services"\n{table}'
+        )
+    a = start(f"agent-{acl}", ["agent", "--config", os.path.join(d, "agent.toml")])
+    agent = Api(f"{agent_ip}:8500")
+    wait("agent ready", lambda: agent.call("GET", "/v1/agent/ready")[0] == 200)
+
+    def new_token():
+        if not acl:
+            return "ignored-without-acls"
+        body = json.dumps({"ServiceIdentities": [{"ServiceName": "web"}]})
+        status, text = server.call("PUT", "/v1/acl/token", body, MANAGEMENT)
+        if status != 200:
+            raise SystemExit(f"token: {status} {text}")
+        return json.loads(text)["SecretID"]
+
+    if acl:
+        wait("ACL bootstrap", lambda: server.call("GET", "/v1/acl/token/self", token=MANAGEMENT)[0] == 200)
+    token = new_token()
+    reg = lambda port: agent.call(
+        "PUT", "/v1/agent/service/register", json.dumps({"Name": "web", "Port": port}), token
+    )
+    leaf = lambda t: (lambda: agent.call("GET", "/v1/agent/connect/ca/leaf/web", token=t))
+    timed(lambda: reg(9000))
+    wait("web's leaf", lambda: agent.call("GET", "/v1/agent/connect/ca/leaf/web", token=token)[0] == 200)
+    for k in range(50):  # warm up
+        timed(lambda: reg(9001 + k))
+        timed(leaf(token))
+    out = {
+        "register": summary([timed(lambda k=k: reg(10000 + k)) for k in range(CALLS)]),
+        "leaf": summary([timed(leaf(token)) for _ in range(CALLS)]),
+    }
+    if acl:
+        fresh = [new_token() for _ in range(FRESH)]
+        out["first_use"] = summary([timed(leaf(t)) for t in fresh])
+    log(f"ACLs {'on' if acl else 'off'}: {out}")
+    for p in (a, s):
+        p.terminate()
+        p.wait()
+    return out
+
+
+def main():
+    try:
+        off = run(1, False)
+        on = run(2, True)
+    finally:
+        for p in PROCS:
+            if p.poll() is None:
+                p.kill()
+    ratios = {
+        f"{what}_{q}": on[what][q] / off[what][q]
+        for what in ("register", "leaf")
+        for q in ("p50_ms", "p99_ms")
+    }
+    ratios["first_use_p50_vs_cached_leaf"] = on["first_use"]["p50_ms"] / off["leaf"]["p50_ms"]
+    result = {"off": off, "on": on, "ratios_on_over_off": ratios}
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2))
+
+
+main()
