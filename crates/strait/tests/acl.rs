@@ -96,6 +96,22 @@ fn roles_updates_and_token_files(d: &Path, server: SocketAddr, management: &str,
     );
     let out = acl(server, management, &["role", "read", &role_id]);
     assert_eq!(field(&out, "Name"), "auditors");
+    // Consul's spellings: by name, `-id`.
+    let out = acl(server, management, &["role", "read", "-name", "auditors"]);
+    assert_eq!(field(&out, "ID"), role_id);
+    let out = acl(server, management, &["role", "read", "-id", &role_id]);
+    assert_eq!(field(&out, "Name"), "auditors");
+    let (ok, out) = strait(
+        server,
+        &[
+            "acl", "role", "read", "--name", "nobody", "--token", management,
+        ],
+        &[],
+    );
+    assert!(
+        !ok && out.contains("--name \"nobody\": no role has that name"),
+        "{out}"
+    );
     let out = acl(server, management, &["role", "list"]);
     assert!(
         out.contains(&role_id) && out.contains("readers, service-identity:web"),
@@ -152,7 +168,14 @@ fn roles_updates_and_token_files(d: &Path, server: SocketAddr, management: &str,
     let out = acl(
         server,
         management,
-        &["token", "update", &swapped_id, "--policy-name", "nodes"],
+        &[
+            "token",
+            "update",
+            "-id",
+            &swapped_id,
+            "-policy-name",
+            "nodes",
+        ],
     );
     assert!(
         out.contains(&format!("{nodes_id} - nodes")) && !out.contains(" - readers"),
@@ -193,6 +216,10 @@ fn roles_updates_and_token_files(d: &Path, server: SocketAddr, management: &str,
     let out = acl(server, &swapped, &["token", "self"]);
     assert_eq!(field(&out, "AccessorID"), swapped_id);
     assert!(out.contains(" - nodes"), "{out}");
+    let out = acl(server, &swapped, &["token", "read", "-self"]);
+    assert_eq!(field(&out, "AccessorID"), swapped_id);
+    let out = acl(server, management, &["policy", "read", "--name", "nodes"]);
+    assert_eq!(field(&out, "ID"), nodes_id);
 
     // Tokens from files: a private one is sent (the flag spelled as Consul's, then Consul's
     // variable); one others may read is refused, naming the file; so are an empty and a

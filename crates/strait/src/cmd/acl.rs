@@ -71,7 +71,8 @@ enum TokenCommand {
     },
     /// Change a token's description, policies, roles or identities (its secret stays).
     Update {
-        accessor_id: String,
+        #[command(flatten)]
+        which: Id,
         #[arg(long)]
         description: Option<String>,
         #[command(flatten)]
@@ -82,13 +83,25 @@ enum TokenCommand {
     },
     /// List the tokens (no SecretIDs).
     List,
-    /// Show one token by AccessorID (`self`: the one sent).
-    Read { accessor_id: String },
-    /// Show the token sent (as `read self`).
+    /// Show one token by AccessorID (`self` or `--self`: the one sent).
+    Read {
+        #[arg(value_name = "ACCESSOR_ID", required_unless_present_any = ["id_flag", "me"])]
+        id: Option<String>,
+        /// The AccessorID, as Consul's `-id`.
+        #[arg(long = "id", value_name = "ACCESSOR_ID", conflicts_with = "id")]
+        id_flag: Option<String>,
+        /// The token sent.
+        #[arg(long = "self", conflicts_with_all = ["id", "id_flag"])]
+        me: bool,
+    },
+    /// Show the token sent (as `read --self`).
     #[command(name = "self")]
     Me,
     /// Delete a token by AccessorID.
-    Delete { accessor_id: String },
+    Delete {
+        #[command(flatten)]
+        which: Id,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -108,7 +121,8 @@ enum PolicyCommand {
     },
     /// Change a policy's name, description, rules or datacenters (by ID).
     Update {
-        id: String,
+        #[command(flatten)]
+        which: Id,
         #[arg(long)]
         name: Option<String>,
         #[arg(long)]
@@ -122,10 +136,16 @@ enum PolicyCommand {
     },
     /// List the policies.
     List,
-    /// Show one policy (with its rules) by ID.
-    Read { id: String },
-    /// Delete a policy by ID.
-    Delete { id: String },
+    /// Show one policy (with its rules) by ID or name.
+    Read {
+        #[command(flatten)]
+        which: IdOrName,
+    },
+    /// Delete a policy by ID or name.
+    Delete {
+        #[command(flatten)]
+        which: IdOrName,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -141,7 +161,8 @@ enum RoleCommand {
     },
     /// Change a role's name, description, policies or identities (by ID).
     Update {
-        id: String,
+        #[command(flatten)]
+        which: Id,
         #[arg(long)]
         name: Option<String>,
         #[arg(long)]
@@ -151,10 +172,45 @@ enum RoleCommand {
     },
     /// List the roles.
     List,
-    /// Show one role by ID.
-    Read { id: String },
-    /// Delete a role by ID.
-    Delete { id: String },
+    /// Show one role by ID or name.
+    Read {
+        #[command(flatten)]
+        which: IdOrName,
+    },
+    /// Delete a role by ID or name.
+    Delete {
+        #[command(flatten)]
+        which: IdOrName,
+    },
+}
+
+/// Which object: its ID (a token's AccessorID) as the argument or as Consul's `--id`.
+#[derive(Debug, clap::Args)]
+struct Id {
+    #[arg(value_name = "ID", required_unless_present = "id_flag")]
+    id: Option<String>,
+    /// The ID, as Consul's `-id`.
+    #[arg(long = "id", value_name = "ID", conflicts_with = "id")]
+    id_flag: Option<String>,
+}
+
+impl Id {
+    fn get(self) -> String {
+        self.id.or(self.id_flag).unwrap_or_default()
+    }
+}
+
+/// [`Id`], or a policy's or role's name (`--name`, looked up in the list).
+#[derive(Debug, clap::Args)]
+struct IdOrName {
+    #[arg(value_name = "ID", required_unless_present_any = ["id_flag", "by_name"])]
+    id: Option<String>,
+    /// The ID, as Consul's `-id`.
+    #[arg(long = "id", value_name = "ID", conflicts_with = "id")]
+    id_flag: Option<String>,
+    /// The name instead of the ID.
+    #[arg(long = "name", value_name = "NAME", conflicts_with_all = ["id", "id_flag"])]
+    by_name: Option<String>,
 }
 
 /// The argument `--rules`: the text, or `@FILE`'s content.
@@ -246,6 +302,8 @@ async fn call(api: &Api, method: Method, path: &str, body: Option<Value>) -> Res
 struct Object {
     /// `/v1/acl/token`: `PUT` creates, `/<ID>` reads, updates and deletes.
     path: &'static str,
+    /// `/v1/acl/tokens`: every one.
+    list: &'static str,
     /// `Token`, as the deletion message names it.
     noun: &'static str,
     print: fn(&Value),
@@ -253,16 +311,19 @@ struct Object {
 
 const TOKEN: Object = Object {
     path: "/v1/acl/token",
+    list: "/v1/acl/tokens",
     noun: "Token",
     print: print_token,
 };
 const POLICY: Object = Object {
     path: "/v1/acl/policy",
+    list: "/v1/acl/policies",
     noun: "Policy",
     print: print_policy,
 };
 const ROLE: Object = Object {
     path: "/v1/acl/role",
+    list: "/v1/acl/roles",
     noun: "Role",
     print: print_role,
 };
@@ -304,9 +365,30 @@ impl Object {
         Ok(())
     }
 
-    /// Prints the list at `path` as a table of `columns`.
-    async fn list(&self, api: &Api, path: &str, columns: &[Column]) -> Result<()> {
-        let objects = call(api, Method::GET, path, None).await?;
+    /// The ID `which` names (a name is looked up in the list).
+    async fn id(&self, api: &Api, which: IdOrName) -> Result<String> {
+        let Some(name) = which.by_name else {
+            return Ok(Id {
+                id: which.id,
+                id_flag: which.id_flag,
+            }
+            .get());
+        };
+        let all = call(api, Method::GET, self.list, None).await?;
+        let found = list(&all).into_iter().find(|o| o["Name"] == name.as_str());
+        match found {
+            Some(o) => Ok(text(&o, "ID")),
+            None => bail!(
+                "--name {name:?}: no {} has that name (`strait acl {} list` lists them)",
+                self.noun.to_lowercase(),
+                self.noun.to_lowercase()
+            ),
+        }
+    }
+
+    /// Prints the list as a table of `columns`.
+    async fn table(&self, api: &Api, columns: &[Column]) -> Result<()> {
+        let objects = call(api, Method::GET, self.list, None).await?;
         let rows = list(&objects)
             .iter()
             .map(|o| columns.iter().map(|(_, cell)| cell(o)).collect())
@@ -361,13 +443,13 @@ async fn token(api: &Api, cmd: TokenCommand) -> Result<()> {
             TOKEN.create(api, body, Some(&grants)).await
         }
         TokenCommand::Update {
-            accessor_id,
+            which,
             description,
             grants,
             role_names,
         } => {
             TOKEN
-                .update(api, &accessor_id, |t| {
+                .update(api, &which.get(), |t| {
                     replace(t, "Description", description);
                     if !role_names.is_empty() {
                         t["Roles"] = links(&role_names, &[]);
@@ -384,11 +466,14 @@ async fn token(api: &Api, cmd: TokenCommand) -> Result<()> {
                 ("Grants", grants_summary),
                 ("Local", local),
             ];
-            TOKEN.list(api, "/v1/acl/tokens", &columns).await
+            TOKEN.table(api, &columns).await
         }
-        TokenCommand::Read { accessor_id } => TOKEN.read(api, &accessor_id).await,
+        TokenCommand::Read { id, id_flag, me } => {
+            let id = if me { None } else { id.or(id_flag) };
+            TOKEN.read(api, id.as_deref().unwrap_or("self")).await
+        }
         TokenCommand::Me => TOKEN.read(api, "self").await,
-        TokenCommand::Delete { accessor_id } => TOKEN.delete(api, &accessor_id).await,
+        TokenCommand::Delete { which } => TOKEN.delete(api, &which.get()).await,
     }
 }
 
@@ -409,7 +494,7 @@ async fn policy(api: &Api, cmd: PolicyCommand) -> Result<()> {
             POLICY.create(api, body, None).await
         }
         PolicyCommand::Update {
-            id,
+            which,
             name,
             description,
             rules,
@@ -417,7 +502,7 @@ async fn policy(api: &Api, cmd: PolicyCommand) -> Result<()> {
         } => {
             let rules = rules.as_deref().map(rules_text).transpose()?;
             POLICY
-                .update(api, &id, |p| {
+                .update(api, &which.get(), |p| {
                     replace(p, "Name", name);
                     replace(p, "Description", description);
                     replace(p, "Rules", rules);
@@ -430,10 +515,10 @@ async fn policy(api: &Api, cmd: PolicyCommand) -> Result<()> {
         }
         PolicyCommand::List => {
             let columns: [Column; 3] = [("ID", id), ("Name", name), ("Description", description)];
-            POLICY.list(api, "/v1/acl/policies", &columns).await
+            POLICY.table(api, &columns).await
         }
-        PolicyCommand::Read { id } => POLICY.read(api, &id).await,
-        PolicyCommand::Delete { id } => POLICY.delete(api, &id).await,
+        PolicyCommand::Read { which } => POLICY.read(api, &POLICY.id(api, which).await?).await,
+        PolicyCommand::Delete { which } => POLICY.delete(api, &POLICY.id(api, which).await?).await,
     }
 }
 
@@ -448,12 +533,12 @@ async fn role(api: &Api, cmd: RoleCommand) -> Result<()> {
             ROLE.create(api, body, Some(&grants)).await
         }
         RoleCommand::Update {
-            id,
+            which,
             name,
             description,
             grants,
         } => {
-            ROLE.update(api, &id, |r| {
+            ROLE.update(api, &which.get(), |r| {
                 replace(r, "Name", name);
                 replace(r, "Description", description);
                 grants.apply(r, false)
@@ -467,10 +552,10 @@ async fn role(api: &Api, cmd: RoleCommand) -> Result<()> {
                 ("Description", description),
                 ("Grants", grants_summary),
             ];
-            ROLE.list(api, "/v1/acl/roles", &columns).await
+            ROLE.table(api, &columns).await
         }
-        RoleCommand::Read { id } => ROLE.read(api, &id).await,
-        RoleCommand::Delete { id } => ROLE.delete(api, &id).await,
+        RoleCommand::Read { which } => ROLE.read(api, &ROLE.id(api, which).await?).await,
+        RoleCommand::Delete { which } => ROLE.delete(api, &ROLE.id(api, which).await?).await,
     }
 }
 
