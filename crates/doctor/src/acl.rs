@@ -29,7 +29,13 @@ impl Denial {
             return Some(Denial::UnknownToken);
         }
         let (_, rest) = text.split_once("Permission denied")?;
-        let rest = rest.trim_start_matches(':').trim_start();
+        // Not the OS's EACCES, "Permission denied (os error 13)": Consul's has a colon, or
+        // is the body of a 403.
+        let rest = match rest.strip_prefix(':') {
+            Some(rest) => rest.trim_start(),
+            None if text.contains(" 403 ") => rest.trim_start(),
+            None => return None,
+        };
         let Some((who, lacks)) = rest.split_once(" lacks permission '") else {
             return Some(Denial::Lacks {
                 who: None,
@@ -102,8 +108,16 @@ mod tests {
             Denial::find("127.0.0.1:8500 answered 403 to /v1/agent/self: ACL not found"),
             Some(Denial::UnknownToken)
         );
+        assert_eq!(
+            Denial::find("127.0.0.1:8500 answered 403 to /v1/x: Permission denied"),
+            Some(Denial::Lacks {
+                who: None,
+                permission: None
+            })
+        );
         for network in [
             "cannot connect to 127.0.0.1:8500: Connection refused (os error 111)",
+            "cannot read /etc/strait.d/ca.pem: Permission denied (os error 13)",
             "127.0.0.1:8500 did not answer /v1/status/leader within 10s",
             "127.0.0.1:8500 answered 500 to /v1/status/leader: no leader",
         ] {
