@@ -202,6 +202,14 @@ mod tests {
         out.join(" ")
     }
 
+    /// clap checks a command's arguments (unique names, valid conflicts) only when that
+    /// subcommand is parsed; this checks them all.
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
     #[test]
     fn consuls_one_dash_flags_are_read_after_consul_commands_only() {
         assert_eq!(

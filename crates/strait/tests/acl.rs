@@ -220,6 +220,28 @@ fn roles_updates_and_token_files(d: &Path, server: SocketAddr, management: &str,
     assert_eq!(field(&out, "AccessorID"), swapped_id);
     let out = acl(server, management, &["policy", "read", "--name", "nodes"]);
     assert_eq!(field(&out, "ID"), nodes_id);
+    // Consul's -append-*: added to the token's lists, which stay.
+    let out = acl(
+        server,
+        management,
+        &[
+            "token",
+            "update",
+            &swapped_id,
+            "-append-policy-name",
+            "readers",
+            "-append-service-identity",
+            "db",
+        ],
+    );
+    for want in [
+        " - nodes",
+        " - readers",
+        "n1 (Datacenter: dc1)",
+        "db (Datacenters: all)",
+    ] {
+        assert!(out.contains(want), "{want} not in {out}");
+    }
 
     // Tokens from files: a private one is sent (the flag spelled as Consul's, then Consul's
     // variable); one others may read is refused, naming the file; so are an empty and a

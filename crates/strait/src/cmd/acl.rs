@@ -3,8 +3,8 @@
 //! one every command sends (`--token`, `--token-file`, ..., see [`super::token`]).
 //!
 //! `update` commands read the object, replace what their flags give (a list flag replaces
-//! that whole list; what no flag names stays) and write it back, as Consul's without
-//! `-merge-*`.
+//! that whole list, `--append-*` adds to it; what no flag names stays) and write it back, as
+//! Consul's.
 
 use super::api::Api;
 use super::operator::ServerAddr;
@@ -54,6 +54,35 @@ struct GrantArgs {
     node_identities: Vec<String>,
 }
 
+/// A token's roles (each flag repeatable).
+#[derive(Debug, clap::Args)]
+struct RoleLinks {
+    /// A role by name.
+    #[arg(long = "role-name", value_name = "NAME")]
+    role_names: Vec<String>,
+    /// A role by ID.
+    #[arg(long = "role-id", value_name = "ID")]
+    role_ids: Vec<String>,
+}
+
+/// `token update`: links and identities added to the token's instead of replacing them
+/// (Consul's `-append-*`; each flag repeatable).
+#[derive(Debug, clap::Args)]
+struct AppendArgs {
+    #[arg(long = "append-policy-name", value_name = "NAME")]
+    append_policy_names: Vec<String>,
+    #[arg(long = "append-policy-id", value_name = "ID")]
+    append_policy_ids: Vec<String>,
+    #[arg(long = "append-role-name", value_name = "NAME")]
+    append_role_names: Vec<String>,
+    #[arg(long = "append-role-id", value_name = "ID")]
+    append_role_ids: Vec<String>,
+    #[arg(long = "append-service-identity", value_name = "NAME[:DCS]")]
+    append_service_identities: Vec<String>,
+    #[arg(long = "append-node-identity", value_name = "NODE:DC")]
+    append_node_identities: Vec<String>,
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum TokenCommand {
     /// Create a token; prints its SecretID (shown only this once: servers store a hash).
@@ -62,9 +91,8 @@ enum TokenCommand {
         description: String,
         #[command(flatten)]
         grants: GrantArgs,
-        /// A role by name (repeatable).
-        #[arg(long = "role-name", value_name = "NAME")]
-        role_names: Vec<String>,
+        #[command(flatten)]
+        roles: RoleLinks,
         /// The token stays in this datacenter.
         #[arg(long)]
         local: bool,
@@ -77,9 +105,10 @@ enum TokenCommand {
         description: Option<String>,
         #[command(flatten)]
         grants: GrantArgs,
-        /// A role by name (repeatable; replaces the token's roles).
-        #[arg(long = "role-name", value_name = "NAME")]
-        role_names: Vec<String>,
+        #[command(flatten)]
+        roles: RoleLinks,
+        #[command(flatten)]
+        append: AppendArgs,
     },
     /// List the tokens (no SecretIDs).
     List,
@@ -245,42 +274,86 @@ fn node_identity(arg: &str) -> Result<Value> {
     }
 }
 
-fn links(names: &[String], ids: &[String]) -> Value {
+fn links(names: &[String], ids: &[String]) -> Vec<Value> {
     let by_name = names.iter().map(|n| json!({ "Name": n }));
     by_name
         .chain(ids.iter().map(|id| json!({ "ID": id })))
         .collect()
 }
 
-impl GrantArgs {
-    /// Sets in `object` the fields these flags give; with `all`, also the empty ones.
-    fn apply(&self, object: &mut Value, all: bool) -> Result<()> {
-        let mut set = |field: &str, value: Value, given: bool| {
-            if all || given {
-                object[field] = value;
+/// How grant flags change an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A new object: every list, empty ones too.
+    Create,
+    /// An update: each list a flag gives replaces the object's.
+    Replace,
+    /// An update: each list a flag gives is added to the object's.
+    Append,
+}
+
+/// A field of a token or role and the entries some flags give it.
+type Lists = Vec<(&'static str, Vec<Value>)>;
+
+/// Applies `lists` to `object` as `mode` says.
+fn apply(object: &mut Value, lists: Lists, mode: Mode) {
+    for (field, entries) in lists {
+        match mode {
+            Mode::Create => object[field] = entries.into(),
+            _ if entries.is_empty() => {}
+            Mode::Replace => object[field] = entries.into(),
+            Mode::Append => {
+                let mut all = list(&object[field]);
+                all.extend(entries);
+                object[field] = all.into();
             }
-        };
-        let policies = !self.policy_names.is_empty() || !self.policy_ids.is_empty();
-        set(
-            "Policies",
-            links(&self.policy_names, &self.policy_ids),
-            policies,
-        );
-        let services = self
-            .service_identities
-            .iter()
-            .map(|s| service_identity(s))
-            .collect::<Result<Vec<_>>>()?;
-        let given = !services.is_empty();
-        set("ServiceIdentities", services.into(), given);
-        let nodes = self
-            .node_identities
-            .iter()
-            .map(|s| node_identity(s))
-            .collect::<Result<Vec<_>>>()?;
-        let given = !nodes.is_empty();
-        set("NodeIdentities", nodes.into(), given);
-        Ok(())
+        }
+    }
+}
+
+/// The `Policies`, `ServiceIdentities` and `NodeIdentities` some flags give.
+fn grant_lists(
+    policy_names: &[String],
+    policy_ids: &[String],
+    services: &[String],
+    nodes: &[String],
+) -> Result<Lists> {
+    let services = services.iter().map(|s| service_identity(s));
+    let nodes = nodes.iter().map(|n| node_identity(n));
+    Ok(vec![
+        ("Policies", links(policy_names, policy_ids)),
+        ("ServiceIdentities", services.collect::<Result<_>>()?),
+        ("NodeIdentities", nodes.collect::<Result<_>>()?),
+    ])
+}
+
+impl GrantArgs {
+    fn lists(&self) -> Result<Lists> {
+        grant_lists(
+            &self.policy_names,
+            &self.policy_ids,
+            &self.service_identities,
+            &self.node_identities,
+        )
+    }
+}
+
+impl RoleLinks {
+    fn lists(&self) -> Lists {
+        vec![("Roles", links(&self.role_names, &self.role_ids))]
+    }
+}
+
+impl AppendArgs {
+    fn lists(&self) -> Result<Lists> {
+        let mut lists = grant_lists(
+            &self.append_policy_names,
+            &self.append_policy_ids,
+            &self.append_service_identities,
+            &self.append_node_identities,
+        )?;
+        lists.push(("Roles", links(&self.append_role_names, &self.append_role_ids)));
+        Ok(lists)
     }
 }
 
@@ -329,11 +402,8 @@ const ROLE: Object = Object {
 };
 
 impl Object {
-    /// Creates one from `body` (with `grants`' fields, also the empty ones) and prints it.
-    async fn create(&self, api: &Api, mut body: Value, grants: Option<&GrantArgs>) -> Result<()> {
-        if let Some(grants) = grants {
-            grants.apply(&mut body, true)?;
-        }
+    /// Creates one from `body` and prints it.
+    async fn create(&self, api: &Api, body: Value) -> Result<()> {
         (self.print)(&call(api, Method::PUT, self.path, Some(body)).await?);
         Ok(())
     }
@@ -432,29 +502,29 @@ async fn token(api: &Api, cmd: TokenCommand) -> Result<()> {
         TokenCommand::Create {
             description,
             grants,
-            role_names,
+            roles,
             local,
         } => {
-            let body = json!({
-                "Description": description,
-                "Roles": links(&role_names, &[]),
-                "Local": local,
-            });
-            TOKEN.create(api, body, Some(&grants)).await
+            let mut body = json!({ "Description": description, "Local": local });
+            apply(&mut body, grants.lists()?, Mode::Create);
+            apply(&mut body, roles.lists(), Mode::Create);
+            TOKEN.create(api, body).await
         }
         TokenCommand::Update {
             which,
             description,
             grants,
-            role_names,
+            roles,
+            append,
         } => {
+            let (grants, append) = (grants.lists()?, append.lists()?);
             TOKEN
                 .update(api, &which.get(), |t| {
                     replace(t, "Description", description);
-                    if !role_names.is_empty() {
-                        t["Roles"] = links(&role_names, &[]);
-                    }
-                    grants.apply(t, false)
+                    apply(t, grants, Mode::Replace);
+                    apply(t, roles.lists(), Mode::Replace);
+                    apply(t, append, Mode::Append);
+                    Ok(())
                 })
                 .await
         }
@@ -491,7 +561,7 @@ async fn policy(api: &Api, cmd: PolicyCommand) -> Result<()> {
                 "Rules": rules_text(&rules)?,
                 "Datacenters": datacenters,
             });
-            POLICY.create(api, body, None).await
+            POLICY.create(api, body).await
         }
         PolicyCommand::Update {
             which,
@@ -529,8 +599,9 @@ async fn role(api: &Api, cmd: RoleCommand) -> Result<()> {
             description,
             grants,
         } => {
-            let body = json!({ "Name": name, "Description": description });
-            ROLE.create(api, body, Some(&grants)).await
+            let mut body = json!({ "Name": name, "Description": description });
+            apply(&mut body, grants.lists()?, Mode::Create);
+            ROLE.create(api, body).await
         }
         RoleCommand::Update {
             which,
@@ -538,10 +609,12 @@ async fn role(api: &Api, cmd: RoleCommand) -> Result<()> {
             description,
             grants,
         } => {
+            let grants = grants.lists()?;
             ROLE.update(api, &which.get(), |r| {
                 replace(r, "Name", name);
                 replace(r, "Description", description);
-                grants.apply(r, false)
+                apply(r, grants, Mode::Replace);
+                Ok(())
             })
             .await
         }
@@ -689,9 +762,9 @@ mod tests {
             .contains("--service-identity"));
     }
 
-    /// An update replaces the lists its flags give and keeps the others.
+    /// An update replaces (or appends to) the lists its flags give and keeps the others.
     #[test]
-    fn updates_replace_only_what_is_given() {
+    fn updates_replace_or_append_only_what_is_given() {
         let grants = GrantArgs {
             policy_names: vec!["writers".into()],
             policy_ids: vec![],
@@ -702,12 +775,20 @@ mod tests {
             "Policies": [{"ID": "1", "Name": "readers"}],
             "ServiceIdentities": [{"ServiceName": "web"}],
         });
-        grants.apply(&mut token, false).unwrap();
+        apply(&mut token, grants.lists().unwrap(), Mode::Replace);
         assert_eq!(token["Policies"], json!([{"Name": "writers"}]));
         assert_eq!(token["ServiceIdentities"], json!([{"ServiceName": "web"}]));
         assert!(token.get("NodeIdentities").is_none());
+        let append = grant_lists(&[], &["2".into()], &["db".into()], &[]).unwrap();
+        apply(&mut token, append, Mode::Append);
+        assert_eq!(token["Policies"], json!([{"Name": "writers"}, {"ID": "2"}]));
+        assert_eq!(
+            token["ServiceIdentities"],
+            json!([{"ServiceName": "web"}, {"ServiceName": "db", "Datacenters": []}])
+        );
+        assert!(token.get("NodeIdentities").is_none());
         let mut created = json!({});
-        grants.apply(&mut created, true).unwrap();
+        apply(&mut created, grants.lists().unwrap(), Mode::Create);
         assert_eq!(created["NodeIdentities"], json!([]));
     }
 }
