@@ -352,7 +352,10 @@ impl AppendArgs {
             &self.append_service_identities,
             &self.append_node_identities,
         )?;
-        lists.push(("Roles", links(&self.append_role_names, &self.append_role_ids)));
+        lists.push((
+            "Roles",
+            links(&self.append_role_names, &self.append_role_ids),
+        ));
         Ok(lists)
     }
 }
