@@ -50,13 +50,9 @@ pub(crate) struct Flag {
 pub(crate) struct Located {
     pub addr: SocketAddr,
     pub how: String,
-    /// Found in a running lab with ACLs: its management token file (see [`LAB_TOKEN`]).
+    /// Found in a running lab with ACLs: its management token file (`LabPaths::management_token`).
     pub lab_token: Option<PathBuf>,
 }
-
-/// The file in a lab's directory holding its management token (0600), which `strait lab up`
-/// writes when the lab runs with ACLs (crates/lab/src/acl.rs).
-pub(crate) const LAB_TOKEN: &str = "management.token";
 
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -125,7 +121,8 @@ fn locate_in(flag: Flag, want: Want<'_>, dir: &Path, from_env: bool) -> Result<L
             bail!("{lab} was started by a strait that does not record where its agents listen: restart it (`strait lab down`, `strait lab up`), or {ask}")
         }
         Found::Running(e) => {
-            let lab_token = Some(root.join(LAB_TOKEN)).filter(|t| t.exists());
+            let lab_token = Some(strait_lab::paths::LabPaths::new(&root)?.management_token())
+                .filter(|t| t.exists());
             let pick = |what: &str, chosen: Option<&Endpoint>| match chosen {
                 Some(Endpoint {
                     netns: Some(ns), ..
