@@ -69,6 +69,12 @@ pub fn init_agent_token() -> Result<(), strait_rpc::token::TokenFileError> {
     Ok(())
 }
 
+/// Sets the token this process presents to its agent from a command's own token flags
+/// (`strait envoy --token`), instead of [`init_agent_token`]; the first of the two wins.
+pub fn set_agent_token(token: Option<String>) {
+    let _ = AGENT_TOKEN.set(token);
+}
+
 /// One request to the local agent, with the proxy's token.
 pub(crate) async fn agent_request(
     agent: SocketAddr,

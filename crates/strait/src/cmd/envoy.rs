@@ -135,13 +135,22 @@ pub struct EnvoyProxyArgs {
     #[arg(long, default_value = "127.0.0.1:8500", value_name = "ADDR")]
     agent: SocketAddr,
     /// The proxy's ACL token: Envoy presents it on the ADS stream (gRPC metadata
-    /// `x-consul-token`); it needs `service:write` on the proxy's service.
+    /// `x-consul-token`) and `run` with the registrations; it needs `service:write` on the
+    /// proxy's service.
     #[command(flatten)]
     token: super::token::TokenArgs,
 }
 
 impl EnvoyProxyArgs {
+    /// The bootstrap, holding the proxy's token; the registrations with the agent carry the
+    /// same token.
     fn bootstrap(&self) -> Result<serde_json::Value> {
+        let token = self
+            .token
+            .resolve()
+            .bad_config()?
+            .map(|t| t.expose().to_owned());
+        strait_proxy::snapshot_source::set_agent_token(token.clone());
         let (proxy_id, cluster) = match (&self.sidecar_for, self.gateway) {
             (Some(service), _) => (format!("{service}-sidecar-proxy"), service.clone()),
             (None, _) => (self.service.clone(), self.service.clone()),
@@ -151,7 +160,7 @@ impl EnvoyProxyArgs {
             cluster,
             admin: self.admin,
             ads: self.grpc,
-            token: self.token.resolve()?.map(|t| t.expose().to_owned()),
+            token,
         };
         Ok(bootstrap.to_json()?)
     }
