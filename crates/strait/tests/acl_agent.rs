@@ -331,8 +331,12 @@ fn agent_endpoints_check_the_callers_token() {
     }
     drop((anonymous_envoy, web_envoy));
 
-    // A deleted token stops working within the agents' token_ttl (it was just used, so
-    // both hold it in their caches).
+    // A deleted token stops working within the agents' token_ttl. Used just before, both
+    // agents hold it freshly resolved in their caches, so refusal takes about token_ttl.
+    for agent in [a, b] {
+        let r = call(agent, "GET", "/v1/agent/services", None, Some(&web));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
     acl(api, &management, &["token", "delete", &web_accessor]);
     let deleted = Instant::now();
     for agent in [a, b] {
