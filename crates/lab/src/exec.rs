@@ -7,7 +7,9 @@
 //!   `STRAIT_HTTP_ADDR` and `STRAIT_SERVER_HTTP_ADDR` name the VM's agent or server
 //!   (`<vm address>:8500`), `BIND_ADDR` the VM's address.
 //!
-//! Both set `STRAIT_HOSTNAME` to the VM's name; a command named `strait` runs the lab's own
+//! Both set `STRAIT_HOSTNAME` to the VM's name and, in a lab with ACLs, give the command the
+//! lab's management token as the lab's operator (`STRAIT_HTTP_TOKEN_FILE`, unless the caller
+//! set a token variable of its own); a command named `strait` runs the lab's own
 //! binary (the one `strait lab` runs, or `$STRAIT_BIN`), as a VM has it on its `PATH`. The command's standard streams are the
 //! caller's; a command that fails makes `lab exec` fail with its status.
 
@@ -56,6 +58,18 @@ pub fn command(paths: &LabPaths, vm: &str, argv: &[String]) -> anyhow::Result<Co
         .env("STRAIT_HTTP_ADDR", &api)
         .env("STRAIT_SERVER_HTTP_ADDR", &api)
         .env("STRAIT_HOSTNAME", vm);
+    let token = paths.management_token();
+    let own_token = [
+        strait_rpc::token::TOKEN_ENV,
+        strait_rpc::token::TOKEN_FILE_ENV,
+        strait_rpc::token::CONSUL_TOKEN_ENV,
+        strait_rpc::token::CONSUL_TOKEN_FILE_ENV,
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    if token.exists() && !own_token {
+        cmd.env(strait_rpc::token::TOKEN_FILE_ENV, &token);
+    }
     Ok(cmd)
 }
 

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use common::doctor::{doctor, failed_line, healthy, until, Doctor};
 use common::lab::Lab;
-use common::{get, sa, Proc};
+use common::{sa, Proc};
 
 const DASHBOARD_AGENT: &str = "127.30.1.12:8500";
 const DASHBOARD_ADMIN: &str = "127.30.1.12:19000";
@@ -95,7 +95,7 @@ fn doctor_names_the_broken_hop_and_metrics_pass_promtool() {
     );
     assert!(healthy(&counting_doctor()));
 
-    metrics_pass_promtool();
+    metrics_pass_promtool(&lab);
 
     // Stopped counting: its DC reports no healthy instance, and the exit code says so.
     lab.ok(&["stop", "counting"]);
@@ -142,9 +142,11 @@ fn doctor_names_the_broken_hop_and_metrics_pass_promtool() {
 /// another CA of the same trust domain (what a sidecar started with a stale `--snapshot-file`
 /// from a recreated CA would hold). Simulated: the servers never hand out two CAs.
 fn wrong_ca(lab: &Lab) {
-    let (status, body) = get(
+    let (status, body) = lab.http(
+        "GET",
         sa(COUNTING_AGENT),
         "/v1/agent/proxy/snapshot/counting-sidecar-proxy",
+        None,
     );
     assert_eq!(status, 200, "{body}");
     let mut snap: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -208,7 +210,7 @@ fn wrong_ca(lab: &Lab) {
 
 /// Scrapes a server, an agent, a sidecar and a gateway of the lab and checks each exposition
 /// with `promtool check metrics` (any complaint fails).
-fn metrics_pass_promtool() {
+fn metrics_pass_promtool(lab: &Lab) {
     let targets = [
         (
             "server",
@@ -220,7 +222,7 @@ fn metrics_pass_promtool() {
         ("gateway", "127.30.1.11:19000", "/metrics"),
     ];
     for (what, addr, path) in targets {
-        let (status, text) = get(sa(addr), path);
+        let (status, text) = lab.http("GET", sa(addr), path, None);
         assert_eq!(status, 200, "GET http://{addr}{path}: {text}");
         let mut child = Command::new("promtool")
             .args(["check", "metrics"])
@@ -249,7 +251,7 @@ fn metrics_pass_promtool() {
         );
     }
     let value = |addr: &str, path: &str, line_prefix: &str| -> f64 {
-        let (_, text) = get(sa(addr), path);
+        let (_, text) = lab.http("GET", sa(addr), path, None);
         text.lines()
             .find(|l| l.starts_with(line_prefix))
             .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())

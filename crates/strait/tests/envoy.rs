@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::doctor::{doctor, failed_line, healthy, until, Doctor};
 use common::lab::Lab;
-use common::{eventually, get, http, sa, Proc};
+use common::{eventually, get, sa, Proc};
 use strait_identity::{tls, SpiffeId};
 
 /// The built-in default topology with the addresses moved to `127.<net>.x.y`; `extra` goes
@@ -230,8 +230,9 @@ fn envoy_lab_end_to_end() {
     let definition = r#"{"ID":"counting-2","Name":"counting","Address":"127.50.2.12","Port":9013,
         "Connect":{"SidecarService":{"Port":21013,
             "Proxy":{"LocalServiceAddress":"127.50.2.12"}}}}"#;
-    let (status, body) =
-        http("PUT", agent, "/v1/agent/service/register", Some(definition)).unwrap();
+    // The lab runs with ACLs (default deny): the operator registers with the management token,
+    // and the new sidecar presents it too.
+    let (status, body) = lab.http("PUT", agent, "/v1/agent/service/register", Some(definition));
     assert_eq!(status, 200, "{body}");
     let dir = lab.path().to_path_buf();
     let _counting = Proc::start_env(
@@ -244,7 +245,8 @@ fn envoy_lab_end_to_end() {
             ("STRAIT_HOSTNAME", "counting-two"),
         ],
     );
-    let _sidecar = Proc::start(
+    let token_file = lab.path().join("management.token");
+    let _sidecar = Proc::start_env(
         &dir,
         "counting-2-sidecar",
         &[
@@ -260,6 +262,7 @@ fn envoy_lab_end_to_end() {
             "--concurrency",
             "1",
         ],
+        &[("STRAIT_HTTP_TOKEN_FILE", token_file.to_str().unwrap())],
     );
     eventually(
         "the dc2 gateway's Envoy to list the new instance's sidecar",
@@ -271,13 +274,12 @@ fn envoy_lab_end_to_end() {
         },
     );
     assert_counts_from(dash, "counting-two");
-    let (status, body) = http(
+    let (status, body) = lab.http(
         "PUT",
         agent,
         "/v1/agent/service/deregister/counting-2",
         None,
-    )
-    .unwrap();
+    );
     assert_eq!(status, 200, "{body}");
     eventually(
         "the dc2 gateway's Envoy to drop the deregistered instance",
@@ -309,7 +311,7 @@ fn envoy_lab_end_to_end() {
         .map(|r| r["RootCert"].as_str().unwrap().to_string())
         .collect();
     // A mesh leaf this node may hold (servers sign only for services the node runs).
-    let (status, leaf) = get(agent, "/v1/agent/connect/ca/leaf/counting");
+    let (status, leaf) = lab.http("GET", agent, "/v1/agent/connect/ca/leaf/counting", None);
     assert_eq!(status, 200, "{leaf}");
     let leaf: serde_json::Value = serde_json::from_str(&leaf).unwrap();
     let counting = leaf["ServiceURI"]
@@ -323,28 +325,44 @@ fn envoy_lab_end_to_end() {
         "TLS without a client certificate got an answer: {no_cert}"
     );
     // The same exchange with a leaf of the mesh succeeds, so the refusal above is the
-    // missing certificate's doing (and Envoy presents counting's exact identity).
+    // missing certificate's doing (and Envoy presents counting's exact identity). The leaf is
+    // counting's own: ACLs' default deny needs an intention counting -> counting for it.
+    let allow_self = "/v1/connect/intentions/exact?source=counting&destination=counting&dc=dc2";
+    let (status, body) = lab.http(
+        "PUT",
+        sa("127.50.1.10:8500"),
+        allow_self,
+        Some(r#"{"Action":"allow"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
     let chain = leaf["CertPEM"].as_str().unwrap();
     let key = leaf["PrivateKeyPEM"].as_str().unwrap();
-    let with_cert = tls_exchange(inbound, &roots_pem, counting, Some((chain, key)));
-    assert!(
-        with_cert.contains("\"count\""),
-        "a valid client certificate was refused: {with_cert}"
+    let with_cert = eventually(
+        "the intention to reach counting's Envoy",
+        Duration::from_secs(30),
+        || {
+            let answer = tls_exchange(inbound, &roots_pem, counting.clone(), Some((chain, key)));
+            answer.contains("\"count\"").then_some(answer)
+        },
     );
+    assert!(with_cert.contains("\"count\""), "{with_cert}");
 
     // Intentions reach the Envoy sidecar as an RBAC filter: denying dashboard -> counting
-    // cuts the dashboard off; deleting the intention lets it through again.
+    // cuts the dashboard off; allowing it again lets it through.
     let server = sa("127.50.1.10:8500");
-    let deny = r#"{"Kind":"service-intentions","Name":"counting","Sources":[{"Name":"dashboard","Action":"deny"}]}"#;
-    let (status, body) = http("PUT", server, "/v1/config?dc=dc2", Some(deny)).unwrap();
+    let entry = |action: &str| {
+        format!(
+            r#"{{"Kind":"service-intentions","Name":"counting","Sources":[{{"Name":"dashboard","Action":"{action}"}}]}}"#
+        )
+    };
+    let (status, body) = lab.http("PUT", server, "/v1/config?dc=dc2", Some(&entry("deny")));
     assert_eq!(status, 200, "{body}");
     eventually(
         "the dashboard to lose counting after the deny intention",
         Duration::from_secs(30),
         || dashboard_count(dash).is_none().then_some(()),
     );
-    let path = "/v1/config/service-intentions/counting?dc=dc2";
-    let (status, body) = http("DELETE", server, path, None).unwrap();
+    let (status, body) = lab.http("PUT", server, "/v1/config?dc=dc2", Some(&entry("allow")));
     assert_eq!(status, 200, "{body}");
     assert_counts_from(dash, "secondary-services");
     lab.down();

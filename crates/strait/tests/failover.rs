@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::lab::Lab;
-use common::{eventually, get, http, metric, sa};
+use common::{eventually, get, metric, sa};
 
 /// The dashboard sidecar's upstream listener for counting (dc2, failing over to dc3).
 const UPSTREAM: &str = "127.25.1.12:5000";
@@ -389,7 +389,10 @@ fn traffic_fails_over_to_dc3_and_back() {
     // service through its agent, as an operator draining it would): dc2's federation state
     // drops it and dc1's gateway sends dc2's connections to dc2-gateway-b only. Shown by the
     // gateways' routed counters: over ten requests answered by dc2, a's stays, b's grows.
-    let services = get(sa(DC2_GATEWAY_A_AGENT), "/v1/agent/services").1;
+    // The lab runs with ACLs (default deny): the operator's calls carry its management token.
+    let services = lab
+        .http("GET", sa(DC2_GATEWAY_A_AGENT), "/v1/agent/services", None)
+        .1;
     let services: serde_json::Value = serde_json::from_str(&services).unwrap();
     let gateway_id = services
         .as_object()
@@ -426,13 +429,12 @@ fn traffic_fails_over_to_dc3_and_back() {
         "both dc2 gateways route while healthy: {spread:?}"
     );
     let event = Instant::now();
-    let (status, body) = http(
+    let (status, body) = lab.http(
         "PUT",
         sa(DC2_GATEWAY_A_AGENT),
         "/v1/agent/check/register",
         Some(&check.to_string()),
-    )
-    .unwrap();
+    );
     assert_eq!(status, 200, "{body}");
     let quiet_after = eventually(
         "the failing dc2 gateway to get no new connections",
@@ -453,7 +455,7 @@ fn traffic_fails_over_to_dc3_and_back() {
     // Its check removed, it takes its share again.
     let a = routed_to_counting(DC2_GATEWAY_A_ADMIN);
     let path = "/v1/agent/check/deregister/failover-test-failing";
-    let (status, body) = http("PUT", sa(DC2_GATEWAY_A_AGENT), path, None).unwrap();
+    let (status, body) = lab.http("PUT", sa(DC2_GATEWAY_A_AGENT), path, None);
     assert_eq!(status, 200, "{body}");
     eventually(
         "the dc2 gateway to get connections again once its check is gone",
@@ -506,13 +508,12 @@ fn traffic_fails_over_to_dc3_and_back() {
                 "MaxEjectionPercent": 50, "BaseEjectionTime": "30s"},
         }]},
     });
-    let (status, body) = http(
+    let (status, body) = lab.http(
         "PUT",
         sa(DC1_SERVER_API),
         "/v1/config",
         Some(&entry.to_string()),
-    )
-    .unwrap();
+    );
     assert_eq!(status, 200, "{body}");
     eventually(
         "the dashboard sidecar to apply passive health",

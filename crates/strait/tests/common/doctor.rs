@@ -14,9 +14,15 @@ pub fn doctor(args: &[&str]) -> Doctor {
     doctor_env(args, &[])
 }
 
-/// [`doctor`] with these environment variables set.
+/// [`doctor`] with these environment variables set. In a test that started a lab with ACLs,
+/// the doctor runs as the lab's operator: with its management token
+/// ([`super::lab::LAB_TOKEN_FILE`]).
 pub fn doctor_env(args: &[&str], env: &[(&str, &str)]) -> Doctor {
-    let out: Output = Command::new(super::strait_bin())
+    let mut cmd = Command::new(super::strait_bin());
+    if let Some(token) = super::lab::LAB_TOKEN_FILE.get() {
+        cmd.env("STRAIT_HTTP_TOKEN_FILE", token);
+    }
+    let out: Output = cmd
         .arg("doctor")
         .args(args)
         .env_remove("STRAIT_HTTP_ADDR")

@@ -7,6 +7,10 @@ use std::process::{Command, Output};
 
 use super::strait_bin;
 
+/// The management token file of the (ACL-enabled) lab this test process started: helpers
+/// that run `strait` as the lab's operator without the lab at hand (the doctor's) use it.
+pub static LAB_TOKEN_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 pub struct Lab {
     pub dir: tempfile::TempDir,
     down: bool,
@@ -28,6 +32,10 @@ impl Lab {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let token = lab.path().join("management.token");
+        if token.exists() {
+            let _ = LAB_TOKEN_FILE.set(token);
+        }
         lab
     }
 
