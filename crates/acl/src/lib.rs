@@ -32,5 +32,5 @@ pub use state::{
 };
 pub use token::{
     Grants, InvalidAcl, Link, NodeIdentity, Policy, Revision, Role, ServiceIdentity, StoredToken,
-    Token, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID,
+    Token, ANONYMOUS_SECRET, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID,
 };

@@ -288,7 +288,7 @@ impl AclState {
                     ..Token::default()
                 },
                 // Consul's anonymous token answers to the secret "anonymous" too.
-                secret_hash: SecretHash::of("anonymous"),
+                secret_hash: SecretHash::of(crate::token::ANONYMOUS_SECRET),
             };
             self.create_token(index, anonymous)?;
         }

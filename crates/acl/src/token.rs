@@ -13,6 +13,12 @@ pub const GLOBAL_MANAGEMENT_POLICY_ID: &str = "00000000-0000-0000-0000-000000000
 /// Consul's anonymous token: the one a request without a token is resolved to.
 pub const ANONYMOUS_TOKEN_ID: &str = "00000000-0000-0000-0000-000000000002";
 
+/// Consul's `SecretID` of the anonymous token: sending it is sending no token. A request
+/// relayed for a caller without a token carries it (agents to servers, servers to the leader
+/// and to other DCs), so the server it reaches never takes it for the relaying process's own
+/// request (which sends none and is authorised by its certificate).
+pub const ANONYMOUS_SECRET: &str = "anonymous";
+
 /// A token's or role's link to a policy or role: `ID` and/or `Name`, as Consul's
 /// `PolicyLink` / `RoleLink`. A link by name is resolved to an ID when the token is written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,10 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strait_acl::{AclConfig, Authorizer, Denied, DownPolicy, SecretHash, SecretId};
 
-/// Consul's `SecretID` of the anonymous token: what a request relayed for a caller without a
-/// token carries (a request without any is the agent's own, which its certificate
-/// authorises).
-pub const ANONYMOUS_SECRET: &str = "anonymous";
+pub use strait_acl::ANONYMOUS_SECRET;
 
 /// The servers' endpoint that compiles a token into its [`Authorizer`].
 const RESOLVE_PATH: &str = "/v1/internal/acl/authorizer";

@@ -16,7 +16,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use strait_acl::{AclState, Authorizer, Context, DefaultPolicy, Denied, ResolveError};
+use strait_acl::{
+    AclState, Authorizer, Context, DefaultPolicy, Denied, ResolveError, ANONYMOUS_SECRET,
+};
 use strait_identity::spiffe::SpiffeId;
 use strait_rpc::serve::Peer;
 use time::OffsetDateTime;
@@ -80,11 +82,6 @@ pub fn resolve(s: &Server, secret: Option<&str>) -> ApiResult<Authorizer> {
         e @ ResolveError::Invalid(_) => ApiError::internal(e),
     })
 }
-
-/// The anonymous token's `SecretID` in Consul: sending it is sending no token. Agents relay a
-/// client that sent no token (and has no `tokens.default`) with it, so that a server tells
-/// such a request from the agent's own (which sends none; see [`Caller`]).
-pub const ANONYMOUS_SECRET: &str = "anonymous";
 
 /// The token a request relayed for its caller carries (to the leader, to another DC): the
 /// caller's, or [`ANONYMOUS_SECRET`] for a caller that sent none, so the server it reaches
