@@ -9,11 +9,9 @@
 //! working within the agent's `token_ttl`; no secret is logged; with the server down,
 //! `extend-cache` keeps the tokens the agent resolved.
 
-#[path = "common/acl.rs"]
-mod acl_cli;
-mod common;
+use crate::common;
 
-use acl_cli::{acl, bootstrap, field};
+use crate::helpers::{acl, bootstrap, field};
 use common::*;
 use std::net::SocketAddr;
 use std::path::Path;

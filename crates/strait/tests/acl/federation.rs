@@ -6,11 +6,9 @@
 //! copy and its replication status says why it cannot replicate.
 
 #[allow(dead_code)] // bootstrap: dc1 may have bootstrapped by itself
-#[path = "common/acl.rs"]
-mod acl_cli;
-mod common;
+use crate::common;
 
-use acl_cli::{acl, field};
+use crate::helpers::{acl, field};
 use common::*;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! ACL helpers for the tests: the real `strait acl` CLI against a server, and the fields of
-//! its output. Declared by the tests that use it (`#[path = "common/acl.rs"] mod acl_cli;`).
+//! The ACL tests' helpers: the real `strait acl` CLI against a server, and the fields of its
+//! output.
 
 use crate::common::strait_at;
 use std::net::SocketAddr;

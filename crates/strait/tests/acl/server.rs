@@ -4,7 +4,7 @@
 //! token, a bogus one, a token for `web` only and the management token; reads asked on a
 //! follower reach the leader with the caller's token (never with the follower's rights).
 
-mod common;
+use crate::common;
 
 use common::cluster::{Cluster, DC};
 use common::*;
