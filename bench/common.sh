@@ -25,10 +25,9 @@ bench_cleanup() {
     wait 2>/dev/null || true
 }
 
-# Starts the bench backend on the `direct` path's address.
+# Starts the bench backend on the `direct` path's address (BACKEND_ADDR).
 start_backend() {
-    local addr
-    read -r _ addr _ < <(grep '^direct ' "$OUT/paths.txt")
-    "$EXAMPLES/bench_backend" "$addr" >"$OUT/backend.log" 2>&1 &
+    read -r _ BACKEND_ADDR _ < <(grep '^direct ' "$OUT/paths.txt")
+    "$EXAMPLES/bench_backend" "$BACKEND_ADDR" >"$OUT/backend.log" 2>&1 &
     PIDS+=($!)
 }

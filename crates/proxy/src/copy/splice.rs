@@ -134,8 +134,9 @@ async fn buffered(
     loop {
         src.readable().await?;
         let mut unsent = Vec::new();
-        let Some(n) =
-            SCRATCH.with_borrow_mut(|buf| read_and_send(src, src_fd, dst, buf, &mut unsent))?
+        let Some(n) = SCRATCH.with_borrow_mut(|buf| {
+            read_and_send(src, src_fd, dst, &mut buf[..COPY_BUF], &mut unsent)
+        })?
         else {
             continue;
         };

@@ -6,6 +6,7 @@
 pub mod hello;
 
 use crate::cli::Options;
+use crate::copy::log_end;
 use crate::copy::splice::{splice_bidirectional, Mode};
 use crate::listener::{accept_loop, connect};
 use crate::metrics::{ListenerMetrics, Metrics};
@@ -223,20 +224,30 @@ async fn serve_conn(
     peer: SocketAddr,
 ) {
     let span = tracing::info_span!("gateway", client = %peer, sni = tracing::field::Empty);
-    async move {
-        if let Err(refusal) = forward(&shared, &lm, stream).await {
+    let upstream = match route(&shared, &lm, &stream).instrument(span.clone()).await {
+        Ok(Some(upstream)) => upstream,
+        Ok(None) => return,
+        Err(refusal) => {
             shared.metrics.hello_rejected.inc(&refusal);
+            return;
         }
-    }
-    .instrument(span)
-    .await
+    };
+    let options = &shared.options;
+    let end =
+        splice_bidirectional(&stream, &upstream, &lm, options.idle_timeout, Mode::Splice).await;
+    log_end(&span, end);
 }
 
-/// Reads the hello, routes, connects and copies. Err is why nothing was forwarded.
-async fn forward(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Result<(), Refusal> {
+/// Reads the hello, routes, connects and replays the hello upstream: the upstream to copy
+/// to, None when it closed before the hello was replayed, or Err: why nothing was forwarded.
+async fn route(
+    shared: &Shared,
+    lm: &ListenerMetrics,
+    stream: &TcpStream,
+) -> Result<Option<TcpStream>, Refusal> {
     let options = &shared.options;
     let mut buf = Vec::with_capacity(4096);
-    let read = read_hello(&stream, &mut buf, options.max_hello_size);
+    let read = read_hello(stream, &mut buf, options.max_hello_size);
     let sni = match tokio::time::timeout(options.handshake_timeout, read).await {
         Err(_) => {
             tracing::debug!(bytes = buf.len(), "ClientHello timed out");
@@ -296,13 +307,8 @@ async fn forward(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Re
     drop(state);
     if let Err(err) = upstream.write_all(&buf).await {
         tracing::debug!(%err, "upstream closed before the hello was replayed");
-        return Ok(());
+        return Ok(None);
     }
     lm.bytes_rx.fetch_add(buf.len() as u64, Relaxed);
-    drop(buf);
-    match splice_bidirectional(&stream, &upstream, lm, options.idle_timeout, Mode::Splice).await {
-        Ok(moved) => tracing::debug!(rx = moved.rx, tx = moved.tx, "closed"),
-        Err(err) => tracing::debug!(%err, "connection ended"),
-    }
-    Ok(())
+    Ok(Some(upstream))
 }

@@ -9,7 +9,7 @@
 //! the app before the caller is authenticated and admitted.
 
 use super::Shared;
-use crate::copy::copy_streams;
+use crate::copy::{copy_streams, log_end};
 use crate::listener::connect;
 use crate::metrics::{ListenerMetrics, Reason as _};
 use crate::reason::HandshakeFailure;
@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use strait_identity::tls::{self, TlsFailure};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
 pub(crate) async fn serve(
@@ -27,14 +28,22 @@ pub(crate) async fn serve(
     peer: SocketAddr,
 ) {
     let span = tracing::info_span!("inbound", client = %peer, peer_id = tracing::field::Empty);
-    serve_inner(&shared, &lm, stream).instrument(span).await
-}
-
-async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
-    let options = &shared.options;
-    let Some(state) = shared.states.borrow().clone() else {
+    let Some((tls_stream, app)) = admit(&shared, &lm, stream).instrument(span.clone()).await else {
         return;
     };
+    let end = copy_streams(tls_stream, app, &lm, shared.options.idle_timeout).await;
+    log_end(&span, end);
+}
+
+/// Dials the app, completes the handshake and checks the caller against the intentions:
+/// the two ends to copy between, or None (logged) when the connection is refused.
+async fn admit(
+    shared: &Shared,
+    lm: &ListenerMetrics,
+    stream: TcpStream,
+) -> Option<(TlsStream<TcpStream>, TcpStream)> {
+    let options = &shared.options;
+    let state = shared.states.borrow().clone()?;
     let acceptor = state.acceptor.clone();
     let local_app = state.local_app;
     let app = match connect(local_app, options.connect_timeout).await {
@@ -42,7 +51,7 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
         Err(err) => {
             lm.connect_errors.fetch_add(1, Relaxed);
             tracing::warn!(%local_app, %err, "local app unreachable; closed before the handshake");
-            return;
+            return None;
         }
     };
     let tls_stream =
@@ -57,7 +66,7 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
                 } else {
                     tracing::info!(reason = reason.label(), %err, "inbound handshake refused");
                 }
-                return;
+                return None;
             }
             Err(_) => {
                 shared
@@ -65,7 +74,7 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
                     .handshake_inbound
                     .inc(&HandshakeFailure::Timeout);
                 tracing::info!("inbound handshake timed out");
-                return;
+                return None;
             }
         };
     match tls::peer_identity(tls_stream.get_ref().1) {
@@ -74,7 +83,7 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
             if !state.admits(&id) {
                 shared.metrics.intentions_denied.fetch_add(1, Relaxed);
                 tracing::info!("denied by intentions; closed");
-                return;
+                return None;
             }
         }
         None => {
@@ -82,12 +91,9 @@ async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) {
             let no_certificate = HandshakeFailure::Tls(TlsFailure::NoCertificate);
             shared.metrics.handshake_inbound.inc(&no_certificate);
             tracing::warn!("handshake completed without a peer identity; closed");
-            return;
+            return None;
         }
     }
     tracing::debug!(%local_app, "forwarding to the local app");
-    match copy_streams(tls_stream, app, lm, options.idle_timeout).await {
-        Ok(moved) => tracing::debug!(rx = moved.rx, tx = moved.tx, "closed"),
-        Err(err) => tracing::debug!(%err, "connection ended"),
-    }
+    Some((tls_stream, app))
 }

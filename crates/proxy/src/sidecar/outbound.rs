@@ -15,7 +15,7 @@
 use super::passive::{now_ms, Outlier};
 use super::state::{TargetState, UpstreamKey, UpstreamState};
 use super::Shared;
-use crate::copy::copy_streams;
+use crate::copy::{copy_streams, log_end};
 use crate::listener::connect;
 use crate::metrics::ListenerMetrics;
 use crate::metrics::Reason as _;
@@ -44,27 +44,27 @@ pub(crate) async fn serve(
         target = tracing::field::Empty,
         endpoint = tracing::field::Empty,
     );
-    serve_inner(&shared, &lm, &key, stream)
-        .instrument(span)
+    let Some(tls_stream) = connect_upstream(&shared, &lm, &key)
+        .instrument(span.clone())
         .await
+    else {
+        return;
+    };
+    let end = copy_streams(stream, tls_stream, &lm, shared.options.idle_timeout).await;
+    log_end(&span, end);
 }
 
-async fn serve_inner(shared: &Shared, lm: &ListenerMetrics, key: &UpstreamKey, stream: TcpStream) {
-    let Some(state) = shared.states.borrow().clone() else {
-        return;
-    };
+async fn connect_upstream(
+    shared: &Shared,
+    lm: &ListenerMetrics,
+    key: &UpstreamKey,
+) -> Option<TlsStream<TcpStream>> {
+    let state = shared.states.borrow().clone()?;
     let Some(upstream) = state.upstream(key) else {
         tracing::debug!("upstream no longer configured; closed");
-        return;
+        return None;
     };
-    let Some(tls_stream) = dial_chain(shared, lm, upstream).await else {
-        return;
-    };
-    drop(state);
-    match copy_streams(stream, tls_stream, lm, shared.options.idle_timeout).await {
-        Ok(moved) => tracing::debug!(rx = moved.rx, tx = moved.tx, "closed"),
-        Err(err) => tracing::debug!(%err, "connection ended"),
-    }
+    dial_chain(shared, lm, upstream).await
 }
 
 /// Tries the chain's targets in order until one completes a handshake, within the
