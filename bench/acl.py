@@ -9,7 +9,9 @@ the same with ACLs on (`default_policy = "deny"`), measured in the same run. For
                p50/p99 over $CALLS
   first use    (ACLs on only) the first leaf fetch with each of $FRESH new tokens: the agent
                resolves the token through its server (not cached yet): p50/p99
-ACLs off sends the same header (ignored). Ratios are ACLs on / ACLs off.
+ACLs off sends the same header (ignored). Both setups run at once and the calls alternate
+between them (off, on, off, on, ...), so whatever else loads the machine loads both alike.
+Ratios are ACLs on / ACLs off.
 """
 import json
 import os
@@ -128,37 +130,48 @@ def run(net, acl):
     if acl:
         wait("ACL bootstrap", lambda: server.call("GET", "/v1/acl/token/self", token=MANAGEMENT)[0] == 200)
     token = new_token()
-    reg = lambda port: agent.call(
-        "PUT", "/v1/agent/service/register", json.dumps({"Name": "web", "Port": port}), token
-    )
-    leaf = lambda t: (lambda: agent.call("GET", "/v1/agent/connect/ca/leaf/web", token=t))
-    timed(lambda: reg(9000))
+    setup = {"agent": agent, "token": token, "new_token": new_token}
+    timed(lambda: register(setup, 9000))
     wait("web's leaf", lambda: agent.call("GET", "/v1/agent/connect/ca/leaf/web", token=token)[0] == 200)
     for k in range(50):  # warm up
-        timed(lambda: reg(9001 + k))
-        timed(leaf(token))
-    out = {
-        "register": summary([timed(lambda k=k: reg(10000 + k)) for k in range(CALLS)]),
-        "leaf": summary([timed(leaf(token)) for _ in range(CALLS)]),
-    }
-    if acl:
-        fresh = [new_token() for _ in range(FRESH)]
-        out["first_use"] = summary([timed(leaf(t)) for t in fresh])
-    log(f"ACLs {'on' if acl else 'off'}: {out}")
-    for p in (a, s):
-        p.terminate()
-        p.wait()
-    return out
+        timed(lambda k=k: register(setup, 9001 + k))
+        timed(lambda: leaf(setup, token))
+    return setup
+
+
+def register(setup, port):
+    body = json.dumps({"Name": "web", "Port": port})
+    return setup["agent"].call("PUT", "/v1/agent/service/register", body, setup["token"])
+
+
+def leaf(setup, token):
+    return setup["agent"].call("GET", "/v1/agent/connect/ca/leaf/web", token=token)
+
+
+def interleaved(setups, f):
+    """f(setup, k) timed $CALLS times on each setup, alternating: a list of samples per setup."""
+    samples = [[] for _ in setups]
+    for k in range(CALLS):
+        for i, setup in enumerate(setups):
+            samples[i].append(timed(lambda: f(setup, k)))
+    return [summary(x) for x in samples]
 
 
 def main():
     try:
-        off = run(1, False)
-        on = run(2, True)
+        setups = [run(1, False), run(2, True)]
+        reg = interleaved(setups, lambda st, k: register(st, 10000 + k))
+        lf = interleaved(setups, lambda st, k: leaf(st, st["token"]))
+        fresh = [setups[1]["new_token"]() for _ in range(FRESH)]
+        first = summary([timed(lambda t=t: leaf(setups[1], t)) for t in fresh])
     finally:
         for p in PROCS:
             if p.poll() is None:
                 p.kill()
+    off = {"register": reg[0], "leaf": lf[0]}
+    on = {"register": reg[1], "leaf": lf[1], "first_use": first}
+    log(f"ACLs off: {off}")
+    log(f"ACLs on: {on}")
     ratios = {
         f"{what}_{q}": on[what][q] / off[what][q]
         for what in ("register", "leaf")
