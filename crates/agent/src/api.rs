@@ -604,7 +604,7 @@ pub(crate) async fn relay(
     }
 }
 
-/// Catalog, health, config and federation reads go to the servers as they are, with the
+/// Catalog, health, config, connect, ACL and federation requests go to the servers as they are, with the
 /// caller's token (or `acl.tokens.default`): the servers check it.
 async fn forward(State(a): State<S>, req: Request) -> Response {
     let path = req.uri().path().to_string();
@@ -616,6 +616,7 @@ async fn forward(State(a): State<S>, req: Request) -> Response {
         "/v1/internal/members",
         "/v1/internal/federation/states",
         "/v1/status/",
+        "/v1/acl/",
     ];
     if !allowed.iter().any(|p| path.starts_with(p)) {
         return strait_rpc::unsupported::response(req.method(), &path);

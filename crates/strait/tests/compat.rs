@@ -209,15 +209,16 @@ fn consul_clients_and_service_files_work_against_strait() {
         assert_json_error(addr, "GET", "/v2/nothing", 404);
     }
     assert_json_error(&agent_http, "PUT", "/v1/agent/join/10.0.0.1", 501);
-    // ACL endpoints: the servers have them (Consul's 401 with ACLs off); agents do not relay
-    // them yet.
-    assert_json_error(&agent_http, "GET", "/v1/acl/tokens", 501);
-    let (status, body) = get(sa(&server_http), "/v1/acl/tokens");
-    assert_eq!(
-        (status, body.contains("ACL support disabled")),
-        (401, true),
-        "{body}"
-    );
+    // ACL endpoints: the servers have them (Consul's 401 with ACLs off), and agents relay
+    // them to their servers.
+    for addr in [&server_http, &agent_http] {
+        let (status, body) = get(sa(addr), "/v1/acl/tokens");
+        assert_eq!(
+            (status, body.contains("ACL support disabled")),
+            (401, true),
+            "{addr}: {body}"
+        );
+    }
     // Deleting a config entry that does not exist is a 404 naming it.
     let path = "/v1/config/service-defaults/nothing";
     let (status, body) = http("DELETE", sa(&server_http), path, Some("")).unwrap();

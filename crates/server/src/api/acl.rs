@@ -2,12 +2,13 @@
 //! replicated ACL state ([`strait_acl::AclState`], changed by `Command::Acl` through the Raft
 //! log, so any server takes a write: a follower forwards it to the leader).
 //!
-//! On the loopback API; on the mTLS API of the primary also for the servers of other DCs,
-//! which forward their callers' writes of global objects (below). With
-//! `acl.enabled = false` every one answers Consul's 401 "ACL support disabled". These
-//! endpoints are the one place ACLs are enforced so far: reads need `acl = "read"`, writes
-//! `acl = "write"` (or a management token); before bootstrap no token exists, so only
-//! `PUT /v1/acl/bootstrap` is answered. Reads are answered from the asked server's copy (as
+//! On the loopback API; on the mTLS API also for this DC's agents, which relay their callers'
+//! requests (as Consul's agents do) with the caller's token, and on the primary for the
+//! servers of other DCs, which forward their callers' writes of global objects (below);
+//! bootstrap only on the loopback API. With `acl.enabled = false` every one answers Consul's
+//! 401 "ACL support disabled". Reads need `acl = "read"`, writes `acl = "write"` (or a
+//! management token); before bootstrap no token exists, so only `PUT /v1/acl/bootstrap` is
+//! answered. Reads are answered from the asked server's copy (as
 //! Consul's `?stale`), which a write made on that server has reached when it is answered.
 //!
 //! In a secondary DC ([`crate::acl_replication`]): bootstrap is refused (it happens in the
@@ -35,8 +36,9 @@ use strait_identity::spiffe::SpiffeId;
 use strait_rpc::serve::Peer;
 use time::OffsetDateTime;
 
-/// A caller these endpoints take: the loopback API; on the primary also a server of another
-/// DC, which forwards its caller's write with the caller's token ([`to_primary`]).
+/// A caller these endpoints take: the loopback API; an agent of this DC relaying its caller's
+/// request with the caller's token; on the primary also a server of another DC, which
+/// forwards its caller's write with the caller's token ([`to_primary`]). The token decides.
 pub struct Admitted;
 
 impl FromRequestParts<AppState> for Admitted {
@@ -49,8 +51,10 @@ impl FromRequestParts<AppState> for Admitted {
             .get::<Peer>()
             .and_then(|p| p.identity.as_ref());
         let other_dc = |id: &SpiffeId| matches!(id, SpiffeId::Server { datacenter, .. } if *datacenter != s.cfg.datacenter);
+        let our_agent = |id: &SpiffeId| matches!(id, SpiffeId::Agent { datacenter, .. } if *datacenter == s.cfg.datacenter);
         match origin {
             Some(Origin::Local) => Ok(Admitted),
+            _ if peer.is_some_and(our_agent) => Ok(Admitted),
             _ if s.cfg.is_primary() && peer.is_some_and(other_dc) => Ok(Admitted),
             _ => super::operator::local_only(Origin::Mesh, "managing ACLs").map(|()| Admitted),
         }

@@ -192,6 +192,27 @@ fn agent_endpoints_check_the_callers_token() {
         "ACL not found",
     );
 
+    // The ACL API through the agent (as Consul's agents relay it): the caller's token
+    // decides; bootstrap only on a server's loopback API.
+    let r = call(a, "GET", "/v1/acl/token/self", None, Some(&web));
+    assert!(
+        r.status == 200 && r.body.contains(&web_accessor),
+        "{}",
+        r.body
+    );
+    refused(
+        &call(a, "GET", "/v1/acl/tokens", None, Some(&web)),
+        "lacks permission 'acl:read'",
+    );
+    let r = call(a, "GET", "/v1/acl/tokens", None, Some(&management));
+    assert!(
+        r.status == 200 && r.body.contains(&web_accessor),
+        "{}",
+        r.body
+    );
+    let r = call(a, "PUT", "/v1/acl/bootstrap", None, None);
+    assert_eq!(r.status, 403, "{}", r.body);
+
     // web's service identity: web and its sidecar, web's leaf; not counting.
     let r = call(a, "PUT", register, Some(web_def), Some(&web));
     assert_eq!(r.status, 200, "{}", r.body);
