@@ -2,8 +2,9 @@
 //! proxy named by the node id of its first request, follows that proxy's snapshots through
 //! a [`SnapshotSource`], and answers with [`crate::stream::StreamState`]. The stream's
 //! token (gRPC metadata `x-consul-token`, as Consul's) is checked with the proxy id by
-//! [`SnapshotSource::authorize`] when the stream names its proxy and again before each new
-//! snapshot is pushed (a revoked token gets no new keys); a refusal ends the stream with
+//! [`SnapshotSource::authorize`] when the stream names its proxy, again before each new
+//! snapshot is pushed (a revoked token gets no new keys), and every
+//! [`SnapshotSource::recheck_every`] while the stream is open; a refusal ends the stream with
 //! `PERMISSION_DENIED`.
 
 use crate::render::render;
@@ -36,6 +37,11 @@ pub trait SnapshotSource: Send + Sync + 'static {
     fn authorize(&self, proxy_id: &str, token: Option<String>) -> Authorizing {
         let _ = (proxy_id, token);
         Box::pin(async { Ok(()) })
+    }
+    /// How often an open stream's token is checked again (so a revoked token ends the stream
+    /// even when no snapshot changes); `None`: never (the default, with nothing to check).
+    fn recheck_every(&self) -> Option<std::time::Duration> {
+        None
     }
 }
 
@@ -130,6 +136,16 @@ async fn authorize(
     asking.await.map_err(Status::permission_denied)
 }
 
+/// The next tick of the token re-check, or never without one.
+async fn tick(recheck: &mut Option<tokio::time::Interval>) {
+    match recheck {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn run_stream<S: SnapshotSource>(
     source: &S,
     mut requests: Streaming<DiscoveryRequest>,
@@ -142,10 +158,18 @@ async fn run_stream<S: SnapshotSource>(
     let mut current: Option<Rendered> = None;
     let mut proxy_id: Option<String> = None;
     let mut out = Vec::new();
+    let mut recheck = source
+        .recheck_every()
+        .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tx.closed() => return Ok(()),
+            () = tick(&mut recheck), if proxy_id.is_some() => {
+                if let Some(id) = &proxy_id {
+                    authorize(source, id, &token).await?;
+                }
+            }
             request = requests.message() => {
                 let request = match request {
                     Ok(Some(r)) => r,
