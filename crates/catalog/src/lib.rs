@@ -19,9 +19,9 @@ mod write;
 pub use catalog::Catalog;
 pub use error::{CatalogError, Result};
 pub use types::{
-    config_kind, intention_action, intentions_for, kind, status, Check, CheckStatus, ConfigEntry,
-    FederationState, MeshGatewayConfig, Node, NodeServices, PassiveHealthCheck, ProxyConfig,
-    ResolverFailover, ResolverSubset, ResolverTarget, Service, ServiceAddress, ServiceInstance,
-    SourceIntention, SyncOutcome, Upstream, UpstreamConfig, UpstreamSettings,
+    config_kind, intention_action, kind, status, Check, CheckStatus, ConfigEntry, FederationState,
+    MeshGatewayConfig, Node, NodeServices, PassiveHealthCheck, ProxyConfig, ResolverFailover,
+    ResolverSubset, ResolverTarget, Service, ServiceAddress, ServiceInstance, SourceIntention,
+    SyncOutcome, Upstream, UpstreamConfig, UpstreamSettings,
 };
 pub use validate::rules;

@@ -472,19 +472,6 @@ impl ConfigEntry {
     }
 }
 
-/// What the sidecars of `destination` enforce, given a DC's `service-intentions` entries
-/// (other kinds are ignored): the snapshot builder's own resolution, for the CLI and doctor.
-pub fn intentions_for(entries: &[ConfigEntry], destination: &str) -> strait_snapshot::Intentions {
-    let mut view = strait_snapshot::MeshView::default();
-    for e in entries
-        .iter()
-        .filter(|e| e.kind == config_kind::SERVICE_INTENTIONS)
-    {
-        view.intentions.insert(e.name.clone(), e.intention_rules());
-    }
-    strait_snapshot::resolve_intentions(&view, destination)
-}
-
 /// One source of a `service-intentions` entry: may service `Name` (`*`: any) call the entry's
 /// destination? Enforced by the destination's sidecar on every new inbound connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

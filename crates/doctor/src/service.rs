@@ -329,37 +329,36 @@ async fn target_path(
     crate::handshake::check(r, ctx, service, up).await;
 }
 
-/// The destination DC's intentions allow `service` to call the upstream (evaluated with the
-/// function the destination's snapshot uses).
+/// The destination DC's intentions allow `service` to call the upstream, as that DC's servers
+/// decide (`/v1/connect/intentions/check`: the intention of highest precedence, else the
+/// default, which ACLs' default deny turns to denied), what its sidecars enforce.
 async fn intentions(r: &mut Report, ctx: &Ctx<'_>, service: &str, up: &Upstream) {
     let name = "intentions";
     let path = format!(
-        "/v1/config/{}?dc={}",
-        strait_catalog::config_kind::SERVICE_INTENTIONS,
-        up.datacenter
+        "/v1/connect/intentions/check?source={service}&destination={}&dc={}",
+        up.destination, up.datacenter
     );
-    match ctx.agent.json::<Vec<strait_catalog::ConfigEntry>>(&path).await {
-        Ok(entries) => {
-            let rules = strait_catalog::intentions_for(&entries, &up.destination);
-            let verdict = format!("{service} -> {} in {}", up.destination, up.datacenter);
-            if rules.allows(service) {
-                r.pass(name, format!("{verdict} allowed ({} rule(s))", rules.rules.len()));
-            } else {
-                r.fail(
-                    name,
-                    format!("{verdict} denied"),
-                    format!(
-                        "`strait intention list --dc {}` on a server shows the rule; `strait intention allow {service} {}` lifts it",
-                        up.datacenter, up.destination
-                    ),
-                );
-            }
-        }
+    let verdict = format!("{service} -> {} in {}", up.destination, up.datacenter);
+    match ctx.agent.json::<serde_json::Value>(&path).await {
+        Ok(answer) if answer["Allowed"] == true => r.pass(name, format!("{verdict} allowed")),
+        Ok(answer) if answer["Allowed"] == false => r.fail(
+            name,
+            format!("{verdict} denied"),
+            format!(
+                "`strait intention list --dc {}` on a server shows the rules (with ACLs' default deny, no rule is a denial); `strait intention allow {service} {}` allows it",
+                up.datacenter, up.destination
+            ),
+        ),
+        Ok(answer) => r.fail(
+            name,
+            format!("{path} answered without Allowed: {answer}"),
+            "a server of a strait older than this doctor?".to_string(),
+        ),
         Err(e) => r.fail(
             name,
             format!("{e:#}"),
             format!(
-                "{}'s config entries could not be read: fix the `federation {} servers` check first",
+                "{}'s intentions could not be read: fix the `federation {} servers` check first",
                 up.datacenter, up.datacenter
             ),
         ),
