@@ -15,29 +15,16 @@ Ratios are ACLs on / ACLs off.
 """
 import json
 import os
-import subprocess
-import sys
 import time
 import http.client
 
-STRAIT, OUT = sys.argv[1], sys.argv[2]
+from procs import FED_TOKEN, JOIN_TOKEN, OUT, log, pct, start, stop_all, wait
+
 CALLS = int(os.environ.get("CALLS", "2000"))
 FRESH = int(os.environ.get("FRESH", "200"))
-JOIN_TOKEN = "join-token-dc1-0123456789"
-FED_TOKEN = "federation-token-0123456789"
+
+
 MANAGEMENT = "0b4c1f7e-5d8a-4c0e-9a52-1f0d7b9e3c21"
-PROCS = []
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def start(name, args):
-    f = open(os.path.join(OUT, f"{name}.log"), "a")
-    p = subprocess.Popen([STRAIT] + args, stdout=f, stderr=f, env={**os.environ, "STRAIT_LOG": "warn"})
-    PROCS.append(p)
-    return p
 
 
 class Api:
@@ -62,20 +49,6 @@ class Api:
                 if attempt:
                     return 0, ""
         return 0, ""
-
-
-def wait(what, pred, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def summary(xs):
@@ -165,9 +138,7 @@ def main():
         fresh = [setups[1]["new_token"]() for _ in range(FRESH)]
         first = summary([timed(lambda t=t: leaf(setups[1], t)) for t in fresh])
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.kill()
+        stop_all()
     off = {"register": reg[0], "leaf": lf[0]}
     on = {"register": reg[1], "leaf": lf[1], "first_use": first}
     log(f"ACLs off: {off}")

@@ -16,33 +16,17 @@ import json
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 
-STRAIT, OUT = sys.argv[1], sys.argv[2]
+from procs import FED_TOKEN, JOIN_TOKEN, OUT, log, pct, start, stop_all, wait
+
 WRITES = int(os.environ.get("WRITES", "300"))
 CLIENTS = int(os.environ.get("CLIENTS", "8"))
 SECONDS = float(os.environ.get("SECONDS_PER_RUN", "10"))
 KILLS = int(os.environ.get("KILLS", "5"))
-JOIN_TOKEN = "join-token-dc1-0123456789"
-FED_TOKEN = "federation-token-0123456789"
-
-PROCS = []
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def start(name, args):
-    f = open(os.path.join(OUT, f"{name}.log"), "a")
-    p = subprocess.Popen([STRAIT] + args, stdout=f, stderr=f, env={**os.environ, "STRAIT_LOG": "warn"})
-    PROCS.append(p)
-    return p
 
 
 def request(method, addr, path, body=None, timeout=10):
@@ -56,16 +40,6 @@ def request(method, addr, path, body=None, timeout=10):
         return e.code, e.headers, e.read().decode()
     except OSError as e:
         return 0, {}, str(e)
-
-
-def wait(what, pred, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 class Dc:
@@ -163,11 +137,6 @@ def register_and_confirm(dc, leader_api, service, port):
         index = headers.get("X-Consul-Index", index) if code == 200 else index
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-
-
 def measure(dc, name):
     leader_api = dc.api(dc.leader())
     for k in range(3):  # warm up: connections, the agent's first syncs
@@ -232,9 +201,7 @@ def main():
         results["failover_s"] = failover(three)
         three.stop()
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.kill()
+        stop_all()
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     a, b = results["1 server"], results["3 servers"]

@@ -29,13 +29,9 @@ async fn bootstrap(server: &Server) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
-        let Some(consensus) = server.consensus.get() else {
+        let Some((consensus, _)) = server.leading() else {
             continue;
         };
-        let metrics = consensus.raft().metrics().borrow().clone();
-        if metrics.current_leader != Some(metrics.id) {
-            continue;
-        }
         if strait_base::sync::read(&consensus.app().acl).is_bootstrapped() {
             return;
         }

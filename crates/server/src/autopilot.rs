@@ -87,15 +87,12 @@ async fn run(server: Arc<Server>, after: Duration) {
     let mut last_refusal = None;
     loop {
         tick.tick().await;
-        let (Some(consensus), Some(contacts)) = (server.consensus.get(), server.contacts.get())
+        let (Some((consensus, metrics)), Some(contacts)) =
+            (server.leading(), server.contacts.get())
         else {
-            continue;
-        };
-        let metrics = consensus.raft().metrics().borrow().clone();
-        if metrics.current_leader != Some(metrics.id) {
             leading_since = None;
             continue;
-        }
+        };
         // Followers are heard only once this server leads: none is dead before it led `after`.
         let leading = leading_since.get_or_insert_with(Instant::now).elapsed();
         let membership = metrics.membership_config.membership();

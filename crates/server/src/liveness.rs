@@ -40,14 +40,10 @@ async fn watch(server: Arc<Server>) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let Some(consensus) = server.consensus.get() else {
-            continue;
-        };
-        let metrics = consensus.raft().metrics().borrow().clone();
-        if metrics.current_leader != Some(metrics.id) {
+        let Some((consensus, _)) = server.leading() else {
             waiting.clear();
             continue;
-        }
+        };
         let now = Instant::now();
         let synced = strait_base::sync::lock(&consensus.app().synced).clone();
         let agents: Vec<String> = server

@@ -94,6 +94,20 @@ impl Server {
         outcome.map_err(WriteFailure::Refused)
     }
 
+    /// This server's consensus and its Raft metrics, if it is the leader: what the leader's
+    /// own tasks (node liveness, autopilot, ACL bootstrap) act on. `None` on a follower or
+    /// before Raft has started.
+    pub fn leading(
+        &self,
+    ) -> Option<(
+        &strait_raft::Consensus<crate::replicated::CatalogApp>,
+        openraft::RaftMetrics<strait_raft::NodeId, strait_raft::Node>,
+    )> {
+        let consensus = self.consensus.get()?;
+        let metrics = consensus.raft().metrics().borrow().clone();
+        (metrics.current_leader == Some(metrics.id)).then_some((consensus, metrics))
+    }
+
     /// The leader's read lease and the shortest silence before an election: the minimum
     /// election timeout of this server's Raft settings.
     pub fn raft_lease(&self) -> Duration {

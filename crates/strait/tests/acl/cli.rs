@@ -5,6 +5,7 @@
 //! from files (a file others may read refused), and the tokens kept across a snapshot restore
 //! and a restart of all three servers.
 
+use crate::helpers::{acl, field};
 use crate::common;
 
 use common::cluster::{Cluster, DC};
@@ -16,24 +17,6 @@ use std::time::Duration;
 
 fn strait(server: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     strait_at(server, args, env)
-}
-
-/// `strait acl ARGS --token TOKEN` on `server`, which must succeed: its output.
-fn acl(server: SocketAddr, token: &str, args: &[&str]) -> String {
-    let mut all = vec!["acl"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--token", token]);
-    let (ok, out) = strait(server, &all, &[]);
-    assert!(ok, "strait {all:?} on {server}: {out}");
-    out
-}
-
-/// The value of `Field:` in the CLI's output.
-fn field(out: &str, name: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
 }
 
 /// `text` in a new file of mode 0600.
