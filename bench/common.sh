@@ -4,7 +4,8 @@
 log() { printf '%s\n' "$*" >&2; }
 
 # Builds the release binary and the bench examples (unless SKIP_BUILD is set), sets TARGET,
-# STRAIT and EXAMPLES, and writes a fresh topology into $OUT (paths.txt, procs.txt, configs).
+# STRAIT (or $STRAIT_BIN) and EXAMPLES, and writes a fresh topology into $OUT (paths.txt,
+# procs.txt, configs).
 bench_setup() {
     if [ -z "${SKIP_BUILD:-}" ]; then
         log "building release binaries"
@@ -12,7 +13,9 @@ bench_setup() {
         cargo build --release -q -p strait-proxy --example bench_backend --example bench_topology
     fi
     TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-    STRAIT=$TARGET/release/strait
+    # STRAIT_BIN: another build of strait (an A/B against a saved copy of an older binary;
+    # it also runs `strait envoy`, which is not on Envoy's data path).
+    STRAIT=${STRAIT_BIN:-$TARGET/release/strait}
     EXAMPLES=$TARGET/release/examples
     rm -rf "$OUT" && mkdir -p "$OUT"
     "$EXAMPLES/bench_topology" "$OUT"

@@ -252,8 +252,10 @@ impl OneWay {
     }
 }
 
-/// Reads from `src` into `buf` until it is full or `src` has nothing more ready: a TLS
-/// stream yields one record per read, so one write can carry several. `Ready(Ok(n))` with
+/// Reads from `src` into `buf` until it is full, `src` has nothing more ready, or a read
+/// brings less than a full TLS record ([`COPY_BUF`]: a message rather than bulk, so no
+/// second read for it): a TLS stream yields one record per read, so one write can carry
+/// several. `Ready(Ok(n))` with
 /// `n > 0` may come with `eof` set (the source ended after those bytes); `Ready(Ok(0))` is
 /// EOF with nothing read. A read that is pending after some bytes has registered the waker,
 /// which is harmless: the caller goes on with what it has and reads again.
@@ -271,6 +273,7 @@ fn fill<R: AsyncRead + ?Sized>(
                 *eof = before > 0;
                 break;
             }
+            Poll::Ready(Ok(())) if into.filled().len() - before < COPY_BUF => break,
             Poll::Ready(Ok(())) => {}
             // The connection failed: what came before it is not worth delivering.
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -391,6 +394,7 @@ mod tests {
     struct Chunks {
         chunks: usize,
         len: usize,
+        left: usize,
     }
 
     impl AsyncRead for Chunks {
@@ -400,12 +404,12 @@ mod tests {
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
             if self.chunks > 0 {
-                let n = self.len.min(buf.remaining());
+                let n = self.left.min(buf.remaining());
                 buf.put_slice(&vec![7u8; n]);
-                self.len -= n;
-                if self.len == 0 {
+                self.left -= n;
+                if self.left == 0 {
                     self.chunks -= 1;
-                    self.len = 1000;
+                    self.left = self.len;
                 }
             }
             Poll::Ready(Ok(()))
@@ -463,23 +467,34 @@ mod tests {
         }
     }
 
-    /// Reads that are ready back to back are gathered into one write of up to
-    /// [`SCRATCH_LEN`]; the EOF that ends a gathered read still half-closes, after its bytes.
-    #[tokio::test]
-    async fn ready_reads_are_gathered_into_one_write() {
-        let total = 100 * 1000;
+    /// Copies `chunks` reads of `len` bytes; the sizes of the writes.
+    async fn writes_of(chunks: usize, len: usize) -> Vec<usize> {
         let mut src = Chunks {
-            chunks: 100,
-            len: 1000,
+            chunks,
+            len,
+            left: len,
         };
         let mut dst = Writes::default();
-        let moved =
-            poll_fn(|cx| OneWay::default().poll(cx, Pin::new(&mut src), Pin::new(&mut dst)))
-                .await
-                .expect("copy");
-        assert_eq!(moved, total as u64);
-        assert_eq!(dst.sizes, [SCRATCH_LEN, total - SCRATCH_LEN]);
+        let mut one_way = OneWay::default();
+        let moved = poll_fn(|cx| one_way.poll(cx, Pin::new(&mut src), Pin::new(&mut dst)))
+            .await
+            .expect("copy");
+        assert_eq!(moved, (chunks * len) as u64);
         assert!(dst.shut, "EOF after the last bytes half-closes");
+        dst.sizes
+    }
+
+    /// Full records that are ready back to back are gathered into one write of up to
+    /// [`SCRATCH_LEN`]; the EOF that ends a gathered read still half-closes, after its
+    /// bytes. Smaller reads (messages) are written at once, with no second read.
+    #[tokio::test]
+    async fn ready_records_are_gathered_into_one_write() {
+        let writes = writes_of(10, COPY_BUF).await;
+        assert_eq!(
+            writes,
+            [SCRATCH_LEN, SCRATCH_LEN, 10 * COPY_BUF - 2 * SCRATCH_LEN]
+        );
+        assert_eq!(writes_of(3, 1000).await, [1000, 1000, 1000]);
     }
 
     #[tokio::test]
