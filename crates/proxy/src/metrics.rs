@@ -34,6 +34,23 @@ pub struct ListenerMetrics {
     pub bytes_tx: AtomicU64,
 }
 
+/// Completed TLS handshakes of one direction (sidecar), full or resumed (a TLS 1.3 ticket
+/// from an earlier full handshake with the same peer: no certificates, no signatures).
+#[derive(Debug, Default)]
+pub struct Handshakes {
+    pub full: AtomicU64,
+    pub resumed: AtomicU64,
+}
+
+impl Handshakes {
+    /// Counts one completed handshake of `conn`.
+    pub fn count(&self, conn: &rustls::CommonState) {
+        let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        let counter = if resumed { &self.resumed } else { &self.full };
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
 /// Counters of one target of an upstream's chain (sidecar), by (listener, SNI).
 #[derive(Debug, Default)]
 pub struct TargetMetrics {
@@ -158,6 +175,9 @@ pub struct Metrics {
     pub handshake_inbound: ReasonCounters<HandshakeFailure>,
     /// Sidecar: failed TLS handshakes towards upstream endpoints, by reason.
     pub handshake_outbound: ReasonCounters<HandshakeFailure>,
+    /// Sidecar: completed TLS handshakes on the public listener and towards upstreams.
+    pub handshakes_inbound: Handshakes,
+    pub handshakes_outbound: Handshakes,
     /// Gateway: connections closed before routing, by reason (timeout, no_sni, ...).
     pub hello_rejected: ReasonCounters<Refusal>,
     /// Gateway: routed connections by (datacenter, SNI or `*` for a remote DC).
@@ -181,6 +201,8 @@ impl Metrics {
             listeners: Mutex::default(),
             handshake_inbound: ReasonCounters::default(),
             handshake_outbound: ReasonCounters::default(),
+            handshakes_inbound: Handshakes::default(),
+            handshakes_outbound: Handshakes::default(),
             hello_rejected: ReasonCounters::default(),
             routed: Mutex::default(),
             targets: Mutex::default(),
@@ -272,6 +294,16 @@ impl Metrics {
             "handshake_failures": {
                 "inbound": self.handshake_inbound.snapshot(),
                 "outbound": self.handshake_outbound.snapshot(),
+            },
+            "handshakes": {
+                "inbound": {
+                    "full": self.handshakes_inbound.full.load(Relaxed),
+                    "resumed": self.handshakes_inbound.resumed.load(Relaxed),
+                },
+                "outbound": {
+                    "full": self.handshakes_outbound.full.load(Relaxed),
+                    "resumed": self.handshakes_outbound.resumed.load(Relaxed),
+                },
             },
             "hello_rejected": self.hello_rejected.snapshot(),
             "routed": routed,
@@ -416,6 +448,20 @@ impl Metrics {
             }
         }
         if self.component == "sidecar" {
+            let family = name("handshakes_total");
+            let mut f = e.family(
+                &family,
+                Kind::Counter,
+                "Completed TLS handshakes, by direction and kind (full, or resumed from a session ticket).",
+            );
+            for (dir, h) in [
+                ("inbound", &self.handshakes_inbound),
+                ("outbound", &self.handshakes_outbound),
+            ] {
+                for (kind, v) in [("full", &h.full), ("resumed", &h.resumed)] {
+                    f.sample(&[("direction", dir), ("kind", kind)], v.load(Relaxed));
+                }
+            }
             e.single(
                 &name("intentions_denied_total"),
                 Kind::Counter,
@@ -536,6 +582,8 @@ mod tests {
              strait_sidecar_handshake_failures_total{direction=\"outbound\",reason=\"timeout\"} 1\n"
         ));
         assert!(text.contains("strait_sidecar_intentions_denied_total 0\n"));
+        assert!(text
+            .contains("strait_sidecar_handshakes_total{direction=\"inbound\",kind=\"full\"} 0\n"));
     }
 
     #[test]

@@ -102,6 +102,20 @@ async fn mtls_carries_bytes_both_ways() {
     let inbound = api.handle.metrics().listener("inbound");
     assert_eq!(inbound.bytes_rx.load(Relaxed), payload.len() as u64);
     assert!(api.handle.metrics().handshake_inbound.snapshot().is_empty());
+
+    // The second connection resumes the first one's session (a TLS 1.3 ticket): the peer
+    // identity the server admits comes from the full handshake that verified it.
+    let again = round_trip(web.upstream("api", "dc1"), b"again")
+        .await
+        .expect("second round trip");
+    assert_eq!(again, b"again");
+    for (h, side) in [
+        (&web.handle.metrics().handshakes_outbound, "client"),
+        (&api.handle.metrics().handshakes_inbound, "server"),
+    ] {
+        let counts = (h.full.load(Relaxed), h.resumed.load(Relaxed));
+        assert_eq!(counts, (1, 1), "{side}: (full, resumed) handshakes");
+    }
 }
 
 /// Dials `api`'s public listener as a raw TLS client presenting `identity`; returns the

@@ -77,6 +77,10 @@ async fn admit(
                 return None;
             }
         };
+    shared
+        .metrics
+        .handshakes_inbound
+        .count(tls_stream.get_ref().1);
     match tls::peer_identity(tls_stream.get_ref().1) {
         Some(id) => {
             tracing::Span::current().record("peer_id", tracing::field::display(&id));

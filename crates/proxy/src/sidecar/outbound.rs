@@ -201,6 +201,7 @@ async fn dial_target(
                 span.record("endpoint", tracing::field::display(endpoint));
                 span.record("target", sni_of(target));
                 // Full or resumed (session tickets are on by default on both sides).
+                shared.metrics.handshakes_outbound.count(s.get_ref().1);
                 tracing::debug!(handshake = ?s.get_ref().1.handshake_kind(), "connected");
                 return Some(s);
             }
