@@ -39,11 +39,16 @@ pub enum AclCommand {
     },
     /// Creates or replaces a policy (by `ID`, see [`prepare_policy`]).
     SetPolicy(Policy),
+    /// Replaces an existing policy: refused if none has its `ID` (deleted meanwhile), so an
+    /// update racing a delete never brings the policy back.
+    UpdatePolicy(Policy),
     DeletePolicy {
         id: String,
     },
     /// Creates or replaces a role (by `ID`, see [`prepare_role`]).
     SetRole(Role),
+    /// Replaces an existing role, as [`AclCommand::UpdatePolicy`].
+    UpdateRole(Role),
     DeleteRole {
         id: String,
     },
@@ -207,6 +212,12 @@ impl AclState {
                 Ok(())
             }
             AclCommand::SetPolicy(policy) => self.set_policy(index, policy),
+            AclCommand::UpdatePolicy(policy) => {
+                match self.image.policies.contains_key(&policy.id) {
+                    true => self.set_policy(index, policy),
+                    false => Err(conflict(format!("no policy with ID {}", policy.id))),
+                }
+            }
             AclCommand::DeletePolicy { id } => {
                 if id == GLOBAL_MANAGEMENT_POLICY_ID {
                     return Err(conflict("the global-management policy cannot be deleted"));
@@ -216,6 +227,10 @@ impl AclState {
                 Ok(())
             }
             AclCommand::SetRole(role) => self.set_role(index, role),
+            AclCommand::UpdateRole(role) => match self.image.roles.contains_key(&role.id) {
+                true => self.set_role(index, role),
+                false => Err(conflict(format!("no role with ID {}", role.id))),
+            },
             AclCommand::DeleteRole { id } => {
                 self.image.roles.remove(&id);
                 Ok(())

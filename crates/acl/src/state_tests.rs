@@ -263,6 +263,37 @@ fn conflicts_are_refused() {
             .starts_with("policy \"broken\": invalid Rules: line 1: "),
         "{e}"
     );
+    // An update of a policy or role deleted meanwhile is refused in the log: it does not
+    // bring it back.
+    let ops = state.policies().find(|q| q.name == "ops").unwrap().clone();
+    let mut changed = ops.clone();
+    changed.description = "changed".into();
+    state
+        .apply(4, AclCommand::UpdatePolicy(changed.clone()))
+        .unwrap();
+    assert_eq!(
+        state
+            .policies()
+            .find(|q| q.id == ops.id)
+            .unwrap()
+            .description,
+        "changed"
+    );
+    state
+        .apply(5, AclCommand::DeletePolicy { id: ops.id.clone() })
+        .unwrap();
+    let e = state
+        .apply(6, AclCommand::UpdatePolicy(changed))
+        .unwrap_err();
+    assert_eq!(e.to_string(), format!("no policy with ID {}", ops.id));
+    assert!(state.policies().all(|q| q.id != ops.id));
+    let role = Role {
+        id: "7c1e4b1a-2d3f-4a5b-8c9d-0e1f2a3b4c5d".into(),
+        name: "gone".into(),
+        ..Role::default()
+    };
+    let e = state.apply(7, AclCommand::UpdateRole(role)).unwrap_err();
+    assert!(e.to_string().starts_with("no role with ID"), "{e}");
 }
 
 #[test]

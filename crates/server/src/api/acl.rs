@@ -304,6 +304,8 @@ trait Object: serde::Serialize + DeserializeOwned + Clone {
     fn id(&mut self) -> &mut String;
     fn id_of(&self) -> &str;
     fn set(self) -> AclCommand;
+    /// Replaces the existing object only (refused in the log if it was deleted meanwhile).
+    fn update(self) -> AclCommand;
     fn delete(id: String) -> AclCommand;
     fn each(acl: &AclState) -> Vec<&Self>;
 
@@ -328,7 +330,7 @@ trait Object: serde::Serialize + DeserializeOwned + Clone {
 }
 
 macro_rules! object {
-    ($kind:ty, $what:literal, $not_listed:expr, $set:ident, $delete:ident, $each:ident) => {
+    ($kind:ty, $what:literal, $not_listed:expr, $set:ident, $update:ident, $delete:ident, $each:ident) => {
         impl Object for $kind {
             const WHAT: &'static str = $what;
             const NOT_LISTED: &'static [&'static str] = $not_listed;
@@ -340,6 +342,9 @@ macro_rules! object {
             }
             fn set(self) -> AclCommand {
                 AclCommand::$set(self)
+            }
+            fn update(self) -> AclCommand {
+                AclCommand::$update(self)
             }
             fn delete(id: String) -> AclCommand {
                 AclCommand::$delete { id }
@@ -356,10 +361,11 @@ object!(
     "policy",
     &["Rules"],
     SetPolicy,
+    UpdatePolicy,
     DeletePolicy,
     policies
 );
-object!(Role, "role", &[], SetRole, DeleteRole, roles);
+object!(Role, "role", &[], SetRole, UpdateRole, DeleteRole, roles);
 
 fn read_object<T: Object>(s: &Server, id: &str) -> ApiResult<Response> {
     let (found, index) = with_state(s, |acl| (T::find(acl, id), acl.index()))?;
@@ -408,7 +414,7 @@ async fn update<T: Object>(
     if with_state(&s, |acl| T::find(acl, &id))?.is_none() {
         return Err(not_found());
     }
-    propose(&s, object.set()).await?;
+    propose(&s, object.update()).await?;
     read_object::<T>(&s, &id)
 }
 
