@@ -5,8 +5,8 @@
 //! from files (a file others may read refused), and the tokens kept across a snapshot restore
 //! and a restart of all three servers.
 
-use crate::helpers::{acl, field};
 use crate::common;
+use crate::helpers::{acl, field};
 
 use common::cluster::{Cluster, DC};
 use common::*;
