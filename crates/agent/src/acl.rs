@@ -229,7 +229,18 @@ impl Agent {
                     text()
                 ),
             )),
-            status => Err(Unresolved::Down(format!("{} answered {status}: {}", resp.peer, text()))),
+            // Unreachable or without a leader: down_policy decides.
+            status if status.is_server_error() => Err(Unresolved::Down(format!(
+                "{} answered {status}: {}",
+                resp.peer,
+                text()
+            ))),
+            // Any other answer is a refusal, never a reason to apply down_policy (with
+            // `allow`, a caller who could provoke one would be let in).
+            status => Err(Unresolved::Refused(
+                StatusCode::FORBIDDEN,
+                format!("the servers could not resolve the token ({status}): {}", text()),
+            )),
         }
     }
 }

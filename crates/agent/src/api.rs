@@ -503,6 +503,18 @@ async fn snapshot(
         let timed_out = tokio::time::Instant::now() >= deadline;
         match current {
             Some(s) if s.version > after || timed_out => {
+                // Checked again on the way out: a caller who asked before the proxy was
+                // registered (or while it was being replaced) was let wait, not let in.
+                let proxies = a.local.proxies();
+                let Some(p) = proxies.iter().find(|p| p.proxy_id == id) else {
+                    return err(
+                        StatusCode::NOT_FOUND,
+                        format!("no proxy {id:?} is registered with this agent"),
+                    );
+                };
+                if let Err(denied) = caller.check(|z| z.service_write(&p.service)) {
+                    return denied.into_response();
+                }
                 let mut resp = Json(&*s).into_response();
                 if let Ok(v) = HeaderValue::from_str(&s.version.to_string()) {
                     resp.headers_mut().insert("x-consul-index", v);

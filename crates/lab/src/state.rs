@@ -80,10 +80,15 @@ pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> anyhow::Result<
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
-    options.mode(if secret { 0o600 } else { 0o644 });
+    let mode = if secret { 0o600 } else { 0o644 };
+    options.mode(mode);
     let mut file = options
         .open(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
+    // A temp file left by an interrupted write keeps its old mode: set it before any byte.
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", tmp.display()))?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", tmp.display()))?;

@@ -4,7 +4,7 @@
 //! copy when the primary is unreachable.
 //!
 //! - The primary answers `GET /v1/internal/acl/replication?index=N&wait=D` ([`source`]) to
-//!   servers of other DCs (their mTLS identity) whose `X-Consul-Token` grants `acl = "read"`
+//!   servers of other DCs (their mTLS identity) whose `X-Consul-Token` grants `acl = "write"`
 //!   there (the secondary's `acl.tokens.replication`): a blocking query that answers once its
 //!   ACL index differs from `N`, with [`AclState::replica`] (secret hashes, never secrets).
 //! - The secondary's leader runs the task `acl-replication` ([`spawn`]): it asks with the
@@ -176,7 +176,7 @@ pub async fn wait_for(s: &Server, wait: Duration, done: impl Fn(&AclState) -> bo
 
 /// `GET /v1/internal/acl/replication?index=N&wait=D` on the primary: its global ACL objects
 /// once its ACL index differs from `N` (or after `wait`, default 30 s), with the index in
-/// `X-Consul-Index`. Servers of other DCs only, with a token granting `acl = "read"`.
+/// `X-Consul-Index`. Servers of other DCs only, with a token granting `acl = "write"`.
 pub async fn source(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
@@ -200,8 +200,10 @@ pub async fn source(
             s.cfg.primary_datacenter
         )));
     }
+    // What it sends are every global token's secret hash: `acl = "write"`, as Consul asks of
+    // a token-replication token.
     resolve(&s, token_of(&headers))?
-        .acl_read()
+        .acl_write()
         .map_err(denied)?;
     let after = match q.get("index") {
         None => None,

@@ -21,7 +21,7 @@
 //! Writes: [`Server::write`] on a follower forwards the command to the leader over mutual
 //! TLS (`POST /v1/internal/raft/write`), so an agent may talk to any server.
 
-use crate::api::{authorize, ApiError, ApiResult, AppState, Origin};
+use crate::api::{authorize_peer, ApiError, ApiResult, AppState};
 use crate::replicated::{Command, Outcome};
 use crate::state::Server;
 use anyhow::{bail, Context, Result};
@@ -679,11 +679,10 @@ pub fn spawn_membership(server: &Arc<Server>, role: &Role) {
 /// servers only).
 pub async fn forwarded_write(
     State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
     Json(command): Json<Command>,
 ) -> ApiResult<Response> {
-    authorize(origin, &peer, "forward Raft writes", |id| {
+    authorize_peer(&peer, "forward Raft writes", |id| {
         crate::api::is_server_of(id, &s.cfg.datacenter)
     })?;
     let Some(consensus) = s.consensus.get() else {

@@ -110,6 +110,9 @@ fn is_process(origin: Option<Origin>, peer: Option<&Peer>) -> bool {
     }
 }
 
+/// The accessor of [`internal_reader`] (no token has it: tokens' are UUIDs).
+const INTERNAL_READER: &str = "strait-internal";
+
 /// The rights of a strait process's own requests, which carry no token: an agent or a server
 /// of the federation, identified by its certificate, reading the catalog for its proxies and
 /// its failover targets (Consul's agents use their agent token for this). They read every
@@ -122,7 +125,7 @@ fn internal_reader() -> Authorizer {
         )
         .expect("the internal reader's rules parse")
     });
-    Authorizer::from_rules("strait-internal", rules.clone(), DefaultPolicy::Deny)
+    Authorizer::from_rules(INTERNAL_READER, rules.clone(), DefaultPolicy::Deny)
 }
 
 /// The caller of a request, as an extractor: handlers take `caller: Caller` and ask it
@@ -141,6 +144,22 @@ impl Caller {
     /// Whether `allowed` says so (for filtering what a read shows).
     pub fn may(&self, allowed: impl FnOnce(&Authorizer) -> Result<(), Denied>) -> bool {
         allowed(&self.0).is_ok()
+    }
+
+    /// Whether this is a strait process's own request (an agent or server of the federation,
+    /// over mTLS, without a token), not a user's.
+    pub fn is_process(&self) -> bool {
+        self.0.accessor_id() == INTERNAL_READER
+    }
+
+    /// Routes that expose the whole mesh at once (the mesh view, federation states): a
+    /// process's own request, or a caller whose token grants `operator:read` (Consul's rule
+    /// for federation states).
+    pub fn operator_or_process(&self) -> ApiResult<()> {
+        match self.is_process() {
+            true => Ok(()),
+            false => self.check(|a| a.operator_read()),
+        }
     }
 
     /// The caller of a request with these headers and extensions.

@@ -2,7 +2,9 @@
 //! agent join / certificate signing / anti-entropy sync, and federation.
 
 use super::read::Readers;
-use super::{authorize, block, indexed, ApiError, ApiResult, AppState, Origin, Params};
+use super::{
+    authorize, authorize_peer, block, indexed, ApiError, ApiResult, AppState, Origin, Params,
+};
 use crate::federation;
 use crate::replicated::Command;
 use axum::extract::{Query, State};
@@ -60,9 +62,11 @@ pub async fn mesh_view(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
+    caller: super::authz::Caller,
     Query(q): Query<Params>,
 ) -> ApiResult<Response> {
     Readers::ThisDc.authorize(&s, origin, &peer)?;
+    caller.operator_or_process()?;
     let index = block(&s, &q).await?;
     let ca = s.ca_opt().ok_or_else(|| {
         ApiError(
@@ -218,13 +222,11 @@ pub async fn join(State(s): State<AppState>, Json(req): Json<JoinRequest>) -> Ap
 /// An agent asks for a service's leaf certificate (or renews its own when `Service` is empty).
 pub async fn sign(
     State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
     Json(req): Json<SignRequest>,
 ) -> ApiResult<Response> {
     let dc = s.cfg.datacenter.clone();
-    authorize(
-        origin,
+    authorize_peer(
         &peer,
         "request certificates",
         |id| matches!(id, SpiffeId::Agent { datacenter, .. } if *datacenter == dc),
@@ -239,9 +241,12 @@ pub async fn sign(
     } else {
         strait_identity::spiffe::validate_name("Service", &req.service)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        if let Some(SpiffeId::Agent { node, .. }) = &peer.identity {
-            runs_on(&s, node, &req.service)?;
-        }
+        let Some(SpiffeId::Agent { node, .. }) = &peer.identity else {
+            return Err(ApiError::forbidden(
+                "only an agent may request a certificate",
+            ));
+        };
+        runs_on(&s, node, &req.service)?;
         SpiffeId::service(&ca.trust_domain, &dc, &req.service)
     };
     let signed = ca
@@ -283,14 +288,12 @@ fn runs_on(s: &AppState, node: &str, service: &str) -> ApiResult<()> {
 /// Anti-entropy: an agent's complete local state replaces what the catalog holds for its node.
 pub async fn sync(
     State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
     Json(mut req): Json<SyncRequest>,
 ) -> ApiResult<Response> {
     let dc = s.cfg.datacenter.clone();
     let node = req.node.node.clone();
-    authorize(
-        origin,
+    authorize_peer(
         &peer,
         &format!("sync node {node}"),
         |id| matches!(id, SpiffeId::Agent { datacenter, node: n, .. } if *datacenter == dc && *n == node),
@@ -365,13 +368,11 @@ pub async fn federation_join(
 /// Primary: a secondary publishes its gateways.
 pub async fn federation_state(
     State(s): State<AppState>,
-    Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
     Json(state): Json<FederationState>,
 ) -> ApiResult<Response> {
     let dc = state.datacenter.clone();
-    authorize(
-        origin,
+    authorize_peer(
         &peer,
         &format!("publish the federation state of {dc}"),
         |id| super::is_server_of(id, &dc),
@@ -392,9 +393,11 @@ pub async fn federation_states(
     State(s): State<AppState>,
     Extension(origin): Extension<Origin>,
     Extension(peer): Extension<Peer>,
+    caller: super::authz::Caller,
     Query(q): Query<Params>,
 ) -> ApiResult<Response> {
     Readers::ServersAndAgents.authorize(&s, origin, &peer)?;
+    caller.operator_or_process()?;
     let index = block(&s, &q).await?;
     Ok(indexed(index, s.catalog.federation_states()))
 }

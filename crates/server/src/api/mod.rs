@@ -235,13 +235,13 @@ pub async fn block(server: &Server, params: &Params) -> ApiResult<u64> {
     Ok(server.catalog.wait_for_change(index, wait).await)
 }
 
-/// Authorisation for `Origin::Mesh`: the peer must hold a certificate that `allowed` accepts.
-/// Local callers are trusted.
 /// Whether `id` is a server of datacenter `dc` (what server-to-server routes accept).
 pub fn is_server_of(id: &SpiffeId, dc: &str) -> bool {
     matches!(id, SpiffeId::Server { datacenter, .. } if datacenter == dc)
 }
 
+/// Authorisation for `Origin::Mesh`: the peer must hold a certificate that `allowed` accepts.
+/// Local callers are trusted (the routes that check a token beside it).
 pub fn authorize(
     origin: Origin,
     peer: &Peer,
@@ -251,11 +251,23 @@ pub fn authorize(
     if origin == Origin::Local {
         return Ok(());
     }
+    authorize_peer(peer, what, allowed)
+}
+
+/// Authorisation for the routes only strait processes call, over mTLS (leaf signing,
+/// anti-entropy, forwarded Raft writes, federation states): the peer's certificate must be one
+/// `allowed` accepts. The loopback API refuses them, so a local user on a server VM cannot
+/// sign any service's leaf, rewrite a node or propose a Raft command without a token.
+pub fn authorize_peer(
+    peer: &Peer,
+    what: &str,
+    allowed: impl Fn(&SpiffeId) -> bool,
+) -> ApiResult<()> {
     match &peer.identity {
         Some(id) if allowed(id) => Ok(()),
         Some(id) => Err(ApiError::forbidden(format!("{id} may not {what}"))),
         None => Err(ApiError::forbidden(format!(
-            "{what} needs a client certificate; {} presented none",
+            "{what} needs a client certificate; {} presented none (strait processes call this over mTLS only)",
             peer.addr
         ))),
     }

@@ -91,7 +91,8 @@ impl Readers {
         match self {
             Readers::Anyone => authorize(origin, peer, "read the catalog", |_| true),
             Readers::ThisDc => authorize(origin, peer, "read the mesh view", |id| {
-                id.datacenter() == *dc
+                matches!(id, SpiffeId::Server { .. } | SpiffeId::Agent { .. })
+                    && id.datacenter() == *dc
             }),
             Readers::ServersAndAgents => authorize(origin, peer, "read federation states", |id| {
                 matches!(id, SpiffeId::Server { .. } | SpiffeId::Agent { .. })

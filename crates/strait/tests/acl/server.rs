@@ -244,6 +244,44 @@ fn server_endpoints_check_the_callers_token() {
         "metrics",
         "'agent:read'",
     );
+
+    // The routes only strait processes call (over mTLS) refuse the loopback API outright,
+    // whatever the token: no leaf for any service, no Raft command, no node rewritten.
+    let anonymous_admin = json!({"acl": {"update_token": {
+        "AccessorID": "00000000-0000-0000-0000-000000000002",
+        "Policies": [{"ID": "00000000-0000-0000-0000-000000000001"}]}}});
+    let sign = json!({"Service": "counting", "CsrPem": "-----BEGIN CERTIFICATE REQUEST-----"});
+    let sync =
+        json!({"Node": {"Node": "intruder", "Address": "127.0.0.9"}, "Services": [], "Checks": []});
+    let state = json!({"Datacenter": "dc2", "MeshGateways": []});
+    for (method, path, body) in [
+        ("POST", "/v1/internal/raft/write", &anonymous_admin),
+        ("POST", "/v1/internal/sign", &sign),
+        ("PUT", "/v1/internal/sync", &sync),
+        ("PUT", "/v1/internal/federation/state", &state),
+    ] {
+        for addr in [f, l] {
+            let headers = [
+                ("Content-Type", "application/json"),
+                ("X-Consul-Token", root.unwrap()),
+            ];
+            let r = request_with(method, addr, path, Some(&body.to_string()), &headers).unwrap();
+            assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
+            assert!(r.body.contains("needs a client certificate"), "{}", r.body);
+        }
+    }
+    let r = call(f, "GET", "/v1/acl/token/self", None, None);
+    assert!(
+        r.body.contains("\"Policies\":[]"),
+        "the anonymous token is still nobody: {}",
+        r.body
+    );
+    // The whole mesh at once (every instance, intention, resolver): operator:read.
+    for path in ["/v1/internal/mesh-view", "/v1/internal/federation/states"] {
+        denied(call(f, "GET", path, None, team), path, "'operator:read'");
+        denied(call(f, "GET", path, None, None), path, "'operator:read'");
+        assert_eq!(call(f, "GET", path, None, root).status, 200, "{path}");
+    }
 }
 
 /// With `acl.tokens.initial_management`, the primary's leader bootstraps by itself (as
