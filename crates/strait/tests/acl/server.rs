@@ -70,8 +70,8 @@ fn server_endpoints_check_the_callers_token() {
         "anonymous token lacks permission 'service:write' on \"web\"",
     );
     let boot = ok_json(call(f, "PUT", "/v1/acl/bootstrap", None, None), "bootstrap");
-    let root = boot["SecretID"].as_str().unwrap().to_owned();
-    let root = Some(root.as_str());
+    let root_secret = boot["SecretID"].as_str().unwrap().to_owned();
+    let root = Some(root_secret.as_str());
 
     // A team token: write on web (and its intentions), read on the servers and every node.
     let rules = "service \"web\" {\n  policy = \"write\"\n  intentions = \"write\"\n}\nservice_prefix \"strait-\" {\n  policy = \"read\"\n}\nnode_prefix \"\" {\n  policy = \"read\"\n}\n";
@@ -263,7 +263,7 @@ fn server_endpoints_check_the_callers_token() {
         for addr in [f, l] {
             let headers = [
                 ("Content-Type", "application/json"),
-                ("X-Consul-Token", root.unwrap()),
+                ("X-Consul-Token", root_secret.as_str()),
             ];
             let r = request_with(method, addr, path, Some(&body.to_string()), &headers).unwrap();
             assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
