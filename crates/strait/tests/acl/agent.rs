@@ -11,9 +11,8 @@
 
 use crate::common;
 
-use crate::helpers::{acl, bootstrap, field};
+use crate::helpers::{acl, bootstrap, call, field};
 use common::*;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -91,18 +90,6 @@ fn append(path: &std::path::Path, text: &str) {
     let mut all = std::fs::read_to_string(path).unwrap();
     all.push_str(text);
     write(path, &all);
-}
-
-/// An HTTP request to an agent with `token` as `X-Consul-Token` (none: no header).
-fn call(
-    agent: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> Reply {
-    let headers: Vec<(&str, &str)> = token.map(|t| ("x-consul-token", t)).into_iter().collect();
-    request_with(method, agent, path, body, &headers).unwrap()
 }
 
 /// Asserts a 403 whose body contains `message`.

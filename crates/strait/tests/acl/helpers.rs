@@ -1,7 +1,7 @@
 //! The ACL tests' helpers: the real `strait acl` CLI against a server, and the fields of its
 //! output.
 
-use crate::common::strait_at;
+use crate::common::{request_with, strait_at, Reply};
 use std::net::SocketAddr;
 
 /// `strait acl ARGS --token TOKEN` on `server`, which must succeed: its output.
@@ -27,4 +27,17 @@ pub fn bootstrap(server: SocketAddr) -> String {
     let (ok, out) = strait_at(server, &["acl", "bootstrap"], &[]);
     assert!(ok, "strait acl bootstrap on {server}: {out}");
     field(&out, "SecretID")
+}
+
+/// An HTTP request with `token` as `X-Consul-Token` (none: no header).
+pub fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Reply {
+    let header = token.map(|t| ("X-Consul-Token", t));
+    request_with(method, addr, path, body, header.as_slice())
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
 }

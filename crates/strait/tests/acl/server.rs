@@ -11,8 +11,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
-/// One request with `token` (none: no header), as `X-Consul-Token` or, with `bearer`, as
-/// `Authorization: Bearer`.
+/// [`crate::helpers::call`] with a JSON body.
 fn call(
     addr: SocketAddr,
     method: &str,
@@ -21,9 +20,7 @@ fn call(
     token: Option<&str>,
 ) -> Reply {
     let body = body.map(Value::to_string);
-    let header = token.map(|t| ("X-Consul-Token", t));
-    request_with(method, addr, path, body.as_deref(), header.as_slice())
-        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+    crate::helpers::call(addr, method, path, body.as_deref(), token)
 }
 
 fn ok_json(r: Reply, what: &str) -> Value {
