@@ -59,8 +59,20 @@ pub struct SidecarArgs {
     /// failover target.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub upstream_handshake_timeout: Duration,
+    /// Carry connections between strait sidecars as streams of one mTLS connection per
+    /// upstream endpoint (HTTP/2 CONNECT, negotiated by ALPN: other peers get a TLS
+    /// connection each); `off`: a TLS connection per connection, both ways.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub multiplex: Switch,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// `strait gateway --mesh`: the SNI-routing mesh gateway.
@@ -107,6 +119,8 @@ pub struct Options {
     pub attempt_timeout: Duration,
     /// Gateway: largest ClientHello accepted, in bytes.
     pub max_hello_size: usize,
+    /// Sidecar: offer and accept tunnels (`--multiplex`).
+    pub multiplex: bool,
 }
 
 impl Default for Options {
@@ -121,6 +135,7 @@ impl Default for Options {
             upstream_handshake_timeout: Duration::from_millis(500),
             attempt_timeout: Duration::from_secs(5),
             max_hello_size: 16 * 1024,
+            multiplex: true,
         }
     }
 }
@@ -200,6 +215,7 @@ impl SidecarArgs {
             });
         }
         options.upstream_handshake_timeout = self.upstream_handshake_timeout;
+        options.multiplex = self.multiplex == Switch::On;
         Ok((options, self.common.source(self.proxy_id())))
     }
 }

@@ -178,6 +178,12 @@ pub struct Metrics {
     /// Sidecar: completed TLS handshakes on the public listener and towards upstreams.
     pub handshakes_inbound: Handshakes,
     pub handshakes_outbound: Handshakes,
+    /// Sidecar: streams opened on tunnels (connections carried without a handshake of their
+    /// own): accepted on the public listener, opened towards upstreams, and refused by the
+    /// upstream's intentions.
+    pub tunnel_streams_inbound: AtomicU64,
+    pub tunnel_streams_outbound: AtomicU64,
+    pub tunnel_streams_denied: AtomicU64,
     /// Gateway: connections closed before routing, by reason (timeout, no_sni, ...).
     pub hello_rejected: ReasonCounters<Refusal>,
     /// Gateway: routed connections by (datacenter, SNI or `*` for a remote DC).
@@ -203,6 +209,9 @@ impl Metrics {
             handshake_outbound: ReasonCounters::default(),
             handshakes_inbound: Handshakes::default(),
             handshakes_outbound: Handshakes::default(),
+            tunnel_streams_inbound: AtomicU64::new(0),
+            tunnel_streams_outbound: AtomicU64::new(0),
+            tunnel_streams_denied: AtomicU64::new(0),
             hello_rejected: ReasonCounters::default(),
             routed: Mutex::default(),
             targets: Mutex::default(),
@@ -304,6 +313,11 @@ impl Metrics {
                     "full": self.handshakes_outbound.full.load(Relaxed),
                     "resumed": self.handshakes_outbound.resumed.load(Relaxed),
                 },
+            },
+            "tunnel_streams": {
+                "inbound": self.tunnel_streams_inbound.load(Relaxed),
+                "outbound": self.tunnel_streams_outbound.load(Relaxed),
+                "denied": self.tunnel_streams_denied.load(Relaxed),
             },
             "hello_rejected": self.hello_rejected.snapshot(),
             "routed": routed,
@@ -461,6 +475,19 @@ impl Metrics {
                 for (kind, v) in [("full", &h.full), ("resumed", &h.resumed)] {
                     f.sample(&[("direction", dir), ("kind", kind)], v.load(Relaxed));
                 }
+            }
+            let family = name("tunnel_streams_total");
+            let mut f = e.family(
+                &family,
+                Kind::Counter,
+                "Connections carried as streams of a tunnel, by direction and result.",
+            );
+            for (dir, result, v) in [
+                ("inbound", "opened", &self.tunnel_streams_inbound),
+                ("outbound", "opened", &self.tunnel_streams_outbound),
+                ("outbound", "denied", &self.tunnel_streams_denied),
+            ] {
+                f.sample(&[("direction", dir), ("result", result)], v.load(Relaxed));
             }
             e.single(
                 &name("intentions_denied_total"),

@@ -69,21 +69,52 @@ impl Running {
 
 /// "api" in dc1 fronting an echo server; "web" in dc1 with an upstream to it.
 async fn pair(pki: &Pki) -> (Running, Running) {
+    pair_multiplexed(pki, true, true).await
+}
+
+/// [`pair`], with tunnels on or off (`--multiplex`) on each side.
+async fn pair_multiplexed(pki: &Pki, api_tunnels: bool, web_tunnels: bool) -> (Running, Running) {
     let echo = echo_server().await;
     let api = sidecar(
-        options(),
+        Options {
+            multiplex: api_tunnels,
+            ..options()
+        },
         sidecar_snapshot(pki, 1, "dc1", "api", echo, vec![]),
     )
     .await;
     let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
     let web = sidecar(
-        options(),
+        Options {
+            multiplex: web_tunnels,
+            ..options()
+        },
         sidecar_snapshot(pki, 1, "dc1", "web", echo, vec![up]),
     )
     .await;
     (api, web)
 }
 
+/// (full, resumed) handshakes of the client (`web`, outbound) and the server (`api`,
+/// inbound), and the tunnel streams each opened.
+fn handshakes_and_streams(api: &Running, web: &Running) -> [(u64, u64, u64); 2] {
+    let (w, a) = (web.handle.metrics(), api.handle.metrics());
+    [
+        (
+            w.handshakes_outbound.full.load(Relaxed),
+            w.handshakes_outbound.resumed.load(Relaxed),
+            w.tunnel_streams_outbound.load(Relaxed),
+        ),
+        (
+            a.handshakes_inbound.full.load(Relaxed),
+            a.handshakes_inbound.resumed.load(Relaxed),
+            a.tunnel_streams_inbound.load(Relaxed),
+        ),
+    ]
+}
+
+/// A megabyte each way, then a second connection: it is a second stream of the first
+/// connection's tunnel (one handshake for both).
 #[tokio::test]
 async fn mtls_carries_bytes_both_ways() {
     init_tracing();
@@ -103,18 +134,38 @@ async fn mtls_carries_bytes_both_ways() {
     assert_eq!(inbound.bytes_rx.load(Relaxed), payload.len() as u64);
     assert!(api.handle.metrics().handshake_inbound.snapshot().is_empty());
 
-    // The second connection resumes the first one's session (a TLS 1.3 ticket): the peer
-    // identity the server admits comes from the full handshake that verified it.
     let again = round_trip(web.upstream("api", "dc1"), b"again")
         .await
         .expect("second round trip");
     assert_eq!(again, b"again");
-    for (h, side) in [
-        (&web.handle.metrics().handshakes_outbound, "client"),
-        (&api.handle.metrics().handshakes_inbound, "server"),
-    ] {
-        let counts = (h.full.load(Relaxed), h.resumed.load(Relaxed));
-        assert_eq!(counts, (1, 1), "{side}: (full, resumed) handshakes");
+    assert_eq!(
+        handshakes_and_streams(&api, &web),
+        [(1, 0, 2), (1, 0, 2)],
+        "(full, resumed, streams): client, server"
+    );
+}
+
+/// Without tunnels on either side (the client does not offer one, or the server does not
+/// select it: Envoy, an older strait) each connection is a TLS connection of its own; the
+/// second one resumes the first one's session (a TLS 1.3 ticket): the peer identity the
+/// server admits comes from the full handshake that verified it.
+#[tokio::test]
+async fn without_tunnels_each_connection_has_its_own_resumed_handshake() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    for (api_tunnels, web_tunnels) in [(true, false), (false, true)] {
+        let (api, web) = pair_multiplexed(&pki, api_tunnels, web_tunnels).await;
+        for payload in [&b"first"[..], b"again"] {
+            let back = round_trip(web.upstream("api", "dc1"), payload)
+                .await
+                .expect("round trip");
+            assert_eq!(back, payload);
+        }
+        assert_eq!(
+            handshakes_and_streams(&api, &web),
+            [(1, 1, 0), (1, 1, 0)],
+            "api tunnels {api_tunnels}, web tunnels {web_tunnels}: (full, resumed, streams)"
+        );
     }
 }
 
@@ -600,8 +651,10 @@ async fn a_chain_gives_up_at_the_resolvers_connect_timeout() {
     drop(hung);
 }
 
+/// A destination whose app is down refuses the caller, who fails over to the next target:
+/// with tunnels, the stream is answered 503; without, the handshake fails.
 #[tokio::test]
-async fn a_destination_whose_app_is_down_fails_the_handshake_so_the_caller_fails_over() {
+async fn a_destination_whose_app_is_down_is_passed_over_for_the_next_target() {
     init_tracing();
     let pki = Pki::new(TD);
     let echo = echo_server().await;
@@ -610,30 +663,44 @@ async fn a_destination_whose_app_is_down_fails_the_handshake_so_the_caller_fails
         .expect("bind")
         .local_addr()
         .expect("addr");
-    let dc2 = sidecar(
-        options(),
-        sidecar_snapshot(&pki, 1, "dc2", "counting", dead_app, vec![]),
-    )
-    .await;
-    let dc3 = sidecar(
-        options(),
-        sidecar_snapshot(&pki, 1, "dc3", "counting", echo, vec![]),
-    )
-    .await;
-    let mut up = upstream(&pki.td, "counting", "dc2", vec![dc2.public()]);
-    up.failover = vec![target(&pki.td, "counting", "dc3", vec![dc3.public()])];
-    let web = sidecar(
-        options(),
-        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
-    )
-    .await;
-    let back = round_trip(web.upstream("counting", "dc2"), b"hello")
-        .await
-        .expect("round trip");
-    assert_eq!(back, b"hello", "served by dc3, not cut by dc2");
-    let inbound = dc2.handle.metrics().listener("inbound");
-    assert_eq!(inbound.connect_errors.load(Relaxed), 1);
-    // eof or io (a reset: the ClientHello was unread when dc2 closed).
-    let failures = web.handle.metrics().handshake_outbound.snapshot();
-    assert_eq!(failures.values().sum::<u64>(), 1, "{failures:?}");
+    for tunnels in [true, false] {
+        let options = || Options {
+            multiplex: tunnels,
+            ..options()
+        };
+        let dc2 = sidecar(
+            options(),
+            sidecar_snapshot(&pki, 1, "dc2", "counting", dead_app, vec![]),
+        )
+        .await;
+        let dc3 = sidecar(
+            options(),
+            sidecar_snapshot(&pki, 1, "dc3", "counting", echo, vec![]),
+        )
+        .await;
+        let mut up = upstream(&pki.td, "counting", "dc2", vec![dc2.public()]);
+        up.failover = vec![target(&pki.td, "counting", "dc3", vec![dc3.public()])];
+        let web = sidecar(
+            options(),
+            sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
+        )
+        .await;
+        let back = round_trip(web.upstream("counting", "dc2"), b"hello")
+            .await
+            .expect("round trip");
+        assert_eq!(back, b"hello", "served by dc3, not cut by dc2 (tunnels {tunnels})");
+        let inbound = dc2.handle.metrics().listener("inbound");
+        assert_eq!(inbound.connect_errors.load(Relaxed), 1);
+        let failures = web.handle.metrics().handshake_outbound.snapshot();
+        let failed_handshakes = failures.values().sum::<u64>();
+        if tunnels {
+            // dc2 completed the handshake and answered the stream 503.
+            assert_eq!(failed_handshakes, 0, "{failures:?}");
+            assert_eq!(dc2.handle.metrics().tunnel_streams_inbound.load(Relaxed), 1);
+            assert_eq!(dc3.handle.metrics().tunnel_streams_inbound.load(Relaxed), 1);
+        } else {
+            // eof or io (a reset: the ClientHello was unread when dc2 closed).
+            assert_eq!(failed_handshakes, 1, "{failures:?}");
+        }
+    }
 }

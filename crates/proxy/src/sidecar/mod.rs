@@ -11,6 +11,7 @@ pub(crate) mod inbound;
 pub(crate) mod outbound;
 pub mod passive;
 pub mod state;
+pub(crate) mod tunnel;
 
 use crate::cli::Options;
 use crate::listener::{accept_loop, bind_with_retry};
@@ -162,7 +163,7 @@ impl Supervisor {
         if current.is_some_and(|v| v >= snapshot.version) {
             return;
         }
-        let state = match SidecarState::build(&snapshot, &self.runtime.metrics) {
+        let state = match SidecarState::build(&snapshot, &self.runtime.metrics, self.shared.options.multiplex) {
             Ok(state) => Arc::new(state),
             Err(err) => {
                 tracing::error!(%err, "snapshot refused; keeping the current one");
@@ -262,8 +263,16 @@ async fn run_listener(
     match &key {
         ListenerKey::Inbound => {
             let handler_lm = lm.clone();
+            let (handler_conns, handler_stop) = (conns.clone(), stop.clone());
             accept_loop(listener, lm, conns, stop, |stream, peer| {
-                inbound::serve(shared.clone(), handler_lm.clone(), stream, peer)
+                inbound::serve(
+                    shared.clone(),
+                    handler_lm.clone(),
+                    handler_conns.clone(),
+                    handler_stop.clone(),
+                    stream,
+                    peer,
+                )
             })
             .await
         }

@@ -14,6 +14,7 @@
 
 use super::passive::{now_ms, Outlier};
 use super::state::{TargetState, UpstreamKey, UpstreamState};
+use super::tunnel::{self, OpenError};
 use super::Shared;
 use crate::copy::{copy_streams, log_end};
 use crate::listener::connect;
@@ -44,21 +45,42 @@ pub(crate) async fn serve(
         target = tracing::field::Empty,
         endpoint = tracing::field::Empty,
     );
-    let Some(tls_stream) = connect_upstream(&shared, &lm, &key)
+    let Some(upstream) = connect_upstream(&shared, &lm, &key)
         .instrument(span.clone())
         .await
     else {
         return;
     };
-    let end = copy_streams(stream, tls_stream, &lm, shared.options.idle_timeout).await;
+    let idle = shared.options.idle_timeout;
+    let end = match upstream {
+        Upstream::Tls(tls) => copy_streams(stream, tls, &lm, idle).await,
+        Upstream::Tunnel(tunnel) => copy_streams(stream, tunnel, &lm, idle).await,
+    };
     log_end(&span, end);
+}
+
+/// The upstream end of an outbound connection.
+enum Upstream {
+    /// A TLS connection of its own (the peer does not speak tunnels, or `--multiplex off`).
+    Tls(TlsStream<TcpStream>),
+    /// A stream of the endpoint's tunnel.
+    Tunnel(tunnel::Stream),
+}
+
+/// What dialling one endpoint gave.
+enum Dialled {
+    Connected(Upstream),
+    /// The endpoint failed (counted); the next one may do.
+    Failed,
+    /// The upstream refused the caller (intentions): nothing else is tried.
+    Denied,
 }
 
 async fn connect_upstream(
     shared: &Shared,
     lm: &ListenerMetrics,
     key: &UpstreamKey,
-) -> Option<TlsStream<TcpStream>> {
+) -> Option<Upstream> {
     let state = shared.states.borrow().clone()?;
     let Some(upstream) = state.upstream(key) else {
         tracing::debug!("upstream no longer configured; closed");
@@ -73,7 +95,7 @@ async fn dial_chain(
     shared: &Shared,
     lm: &ListenerMetrics,
     upstream: &UpstreamState,
-) -> Option<TlsStream<TcpStream>> {
+) -> Option<Upstream> {
     let options = &shared.options;
     let deadline = Instant::now() + upstream.connect_timeout.unwrap_or(options.attempt_timeout);
     let mut passed_over = false;
@@ -98,7 +120,10 @@ async fn dial_chain(
             endpoints: &target.health,
         });
         let dialled = dial_target(shared, lm, target, passive.as_ref(), pass, deadline).await;
-        if let Some(tls) = dialled {
+        if let Dialled::Denied = dialled {
+            return None;
+        }
+        if let Dialled::Connected(connected) = dialled {
             let m = &target.metrics;
             m.connections.fetch_add(1, Relaxed);
             if passed_over {
@@ -107,7 +132,7 @@ async fn dial_chain(
             }
             m.last_seq
                 .store(shared.metrics.next_connection_seq(), Relaxed);
-            return Some(tls);
+            return Some(connected);
         }
         passed_over = true;
         if Instant::now() >= deadline {
@@ -144,8 +169,10 @@ enum Pass {
     Ejected,
 }
 
-/// Each endpoint of `target` that `pass` selects once, round-robin, until one completes a
-/// handshake; each failure and success is reported to `passive`.
+/// Each endpoint of `target` that `pass` selects once, round-robin, until one gives a
+/// connection: a stream of its tunnel when one is open, else a new TLS connection (which
+/// becomes the endpoint's tunnel when the peer selects [`tunnel::ALPN`]). Each failure and
+/// success is reported to `passive`.
 async fn dial_target(
     shared: &Shared,
     lm: &ListenerMetrics,
@@ -153,7 +180,7 @@ async fn dial_target(
     passive: Option<&Outlier<'_>>,
     pass: Pass,
     deadline: Instant,
-) -> Option<TlsStream<TcpStream>> {
+) -> Dialled {
     let options = &shared.options;
     let endpoints = &target.endpoints;
     let start = target.next.fetch_add(1, Relaxed);
@@ -174,9 +201,38 @@ async fn dial_target(
         if !selected {
             continue;
         }
+        let limit = |deadline: Instant| {
+            options
+                .upstream_handshake_timeout
+                .min(deadline.saturating_duration_since(Instant::now()))
+                .max(Duration::from_millis(1))
+        };
+        if let Some(pooled) = target.tunnels[index].get() {
+            let opened = tokio::time::timeout(limit(deadline), open_stream(shared, target, pooled.send)).await;
+            match opened {
+                Ok(Ok(stream)) => return connected(passive.is_some(), target, index, endpoint, Upstream::Tunnel(stream)),
+                Ok(Err(OpenError::Tunnel(err))) => {
+                    // Closed by its server after idling, or cut: a new connection may work.
+                    target.tunnels[index].remove(pooled.generation);
+                    tracing::debug!(%endpoint, %err, "tunnel closed; dialling a new connection");
+                }
+                Ok(Err(OpenError::Denied)) => return denied(shared),
+                Ok(Err(err)) => {
+                    failed(index, endpoint);
+                    tracing::warn!(%endpoint, %err, "endpoint refused the stream; trying the next");
+                    continue;
+                }
+                Err(_) => {
+                    target.tunnels[index].remove(pooled.generation);
+                    failed(index, endpoint);
+                    tracing::warn!(%endpoint, "no answer on the endpoint's tunnel; trying the next");
+                    continue;
+                }
+            }
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return None;
+            return Dialled::Failed;
         }
         let tcp = match connect(endpoint, options.connect_timeout.min(left)).await {
             Ok(tcp) => tcp,
@@ -188,28 +244,15 @@ async fn dial_target(
             }
         };
         let handshake = target.connector.connect(target.sni.clone(), tcp);
-        let limit = options
-            .upstream_handshake_timeout
-            .min(deadline.saturating_duration_since(Instant::now()))
-            .max(Duration::from_millis(1));
-        match tokio::time::timeout(limit, handshake).await {
-            Ok(Ok(s)) => {
-                if passive.is_some() {
-                    target.health[index].success(now_ms());
-                }
-                let span = tracing::Span::current();
-                span.record("endpoint", tracing::field::display(endpoint));
-                span.record("target", sni_of(target));
-                // Full or resumed (session tickets are on by default on both sides).
-                shared.metrics.handshakes_outbound.count(s.get_ref().1);
-                tracing::debug!(handshake = ?s.get_ref().1.handshake_kind(), "connected");
-                return Some(s);
-            }
+        let limit = limit(deadline);
+        let tls = match tokio::time::timeout(limit, handshake).await {
+            Ok(Ok(s)) => s,
             Ok(Err(err)) => {
                 let reason = HandshakeFailure::of(&err);
                 shared.metrics.handshake_outbound.inc(&reason);
                 failed(index, endpoint);
                 tracing::warn!(%endpoint, reason = reason.label(), %err, "upstream handshake failed; trying the next");
+                continue;
             }
             Err(_) => {
                 shared
@@ -218,8 +261,75 @@ async fn dial_target(
                     .inc(&HandshakeFailure::Timeout);
                 failed(index, endpoint);
                 tracing::warn!(%endpoint, ?limit, "upstream handshake timed out; trying the next");
+                continue;
+            }
+        };
+        // Full or resumed (session tickets are on by default on both sides).
+        shared.metrics.handshakes_outbound.count(tls.get_ref().1);
+        tracing::debug!(handshake = ?tls.get_ref().1.handshake_kind(), "connected");
+        if tls.get_ref().1.alpn_protocol() != Some(tunnel::ALPN) {
+            return connected(passive.is_some(), target, index, endpoint, Upstream::Tls(tls));
+        }
+        let (send, connection) = match tunnel::client_builder().handshake(tls).await {
+            Ok(pair) => pair,
+            Err(err) => {
+                failed(index, endpoint);
+                tracing::warn!(%endpoint, %err, "tunnel setup failed; trying the next");
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%endpoint, %err, "tunnel ended");
+            }
+        });
+        target.tunnels[index].offer(&send);
+        match tokio::time::timeout(limit, open_stream(shared, target, send)).await {
+            Ok(Ok(stream)) => return connected(passive.is_some(), target, index, endpoint, Upstream::Tunnel(stream)),
+            Ok(Err(OpenError::Denied)) => return denied(shared),
+            Ok(Err(err)) => {
+                failed(index, endpoint);
+                tracing::warn!(%endpoint, %err, "endpoint refused the stream; trying the next");
+            }
+            Err(_) => {
+                failed(index, endpoint);
+                tracing::warn!(%endpoint, ?limit, "no answer on a new tunnel; trying the next");
             }
         }
     }
-    None
+    Dialled::Failed
+}
+
+/// Opens a stream to `target` on the tunnel `send`, counted.
+async fn open_stream(
+    shared: &Shared,
+    target: &TargetState,
+    send: h2::client::SendRequest<bytes::Bytes>,
+) -> Result<tunnel::Stream, OpenError> {
+    let stream = tunnel::open(send, &target.authority).await?;
+    shared.metrics.tunnel_streams_outbound.fetch_add(1, Relaxed);
+    Ok(stream)
+}
+
+/// Records the endpoint that gave the connection.
+fn connected(
+    passive: bool,
+    target: &TargetState,
+    index: usize,
+    endpoint: SocketAddr,
+    upstream: Upstream,
+) -> Dialled {
+    if passive {
+        target.health[index].success(now_ms());
+    }
+    let span = tracing::Span::current();
+    span.record("endpoint", tracing::field::display(endpoint));
+    span.record("target", sni_of(target));
+    Dialled::Connected(upstream)
+}
+
+fn denied(shared: &Shared) -> Dialled {
+    shared.metrics.tunnel_streams_denied.fetch_add(1, Relaxed);
+    tracing::info!("denied by the upstream's intentions; closed");
+    Dialled::Denied
 }

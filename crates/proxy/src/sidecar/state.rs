@@ -4,6 +4,7 @@
 //! health. Connections only clone `Arc`s out of it.
 
 use super::passive::EndpointHealth;
+use super::tunnel;
 use crate::metrics::{Metrics, TargetMetrics};
 use rustls_pki_types::ServerName;
 use std::net::SocketAddr;
@@ -13,7 +14,8 @@ use std::time::Duration;
 use strait_identity::tls::{self, ClientAuth, Expect, Identity, Roots};
 use strait_identity::SpiffeId;
 use strait_snapshot::{Intentions, PassiveHealth, Snapshot, WrongKind};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use rustls::ServerConfig;
+use tokio_rustls::TlsConnector;
 
 /// Identifies an upstream across snapshots: its listener follows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,10 +46,14 @@ pub(crate) struct UpstreamState {
 /// One target of an upstream's chain.
 pub(crate) struct TargetState {
     pub sni: ServerName<'static>,
+    /// `<sni>:443`: the authority of a tunnel stream's `CONNECT` (informational).
+    pub authority: String,
     pub connector: TlsConnector,
     pub endpoints: Vec<SocketAddr>,
     /// Passive health of each of `endpoints` (same order); kept across snapshots.
     pub health: Vec<Arc<EndpointHealth>>,
+    /// The tunnel open to each of `endpoints` (same order); new with each snapshot.
+    pub tunnels: Vec<tunnel::Pool>,
     /// Round-robin start over endpoints.
     pub next: AtomicUsize,
     /// Connections served and failovers to it; kept across snapshots.
@@ -58,7 +64,10 @@ pub(crate) struct TargetState {
 pub(crate) struct SidecarState {
     pub public_listener: SocketAddr,
     pub local_app: SocketAddr,
-    pub acceptor: TlsAcceptor,
+    /// The inbound TLS config for callers that do not offer a tunnel (no ALPN selected).
+    pub server: Arc<ServerConfig>,
+    /// The same, selecting [`tunnel::ALPN`], for callers that offer it (`None`: tunnels off).
+    pub tunnel_server: Option<Arc<ServerConfig>>,
     pub upstreams: Vec<UpstreamState>,
     pub intentions: Intentions,
 }
@@ -84,9 +93,11 @@ pub enum StateError {
 }
 
 impl SidecarState {
+    /// `tunnels`: offer and accept [`tunnel`]s (`--multiplex`).
     pub(crate) fn build(
         snapshot: &Snapshot,
         metrics: &Metrics,
+        tunnels: bool,
     ) -> Result<SidecarState, StateError> {
         let version = snapshot.version;
         let sidecar = snapshot.sidecar()?;
@@ -121,8 +132,14 @@ impl SidecarState {
                     .spiffe_id
                     .parse()
                     .map_err(identity_err(format!("{}: SPIFFE ID", what())))?;
-                let client = tls::client_config(Some(&identity), &roots, Expect::Exact(expect))
-                    .map_err(identity_err(format!("{}: TLS config", what())))?;
+                let mut client =
+                    tls::client_config(Some(&identity), &roots, Expect::Exact(expect))
+                        .map_err(identity_err(format!("{}: TLS config", what())))?;
+                if tunnels {
+                    let mut config = (*client).clone();
+                    config.alpn_protocols = vec![tunnel::ALPN.to_vec()];
+                    client = Arc::new(config);
+                }
                 let sni =
                     ServerName::try_from(target.sni.clone()).map_err(|_| StateError::BadSni {
                         version,
@@ -132,9 +149,11 @@ impl SidecarState {
                 let metrics = metrics.target(&listener, &target.sni);
                 targets.push(TargetState {
                     sni,
+                    authority: format!("{}:443", target.sni),
                     connector: TlsConnector::from(client),
                     endpoints: target.endpoints.clone(),
                     health: metrics.endpoint_health(&target.endpoints),
+                    tunnels: target.endpoints.iter().map(|_| Default::default()).collect(),
                     next: AtomicUsize::new(0),
                     metrics,
                 });
@@ -150,7 +169,12 @@ impl SidecarState {
         Ok(SidecarState {
             public_listener: sidecar.public_listener,
             local_app: sidecar.local_app,
-            acceptor: TlsAcceptor::from(server),
+            tunnel_server: tunnels.then(|| {
+                let mut config = (*server).clone();
+                config.alpn_protocols = vec![tunnel::ALPN.to_vec()];
+                Arc::new(config)
+            }),
+            server,
             upstreams,
             intentions: sidecar.intentions.clone(),
         })

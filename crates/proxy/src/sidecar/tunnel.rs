@@ -1,0 +1,260 @@
+//! Tunnels: many downstream connections over one mTLS connection between two strait
+//! sidecars, as HTTP/2 CONNECT streams (the shape of Istio's HBONE), so that a new connection
+//! from the app costs a stream (one round trip, a few microseconds of CPU) instead of TCP
+//! connects through every gateway and a TLS handshake.
+//!
+//! - The client sidecar offers the ALPN protocol [`ALPN`]; a server sidecar that knows it
+//!   selects it. Anyone else (Envoy, an older strait, a server with `--multiplex off`) selects
+//!   nothing, and the connection carries one downstream connection's bytes as before.
+//! - Each upstream target keeps one tunnel per endpoint ([`Pool`], in the target's state:
+//!   a new snapshot starts new tunnels, with the new certificate and the new expected
+//!   identity; the old ones end with their last stream). A stream is a `CONNECT` request; the
+//!   server answers it after admitting the caller's verified identity against the intentions
+//!   *of the snapshot current at that moment* (a stream is judged like a new connection) and
+//!   dialling the local app: `200` (bytes both ways, half-close by `END_STREAM`), `403`
+//!   (denied: the downstream connection is closed, nothing else tried), `503` (the app is
+//!   unreachable: the endpoint failed, the next one is tried, as a failed handshake is).
+//! - A tunnel that fails before a stream's answer (closed by its server after idling, cut by
+//!   a gateway) is dropped from the pool and the stream retried once on a fresh connection;
+//!   a stream's answer is bounded by the upstream handshake deadline, so a tunnel whose peer
+//!   went silent is passed over like a hung endpoint.
+//! - The server closes a tunnel that carried no stream for the idle timeout, and on drain
+//!   sends GOAWAY: streams in flight finish, new ones go to a new connection.
+
+use bytes::{Buf, Bytes};
+use h2::{RecvStream, SendStream};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The ALPN protocol ID of a tunnel.
+pub(crate) const ALPN: &[u8] = b"strait-tunnel/1";
+
+/// Flow-control window per stream: bulk on one stream runs at loopback speed without
+/// waiting for window updates; what a slow app has not read is bounded by it.
+const STREAM_WINDOW: u32 = 1 << 20;
+/// Flow-control window of a whole tunnel, over all its streams.
+const TUNNEL_WINDOW: u32 = 8 << 20;
+/// Largest DATA frame either side accepts: one frame per write of the copy, which gathers
+/// up to 64 KiB (four TLS records) of bulk.
+const MAX_FRAME: u32 = 64 * 1024;
+/// Streams one tunnel carries at once (the proxy's connection cap still applies per stream).
+const MAX_STREAMS: u32 = 10_000;
+/// What one stream may queue for sending before its writer waits.
+const SEND_BUFFER: usize = 256 * 1024;
+
+pub(crate) fn client_builder() -> h2::client::Builder {
+    let mut b = h2::client::Builder::new();
+    b.initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(TUNNEL_WINDOW)
+        .max_frame_size(MAX_FRAME)
+        .initial_max_send_streams(MAX_STREAMS as usize)
+        .max_send_buffer_size(SEND_BUFFER)
+        .enable_push(false);
+    b
+}
+
+pub(crate) fn server_builder() -> h2::server::Builder {
+    let mut b = h2::server::Builder::new();
+    b.initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(TUNNEL_WINDOW)
+        .max_frame_size(MAX_FRAME)
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_send_buffer_size(SEND_BUFFER);
+    b
+}
+
+/// The tunnel a target keeps open to one endpoint, if any.
+#[derive(Default)]
+pub(crate) struct Pool {
+    slot: Mutex<Option<Pooled>>,
+    /// Numbers the tunnels put in `slot`, so that a failed one is removed only if it is still
+    /// the one there.
+    generation: AtomicU64,
+}
+
+#[derive(Clone)]
+pub(crate) struct Pooled {
+    pub send: h2::client::SendRequest<Bytes>,
+    pub generation: u64,
+}
+
+impl Pool {
+    /// The endpoint's tunnel, if one is open.
+    pub(crate) fn get(&self) -> Option<Pooled> {
+        strait_base::sync::lock(&self.slot).clone()
+    }
+
+    /// Keeps `send` as the endpoint's tunnel unless another one is already kept (connections
+    /// that dialled at the same moment: theirs serve their own stream, then close).
+    pub(crate) fn offer(&self, send: &h2::client::SendRequest<Bytes>) {
+        let mut slot = strait_base::sync::lock(&self.slot);
+        if slot.is_none() {
+            *slot = Some(Pooled {
+                send: send.clone(),
+                generation: self.generation.fetch_add(1, Relaxed) + 1,
+            });
+        }
+    }
+
+    /// Forgets the tunnel numbered `generation` (it failed).
+    pub(crate) fn remove(&self, generation: u64) {
+        let mut slot = strait_base::sync::lock(&self.slot);
+        if slot.as_ref().is_some_and(|p| p.generation == generation) {
+            *slot = None;
+        }
+    }
+}
+
+/// How opening a stream failed.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// The tunnel itself failed (closed, reset, refused the stream): a fresh one may work.
+    Tunnel(h2::Error),
+    /// The server refused the caller: denied by its intentions.
+    Denied,
+    /// The server answered with another status (`503`: its local app is unreachable).
+    Status(http::StatusCode),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Tunnel(e) => write!(f, "tunnel failed: {e}"),
+            OpenError::Denied => f.write_str("denied by the upstream's intentions"),
+            OpenError::Status(s) if *s == http::StatusCode::SERVICE_UNAVAILABLE => {
+                f.write_str("the upstream's local app is unreachable (503)")
+            }
+            OpenError::Status(s) => write!(f, "the upstream answered {s}"),
+        }
+    }
+}
+
+/// Opens one stream on the tunnel `send`: a `CONNECT` for `authority` (informational: the
+/// server has one local app) and its answer.
+pub(crate) async fn open(
+    send: h2::client::SendRequest<Bytes>,
+    authority: &str,
+) -> Result<Stream, OpenError> {
+    let mut send = send.ready().await.map_err(OpenError::Tunnel)?;
+    let request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(authority)
+        .body(())
+        .map_err(|_| OpenError::Status(http::StatusCode::BAD_REQUEST))?;
+    let (answer, tx) = send
+        .send_request(request, false)
+        .map_err(OpenError::Tunnel)?;
+    let answer = answer.await.map_err(OpenError::Tunnel)?;
+    match answer.status() {
+        http::StatusCode::OK => Ok(Stream::new(tx, answer.into_body())),
+        http::StatusCode::FORBIDDEN => Err(OpenError::Denied),
+        status => Err(OpenError::Status(status)),
+    }
+}
+
+/// One stream of a tunnel as a byte stream: reads are the peer's DATA frames (flow-control
+/// capacity given back as they are read), writes become DATA frames, shutdown sends
+/// `END_STREAM` (a half-close: the other direction goes on).
+pub(crate) struct Stream {
+    tx: SendStream<Bytes>,
+    rx: RecvStream,
+    /// Received and not read yet.
+    pending: Bytes,
+    rx_done: bool,
+    tx_done: bool,
+}
+
+impl Stream {
+    pub(crate) fn new(tx: SendStream<Bytes>, rx: RecvStream) -> Stream {
+        Stream {
+            tx,
+            rx,
+            pending: Bytes::new(),
+            rx_done: false,
+            tx_done: false,
+        }
+    }
+}
+
+fn io_error(e: h2::Error) -> io::Error {
+    if e.is_io() {
+        return e.into_io().unwrap_or_else(|| io::ErrorKind::Other.into());
+    }
+    let kind = match e.reason() {
+        Some(h2::Reason::NO_ERROR | h2::Reason::CANCEL) => io::ErrorKind::ConnectionReset,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("tunnel stream: {e}"))
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(buf.remaining());
+                buf.put_slice(&this.pending[..n]);
+                this.pending.advance(n);
+                // Errors only once the stream is gone; the next poll reports that.
+                let _ = this.rx.flow_control().release_capacity(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.rx_done {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(this.rx.poll_data(cx)) {
+                Some(Ok(data)) => this.pending = data,
+                Some(Err(e)) => return Poll::Ready(Err(io_error(e))),
+                None => this.rx_done = true,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let tx = &mut self.tx;
+        tx.reserve_capacity(buf.len());
+        // `poll_capacity` answers only when capacity grew since it last answered, so the
+        // capacity already assigned is taken first.
+        while tx.capacity() == 0 {
+            match ready!(tx.poll_capacity(cx)) {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(io_error(e))),
+                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            }
+        }
+        let n = tx.capacity().min(buf.len());
+        tx.send_data(Bytes::copy_from_slice(&buf[..n]), false)
+            .map_err(io_error)?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The tunnel's connection task writes and flushes frames as they are queued.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.tx_done {
+            self.tx_done = true;
+            self.tx.send_data(Bytes::new(), true).map_err(io_error)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
