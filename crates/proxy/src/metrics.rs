@@ -178,9 +178,9 @@ pub struct Metrics {
     /// Sidecar: completed TLS handshakes on the public listener and towards upstreams.
     pub handshakes_inbound: Handshakes,
     pub handshakes_outbound: Handshakes,
-    /// Sidecar: streams opened on tunnels (connections carried without a handshake of their
-    /// own): accepted on the public listener, opened towards upstreams, and refused by the
-    /// upstream's intentions.
+    /// Sidecar: tunnel streams that carried a connection (no handshake of its own), on the
+    /// public listener and towards upstreams; and outbound streams the upstream refused
+    /// (its intentions).
     pub tunnel_streams_inbound: AtomicU64,
     pub tunnel_streams_outbound: AtomicU64,
     pub tunnel_streams_denied: AtomicU64,

@@ -688,7 +688,10 @@ async fn a_destination_whose_app_is_down_is_passed_over_for_the_next_target() {
         let back = round_trip(web.upstream("counting", "dc2"), b"hello")
             .await
             .expect("round trip");
-        assert_eq!(back, b"hello", "served by dc3, not cut by dc2 (tunnels {tunnels})");
+        assert_eq!(
+            back, b"hello",
+            "served by dc3, not cut by dc2 (tunnels {tunnels})"
+        );
         let inbound = dc2.handle.metrics().listener("inbound");
         assert_eq!(inbound.connect_errors.load(Relaxed), 1);
         let failures = web.handle.metrics().handshake_outbound.snapshot();
@@ -696,11 +699,138 @@ async fn a_destination_whose_app_is_down_is_passed_over_for_the_next_target() {
         if tunnels {
             // dc2 completed the handshake and answered the stream 503.
             assert_eq!(failed_handshakes, 0, "{failures:?}");
-            assert_eq!(dc2.handle.metrics().tunnel_streams_inbound.load(Relaxed), 1);
+            assert_eq!(dc2.handle.metrics().tunnel_streams_inbound.load(Relaxed), 0);
             assert_eq!(dc3.handle.metrics().tunnel_streams_inbound.load(Relaxed), 1);
         } else {
             // eof or io (a reset: the ClientHello was unread when dc2 closed).
             assert_eq!(failed_handshakes, 1, "{failures:?}");
         }
     }
+}
+
+/// A tunnel's streams are judged one by one, by the intentions of the snapshot current when
+/// each opens: once `api`'s snapshot denies `web`, the next connection over the same tunnel
+/// is refused (403, counted on both sides) and closed, with no handshake and nothing else
+/// tried; allowed again, it goes through, still on that tunnel.
+#[tokio::test]
+async fn each_stream_of_a_tunnel_is_judged_by_the_intentions_current_then() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let (api, web) = pair(&pki).await;
+    let echo = echo_server().await;
+    assert_eq!(
+        round_trip(web.upstream("api", "dc1"), b"one")
+            .await
+            .expect("allowed"),
+        b"one"
+    );
+    let with_rules = |version: u64, allow: bool| {
+        let mut next = sidecar_snapshot(&pki, version, "dc1", "api", echo, vec![]);
+        let ProxyRole::Sidecar(sidecar) = &mut next.role else {
+            panic!("not a sidecar")
+        };
+        sidecar.intentions.rules = vec![strait_snapshot::IntentionRule {
+            source: "web".into(),
+            allow,
+        }];
+        Arc::new(next)
+    };
+    api.tx.send_replace(Some(with_rules(2, false)));
+    eventually("snapshot 2 applied", || async {
+        api.handle.metrics().snapshots_applied.load(Relaxed) == 2
+    })
+    .await;
+    let refused = round_trip(web.upstream("api", "dc1"), b"two").await;
+    assert!(
+        refused.map_or(true, |b| b.is_empty()),
+        "denied: nothing echoed"
+    );
+    assert_eq!(api.handle.metrics().intentions_denied.load(Relaxed), 1);
+    assert_eq!(web.handle.metrics().tunnel_streams_denied.load(Relaxed), 1);
+    let out = web.handle.metrics().listener("outbound:api@dc1");
+    assert_eq!(
+        out.connect_errors.load(Relaxed),
+        0,
+        "a refusal is not a failure"
+    );
+
+    api.tx.send_replace(Some(with_rules(3, true)));
+    eventually("snapshot 3 applied", || async {
+        api.handle.metrics().snapshots_applied.load(Relaxed) == 3
+    })
+    .await;
+    assert_eq!(
+        round_trip(web.upstream("api", "dc1"), b"three")
+            .await
+            .expect("allowed again"),
+        b"three"
+    );
+    assert_eq!(
+        handshakes_and_streams(&api, &web),
+        [(1, 0, 2), (1, 0, 2)],
+        "one handshake for the three streams, two of them carried"
+    );
+}
+
+/// Many connections at once over one tunnel, each moving its own bytes both ways; an idle
+/// tunnel is closed by its server after the idle timeout, and the next connection opens a new
+/// one (a resumed handshake) without failing.
+#[tokio::test]
+async fn one_tunnel_carries_concurrent_connections_and_is_replaced_once_closed_idle() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    let api = sidecar(
+        Options {
+            idle_timeout: Duration::from_millis(300),
+            ..options()
+        },
+        sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]),
+    )
+    .await;
+    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
+    let web = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
+    )
+    .await;
+    let addr = web.upstream("api", "dc1");
+    // The first connection sets the tunnel up; the others share it.
+    assert_eq!(round_trip(addr, b"first").await.expect("first"), b"first");
+    let mut all = tokio::task::JoinSet::new();
+    for i in 0..32u32 {
+        all.spawn(async move {
+            let payload: Vec<u8> = (0..100_000u32)
+                .map(|j| ((i + j * 13) % 251) as u8)
+                .collect();
+            let back = round_trip(addr, &payload).await.expect("round trip");
+            assert!(back == payload, "connection {i}: bytes changed");
+        });
+    }
+    while let Some(done) = all.join_next().await {
+        done.expect("connection task");
+    }
+    assert_eq!(
+        handshakes_and_streams(&api, &web),
+        [(1, 0, 33), (1, 0, 33)],
+        "33 streams, one handshake"
+    );
+    // Idle for longer than api's idle timeout: api closes the tunnel (GOAWAY), which
+    // held api's only connection slot.
+    let inbound = api.handle.metrics().listener("inbound");
+    eventually("the idle tunnel closed", || async {
+        inbound.active.load(Relaxed) == 0
+    })
+    .await;
+    assert_eq!(
+        round_trip(addr, b"later").await.expect("after idle close"),
+        b"later"
+    );
+    assert_eq!(
+        handshakes_and_streams(&api, &web),
+        [(1, 1, 34), (1, 1, 34)],
+        "a new tunnel (resumed) for the next connection"
+    );
+    let out = web.handle.metrics().listener("outbound:api@dc1");
+    assert_eq!(out.connect_errors.load(Relaxed), 0);
 }

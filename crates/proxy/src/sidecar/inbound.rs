@@ -101,7 +101,10 @@ async fn admit(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Opti
         .is_some_and(|mut offered| offered.any(|p| p == tunnel::ALPN));
     let (config, app) = match &state.tunnel_server {
         Some(config) if offers_tunnel => (config.clone(), None),
-        _ => (state.server.clone(), Some(dial_app(shared, lm, &state).await?)),
+        _ => (
+            state.server.clone(),
+            Some(dial_app(shared, lm, &state).await?),
+        ),
     };
     let tls_stream = match tokio::time::timeout_at(deadline, start.into_stream(config)).await {
         Ok(Ok(tls_stream)) => tls_stream,
@@ -133,7 +136,11 @@ async fn admit(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Opti
 
 /// The local app: dialled before the handshake of a connection of its own, so that a dead
 /// app fails the caller's handshake; for a tunnel's stream, before its answer.
-async fn dial_app(shared: &Shared, lm: &ListenerMetrics, state: &SidecarState) -> Option<TcpStream> {
+async fn dial_app(
+    shared: &Shared,
+    lm: &ListenerMetrics,
+    state: &SidecarState,
+) -> Option<TcpStream> {
     let local_app = state.local_app;
     match connect(local_app, shared.options.connect_timeout).await {
         Ok(app) => Some(app),
@@ -217,7 +224,6 @@ async fn serve_tunnel(
             continue;
         };
         lm.accepted.fetch_add(1, Relaxed);
-        shared.metrics.tunnel_streams_inbound.fetch_add(1, Relaxed);
         streams.fetch_add(1, Relaxed);
         let stream = serve_stream(
             shared.clone(),
@@ -273,8 +279,11 @@ async fn serve_stream(
     };
     let tx = match respond.send_response(ok, false) {
         Ok(tx) => tx,
-        Err(err) => return span.in_scope(|| tracing::debug!(%err, "stream reset before its answer")),
+        Err(err) => {
+            return span.in_scope(|| tracing::debug!(%err, "stream reset before its answer"))
+        }
     };
+    shared.metrics.tunnel_streams_inbound.fetch_add(1, Relaxed);
     let stream = tunnel::Stream::new(tx, rx);
     let end = copy_streams(stream, app, &lm, shared.options.idle_timeout).await;
     log_end(&span, end);

@@ -163,7 +163,11 @@ impl Supervisor {
         if current.is_some_and(|v| v >= snapshot.version) {
             return;
         }
-        let state = match SidecarState::build(&snapshot, &self.runtime.metrics, self.shared.options.multiplex) {
+        let state = match SidecarState::build(
+            &snapshot,
+            &self.runtime.metrics,
+            self.shared.options.multiplex,
+        ) {
             Ok(state) => Arc::new(state),
             Err(err) => {
                 tracing::error!(%err, "snapshot refused; keeping the current one");

@@ -59,7 +59,9 @@ pub(crate) async fn serve(
     log_end(&span, end);
 }
 
-/// The upstream end of an outbound connection.
+/// The upstream end of an outbound connection. Unboxed: it lives in the connection's future,
+/// which `accept_loop` boxes once.
+#[allow(clippy::large_enum_variant)]
 enum Upstream {
     /// A TLS connection of its own (the peer does not speak tunnels, or `--multiplex off`).
     Tls(TlsStream<TcpStream>),
@@ -68,6 +70,7 @@ enum Upstream {
 }
 
 /// What dialling one endpoint gave.
+#[allow(clippy::large_enum_variant)]
 enum Dialled {
     Connected(Upstream),
     /// The endpoint failed (counted); the next one may do.
@@ -208,9 +211,19 @@ async fn dial_target(
                 .max(Duration::from_millis(1))
         };
         if let Some(pooled) = target.tunnels[index].get() {
-            let opened = tokio::time::timeout(limit(deadline), open_stream(shared, target, pooled.send)).await;
+            let opened =
+                tokio::time::timeout(limit(deadline), open_stream(shared, target, pooled.send))
+                    .await;
             match opened {
-                Ok(Ok(stream)) => return connected(passive.is_some(), target, index, endpoint, Upstream::Tunnel(stream)),
+                Ok(Ok(stream)) => {
+                    return connected(
+                        passive.is_some(),
+                        target,
+                        index,
+                        endpoint,
+                        Upstream::Tunnel(stream),
+                    )
+                }
                 Ok(Err(OpenError::Tunnel(err))) => {
                     // Closed by its server after idling, or cut: a new connection may work.
                     target.tunnels[index].remove(pooled.generation);
@@ -268,7 +281,13 @@ async fn dial_target(
         shared.metrics.handshakes_outbound.count(tls.get_ref().1);
         tracing::debug!(handshake = ?tls.get_ref().1.handshake_kind(), "connected");
         if tls.get_ref().1.alpn_protocol() != Some(tunnel::ALPN) {
-            return connected(passive.is_some(), target, index, endpoint, Upstream::Tls(tls));
+            return connected(
+                passive.is_some(),
+                target,
+                index,
+                endpoint,
+                Upstream::Tls(tls),
+            );
         }
         let (send, connection) = match tunnel::client_builder().handshake(tls).await {
             Ok(pair) => pair,
@@ -285,7 +304,15 @@ async fn dial_target(
         });
         target.tunnels[index].offer(&send);
         match tokio::time::timeout(limit, open_stream(shared, target, send)).await {
-            Ok(Ok(stream)) => return connected(passive.is_some(), target, index, endpoint, Upstream::Tunnel(stream)),
+            Ok(Ok(stream)) => {
+                return connected(
+                    passive.is_some(),
+                    target,
+                    index,
+                    endpoint,
+                    Upstream::Tunnel(stream),
+                )
+            }
             Ok(Err(OpenError::Denied)) => return denied(shared),
             Ok(Err(err)) => {
                 failed(index, endpoint);

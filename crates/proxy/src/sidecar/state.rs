@@ -6,6 +6,7 @@
 use super::passive::EndpointHealth;
 use super::tunnel;
 use crate::metrics::{Metrics, TargetMetrics};
+use rustls::ServerConfig;
 use rustls_pki_types::ServerName;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
@@ -14,7 +15,6 @@ use std::time::Duration;
 use strait_identity::tls::{self, ClientAuth, Expect, Identity, Roots};
 use strait_identity::SpiffeId;
 use strait_snapshot::{Intentions, PassiveHealth, Snapshot, WrongKind};
-use rustls::ServerConfig;
 use tokio_rustls::TlsConnector;
 
 /// Identifies an upstream across snapshots: its listener follows it.
@@ -132,9 +132,8 @@ impl SidecarState {
                     .spiffe_id
                     .parse()
                     .map_err(identity_err(format!("{}: SPIFFE ID", what())))?;
-                let mut client =
-                    tls::client_config(Some(&identity), &roots, Expect::Exact(expect))
-                        .map_err(identity_err(format!("{}: TLS config", what())))?;
+                let mut client = tls::client_config(Some(&identity), &roots, Expect::Exact(expect))
+                    .map_err(identity_err(format!("{}: TLS config", what())))?;
                 if tunnels {
                     let mut config = (*client).clone();
                     config.alpn_protocols = vec![tunnel::ALPN.to_vec()];
@@ -153,7 +152,11 @@ impl SidecarState {
                     connector: TlsConnector::from(client),
                     endpoints: target.endpoints.clone(),
                     health: metrics.endpoint_health(&target.endpoints),
-                    tunnels: target.endpoints.iter().map(|_| Default::default()).collect(),
+                    tunnels: target
+                        .endpoints
+                        .iter()
+                        .map(|_| Default::default())
+                        .collect(),
                     next: AtomicUsize::new(0),
                     metrics,
                 });
