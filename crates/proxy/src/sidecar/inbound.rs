@@ -174,6 +174,7 @@ async fn serve_tunnel(
     caller: SpiffeId,
     span: tracing::Span,
 ) {
+    let tls_stream = tunnel::Coalesced::new(tls_stream.into());
     let mut connection = match tunnel::server_builder().handshake(tls_stream).await {
         Ok(connection) => connection,
         Err(err) => {

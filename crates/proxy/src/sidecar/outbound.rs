@@ -289,6 +289,7 @@ async fn dial_target(
                 Upstream::Tls(tls),
             );
         }
+        let tls = tunnel::Coalesced::new(tls.into());
         let (send, connection) = match tunnel::client_builder().handshake(tls).await {
             Ok(pair) => pair,
             Err(err) => {

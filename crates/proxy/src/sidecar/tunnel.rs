@@ -23,12 +23,16 @@
 
 use bytes::{Buf, Bytes};
 use h2::{RecvStream, SendStream};
+use std::cell::RefCell;
 use std::io;
+use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsStream;
 
 /// The ALPN protocol ID of a tunnel.
 pub(crate) const ALPN: &[u8] = b"strait-tunnel/1";
@@ -38,13 +42,17 @@ pub(crate) const ALPN: &[u8] = b"strait-tunnel/1";
 const STREAM_WINDOW: u32 = 1 << 20;
 /// Flow-control window of a whole tunnel, over all its streams.
 const TUNNEL_WINDOW: u32 = 8 << 20;
-/// Largest DATA frame either side accepts: one frame per write of the copy, which gathers
-/// up to 64 KiB (four TLS records) of bulk.
+/// Largest DATA frame either side accepts: a write of the copy (up to 64 KiB) is one frame.
+/// HTTP/2 flushes after each DATA frame larger than 256 bytes, so with its default (16 KiB)
+/// a 64 KiB write took four system calls.
 const MAX_FRAME: u32 = 64 * 1024;
 /// Streams one tunnel carries at once (the proxy's connection cap still applies per stream).
 const MAX_STREAMS: u32 = 10_000;
 /// What one stream may queue for sending before its writer waits.
 const SEND_BUFFER: usize = 256 * 1024;
+/// TLS records a tunnel's connection may hold unsent ([`Coalesced`]; rustls's default is
+/// 64 KiB).
+const TLS_BUFFER: usize = 256 * 1024;
 
 pub(crate) fn client_builder() -> h2::client::Builder {
     let mut b = h2::client::Builder::new();
@@ -65,6 +73,130 @@ pub(crate) fn server_builder() -> h2::server::Builder {
         .max_concurrent_streams(MAX_STREAMS)
         .max_send_buffer_size(SEND_BUFFER);
     b
+}
+
+/// Writes of at least this many bytes are copied into a [`Chunk`] from the thread's spares;
+/// smaller ones (messages) into a plain allocation.
+const CHUNK_MIN: usize = 4 * 1024;
+/// Capacity of a [`Chunk`]: the most one write of the copy brings.
+const CHUNK_LEN: usize = 64 * 1024;
+/// Spare chunks kept per thread.
+const SPARES: usize = 8;
+
+thread_local! {
+    /// Buffers of written chunks, given back once the tunnel has sent them: bulk through a
+    /// tunnel allocated (and the allocator returned to the kernel) 64 KiB per write, one
+    /// `brk` and sixteen page faults each (bench/README.md, "Tunnels").
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A copy of written bytes, queued in the tunnel until sent; its buffer then goes back to the
+/// thread's spares.
+struct Chunk(Vec<u8>);
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        buf.clear();
+        // A thread that is exiting has no spares left to keep it in.
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARES {
+                spare.push(buf);
+            }
+        });
+    }
+}
+
+/// `data` as `Bytes` the tunnel can queue.
+fn chunk(data: &[u8]) -> Bytes {
+    if data.len() < CHUNK_MIN || data.len() > CHUNK_LEN {
+        return Bytes::copy_from_slice(data);
+    }
+    let mut buf = SPARE
+        .try_with(|spare| spare.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Vec::with_capacity(CHUNK_LEN));
+    buf.extend_from_slice(data);
+    Bytes::from_owner(Chunk(buf))
+}
+
+/// A tunnel's TLS connection, as HTTP/2 writes to it: each write is encrypted into records
+/// kept in rustls (up to [`TLS_BUFFER`]) and only a flush sends them, so the frames HTTP/2
+/// writes one by one in a turn (each 16 KiB frame of a 64 KiB write, the frames of several
+/// streams) leave in one `writev`. Written through `TlsStream` directly, each frame was a
+/// system call of its own.
+pub(crate) struct Coalesced(TlsStream<TcpStream>);
+
+impl Coalesced {
+    pub(crate) fn new(mut tls: TlsStream<TcpStream>) -> Coalesced {
+        match &mut tls {
+            TlsStream::Client(s) => s.get_mut().1.set_buffer_limit(Some(TLS_BUFFER)),
+            TlsStream::Server(s) => s.get_mut().1.set_buffer_limit(Some(TLS_BUFFER)),
+        }
+        Coalesced(tls)
+    }
+
+    fn writer(&mut self) -> rustls::Writer<'_> {
+        match &mut self.0 {
+            TlsStream::Client(s) => s.get_mut().1.writer(),
+            TlsStream::Server(s) => s.get_mut().1.writer(),
+        }
+    }
+}
+
+impl AsyncRead for Coalesced {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Coalesced {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.writer().write(buf)? {
+            // rustls's buffer is full: send what it holds, then take more.
+            0 => Pin::new(&mut self.0).poll_write(cx, buf),
+            n => Poll::Ready(Ok(n)),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.writer().write_vectored(bufs)? {
+            0 => Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
+            n => Poll::Ready(Ok(n)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 /// The tunnel a target keeps open to one endpoint, if any.
@@ -240,8 +372,7 @@ impl AsyncWrite for Stream {
             }
         }
         let n = tx.capacity().min(buf.len());
-        tx.send_data(Bytes::copy_from_slice(&buf[..n]), false)
-            .map_err(io_error)?;
+        tx.send_data(chunk(&buf[..n]), false).map_err(io_error)?;
         Poll::Ready(Ok(n))
     }
 
