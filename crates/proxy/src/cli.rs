@@ -54,9 +54,9 @@ pub struct SidecarArgs {
     /// Deadline for an inbound TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
-    /// Deadline for one outbound TLS handshake (per endpoint); short, so that a hung endpoint
-    /// or gateway (accepting, never answering) is passed over for the next one or the next
-    /// failover target.
+    /// Deadline for one outbound TLS handshake (per endpoint), and for a tunnel stream's
+    /// answer; short, so that a hung endpoint or gateway (accepting, never answering) is
+    /// passed over for the next one or the next failover target.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub upstream_handshake_timeout: Duration,
     /// Carry connections between strait sidecars as streams of one mTLS connection per
@@ -64,6 +64,11 @@ pub struct SidecarArgs {
     /// connection each); `off`: a TLS connection per connection, both ways.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub multiplex: Switch,
+    /// How long a tunnel takes new connections; the next one opens a new tunnel (a resumed
+    /// handshake), which the gateways route by their current view of the remote gateways'
+    /// health, as they route each new TCP connection.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub tunnel_max_age: Duration,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -121,6 +126,8 @@ pub struct Options {
     pub max_hello_size: usize,
     /// Sidecar: offer and accept tunnels (`--multiplex`).
     pub multiplex: bool,
+    /// Sidecar: how long a tunnel takes new streams (`--tunnel-max-age`).
+    pub tunnel_max_age: Duration,
 }
 
 impl Default for Options {
@@ -136,6 +143,7 @@ impl Default for Options {
             attempt_timeout: Duration::from_secs(5),
             max_hello_size: 16 * 1024,
             multiplex: true,
+            tunnel_max_age: Duration::from_secs(5),
         }
     }
 }
@@ -216,6 +224,12 @@ impl SidecarArgs {
         }
         options.upstream_handshake_timeout = self.upstream_handshake_timeout;
         options.multiplex = self.multiplex == Switch::On;
+        if self.tunnel_max_age.is_zero() {
+            return Err(ArgsError::Zero {
+                field: "tunnel-max-age",
+            });
+        }
+        options.tunnel_max_age = self.tunnel_max_age;
         Ok((options, self.common.source(self.proxy_id())))
     }
 }

@@ -834,3 +834,44 @@ async fn one_tunnel_carries_concurrent_connections_and_is_replaced_once_closed_i
     let out = web.handle.metrics().listener("outbound:api@dc1");
     assert_eq!(out.connect_errors.load(Relaxed), 0);
 }
+
+/// A tunnel takes new connections for `--tunnel-max-age`; the next connection opens a new
+/// one (resumed), so that gateways route it by their current view.
+#[tokio::test]
+async fn a_tunnel_past_its_max_age_is_replaced_for_new_connections() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    let api = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]),
+    )
+    .await;
+    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
+    let web = sidecar(
+        Options {
+            tunnel_max_age: Duration::from_millis(200),
+            ..options()
+        },
+        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
+    )
+    .await;
+    let addr = web.upstream("api", "dc1");
+    let opened = tokio::time::Instant::now();
+    let mut on_first = 0;
+    while handshakes_and_streams(&api, &web)[0].1 == 0 {
+        assert_eq!(round_trip(addr, b"x").await.expect("round trip"), b"x");
+        if opened.elapsed() < Duration::from_millis(200) {
+            on_first += 1;
+        }
+        assert!(opened.elapsed() < Duration::from_secs(5), "never replaced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let [(full, resumed, streams), _] = handshakes_and_streams(&api, &web);
+    assert_eq!((full, resumed), (1, 1), "one new tunnel, resumed");
+    assert!(
+        on_first >= 2,
+        "connections within the max age shared the first tunnel"
+    );
+    assert!(streams > on_first, "every connection a stream");
+}

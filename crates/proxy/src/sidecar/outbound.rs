@@ -210,7 +210,7 @@ async fn dial_target(
                 .min(deadline.saturating_duration_since(Instant::now()))
                 .max(Duration::from_millis(1))
         };
-        if let Some(pooled) = target.tunnels[index].get() {
+        if let Some(pooled) = target.tunnels[index].get(options.tunnel_max_age) {
             let opened =
                 tokio::time::timeout(limit(deadline), open_stream(shared, target, pooled.send))
                     .await;

@@ -30,6 +30,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
@@ -212,12 +213,18 @@ pub(crate) struct Pool {
 pub(crate) struct Pooled {
     pub send: h2::client::SendRequest<Bytes>,
     pub generation: u64,
+    opened: Instant,
 }
 
 impl Pool {
-    /// The endpoint's tunnel, if one is open.
-    pub(crate) fn get(&self) -> Option<Pooled> {
-        strait_base::sync::lock(&self.slot).clone()
+    /// The endpoint's tunnel, if one is open and younger than `max_age`
+    /// (`--tunnel-max-age`).
+    pub(crate) fn get(&self, max_age: Duration) -> Option<Pooled> {
+        let mut slot = strait_base::sync::lock(&self.slot);
+        if slot.as_ref()?.opened.elapsed() >= max_age {
+            *slot = None;
+        }
+        slot.clone()
     }
 
     /// Keeps `send` as the endpoint's tunnel unless another one is already kept (connections
@@ -228,6 +235,7 @@ impl Pool {
             *slot = Some(Pooled {
                 send: send.clone(),
                 generation: self.generation.fetch_add(1, Relaxed) + 1,
+                opened: Instant::now(),
             });
         }
     }
