@@ -88,36 +88,35 @@ fn default_lab_end_to_end() {
     let gw2 = sa("127.20.2.11:19000");
     let to_dc2 = ["dc=\"dc2\"", "sni=\"*\""];
     let to_counting = ["dc=\"dc2\"", "sni=\"counting.default.dc2.internal."];
-    let before = (
-        metric(gw1, "strait_gateway_routed_total", &to_dc2),
-        metric(gw2, "strait_gateway_routed_total", &to_counting),
-        metric(gw1, "strait_gateway_bytes_total", &[]),
-        metric(gw2, "strait_gateway_bytes_total", &[]),
-    );
+    let (dash_admin, counting_admin) = (sa("127.20.1.12:19000"), sa("127.20.2.12:19000"));
+    let state = || {
+        (
+            metric(gw1, "strait_gateway_routed_total", &to_dc2),
+            metric(gw2, "strait_gateway_routed_total", &to_counting),
+            metric(gw1, "strait_gateway_bytes_total", &[]),
+            metric(gw2, "strait_gateway_bytes_total", &[]),
+            tunnel_streams(dash_admin, "outbound"),
+            tunnel_streams(counting_admin, "inbound"),
+        )
+    };
+    let before = state();
     assert_counts_increase(dash, "secondary-services");
 
-    // ...and the connections (and their bytes) crossed both gateways.
-    let after = (
-        metric(gw1, "strait_gateway_routed_total", &to_dc2),
-        metric(gw2, "strait_gateway_routed_total", &to_counting),
-        metric(gw1, "strait_gateway_bytes_total", &[]),
-        metric(gw2, "strait_gateway_bytes_total", &[]),
-    );
+    // ...each request a connection carried as a stream of a tunnel between the two sidecars,
+    // and the tunnels (TCP connections, routed by SNI) and their bytes crossed both gateways.
+    let after = state();
     assert!(
-        after.0 >= before.0 + 3,
-        "dc1 gateway: {before:?} -> {after:?}"
+        after.4 >= before.4 + 3 && after.5 >= before.5 + 3,
+        "tunnel streams: {before:?} -> {after:?}"
     );
-    assert!(
-        after.1 >= before.1 + 3,
-        "dc2 gateway: {before:?} -> {after:?}"
-    );
+    assert!(after.0 >= 1, "dc1 gateway: {before:?} -> {after:?}");
+    assert!(after.1 >= 1, "dc2 gateway: {before:?} -> {after:?}");
     assert!(
         after.2 > before.2 && after.3 > before.3,
         "{before:?} -> {after:?}"
     );
 
     // A plaintext connection to counting's sidecar gets no answer: the mTLS handshake fails.
-    let counting_admin = sa("127.20.2.12:19000");
     let inbound = ["direction=\"inbound\""];
     let failures = metric(
         counting_admin,
@@ -599,27 +598,39 @@ fn three_datacenters_remote_and_local_gateway_modes() {
     let routed = |admin, labels: &[&str]| metric(admin, "strait_gateway_routed_total", labels);
 
     // remote mode: dc1's sidecar goes straight to dc3's gateway; dc1's gateway is not used.
-    let before = (routed(gw1, &via_gw1), routed(gw3, &remote_sni));
-    assert_counts_increase(sa("127.21.1.12:9002"), "dc3-app");
-    let after = (routed(gw1, &via_gw1), routed(gw3, &remote_sni));
+    // Each request is a stream of a tunnel (a TCP connection through the gateways, routed
+    // by SNI); a tunnel takes new streams for 5 s, so a few requests may share one.
+    let remote_app = sa("127.21.1.12:9002");
+    let (remote_admin, local_admin) = (sa("127.21.1.12:19000"), sa("127.21.1.12:19001"));
+    let before = (
+        routed(gw1, &via_gw1),
+        tunnel_streams(remote_admin, "outbound"),
+    );
+    assert_counts_increase(remote_app, "dc3-app");
+    let after = (
+        routed(gw1, &via_gw1),
+        tunnel_streams(remote_admin, "outbound"),
+    );
     assert_eq!(after.0, before.0, "remote mode went through dc1's gateway");
+    assert!(after.1 >= before.1 + 3, "streams: {before:?} -> {after:?}");
     assert!(
-        after.1 >= before.1 + 3,
-        "dc3 gateway: {before:?} -> {after:?}"
+        routed(gw3, &remote_sni) >= 1,
+        "dc3 gateway routed no tunnel"
     );
 
     // local mode: through dc1's gateway, then dc3's.
-    let before = (routed(gw1, &via_gw1), routed(gw3, &local_sni));
+    let before = (
+        routed(gw1, &via_gw1),
+        tunnel_streams(local_admin, "outbound"),
+    );
     assert_counts_increase(sa("127.21.1.12:9004"), "dc3-app");
-    let after = (routed(gw1, &via_gw1), routed(gw3, &local_sni));
-    assert!(
-        after.0 >= before.0 + 3,
-        "dc1 gateway: {before:?} -> {after:?}"
+    let after = (
+        routed(gw1, &via_gw1),
+        tunnel_streams(local_admin, "outbound"),
     );
-    assert!(
-        after.1 >= before.1 + 3,
-        "dc3 gateway: {before:?} -> {after:?}"
-    );
+    assert!(after.0 >= 1, "dc1 gateway: {before:?} -> {after:?}");
+    assert!(after.1 >= before.1 + 3, "streams: {before:?} -> {after:?}");
+    assert!(routed(gw3, &local_sni) >= 1, "dc3 gateway routed no tunnel");
 
     // dc2 federates too: its catalog is visible from dc1.
     let (status, body) = lab.http(
@@ -655,4 +666,14 @@ fn invalid_topology_names_line_and_field_and_starts_nothing() {
     assert!(err.contains("bad.toml:8"), "no file:line in: {err}");
     assert!(err.contains("address"), "no field in: {err}");
     assert!(!lab_dir.join("state.json").exists());
+}
+
+/// Connections a sidecar carried as tunnel streams (`direction`: inbound or outbound).
+fn tunnel_streams(admin: SocketAddr, direction: &str) -> u64 {
+    let labels = [
+        format!("direction=\"{direction}\""),
+        "result=\"opened\"".to_string(),
+    ];
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    metric(admin, "strait_sidecar_tunnel_streams_total", &labels)
 }
