@@ -46,6 +46,10 @@ const DC2_GATEWAY_B_ADMIN: &str = "127.25.2.13:19000";
 const PATIENCE: Duration = Duration::from_secs(2);
 /// Pause between requests.
 const PACE: Duration = Duration::from_millis(50);
+/// `strait proxy --tunnel-max-age`'s default: how long the dashboard's tunnel to counting takes
+/// new streams before the next request opens a new one (a new TCP connection the gateways
+/// route).
+const TUNNEL_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// One request: when it was sent, how long it took and which DC answered (`None`: it
 /// failed).
@@ -407,17 +411,25 @@ fn traffic_fails_over_to_dc3_and_back() {
         "TTL": "600s",
         "Status": "critical",
     });
-    // Before: dc1's gateway spreads dc2's connections over both.
+    // Before: dc1's gateway spreads dc2's connections over both. The dashboard's requests
+    // are streams of a tunnel (one TCP connection through the gateways) that takes new
+    // streams for 5 s (`--tunnel-max-age`), so the gateways see a new connection about every
+    // 5 s: each window spans two of them.
     let both = |t: Instant| {
         let before = [DC2_GATEWAY_A_ADMIN, DC2_GATEWAY_B_ADMIN].map(routed_to_counting);
+        eventually(
+            "a window of two tunnel lifetimes",
+            Duration::from_secs(60),
+            || (t.elapsed() >= 2 * TUNNEL_MAX_AGE + PACE).then_some(()),
+        );
         client.wait_steady(t, "dc2", 10, "10 requests answered by dc2");
         let after = [DC2_GATEWAY_A_ADMIN, DC2_GATEWAY_B_ADMIN].map(routed_to_counting);
         [after[0] - before[0], after[1] - before[1]]
     };
     // Right after their restart, dc1's gateways may not know both dc2 gateways yet (dc2's
-    // federation state follows their health checks): look at a few windows of 10 requests.
+    // federation state follows their health checks): look at a few windows.
     let mut spread = [0, 0];
-    for _ in 0..10 {
+    for _ in 0..5 {
         let window = both(Instant::now());
         spread = [spread[0] + window[0], spread[1] + window[1]];
         if spread.iter().all(|&n| n > 0) {
@@ -442,7 +454,7 @@ fn traffic_fails_over_to_dc3_and_back() {
         || {
             let t = Instant::now();
             let [a, b] = both(t);
-            (a == 0 && b >= 10).then(|| t.saturating_duration_since(event))
+            (a == 0 && b >= 2).then(|| t.saturating_duration_since(event))
         },
     );
     let failing = outcome(&client.since(event), event, "dc2");
