@@ -38,11 +38,13 @@ use tokio_rustls::TlsStream;
 /// The ALPN protocol ID of a tunnel.
 pub(crate) const ALPN: &[u8] = b"strait-tunnel/1";
 
-/// Flow-control window per stream: bulk on one stream runs at loopback speed without
-/// waiting for window updates; what a slow app has not read is bounded by it.
-const STREAM_WINDOW: u32 = 1 << 20;
+/// Flow-control window per stream: with 1 MiB, one bulk stream through two gateways waited
+/// for window updates (bench/bulk.sh: 6.7-7.1 Gbit/s sidecar to sidecar, 7.9-10.1 with
+/// 8 MiB; 16 MiB gained nothing more). What a slow app has not read yet is bounded by it, as
+/// the kernel's socket buffers bounded it per connection before (`tcp_rmem`: up to 6 MiB).
+const STREAM_WINDOW: u32 = 8 << 20;
 /// Flow-control window of a whole tunnel, over all its streams.
-const TUNNEL_WINDOW: u32 = 8 << 20;
+const TUNNEL_WINDOW: u32 = 32 << 20;
 /// Largest DATA frame either side accepts: a write of the copy (up to 64 KiB) is one frame.
 /// HTTP/2 flushes after each DATA frame larger than 256 bytes, so with its default (16 KiB)
 /// a 64 KiB write took four system calls.
