@@ -175,13 +175,23 @@ async fn serve_tunnel(
     span: tracing::Span,
 ) {
     let tls_stream = tunnel::Coalesced::new(tls_stream.into());
-    let mut connection = match tunnel::server_builder().handshake(tls_stream).await {
-        Ok(connection) => connection,
-        Err(err) => {
-            span.in_scope(|| tracing::debug!(%err, "tunnel setup failed"));
-            return;
-        }
-    };
+    // The client's preface and settings, within the handshake deadline: a caller that
+    // completes TLS and then says nothing holds no slot for longer.
+    let handshake = tunnel::server_builder().handshake(tls_stream);
+    let mut connection =
+        match tokio::time::timeout(shared.options.handshake_timeout, handshake).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(err)) => {
+                span.in_scope(|| tracing::debug!(%err, "tunnel setup failed"));
+                return;
+            }
+            Err(_) => {
+                span.in_scope(|| {
+                    tracing::info!("no tunnel preface before the handshake deadline; closed")
+                });
+                return;
+            }
+        };
     let caller = Arc::new(caller);
     let streams = Arc::new(AtomicUsize::new(0));
     let idle = shared.options.idle_timeout;

@@ -204,6 +204,7 @@ async fn dial_target(
         if !selected {
             continue;
         }
+        let done = |upstream| connected(passive.is_some(), target, index, endpoint, upstream);
         let limit = |deadline: Instant| {
             options
                 .upstream_handshake_timeout
@@ -215,15 +216,7 @@ async fn dial_target(
                 tokio::time::timeout(limit(deadline), open_stream(shared, target, pooled.send))
                     .await;
             match opened {
-                Ok(Ok(stream)) => {
-                    return connected(
-                        passive.is_some(),
-                        target,
-                        index,
-                        endpoint,
-                        Upstream::Tunnel(stream),
-                    )
-                }
+                Ok(Ok(stream)) => return done(Upstream::Tunnel(stream)),
                 Ok(Err(OpenError::Tunnel(err))) => {
                     // Closed by its server after idling, or cut: a new connection may work.
                     target.tunnels[index].remove(pooled.generation);
@@ -281,13 +274,7 @@ async fn dial_target(
         shared.metrics.handshakes_outbound.count(tls.get_ref().1);
         tracing::debug!(handshake = ?tls.get_ref().1.handshake_kind(), "connected");
         if tls.get_ref().1.alpn_protocol() != Some(tunnel::ALPN) {
-            return connected(
-                passive.is_some(),
-                target,
-                index,
-                endpoint,
-                Upstream::Tls(tls),
-            );
+            return done(Upstream::Tls(tls));
         }
         let tls = tunnel::Coalesced::new(tls.into());
         let (send, connection) = match tunnel::client_builder().handshake(tls).await {
@@ -305,15 +292,7 @@ async fn dial_target(
         });
         target.tunnels[index].offer(&send);
         match tokio::time::timeout(limit, open_stream(shared, target, send)).await {
-            Ok(Ok(stream)) => {
-                return connected(
-                    passive.is_some(),
-                    target,
-                    index,
-                    endpoint,
-                    Upstream::Tunnel(stream),
-                )
-            }
+            Ok(Ok(stream)) => return done(Upstream::Tunnel(stream)),
             Ok(Err(OpenError::Denied)) => return denied(shared),
             Ok(Err(err)) => {
                 failed(index, endpoint);
