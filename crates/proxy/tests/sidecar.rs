@@ -875,3 +875,59 @@ async fn a_tunnel_past_its_max_age_is_replaced_for_new_connections() {
     );
     assert!(streams > on_first, "every connection a stream");
 }
+
+/// A caller that offers a tunnel, completes the TLS handshake and then sends no HTTP/2
+/// preface is closed at the handshake deadline, like one that never finishes its handshake.
+#[tokio::test]
+async fn a_tunnel_without_a_preface_is_closed_at_the_handshake_deadline() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    let api = sidecar(
+        Options {
+            handshake_timeout: Duration::from_millis(300),
+            ..options()
+        },
+        sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]),
+    )
+    .await;
+    let leaf = pki.leaf("dc1", "web");
+    let web = Identity::from_pem(&leaf.cert_chain_pem, &leaf.key_pem.0).expect("identity");
+    let roots = Roots::from_pems(&pki.roots()).expect("roots");
+    let config = tls::client_config(Some(&web), &roots, Expect::Exact(pki.id("dc1", "api")))
+        .expect("config");
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"strait-tunnel/1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(api.public()).await.expect("connect");
+    let name =
+        rustls::pki_types::ServerName::try_from(strait_snapshot::service_sni("api", "dc1", TD))
+            .expect("sni");
+    let mut stream = connector.connect(name, tcp).await.expect("handshake");
+    assert_eq!(
+        stream.get_ref().1.alpn_protocol(),
+        Some(&b"strait-tunnel/1"[..])
+    );
+    let started = tokio::time::Instant::now();
+    let mut buf = [0u8; 64];
+    // The server's own preface (its SETTINGS) may come first; then the close.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "still open after 5 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    let inbound = api.handle.metrics().listener("inbound");
+    eventually("the slot given back", || async {
+        inbound.active.load(Relaxed) == 0
+    })
+    .await;
+}
