@@ -16,6 +16,7 @@ pub mod cli;
 mod copy;
 mod drain;
 pub mod gateway;
+mod heap;
 mod listener;
 pub mod metrics;
 pub mod reason;

@@ -28,6 +28,9 @@ pub async fn run_sidecar(args: SidecarArgs, role: Role) -> anyhow::Result<()> {
     let (options, source) = args.validate().bad_usage()?;
     crate::snapshot_source::init_agent_token().bad_config()?;
     crate::rlimit::check(options.max_connections, 2);
+    if !crate::heap::tune() {
+        tracing::debug!("glibc refused the malloc thresholds; its defaults stay");
+    }
     let shutdown = role.shutdown().clone();
     let (tx, rx) = watch::channel(None);
     if let SnapshotSource::File(path) = &source {
