@@ -709,9 +709,10 @@ async fn a_destination_whose_app_is_down_is_passed_over_for_the_next_target() {
 }
 
 /// A tunnel's streams are judged one by one, by the intentions of the snapshot current when
-/// each opens: once `api`'s snapshot denies `web`, the next connection over the same tunnel
-/// is refused (403, counted on both sides) and closed, with no handshake and nothing else
-/// tried; allowed again, it goes through, still on that tunnel.
+/// each opens: once `api`'s snapshot denies `web`, the next connection is refused (403, counted
+/// on both sides) and closed, with nothing else tried and no failure counted; allowed again,
+/// it goes through. Each new snapshot (a new inbound TLS config) also closes the tunnel for
+/// new streams (GOAWAY), so later streams come over a new handshake under the new config.
 #[tokio::test]
 async fn each_stream_of_a_tunnel_is_judged_by_the_intentions_current_then() {
     init_tracing();
@@ -765,10 +766,19 @@ async fn each_stream_of_a_tunnel_is_judged_by_the_intentions_current_then() {
             .expect("allowed again"),
         b"three"
     );
+    let [(full, resumed, streams), (server_full, _, server_streams)] =
+        handshakes_and_streams(&api, &web);
     assert_eq!(
-        handshakes_and_streams(&api, &web),
-        [(1, 0, 2), (1, 0, 2)],
-        "one handshake for the three streams, two of them carried"
+        (streams, server_streams),
+        (2, 2),
+        "two of the three carried"
+    );
+    // The first tunnel closed for new streams at snapshot 2 at the latest (a stream that
+    // raced the GOAWAY was still judged by snapshot 2's intentions), the second at snapshot 3.
+    assert!(
+        (2..=3).contains(&full) && resumed == 0 && server_full == full,
+        "(full, resumed) client {:?}, server full {server_full}",
+        (full, resumed)
     );
 }
 
@@ -930,4 +940,67 @@ async fn a_tunnel_without_a_preface_is_closed_at_the_handshake_deadline() {
         inbound.active.load(Relaxed) == 0
     })
     .await;
+}
+
+/// A caller the intentions refuse may open a tunnel, but each stream is answered 403 and the
+/// tunnel, having carried nothing, is closed at the handshake deadline rather than the idle
+/// timeout: a refused identity holds a connection slot no longer than an unfinished handshake.
+#[tokio::test]
+async fn a_tunnel_that_carried_nothing_is_closed_at_the_handshake_deadline() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    let mut snapshot = sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]);
+    let ProxyRole::Sidecar(sidecar_role) = &mut snapshot.role else {
+        panic!("not a sidecar")
+    };
+    sidecar_role.intentions.rules = vec![strait_snapshot::IntentionRule {
+        source: "web".into(),
+        allow: false,
+    }];
+    let api = sidecar(
+        Options {
+            handshake_timeout: Duration::from_millis(300),
+            ..options()
+        },
+        snapshot,
+    )
+    .await;
+    let leaf = pki.leaf("dc1", "web");
+    let web = Identity::from_pem(&leaf.cert_chain_pem, &leaf.key_pem.0).expect("identity");
+    let roots = Roots::from_pems(&pki.roots()).expect("roots");
+    let config = tls::client_config(Some(&web), &roots, Expect::Exact(pki.id("dc1", "api")))
+        .expect("config");
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"strait-tunnel/1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(api.public()).await.expect("connect");
+    let name =
+        rustls::pki_types::ServerName::try_from(strait_snapshot::service_sni("api", "dc1", TD))
+            .expect("sni");
+    let tls = connector.connect(name, tcp).await.expect("handshake");
+    let (send, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut send = send.ready().await.expect("ready");
+    let request = http::Request::builder()
+        .method(Method::CONNECT)
+        .uri("api:443")
+        .body(())
+        .expect("request");
+    let (answer, _tx) = send.send_request(request, false).expect("send");
+    let answer = answer.await.expect("answer");
+    assert_eq!(answer.status(), http::StatusCode::FORBIDDEN);
+    let started = tokio::time::Instant::now();
+    drop(send);
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the tunnel still open after 5 s (the idle timeout is 30 s)")
+        .expect("connection task");
+    assert_eq!(api.handle.metrics().intentions_denied.load(Relaxed), 1);
+    let inbound = api.handle.metrics().listener("inbound");
+    eventually("the slot given back", || async {
+        inbound.active.load(Relaxed) == 0
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

@@ -21,7 +21,7 @@ use crate::listener::connect;
 use crate::metrics::{ListenerMetrics, Reason as _};
 use crate::reason::HandshakeFailure;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use strait_identity::tls::{self, TlsFailure};
@@ -50,8 +50,13 @@ pub(crate) async fn serve(
             let end = copy_streams(tls_stream, app, &lm, shared.options.idle_timeout).await;
             log_end(&span, end);
         }
-        Admitted::Tunnel(tls_stream, caller) => {
-            serve_tunnel(shared, lm, conns, stop, tls_stream, caller, span).await
+        Admitted::Tunnel(tls_stream, caller, config) => {
+            let tunnel = Tunnel {
+                tls_stream,
+                caller,
+                config,
+            };
+            serve_tunnel(shared, lm, conns, stop, tunnel, span).await
         }
     }
 }
@@ -60,8 +65,17 @@ pub(crate) async fn serve(
 enum Admitted {
     /// One connection, admitted by the intentions, and the app dialled for it.
     Connection(TlsStream<TcpStream>, TcpStream),
-    /// A tunnel: each of its streams is admitted (and the app dialled) on its own.
-    Tunnel(TlsStream<TcpStream>, SpiffeId),
+    /// A tunnel: each of its streams is admitted (and the app dialled) on its own; the TLS
+    /// config it was accepted with.
+    Tunnel(TlsStream<TcpStream>, SpiffeId, Arc<rustls::ServerConfig>),
+}
+
+/// An accepted tunnel: its connection, its caller's verified identity and the inbound TLS
+/// config (of the snapshot) that verified it.
+struct Tunnel {
+    tls_stream: TlsStream<TcpStream>,
+    caller: SpiffeId,
+    config: Arc<rustls::ServerConfig>,
 }
 
 /// Completes the handshake and, for a connection of its own, dials the app and checks the
@@ -106,11 +120,12 @@ async fn admit(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Opti
             Some(dial_app(shared, lm, &state).await?),
         ),
     };
-    let tls_stream = match tokio::time::timeout_at(deadline, start.into_stream(config)).await {
-        Ok(Ok(tls_stream)) => tls_stream,
-        Ok(Err(err)) => return refused(err),
-        Err(_) => return timed_out(),
-    };
+    let tls_stream =
+        match tokio::time::timeout_at(deadline, start.into_stream(config.clone())).await {
+            Ok(Ok(tls_stream)) => tls_stream,
+            Ok(Err(err)) => return refused(err),
+            Err(_) => return timed_out(),
+        };
     shared
         .metrics
         .handshakes_inbound
@@ -125,7 +140,7 @@ async fn admit(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Opti
     tracing::Span::current().record("peer_id", tracing::field::display(&id));
     let Some(app) = app else {
         tracing::debug!("tunnel from the caller");
-        return Some(Admitted::Tunnel(tls_stream, id));
+        return Some(Admitted::Tunnel(tls_stream, id, config));
     };
     if !admits(shared, &state, &id) {
         return None;
@@ -163,17 +178,25 @@ fn admits(shared: &Shared, state: &SidecarState, id: &SpiffeId) -> bool {
 }
 
 /// Serves the streams of a tunnel until its client closes it, it carried no stream for the
-/// idle timeout, or the proxy drains (GOAWAY: streams in flight finish, new ones go
-/// elsewhere). Each stream takes a connection slot and runs as a connection task of its own.
+/// idle timeout (the handshake deadline while no stream was admitted yet: a caller the
+/// intentions refuse holds its slot no longer than an unfinished handshake would), the
+/// snapshot's inbound TLS config changes (new roots, leaf or trust: new streams need a new
+/// handshake under them), or the proxy drains. Each time it sends GOAWAY: streams in flight
+/// finish, new ones go to a new connection. Each stream takes a connection slot and runs as a
+/// connection task of its own.
 async fn serve_tunnel(
     shared: Arc<Shared>,
     lm: Arc<ListenerMetrics>,
     conns: Arc<Connections>,
     stop: CancellationToken,
-    tls_stream: TlsStream<TcpStream>,
-    caller: SpiffeId,
+    tunnel: Tunnel,
     span: tracing::Span,
 ) {
+    let Tunnel {
+        tls_stream,
+        caller,
+        config,
+    } = tunnel;
     let tls_stream = tunnel::Coalesced::new(tls_stream.into());
     // The client's preface and settings, within the handshake deadline: a caller that
     // completes TLS and then says nothing holds no slot for longer.
@@ -194,16 +217,38 @@ async fn serve_tunnel(
         };
     let caller = Arc::new(caller);
     let streams = Arc::new(AtomicUsize::new(0));
-    let idle = shared.options.idle_timeout;
+    let carried = Arc::new(AtomicBool::new(false));
+    let mut states = shared.states.clone();
     let mut draining = false;
     let mut idle_since = Some(Instant::now());
     loop {
+        let idle = match carried.load(Relaxed) {
+            true => shared.options.idle_timeout,
+            false => shared
+                .options
+                .idle_timeout
+                .min(shared.options.handshake_timeout),
+        };
         let tick = (idle / 4).max(Duration::from_millis(5));
         let accepted = tokio::select! {
             accepted = connection.accept() => accepted,
             _ = stop.cancelled(), if !draining => {
                 draining = true;
                 connection.graceful_shutdown();
+                continue;
+            }
+            changed = states.changed(), if !draining => {
+                let same = changed.is_ok()
+                    && states
+                        .borrow_and_update()
+                        .as_ref()
+                        .and_then(|state| state.tunnel_server.as_ref())
+                        .is_some_and(|current| Arc::ptr_eq(current, &config));
+                if !same {
+                    draining = true;
+                    span.in_scope(|| tracing::debug!("inbound TLS config changed; tunnel closing"));
+                    connection.graceful_shutdown();
+                }
                 continue;
             }
             _ = tokio::time::sleep(tick), if !draining => {
@@ -236,6 +281,7 @@ async fn serve_tunnel(
         };
         lm.accepted.fetch_add(1, Relaxed);
         streams.fetch_add(1, Relaxed);
+        idle_since = None;
         let stream = serve_stream(
             shared.clone(),
             lm.clone(),
@@ -243,6 +289,7 @@ async fn serve_tunnel(
             request.into_body(),
             respond,
             span.clone(),
+            carried.clone(),
         );
         let streams = streams.clone();
         conns.spawn(Box::pin(async move {
@@ -263,6 +310,7 @@ async fn serve_stream(
     rx: h2::RecvStream,
     mut respond: h2::server::SendResponse<bytes::Bytes>,
     tunnel: tracing::Span,
+    carried: Arc<AtomicBool>,
 ) {
     let span = tracing::info_span!(parent: &tunnel, "stream");
     let answer = |status| http::Response::builder().status(status).body(());
@@ -295,6 +343,7 @@ async fn serve_stream(
         }
     };
     shared.metrics.tunnel_streams_inbound.fetch_add(1, Relaxed);
+    carried.store(true, Relaxed);
     let stream = tunnel::Stream::new(tx, rx);
     let end = copy_streams(stream, app, &lm, shared.options.idle_timeout).await;
     log_end(&span, end);
