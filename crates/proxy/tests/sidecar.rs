@@ -992,7 +992,8 @@ async fn a_tunnel_that_carried_nothing_is_closed_at_the_handshake_deadline() {
     assert_eq!(answer.status(), http::StatusCode::FORBIDDEN);
     let started = tokio::time::Instant::now();
     drop(send);
-    tokio::time::timeout(Duration::from_secs(5), connection)
+    // Closed by the server: the connection's end (an error or a clean close) is all we need.
+    let _ = tokio::time::timeout(Duration::from_secs(5), connection)
         .await
         .expect("the tunnel still open after 5 s (the idle timeout is 30 s)")
         .expect("connection task");
