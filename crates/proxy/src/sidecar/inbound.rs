@@ -50,13 +50,8 @@ pub(crate) async fn serve(
             let end = copy_streams(tls_stream, app, &lm, shared.options.idle_timeout).await;
             log_end(&span, end);
         }
-        Admitted::Tunnel(tls_stream, caller, config) => {
-            let tunnel = Tunnel {
-                tls_stream,
-                caller,
-                config,
-            };
-            serve_tunnel(shared, lm, conns, stop, tunnel, span).await
+        Admitted::Tunnel(tls_stream, caller) => {
+            serve_tunnel(shared, lm, conns, stop, tls_stream, caller, span).await
         }
     }
 }
@@ -65,17 +60,8 @@ pub(crate) async fn serve(
 enum Admitted {
     /// One connection, admitted by the intentions, and the app dialled for it.
     Connection(TlsStream<TcpStream>, TcpStream),
-    /// A tunnel: each of its streams is admitted (and the app dialled) on its own; the TLS
-    /// config it was accepted with.
-    Tunnel(TlsStream<TcpStream>, SpiffeId, Arc<rustls::ServerConfig>),
-}
-
-/// An accepted tunnel: its connection, its caller's verified identity and the inbound TLS
-/// config (of the snapshot) that verified it.
-struct Tunnel {
-    tls_stream: TlsStream<TcpStream>,
-    caller: SpiffeId,
-    config: Arc<rustls::ServerConfig>,
+    /// A tunnel: each of its streams is admitted (and the app dialled) on its own.
+    Tunnel(TlsStream<TcpStream>, SpiffeId),
 }
 
 /// Completes the handshake and, for a connection of its own, dials the app and checks the
@@ -120,12 +106,11 @@ async fn admit(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Opti
             Some(dial_app(shared, lm, &state).await?),
         ),
     };
-    let tls_stream =
-        match tokio::time::timeout_at(deadline, start.into_stream(config.clone())).await {
-            Ok(Ok(tls_stream)) => tls_stream,
-            Ok(Err(err)) => return refused(err),
-            Err(_) => return timed_out(),
-        };
+    let tls_stream = match tokio::time::timeout_at(deadline, start.into_stream(config)).await {
+        Ok(Ok(tls_stream)) => tls_stream,
+        Ok(Err(err)) => return refused(err),
+        Err(_) => return timed_out(),
+    };
     shared
         .metrics
         .handshakes_inbound
@@ -140,7 +125,7 @@ async fn admit(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Opti
     tracing::Span::current().record("peer_id", tracing::field::display(&id));
     let Some(app) = app else {
         tracing::debug!("tunnel from the caller");
-        return Some(Admitted::Tunnel(tls_stream, id, config));
+        return Some(Admitted::Tunnel(tls_stream, id));
     };
     if !admits(shared, &state, &id) {
         return None;
@@ -179,24 +164,19 @@ fn admits(shared: &Shared, state: &SidecarState, id: &SpiffeId) -> bool {
 
 /// Serves the streams of a tunnel until its client closes it, it carried no stream for the
 /// idle timeout (the handshake deadline while no stream was admitted yet: a caller the
-/// intentions refuse holds its slot no longer than an unfinished handshake would), the
-/// snapshot's inbound TLS config changes (new roots, leaf or trust: new streams need a new
-/// handshake under them), or the proxy drains. Each time it sends GOAWAY: streams in flight
-/// finish, new ones go to a new connection. Each stream takes a connection slot and runs as a
+/// intentions refuse holds its slot no longer than an unfinished handshake would), or the
+/// proxy drains. Each time it sends GOAWAY: streams in flight finish, new ones go to a new
+/// connection. Each stream takes a connection slot and runs as a
 /// connection task of its own.
 async fn serve_tunnel(
     shared: Arc<Shared>,
     lm: Arc<ListenerMetrics>,
     conns: Arc<Connections>,
     stop: CancellationToken,
-    tunnel: Tunnel,
+    tls_stream: TlsStream<TcpStream>,
+    caller: SpiffeId,
     span: tracing::Span,
 ) {
-    let Tunnel {
-        tls_stream,
-        caller,
-        config,
-    } = tunnel;
     let tls_stream = tunnel::Coalesced::new(tls_stream.into());
     // The client's preface and settings, within the handshake deadline: a caller that
     // completes TLS and then says nothing holds no slot for longer.
@@ -218,7 +198,6 @@ async fn serve_tunnel(
     let caller = Arc::new(caller);
     let streams = Arc::new(AtomicUsize::new(0));
     let carried = Arc::new(AtomicBool::new(false));
-    let mut states = shared.states.clone();
     let mut draining = false;
     let mut idle_since = Some(Instant::now());
     loop {
@@ -235,20 +214,6 @@ async fn serve_tunnel(
             _ = stop.cancelled(), if !draining => {
                 draining = true;
                 connection.graceful_shutdown();
-                continue;
-            }
-            changed = states.changed(), if !draining => {
-                let same = changed.is_ok()
-                    && states
-                        .borrow_and_update()
-                        .as_ref()
-                        .and_then(|state| state.tunnel_server.as_ref())
-                        .is_some_and(|current| Arc::ptr_eq(current, &config));
-                if !same {
-                    draining = true;
-                    span.in_scope(|| tracing::debug!("inbound TLS config changed; tunnel closing"));
-                    connection.graceful_shutdown();
-                }
                 continue;
             }
             _ = tokio::time::sleep(tick), if !draining => {
