@@ -891,19 +891,7 @@ async fn a_tunnel_without_a_preface_is_closed_at_the_handshake_deadline() {
         sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]),
     )
     .await;
-    let leaf = pki.leaf("dc1", "web");
-    let web = Identity::from_pem(&leaf.cert_chain_pem, &leaf.key_pem.0).expect("identity");
-    let roots = Roots::from_pems(&pki.roots()).expect("roots");
-    let config = tls::client_config(Some(&web), &roots, Expect::Exact(pki.id("dc1", "api")))
-        .expect("config");
-    let mut config = (*config).clone();
-    config.alpn_protocols = vec![b"strait-tunnel/1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(api.public()).await.expect("connect");
-    let name =
-        rustls::pki_types::ServerName::try_from(strait_snapshot::service_sni("api", "dc1", TD))
-            .expect("sni");
-    let mut stream = connector.connect(name, tcp).await.expect("handshake");
+    let mut stream = tunnel_client(&pki, &api).await;
     assert_eq!(
         stream.get_ref().1.alpn_protocol(),
         Some(&b"strait-tunnel/1"[..])
@@ -956,19 +944,7 @@ async fn a_tunnel_that_carried_nothing_is_closed_at_the_handshake_deadline() {
         snapshot,
     )
     .await;
-    let leaf = pki.leaf("dc1", "web");
-    let web = Identity::from_pem(&leaf.cert_chain_pem, &leaf.key_pem.0).expect("identity");
-    let roots = Roots::from_pems(&pki.roots()).expect("roots");
-    let config = tls::client_config(Some(&web), &roots, Expect::Exact(pki.id("dc1", "api")))
-        .expect("config");
-    let mut config = (*config).clone();
-    config.alpn_protocols = vec![b"strait-tunnel/1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(api.public()).await.expect("connect");
-    let name =
-        rustls::pki_types::ServerName::try_from(strait_snapshot::service_sni("api", "dc1", TD))
-            .expect("sni");
-    let tls = connector.connect(name, tcp).await.expect("handshake");
+    let tls = tunnel_client(&pki, &api).await;
     let (send, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
     let connection = tokio::spawn(connection);
     let mut send = send.ready().await.expect("ready");
@@ -994,4 +970,21 @@ async fn a_tunnel_that_carried_nothing_is_closed_at_the_handshake_deadline() {
     })
     .await;
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A TLS client of `api`'s public listener as "web", offering a tunnel (its ALPN protocol).
+async fn tunnel_client(pki: &Pki, api: &Running) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let leaf = pki.leaf("dc1", "web");
+    let web = Identity::from_pem(&leaf.cert_chain_pem, &leaf.key_pem.0).expect("identity");
+    let roots = Roots::from_pems(&pki.roots()).expect("roots");
+    let config = tls::client_config(Some(&web), &roots, Expect::Exact(pki.id("dc1", "api")))
+        .expect("config");
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"strait-tunnel/1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(api.public()).await.expect("connect");
+    let name =
+        rustls::pki_types::ServerName::try_from(strait_snapshot::service_sni("api", "dc1", TD))
+            .expect("sni");
+    connector.connect(name, tcp).await.expect("handshake")
 }
