@@ -107,8 +107,12 @@ pub(crate) fn uri_sans(cert: &X509Certificate<'_>) -> Result<Vec<String>> {
 
 /// The leaf's identity: exactly one URI SAN, and it must be a valid SpiffeId.
 pub(crate) fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId> {
-    let cert = parse_der(der)?;
-    let uris = uri_sans(&cert)?;
+    spiffe_id_of_cert(&parse_der(der)?)
+}
+
+/// [`spiffe_id_of`] of a parsed certificate.
+pub(crate) fn spiffe_id_of_cert(cert: &X509Certificate<'_>) -> Result<SpiffeId> {
+    let uris = uri_sans(cert)?;
     match uris.as_slice() {
         [one] => one.parse(),
         [] => Err(IdentityError::invalid(

@@ -11,7 +11,7 @@ use crate::ca::{cert_info, generate_key_and_csr, CaCert};
 use crate::testing::{issue_identity, test_ca, test_intermediate};
 use crate::tls::{
     client_config, dangerous_unverified_client_config, failure_reason, peer_identity,
-    server_config, ClientAuth, Expect, Identity, Roots, TlsFailure,
+    peer_identity_until, server_config, ClientAuth, Expect, Identity, Roots, TlsFailure,
 };
 use crate::SpiffeId;
 
@@ -94,6 +94,18 @@ fn root_signed_mutual_tls_and_peer_identity() {
     assert!(out.ok(), "{out:?}");
     assert_eq!(peer_identity(&s), Some(api));
     assert_eq!(peer_identity(&c), Some(web));
+    // Each side knows until when the other's certificate holds: the leaf's not_after.
+    let chain = |conn: &rustls::CommonState| conn.peer_certificates().unwrap()[0].clone();
+    for conn in [&*s, &*c] {
+        let not_after = crate::certinfo::cert_info_der(&chain(conn))
+            .unwrap()
+            .not_after_unix;
+        let (id, at) = peer_identity_until(conn).unwrap();
+        assert_eq!(Some(id), peer_identity(conn));
+        let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs as i64, not_after);
+        assert!(at > std::time::SystemTime::now());
+    }
     // provider(): AES-128-GCM/SHA-256 first on both ends, X25519 first.
     let suite = c.negotiated_cipher_suite().map(|s| s.suite());
     assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));

@@ -13,7 +13,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, TrustAnchor};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{CipherSuite, ClientConfig, CommonState, ServerConfig};
 
-use crate::certinfo::{cert_info_der, certs_from_pem, parse_der, spiffe_id_of, uri_sans};
+use crate::certinfo::{
+    cert_info_der, certs_from_pem, parse_der, spiffe_id_of, spiffe_id_of_cert, uri_sans,
+};
 use crate::error::{IdentityError, Result};
 use crate::spiffe::{parse_trust_domain_uri, SpiffeId};
 use crate::verify::{Accept, AcceptAnyServer, ClientVerifier, ServerVerifier, SpiffeVerifier};
@@ -298,4 +300,21 @@ pub fn peer_identity(conn: &CommonState) -> Option<SpiffeId> {
     }
     let leaf = conn.peer_certificates()?.first()?;
     spiffe_id_of(leaf).ok()
+}
+
+/// The verified peer's SPIFFE ID and when its certificate expires, after a completed
+/// handshake (None when the peer sent no certificate); one parse for both. A resumed
+/// session brings the certificate of its first handshake, which rustls does not verify
+/// again: a caller of this checks the expiry itself.
+pub fn peer_identity_until(conn: &CommonState) -> Option<(SpiffeId, std::time::SystemTime)> {
+    if conn.is_handshaking() {
+        return None;
+    }
+    let cert = parse_der(conn.peer_certificates()?.first()?).ok()?;
+    let id = spiffe_id_of_cert(&cert).ok()?;
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+    Some((
+        id,
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+    ))
 }

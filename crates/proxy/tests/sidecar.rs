@@ -988,3 +988,297 @@ async fn tunnel_client(pki: &Pki, api: &Running) -> tokio_rustls::client::TlsStr
             .expect("sni");
     connector.connect(name, tcp).await.expect("handshake")
 }
+
+/// An app whose connections starting with `S` are never read (their reader stopped) and the
+/// others echoed.
+async fn stalling_server() -> SocketAddr {
+    let listener = TcpListener::bind(ANY).await.expect("bind");
+    let local = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut first = [0u8; 1];
+                if stream.read_exact(&mut first).await.is_err() || first[0] == b'S' {
+                    return std::future::pending::<()>().await;
+                }
+                let (mut r, mut w) = stream.split();
+                let _ = w.write_all(&first).await;
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    local
+}
+
+/// Connections whose apps stopped reading hold only their own streams' windows: five of them
+/// (more than the 8 MiB stream windows would fill of a shared 32 MiB tunnel window) leave the
+/// other connections of their tunnel moving, as separate TCP connections would.
+#[tokio::test]
+async fn stalled_connections_do_not_hold_back_the_others_of_their_tunnel() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let app = stalling_server().await;
+    let api = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc1", "api", app, vec![]),
+    )
+    .await;
+    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
+    let web = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc1", "web", app, vec![up]),
+    )
+    .await;
+    let addr = web.upstream("api", "dc1");
+    // The tunnel, set up by a first connection.
+    assert_eq!(round_trip(addr, b"E").await.expect("first"), b"E");
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let written = written.clone();
+        writers.spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            stream.write_all(b"S").await.expect("first byte");
+            let chunk = vec![7u8; 64 * 1024];
+            loop {
+                stream.write_all(&chunk).await.expect("write");
+                written.fetch_add(chunk.len(), Relaxed);
+            }
+        });
+    }
+    // Until the writers stop moving: every stalled stream's window is full.
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = written.load(Relaxed);
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+    }
+    assert!(last > 40 << 20, "{last} bytes written before the stall");
+    let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    let mut message = b"E".to_vec();
+    message.extend_from_slice(&payload);
+    let back = tokio::time::timeout(Duration::from_secs(10), round_trip(addr, &message))
+        .await
+        .expect("a connection beside the stalled ones still moves")
+        .expect("round trip");
+    assert!(back == message, "bytes changed");
+    assert_eq!(
+        handshakes_and_streams(&api, &web),
+        [(1, 0, 7), (1, 0, 7)],
+        "all on one tunnel"
+    );
+    writers.abort_all();
+}
+
+/// A stream the server refuses at its connection cap (`REFUSED_STREAM`) fails that
+/// connection only: the tunnel stays and carries the next connection, with no new handshake.
+#[tokio::test]
+async fn a_stream_refused_at_the_connection_cap_keeps_its_tunnel() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    // The tunnel's connection and one stream.
+    let api = sidecar(
+        Options {
+            max_connections: 2,
+            ..options()
+        },
+        sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]),
+    )
+    .await;
+    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
+    let web = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
+    )
+    .await;
+    let addr = web.upstream("api", "dc1");
+    let mut held = TcpStream::connect(addr).await.expect("connect");
+    held.write_all(b"held").await.expect("write");
+    let mut buf = [0u8; 4];
+    held.read_exact(&mut buf).await.expect("echo");
+    let refused = round_trip(addr, b"refused").await;
+    assert!(refused.map_or(true, |b| b.is_empty()), "over the cap");
+    let inbound = api.handle.metrics().listener("inbound");
+    assert_eq!(inbound.rejected_max_connections.load(Relaxed), 1);
+    drop(held);
+    eventually("the held stream's slot given back", || async {
+        inbound.active.load(Relaxed) == 1
+    })
+    .await;
+    assert_eq!(round_trip(addr, b"next").await.expect("next"), b"next");
+    assert_eq!(
+        handshakes_and_streams(&api, &web),
+        [(1, 0, 2), (1, 0, 2)],
+        "the tunnel kept: one handshake for the three connections"
+    );
+}
+
+/// New trust roots on the server end its tunnels for new streams (GOAWAY): the callers'
+/// identities were verified under the old ones. A connection in flight goes on; the next one
+/// gets a new tunnel (a new handshake, verified under the new roots), without a failure.
+#[tokio::test]
+async fn a_tunnel_takes_no_new_streams_once_the_trust_roots_change() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    let api = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]),
+    )
+    .await;
+    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
+    let web = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
+    )
+    .await;
+    let addr = web.upstream("api", "dc1");
+    let mut held = TcpStream::connect(addr).await.expect("connect");
+    let mut buf = [0u8; 3];
+    held.write_all(b"one").await.expect("write");
+    held.read_exact(&mut buf).await.expect("echo");
+
+    // A second root joins the bundle (a CA rotation begins).
+    let mut next = sidecar_snapshot(&pki, 2, "dc1", "api", echo, vec![]);
+    next.roots_pem.extend(Pki::new(TD).roots());
+    next.roots_pem.sort();
+    api.tx.send_replace(Some(Arc::new(next)));
+    eventually("snapshot 2 applied", || async {
+        api.handle.metrics().snapshots_applied.load(Relaxed) == 2
+    })
+    .await;
+    assert_eq!(round_trip(addr, b"two").await.expect("after"), b"two");
+    held.write_all(b"one").await.expect("write in flight");
+    held.read_exact(&mut buf)
+        .await
+        .expect("the stream in flight goes on");
+    let [(full, resumed, _), _] = handshakes_and_streams(&api, &web);
+    assert_eq!(full + resumed, 2, "a new tunnel for the new stream");
+    let out = web.handle.metrics().listener("outbound:api@dc1");
+    assert_eq!(out.connect_errors.load(Relaxed), 0);
+}
+
+/// A tunnel takes new streams only while its caller's certificate is valid: once it
+/// expires, the server closes the tunnel for new streams (GOAWAY), and the caller's next
+/// connection needs a new handshake, which the expired certificate fails.
+#[tokio::test]
+async fn a_tunnel_takes_no_new_streams_once_its_callers_certificate_expires() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    let api = sidecar(
+        options(),
+        sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]),
+    )
+    .await;
+    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
+    let mut snapshot = sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]);
+    snapshot.leaf = short_leaf(&pki, "web");
+    let web = sidecar(options(), snapshot).await;
+    let addr = web.upstream("api", "dc1");
+    let mut held = TcpStream::connect(addr).await.expect("connect");
+    let mut buf = [0u8; 3];
+    held.write_all(b"one").await.expect("write");
+    held.read_exact(&mut buf).await.expect("echo");
+
+    let m = api.handle.metrics();
+    eventually("the expired caller's next handshake refused", || async {
+        let _ = round_trip(addr, b"two").await;
+        m.handshake_inbound.get("expired") >= 1
+    })
+    .await;
+    held.write_all(b"one").await.expect("write in flight");
+    held.read_exact(&mut buf)
+        .await
+        .expect("the stream in flight goes on");
+    assert_eq!(handshakes_and_streams(&api, &web)[1].0, 1, "one tunnel");
+}
+
+/// A tunnel carries at most 100 streams at once: the 101st connection opens a second
+/// tunnel to the same endpoint (resumed), and both carry their connections.
+#[tokio::test]
+async fn the_101st_concurrent_connection_opens_a_second_tunnel() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let (api, web) = pair(&pki).await;
+    let addr = web.upstream("api", "dc1");
+    let mut held = Vec::new();
+    for i in 0..101u32 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let message = i.to_be_bytes();
+        stream.write_all(&message).await.expect("write");
+        let mut back = [0u8; 4];
+        stream.read_exact(&mut back).await.expect("echo");
+        assert_eq!(back, message);
+        held.push(stream);
+    }
+    assert_eq!(
+        handshakes_and_streams(&api, &web),
+        [(1, 1, 101), (1, 1, 101)],
+        "two tunnels for 101 streams"
+    );
+    let inbound = api.handle.metrics().listener("inbound");
+    assert_eq!(
+        inbound.active.load(Relaxed),
+        2 + 101,
+        "two tunnels, 101 streams"
+    );
+}
+
+/// A leaf for `service` in dc1 that expires in two seconds.
+fn short_leaf(pki: &Pki, service: &str) -> strait_snapshot::Leaf {
+    let id = pki.id("dc1", service);
+    let (key, csr) = generate_key_and_csr(&id).expect("csr");
+    let now = time::OffsetDateTime::now_utc();
+    let issued = pki
+        .ca
+        .sign_leaf_with_validity(
+            &csr,
+            &id,
+            now - time::Duration::minutes(1),
+            now + time::Duration::seconds(2),
+        )
+        .expect("short leaf");
+    let chain = pki.ca.leaf_chain_pem(&issued.cert_pem).expect("chain");
+    leaf_from(chain, key, &id)
+}
+
+/// A session resumed after the upstream's certificate expired is refused by the caller
+/// (rustls does not verify a resumed session's certificate again): the connection fails as
+/// a handshake with an expired certificate would.
+#[tokio::test]
+async fn a_resumed_session_with_an_expired_upstream_certificate_is_refused() {
+    init_tracing();
+    let pki = Pki::new(TD);
+    let echo = echo_server().await;
+    let mut snapshot = sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]);
+    snapshot.leaf = short_leaf(&pki, "api");
+    let api = sidecar(options(), snapshot).await;
+    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
+    let web = sidecar(
+        Options {
+            multiplex: false,
+            ..options()
+        },
+        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
+    )
+    .await;
+    let addr = web.upstream("api", "dc1");
+    assert_eq!(round_trip(addr, b"one").await.expect("valid"), b"one");
+    let m = web.handle.metrics();
+    eventually("the expired upstream refused on resumption", || async {
+        let _ = round_trip(addr, b"two").await;
+        m.handshake_outbound.get("expired") >= 1
+    })
+    .await;
+    assert_eq!(
+        m.handshakes_outbound.full.load(Relaxed),
+        1,
+        "never a new full handshake"
+    );
+}

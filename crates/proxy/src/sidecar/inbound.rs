@@ -23,7 +23,7 @@ use crate::reason::HandshakeFailure;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use strait_identity::tls::{self, TlsFailure};
 use strait_identity::SpiffeId;
 use tokio::net::TcpStream;
@@ -50,8 +50,8 @@ pub(crate) async fn serve(
             let end = copy_streams(tls_stream, app, &lm, shared.options.idle_timeout).await;
             log_end(&span, end);
         }
-        Admitted::Tunnel(tls_stream, caller) => {
-            serve_tunnel(shared, lm, conns, stop, tls_stream, caller, span).await
+        Admitted::Tunnel(tls_stream, verified) => {
+            serve_tunnel(shared, lm, conns, stop, tls_stream, verified, span).await
         }
     }
 }
@@ -61,7 +61,15 @@ enum Admitted {
     /// One connection, admitted by the intentions, and the app dialled for it.
     Connection(TlsStream<TcpStream>, TcpStream),
     /// A tunnel: each of its streams is admitted (and the app dialled) on its own.
-    Tunnel(TlsStream<TcpStream>, SpiffeId),
+    Tunnel(TlsStream<TcpStream>, Verified),
+}
+
+/// What a tunnel's handshake verified of its caller, and until when it holds: the tunnel
+/// takes new streams until the caller's certificate expires or the trust roots change.
+struct Verified {
+    caller: SpiffeId,
+    roots_pem: Vec<String>,
+    not_after: SystemTime,
 }
 
 /// Completes the handshake and, for a connection of its own, dials the app and checks the
@@ -115,17 +123,32 @@ async fn admit(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Opti
         .metrics
         .handshakes_inbound
         .count(tls_stream.get_ref().1);
-    let Some(id) = tls::peer_identity(tls_stream.get_ref().1) else {
+    let Some((id, not_after)) = tls::peer_identity_until(tls_stream.get_ref().1) else {
         // ClientAuth::Required makes this unreachable; refuse rather than forward anonymously.
         let no_certificate = HandshakeFailure::Tls(TlsFailure::NoCertificate);
         shared.metrics.handshake_inbound.inc(&no_certificate);
         tracing::warn!("handshake completed without a peer identity; closed");
         return None;
     };
+    if not_after <= SystemTime::now() {
+        // A resumed session: its certificate was verified at the first handshake, when it
+        // was still valid.
+        shared
+            .metrics
+            .handshake_inbound
+            .inc(&HandshakeFailure::Tls(TlsFailure::Expired));
+        tracing::info!(peer_id = %id, "caller's certificate expired (resumed session); refused");
+        return None;
+    }
     tracing::Span::current().record("peer_id", tracing::field::display(&id));
     let Some(app) = app else {
         tracing::debug!("tunnel from the caller");
-        return Some(Admitted::Tunnel(tls_stream, id));
+        let verified = Verified {
+            caller: id,
+            roots_pem: state.roots_pem.clone(),
+            not_after,
+        };
+        return Some(Admitted::Tunnel(tls_stream, verified));
     };
     if !admits(shared, &state, &id) {
         return None;
@@ -164,17 +187,18 @@ fn admits(shared: &Shared, state: &SidecarState, id: &SpiffeId) -> bool {
 
 /// Serves the streams of a tunnel until its client closes it, it carried no stream for the
 /// idle timeout (the handshake deadline while no stream was admitted yet: a caller the
-/// intentions refuse holds its slot no longer than an unfinished handshake would), or the
-/// proxy drains. Each time it sends GOAWAY: streams in flight finish, new ones go to a new
-/// connection. Each stream takes a connection slot and runs as a
-/// connection task of its own.
+/// intentions refuse holds its slot no longer than an unfinished handshake would), the
+/// proxy drains, the trust roots change or the caller's certificate expires (what the
+/// handshake verified no longer holds). Each time it sends GOAWAY: streams in flight finish,
+/// new ones go to a new connection, verified anew. Each stream takes a connection slot and
+/// runs as a connection task of its own.
 async fn serve_tunnel(
     shared: Arc<Shared>,
     lm: Arc<ListenerMetrics>,
     conns: Arc<Connections>,
     stop: CancellationToken,
     tls_stream: TlsStream<TcpStream>,
-    caller: SpiffeId,
+    verified: Verified,
     span: tracing::Span,
 ) {
     let tls_stream = tunnel::Coalesced::new(tls_stream.into());
@@ -195,7 +219,16 @@ async fn serve_tunnel(
                 return;
             }
         };
-    let caller = Arc::new(caller);
+    let caller = Arc::new(verified.caller);
+    let expires = verified
+        .not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let expiry = tokio::time::sleep(expires);
+    tokio::pin!(expiry);
+    let mut states = shared.states.clone();
+    states.mark_unchanged();
+    let mut watching = true;
     let streams = Arc::new(AtomicUsize::new(0));
     let carried = Arc::new(AtomicBool::new(false));
     let mut draining = false;
@@ -213,6 +246,25 @@ async fn serve_tunnel(
             accepted = connection.accept() => accepted,
             _ = stop.cancelled(), if !draining => {
                 draining = true;
+                connection.graceful_shutdown();
+                continue;
+            }
+            changed = states.changed(), if watching && !draining => {
+                watching = changed.is_ok();
+                let roots_changed = states
+                    .borrow_and_update()
+                    .as_ref()
+                    .is_some_and(|state| state.roots_pem != verified.roots_pem);
+                if roots_changed {
+                    draining = true;
+                    span.in_scope(|| tracing::info!("trust roots changed; tunnel closing for new streams"));
+                    connection.graceful_shutdown();
+                }
+                continue;
+            }
+            _ = &mut expiry, if !draining => {
+                draining = true;
+                span.in_scope(|| tracing::info!("caller's certificate expired; tunnel closing for new streams"));
                 connection.graceful_shutdown();
                 continue;
             }

@@ -205,20 +205,14 @@ async fn dial_target(
             continue;
         }
         let done = |upstream| connected(passive.is_some(), target, index, endpoint, upstream);
-        let limit = |deadline: Instant| {
-            options
-                .upstream_handshake_timeout
-                .min(deadline.saturating_duration_since(Instant::now()))
-                .max(Duration::from_millis(1))
-        };
-        if let Some(pooled) = target.tunnels[index].get(options.tunnel_max_age) {
+        if let Some((pooled, slot)) = target.tunnels[index].get(options.tunnel_max_age) {
+            let limit = limit(options, deadline);
             let opened =
-                tokio::time::timeout(limit(deadline), open_stream(shared, target, pooled.send))
-                    .await;
+                tokio::time::timeout(limit, open_stream(shared, target, pooled.send, slot)).await;
             match opened {
                 Ok(Ok(stream)) => return done(Upstream::Tunnel(stream)),
                 Ok(Err(OpenError::Tunnel(err))) => {
-                    // Closed by its server after idling, or cut: a new connection may work.
+                    // Closed by its server (idle, draining) or cut: a new connection may work.
                     target.tunnels[index].remove(pooled.generation);
                     tracing::debug!(%endpoint, %err, "tunnel closed; dialling a new connection");
                 }
@@ -236,75 +230,133 @@ async fn dial_target(
                 }
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Dialled::Failed;
-        }
-        let tcp = match connect(endpoint, options.connect_timeout.min(left)).await {
-            Ok(tcp) => tcp,
-            Err(err) => {
-                lm.connect_errors.fetch_add(1, Relaxed);
-                failed(index, endpoint);
-                tracing::warn!(%endpoint, %err, "endpoint unreachable; trying the next");
-                continue;
-            }
-        };
-        let handshake = target.connector.connect(target.sni.clone(), tcp);
-        let limit = limit(deadline);
-        let tls = match tokio::time::timeout(limit, handshake).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(err)) => {
-                let reason = HandshakeFailure::of(&err);
-                shared.metrics.handshake_outbound.inc(&reason);
-                failed(index, endpoint);
-                tracing::warn!(%endpoint, reason = reason.label(), %err, "upstream handshake failed; trying the next");
-                continue;
-            }
-            Err(_) => {
-                shared
-                    .metrics
-                    .handshake_outbound
-                    .inc(&HandshakeFailure::Timeout);
-                failed(index, endpoint);
-                tracing::warn!(%endpoint, ?limit, "upstream handshake timed out; trying the next");
-                continue;
-            }
-        };
-        // Full or resumed (session tickets are on by default on both sides).
-        shared.metrics.handshakes_outbound.count(tls.get_ref().1);
-        tracing::debug!(handshake = ?tls.get_ref().1.handshake_kind(), "connected");
-        if tls.get_ref().1.alpn_protocol() != Some(tunnel::ALPN) {
-            return done(Upstream::Tls(tls));
-        }
-        let tls = tunnel::Coalesced::new(tls.into());
-        let (send, connection) = match tunnel::client_builder().handshake(tls).await {
-            Ok(pair) => pair,
-            Err(err) => {
-                failed(index, endpoint);
-                tracing::warn!(%endpoint, %err, "tunnel setup failed; trying the next");
-                continue;
-            }
-        };
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%endpoint, %err, "tunnel ended");
-            }
-        });
-        target.tunnels[index].offer(&send);
-        match tokio::time::timeout(limit, open_stream(shared, target, send)).await {
-            Ok(Ok(stream)) => return done(Upstream::Tunnel(stream)),
-            Ok(Err(OpenError::Denied)) => return denied(shared),
-            Ok(Err(err)) => {
-                failed(index, endpoint);
-                tracing::warn!(%endpoint, %err, "endpoint refused the stream; trying the next");
-            }
-            Err(_) => {
-                failed(index, endpoint);
-                tracing::warn!(%endpoint, ?limit, "no answer on a new tunnel; trying the next");
+        // A new tunnel's first stream may meet its server closing it (GOAWAY: a drain, new
+        // trust roots), before serving it: that is no failure of the endpoint, and a second
+        // new connection gets the stream served.
+        for _ in 0..2 {
+            match dial_endpoint(shared, lm, target, index, endpoint, deadline).await {
+                Attempt::Connected(upstream) => return done(upstream),
+                Attempt::Denied => return denied(shared),
+                Attempt::Failed => {
+                    failed(index, endpoint);
+                    break;
+                }
+                Attempt::Closing => {}
             }
         }
     }
     Dialled::Failed
+}
+
+/// The time one step with the endpoint may take: `--upstream-handshake-timeout`, within what
+/// is left of the upstream's attempt.
+fn limit(options: &crate::cli::Options, deadline: Instant) -> Duration {
+    options
+        .upstream_handshake_timeout
+        .min(deadline.saturating_duration_since(Instant::now()))
+        .max(Duration::from_millis(1))
+}
+
+/// What one new connection to an endpoint gave.
+#[allow(clippy::large_enum_variant)]
+enum Attempt {
+    Connected(Upstream),
+    /// The endpoint failed (logged, not counted yet).
+    Failed,
+    Denied,
+    /// A new tunnel that its server closed before serving the first stream.
+    Closing,
+}
+
+/// A new TLS connection to `endpoint`; when its server selects [`tunnel::ALPN`], it becomes
+/// one of the endpoint's tunnels and the connection a stream of it.
+async fn dial_endpoint(
+    shared: &Shared,
+    lm: &ListenerMetrics,
+    target: &TargetState,
+    index: usize,
+    endpoint: SocketAddr,
+    deadline: Instant,
+) -> Attempt {
+    let options = &shared.options;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Attempt::Failed;
+    }
+    let tcp = match connect(endpoint, options.connect_timeout.min(left)).await {
+        Ok(tcp) => tcp,
+        Err(err) => {
+            lm.connect_errors.fetch_add(1, Relaxed);
+            tracing::warn!(%endpoint, %err, "endpoint unreachable; trying the next");
+            return Attempt::Failed;
+        }
+    };
+    let handshake = target.connector.connect(target.sni.clone(), tcp);
+    let limit = limit(options, deadline);
+    let tls = match tokio::time::timeout(limit, handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(err)) => {
+            let reason = HandshakeFailure::of(&err);
+            shared.metrics.handshake_outbound.inc(&reason);
+            tracing::warn!(%endpoint, reason = reason.label(), %err, "upstream handshake failed; trying the next");
+            return Attempt::Failed;
+        }
+        Err(_) => {
+            shared
+                .metrics
+                .handshake_outbound
+                .inc(&HandshakeFailure::Timeout);
+            tracing::warn!(%endpoint, ?limit, "upstream handshake timed out; trying the next");
+            return Attempt::Failed;
+        }
+    };
+    // A resumed session brings the certificate of its first handshake, not verified again.
+    let conn = tls.get_ref().1;
+    if conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+        && strait_identity::tls::peer_identity_until(conn)
+            .is_none_or(|(_, until)| until <= std::time::SystemTime::now())
+    {
+        let expired = HandshakeFailure::Tls(strait_identity::tls::TlsFailure::Expired);
+        shared.metrics.handshake_outbound.inc(&expired);
+        tracing::warn!(%endpoint, "upstream's certificate expired (resumed session); trying the next");
+        return Attempt::Failed;
+    }
+    // Full or resumed (session tickets are on by default on both sides).
+    shared.metrics.handshakes_outbound.count(tls.get_ref().1);
+    tracing::debug!(handshake = ?tls.get_ref().1.handshake_kind(), "connected");
+    if tls.get_ref().1.alpn_protocol() != Some(tunnel::ALPN) {
+        return Attempt::Connected(Upstream::Tls(tls));
+    }
+    let tls = tunnel::Coalesced::new(tls.into());
+    let (send, connection) = match tunnel::client_builder().handshake(tls).await {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::warn!(%endpoint, %err, "tunnel setup failed; trying the next");
+            return Attempt::Failed;
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(%endpoint, %err, "tunnel ended");
+        }
+    });
+    let slot = target.tunnels[index].offer(&send, options.tunnel_max_age);
+    match tokio::time::timeout(limit, open_stream(shared, target, send, slot)).await {
+        Ok(Ok(stream)) => Attempt::Connected(Upstream::Tunnel(stream)),
+        Ok(Err(OpenError::Denied)) => Attempt::Denied,
+        Ok(Err(OpenError::Tunnel(err))) if err.is_go_away() => {
+            tracing::debug!(%endpoint, %err, "new tunnel closing before its first stream; dialling again");
+            Attempt::Closing
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(%endpoint, %err, "endpoint refused the stream; trying the next");
+            Attempt::Failed
+        }
+        Err(_) => {
+            tracing::warn!(%endpoint, ?limit, "no answer on a new tunnel; trying the next");
+            Attempt::Failed
+        }
+    }
 }
 
 /// Opens a stream to `target` on the tunnel `send`, counted.
@@ -312,8 +364,9 @@ async fn open_stream(
     shared: &Shared,
     target: &TargetState,
     send: h2::client::SendRequest<bytes::Bytes>,
+    slot: tunnel::Slot,
 ) -> Result<tunnel::Stream, OpenError> {
-    let stream = tunnel::open(send, &target.authority).await?;
+    let stream = tunnel::open(send, slot, &target.authority).await?;
     shared.metrics.tunnel_streams_outbound.fetch_add(1, Relaxed);
     Ok(stream)
 }

@@ -47,7 +47,7 @@ pub(crate) struct UpstreamState {
 pub(crate) struct TargetState {
     pub sni: ServerName<'static>,
     /// `<sni>:443`: the authority of a tunnel stream's `CONNECT` (informational).
-    pub authority: String,
+    pub authority: http::Uri,
     pub connector: TlsConnector,
     pub endpoints: Vec<SocketAddr>,
     /// Passive health of each of `endpoints` (same order); kept across snapshots.
@@ -70,6 +70,9 @@ pub(crate) struct SidecarState {
     pub tunnel_server: Option<Arc<ServerConfig>>,
     pub upstreams: Vec<UpstreamState>,
     pub intentions: Intentions,
+    /// The trust roots callers are verified against (PEM, sorted): a tunnel verified under
+    /// other roots takes no new streams.
+    pub roots_pem: Vec<String>,
 }
 
 /// Why a snapshot could not be turned into configs; the previous one stays in use.
@@ -139,16 +142,18 @@ impl SidecarState {
                     config.alpn_protocols = vec![tunnel::ALPN.to_vec()];
                     client = Arc::new(config);
                 }
-                let sni =
-                    ServerName::try_from(target.sni.clone()).map_err(|_| StateError::BadSni {
-                        version,
-                        destination: up.destination.clone(),
-                        sni: target.sni.clone(),
-                    })?;
+                let bad_sni = || StateError::BadSni {
+                    version,
+                    destination: up.destination.clone(),
+                    sni: target.sni.clone(),
+                };
+                let sni = ServerName::try_from(target.sni.clone()).map_err(|_| bad_sni())?;
+                let authority =
+                    http::Uri::try_from(format!("{}:443", target.sni)).map_err(|_| bad_sni())?;
                 let metrics = metrics.target(&listener, &target.sni);
                 targets.push(TargetState {
                     sni,
-                    authority: format!("{}:443", target.sni),
+                    authority,
                     connector: TlsConnector::from(client),
                     endpoints: target.endpoints.clone(),
                     health: metrics.endpoint_health(&target.endpoints),
@@ -180,6 +185,7 @@ impl SidecarState {
             server,
             upstreams,
             intentions: sidecar.intentions.clone(),
+            roots_pem: snapshot.roots_pem.clone(),
         })
     }
 

@@ -27,8 +27,8 @@ use std::cell::RefCell;
 use std::io;
 use std::io::Write as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -43,14 +43,19 @@ pub(crate) const ALPN: &[u8] = b"strait-tunnel/1";
 /// 8 MiB; 16 MiB gained nothing more). What a slow app has not read yet is bounded by it, as
 /// the kernel's socket buffers bounded it per connection before (`tcp_rmem`: up to 6 MiB).
 const STREAM_WINDOW: u32 = 8 << 20;
-/// Flow-control window of a whole tunnel, over all its streams.
-const TUNNEL_WINDOW: u32 = 32 << 20;
+/// Streams one tunnel carries at once; the client opens another tunnel to the same endpoint
+/// for more (the proxy's connection cap still applies per stream).
+pub(crate) const MAX_STREAMS: u32 = 100;
+/// Flow-control window of a whole tunnel, over all its streams: every stream's window at
+/// once, so that streams whose readers stopped (their apps do not read) never hold back the
+/// other streams of their tunnel, as separate connections would not. With less, four
+/// stalled 8 MiB streams stopped every connection on a 32 MiB tunnel. Memory stays bounded
+/// per stream, by [`STREAM_WINDOW`].
+const TUNNEL_WINDOW: u32 = STREAM_WINDOW * MAX_STREAMS;
 /// Largest DATA frame either side accepts: a write of the copy (up to 64 KiB) is one frame.
 /// HTTP/2 flushes after each DATA frame larger than 256 bytes, so with its default (16 KiB)
 /// a 64 KiB write took four system calls.
 const MAX_FRAME: u32 = 64 * 1024;
-/// Streams one tunnel carries at once (the proxy's connection cap still applies per stream).
-const MAX_STREAMS: u32 = 10_000;
 /// What one stream may queue for sending before its writer waits.
 const SEND_BUFFER: usize = 256 * 1024;
 /// TLS records a tunnel's connection may hold unsent ([`Coalesced`]; rustls's default is
@@ -202,12 +207,13 @@ impl AsyncWrite for Coalesced {
     }
 }
 
-/// The tunnel a target keeps open to one endpoint, if any.
+/// The tunnels a target keeps open to one endpoint: each carries at most [`MAX_STREAMS`]
+/// streams at once, and the next stream opens another one.
 #[derive(Default)]
 pub(crate) struct Pool {
-    slot: Mutex<Option<Pooled>>,
-    /// Numbers the tunnels put in `slot`, so that a failed one is removed only if it is still
-    /// the one there.
+    slots: Mutex<Vec<Pooled>>,
+    /// Numbers the tunnels put in `slots`, so that a failed one is removed only if it is
+    /// still there.
     generation: AtomicU64,
 }
 
@@ -216,56 +222,100 @@ pub(crate) struct Pooled {
     pub send: h2::client::SendRequest<Bytes>,
     pub generation: u64,
     opened: Instant,
+    /// Streams open on the tunnel (each holds a [`Slot`]).
+    streams: Arc<AtomicUsize>,
+}
+
+/// One of a tunnel's [`MAX_STREAMS`], held by a stream being opened or open on it.
+pub(crate) struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A slot of `streams`, if one is free.
+    fn take(streams: &Arc<AtomicUsize>) -> Option<Slot> {
+        streams
+            .fetch_update(Relaxed, Relaxed, |n| {
+                (n < MAX_STREAMS as usize).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(streams.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Pool {
-    /// The endpoint's tunnel, if one is open and younger than `max_age`
-    /// (`--tunnel-max-age`).
-    pub(crate) fn get(&self, max_age: Duration) -> Option<Pooled> {
-        let mut slot = strait_base::sync::lock(&self.slot);
-        if slot.as_ref()?.opened.elapsed() >= max_age {
-            *slot = None;
-        }
-        slot.clone()
+    /// A tunnel to the endpoint younger than `max_age` (`--tunnel-max-age`) with a stream
+    /// slot free, and that slot; tunnels past their age are forgotten (they end with their
+    /// last stream).
+    pub(crate) fn get(&self, max_age: Duration) -> Option<(Pooled, Slot)> {
+        let mut slots = strait_base::sync::lock(&self.slots);
+        slots.retain(|p| p.opened.elapsed() < max_age);
+        slots
+            .iter()
+            .find_map(|p| Some((p.clone(), Slot::take(&p.streams)?)))
     }
 
-    /// Keeps `send` as the endpoint's tunnel unless another one is already kept (connections
-    /// that dialled at the same moment: theirs serve their own stream, then close).
-    pub(crate) fn offer(&self, send: &h2::client::SendRequest<Bytes>) {
-        let mut slot = strait_base::sync::lock(&self.slot);
-        if slot.is_none() {
-            *slot = Some(Pooled {
-                send: send.clone(),
-                generation: self.generation.fetch_add(1, Relaxed) + 1,
-                opened: Instant::now(),
-            });
+    /// Keeps `send`, a new tunnel, unless another one with a free slot is already kept
+    /// (connections that dialled at the same moment: theirs serve their own stream, then
+    /// close); either way, a slot of it for the stream that dialled it.
+    pub(crate) fn offer(&self, send: &h2::client::SendRequest<Bytes>, max_age: Duration) -> Slot {
+        let pooled = Pooled {
+            send: send.clone(),
+            generation: self.generation.fetch_add(1, Relaxed) + 1,
+            opened: Instant::now(),
+            streams: Arc::default(),
+        };
+        let slot = Slot::take(&pooled.streams).expect("a new tunnel has free slots");
+        let mut slots = strait_base::sync::lock(&self.slots);
+        slots.retain(|p| p.opened.elapsed() < max_age);
+        let full = |p: &Pooled| p.streams.load(Relaxed) >= MAX_STREAMS as usize;
+        if slots.iter().all(full) {
+            slots.push(pooled);
         }
+        slot
     }
 
     /// Forgets the tunnel numbered `generation` (it failed).
     pub(crate) fn remove(&self, generation: u64) {
-        let mut slot = strait_base::sync::lock(&self.slot);
-        if slot.as_ref().is_some_and(|p| p.generation == generation) {
-            *slot = None;
-        }
+        strait_base::sync::lock(&self.slots).retain(|p| p.generation != generation);
     }
 }
 
 /// How opening a stream failed.
 #[derive(Debug)]
 pub(crate) enum OpenError {
-    /// The tunnel itself failed (closed, reset, refused the stream): a fresh one may work.
+    /// The tunnel failed or is closing (closed, GOAWAY, reset): the stream was not served,
+    /// and a fresh tunnel may work.
     Tunnel(h2::Error),
+    /// The server refused the stream (`REFUSED_STREAM`: at its `--max-connections`); the
+    /// tunnel itself is fine.
+    Full,
     /// The server refused the caller: denied by its intentions.
     Denied,
     /// The server answered with another status (`503`: its local app is unreachable).
     Status(http::StatusCode),
 }
 
+impl From<h2::Error> for OpenError {
+    fn from(e: h2::Error) -> OpenError {
+        match e.reason() {
+            Some(h2::Reason::REFUSED_STREAM) if e.is_reset() && e.is_remote() => OpenError::Full,
+            _ => OpenError::Tunnel(e),
+        }
+    }
+}
+
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OpenError::Tunnel(e) => write!(f, "tunnel failed: {e}"),
+            OpenError::Full => {
+                f.write_str("the upstream refused the stream (at its connection limit)")
+            }
             OpenError::Denied => f.write_str("denied by the upstream's intentions"),
             OpenError::Status(s) if *s == http::StatusCode::SERVICE_UNAVAILABLE => {
                 f.write_str("the upstream's local app is unreachable (503)")
@@ -275,24 +325,25 @@ impl std::fmt::Display for OpenError {
     }
 }
 
-/// Opens one stream on the tunnel `send`: a `CONNECT` for `authority` (informational: the
-/// server has one local app) and its answer.
+/// Opens one stream on the tunnel `send`, in the tunnel's slot `slot`: a `CONNECT` for
+/// `authority` (informational: the server has one local app) and its answer.
 pub(crate) async fn open(
     send: h2::client::SendRequest<Bytes>,
-    authority: &str,
+    slot: Slot,
+    authority: &http::Uri,
 ) -> Result<Stream, OpenError> {
-    let mut send = send.ready().await.map_err(OpenError::Tunnel)?;
-    let request = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri(authority)
-        .body(())
-        .map_err(|_| OpenError::Status(http::StatusCode::BAD_REQUEST))?;
-    let (answer, tx) = send
-        .send_request(request, false)
-        .map_err(OpenError::Tunnel)?;
-    let answer = answer.await.map_err(OpenError::Tunnel)?;
+    let mut send = send.ready().await?;
+    let mut request = http::Request::new(());
+    *request.method_mut() = http::Method::CONNECT;
+    *request.uri_mut() = authority.clone();
+    let (answer, tx) = send.send_request(request, false)?;
+    let answer = answer.await?;
     match answer.status() {
-        http::StatusCode::OK => Ok(Stream::new(tx, answer.into_body())),
+        http::StatusCode::OK => {
+            let mut stream = Stream::new(tx, answer.into_body());
+            stream.slot = Some(slot);
+            Ok(stream)
+        }
         http::StatusCode::FORBIDDEN => Err(OpenError::Denied),
         status => Err(OpenError::Status(status)),
     }
@@ -308,6 +359,8 @@ pub(crate) struct Stream {
     pending: Bytes,
     rx_done: bool,
     tx_done: bool,
+    /// The tunnel's stream slot this stream holds (client side).
+    slot: Option<Slot>,
 }
 
 impl Stream {
@@ -318,6 +371,7 @@ impl Stream {
             pending: Bytes::new(),
             rx_done: false,
             tx_done: false,
+            slot: None,
         }
     }
 }
