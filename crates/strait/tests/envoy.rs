@@ -226,6 +226,16 @@ fn envoy_lab_end_to_end() {
     // cluster and takes traffic; deregistering it removes it. No Envoy restarts.
     let gw_admin = sa("127.50.2.11:19000");
     let gw_pid = lab_pid(&lab, "secondary-gateway", "gateway");
+    // Envoy's bootstrap holds its token: read from its standard input, no file left behind.
+    let cmdline = std::fs::read_to_string(format!("/proc/{gw_pid}/cmdline")).unwrap();
+    assert!(
+        cmdline
+            .replace('\0', " ")
+            .contains("--config-path /dev/fd/0"),
+        "{cmdline}"
+    );
+    let left = std::env::temp_dir().join(format!("strait-envoy-{gw_pid}.json"));
+    assert!(!left.exists(), "{} left behind", left.display());
     let agent = sa("127.50.2.12:8500");
     let definition = r#"{"ID":"counting-2","Name":"counting","Address":"127.50.2.12","Port":9013,
         "Connect":{"SidecarService":{"Port":21013,
