@@ -6,20 +6,24 @@
 //! - The client sidecar offers the ALPN protocol [`ALPN`]; a server sidecar that knows it
 //!   selects it. Anyone else (Envoy, an older strait, a server with `--multiplex off`) selects
 //!   nothing, and the connection carries one downstream connection's bytes as before.
-//! - Each upstream target keeps one tunnel per endpoint ([`Pool`], in the target's state:
-//!   a new snapshot starts new tunnels, with the new certificate and the new expected
-//!   identity; the old ones end with their last stream). A stream is a `CONNECT` request; the
-//!   server answers it after admitting the caller's verified identity against the intentions
-//!   *of the snapshot current at that moment* (a stream is judged like a new connection) and
-//!   dialling the local app: `200` (bytes both ways, half-close by `END_STREAM`), `403`
-//!   (denied: the downstream connection is closed, nothing else tried), `503` (the app is
-//!   unreachable: the endpoint failed, the next one is tried, as a failed handshake is).
+//! - Each upstream target keeps tunnels per endpoint ([`Pool`], in the target's state: a new
+//!   snapshot starts new tunnels, with the new certificate and the new expected identity; the
+//!   old ones end with their last stream), each carrying up to [`MAX_STREAMS`] streams. A
+//!   stream is a `CONNECT` request; the server answers it after admitting the caller's
+//!   verified identity against the intentions *of the snapshot current at that moment* (a
+//!   stream is judged like a new connection) and dialling the local app: `200` (bytes both
+//!   ways, half-close by `END_STREAM`), `403` (denied: the downstream connection is closed,
+//!   nothing else tried), `503` (the app is unreachable: the endpoint failed, the next one is
+//!   tried, as a failed handshake is); `REFUSED_STREAM` (the server at its connection cap):
+//!   the endpoint failed, the tunnel is kept.
 //! - A tunnel that fails before a stream's answer (closed by its server after idling, cut by
-//!   a gateway) is dropped from the pool and the stream retried once on a fresh connection;
-//!   a stream's answer is bounded by the upstream handshake deadline, so a tunnel whose peer
-//!   went silent is passed over like a hung endpoint.
-//! - The server closes a tunnel that carried no stream for the idle timeout, and on drain
-//!   sends GOAWAY: streams in flight finish, new ones go to a new connection.
+//!   a gateway) is dropped from the pool and the stream retried on a fresh connection (twice
+//!   if that one's server closes it at once: GOAWAY); a stream's answer is bounded by the
+//!   upstream handshake deadline, so a tunnel whose peer went silent is passed over like a
+//!   hung endpoint.
+//! - The server closes a tunnel that carried no stream for the idle timeout, and sends GOAWAY
+//!   on drain, when its trust roots change and when the caller's certificate expires: streams
+//!   in flight finish, new ones go to a new connection, verified anew.
 
 use bytes::{Buf, Bytes};
 use h2::{RecvStream, SendStream};
@@ -256,7 +260,7 @@ impl Pool {
         slots.retain(|p| p.opened.elapsed() < max_age);
         slots
             .iter()
-            .find_map(|p| Some((p.clone(), Slot::take(&p.streams)?)))
+            .find_map(|p| Slot::take(&p.streams).map(|slot| (p.clone(), slot)))
     }
 
     /// Keeps `send`, a new tunnel, unless another one with a free slot is already kept
