@@ -226,8 +226,8 @@ async fn serve_tunnel(
         .unwrap_or_default();
     let expiry = tokio::time::sleep(expires);
     tokio::pin!(expiry);
+    // Not marked seen: a snapshot applied since `admit` read the roots is compared too.
     let mut states = shared.states.clone();
-    states.mark_unchanged();
     let mut watching = true;
     let streams = Arc::new(AtomicUsize::new(0));
     let carried = Arc::new(AtomicBool::new(false));
