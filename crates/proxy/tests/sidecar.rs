@@ -74,24 +74,22 @@ async fn pair(pki: &Pki) -> (Running, Running) {
 
 /// [`pair`], with tunnels on or off (`--multiplex`) on each side.
 async fn pair_multiplexed(pki: &Pki, api_tunnels: bool, web_tunnels: bool) -> (Running, Running) {
-    let echo = echo_server().await;
-    let api = sidecar(
-        Options {
-            multiplex: api_tunnels,
-            ..options()
-        },
-        sidecar_snapshot(pki, 1, "dc1", "api", echo, vec![]),
-    )
-    .await;
+    let api = Options {
+        multiplex: api_tunnels,
+        ..options()
+    };
+    let web = Options {
+        multiplex: web_tunnels,
+        ..options()
+    };
+    pair_with(pki, echo_server().await, api, web).await
+}
+
+/// "api" in dc1 fronting `app`, "web" in dc1 with an upstream to it, each with its options.
+async fn pair_with(pki: &Pki, app: SocketAddr, api: Options, web: Options) -> (Running, Running) {
+    let api = sidecar(api, sidecar_snapshot(pki, 1, "dc1", "api", app, vec![])).await;
     let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
-    let web = sidecar(
-        Options {
-            multiplex: web_tunnels,
-            ..options()
-        },
-        sidecar_snapshot(pki, 1, "dc1", "web", echo, vec![up]),
-    )
-    .await;
+    let web = sidecar(web, sidecar_snapshot(pki, 1, "dc1", "web", app, vec![up])).await;
     (api, web)
 }
 
@@ -779,21 +777,11 @@ async fn each_stream_of_a_tunnel_is_judged_by_the_intentions_current_then() {
 async fn one_tunnel_carries_concurrent_connections_and_is_replaced_once_closed_idle() {
     init_tracing();
     let pki = Pki::new(TD);
-    let echo = echo_server().await;
-    let api = sidecar(
-        Options {
-            idle_timeout: Duration::from_millis(300),
-            ..options()
-        },
-        sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]),
-    )
-    .await;
-    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
-    let web = sidecar(
-        options(),
-        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
-    )
-    .await;
+    let quick_idle = Options {
+        idle_timeout: Duration::from_millis(300),
+        ..options()
+    };
+    let (api, web) = pair_with(&pki, echo_server().await, quick_idle, options()).await;
     let addr = web.upstream("api", "dc1");
     // The first connection sets the tunnel up; the others share it.
     assert_eq!(round_trip(addr, b"first").await.expect("first"), b"first");
@@ -841,21 +829,11 @@ async fn one_tunnel_carries_concurrent_connections_and_is_replaced_once_closed_i
 async fn a_tunnel_past_its_max_age_is_replaced_for_new_connections() {
     init_tracing();
     let pki = Pki::new(TD);
-    let echo = echo_server().await;
-    let api = sidecar(
-        options(),
-        sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]),
-    )
-    .await;
-    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
-    let web = sidecar(
-        Options {
-            tunnel_max_age: Duration::from_millis(200),
-            ..options()
-        },
-        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
-    )
-    .await;
+    let short_age = Options {
+        tunnel_max_age: Duration::from_millis(200),
+        ..options()
+    };
+    let (api, web) = pair_with(&pki, echo_server().await, options(), short_age).await;
     let addr = web.upstream("api", "dc1");
     let opened = tokio::time::Instant::now();
     let mut on_first = 0;
@@ -989,6 +967,14 @@ async fn tunnel_client(pki: &Pki, api: &Running) -> tokio_rustls::client::TlsStr
     connector.connect(name, tcp).await.expect("handshake")
 }
 
+/// Writes `message` on `stream` and reads its echo back.
+async fn echoed(stream: &mut TcpStream, message: &[u8]) {
+    let mut back = vec![0u8; message.len()];
+    stream.write_all(message).await.expect("write");
+    stream.read_exact(&mut back).await.expect("echo");
+    assert_eq!(back, message);
+}
+
 /// An app whose connections starting with `S` are never read (their reader stopped) and the
 /// others echoed.
 async fn stalling_server() -> SocketAddr {
@@ -1019,17 +1005,7 @@ async fn stalled_connections_do_not_hold_back_the_others_of_their_tunnel() {
     init_tracing();
     let pki = Pki::new(TD);
     let app = stalling_server().await;
-    let api = sidecar(
-        options(),
-        sidecar_snapshot(&pki, 1, "dc1", "api", app, vec![]),
-    )
-    .await;
-    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
-    let web = sidecar(
-        options(),
-        sidecar_snapshot(&pki, 1, "dc1", "web", app, vec![up]),
-    )
-    .await;
+    let (api, web) = pair_with(&pki, app, options(), options()).await;
     let addr = web.upstream("api", "dc1");
     // The tunnel, set up by a first connection.
     assert_eq!(round_trip(addr, b"E").await.expect("first"), b"E");
@@ -1080,27 +1056,15 @@ async fn stalled_connections_do_not_hold_back_the_others_of_their_tunnel() {
 async fn a_stream_refused_at_the_connection_cap_keeps_its_tunnel() {
     init_tracing();
     let pki = Pki::new(TD);
-    let echo = echo_server().await;
     // The tunnel's connection and one stream.
-    let api = sidecar(
-        Options {
-            max_connections: 2,
-            ..options()
-        },
-        sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]),
-    )
-    .await;
-    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
-    let web = sidecar(
-        options(),
-        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
-    )
-    .await;
+    let capped = Options {
+        max_connections: 2,
+        ..options()
+    };
+    let (api, web) = pair_with(&pki, echo_server().await, capped, options()).await;
     let addr = web.upstream("api", "dc1");
     let mut held = TcpStream::connect(addr).await.expect("connect");
-    held.write_all(b"held").await.expect("write");
-    let mut buf = [0u8; 4];
-    held.read_exact(&mut buf).await.expect("echo");
+    echoed(&mut held, b"held").await;
     let refused = round_trip(addr, b"refused").await;
     assert!(refused.map_or(true, |b| b.is_empty()), "over the cap");
     let inbound = api.handle.metrics().listener("inbound");
@@ -1126,22 +1090,10 @@ async fn a_tunnel_takes_no_new_streams_once_the_trust_roots_change() {
     init_tracing();
     let pki = Pki::new(TD);
     let echo = echo_server().await;
-    let api = sidecar(
-        options(),
-        sidecar_snapshot(&pki, 1, "dc1", "api", echo, vec![]),
-    )
-    .await;
-    let up = upstream(&pki.td, "api", "dc1", vec![api.public()]);
-    let web = sidecar(
-        options(),
-        sidecar_snapshot(&pki, 1, "dc1", "web", echo, vec![up]),
-    )
-    .await;
+    let (api, web) = pair_with(&pki, echo, options(), options()).await;
     let addr = web.upstream("api", "dc1");
     let mut held = TcpStream::connect(addr).await.expect("connect");
-    let mut buf = [0u8; 3];
-    held.write_all(b"one").await.expect("write");
-    held.read_exact(&mut buf).await.expect("echo");
+    echoed(&mut held, b"one").await;
 
     // A second root joins the bundle (a CA rotation begins).
     let mut next = sidecar_snapshot(&pki, 2, "dc1", "api", echo, vec![]);
@@ -1153,10 +1105,8 @@ async fn a_tunnel_takes_no_new_streams_once_the_trust_roots_change() {
     })
     .await;
     assert_eq!(round_trip(addr, b"two").await.expect("after"), b"two");
-    held.write_all(b"one").await.expect("write in flight");
-    held.read_exact(&mut buf)
-        .await
-        .expect("the stream in flight goes on");
+    // The stream in flight goes on.
+    echoed(&mut held, b"one").await;
     let [(full, resumed, _), _] = handshakes_and_streams(&api, &web);
     assert_eq!(full + resumed, 2, "a new tunnel for the new stream");
     let out = web.handle.metrics().listener("outbound:api@dc1");
@@ -1182,9 +1132,7 @@ async fn a_tunnel_takes_no_new_streams_once_its_callers_certificate_expires() {
     let web = sidecar(options(), snapshot).await;
     let addr = web.upstream("api", "dc1");
     let mut held = TcpStream::connect(addr).await.expect("connect");
-    let mut buf = [0u8; 3];
-    held.write_all(b"one").await.expect("write");
-    held.read_exact(&mut buf).await.expect("echo");
+    echoed(&mut held, b"one").await;
 
     let m = api.handle.metrics();
     eventually("the expired caller's next handshake refused", || async {
@@ -1192,10 +1140,8 @@ async fn a_tunnel_takes_no_new_streams_once_its_callers_certificate_expires() {
         m.handshake_inbound.get("expired") >= 1
     })
     .await;
-    held.write_all(b"one").await.expect("write in flight");
-    held.read_exact(&mut buf)
-        .await
-        .expect("the stream in flight goes on");
+    // The stream in flight goes on.
+    echoed(&mut held, b"one").await;
     assert_eq!(handshakes_and_streams(&api, &web)[1].0, 1, "one tunnel");
 }
 
@@ -1210,11 +1156,7 @@ async fn the_101st_concurrent_connection_opens_a_second_tunnel() {
     let mut held = Vec::new();
     for i in 0..101u32 {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let message = i.to_be_bytes();
-        stream.write_all(&message).await.expect("write");
-        let mut back = [0u8; 4];
-        stream.read_exact(&mut back).await.expect("echo");
-        assert_eq!(back, message);
+        echoed(&mut stream, &i.to_be_bytes()).await;
         held.push(stream);
     }
     assert_eq!(
