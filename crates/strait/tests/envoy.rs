@@ -234,8 +234,12 @@ fn envoy_lab_end_to_end() {
             .contains("--config-path /dev/fd/0"),
         "{cmdline}"
     );
-    let left = std::env::temp_dir().join(format!("strait-envoy-{gw_pid}.json"));
-    assert!(!left.exists(), "{} left behind", left.display());
+    let stdin = std::fs::read_link(format!("/proc/{gw_pid}/fd/0")).unwrap();
+    assert!(
+        stdin.to_string_lossy().ends_with("(deleted)"),
+        "Envoy's bootstrap is a named file: {}",
+        stdin.display()
+    );
     let agent = sa("127.50.2.12:8500");
     let definition = r#"{"ID":"counting-2","Name":"counting","Address":"127.50.2.12","Port":9013,
         "Connect":{"SidecarService":{"Port":21013,

@@ -65,7 +65,7 @@ enum Admitted {
 }
 
 /// What a tunnel's handshake verified of its caller, and until when it holds: the tunnel
-/// takes new streams until the caller's certificate expires or the trust roots change.
+/// takes new streams until the caller's certificate expires or one of these roots is removed.
 struct Verified {
     caller: SpiffeId,
     roots_pem: Vec<String>,
@@ -119,10 +119,6 @@ async fn admit(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Opti
         Ok(Err(err)) => return refused(err),
         Err(_) => return timed_out(),
     };
-    shared
-        .metrics
-        .handshakes_inbound
-        .count(tls_stream.get_ref().1);
     let Some((id, not_after)) = tls::peer_identity_until(tls_stream.get_ref().1) else {
         // ClientAuth::Required makes this unreachable; refuse rather than forward anonymously.
         let no_certificate = HandshakeFailure::Tls(TlsFailure::NoCertificate);
@@ -140,6 +136,10 @@ async fn admit(shared: &Shared, lm: &ListenerMetrics, stream: TcpStream) -> Opti
         tracing::info!(peer_id = %id, "caller's certificate expired (resumed session); refused");
         return None;
     }
+    shared
+        .metrics
+        .handshakes_inbound
+        .count(tls_stream.get_ref().1);
     tracing::Span::current().record("peer_id", tracing::field::display(&id));
     let Some(app) = app else {
         tracing::debug!("tunnel from the caller");
@@ -188,10 +188,11 @@ fn admits(shared: &Shared, state: &SidecarState, id: &SpiffeId) -> bool {
 /// Serves the streams of a tunnel until its client closes it, it carried no stream for the
 /// idle timeout (the handshake deadline while no stream was admitted yet: a caller the
 /// intentions refuse holds its slot no longer than an unfinished handshake would), the
-/// proxy drains, the trust roots change or the caller's certificate expires (what the
-/// handshake verified no longer holds). Each time it sends GOAWAY: streams in flight finish,
-/// new ones go to a new connection, verified anew. Each stream takes a connection slot and
-/// runs as a connection task of its own.
+/// proxy drains, a trust root the caller was verified under is removed or the caller's
+/// certificate expires (what the handshake verified no longer holds: streams that arrive
+/// after that are answered `421`). Each time it sends GOAWAY: streams in flight finish, new
+/// ones go to a new connection, verified anew. Each stream takes a connection slot and runs
+/// as a connection task of its own.
 async fn serve_tunnel(
     shared: Arc<Shared>,
     lm: Arc<ListenerMetrics>,
@@ -229,6 +230,9 @@ async fn serve_tunnel(
     // Not marked seen: a snapshot applied since `admit` read the roots is compared too.
     let mut states = shared.states.clone();
     let mut watching = true;
+    // What the handshake verified no longer holds: GOAWAY sent, and a stream the client sent
+    // before it saw that is answered `421` (it retries on a new connection, verified anew).
+    let mut revoked = false;
     let streams = Arc::new(AtomicUsize::new(0));
     let carried = Arc::new(AtomicBool::new(false));
     let mut draining = false;
@@ -249,23 +253,25 @@ async fn serve_tunnel(
                 connection.graceful_shutdown();
                 continue;
             }
-            changed = states.changed(), if watching && !draining => {
+            changed = states.changed(), if watching && !revoked => {
                 watching = changed.is_ok();
-                let roots_changed = states
-                    .borrow_and_update()
-                    .as_ref()
-                    .is_some_and(|state| state.roots_pem != verified.roots_pem);
-                if roots_changed {
-                    draining = true;
-                    span.in_scope(|| tracing::info!("trust roots changed; tunnel closing for new streams"));
-                    connection.graceful_shutdown();
+                revoked = roots_removed(&mut states, &verified.roots_pem);
+                if revoked {
+                    span.in_scope(|| tracing::info!("a trust root the caller was verified under is gone; tunnel closing for new streams"));
+                    if !draining {
+                        draining = true;
+                        connection.graceful_shutdown();
+                    }
                 }
                 continue;
             }
-            _ = &mut expiry, if !draining => {
-                draining = true;
+            _ = &mut expiry, if !revoked => {
+                revoked = true;
                 span.in_scope(|| tracing::info!("caller's certificate expired; tunnel closing for new streams"));
-                connection.graceful_shutdown();
+                if !draining {
+                    draining = true;
+                    connection.graceful_shutdown();
+                }
                 continue;
             }
             _ = tokio::time::sleep(tick), if !draining => {
@@ -289,6 +295,25 @@ async fn serve_tunnel(
         };
         if request.method() != http::Method::CONNECT {
             respond.send_reset(h2::Reason::PROTOCOL_ERROR);
+            continue;
+        }
+        // A snapshot applied or the certificate expired since the last turn: judged first.
+        if !revoked && watching && states.has_changed().unwrap_or(false) {
+            revoked = roots_removed(&mut states, &verified.roots_pem);
+        }
+        revoked |= SystemTime::now() >= verified.not_after;
+        if revoked {
+            if !draining {
+                draining = true;
+                span.in_scope(|| tracing::info!("what the caller was verified under no longer holds; tunnel closing for new streams"));
+                connection.graceful_shutdown();
+            }
+            if let Ok(misdirected) = http::Response::builder()
+                .status(http::StatusCode::MISDIRECTED_REQUEST)
+                .body(())
+            {
+                let _ = respond.send_response(misdirected, true);
+            }
             continue;
         }
         let Some(guard) = conns.admit(&lm) else {
@@ -315,6 +340,19 @@ async fn serve_tunnel(
             drop(guard);
         }));
     }
+}
+
+/// Whether the snapshot now current (marked seen) trusts no longer one of the roots a tunnel's
+/// caller was verified under (a CA rotation's end: new roots alone change nothing).
+fn roots_removed(
+    states: &mut tokio::sync::watch::Receiver<Option<Arc<SidecarState>>>,
+    verified_under: &[String],
+) -> bool {
+    states.borrow_and_update().as_ref().is_some_and(|state| {
+        verified_under
+            .iter()
+            .any(|root| !state.roots_pem.contains(root))
+    })
 }
 
 /// One stream of a tunnel: admitted by the intentions of the snapshot current now, then

@@ -211,8 +211,9 @@ async fn dial_target(
                 tokio::time::timeout(limit, open_stream(shared, target, pooled.send, slot)).await;
             match opened {
                 Ok(Ok(stream)) => return done(Upstream::Tunnel(stream)),
-                Ok(Err(OpenError::Tunnel(err))) => {
-                    // Closed by its server (idle, draining) or cut: a new connection may work.
+                Ok(Err(err @ (OpenError::Tunnel(_) | OpenError::Misdirected))) => {
+                    // Closed by its server (idle, draining, new roots) or cut: a new
+                    // connection may work.
                     target.tunnels[index].remove(pooled.generation);
                     tracing::debug!(%endpoint, %err, "tunnel closed; dialling a new connection");
                 }
@@ -340,11 +341,20 @@ async fn dial_endpoint(
             tracing::debug!(%endpoint, %err, "tunnel ended");
         }
     });
-    let slot = target.tunnels[index].offer(&send, options.tunnel_max_age);
-    match tokio::time::timeout(limit, open_stream(shared, target, send, slot)).await {
+    let pool = &target.tunnels[index];
+    let (slot, generation) = pool.offer(&send, options.tunnel_max_age);
+    let opened = tokio::time::timeout(limit, open_stream(shared, target, send, slot)).await;
+    if matches!(
+        opened,
+        Err(_) | Ok(Err(OpenError::Tunnel(_) | OpenError::Misdirected))
+    ) {
+        // Closing, failed or silent: no later connection should try it.
+        pool.remove(generation);
+    }
+    match opened {
         Ok(Ok(stream)) => Attempt::Connected(Upstream::Tunnel(stream)),
         Ok(Err(OpenError::Denied)) => Attempt::Denied,
-        Ok(Err(OpenError::Tunnel(err))) if err.is_go_away() => {
+        Ok(Err(err)) if err.tunnel_closing() => {
             tracing::debug!(%endpoint, %err, "new tunnel closing before its first stream; dialling again");
             Attempt::Closing
         }

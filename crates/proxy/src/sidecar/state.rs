@@ -71,7 +71,7 @@ pub(crate) struct SidecarState {
     pub upstreams: Vec<UpstreamState>,
     pub intentions: Intentions,
     /// The trust roots callers are verified against (PEM, sorted): a tunnel verified under
-    /// other roots takes no new streams.
+    /// a root no longer among them takes no new streams.
     pub roots_pem: Vec<String>,
 }
 

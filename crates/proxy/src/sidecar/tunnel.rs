@@ -22,8 +22,9 @@
 //!   upstream handshake deadline, so a tunnel whose peer went silent is passed over like a
 //!   hung endpoint.
 //! - The server closes a tunnel that carried no stream for the idle timeout, and sends GOAWAY
-//!   on drain, when its trust roots change and when the caller's certificate expires: streams
-//!   in flight finish, new ones go to a new connection, verified anew.
+//!   on drain, when a trust root the caller was verified under is removed and when the
+//!   caller's certificate expires: streams in flight finish, new ones go to a new connection,
+//!   verified anew (one sent before the client saw the GOAWAY is answered `421`).
 
 use bytes::{Buf, Bytes};
 use h2::{RecvStream, SendStream};
@@ -53,8 +54,9 @@ pub(crate) const MAX_STREAMS: u32 = 100;
 /// Flow-control window of a whole tunnel, over all its streams: every stream's window at
 /// once, so that streams whose readers stopped (their apps do not read) never hold back the
 /// other streams of their tunnel, as separate connections would not. With less, four
-/// stalled 8 MiB streams stopped every connection on a 32 MiB tunnel. Memory stays bounded
-/// per stream, by [`STREAM_WINDOW`].
+/// stalled 8 MiB streams stopped every connection on a 32 MiB tunnel. What a server holds
+/// unread is bounded per stream by [`STREAM_WINDOW`], so in all by `--max-connections` x
+/// 8 MiB, as the kernel's receive buffers bounded it per connection without tunnels.
 const TUNNEL_WINDOW: u32 = STREAM_WINDOW * MAX_STREAMS;
 /// Largest DATA frame either side accepts: a write of the copy (up to 64 KiB) is one frame.
 /// HTTP/2 flushes after each DATA frame larger than 256 bytes, so with its default (16 KiB)
@@ -265,8 +267,13 @@ impl Pool {
 
     /// Keeps `send`, a new tunnel, unless another one with a free slot is already kept
     /// (connections that dialled at the same moment: theirs serve their own stream, then
-    /// close); either way, a slot of it for the stream that dialled it.
-    pub(crate) fn offer(&self, send: &h2::client::SendRequest<Bytes>, max_age: Duration) -> Slot {
+    /// close); either way, a slot of it for the stream that dialled it, and its generation
+    /// (to [`Pool::remove`] it if that stream fails).
+    pub(crate) fn offer(
+        &self,
+        send: &h2::client::SendRequest<Bytes>,
+        max_age: Duration,
+    ) -> (Slot, u64) {
         let pooled = Pooled {
             send: send.clone(),
             generation: self.generation.fetch_add(1, Relaxed) + 1,
@@ -274,13 +281,14 @@ impl Pool {
             streams: Arc::default(),
         };
         let slot = Slot::take(&pooled.streams).expect("a new tunnel has free slots");
+        let generation = pooled.generation;
         let mut slots = strait_base::sync::lock(&self.slots);
         slots.retain(|p| p.opened.elapsed() < max_age);
         let full = |p: &Pooled| p.streams.load(Relaxed) >= MAX_STREAMS as usize;
         if slots.iter().all(full) {
             slots.push(pooled);
         }
-        slot
+        (slot, generation)
     }
 
     /// Forgets the tunnel numbered `generation` (it failed).
@@ -300,6 +308,9 @@ pub(crate) enum OpenError {
     Full,
     /// The server refused the caller: denied by its intentions.
     Denied,
+    /// The server will not serve this tunnel any more (`421`: what its handshake verified
+    /// no longer holds); a new connection is verified anew.
+    Misdirected,
     /// The server answered with another status (`503`: its local app is unreachable).
     Status(http::StatusCode),
 }
@@ -313,6 +324,20 @@ impl From<h2::Error> for OpenError {
     }
 }
 
+impl OpenError {
+    /// The tunnel is closing or closed by its server, in good order (GOAWAY without an
+    /// error, or `421`): the stream was not served, and it is no failure of the endpoint.
+    pub(crate) fn tunnel_closing(&self) -> bool {
+        match self {
+            OpenError::Tunnel(e) => {
+                e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR)
+            }
+            OpenError::Misdirected => true,
+            _ => false,
+        }
+    }
+}
+
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -321,6 +346,9 @@ impl std::fmt::Display for OpenError {
                 f.write_str("the upstream refused the stream (at its connection limit)")
             }
             OpenError::Denied => f.write_str("denied by the upstream's intentions"),
+            OpenError::Misdirected => {
+                f.write_str("the upstream serves no new streams on this tunnel (421)")
+            }
             OpenError::Status(s) if *s == http::StatusCode::SERVICE_UNAVAILABLE => {
                 f.write_str("the upstream's local app is unreachable (503)")
             }
@@ -349,6 +377,7 @@ pub(crate) async fn open(
             Ok(stream)
         }
         http::StatusCode::FORBIDDEN => Err(OpenError::Denied),
+        http::StatusCode::MISDIRECTED_REQUEST => Err(OpenError::Misdirected),
         status => Err(OpenError::Status(status)),
     }
 }

@@ -203,21 +203,20 @@ impl EnvoyProxyArgs {
 
 /// Hands Envoy its bootstrap: on the command line, or, when it holds a token (a command line
 /// is world-readable), as Envoy's standard input (`--config-path /dev/fd/0`, read as JSON;
-/// Envoy refuses other paths under `/dev`): a file only this user can read, removed before
-/// Envoy starts, so that no copy of the token stays behind in `$TMPDIR` (Envoy reopens
-/// `/dev/fd/0`, which still names it).
+/// Envoy refuses other paths under `/dev`): an unnamed file (`O_TMPFILE`, only this user can
+/// open it), so that no copy of the token is ever named in `$TMPDIR` or left behind.
 fn config_arg(envoy: &mut std::process::Command, bootstrap: &serde_json::Value) -> Result<()> {
+    use std::io::{Seek as _, Write as _};
     let grpc = &bootstrap["dynamic_resources"]["ads_config"]["grpc_services"][0];
     if grpc.get("initial_metadata").is_none() {
         envoy.arg("--config-yaml").arg(bootstrap.to_string());
         return Ok(());
     }
-    let path = std::env::temp_dir().join(format!("strait-envoy-{}.json", std::process::id()));
-    strait_identity::files::write_secret(&path, bootstrap.to_string().as_bytes())
+    let mut file = tempfile::tempfile()
+        .context("cannot create a file for Envoy's bootstrap (it holds the token)")?;
+    file.write_all(bootstrap.to_string().as_bytes())
+        .and_then(|()| file.rewind())
         .context("cannot write Envoy's bootstrap (it holds the token)")?;
-    let file = std::fs::File::open(&path);
-    let _ = std::fs::remove_file(&path);
-    let file = file.context("cannot read back Envoy's bootstrap")?;
     envoy.stdin(file).arg("--config-path").arg("/dev/fd/0");
     Ok(())
 }
