@@ -184,6 +184,9 @@ pub struct Metrics {
     pub tunnel_streams_inbound: AtomicU64,
     pub tunnel_streams_outbound: AtomicU64,
     pub tunnel_streams_denied: AtomicU64,
+    /// Sidecar: tunnels open now, served on the public listener and dialled to upstreams.
+    pub tunnels_inbound: AtomicU64,
+    pub tunnels_outbound: AtomicU64,
     /// Gateway: connections closed before routing, by reason (timeout, no_sni, ...).
     pub hello_rejected: ReasonCounters<Refusal>,
     /// Gateway: routed connections by (datacenter, SNI or `*` for a remote DC).
@@ -212,6 +215,8 @@ impl Metrics {
             tunnel_streams_inbound: AtomicU64::new(0),
             tunnel_streams_outbound: AtomicU64::new(0),
             tunnel_streams_denied: AtomicU64::new(0),
+            tunnels_inbound: AtomicU64::new(0),
+            tunnels_outbound: AtomicU64::new(0),
             hello_rejected: ReasonCounters::default(),
             routed: Mutex::default(),
             targets: Mutex::default(),
@@ -318,6 +323,10 @@ impl Metrics {
                 "inbound": self.tunnel_streams_inbound.load(Relaxed),
                 "outbound": self.tunnel_streams_outbound.load(Relaxed),
                 "denied": self.tunnel_streams_denied.load(Relaxed),
+            },
+            "tunnels": {
+                "inbound": self.tunnels_inbound.load(Relaxed),
+                "outbound": self.tunnels_outbound.load(Relaxed),
             },
             "hello_rejected": self.hello_rejected.snapshot(),
             "routed": routed,
@@ -488,6 +497,18 @@ impl Metrics {
                 ("outbound", "denied", &self.tunnel_streams_denied),
             ] {
                 f.sample(&[("direction", dir), ("result", result)], v.load(Relaxed));
+            }
+            let family = name("tunnels");
+            let mut f = e.family(
+                &family,
+                Kind::Gauge,
+                "Tunnels open now, by direction (inbound: served on the public listener; outbound: dialled to upstream endpoints).",
+            );
+            for (dir, v) in [
+                ("inbound", &self.tunnels_inbound),
+                ("outbound", &self.tunnels_outbound),
+            ] {
+                f.sample(&[("direction", dir)], v.load(Relaxed));
             }
             e.single(
                 &name("intentions_denied_total"),

@@ -810,6 +810,12 @@ async fn one_tunnel_carries_concurrent_connections_and_is_replaced_once_closed_i
         inbound.active.load(Relaxed) == 0
     })
     .await;
+    // Counted open, on both sides, only while open.
+    let (api_m, web_m) = (api.handle.metrics(), web.handle.metrics());
+    eventually("both sides count the tunnel closed", || async {
+        api_m.tunnels_inbound.load(Relaxed) == 0 && web_m.tunnels_outbound.load(Relaxed) == 0
+    })
+    .await;
     assert_eq!(
         round_trip(addr, b"later").await.expect("after idle close"),
         b"later"
@@ -819,6 +825,8 @@ async fn one_tunnel_carries_concurrent_connections_and_is_replaced_once_closed_i
         [(1, 1, 34), (1, 1, 34)],
         "a new tunnel (resumed) for the next connection"
     );
+    assert_eq!(api_m.tunnels_inbound.load(Relaxed), 1);
+    assert_eq!(web_m.tunnels_outbound.load(Relaxed), 1);
     let out = web.handle.metrics().listener("outbound:api@dc1");
     assert_eq!(out.connect_errors.load(Relaxed), 0);
 }
@@ -1205,6 +1213,18 @@ async fn the_101st_concurrent_connection_opens_a_second_tunnel() {
         2 + 101,
         "two tunnels, 101 streams"
     );
+    let open = |m: &strait_proxy::Metrics| {
+        (
+            m.tunnels_inbound.load(Relaxed),
+            m.tunnels_outbound.load(Relaxed),
+        )
+    };
+    assert_eq!(
+        open(web.handle.metrics()),
+        (0, 2),
+        "web dialled two tunnels"
+    );
+    assert_eq!(open(api.handle.metrics()), (2, 0), "api serves two tunnels");
 }
 
 /// A leaf for `service` in dc1 that expires in five seconds.

@@ -220,6 +220,8 @@ async fn serve_tunnel(
                 return;
             }
         };
+    let open_tunnels = &shared.metrics.tunnels_inbound;
+    open_tunnels.fetch_add(1, Relaxed);
     let caller = Arc::new(verified.caller);
     let expires = verified
         .not_after
@@ -340,6 +342,7 @@ async fn serve_tunnel(
             drop(guard);
         }));
     }
+    open_tunnels.fetch_sub(1, Relaxed);
 }
 
 /// Whether the snapshot now current (marked seen) trusts no longer one of the roots a tunnel's

@@ -336,10 +336,13 @@ async fn dial_endpoint(
             return Attempt::Failed;
         }
     };
+    let metrics = shared.metrics.clone();
+    metrics.tunnels_outbound.fetch_add(1, Relaxed);
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::debug!(%endpoint, %err, "tunnel ended");
         }
+        metrics.tunnels_outbound.fetch_sub(1, Relaxed);
     });
     let pool = &target.tunnels[index];
     let (slot, generation) = pool.offer(&send, options.tunnel_max_age);
