@@ -37,29 +37,12 @@ read -r _ _ IPERF_ADDR < <(grep '^direct ' "$OUT/paths.txt")
 iperf3 -s -B "${IPERF_ADDR%:*}" -p "${IPERF_ADDR#*:}" >"$OUT/iperf3-server.log" 2>&1 &
 PIDS+=($!)
 
-wanted=" "
+wanted=()
 for path in $PATHS; do
-    for name in ${ROUTE[$path]}; do wanted+="$name ads-$name "; done
+    for name in ${ROUTE[$path]}; do wanted+=("$name" "ads-$name"); done
 done
 declare -A PID_OF
-ADMINS=()
-while read -r name args; do
-    [[ $wanted == *" $name "* ]] || continue
-    # shellcheck disable=SC2086 # args is a word list on purpose
-    "$STRAIT" $args >"$OUT/$name.log" 2>&1 &
-    PIDS+=($!)
-    PID_OF[$name]=$!
-    if [[ $name == ads-* ]]; then
-        for _ in $(seq 100); do grep -q "serving ADS" "$OUT/$name.log" && break; sleep 0.1; done
-    else
-        ADMINS+=("$(sed -E 's/.*--admin ([^ ]+).*/\1/' <<<"$args")")
-    fi
-done <"$OUT/procs.txt"
-for admin in "${ADMINS[@]}"; do
-    for _ in $(seq 100); do curl -sf "http://$admin/ready" >/dev/null && continue 2; sleep 0.1; done
-    log "proxy with admin $admin never became ready; see $OUT/*.log"
-    exit 1
-done
+start_proxies "${wanted[@]}"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for path in $PATHS; do

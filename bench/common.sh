@@ -34,3 +34,27 @@ start_backend() {
     "$EXAMPLES/bench_backend" "$BACKEND_ADDR" >"$OUT/backend.log" 2>&1 &
     PIDS+=($!)
 }
+
+# start_proxies NAME...: starts those proxies of procs.txt (an ADS server's name is
+# ads-<proxy>), each ADS server before going on, then waits until every proxy's admin says
+# ready; PID_OF[name] is each one's pid (declare -A PID_OF before).
+start_proxies() {
+    local wanted=" $* " admins=() name args admin
+    while read -r name args; do
+        [[ $wanted == *" $name "* ]] || continue
+        # shellcheck disable=SC2086 # args is a word list on purpose
+        "$STRAIT" $args >"$OUT/$name.log" 2>&1 &
+        PIDS+=($!)
+        PID_OF[$name]=$!
+        if [[ $name == ads-* ]]; then
+            for _ in $(seq 100); do grep -q "serving ADS" "$OUT/$name.log" && break; sleep 0.1; done
+        else
+            admins+=("$(sed -E 's/.*--admin ([^ ]+).*/\1/' <<<"$args")")
+        fi
+    done <"$OUT/procs.txt"
+    for admin in "${admins[@]}"; do
+        for _ in $(seq 100); do curl -sf "http://$admin/ready" >/dev/null && continue 2; sleep 0.1; done
+        log "proxy with admin $admin never became ready; see $OUT/*.log"
+        exit 1
+    done
+}

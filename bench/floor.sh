@@ -28,25 +28,9 @@ PIDS+=($!)
 "$RELAY" 127.0.0.1:18980 127.0.0.1:18981 >"$OUT/relay1.log" 2>&1 &
 PIDS+=($!)
 
-# The proxies of the s2s paths, strait's and Envoy's (bench/bulk.sh's way: ADS servers
-# first, then every admin ready).
-ADMINS=()
-while read -r name args; do
-    case $name in s1|s2|es1|es2|ads-es1|ads-es2) ;; *) continue ;; esac
-    # shellcheck disable=SC2086 # args is a word list on purpose
-    "$STRAIT" $args >"$OUT/$name.log" 2>&1 &
-    PIDS+=($!)
-    if [[ $name == ads-* ]]; then
-        for _ in $(seq 100); do grep -q "serving ADS" "$OUT/$name.log" && break; sleep 0.1; done
-    else
-        ADMINS+=("$(sed -E 's/.*--admin ([^ ]+).*/\1/' <<<"$args")")
-    fi
-done <"$OUT/procs.txt"
-for admin in "${ADMINS[@]}"; do
-    for _ in $(seq 100); do curl -sf "http://$admin/ready" >/dev/null && continue 2; sleep 0.1; done
-    log "proxy with admin $admin never became ready; see $OUT/*.log"
-    exit 1
-done
+# The proxies of the s2s paths, strait's and Envoy's.
+declare -A PID_OF
+start_proxies s1 s2 es1 es2 ads-es1 ads-es2
 read -r _ S2S _ < <(grep '^s2s ' "$OUT/paths.txt")
 read -r _ ES2S _ < <(grep '^envoy-s2s ' "$OUT/paths.txt")
 
@@ -61,6 +45,10 @@ p = d["latencyPercentiles"]
 print(f"{sys.argv[1]:10} p50 {p['p50']*1000:.3f} ms  p99 {p['p99']*1000:.3f} ms")
 PY
 }
+# Warm-up: connections, handshakes and tunnels set up before anything is measured.
+for url in "$DIRECT" 127.0.0.1:18980 "$S2S" "$ES2S"; do
+    oha --no-tui -z 1s -q 1000 -c 32 "http://$url/" >/dev/null
+done
 for round in $(seq "$ROUNDS"); do
     log "round $round"
     run direct "$DIRECT"
