@@ -231,10 +231,14 @@ async fn dial_target(
                 }
             }
         }
-        // A new tunnel's first stream may meet its server closing it (GOAWAY: a drain, new
-        // trust roots), before serving it: that is no failure of the endpoint, and a second
-        // new connection gets the stream served.
+        // A new tunnel's first stream may meet its server closing it (GOAWAY: a drain, a
+        // trust root removed), before serving it: that is no failure of the endpoint, and a
+        // second new connection gets the stream served.
         for _ in 0..2 {
+            if Instant::now() >= deadline {
+                // The attempt's time is up: no fault of this endpoint's.
+                return Dialled::Failed;
+            }
             match dial_endpoint(shared, lm, target, index, endpoint, deadline).await {
                 Attempt::Connected(upstream) => return done(upstream),
                 Attempt::Denied => return denied(shared),
@@ -281,9 +285,6 @@ async fn dial_endpoint(
 ) -> Attempt {
     let options = &shared.options;
     let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Attempt::Failed;
-    }
     let tcp = match connect(endpoint, options.connect_timeout.min(left)).await {
         Ok(tcp) => tcp,
         Err(err) => {
